@@ -1,0 +1,79 @@
+//! The consumer's settings: every one a flag with an environment variable
+//! behind it (`consumer --help`). This is the only module that reads the
+//! environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hookline_contract::signature::SecretSet;
+use hookline_kit::config::{LogFormat, Secret, parse_duration};
+use url::Url;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "consumer",
+    version,
+    about = "The client app: asks the Help Desk for document reviews and receives their webhooks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Exit 0 if the consumer listening on CONSUMER_LISTEN is ready.
+    Healthcheck,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// PostgreSQL database of the reviews (migrations run at start-up).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Secret<String>,
+
+    /// Address to listen on.
+    #[arg(long, env = "CONSUMER_LISTEN", default_value = "0.0.0.0:3333")]
+    pub listen: SocketAddr,
+
+    /// Base URL of the Help Desk.
+    #[arg(long, env = "HELPDESK_URL", default_value = "http://127.0.0.1:8080")]
+    pub helpdesk_url: Url,
+
+    /// Base URL at which the Help Desk reaches this consumer; the callback
+    /// handed out is `{CONSUMER_PUBLIC_URL}/document/update`.
+    /// [default: http://127.0.0.1:<listen port>]
+    #[arg(long, env = "CONSUMER_PUBLIC_URL")]
+    pub public_url: Option<Url>,
+
+    /// Standard Webhooks secret(s) shared with the Help Desk, `whsec_...`,
+    /// comma-separated during a rotation (any one verifies).
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<SecretSet>,
+
+    /// Accept unsigned webhooks when no WEBHOOK_SECRET is set (to talk to the
+    /// original tutorial's help desk). Without either, the consumer refuses to start.
+    #[arg(long, env = "ALLOW_UNSIGNED_WEBHOOKS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_unsigned_webhooks: bool,
+
+    /// Connections in the PostgreSQL pool.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
+
+    /// Time limit of a call to the Help Desk.
+    #[arg(long, env = "HELPDESK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub helpdesk_timeout: Duration,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+
+    /// `pretty` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_enum)]
+    pub log_format: LogFormat,
+}

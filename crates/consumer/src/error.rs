@@ -1,0 +1,23 @@
+//! Maps storage failures to API errors, in one place: a missing row is a
+//! 404, a lost or exhausted database is a 503 (retry later), anything else
+//! an opaque 500 whose cause is logged.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use hookline_kit::http::ApiError;
+
+use crate::db::PoolError;
+
+const DATABASE: &str = "the database";
+
+pub fn db_error(error: DieselError) -> ApiError {
+    match error {
+        DieselError::NotFound => ApiError::NotFound("no such review"),
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        | DieselError::BrokenTransactionManager => ApiError::unavailable(DATABASE, error),
+        other => ApiError::internal(other),
+    }
+}
+
+pub fn pool_error(error: PoolError) -> ApiError {
+    ApiError::unavailable(DATABASE, error)
+}

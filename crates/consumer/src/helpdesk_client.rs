@@ -1,0 +1,85 @@
+//! The consumer's side of the Help Desk API: `POST {HELPDESK_URL}/document`.
+
+use std::time::Duration;
+
+use hookline_contract::{DocumentAccepted, DocumentRequest, ExternalId, HttpUrl, headers};
+
+/// Largest answer read from the help desk.
+const ANSWER_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HelpdeskError {
+    #[error("the help desk is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the help desk refused the request with HTTP {status}: {body}")]
+    Refused { status: u16, body: String },
+    #[error("the help desk answered something unexpected: {0}")]
+    BadAnswer(String),
+}
+
+/// Talks to one help desk. Holds an `awc::Client`, so there is one per
+/// HTTP worker thread.
+pub struct HelpdeskClient {
+    client: awc::Client,
+    document_endpoint: String,
+    callback_url: HttpUrl,
+}
+
+impl HelpdeskClient {
+    pub fn new(helpdesk_url: &url::Url, callback_url: HttpUrl, timeout: Duration) -> Self {
+        let client = awc::Client::builder()
+            .timeout(timeout)
+            .disable_redirects()
+            .add_default_header((
+                "user-agent",
+                concat!("hookline-consumer/", env!("CARGO_PKG_VERSION")),
+            ))
+            .finish();
+        Self {
+            client,
+            document_endpoint: format!("{}/document", helpdesk_url.as_str().trim_end_matches('/')),
+            callback_url,
+        }
+    }
+
+    /// Asks for a review of `document_url`; `reference` comes back in the webhook's `id`.
+    pub async fn request_review(
+        &self,
+        document_url: &HttpUrl,
+        reference: &str,
+    ) -> Result<DocumentAccepted, HelpdeskError> {
+        let request = DocumentRequest {
+            document_url: document_url.to_string(),
+            id: Some(reference.to_owned()),
+        };
+        let mut response = self
+            .client
+            .post(&self.document_endpoint)
+            .insert_header((headers::CALLBACK_URL, self.callback_url.as_str()))
+            .send_json(&request)
+            .await
+            .map_err(|e| HelpdeskError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .body()
+            .limit(ANSWER_LIMIT)
+            .await
+            .map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
+        if !status.is_success() {
+            return Err(HelpdeskError::Refused {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
+            });
+        }
+        let accepted: DocumentAccepted =
+            serde_json::from_slice(&body).map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
+        for (field, value) in [
+            ("agentId", &accepted.agent_id),
+            ("documentId", &accepted.document_id),
+        ] {
+            ExternalId::parse(value)
+                .map_err(|e| HelpdeskError::BadAnswer(format!("{field} {e}")))?;
+        }
+        Ok(accepted)
+    }
+}

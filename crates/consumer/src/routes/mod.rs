@@ -1,0 +1,20 @@
+//! HTTP routes of the consumer, one file per resource.
+
+pub mod documents;
+pub mod health;
+pub mod webhook;
+
+use actix_web::web;
+use hookline_kit::http::{DEFAULT_BODY_LIMIT, configure_extractors};
+
+/// Registers every route. The server and the tests both use it.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    configure_extractors(cfg, DEFAULT_BODY_LIMIT);
+    cfg.app_data(web::PayloadConfig::new(DEFAULT_BODY_LIMIT))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/documents", web::post().to(documents::create))
+        .route("/documents", web::get().to(documents::list))
+        .route("/documents/{id}", web::get().to(documents::show))
+        .route("/document/update", web::post().to(webhook::receive));
+}

@@ -1,0 +1,121 @@
+//! `POST /document/update`: the webhook receiver.
+//!
+//! Order matters: the signature is checked over the raw bytes before the
+//! body is even parsed, so nothing forged reaches the database; then the
+//! decision is applied in one transaction that only ever moves a review out
+//! of PENDING_REVIEW. A repeat of the same decision is acknowledged (2xx)
+//! and changes nothing; a contradicting one is refused (409) and the stored
+//! decision stands; a webhook for a review we do not know (yet) gets a 404,
+//! so the help desk retries it.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use hookline_contract::signature::SecretSet;
+use hookline_contract::{DocumentWebhook, ExternalId, headers};
+use hookline_kit::http::ApiError;
+use serde_json::json;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::db::{self, Decision, Pool};
+use crate::error::{db_error, pool_error};
+
+/// Which webhooks the receiver believes.
+#[derive(Debug, Clone)]
+pub enum WebhookPolicy {
+    /// Only those signed with one of these secrets (Standard Webhooks).
+    Verify(SecretSet),
+    /// Any (for the tutorial's help desk, which does not sign).
+    AllowUnsigned,
+}
+
+impl WebhookPolicy {
+    fn check(&self, request: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+        let Self::Verify(secrets) = self else {
+            return Ok(());
+        };
+        let header = |name: &'static str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .ok_or_else(|| ApiError::Unauthorized(format!("the {name} header is missing")))
+        };
+        let id = header(headers::WEBHOOK_ID)?;
+        let timestamp = header(headers::WEBHOOK_TIMESTAMP)?;
+        let signature = header(headers::WEBHOOK_SIGNATURE)?;
+        secrets
+            .verify(id, timestamp, signature, body, Utc::now().timestamp())
+            .map_err(|e| ApiError::Unauthorized(e.to_string()))
+    }
+}
+
+pub async fn receive(
+    request: HttpRequest,
+    body: web::Bytes,
+    policy: web::Data<WebhookPolicy>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    if let Err(refusal) = policy.check(&request, &body) {
+        warn!(error = %refusal, "webhook refused");
+        return Err(refusal);
+    }
+    let webhook: DocumentWebhook =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+            code: if e.is_data() {
+                "invalid_body"
+            } else {
+                "invalid_json"
+            },
+            field: None,
+            detail: e.to_string(),
+        })?;
+    let document_id =
+        ExternalId::parse(&webhook.document_id).map_err(|e| ApiError::invalid("documentId", e))?;
+    let agent_id =
+        ExternalId::parse(&webhook.agent_id).map_err(|e| ApiError::invalid("agentId", e))?;
+    if !webhook.document_status.is_decided() {
+        return Err(ApiError::invalid(
+            "documentStatus",
+            "must be ACCEPTED or DECLINED",
+        ));
+    }
+    // Our own requests carry our review id; anything else cannot match a review.
+    let request_id = webhook
+        .id
+        .as_deref()
+        .and_then(|id| Uuid::parse_str(id).ok());
+
+    let mut conn = pool.get().await.map_err(pool_error)?;
+    let decision = webhook.document_status;
+    match db::apply_decision(
+        &mut conn,
+        document_id.as_str(),
+        agent_id.as_str(),
+        request_id,
+        decision,
+    )
+    .await
+    .map_err(db_error)?
+    {
+        Decision::Applied(row) => {
+            info!(review_id = %row.id, document_id = %document_id, status = %decision, "decision applied");
+            Ok(HttpResponse::Ok().json(json!({"outcome": "applied", "documentStatus": decision})))
+        }
+        Decision::AlreadyApplied(row) => {
+            info!(review_id = %row.id, document_id = %document_id, status = %decision, "decision already applied");
+            Ok(HttpResponse::Ok()
+                .json(json!({"outcome": "already_applied", "documentStatus": decision})))
+        }
+        Decision::Contradicts(row) => {
+            let stored = row.status();
+            warn!(review_id = %row.id, document_id = %document_id, %stored, received = %decision, "contradicting decision refused");
+            Err(ApiError::Conflict(format!(
+                "the review is already {stored}; {decision} does not change it"
+            )))
+        }
+        Decision::UnknownReview => Err(ApiError::NotFound(
+            "no review has this documentId (yet); retry later",
+        )),
+    }
+}

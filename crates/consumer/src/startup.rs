@@ -1,0 +1,112 @@
+//! Builds the consumer from its settings: migrates the database, opens the
+//! pool, binds the listener and starts the HTTP server.
+
+use std::net::TcpListener;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use hookline_contract::HttpUrl;
+use hookline_kit::http::{json_errors, not_found};
+use tracing::{info, warn};
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Settings;
+use crate::db::{self, DbSetupError};
+use crate::helpdesk_client::HelpdeskClient;
+use crate::routes::{self, webhook::WebhookPolicy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("database")]
+    Database(#[from] DbSetupError),
+    #[error("cannot listen")]
+    Io(#[from] std::io::Error),
+}
+
+/// A consumer, built and listening, not yet awaited.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let policy = match (&settings.webhook_secret, settings.allow_unsigned_webhooks) {
+            (Some(secrets), _) => WebhookPolicy::Verify(secrets.clone()),
+            (None, true) => {
+                warn!(
+                    "ALLOW_UNSIGNED_WEBHOOKS=true: anyone who can reach /document/update can decide reviews"
+                );
+                WebhookPolicy::AllowUnsigned
+            }
+            (None, false) => {
+                return Err(StartupError::Config(
+                    "set WEBHOOK_SECRET to the help desk's secret, or ALLOW_UNSIGNED_WEBHOOKS=true to accept unsigned webhooks"
+                        .to_owned(),
+                ));
+            }
+        };
+        let database_url = settings.database_url.expose();
+        let applied = db::run_migrations(database_url).await?;
+        if !applied.is_empty() {
+            info!(?applied, "migrations applied");
+        }
+        let pool = db::pool(database_url, settings.database_pool_size)?;
+
+        let listener = TcpListener::bind(settings.listen)?;
+        let port = listener.local_addr()?.port();
+        let public_url = settings
+            .public_url
+            .clone()
+            .map_or_else(|| format!("http://127.0.0.1:{port}"), |url| url.to_string());
+        let callback_url = HttpUrl::parse(&format!(
+            "{}/document/update",
+            public_url.trim_end_matches('/')
+        ))
+        .map_err(|e| StartupError::Config(format!("CONSUMER_PUBLIC_URL {e}")))?;
+        info!(port, callback = %callback_url, helpdesk = %settings.helpdesk_url, "consumer started");
+
+        let pool = web::Data::new(pool);
+        let policy = web::Data::new(policy);
+        let (helpdesk_url, timeout) = (settings.helpdesk_url.clone(), settings.helpdesk_timeout);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(json_errors())
+                .wrap(TracingLogger::default())
+                .app_data(pool.clone())
+                .app_data(policy.clone())
+                .app_data(web::Data::new(HelpdeskClient::new(
+                    &helpdesk_url,
+                    callback_url.clone(),
+                    timeout,
+                )))
+                .configure(routes::configure)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?;
+        if let Some(workers) = settings.http_workers {
+            server = server.workers(workers);
+        }
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
+    }
+
+    /// The port it listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the HTTP server.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

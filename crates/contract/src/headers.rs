@@ -1,0 +1,10 @@
+//! Header names used on the wire (lower-case, as HTTP/2 and actix normalise them).
+
+/// Where the help desk must POST the decision (`X-Callback-Url` in the tutorial).
+pub const CALLBACK_URL: &str = "x-callback-url";
+/// Standard Webhooks: the message id, identical across retries of one delivery.
+pub const WEBHOOK_ID: &str = "webhook-id";
+/// Standard Webhooks: unix seconds at which this attempt was signed.
+pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
+/// Standard Webhooks: one or more space-separated `v1,<base64>` signatures.
+pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";

@@ -1,0 +1,25 @@
+//! The wire contract shared by hookline's consumer and help desk.
+//!
+//! Everything that crosses the network between the two services is defined
+//! here exactly once: request and response bodies, the webhook payload, the
+//! status values, the header names and the Standard Webhooks signature
+//! scheme. Field names are camelCase on the wire and statuses are
+//! `SCREAMING_SNAKE_CASE`, as in the original tutorial, so either side stays
+//! wire-compatible with it.
+//!
+//! This crate deliberately knows nothing about HTTP frameworks, databases or
+//! queues: it depends on serde and a few pure data/crypto crates only, so any
+//! client of the help desk can reuse it.
+
+pub mod headers;
+mod payloads;
+pub mod signature;
+mod status;
+mod validate;
+
+pub use payloads::{
+    CaseView, CreateReview, DeliveryState, DeliveryView, DocumentAccepted, DocumentRequest,
+    DocumentWebhook, ErrorBody, Review, ReviewPage,
+};
+pub use status::{DocumentStatus, UnknownStatus};
+pub use validate::{ExternalId, HttpUrl, InvalidInput, MAX_ID_LEN, MAX_URL_LEN};

@@ -1,0 +1,243 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::DocumentStatus;
+
+/// Body of the consumer's `POST /documents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateReview {
+    pub document_url: String,
+}
+
+/// A review as the consumer stores and shows it.
+///
+/// `agentId` and `documentId` are `null` only for the instant between the
+/// consumer recording the request and the help desk answering it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Review {
+    pub id: String,
+    pub document_url: String,
+    pub agent_id: Option<String>,
+    pub document_id: Option<String>,
+    pub document_status: DocumentStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One page of the consumer's `GET /documents`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewPage {
+    pub items: Vec<Review>,
+    /// Pass as `?cursor=` to get the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Body of the help desk's `POST /document` (the callback URL travels in the
+/// `X-Callback-Url` header).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentRequest {
+    pub document_url: String,
+    /// An opaque client reference, echoed back in the webhook. A JSON number
+    /// is accepted too (the tutorial's consumer sends its integer row id) and
+    /// kept as its decimal string.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "string_or_number"
+    )]
+    pub id: Option<String>,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    Ok(Option::<Id>::deserialize(de)?.map(|id| match id {
+        Id::Text(text) => text,
+        Id::Number(number) => number.to_string(),
+    }))
+}
+
+/// The help desk's `202 Accepted` answer to `POST /document`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentAccepted {
+    pub agent_id: String,
+    pub document_id: String,
+    pub status: DocumentStatus,
+}
+
+/// The webhook the help desk POSTs to the callback URL once a review is decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentWebhook {
+    pub agent_id: String,
+    pub document_id: String,
+    pub document_status: DocumentStatus,
+    /// The `id` given in the original request, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// Where the delivery of a case's webhook stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryState {
+    /// Waiting for its due time (the review, or the next retry).
+    Scheduled,
+    /// Claimed by a worker that is attempting delivery.
+    InFlight,
+    /// A 2xx was received.
+    Delivered,
+    /// Every attempt failed; the case sits in the dead-letter set.
+    Dead,
+}
+
+/// Delivery bookkeeping of one case, as the help desk reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    pub state: DeliveryState,
+    /// The Standard Webhooks `webhook-id`, stable across attempts.
+    pub webhook_id: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The help desk's `GET /document/{documentId}`: the case and its delivery.
+/// This is also the polling fallback for a client that missed the webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseView {
+    pub document_id: String,
+    pub agent_id: String,
+    pub document_url: String,
+    pub callback_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `PENDING_REVIEW` until the agent has decided.
+    pub status: DocumentStatus,
+    pub created_at: DateTime<Utc>,
+    /// When the simulated agent finishes the review.
+    pub due_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    pub delivery: DeliveryView,
+}
+
+/// The JSON body of every 4xx/5xx answer of both services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code such as `invalid_json` or `not_found`.
+    pub error: String,
+    /// The request field at fault, where there is one (`documentUrl`, `X-Callback-Url`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// A human-readable explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            field: None,
+            detail: None,
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<serde_json::Value>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_webhook_uses_the_tutorial_field_names() {
+        let webhook = DocumentWebhook {
+            agent_id: "a1".into(),
+            document_id: "d1".into(),
+            document_status: DocumentStatus::Accepted,
+            id: Some("r1".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&webhook).unwrap(),
+            json!({"agentId": "a1", "documentId": "d1", "documentStatus": "ACCEPTED", "id": "r1"})
+        );
+        let without_id = DocumentWebhook {
+            id: None,
+            ..webhook
+        };
+        assert!(
+            serde_json::to_value(&without_id)
+                .unwrap()
+                .get("id")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_help_desk_reply_and_request_use_the_tutorial_field_names() {
+        let reply: DocumentAccepted = serde_json::from_value(
+            json!({"agentId": "a", "documentId": "d", "status": "PENDING_REVIEW"}),
+        )
+        .unwrap();
+        assert_eq!(reply.status, DocumentStatus::PendingReview);
+        let request: DocumentRequest =
+            serde_json::from_value(json!({"documentUrl": "https://x.test/a.pdf"})).unwrap();
+        assert_eq!(request.id, None);
+        let numbered: DocumentRequest =
+            serde_json::from_value(json!({"documentUrl": "https://x.test/a.pdf", "id": 42}))
+                .unwrap();
+        assert_eq!(numbered.id.as_deref(), Some("42"));
+        assert!(
+            serde_json::from_value::<DocumentRequest>(json!({"documentUrl": "u", "id": [1]}))
+                .is_err()
+        );
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            json!({"documentUrl": "https://x.test/a.pdf"})
+        );
+    }
+
+    #[test]
+    fn an_error_body_omits_what_it_does_not_have() {
+        assert_eq!(
+            serde_json::to_value(ErrorBody::new("not_found")).unwrap(),
+            json!({"error": "not_found"})
+        );
+        assert_eq!(
+            serde_json::to_value(
+                ErrorBody::new("invalid_field")
+                    .with_field("documentUrl")
+                    .with_detail("must be an http(s) URL")
+            )
+            .unwrap(),
+            json!({"error": "invalid_field", "field": "documentUrl", "detail": "must be an http(s) URL"})
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! The help desk's settings: every one a flag with an environment variable
+//! behind it (`helpdesk --help`). This is the only module that reads the
+//! environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hookline_contract::signature::SecretSet;
+use hookline_kit::config::{LogFormat, Secret, parse_duration};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "helpdesk",
+    version,
+    about = "A fake third-party Help Desk that reviews documents and answers by webhook"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API and/or run the delivery worker (the default).
+    Serve,
+    /// Exit 0 if the help desk listening on HELPDESK_LISTEN answers /healthz.
+    Healthcheck,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Redis holding the cases and the job queue.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub redis_url: Secret<String>,
+
+    /// Address to listen on.
+    #[arg(long, env = "HELPDESK_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// How long the simulated agent takes, in milliseconds: `MIN-MAX`
+    /// (uniform) or a single value; `0` for no delay.
+    #[arg(long, env = "REVIEW_DELAY_MS", default_value = "2000-5000")]
+    pub review_delay_ms: DelayRange,
+
+    /// Probability that a review is ACCEPTED (otherwise DECLINED), 0 to 1.
+    #[arg(long, env = "ACCEPT_RATIO", default_value = "0.7", value_parser = parse_ratio)]
+    pub accept_ratio: f64,
+
+    /// Standard Webhooks secret(s), `whsec_...`, comma-separated to rotate;
+    /// every webhook is signed with each. Unset: webhooks go out unsigned.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<SecretSet>,
+
+    /// Prefix of every Redis key (also their Redis Cluster hash tag).
+    #[arg(long, env = "REDIS_PREFIX", default_value = "helpdesk")]
+    pub redis_prefix: String,
+
+    /// Delays before each retry of a failed delivery; after the last one the
+    /// case is dead-lettered.
+    #[arg(
+        long,
+        env = "RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h"
+    )]
+    pub retry_schedule: RetrySchedule,
+
+    /// Time limit of one delivery attempt.
+    #[arg(long, env = "DELIVERY_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// How long a claimed job stays with its worker; a job whose worker died
+    /// is taken over by another after this.
+    #[arg(long, env = "JOB_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub job_lease: Duration,
+
+    /// `all`: API and worker; `api`: API only; `worker`: delivery only (and /healthz).
+    #[arg(long, env = "HELPDESK_ROLE", default_value = "all", value_enum)]
+    pub role: Role,
+
+    /// Deliveries one worker keeps in flight at most.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 256)]
+    pub worker_concurrency: usize,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+
+    /// `pretty` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_enum)]
+    pub log_format: LogFormat,
+}
+
+/// What this process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    All,
+    Api,
+    Worker,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        matches!(self, Self::All | Self::Api)
+    }
+
+    pub fn runs_worker(self) -> bool {
+        matches!(self, Self::All | Self::Worker)
+    }
+}
+
+fn parse_ratio(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{raw:?} is not a probability between 0 and 1")),
+    }
+}
+
+/// `REVIEW_DELAY_MS`: the agent's think time, drawn uniformly from `min..=max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelayRange {
+    pub min_ms: u64,
+    pub max_ms: u64,
+}
+
+impl DelayRange {
+    pub fn sample(&self, rng: &mut impl rand::Rng) -> Duration {
+        Duration::from_millis(rng.random_range(self.min_ms..=self.max_ms))
+    }
+}
+
+impl FromStr for DelayRange {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{raw:?} is not a delay in milliseconds like 2000-5000 or 0");
+        let (min, max) = match raw.trim().split_once('-') {
+            Some((min, max)) => (min.trim(), max.trim()),
+            None => (raw.trim(), raw.trim()),
+        };
+        let min_ms: u64 = min.parse().map_err(|_| bad())?;
+        let max_ms: u64 = max.parse().map_err(|_| bad())?;
+        if min_ms > max_ms {
+            return Err(format!("{raw:?}: the minimum is above the maximum"));
+        }
+        Ok(Self { min_ms, max_ms })
+    }
+}
+
+impl fmt::Display for DelayRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.min_ms, self.max_ms)
+    }
+}
+
+/// `RETRY_SCHEDULE`: the delay before retry 1, 2, ...; its length is the
+/// number of retries after the first attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule(pub Vec<Duration>);
+
+impl RetrySchedule {
+    /// The delay before the retry that follows failed attempt number
+    /// `attempt` (1-based), or `None` when attempts are exhausted.
+    pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
+        let index = usize::try_from(attempt).ok()?.checked_sub(1)?;
+        self.0.get(index).copied()
+    }
+}
+
+impl FromStr for RetrySchedule {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if raw.trim().is_empty() || raw.trim() == "none" {
+            return Ok(Self(Vec::new()));
+        }
+        raw.split(',')
+            .map(parse_duration)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_ranges_read_like_the_design_says() {
+        assert_eq!(
+            "2000-5000".parse(),
+            Ok(DelayRange {
+                min_ms: 2000,
+                max_ms: 5000
+            })
+        );
+        assert_eq!(
+            "0".parse(),
+            Ok(DelayRange {
+                min_ms: 0,
+                max_ms: 0
+            })
+        );
+        assert_eq!(
+            "0-0".parse(),
+            Ok(DelayRange {
+                min_ms: 0,
+                max_ms: 0
+            })
+        );
+        assert_eq!(
+            " 150 ".parse(),
+            Ok(DelayRange {
+                min_ms: 150,
+                max_ms: 150
+            })
+        );
+        assert!("5000-2000".parse::<DelayRange>().is_err());
+        assert!("soon".parse::<DelayRange>().is_err());
+        assert!("-5".parse::<DelayRange>().is_err());
+    }
+
+    #[test]
+    fn samples_stay_inside_the_range() {
+        let range = DelayRange {
+            min_ms: 20,
+            max_ms: 30,
+        };
+        let mut rng = rand::rng();
+        for _ in 0..1000 {
+            let d = range.sample(&mut rng);
+            assert!((20..=30).contains(&d.as_millis()), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn the_retry_schedule_lists_the_delays_before_each_retry() {
+        let schedule: RetrySchedule = "50ms,100ms,5m".parse().unwrap();
+        assert_eq!(schedule.delay_after(1), Some(Duration::from_millis(50)));
+        assert_eq!(schedule.delay_after(3), Some(Duration::from_secs(300)));
+        assert_eq!(schedule.delay_after(4), None);
+        assert_eq!(schedule.delay_after(0), None);
+        assert_eq!(
+            "none".parse::<RetrySchedule>().unwrap().delay_after(1),
+            None
+        );
+        assert!("5s,often".parse::<RetrySchedule>().is_err());
+    }
+
+    #[test]
+    fn ratios_outside_zero_to_one_are_refused() {
+        assert_eq!(parse_ratio("0.7"), Ok(0.7));
+        assert!(parse_ratio("1.5").is_err());
+        assert!(parse_ratio("-0.1").is_err());
+        assert!(parse_ratio("NaN").is_err());
+    }
+}

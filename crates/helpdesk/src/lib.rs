@@ -1,0 +1,17 @@
+//! hookline's fake third-party Help Desk.
+//!
+//! `POST /document` accepts a review at once and schedules it as a job in
+//! Redis ([`queue`]); after the review delay a [`worker`] claims the job,
+//! the simulated agent decides (ACCEPTED with probability `ACCEPT_RATIO`),
+//! and the decision is POSTed as a signed webhook to the client's callback
+//! URL ([`delivery`]), retried until it gets through or runs out of retries.
+
+pub mod config;
+pub mod delivery;
+pub mod queue;
+pub mod routes;
+pub mod startup;
+pub mod worker;
+
+pub use config::Settings;
+pub use startup::Application;

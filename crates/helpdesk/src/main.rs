@@ -1,0 +1,29 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use helpdesk::Application;
+use helpdesk::config::{Cli, Command};
+use hookline_kit::{health, http::source_chain, telemetry};
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        return health::check(cli.settings.listen);
+    }
+    telemetry::init(cli.settings.log_format);
+    let app = match Application::build(cli.settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %source_chain(&e), "the help desk cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %source_chain(&e), "the help desk stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,105 @@
+use std::sync::Arc;
+
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use hookline_contract::{
+    DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers,
+};
+use hookline_kit::http::ApiError;
+use tracing::info;
+use uuid::Uuid;
+
+use crate::config::DelayRange;
+use crate::queue::{NewCase, Queue, QueueError};
+use crate::worker::Wakeup;
+
+/// How `POST /document` schedules reviews.
+#[derive(Debug)]
+pub struct Scheduling {
+    pub delay: DelayRange,
+    pub wakeup: Arc<Wakeup>,
+}
+
+/// `POST /document`: accept the review at once (202) and schedule the
+/// agent's decision as a job due after the review delay.
+pub async fn create(
+    request: HttpRequest,
+    body: web::Json<DocumentRequest>,
+    queue: web::Data<Queue>,
+    scheduling: web::Data<Scheduling>,
+) -> Result<HttpResponse, ApiError> {
+    let callback = callback_url(&request)?;
+    let document_url =
+        HttpUrl::parse(&body.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
+    let request_id = body
+        .id
+        .as_deref()
+        .map(ExternalId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("id", e))?;
+
+    let now = Utc::now();
+    let delay = scheduling.delay.sample(&mut rand::rng());
+    let case = NewCase {
+        document_id: Uuid::new_v4().to_string(),
+        agent_id: Uuid::new_v4().to_string(),
+        document_url: document_url.to_string(),
+        callback_url: callback.to_string(),
+        request_id: request_id.map(ExternalId::into_string),
+        webhook_id: format!("msg_{}", Uuid::now_v7().simple()),
+        created_at: now,
+        due_at: now + delay,
+    };
+    queue.schedule(&case).await.map_err(into_api_error)?;
+    scheduling.wakeup.job_scheduled(case.due_at);
+    info!(document_id = %case.document_id, webhook_id = %case.webhook_id, delay_ms = delay.as_millis(), "review scheduled");
+
+    Ok(HttpResponse::Accepted()
+        .insert_header((LOCATION, format!("/document/{}", case.document_id)))
+        .json(DocumentAccepted {
+            agent_id: case.agent_id,
+            document_id: case.document_id,
+            status: DocumentStatus::PendingReview,
+        }))
+}
+
+/// `GET /document/{documentId}`: the case, its decision once made, and its
+/// delivery state.
+pub async fn show(
+    path: web::Path<String>,
+    queue: web::Data<Queue>,
+) -> Result<HttpResponse, ApiError> {
+    let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
+    match queue
+        .case(document_id.as_str())
+        .await
+        .map_err(into_api_error)?
+    {
+        Some(case) => Ok(HttpResponse::Ok().json(case.to_view())),
+        None => Err(ApiError::NotFound("no case has this documentId")),
+    }
+}
+
+fn callback_url(request: &HttpRequest) -> Result<HttpUrl, ApiError> {
+    const FIELD: &str = "X-Callback-Url";
+    let raw = request
+        .headers()
+        .get(headers::CALLBACK_URL)
+        .ok_or(ApiError::BadRequest {
+            code: "missing_header",
+            field: Some(FIELD),
+            detail: "the X-Callback-Url header is required: where to POST the decision".to_owned(),
+        })?;
+    let raw = raw
+        .to_str()
+        .map_err(|_| ApiError::invalid(FIELD, "is not visible ASCII"))?;
+    HttpUrl::parse(raw).map_err(|e| ApiError::invalid(FIELD, e))
+}
+
+fn into_api_error(error: QueueError) -> ApiError {
+    match error {
+        QueueError::Redis(e) => ApiError::unavailable("the job store", e),
+        corrupt @ QueueError::Corrupt { .. } => ApiError::internal(corrupt),
+    }
+}

@@ -1,0 +1,154 @@
+//! Builds the help desk from its settings: connects to Redis, binds the
+//! listener, starts the HTTP server and, per `HELPDESK_ROLE`, the delivery
+//! worker on a thread of its own.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use hookline_kit::http::{json_errors, not_found};
+use tokio::sync::watch;
+use tracing::{error, info};
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Settings;
+use crate::delivery::Deliverer;
+use crate::queue::{Queue, QueueError};
+use crate::routes::{self, document::Scheduling};
+use crate::worker::{self, Wakeup, WorkerSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot reach Redis")]
+    Redis(#[from] QueueError),
+    #[error("cannot listen")]
+    Io(#[from] std::io::Error),
+}
+
+/// A help desk, built and listening, not yet awaited.
+pub struct Application {
+    port: u16,
+    server: Server,
+    worker: Option<WorkerHandle>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        if settings.role.runs_worker() && settings.job_lease <= settings.delivery_timeout {
+            return Err(StartupError::Config(
+                "JOB_LEASE must be longer than DELIVERY_TIMEOUT, or live deliveries would be taken over".to_owned(),
+            ));
+        }
+        let queue = Queue::connect(settings.redis_url.expose(), &settings.redis_prefix).await?;
+        queue.ping().await?;
+
+        let wakeup = Arc::new(Wakeup::default());
+        let listener = TcpListener::bind(settings.listen)?;
+        let port = listener.local_addr()?.port();
+        let role = settings.role;
+        let queue_data = web::Data::new(queue.clone());
+        let scheduling = web::Data::new(Scheduling {
+            delay: settings.review_delay_ms,
+            wakeup: wakeup.clone(),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(json_errors())
+                .wrap(TracingLogger::default())
+                .app_data(queue_data.clone())
+                .app_data(scheduling.clone())
+                .configure(|cfg| routes::configure(cfg, role))
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?;
+        if let Some(workers) = settings.http_workers {
+            server = server.workers(workers);
+        }
+        let server = server.run();
+        let worker = if role.runs_worker() {
+            Some(WorkerHandle::spawn(queue, &settings, wakeup)?)
+        } else {
+            None
+        };
+        info!(port, ?role, delay = %settings.review_delay_ms, "help desk started");
+        Ok(Self {
+            port,
+            server,
+            worker,
+        })
+    }
+
+    /// The port it listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the HTTP server.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM or [`ServerHandle::stop`]),
+    /// then stops the worker, letting in-flight deliveries finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        if let Some(worker) = self.worker {
+            worker.shutdown().await;
+        }
+        result
+    }
+}
+
+/// The delivery worker's thread. Dropping it tells the worker to stop.
+struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    fn spawn(queue: Queue, settings: &Settings, wakeup: Arc<Wakeup>) -> std::io::Result<Self> {
+        let (stop, stop_rx) = watch::channel(false);
+        let worker_settings = WorkerSettings {
+            lease: settings.job_lease,
+            concurrency: settings.worker_concurrency,
+            accept_ratio: settings.accept_ratio,
+            retry_schedule: settings.retry_schedule.clone(),
+            delivery_timeout: settings.delivery_timeout,
+        };
+        let secrets = settings.webhook_secret.clone();
+        let timeout = settings.delivery_timeout;
+        // awc clients are thread-local, so the worker gets an actix runtime
+        // of its own instead of borrowing an HTTP worker's.
+        let thread = std::thread::Builder::new()
+            .name("delivery-worker".to_owned())
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let deliverer = Deliverer::new(secrets, timeout, worker_settings.concurrency);
+                    worker::run(queue, deliverer, worker_settings, wakeup, stop_rx).await;
+                });
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            if let Ok(Err(_)) | Err(_) = tokio::task::spawn_blocking(move || thread.join()).await {
+                error!("the delivery worker panicked");
+            }
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

@@ -1,0 +1,251 @@
+//! The delivery worker: claims due jobs from the [queue](crate::queue),
+//! sends their webhooks concurrently, and records each outcome (delivered,
+//! retry later per `RETRY_SCHEDULE` with ±10% jitter, or dead).
+//!
+//! It sleeps until the next job is due, at most [`MAX_IDLE`]; the API wakes
+//! it early through [`Wakeup`] when it schedules a job due sooner than that.
+//! A Redis outage makes it back off and try again; a callback that refuses
+//! connections or hangs only costs that job one attempt, bounded by
+//! `DELIVERY_TIMEOUT`, while other deliveries proceed.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hookline_contract::DocumentStatus;
+use hookline_kit::http::source_chain;
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore, watch};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::RetrySchedule;
+use crate::delivery::{Attempt, Deliverer};
+use crate::queue::{ClaimedJob, Finish, Queue};
+
+/// Longest the worker sleeps without looking at the queue (jobs scheduled by
+/// another process do not wake it).
+pub const MAX_IDLE: Duration = Duration::from_millis(250);
+/// Most jobs taken in one claim.
+const MAX_BATCH: usize = 128;
+/// Pause after a failed claim (Redis unreachable).
+const ERROR_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Lets the API wake a sleeping worker when it schedules a job that is due
+/// before the worker means to look again.
+#[derive(Debug)]
+pub struct Wakeup {
+    notify: Notify,
+    /// Unix ms the worker sleeps until; `i64::MAX` while it is busy (so every
+    /// new job leaves a wake-up permit and none is missed).
+    sleeping_until: AtomicI64,
+}
+
+impl Default for Wakeup {
+    fn default() -> Self {
+        Self {
+            notify: Notify::new(),
+            sleeping_until: AtomicI64::new(i64::MAX),
+        }
+    }
+}
+
+impl Wakeup {
+    pub fn job_scheduled(&self, due_at: DateTime<Utc>) {
+        if due_at.timestamp_millis() < self.sleeping_until.load(Ordering::Acquire) {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// What the worker needs to know.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub lease: Duration,
+    pub concurrency: usize,
+    pub accept_ratio: f64,
+    pub retry_schedule: RetrySchedule,
+    /// Longest an in-flight delivery may take; bounds the drain at shutdown.
+    pub delivery_timeout: Duration,
+}
+
+/// Runs until `stop` turns true, then waits (bounded) for in-flight
+/// deliveries to finish. Must run on an actix runtime (awc is thread-local).
+pub async fn run(
+    queue: Queue,
+    deliverer: Deliverer,
+    settings: WorkerSettings,
+    wakeup: Arc<Wakeup>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let deliverer = Rc::new(deliverer);
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let worker_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut claims: u64 = 0;
+    info!(
+        worker_id,
+        concurrency = settings.concurrency,
+        "delivery worker started"
+    );
+
+    while !*stop.borrow() {
+        let free = permits.available_permits().min(MAX_BATCH);
+        if free == 0 {
+            tokio::select! {
+                permit = permits.acquire() => drop(permit),
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        claims += 1;
+        let token = format!("{worker_id}:{claims}");
+        let decisions = draw_decisions(settings.accept_ratio, free);
+        match queue
+            .claim(Utc::now(), settings.lease, &token, &decisions)
+            .await
+        {
+            Ok(claim) => {
+                let claimed = claim.jobs.len();
+                for job in claim.jobs {
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let span = info_span!(
+                        "delivery",
+                        document_id = %job.case.document_id,
+                        webhook_id = %job.case.webhook_id,
+                        attempt = job.case.attempts + 1,
+                    );
+                    let (queue, deliverer, schedule) = (
+                        queue.clone(),
+                        deliverer.clone(),
+                        settings.retry_schedule.clone(),
+                    );
+                    actix_web::rt::spawn(
+                        async move {
+                            deliver(&queue, &deliverer, &schedule, job).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
+                }
+                if claimed == free {
+                    continue; // there may be more due right now
+                }
+                let wake_at = claim
+                    .next_wake
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
+                    .min(Utc::now() + MAX_IDLE);
+                sleep_until(&wakeup, wake_at, &mut stop).await;
+            }
+            Err(e) => {
+                warn!(error = %source_chain(&e), "cannot claim jobs; retrying shortly");
+                tokio::select! {
+                    () = tokio::time::sleep(ERROR_BACKOFF) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+
+    // Let in-flight deliveries finish, but not for longer than one attempt can take.
+    let all = u32::try_from(settings.concurrency.max(1)).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(
+        settings.delivery_timeout + Duration::from_secs(1),
+        permits.acquire_many(all),
+    )
+    .await;
+    if drained.is_err() {
+        warn!(
+            "stopped with deliveries still in flight; their leases will expire and they will be retried"
+        );
+    }
+    info!(worker_id, "delivery worker stopped");
+}
+
+async fn sleep_until(wakeup: &Wakeup, wake_at: DateTime<Utc>, stop: &mut watch::Receiver<bool>) {
+    wakeup
+        .sleeping_until
+        .store(wake_at.timestamp_millis(), Ordering::Release);
+    let pause = (wake_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    tokio::select! {
+        () = tokio::time::sleep(pause) => {}
+        () = wakeup.notify.notified() => {}
+        _ = stop.changed() => {}
+    }
+    wakeup.sleeping_until.store(i64::MAX, Ordering::Release);
+}
+
+fn draw_decisions(accept_ratio: f64, count: usize) -> Vec<DocumentStatus> {
+    let mut rng = rand::rng();
+    (0..count)
+        .map(|_| {
+            if rng.random_bool(accept_ratio) {
+                DocumentStatus::Accepted
+            } else {
+                DocumentStatus::Declined
+            }
+        })
+        .collect()
+}
+
+/// `delay` ±10%, so that retries of many jobs that failed together spread out.
+fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(rand::rng().random_range(0.9..=1.1))
+}
+
+async fn deliver(queue: &Queue, deliverer: &Deliverer, schedule: &RetrySchedule, job: ClaimedJob) {
+    let attempt_number = job.case.attempts + 1;
+    let outcome = match deliverer.send(&job.case).await {
+        Attempt::Delivered { status, took } => {
+            info!(status, took_ms = took.as_millis(), status_decided = %job.case.status, "webhook delivered");
+            Finish::Delivered
+        }
+        Attempt::Failed { error, took } => match schedule.delay_after(attempt_number) {
+            Some(delay) => {
+                let at = Utc::now() + jittered(delay);
+                warn!(%error, took_ms = took.as_millis(), retry_at = %at, "webhook attempt failed; will retry");
+                Finish::Retry { at, error }
+            }
+            None => {
+                warn!(%error, took_ms = took.as_millis(), "webhook attempt failed; no retries left, dead-lettered");
+                Finish::Dead { error }
+            }
+        },
+    };
+    match queue.finish(&job, &outcome, Utc::now()).await {
+        Ok(true) => {}
+        Ok(false) => warn!("lease had passed to another worker; outcome discarded"),
+        Err(e) => {
+            warn!(error = %source_chain(&e), "cannot record the outcome; the job will be retried when its lease expires")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_millis(1000)).as_millis();
+            assert!((900..=1100).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
+    fn decisions_follow_the_ratio_at_its_extremes() {
+        assert!(
+            draw_decisions(1.0, 50)
+                .iter()
+                .all(|d| *d == DocumentStatus::Accepted)
+        );
+        assert!(
+            draw_decisions(0.0, 50)
+                .iter()
+                .all(|d| *d == DocumentStatus::Declined)
+        );
+    }
+}

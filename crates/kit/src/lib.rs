@@ -1,0 +1,9 @@
+//! Plumbing that both hookline services share, so that neither writes it twice:
+//! telemetry set-up, the JSON error envelope for every 4xx/5xx, extractor
+//! limits, the self-healthcheck used by container healthchecks, and small
+//! configuration helpers.
+
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod telemetry;
