@@ -139,10 +139,10 @@ impl WorkerHandle {
 
     async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            if let Ok(Err(_)) | Err(_) = tokio::task::spawn_blocking(move || thread.join()).await {
-                error!("the delivery worker panicked");
-            }
+        if let Some(thread) = self.thread.take()
+            && let Ok(Err(_)) | Err(_) = tokio::task::spawn_blocking(move || thread.join()).await
+        {
+            error!("the delivery worker panicked");
         }
     }
 }
