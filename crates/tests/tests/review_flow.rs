@@ -303,3 +303,40 @@ async fn webhooks_signed_with_another_secret_are_refused_and_the_review_stays_pe
         DocumentStatus::PendingReview
     );
 }
+
+#[actix_web::test]
+async fn a_callback_that_never_answers_costs_one_timeout_and_does_not_stall_other_deliveries() {
+    // The kernel completes the handshake into the backlog; nobody ever answers.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}/hook", black_hole.local_addr().unwrap());
+    let redis = TestRedis::default();
+    let mut settings = helpdesk_settings(&redis);
+    settings.delivery_timeout = Duration::from_millis(300);
+    settings.retry_schedule = "none".parse().unwrap();
+    let helpdesk = start_helpdesk(settings).await;
+    let endpoint = format!("{}/document", helpdesk.url);
+
+    let (_, stuck) = post_json(
+        &endpoint,
+        &json!({"documentUrl": "https://example.com/a.pdf"}),
+        &[("x-callback-url", &silent)],
+    )
+    .await;
+    let mut receiver = Receiver::start(200).await;
+    let (status, _) = post_json(
+        &endpoint,
+        &json!({"documentUrl": "https://example.com/b.pdf"}),
+        &[("x-callback-url", &receiver.url)],
+    )
+    .await;
+    assert_eq!(status, 202);
+    receiver.next(DEADLINE).await;
+
+    let document_id = stuck["documentId"].as_str().unwrap();
+    let case = wait_for(DEADLINE, "the silent callback to time out", || async {
+        let (_, case) = get_json(&format!("{}/document/{document_id}", helpdesk.url)).await;
+        (case["delivery"]["state"] == "DEAD").then_some(case)
+    })
+    .await;
+    assert_eq!(case["delivery"]["lastError"], "timed out", "{case}");
+}
