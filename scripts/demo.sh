@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# The end-to-end demo without Docker: PostgreSQL, Redis, helpdesk and
+# consumer as local processes, configured like docker-compose.yml.
+#
+# Usage: scripts/demo.sh [--once] [--no-build]
+#   --once       request one review, show it go from PENDING_REVIEW to
+#                ACCEPTED/DECLINED, stop everything and exit 0 (CI uses this)
+#   --no-build   use the binaries already in target/ (skip cargo build)
+#   default      the same, then keep the services running and tail their
+#                logs until Ctrl-C, then stop everything it started
+#
+# State lives in .demo/ (gitignored): .demo/pg (PostgreSQL cluster, database
+# "hookline", reused across runs), .demo/redis (AOF), .demo/logs/*.log, and
+# .demo/env (the URLs of this run, read by scripts/local_db.sh).
+# PostgreSQL and Redis get free ports; the services listen on fixed ones.
+#
+# Environment (defaults in brackets; "compose" = read from docker-compose.yml):
+#   PROFILE           release | debug                          [release]
+#   CONSUMER_PORT     consumer's port                          [3333]
+#   HELPDESK_PORT     helpdesk's port                          [8080]
+#   WEBHOOK_SECRET    shared webhook secret                    [compose]
+#   REVIEW_DELAY_MS   helpdesk's simulated review time         [compose: 2000-5000]
+#   ACCEPT_RATIO      share of reviews accepted                [compose: 0.7]
+#   RUST_LOG          log filter                               [compose: info]
+#   DOCUMENT_URL      document to get reviewed      [https://example.com/contract.pdf]
+#   HEALTH_TIMEOUT    seconds to wait for /healthz             [60]
+#   REVIEW_TIMEOUT    seconds to wait for the review decision  [30]
+#   DEMO_DIR          state directory                          [<repo>/.demo]
+#   CARGO_TARGET_DIR  where cargo puts the binaries            [<repo>/target]
+#   PG_BINDIR, START_TIMEOUT, STOP_TIMEOUT: see scripts/lib.sh
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+once=""
+build=1
+for arg in "$@"; do
+    case "$arg" in
+    --once) once=1 ;;
+    --no-build) build="" ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *) die "unknown argument '$arg' (see $0 --help)" ;;
+    esac
+done
+
+root=$(cd "$here/.." && pwd)
+cd "$root"
+
+compose_file=$root/docker-compose.yml
+
+# compose_env KEY: the value of the first "KEY: value" line in
+# docker-compose.yml (quotes and trailing comments removed), so the demo and
+# the compose stack share one definition of each setting.
+compose_env() {
+    local line value
+    [[ -r "$compose_file" ]] || return 1
+    line=$(grep -E -m 1 "^[[:space:]]+$1:[[:space:]]" "$compose_file") || return 1
+    value=${line#*:}
+    value=${value%%[[:space:]]#*}
+    value=${value#"${value%%[![:space:]]*}"}
+    value=${value%"${value##*[![:space:]]}"}
+    value=${value#[\"\']}
+    value=${value%[\"\']}
+    [[ -n "$value" ]] || return 1
+    printf '%s\n' "$value"
+}
+
+# setting NAME FALLBACK: $NAME from the environment, else compose, else FALLBACK.
+setting() {
+    local v=${!1:-}
+    [[ -n "$v" ]] || v=$(compose_env "$1") || v=$2
+    printf '%s\n' "$v"
+}
+
+PROFILE=${PROFILE:-release}
+CONSUMER_PORT=${CONSUMER_PORT:-3333}
+HELPDESK_PORT=${HELPDESK_PORT:-8080}
+DOCUMENT_URL=${DOCUMENT_URL:-https://example.com/contract.pdf}
+HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-60}
+REVIEW_TIMEOUT=${REVIEW_TIMEOUT:-30}
+DEMO_DIR=${DEMO_DIR:-$root/.demo}
+REVIEW_DELAY_MS=$(setting REVIEW_DELAY_MS 2000-5000)
+ACCEPT_RATIO=$(setting ACCEPT_RATIO 0.7)
+RUST_LOG=$(setting RUST_LOG info)
+WEBHOOK_SECRET=$(setting WEBHOOK_SECRET "")
+[[ -n "$WEBHOOK_SECRET" ]] ||
+    die "no WEBHOOK_SECRET: set it, or restore the one in $compose_file"
+
+case "$PROFILE" in
+release) build_cmd=(cargo build --release --bin consumer --bin helpdesk) ;;
+debug) build_cmd=(cargo build --bin consumer --bin helpdesk) ;;
+*) die "PROFILE must be 'release' or 'debug', not '$PROFILE'" ;;
+esac
+bin_dir=${CARGO_TARGET_DIR:-$root/target}/$PROFILE
+
+# --- prerequisites, before we start anything --------------------------------
+need_cmd curl "Install it: apt-get install curl"
+need_cmd psql "Install it: apt-get install postgresql-client"
+need_cmd redis-server "Install it: apt-get install redis-server"
+pg_bindir >/dev/null
+[[ -z "$build" ]] || need_cmd cargo "Install Rust: https://rustup.rs"
+for port_var in CONSUMER_PORT HELPDESK_PORT; do
+    port=${!port_var}
+    [[ "$port" =~ ^[0-9]+$ ]] || die "$port_var must be a port number, not '$port'"
+    if port_in_use "$port"; then
+        die "port $port is already taken (another demo? 'docker compose up'?); \
+stop it or pick another one: $port_var=<port> $0"
+    fi
+done
+[[ "$CONSUMER_PORT" != "$HELPDESK_PORT" ]] || die "CONSUMER_PORT and HELPDESK_PORT must differ"
+
+pg_dir=$DEMO_DIR/pg
+pid_file=$pg_dir/data/postmaster.pid
+if [[ -r "$pid_file" ]]; then
+    old_pid=$(head -n 1 "$pid_file")
+    if [[ "$old_pid" =~ ^[0-9]+$ ]] && pid_alive "$old_pid" &&
+        [[ "$(cat "/proc/$old_pid/comm" 2>/dev/null)" == postgres ]]; then
+        die "the demo's PostgreSQL is still running (pid $old_pid) - is another demo running? \
+If not, stop it: kill -INT $old_pid"
+    fi
+fi
+
+install_cleanup
+
+# --- build --------------------------------------------------------------------
+if [[ -n "$build" ]]; then
+    say "==> ${build_cmd[*]}"
+    t=$(now_ms)
+    "${build_cmd[@]}"
+    say "==> built in $(since "$t")"
+fi
+for b in consumer helpdesk; do
+    [[ -x "$bin_dir/$b" ]] ||
+        die "$bin_dir/$b not found; build it: ${build_cmd[*]}"
+done
+
+logs=$DEMO_DIR/logs
+mkdir -p "$logs"
+
+# --- PostgreSQL ---------------------------------------------------------------
+# As root, PostgreSQL runs as the postgres user, which must reach .demo/pg.
+# When the repo sits somewhere it can't traverse (e.g. under /root), the
+# cluster lives in /var/tmp and .demo/pg points there.
+if is_root && [[ ! -L "$pg_dir" ]]; then
+    mkdir -p "$pg_dir"
+    chown "$PG_OS_USER": "$pg_dir" 2>/dev/null || true
+    if ! pg_user_can_use "$pg_dir"; then
+        [[ -z "$(ls -A "$pg_dir")" ]] ||
+            die "the '$PG_OS_USER' user cannot reach $pg_dir; move the repo somewhere \
+world-traversable or remove $pg_dir"
+        alt=/var/tmp/hookline-demo-$(printf '%s' "$DEMO_DIR" | cksum | cut -d' ' -f1)
+        mkdir -p "$alt"
+        chmod 755 "$alt"
+        rmdir "$pg_dir"
+        ln -s "$alt" "$pg_dir"
+        say "note: '$PG_OS_USER' cannot reach $DEMO_DIR; the cluster lives in $alt ($pg_dir links there)"
+    fi
+fi
+
+pg_port=$(free_port)
+start_postgres "$pg_dir" "$pg_port"
+psql_admin() {
+    psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres "$@"
+}
+# The same role and database as the compose stack's db service.
+if [[ "$(psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'hookline'")" != 1 ]]; then
+    psql_admin -c "CREATE ROLE hookline LOGIN PASSWORD 'hookline'"
+fi
+if [[ "$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = 'hookline'")" != 1 ]]; then
+    psql_admin -c "CREATE DATABASE hookline OWNER hookline"
+fi
+DATABASE_URL=postgres://hookline:hookline@127.0.0.1:$pg_port/hookline
+say "PostgreSQL on 127.0.0.1:$pg_port (pid $HL_PG_PID, data $pg_dir)"
+
+# --- Redis (persistent like the compose service) ------------------------------
+redis_port=$(free_port)
+start_redis "$DEMO_DIR/redis" "$redis_port" --appendonly yes --appendfsync everysec
+REDIS_URL=redis://127.0.0.1:$redis_port
+say "Redis on 127.0.0.1:$redis_port (pid $HL_REDIS_PID, data $DEMO_DIR/redis)"
+
+consumer_url=http://127.0.0.1:$CONSUMER_PORT
+helpdesk_url=http://127.0.0.1:$HELPDESK_PORT
+
+cat >"$DEMO_DIR/env" <<EOF
+# Written by scripts/demo.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ); read by scripts/local_db.sh.
+DATABASE_URL=$DATABASE_URL
+REDIS_URL=$REDIS_URL
+CONSUMER_URL=$consumer_url
+HELPDESK_URL=$helpdesk_url
+EOF
+
+# --- the services, with docker-compose.yml's environment ---------------------
+http_200() {
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1")" == 200 ]]
+}
+
+: >"$logs/helpdesk.log"
+start_bg helpdesk "$logs/helpdesk.log" env \
+    REDIS_URL="$REDIS_URL" \
+    HELPDESK_LISTEN="127.0.0.1:$HELPDESK_PORT" \
+    REVIEW_DELAY_MS="$REVIEW_DELAY_MS" \
+    ACCEPT_RATIO="$ACCEPT_RATIO" \
+    WEBHOOK_SECRET="$WEBHOOK_SECRET" \
+    RUST_LOG="$RUST_LOG" \
+    "$bin_dir/helpdesk"
+helpdesk_pid=$HL_BG_PID
+wait_ready helpdesk "$HEALTH_TIMEOUT" "$helpdesk_pid" "$logs/helpdesk.log" http_200 "$helpdesk_url/healthz"
+say "helpdesk on $helpdesk_url (pid $helpdesk_pid, log $logs/helpdesk.log)"
+
+: >"$logs/consumer.log"
+start_bg consumer "$logs/consumer.log" env \
+    DATABASE_URL="$DATABASE_URL" \
+    CONSUMER_LISTEN="127.0.0.1:$CONSUMER_PORT" \
+    HELPDESK_URL="$helpdesk_url" \
+    CONSUMER_PUBLIC_URL="$consumer_url" \
+    WEBHOOK_SECRET="$WEBHOOK_SECRET" \
+    RUST_LOG="$RUST_LOG" \
+    "$bin_dir/consumer"
+consumer_pid=$HL_BG_PID
+wait_ready consumer "$HEALTH_TIMEOUT" "$consumer_pid" "$logs/consumer.log" http_200 "$consumer_url/healthz"
+say "consumer on $consumer_url (pid $consumer_pid, log $logs/consumer.log)"
+
+# --- one review, end to end ---------------------------------------------------
+# json_field KEY JSON: the first "KEY": "string" | number in JSON.
+json_field() {
+    local re="\"$1\"[[:space:]]*:[[:space:]]*(\"([^\"]*)\"|(-?[0-9][0-9.]*))"
+    [[ "$2" =~ $re ]] || return 1
+    printf '%s\n' "${BASH_REMATCH[2]}${BASH_REMATCH[3]}"
+}
+show_json() {
+    if command -v jq >/dev/null 2>&1; then
+        jq . <<<"$1" 2>/dev/null || printf '%s\n' "$1"
+    else
+        printf '%s\n' "$1"
+    fi
+}
+show_rows() {
+    psql "$DATABASE_URL" -X -P pager=off -c \
+        "SELECT id, document_id, document_status, created_at, updated_at
+           FROM document_reviews ORDER BY created_at DESC LIMIT 5"
+}
+fail_with_logs() {
+    show_log_tail "$logs/helpdesk.log"
+    show_log_tail "$logs/consumer.log"
+    die "$*"
+}
+
+echo
+echo "\$ curl -sS -X POST $consumer_url/documents -H 'content-type: application/json' -d '{\"documentUrl\":\"$DOCUMENT_URL\"}'"
+answer=$(curl -sS --max-time 10 -X POST "$consumer_url/documents" \
+    -H 'content-type: application/json' \
+    -d "{\"documentUrl\":\"$DOCUMENT_URL\"}" -w '\n%{http_code}') ||
+    fail_with_logs "POST $consumer_url/documents failed"
+asked=$(now_ms)
+code=${answer##*$'\n'}
+body=${answer%$'\n'*}
+show_json "$body"
+[[ "$code" == 201 ]] || fail_with_logs "POST /documents answered HTTP $code, expected 201"
+id=$(json_field id "$body") || fail_with_logs "no \"id\" in the answer of POST /documents"
+status=$(json_field documentStatus "$body") || status="?"
+review=$body
+echo
+show_rows
+
+echo
+say "waiting (up to ${REVIEW_TIMEOUT}s) for the helpdesk's webhook to decide review $id ..."
+deadline=$((asked + REVIEW_TIMEOUT * 1000))
+while [[ "$status" == PENDING_REVIEW || "$status" == "?" ]]; do
+    if (($(now_ms) >= deadline)); then
+        fail_with_logs "review $id is still ${status/\?/unknown} after ${REVIEW_TIMEOUT}s \
+(GET $consumer_url/documents/$id: $review); see $logs/"
+    fi
+    for p in "$helpdesk_pid" "$consumer_pid"; do
+        pid_alive "$p" || fail_with_logs "a service died while waiting for the review (pid $p)"
+    done
+    sleep 0.25
+    review=$(curl -s --max-time 2 "$consumer_url/documents/$id") || review=""
+    status=$(json_field documentStatus "$review") || status="?"
+done
+took=$(since "$asked")
+echo
+show_json "$review"
+echo
+show_rows
+echo
+say "==> review $id: PENDING_REVIEW -> $status after $took"
+
+if [[ -n "$once" ]]; then
+    say "==> demo OK; stopping everything"
+    exit 0
+fi
+
+cat <<EOF
+
+The demo is running:
+  consumer   $consumer_url/   (try: curl -sS $consumer_url/documents)
+  helpdesk   $helpdesk_url/
+  database   scripts/local_db.sh -c 'SELECT * FROM document_reviews;'
+  logs       $logs/{consumer,helpdesk}.log (tailed below)
+Press Ctrl-C to stop everything.
+
+EOF
+tail -n 0 -F "$logs/helpdesk.log" "$logs/consumer.log" &
+track_pid $! tail
+
+# Interruptible wait: Ctrl-C/SIGTERM run the cleanup trap at once; a service
+# that dies on its own ends the demo too.
+exited=""
+status=0
+wait -n -p exited "$helpdesk_pid" "$consumer_pid" 2>/dev/null || status=$?
+case "$exited" in
+"$helpdesk_pid") die "helpdesk exited (status $status); see $logs/helpdesk.log" ;;
+"$consumer_pid") die "consumer exited (status $status); see $logs/consumer.log" ;;
+esac
