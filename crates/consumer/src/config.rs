@@ -34,8 +34,9 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// PostgreSQL database of the reviews (migrations run at start-up).
+    /// Required to serve; `healthcheck` does without.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Secret<String>,
+    pub database_url: Option<Secret<String>>,
 
     /// Address to listen on.
     #[arg(long, env = "CONSUMER_LISTEN", default_value = "0.0.0.0:3333")]

@@ -48,7 +48,11 @@ impl Application {
                 ));
             }
         };
-        let database_url = settings.database_url.expose();
+        let database_url = settings
+            .database_url
+            .as_ref()
+            .ok_or_else(|| StartupError::Config("DATABASE_URL is required".to_owned()))?
+            .expose();
         let applied = db::run_migrations(database_url).await?;
         if !applied.is_empty() {
             info!(?applied, "migrations applied");

@@ -221,7 +221,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
 /// Consumer settings for tests: port 0, verifying the test secret.
 pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings {
     consumer::Settings {
-        database_url: Secret::new(db.url.clone()),
+        database_url: Some(Secret::new(db.url.clone())),
         listen: "127.0.0.1:0".parse().unwrap(),
         helpdesk_url: helpdesk_url.parse().unwrap(),
         public_url: None,
