@@ -70,6 +70,12 @@ pub struct Settings {
     #[arg(long, env = "HELPDESK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub helpdesk_timeout: Duration,
 
+    /// A review still PENDING_REVIEW this long after it was requested is
+    /// polled from the Help Desk (`GET /document/{documentId}`), in case
+    /// every webhook was lost.
+    #[arg(long, env = "RECONCILE_AFTER", default_value = "10m", value_parser = parse_duration)]
+    pub reconcile_after: Duration,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "HTTP_WORKERS")]
     pub http_workers: Option<usize>,

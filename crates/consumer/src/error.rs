@@ -14,6 +14,13 @@ pub fn db_error(error: DieselError) -> ApiError {
         DieselError::NotFound => ApiError::NotFound("no such review"),
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
         | DieselError::BrokenTransactionManager => ApiError::unavailable(DATABASE, error),
+        // tokio-postgres reports a connection lost mid-query (server shut
+        // down, backend terminated) as an error of unknown kind.
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+            if info.message().contains("connection") || info.message().contains("terminating") =>
+        {
+            ApiError::unavailable(DATABASE, error)
+        }
         other => ApiError::internal(other),
     }
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use hookline_contract::{DocumentAccepted, DocumentRequest, ExternalId, HttpUrl, headers};
+use hookline_contract::{
+    CaseView, DocumentAccepted, DocumentRequest, ExternalId, HttpUrl, headers,
+};
 
 /// Largest answer read from the help desk.
 const ANSWER_LIMIT: usize = 64 * 1024;
@@ -81,5 +83,32 @@ impl HelpdeskClient {
                 .map_err(|e| HelpdeskError::BadAnswer(format!("{field} {e}")))?;
         }
         Ok(accepted)
+    }
+
+    /// The help desk's view of a case (`GET /document/{documentId}`), or
+    /// `None` if it does not know it.
+    pub async fn case(&self, document_id: &str) -> Result<Option<CaseView>, HelpdeskError> {
+        let mut response = self
+            .client
+            .get(format!("{}/{document_id}", self.document_endpoint))
+            .send()
+            .await
+            .map_err(|e| HelpdeskError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .body()
+            .limit(ANSWER_LIMIT)
+            .await
+            .map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
+        match status.as_u16() {
+            200 => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| HelpdeskError::BadAnswer(e.to_string())),
+            404 => Ok(None),
+            status => Err(HelpdeskError::Refused {
+                status,
+                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
+            }),
+        }
     }
 }

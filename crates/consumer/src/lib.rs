@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod helpdesk_client;
+pub mod reconcile;
 pub mod routes;
 pub mod schema;
 pub mod startup;

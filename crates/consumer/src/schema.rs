@@ -9,5 +9,6 @@ diesel::table! {
         document_status -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        checked_at -> Nullable<Timestamptz>,
     }
 }

@@ -7,12 +7,14 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use hookline_contract::HttpUrl;
 use hookline_kit::http::{json_errors, not_found};
+use tokio::sync::watch;
 use tracing::{info, warn};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::db::{self, DbSetupError};
 use crate::helpdesk_client::HelpdeskClient;
+use crate::reconcile;
 use crate::routes::{self, webhook::WebhookPolicy};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// Stops the reconciler when the application goes (dropped or stopped).
+    _reconciler: watch::Sender<bool>,
 }
 
 impl Application {
@@ -72,6 +76,18 @@ impl Application {
         .map_err(|e| StartupError::Config(format!("CONSUMER_PUBLIC_URL {e}")))?;
         info!(port, callback = %callback_url, helpdesk = %settings.helpdesk_url, "consumer started");
 
+        let (reconciler, stop) = watch::channel(false);
+        actix_web::rt::spawn(reconcile::run(
+            pool.clone(),
+            HelpdeskClient::new(
+                &settings.helpdesk_url,
+                callback_url.clone(),
+                settings.helpdesk_timeout,
+            ),
+            settings.reconcile_after,
+            stop,
+        ));
+
         let pool = web::Data::new(pool);
         let policy = web::Data::new(policy);
         let (helpdesk_url, timeout) = (settings.helpdesk_url.clone(), settings.helpdesk_timeout);
@@ -96,6 +112,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            _reconciler: reconciler,
         })
     }
 

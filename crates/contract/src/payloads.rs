@@ -115,6 +115,33 @@ pub struct DeliveryView {
     pub delivered_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Every attempt so far (the most recent 100), oldest first.
+    #[serde(default)]
+    pub log: Vec<AttemptView>,
+}
+
+/// One delivery attempt, as the help desk's attempt log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub at: DateTime<Utc>,
+    /// The receiver's HTTP status, when it answered at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// Why the attempt failed (`HTTP 500`, `timed out`, `cannot connect: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// The help desk's `GET /dead-letters`: cases whose every attempt failed,
+/// most recent first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterPage {
+    pub items: Vec<CaseView>,
+    /// How many dead letters there are in all.
+    pub total: u64,
 }
 
 /// The help desk's `GET /document/{documentId}`: the case and its delivery.

@@ -22,7 +22,39 @@ pub enum Attempt {
     /// The receiver answered 2xx.
     Delivered { status: u16, took: Duration },
     /// Anything else: a non-2xx status, a refused connection, a timeout.
-    Failed { error: String, took: Duration },
+    Failed {
+        error: String,
+        /// The receiver's status, if it answered.
+        status: Option<u16>,
+        /// The receiver's `Retry-After` on a 429 or 503.
+        retry_after: Option<Duration>,
+        took: Duration,
+    },
+}
+
+impl Attempt {
+    fn failed(error: String, took: Duration) -> Self {
+        Self::Failed {
+            error,
+            status: None,
+            retry_after: None,
+            took,
+        }
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(raw: &str, now: chrono::DateTime<Utc>) -> Option<Duration> {
+    let raw = raw.trim();
+    if let Ok(seconds) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
+    Some(
+        (at.with_timezone(&Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Sends webhooks. Holds an `awc::Client`, so it lives on one thread.
@@ -65,10 +97,10 @@ impl Deliverer {
         let body = match serde_json::to_vec(&Self::payload(case)) {
             Ok(body) => body,
             Err(e) => {
-                return Attempt::Failed {
-                    error: format!("cannot encode the payload: {e}"),
-                    took: started.elapsed(),
-                };
+                return Attempt::failed(
+                    format!("cannot encode the payload: {e}"),
+                    started.elapsed(),
+                );
             }
         };
         let timestamp = Utc::now().timestamp();
@@ -87,6 +119,14 @@ impl Deliverer {
         match request.send_body(body).await {
             Ok(mut response) => {
                 let status = response.status();
+                let retry_after = match status.as_u16() {
+                    429 | 503 => response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, Utc::now())),
+                    _ => None,
+                };
                 // Read what the receiver said so the connection can be reused;
                 // its content does not matter.
                 let _ = response.body().limit(DRAIN_LIMIT).await;
@@ -99,14 +139,13 @@ impl Deliverer {
                 } else {
                     Attempt::Failed {
                         error: format!("HTTP {}", status.as_u16()),
+                        status: Some(status.as_u16()),
+                        retry_after,
                         took,
                     }
                 }
             }
-            Err(e) => Attempt::Failed {
-                error: describe(&e),
-                took: started.elapsed(),
-            },
+            Err(e) => Attempt::failed(describe(&e), started.elapsed()),
         }
     }
 }
@@ -116,5 +155,31 @@ fn describe(error: &SendRequestError) -> String {
         SendRequestError::Timeout => "timed out".to_owned(),
         SendRequestError::Connect(e) => format!("cannot connect: {e}"),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 22 Nov 2026 12:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 22 Nov 2026 11:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 }

@@ -12,6 +12,7 @@
 //! | `{p}:due` | sorted set | jobs waiting, scored by due time (unix ms) |
 //! | `{p}:inflight` | sorted set | claimed jobs, scored by lease expiry (unix ms) |
 //! | `{p}:dead` | sorted set | jobs whose every attempt failed, scored by when they died |
+//! | `{p}:attempts:<documentId>` | list | the attempt log (JSON, the latest 100) |
 //!
 //! A job is in exactly one of the three sets (or in none once delivered):
 //!
@@ -32,9 +33,12 @@
 //!   claim the same job while its lease runs, and a decision, once made, is
 //!   never drawn again.
 //! * **finish** is one Lua script that only acts if the job still carries
-//!   the caller's lease token; it removes the job from `inflight` and either
-//!   forgets it (delivered), puts it back in `due` for the next retry, or
-//!   moves it to `dead`.
+//!   the caller's lease token; it appends the attempt to the log, removes
+//!   the job from `inflight` and either forgets it (delivered), puts it back
+//!   in `due` for the next retry, or moves it to `dead`.
+//! * **redeliver** (one Lua script) puts a dead or delivered case back in
+//!   `due` for now and restarts its retry schedule (`retryBase`); the
+//!   `webhook-id` stays, so a receiver sees a replay of the same event.
 //!
 //! # Guarantee
 //!
@@ -51,9 +55,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hookline_contract::{CaseView, DeliveryState, DeliveryView, DocumentStatus};
+use hookline_contract::{AttemptView, CaseView, DeliveryState, DeliveryView, DocumentStatus};
+use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
 
 /// Takes over expired leases, then due jobs, up to ARGV[3] in all.
 const CLAIM: &str = r"
@@ -92,9 +96,12 @@ if lease_head[2] and (not wake or tonumber(lease_head[2]) < wake) then wake = to
 return {cases, wake}
 ";
 
-/// KEYS: case, inflight, due, dead. ARGV: id, token, outcome, now, next_at, error.
+/// KEYS: case, inflight, due, dead, attempts. ARGV: id, token, outcome,
+/// now, next_at, error, attempt (JSON).
 const FINISH: &str = r"
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then return 0 end
+redis.call('RPUSH', KEYS[5], ARGV[7])
+redis.call('LTRIM', KEYS[5], -100, -1)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], 'lease', 'nextAttemptAt')
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -108,6 +115,18 @@ else
   redis.call('HSET', KEYS[1], 'delivery', 'DEAD', 'lastError', ARGV[6])
 end
 return 1
+";
+
+/// KEYS: case, due, inflight, dead. ARGV: id, now.
+const REDELIVER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 'in_flight' end
+if redis.call('HGET', KEYS[1], 'status') == 'PENDING_REVIEW' then return 'undecided' end
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+local attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
+redis.call('HSET', KEYS[1], 'delivery', 'SCHEDULED', 'nextAttemptAt', ARGV[2], 'retryBase', attempts)
+return 'scheduled'
 ";
 
 /// What can go wrong talking to the queue.
@@ -154,6 +173,10 @@ impl Keys {
     pub fn dead(&self) -> String {
         format!("{}:dead", self.tag)
     }
+
+    pub fn attempts(&self, document_id: &str) -> String {
+        format!("{}:attempts:{document_id}", self.tag)
+    }
 }
 
 /// A case as accepted by `POST /document`, before any decision.
@@ -187,6 +210,11 @@ pub struct CaseRecord {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// `attempts` when the current round of retries began (a redelivery
+    /// starts a new round); the schedule is indexed from it.
+    pub retry_base: u32,
+    /// The attempt log, oldest first (only filled by [`Queue::case`]).
+    pub log: Vec<AttemptView>,
     lease: Option<String>,
 }
 
@@ -232,6 +260,11 @@ impl CaseRecord {
                 .and_then(|raw| parse_millis(&raw)),
             delivered_at: take("deliveredAt").ok().and_then(|raw| parse_millis(&raw)),
             last_error: take("lastError").ok(),
+            retry_base: take("retryBase")
+                .ok()
+                .and_then(|raw| raw.parse().ok())
+                .unwrap_or(0),
+            log: Vec::new(),
             lease: take("lease").ok(),
             document_id: document_id.clone(),
         };
@@ -257,8 +290,15 @@ impl CaseRecord {
                 next_attempt_at: self.next_attempt_at,
                 delivered_at: self.delivered_at,
                 last_error: self.last_error.clone(),
+                log: self.log.clone(),
             },
         }
+    }
+
+    /// The number of the next attempt within the current round (1-based),
+    /// which picks the delay from `RETRY_SCHEDULE`.
+    pub fn attempt_in_round(&self) -> u32 {
+        self.attempts.saturating_sub(self.retry_base) + 1
     }
 }
 
@@ -307,6 +347,18 @@ pub struct Queue {
     keys: Keys,
     claim: Script,
     finish: Script,
+    redeliver: Script,
+}
+
+/// What `redeliver` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    Scheduled,
+    NoSuchCase,
+    /// A worker holds the job right now.
+    InFlight,
+    /// The agent has not decided yet: there is nothing to deliver.
+    Undecided,
 }
 
 impl std::fmt::Debug for Queue {
@@ -332,6 +384,7 @@ impl Queue {
             keys: Keys::new(prefix),
             claim: Script::new(CLAIM),
             finish: Script::new(FINISH),
+            redeliver: Script::new(REDELIVER),
         })
     }
 
@@ -380,14 +433,90 @@ impl Queue {
         Ok(())
     }
 
-    /// One case, if it exists.
+    /// One case with its attempt log, if it exists.
     pub async fn case(&self, document_id: &str) -> Result<Option<CaseRecord>, QueueError> {
-        let mut conn = self.conn.clone();
-        let hash: HashMap<String, String> = conn.hgetall(self.keys.case(document_id)).await?;
-        if hash.is_empty() {
-            return Ok(None);
+        Ok(self.cases(&[document_id.to_owned()]).await?.pop().flatten())
+    }
+
+    /// Several cases with their attempt logs, in one round trip.
+    pub async fn cases(
+        &self,
+        document_ids: &[String],
+    ) -> Result<Vec<Option<CaseRecord>>, QueueError> {
+        let mut pipe = redis::pipe();
+        for id in document_ids {
+            pipe.hgetall(self.keys.case(id))
+                .lrange(self.keys.attempts(id), 0, -1);
         }
-        CaseRecord::from_hash(hash).map(Some)
+        let mut conn = self.conn.clone();
+        let replies: Vec<(HashMap<String, String>, Vec<String>)> = if document_ids.is_empty() {
+            Vec::new()
+        } else {
+            let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+            flat.chunks(2)
+                .map(|pair| match pair {
+                    [hash, log] => Ok((
+                        redis::from_redis_value(hash.clone()).map_err(redis::RedisError::from)?,
+                        redis::from_redis_value(log.clone()).map_err(redis::RedisError::from)?,
+                    )),
+                    _ => Ok((HashMap::new(), Vec::new())),
+                })
+                .collect::<Result<_, redis::RedisError>>()?
+        };
+        replies
+            .into_iter()
+            .map(|(hash, log)| {
+                if hash.is_empty() {
+                    return Ok(None);
+                }
+                let mut case = CaseRecord::from_hash(hash)?;
+                case.log = log
+                    .iter()
+                    .filter_map(|entry| serde_json::from_str(entry).ok())
+                    .collect();
+                Ok(Some(case))
+            })
+            .collect()
+    }
+
+    /// Sends a dead or delivered case again, now (see [`Redelivery`]).
+    pub async fn redeliver(
+        &self,
+        document_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Redelivery, QueueError> {
+        let mut conn = self.conn.clone();
+        let result: String = self
+            .redeliver
+            .key(self.keys.case(document_id))
+            .key(self.keys.due())
+            .key(self.keys.inflight())
+            .key(self.keys.dead())
+            .arg(document_id)
+            .arg(now.timestamp_millis())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match result.as_str() {
+            "scheduled" => Redelivery::Scheduled,
+            "in_flight" => Redelivery::InFlight,
+            "undecided" => Redelivery::Undecided,
+            _ => Redelivery::NoSuchCase,
+        })
+    }
+
+    /// The most recent `limit` dead letters and how many there are in all.
+    pub async fn dead_letters(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), QueueError> {
+        let mut conn = self.conn.clone();
+        let stop = isize::try_from(limit)
+            .unwrap_or(isize::MAX)
+            .saturating_sub(1);
+        let (ids, total): (Vec<String>, u64) = redis::pipe()
+            .zrevrange(self.keys.dead(), 0, stop)
+            .zcard(self.keys.dead())
+            .query_async(&mut conn)
+            .await?;
+        let cases = self.cases(&ids).await?.into_iter().flatten().collect();
+        Ok((cases, total))
     }
 
     /// Claims up to `decisions.len()` jobs that are due or whose lease ran
@@ -436,14 +565,17 @@ impl Queue {
         })
     }
 
-    /// Records how an attempt ended. Returns `false` when the job's lease had
-    /// already passed to another worker, in which case nothing changes.
+    /// Records an attempt and how the job goes on. Returns `false` when the
+    /// job's lease had already passed to another worker, in which case
+    /// nothing changes.
     pub async fn finish(
         &self,
         job: &ClaimedJob,
+        attempt: &AttemptView,
         outcome: &Finish,
-        now: DateTime<Utc>,
     ) -> Result<bool, QueueError> {
+        let now = attempt.at;
+        let entry = serde_json::to_string(attempt).unwrap_or_default();
         let (kind, next_at, error) = match outcome {
             Finish::Delivered => ("delivered", 0, ""),
             Finish::Retry { at, error } => ("retry", at.timestamp_millis(), error.as_str()),
@@ -457,12 +589,14 @@ impl Queue {
             .key(self.keys.inflight())
             .key(self.keys.due())
             .key(self.keys.dead())
+            .key(self.keys.attempts(id))
             .arg(id)
             .arg(&job.lease)
             .arg(kind)
             .arg(now.timestamp_millis())
             .arg(next_at)
             .arg(error)
+            .arg(entry)
             .invoke_async(&mut conn)
             .await?;
         Ok(applied == 1)

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hookline_contract::DocumentStatus;
+use hookline_contract::{AttemptView, DocumentStatus};
 use hookline_kit::http::source_chain;
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -31,6 +31,9 @@ pub const MAX_IDLE: Duration = Duration::from_millis(250);
 const MAX_BATCH: usize = 128;
 /// Pause after a failed claim (Redis unreachable).
 const ERROR_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest `Retry-After` honoured: a receiver cannot park a delivery
+/// for longer than this with one answer.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 60 * 60);
 
 /// Lets the API wake a sleeping worker when it schedules a job that is due
 /// before the worker means to look again.
@@ -196,31 +199,90 @@ fn jittered(delay: Duration) -> Duration {
 }
 
 async fn deliver(queue: &Queue, deliverer: &Deliverer, schedule: &RetrySchedule, job: ClaimedJob) {
-    let attempt_number = job.case.attempts + 1;
-    let outcome = match deliverer.send(&job.case).await {
-        Attempt::Delivered { status, took } => {
-            info!(status, took_ms = took.as_millis(), status_decided = %job.case.status, "webhook delivered");
-            Finish::Delivered
+    let attempt = deliverer.send(&job.case).await;
+    let (record, outcome) = judge(&attempt, schedule, job.case.attempt_in_round(), Utc::now());
+    match &outcome {
+        Finish::Delivered => {
+            info!(status = record.status_code, took_ms = record.duration_ms, decision = %job.case.status, "webhook delivered")
         }
-        Attempt::Failed { error, took } => match schedule.delay_after(attempt_number) {
-            Some(delay) => {
-                let at = Utc::now() + jittered(delay);
-                warn!(%error, took_ms = took.as_millis(), retry_at = %at, "webhook attempt failed; will retry");
-                Finish::Retry { at, error }
-            }
-            None => {
-                warn!(%error, took_ms = took.as_millis(), "webhook attempt failed; no retries left, dead-lettered");
-                Finish::Dead { error }
-            }
-        },
-    };
-    match queue.finish(&job, &outcome, Utc::now()).await {
+        Finish::Retry { at, error } => {
+            warn!(%error, took_ms = record.duration_ms, retry_at = %at, "webhook attempt failed; will retry")
+        }
+        Finish::Dead { error } => {
+            warn!(%error, took_ms = record.duration_ms, "webhook attempt failed; no retries left, dead-lettered")
+        }
+    }
+    match queue.finish(&job, &record, &outcome).await {
         Ok(true) => {}
         Ok(false) => warn!("lease had passed to another worker; outcome discarded"),
         Err(e) => {
             warn!(error = %source_chain(&e), "cannot record the outcome; the job will be retried when its lease expires")
         }
     }
+}
+
+/// The retry policy: what an attempt means for the job.
+///
+/// * 2xx: delivered.
+/// * 410 Gone: the receiver does not want this webhook any more: dead at once.
+/// * otherwise the next delay of `RETRY_SCHEDULE` (±10% jitter), stretched
+///   to the receiver's `Retry-After` (429/503) up to [`MAX_RETRY_AFTER`];
+///   dead once the schedule is used up.
+fn judge(
+    attempt: &Attempt,
+    schedule: &RetrySchedule,
+    attempt_in_round: u32,
+    now: DateTime<Utc>,
+) -> (AttemptView, Finish) {
+    match attempt {
+        Attempt::Delivered { status, took } => (
+            AttemptView {
+                at: now,
+                status_code: Some(*status),
+                error: None,
+                duration_ms: millis(*took),
+            },
+            Finish::Delivered,
+        ),
+        Attempt::Failed {
+            error,
+            status,
+            retry_after,
+            took,
+        } => {
+            let record = AttemptView {
+                at: now,
+                status_code: *status,
+                error: Some(error.clone()),
+                duration_ms: millis(*took),
+            };
+            let error = error.clone();
+            if *status == Some(410) {
+                return (
+                    record,
+                    Finish::Dead {
+                        error: format!("{error}: the receiver asked to stop (Gone)"),
+                    },
+                );
+            }
+            let outcome = match schedule.delay_after(attempt_in_round) {
+                Some(delay) => {
+                    let wait =
+                        retry_after.map_or(Duration::ZERO, |asked| asked.min(MAX_RETRY_AFTER));
+                    Finish::Retry {
+                        at: now + jittered(delay).max(wait),
+                        error,
+                    }
+                }
+                None => Finish::Dead { error },
+            };
+            (record, outcome)
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -233,6 +295,61 @@ mod tests {
             let d = jittered(Duration::from_millis(1000)).as_millis();
             assert!((900..=1100).contains(&d), "{d}");
         }
+    }
+
+    fn failed(status: Option<u16>, retry_after: Option<Duration>) -> Attempt {
+        Attempt::Failed {
+            error: "nope".into(),
+            status,
+            retry_after,
+            took: Duration::from_millis(3),
+        }
+    }
+
+    #[test]
+    fn failures_follow_the_schedule_and_then_die() {
+        let schedule: RetrySchedule = "1s,1m".parse().unwrap();
+        let now = Utc::now();
+        let (record, first) = judge(&failed(Some(500), None), &schedule, 1, now);
+        assert_eq!(record.status_code, Some(500));
+        assert_eq!(record.duration_ms, 3);
+        let Finish::Retry { at, .. } = first else {
+            panic!("{first:?}")
+        };
+        assert!((900..=1100).contains(&(at - now).num_milliseconds()));
+        let (_, second) = judge(&failed(None, None), &schedule, 2, now);
+        assert!(matches!(second, Finish::Retry { at, .. } if (at - now).num_seconds() >= 54));
+        let (_, third) = judge(&failed(None, None), &schedule, 3, now);
+        assert!(matches!(third, Finish::Dead { .. }));
+    }
+
+    #[test]
+    fn gone_stops_retrying_at_once() {
+        let schedule: RetrySchedule = "1s,1m".parse().unwrap();
+        let (_, outcome) = judge(&failed(Some(410), None), &schedule, 1, Utc::now());
+        assert!(matches!(outcome, Finish::Dead { .. }), "{outcome:?}");
+    }
+
+    #[test]
+    fn retry_after_stretches_the_delay_within_bounds() {
+        let schedule: RetrySchedule = "50ms".parse().unwrap();
+        let now = Utc::now();
+        let (_, asked) = judge(
+            &failed(Some(429), Some(Duration::from_secs(2))),
+            &schedule,
+            1,
+            now,
+        );
+        assert!(matches!(asked, Finish::Retry { at, .. } if (at - now).num_milliseconds() == 2000));
+        let (_, greedy) = judge(
+            &failed(Some(503), Some(Duration::from_secs(10_000_000))),
+            &schedule,
+            1,
+            now,
+        );
+        assert!(
+            matches!(greedy, Finish::Retry { at, .. } if (at - now).to_std().unwrap() == MAX_RETRY_AFTER)
+        );
     }
 
     #[test]

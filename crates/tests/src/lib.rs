@@ -27,6 +27,8 @@ use hookline_kit::config::{LogFormat, Secret};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+pub mod process;
+
 /// The secret both services share in tests.
 pub const SECRET: &str = "whsec_aG9va2xpbmUtdGVzdC1zZWNyZXQtZm9yLWhvb2tsaW5l";
 
@@ -71,6 +73,37 @@ impl TestDb {
 
     pub async fn connect(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url).await.unwrap()
+    }
+
+    /// Makes the database unreachable: no new connections, existing ones cut.
+    pub async fn cut(&self) {
+        let mut admin = AsyncPgConnection::establish(&self.admin_url).await.unwrap();
+        diesel::sql_query(format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+
+    /// Undoes [`TestDb::cut`].
+    pub async fn restore(&self) {
+        let mut admin = AsyncPgConnection::establish(&self.admin_url).await.unwrap();
+        diesel::sql_query(format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     }
 
     /// Every review row, ordered by id: compare two snapshots to prove that
@@ -229,6 +262,7 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         allow_unsigned_webhooks: false,
         database_pool_size: 8,
         helpdesk_timeout: Duration::from_secs(5),
+        reconcile_after: Duration::from_secs(600),
         http_workers: Some(1),
         log_format: LogFormat::Pretty,
     }
@@ -283,11 +317,21 @@ pub struct Stack {
 impl Stack {
     /// Starts both; `tune` adjusts the help desk's settings first.
     pub async fn start(tune: impl FnOnce(&mut helpdesk::Settings)) -> Self {
+        Self::start_with(tune, |_| {}).await
+    }
+
+    /// Starts both, tuning each one's settings first.
+    pub async fn start_with(
+        tune_helpdesk: impl FnOnce(&mut helpdesk::Settings),
+        tune_consumer: impl FnOnce(&mut consumer::Settings),
+    ) -> Self {
         let (db, redis) = (TestDb::create().await, TestRedis::default());
         let mut settings = helpdesk_settings(&redis);
-        tune(&mut settings);
+        tune_helpdesk(&mut settings);
         let helpdesk = start_helpdesk(settings).await;
-        let consumer = start_consumer(consumer_settings(&db, &helpdesk.url)).await;
+        let mut settings = consumer_settings(&db, &helpdesk.url);
+        tune_consumer(&mut settings);
+        let consumer = start_consumer(settings).await;
         Self {
             db,
             redis,
@@ -440,23 +484,71 @@ pub struct Received {
     pub at: Instant,
 }
 
+/// How a [`Receiver`] answers; change it while the test runs.
+#[derive(Debug, Default)]
+pub struct Behaviour {
+    /// The status to answer with (0 means 200).
+    pub status: std::sync::atomic::AtomicU16,
+    /// Wait this long before answering, to keep deliveries in flight.
+    pub delay_ms: std::sync::atomic::AtomicU64,
+    /// Answers to give first, in order, before falling back to `status`:
+    /// `(status, Retry-After)`.
+    pub script: std::sync::Mutex<std::collections::VecDeque<(u16, Option<String>)>>,
+}
+
+impl Behaviour {
+    pub fn answer(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn delay(&self, delay: Duration) {
+        self.delay_ms.store(
+            u64::try_from(delay.as_millis()).unwrap(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    fn current_delay(&self) -> Duration {
+        Duration::from_millis(std::sync::atomic::AtomicU64::load(
+            &self.delay_ms,
+            std::sync::atomic::Ordering::SeqCst,
+        ))
+    }
+
+    fn next(&self) -> (u16, Option<String>) {
+        if let Some(scripted) = self.script.lock().unwrap().pop_front() {
+            return scripted;
+        }
+        match std::sync::atomic::AtomicU16::load(&self.status, std::sync::atomic::Ordering::SeqCst)
+        {
+            0 => (200, None),
+            status => (status, None),
+        }
+    }
+}
+
 /// A stand-in for a client's webhook endpoint (not one of our services):
-/// records what it receives and answers with `status`.
+/// records what it receives and answers as its [`Behaviour`] says.
 pub struct Receiver {
     pub url: String,
     pub received: mpsc::UnboundedReceiver<Received>,
+    pub behaviour: std::sync::Arc<Behaviour>,
     _server: Running,
 }
 
 impl Receiver {
     pub async fn start(status: u16) -> Self {
+        let behaviour = std::sync::Arc::new(Behaviour::default());
+        behaviour.answer(status);
         let (tx, received) = mpsc::unbounded_channel();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let shared = behaviour.clone();
         let server = HttpServer::new(move || {
-            let tx = tx.clone();
+            let (tx, behaviour) = (tx.clone(), shared.clone());
             App::new().default_service(web::to(move |request: HttpRequest, body: web::Bytes| {
-                let tx = tx.clone();
+                let (tx, behaviour) = (tx.clone(), behaviour.clone());
                 async move {
                     let headers = request
                         .headers()
@@ -468,8 +560,17 @@ impl Receiver {
                         body: parse_body(&body),
                         at: Instant::now(),
                     });
-                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
-                        .finish()
+                    let delay = behaviour.current_delay();
+                    if !delay.is_zero() {
+                        actix_web::rt::time::sleep(delay).await;
+                    }
+                    let (status, retry_after) = behaviour.next();
+                    let mut response =
+                        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+                    if let Some(retry_after) = retry_after {
+                        response.insert_header(("retry-after", retry_after));
+                    }
+                    response.finish()
                 }
             }))
         })
@@ -482,6 +583,7 @@ impl Receiver {
         Self {
             url: format!("http://127.0.0.1:{port}/hook"),
             received,
+            behaviour,
             _server: Running::new(port, handle),
         }
     }
@@ -492,6 +594,28 @@ impl Receiver {
             .await
             .expect("no webhook arrived in time")
             .expect("the receiver stopped")
+    }
+
+    /// Collects webhooks until `done` says the collection is complete, or
+    /// panics after `deadline`.
+    pub async fn collect_until(
+        &mut self,
+        deadline: Duration,
+        mut done: impl FnMut(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let started = Instant::now();
+        let mut all = Vec::new();
+        while !done(&all) {
+            let left = deadline.checked_sub(started.elapsed()).unwrap_or_default();
+            match tokio::time::timeout(left, self.received.recv()).await {
+                Ok(Some(received)) => all.push(received),
+                _ => panic!(
+                    "timed out after {deadline:?} with {} webhooks received",
+                    all.len()
+                ),
+            }
+        }
+        all
     }
 }
 

@@ -97,7 +97,7 @@ fn callback_url(request: &HttpRequest) -> Result<HttpUrl, ApiError> {
     HttpUrl::parse(raw).map_err(|e| ApiError::invalid(FIELD, e))
 }
 
-fn into_api_error(error: QueueError) -> ApiError {
+pub(crate) fn into_api_error(error: QueueError) -> ApiError {
     match error {
         QueueError::Redis(e) => ApiError::unavailable("the job store", e),
         corrupt @ QueueError::Corrupt { .. } => ApiError::internal(corrupt),

@@ -1,5 +1,6 @@
 //! HTTP routes of the help desk, one file per resource.
 
+pub mod dead_letters;
 pub mod document;
 pub mod health;
 
@@ -14,6 +15,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
         .route("/readyz", web::get().to(health::readyz));
     if role.serves_api() {
         cfg.route("/document", web::post().to(document::create))
-            .route("/document/{document_id}", web::get().to(document::show));
+            .route("/document/{document_id}", web::get().to(document::show))
+            .route(
+                "/document/{document_id}/redeliver",
+                web::post().to(dead_letters::redeliver),
+            )
+            .route("/dead-letters", web::get().to(dead_letters::list));
     }
 }

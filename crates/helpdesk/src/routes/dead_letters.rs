@@ -1,0 +1,67 @@
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use hookline_contract::{DeadLetterPage, ExternalId};
+use hookline_kit::http::ApiError;
+use serde::Deserialize;
+use tracing::info;
+
+use crate::queue::{Queue, Redelivery};
+use crate::routes::document::{Scheduling, into_api_error};
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /dead-letters?limit=50`: cases whose every attempt failed, newest first.
+pub async fn list(
+    query: web::Query<ListQuery>,
+    queue: web::Data<Queue>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+    }
+    let (cases, total) = queue.dead_letters(limit).await.map_err(into_api_error)?;
+    Ok(HttpResponse::Ok().json(DeadLetterPage {
+        items: cases.iter().map(|case| case.to_view()).collect(),
+        total,
+    }))
+}
+
+/// `POST /document/{documentId}/redeliver`: deliver a dead (or already
+/// delivered: a manual replay) case again, now, with a fresh retry schedule
+/// and the same `webhook-id`.
+pub async fn redeliver(
+    path: web::Path<String>,
+    queue: web::Data<Queue>,
+    scheduling: web::Data<Scheduling>,
+) -> Result<HttpResponse, ApiError> {
+    let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
+    let now = Utc::now();
+    match queue
+        .redeliver(document_id.as_str(), now)
+        .await
+        .map_err(into_api_error)?
+    {
+        Redelivery::Scheduled => {
+            scheduling.wakeup.job_scheduled(now);
+            info!(document_id = %document_id, "redelivery scheduled");
+            let case = queue
+                .case(document_id.as_str())
+                .await
+                .map_err(into_api_error)?;
+            Ok(HttpResponse::Accepted().json(case.map(|case| case.to_view())))
+        }
+        Redelivery::NoSuchCase => Err(ApiError::NotFound("no case has this documentId")),
+        Redelivery::InFlight => Err(ApiError::Conflict(
+            "a delivery of this case is in flight; try again when it has finished".to_owned(),
+        )),
+        Redelivery::Undecided => Err(ApiError::Conflict(
+            "the agent has not decided yet: there is nothing to deliver".to_owned(),
+        )),
+    }
+}

@@ -1,0 +1,272 @@
+//! Real processes for fault tests: the `consumer` and `helpdesk` binaries
+//! and a private `redis-server`, started on loopback, stopped by pid (SIGKILL
+//! or SIGTERM) — never by name — and always reaped on drop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::{TestDb, TestRedis, get_json, secret_set, wait_for};
+
+/// The path of a workspace binary, built (once per test run) if needed.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    // target/<profile>/deps/<test binary> → target/<profile>/<name>
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "hookline-consumer",
+            "-p",
+            "hookline-helpdesk",
+            "--bins",
+        ]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cannot run cargo build");
+        assert!(status.success(), "cargo build of the binaries failed");
+    });
+    profile_dir.join(name)
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A child process that dies with this handle.
+pub struct Process {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+}
+
+impl Process {
+    fn spawn(program: PathBuf, args: &[&str], env: &[(&str, String)], port: u16) -> Self {
+        let quiet = std::env::var_os("TEST_LOG").is_none();
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        command.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        );
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        if quiet {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        Self {
+            child: command.spawn().unwrap(),
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no goodbye, no cleanup.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM: ask it to stop gracefully.
+    pub fn terminate(&self) {
+        signal(self.pid(), "TERM");
+    }
+
+    /// Waits for the process to exit, up to `deadline`.
+    pub async fn exited(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    async fn ready(self, deadline: Duration) -> Self {
+        let url = format!("{}/readyz", self.url);
+        wait_for(deadline, "the process to be ready", || {
+            let url = url.clone();
+            async move { (client_get_ok(&url).await).then_some(()) }
+        })
+        .await;
+        self
+    }
+}
+
+async fn client_get_ok(url: &str) -> bool {
+    awc::Client::default()
+        .get(url)
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .is_ok_and(|response| response.status().is_success())
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Environment for a `helpdesk` process on `port`: like
+/// [`crate::helpdesk_settings`], with `extra` on top.
+pub async fn helpdesk_process(redis: &TestRedis, port: u16, extra: &[(&str, &str)]) -> Process {
+    let mut env: Vec<(&str, String)> = vec![
+        ("REDIS_URL", redis.url.clone()),
+        ("REDIS_PREFIX", redis.prefix.clone()),
+        ("HELPDESK_LISTEN", format!("127.0.0.1:{port}")),
+        ("REVIEW_DELAY_MS", "0".to_owned()),
+        ("RETRY_SCHEDULE", "50ms,100ms,200ms".to_owned()),
+        ("DELIVERY_TIMEOUT", "2s".to_owned()),
+        ("JOB_LEASE", "5s".to_owned()),
+        ("HTTP_WORKERS", "1".to_owned()),
+        ("WEBHOOK_SECRET", crate::SECRET.to_owned()),
+    ];
+    for (key, value) in extra {
+        env.retain(|(k, _)| k != key);
+        env.push((key, (*value).to_owned()));
+    }
+    Process::spawn(binary("helpdesk"), &[], &env, port)
+        .ready(Duration::from_secs(30))
+        .await
+}
+
+/// A `consumer` process on `port` talking to `helpdesk_url`.
+pub async fn consumer_process(
+    db: &TestDb,
+    port: u16,
+    helpdesk_url: &str,
+    extra: &[(&str, &str)],
+) -> Process {
+    let _ = secret_set();
+    let mut env: Vec<(&str, String)> = vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("CONSUMER_LISTEN", format!("127.0.0.1:{port}")),
+        ("HELPDESK_URL", helpdesk_url.to_owned()),
+        ("WEBHOOK_SECRET", crate::SECRET.to_owned()),
+        ("HTTP_WORKERS", "1".to_owned()),
+        ("DATABASE_POOL_SIZE", "4".to_owned()),
+    ];
+    for (key, value) in extra {
+        env.retain(|(k, _)| k != key);
+        env.push((key, (*value).to_owned()));
+    }
+    Process::spawn(binary("consumer"), &[], &env, port)
+        .ready(Duration::from_secs(30))
+        .await
+}
+
+/// A `redis-server` of its own (for tests that crash Redis), with AOF
+/// fsynced on every write, keeping its data in a temp dir across restarts.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: PathBuf,
+    process: Option<Process>,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("hookline-redis-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self {
+            port: free_port(),
+            dir,
+            process: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: a crash, with whatever the AOF holds.
+    pub fn crash(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub async fn restart(&mut self) {
+        let port = self.port.to_string();
+        let dir = self.dir.to_string_lossy().into_owned();
+        let args = [
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--dir",
+            &dir,
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ];
+        let process = Process::spawn(PathBuf::from("redis-server"), &args, &[], self.port);
+        let url = self.url();
+        wait_for(Duration::from_secs(20), "redis-server to answer", || {
+            let url = url.clone();
+            async move {
+                let client = redis::Client::open(url.as_str()).ok()?;
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+                    .map(drop)
+            }
+        })
+        .await;
+        self.process = Some(process);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.crash();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `GET` a JSON document, as `(status, body)`.
+pub async fn status_of(url: &str) -> u16 {
+    get_json(url).await.0
+}

@@ -1,0 +1,2 @@
+DROP INDEX document_reviews_pending_idx;
+ALTER TABLE document_reviews DROP COLUMN checked_at;
