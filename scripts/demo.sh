@@ -181,7 +181,7 @@ say "PostgreSQL on 127.0.0.1:$pg_port (pid $HL_PG_PID, data $pg_dir)"
 
 # --- Redis (persistent like the compose service) ------------------------------
 redis_port=$(free_port)
-start_redis "$DEMO_DIR/redis" "$redis_port" --appendonly yes --appendfsync everysec
+start_redis "$DEMO_DIR/redis" "$redis_port" --appendonly yes --appendfsync always
 REDIS_URL=redis://127.0.0.1:$redis_port
 say "Redis on 127.0.0.1:$redis_port (pid $HL_REDIS_PID, data $DEMO_DIR/redis)"
 
@@ -203,16 +203,31 @@ http_200() {
 
 : >"$logs/helpdesk.log"
 start_bg helpdesk "$logs/helpdesk.log" env \
+    HELPDESK_ROLE=api \
     REDIS_URL="$REDIS_URL" \
     HELPDESK_LISTEN="127.0.0.1:$HELPDESK_PORT" \
     REVIEW_DELAY_MS="$REVIEW_DELAY_MS" \
-    ACCEPT_RATIO="$ACCEPT_RATIO" \
     WEBHOOK_SECRET="$WEBHOOK_SECRET" \
     RUST_LOG="$RUST_LOG" \
     "$bin_dir/helpdesk"
 helpdesk_pid=$HL_BG_PID
-wait_ready helpdesk "$HEALTH_TIMEOUT" "$helpdesk_pid" "$logs/helpdesk.log" http_200 "$helpdesk_url/healthz"
-say "helpdesk on $helpdesk_url (pid $helpdesk_pid, log $logs/helpdesk.log)"
+wait_ready helpdesk "$HEALTH_TIMEOUT" "$helpdesk_pid" "$logs/helpdesk.log" http_200 "$helpdesk_url/readyz"
+say "helpdesk API on $helpdesk_url (pid $helpdesk_pid, log $logs/helpdesk.log)"
+
+# The delivery worker, like compose's `worker` service (its port only serves /readyz).
+worker_port=$(free_port)
+: >"$logs/worker.log"
+start_bg worker "$logs/worker.log" env \
+    HELPDESK_ROLE=worker \
+    REDIS_URL="$REDIS_URL" \
+    HELPDESK_LISTEN="127.0.0.1:$worker_port" \
+    ACCEPT_RATIO="$ACCEPT_RATIO" \
+    WEBHOOK_SECRET="$WEBHOOK_SECRET" \
+    RUST_LOG="$RUST_LOG" \
+    "$bin_dir/helpdesk"
+worker_pid=$HL_BG_PID
+wait_ready worker "$HEALTH_TIMEOUT" "$worker_pid" "$logs/worker.log" http_200 "http://127.0.0.1:$worker_port/readyz"
+say "helpdesk worker (pid $worker_pid, log $logs/worker.log)"
 
 : >"$logs/consumer.log"
 start_bg consumer "$logs/consumer.log" env \
@@ -224,7 +239,7 @@ start_bg consumer "$logs/consumer.log" env \
     RUST_LOG="$RUST_LOG" \
     "$bin_dir/consumer"
 consumer_pid=$HL_BG_PID
-wait_ready consumer "$HEALTH_TIMEOUT" "$consumer_pid" "$logs/consumer.log" http_200 "$consumer_url/healthz"
+wait_ready consumer "$HEALTH_TIMEOUT" "$consumer_pid" "$logs/consumer.log" http_200 "$consumer_url/readyz"
 say "consumer on $consumer_url (pid $consumer_pid, log $logs/consumer.log)"
 
 # --- one review, end to end ---------------------------------------------------
@@ -248,6 +263,7 @@ show_rows() {
 }
 fail_with_logs() {
     show_log_tail "$logs/helpdesk.log"
+    show_log_tail "$logs/worker.log"
     show_log_tail "$logs/consumer.log"
     die "$*"
 }
@@ -277,7 +293,7 @@ while [[ "$status" == PENDING_REVIEW || "$status" == "?" ]]; do
         fail_with_logs "review $id is still ${status/\?/unknown} after ${REVIEW_TIMEOUT}s \
 (GET $consumer_url/documents/$id: $review); see $logs/"
     fi
-    for p in "$helpdesk_pid" "$consumer_pid"; do
+    for p in "$helpdesk_pid" "$worker_pid" "$consumer_pid"; do
         pid_alive "$p" || fail_with_logs "a service died while waiting for the review (pid $p)"
     done
     sleep 0.25
@@ -303,19 +319,20 @@ The demo is running:
   consumer   $consumer_url/   (try: curl -sS $consumer_url/documents)
   helpdesk   $helpdesk_url/
   database   scripts/local_db.sh -c 'SELECT * FROM document_reviews;'
-  logs       $logs/{consumer,helpdesk}.log (tailed below)
+  logs       $logs/{consumer,helpdesk,worker}.log (tailed below)
 Press Ctrl-C to stop everything.
 
 EOF
-tail -n 0 -F "$logs/helpdesk.log" "$logs/consumer.log" &
+tail -n 0 -F "$logs/helpdesk.log" "$logs/worker.log" "$logs/consumer.log" &
 track_pid $! tail
 
 # Interruptible wait: Ctrl-C/SIGTERM run the cleanup trap at once; a service
 # that dies on its own ends the demo too.
 exited=""
 status=0
-wait -n -p exited "$helpdesk_pid" "$consumer_pid" 2>/dev/null || status=$?
+wait -n -p exited "$helpdesk_pid" "$worker_pid" "$consumer_pid" 2>/dev/null || status=$?
 case "$exited" in
 "$helpdesk_pid") die "helpdesk exited (status $status); see $logs/helpdesk.log" ;;
+"$worker_pid") die "helpdesk worker exited (status $status); see $logs/worker.log" ;;
 "$consumer_pid") die "consumer exited (status $status); see $logs/consumer.log" ;;
 esac
