@@ -94,39 +94,61 @@ async fn reviews_that_come_due_while_the_consumer_is_down_are_decided_when_it_is
 
 #[actix_web::test]
 async fn a_worker_sigkilled_with_deliveries_in_flight_loses_nothing() {
-    let n: usize = std::env::var("FAULT_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    // The figures in the note come from
+    //   FAULT_N=1000 FAULT_CONCURRENCY=1000 FAULT_RECEIVER_DELAY_MS=3000
+    // which puts all 1000 deliveries in flight at the kill.
+    let knob = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = usize::try_from(knob("FAULT_N", 300)).unwrap();
+    let concurrency = knob("FAULT_CONCURRENCY", 64);
+    let receiver_delay = knob("FAULT_RECEIVER_DELAY_MS", 300);
     let redis = TestRedis::default();
     let mut receiver = Receiver::start(200).await;
-    // A slow receiver and a small worker keep deliveries in flight for a while.
-    receiver.behaviour.delay(Duration::from_millis(300));
+    // A slow receiver keeps deliveries in flight for a while.
+    receiver
+        .behaviour
+        .delay(Duration::from_millis(receiver_delay));
     let port = free_port();
-    let lease = [
-        ("JOB_LEASE", "2s"),
-        ("DELIVERY_TIMEOUT", "1s"),
-        ("WORKER_CONCURRENCY", "64"),
+    let (timeout, lease, workers) = (
+        format!("{}ms", receiver_delay + 1000),
+        format!("{}ms", receiver_delay + 2000),
+        concurrency.to_string(),
+    );
+    let settings = [
+        ("JOB_LEASE", lease.as_str()),
+        ("DELIVERY_TIMEOUT", timeout.as_str()),
+        ("WORKER_CONCURRENCY", workers.as_str()),
         ("RETRY_SCHEDULE", "100ms,200ms,400ms,800ms"),
     ];
-    let mut worker = helpdesk_process(&redis, port, &lease).await;
+    let mut worker = helpdesk_process(&redis, port, &settings).await;
 
     let started = Instant::now();
     let ids = schedule(&worker.url, &receiver.url, n).await;
-    let mut received = receiver
-        .collect_until(DEADLINE, |got| got.len() >= n / 10)
-        .await;
-    let mut conn = redis.connection().await;
-    let in_flight: u64 = redis::cmd("ZCARD")
-        .arg(format!("{{{}}}:inflight", redis.prefix))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // Kill once the worker is saturated: as many deliveries in flight as it allows.
+    let saturated = u64::try_from(n).unwrap().min(concurrency);
+    let in_flight = wait_for(DEADLINE, "the worker to be saturated", || async {
+        let mut conn = redis.connection().await;
+        let in_flight: u64 = redis::cmd("ZCARD")
+            .arg(format!("{{{}}}:inflight", redis.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        (in_flight >= saturated).then_some(in_flight)
+    })
+    .await;
     worker.kill();
+    let mut received = Vec::new();
+    while let Ok(got) = receiver.received.try_recv() {
+        received.push(got);
+    }
     let killed_at = started.elapsed();
     assert!(in_flight > 0, "the kill should hit deliveries in flight");
 
-    let _worker = helpdesk_process(&redis, port, &lease).await;
+    let _worker = helpdesk_process(&redis, port, &settings).await;
     // Done when the queue is empty: every job delivered, none waiting or claimed.
     wait_for(DEADLINE, "the queue to drain", || async {
         let mut conn = redis.connection().await;
