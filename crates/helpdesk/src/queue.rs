@@ -49,7 +49,28 @@
 //! a lease expires while its worker is still alive (a stall longer than
 //! `JOB_LEASE`, which is kept above `DELIVERY_TIMEOUT`); the stale worker's
 //! `finish` is then ignored, and the receiver deduplicates by `webhook-id`.
-//! Durability across a Redis restart is Redis's: run it with AOF.
+//!
+//! # What Redis must provide
+//!
+//! A `202` means "the job is in Redis". That survives a Redis *crash* only
+//! if the write reached the disk before Redis answered: run Redis with
+//! `appendonly yes` and `appendfsync always` (as `docker-compose.yml` does;
+//! Redis groups the fsyncs of one event-loop turn, so the cost is one fsync
+//! per batch of writes, not per job). With `appendfsync everysec` a crash
+//! may lose up to the last second of acknowledged jobs; a clean restart
+//! (`SHUTDOWN`) loses nothing either way. Without persistence a restart loses
+//! every pending job. `a_redis_crash_and_restart_loses_no_accepted_job`
+//! SIGKILLs Redis with accepted jobs and checks all are still delivered.
+//!
+//! # Several workers
+//!
+//! Workers share nothing but Redis, so any number of processes with
+//! `HELPDESK_ROLE=worker` can serve one prefix. A worker sleeps until the
+//! next due job (or lease expiry) it saw, but at most [`MAX_IDLE`]; the API
+//! in the same process wakes it at once when it schedules something sooner,
+//! while a worker in another process notices within [`MAX_IDLE`].
+//!
+//! [`MAX_IDLE`]: crate::worker::MAX_IDLE
 
 use std::collections::HashMap;
 use std::time::Duration;
