@@ -54,24 +54,15 @@ impl HelpdeskClient {
             document_url: document_url.to_string(),
             id: Some(reference.to_owned()),
         };
-        let mut response = self
-            .client
-            .post(&self.document_endpoint)
-            .insert_header((headers::CALLBACK_URL, self.callback_url.as_str()))
-            .send_json(&request)
-            .await
-            .map_err(|e| HelpdeskError::Unreachable(e.to_string()))?;
-        let status = response.status();
-        let body = response
-            .body()
-            .limit(ANSWER_LIMIT)
-            .await
-            .map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
-        if !status.is_success() {
-            return Err(HelpdeskError::Refused {
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
-            });
+        let (status, body) = answer(
+            self.client
+                .post(&self.document_endpoint)
+                .insert_header((headers::CALLBACK_URL, self.callback_url.as_str()))
+                .send_json(&request),
+        )
+        .await?;
+        if !(200..300).contains(&status) {
+            return Err(refused(status, &body));
         }
         let accepted: DocumentAccepted =
             serde_json::from_slice(&body).map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
@@ -88,27 +79,40 @@ impl HelpdeskClient {
     /// The help desk's view of a case (`GET /document/{documentId}`), or
     /// `None` if it does not know it.
     pub async fn case(&self, document_id: &str) -> Result<Option<CaseView>, HelpdeskError> {
-        let mut response = self
-            .client
-            .get(format!("{}/{document_id}", self.document_endpoint))
-            .send()
-            .await
-            .map_err(|e| HelpdeskError::Unreachable(e.to_string()))?;
-        let status = response.status();
-        let body = response
-            .body()
-            .limit(ANSWER_LIMIT)
-            .await
-            .map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
-        match status.as_u16() {
+        let (status, body) = answer(
+            self.client
+                .get(format!("{}/{document_id}", self.document_endpoint))
+                .send(),
+        )
+        .await?;
+        match status {
             200 => serde_json::from_slice(&body)
                 .map(Some)
                 .map_err(|e| HelpdeskError::BadAnswer(e.to_string())),
             404 => Ok(None),
-            status => Err(HelpdeskError::Refused {
-                status,
-                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
-            }),
+            status => Err(refused(status, &body)),
         }
+    }
+}
+
+/// Sends a request and reads the help desk's answer (status and body).
+async fn answer(
+    request: awc::SendClientRequest,
+) -> Result<(u16, actix_web::web::Bytes), HelpdeskError> {
+    let mut response = request
+        .await
+        .map_err(|e| HelpdeskError::Unreachable(e.to_string()))?;
+    let body = response
+        .body()
+        .limit(ANSWER_LIMIT)
+        .await
+        .map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
+    Ok((response.status().as_u16(), body))
+}
+
+fn refused(status: u16, body: &[u8]) -> HelpdeskError {
+    HelpdeskError::Refused {
+        status,
+        body: String::from_utf8_lossy(body).chars().take(500).collect(),
     }
 }

@@ -358,6 +358,14 @@ impl Stack {
         serde_json::from_value(body).unwrap()
     }
 
+    pub async fn wait_for_delivery(
+        &self,
+        document_id: &str,
+        state: hookline_contract::DeliveryState,
+    ) -> hookline_contract::CaseView {
+        wait_for_delivery(&self.helpdesk.url, document_id, state).await
+    }
+
     pub async fn case(&self, document_id: &str) -> hookline_contract::CaseView {
         let (status, body) =
             get_json(&format!("{}/document/{document_id}", self.helpdesk.url)).await;
@@ -474,6 +482,27 @@ where
         );
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Polls the help desk at `helpdesk_url` until the case's delivery is in
+/// `state`; returns the case.
+pub async fn wait_for_delivery(
+    helpdesk_url: &str,
+    document_id: &str,
+    state: hookline_contract::DeliveryState,
+) -> hookline_contract::CaseView {
+    let url = format!("{helpdesk_url}/document/{document_id}");
+    wait_for(
+        Duration::from_secs(60),
+        &format!("delivery state {state:?}"),
+        || async {
+            let (status, case) = get_json(&url).await;
+            assert_eq!(status, 200, "{case}");
+            let case: hookline_contract::CaseView = serde_json::from_value(case).unwrap();
+            (case.delivery.state == state).then_some(case)
+        },
+    )
+    .await
 }
 
 /// A webhook as a test receiver got it.

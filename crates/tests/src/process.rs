@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::{TestDb, TestRedis, get_json, secret_set, wait_for};
+use crate::{TestDb, TestRedis, get_json, wait_for};
 
 /// The path of a workspace binary, built (once per test run) if needed.
 pub fn binary(name: &str) -> PathBuf {
@@ -141,6 +141,14 @@ impl Drop for Process {
     }
 }
 
+/// Replaces or adds `extra` in `env`.
+fn override_env<'a>(env: &mut Vec<(&'a str, String)>, extra: &[(&'a str, &str)]) {
+    for (key, value) in extra {
+        env.retain(|(k, _)| k != key);
+        env.push((key, (*value).to_owned()));
+    }
+}
+
 /// Environment for a `helpdesk` process on `port`: like
 /// [`crate::helpdesk_settings`], with `extra` on top.
 pub async fn helpdesk_process(redis: &TestRedis, port: u16, extra: &[(&str, &str)]) -> Process {
@@ -155,10 +163,7 @@ pub async fn helpdesk_process(redis: &TestRedis, port: u16, extra: &[(&str, &str
         ("HTTP_WORKERS", "1".to_owned()),
         ("WEBHOOK_SECRET", crate::SECRET.to_owned()),
     ];
-    for (key, value) in extra {
-        env.retain(|(k, _)| k != key);
-        env.push((key, (*value).to_owned()));
-    }
+    override_env(&mut env, extra);
     Process::spawn(binary("helpdesk"), &[], &env, port)
         .ready(Duration::from_secs(30))
         .await
@@ -171,7 +176,6 @@ pub async fn consumer_process(
     helpdesk_url: &str,
     extra: &[(&str, &str)],
 ) -> Process {
-    let _ = secret_set();
     let mut env: Vec<(&str, String)> = vec![
         ("DATABASE_URL", db.url.clone()),
         ("CONSUMER_LISTEN", format!("127.0.0.1:{port}")),
@@ -180,10 +184,7 @@ pub async fn consumer_process(
         ("HTTP_WORKERS", "1".to_owned()),
         ("DATABASE_POOL_SIZE", "4".to_owned()),
     ];
-    for (key, value) in extra {
-        env.retain(|(k, _)| k != key);
-        env.push((key, (*value).to_owned()));
-    }
+    override_env(&mut env, extra);
     Process::spawn(binary("consumer"), &[], &env, port)
         .ready(Duration::from_secs(30))
         .await

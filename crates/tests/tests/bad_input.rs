@@ -19,16 +19,9 @@ async fn stack_with_a_decided_review() -> (Stack, hookline_contract::Review) {
         .await;
     // Let the help desk finish its bookkeeping so Redis is quiet too.
     let document_id = review.document_id.clone().unwrap();
-    hookline_tests::wait_for(
-        Duration::from_secs(20),
-        "the delivery to be recorded",
-        || async {
-            (stack.case(&document_id).await.delivery.state
-                == hookline_contract::DeliveryState::Delivered)
-                .then_some(())
-        },
-    )
-    .await;
+    stack
+        .wait_for_delivery(&document_id, hookline_contract::DeliveryState::Delivered)
+        .await;
     let review = stack.review(&review.id).await;
     (stack, review)
 }

@@ -10,7 +10,7 @@ use hookline_contract::{DeliveryState, DocumentStatus};
 use hookline_tests::process::{PrivateRedis, consumer_process, free_port, helpdesk_process};
 use hookline_tests::{
     Received, Receiver, Stack, TestDb, TestRedis, get_json, helpdesk_settings, post_json,
-    post_signed_webhook, start_helpdesk, wait_for,
+    post_signed_webhook, start_helpdesk, wait_for, wait_for_delivery,
 };
 use serde_json::json;
 
@@ -218,17 +218,12 @@ async fn a_receiver_that_always_fails_gets_dead_lettered_and_redelivery_succeeds
     let mut receiver = Receiver::start(500).await;
     let id = schedule(&helpdesk.url, &receiver.url, 1).await.remove(0);
 
-    let case = wait_for(DEADLINE, "the case to be dead-lettered", || async {
-        let (_, case) = get_json(&format!("{}/document/{id}", helpdesk.url)).await;
-        (case["delivery"]["state"] == "DEAD").then_some(case)
-    })
-    .await;
-    let log = case["delivery"]["log"].as_array().unwrap();
-    assert_eq!(log.len(), 3, "one attempt and two retries: {case}");
+    let case = wait_for_delivery(&helpdesk.url, &id, DeliveryState::Dead).await;
+    let log = &case.delivery.log;
+    assert_eq!(log.len(), 3, "one attempt and two retries: {case:?}");
     assert!(
-        log.iter().all(|a| a["statusCode"] == 500
-            && a["error"] == "HTTP 500"
-            && a["durationMs"].is_u64())
+        log.iter()
+            .all(|a| a.status_code == Some(500) && a.error.as_deref() == Some("HTTP 500"))
     );
     let (_, dead) = get_json(&format!("{}/dead-letters", helpdesk.url)).await;
     assert_eq!(dead["total"], 1);
@@ -248,12 +243,8 @@ async fn a_receiver_that_always_fails_gets_dead_lettered_and_redelivery_succeeds
         redelivered.headers["webhook-id"], failed[0].headers["webhook-id"],
         "the same event"
     );
-    let case = wait_for(DEADLINE, "the redelivery to be recorded", || async {
-        let (_, case) = get_json(&format!("{}/document/{id}", helpdesk.url)).await;
-        (case["delivery"]["state"] == "DELIVERED").then_some(case)
-    })
-    .await;
-    assert_eq!(case["delivery"]["attempts"], 4);
+    let case = wait_for_delivery(&helpdesk.url, &id, DeliveryState::Delivered).await;
+    assert_eq!(case.delivery.attempts, 4);
     let (_, dead) = get_json(&format!("{}/dead-letters", helpdesk.url)).await;
     assert_eq!(dead["total"], 0);
 
@@ -287,12 +278,8 @@ async fn gone_stops_the_retries_at_once() {
     let mut receiver = Receiver::start(410).await;
     let id = schedule(&helpdesk.url, &receiver.url, 1).await.remove(0);
     receiver.next(DEADLINE).await;
-    let case = wait_for(DEADLINE, "the case to be dead-lettered", || async {
-        let (_, case) = get_json(&format!("{}/document/{id}", helpdesk.url)).await;
-        (case["delivery"]["state"] == "DEAD").then_some(case)
-    })
-    .await;
-    assert_eq!(case["delivery"]["attempts"], 1, "{case}");
+    let case = wait_for_delivery(&helpdesk.url, &id, DeliveryState::Dead).await;
+    assert_eq!(case.delivery.attempts, 1, "{case:?}");
 }
 
 #[actix_web::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hookline_contract::{DeliveryState, DocumentStatus};
 use hookline_tests::{
     Receiver, Stack, TestRedis, closed_port, get_json, helpdesk_settings, post_json,
-    post_signed_webhook, start_helpdesk, wait_for,
+    post_signed_webhook, start_helpdesk, wait_for_delivery,
 };
 use serde_json::json;
 
@@ -48,11 +48,9 @@ async fn a_review_goes_from_pending_review_to_a_decision_through_the_real_helpde
         Some(review.id.as_str()),
         "the consumer's id travelled as the request id"
     );
-    let delivered = wait_for(DEADLINE, "the help desk to record the delivery", || async {
-        let case = stack.case(&document_id).await;
-        (case.delivery.state == DeliveryState::Delivered).then_some(case)
-    })
-    .await;
+    let delivered = stack
+        .wait_for_delivery(&document_id, DeliveryState::Delivered)
+        .await;
     assert_eq!(delivered.delivery.attempts, 1);
 }
 
@@ -257,22 +255,15 @@ async fn the_helpdesk_survives_callback_urls_that_refuse_connections() {
     receiver.next(DEADLINE).await;
 
     for document_id in doomed {
-        let case = wait_for(
-            DEADLINE,
-            "the refused delivery to be dead-lettered",
-            || async {
-                let (_, case) = get_json(&format!("{}/document/{document_id}", helpdesk.url)).await;
-                (case["delivery"]["state"] == "DEAD").then_some(case)
-            },
-        )
-        .await;
-        assert_eq!(case["delivery"]["attempts"], 3, "{case}");
+        let case = wait_for_delivery(&helpdesk.url, &document_id, DeliveryState::Dead).await;
+        assert_eq!(case.delivery.attempts, 3, "{case:?}");
         assert!(
-            case["delivery"]["lastError"]
-                .as_str()
+            case.delivery
+                .last_error
+                .as_deref()
                 .unwrap()
                 .contains("connect"),
-            "{case}"
+            "{case:?}"
         );
     }
     let (status, _) = get_json(&format!("{}/healthz", helpdesk.url)).await;
@@ -292,11 +283,9 @@ async fn webhooks_signed_with_another_secret_are_refused_and_the_review_stays_pe
     .await;
     let review = stack.request_review("https://example.com/a.pdf").await;
     let document_id = review.document_id.unwrap();
-    let case = wait_for(DEADLINE, "the forged delivery to fail", || async {
-        let case = stack.case(&document_id).await;
-        (case.delivery.state == DeliveryState::Dead).then_some(case)
-    })
-    .await;
+    let case = stack
+        .wait_for_delivery(&document_id, DeliveryState::Dead)
+        .await;
     assert_eq!(case.delivery.last_error.as_deref(), Some("HTTP 401"));
     assert_eq!(
         stack.review(&review.id).await.document_status,
@@ -333,10 +322,10 @@ async fn a_callback_that_never_answers_costs_one_timeout_and_does_not_stall_othe
     receiver.next(DEADLINE).await;
 
     let document_id = stuck["documentId"].as_str().unwrap();
-    let case = wait_for(DEADLINE, "the silent callback to time out", || async {
-        let (_, case) = get_json(&format!("{}/document/{document_id}", helpdesk.url)).await;
-        (case["delivery"]["state"] == "DEAD").then_some(case)
-    })
-    .await;
-    assert_eq!(case["delivery"]["lastError"], "timed out", "{case}");
+    let case = wait_for_delivery(&helpdesk.url, document_id, DeliveryState::Dead).await;
+    assert_eq!(
+        case.delivery.last_error.as_deref(),
+        Some("timed out"),
+        "{case:?}"
+    );
 }
