@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hookline_contract::signature::SecretSet;
-use hookline_kit::config::{LogFormat, Secret, parse_duration};
+use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
 use url::Url;
 
 #[derive(Debug, Parser)]
@@ -54,7 +54,7 @@ pub struct Settings {
 
     /// Standard Webhooks secret(s) shared with the Help Desk, `whsec_...`,
     /// comma-separated during a rotation (any one verifies).
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, value_parser = secret::<SecretSet>())]
     pub webhook_secret: Option<SecretSet>,
 
     /// Accept unsigned webhooks when no WEBHOOK_SECRET is set (to talk to the

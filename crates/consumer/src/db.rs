@@ -14,7 +14,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use hookline_contract::{DocumentStatus, Review};
 use uuid::Uuid;
 
-use crate::schema::document_reviews;
+use crate::schema::{document_reviews, idempotency_keys, webhook_receipts};
 
 diesel::define_sql_function! {
     /// SQL `COALESCE(a, b)` over text.
@@ -49,8 +49,7 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, DbSetupEr
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let result = (|| {
-            type SyncPg =
-                diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection>;
+            type SyncPg = diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection>;
             let mut conn = <SyncPg as diesel::Connection>::establish(&url)?;
             conn.run_pending_migrations(MIGRATIONS)
                 .map(|versions| versions.iter().map(ToString::to_string).collect())
@@ -58,11 +57,8 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, DbSetupEr
         })();
         let _ = tx.send(result);
     });
-    rx.await.unwrap_or_else(|_| {
-        Err(DbSetupError::Migrate(
-            "the migration thread died".to_owned(),
-        ))
-    })
+    rx.await
+        .unwrap_or_else(|_| Err(DbSetupError::Migrate("the migration thread died".to_owned())))
 }
 
 /// A pool of `size` connections that gives up after [`POOL_TIMEOUT`].
@@ -93,9 +89,7 @@ pub struct ReviewRow {
 impl ReviewRow {
     /// The status column; the table's CHECK constraint keeps it in the enum.
     pub fn status(&self) -> DocumentStatus {
-        self.document_status
-            .parse()
-            .unwrap_or(DocumentStatus::PendingReview)
+        self.document_status.parse().unwrap_or(DocumentStatus::PendingReview)
     }
 
     pub fn into_review(self) -> Review {
@@ -113,11 +107,7 @@ impl ReviewRow {
 
 /// Records a review before the help desk is asked, so that a webhook racing
 /// the help desk's answer finds it (by the `id` the help desk echoes).
-pub async fn insert_requested(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    document_url: &str,
-) -> QueryResult<()> {
+pub async fn insert_requested(conn: &mut AsyncPgConnection, id: Uuid, document_url: &str) -> QueryResult<()> {
     diesel::insert_into(document_reviews::table)
         .values((
             document_reviews::id.eq(id),
@@ -184,10 +174,7 @@ pub async fn list(
 ) -> QueryResult<Vec<ReviewRow>> {
     let mut query = document_reviews::table
         .select(ReviewRow::as_select())
-        .order((
-            document_reviews::created_at.desc(),
-            document_reviews::id.desc(),
-        ))
+        .order((document_reviews::created_at.desc(), document_reviews::id.desc()))
         .limit(limit)
         .into_boxed();
     if let Some(start) = start {
@@ -216,33 +203,60 @@ pub enum Decision {
     Contradicts(ReviewRow),
     /// No review has this document id (nor the echoed id) — yet, perhaps.
     UnknownReview,
+    /// This `webhook-id` was applied before: nothing changed.
+    Duplicate,
 }
 
-/// Applies the help desk's decision for `document_id` in one transaction.
+/// A decision of the help desk, from a webhook or from reconciliation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncomingDecision<'a> {
+    pub document_id: &'a str,
+    pub agent_id: &'a str,
+    /// The `id` the help desk echoed (our review id), if it parses as one.
+    pub request_id: Option<Uuid>,
+    pub decision: DocumentStatus,
+    /// The Standard Webhooks `webhook-id`; `None` for reconciliation and
+    /// unsigned webhooks.
+    pub webhook_id: Option<&'a str>,
+}
+
+/// Applies the help desk's decision in one transaction: the status change
+/// and the record of its `webhook-id` commit together or not at all.
 /// The review is found by `document_id`, or else by the echoed `request_id`
 /// if the webhook overtook the help desk's answer to our request.
-pub async fn apply_decision(
-    conn: &mut AsyncPgConnection,
-    document_id: &str,
-    agent_id: &str,
-    request_id: Option<Uuid>,
-    decision: DocumentStatus,
-) -> QueryResult<Decision> {
+pub async fn apply_decision(conn: &mut AsyncPgConnection, incoming: IncomingDecision<'_>) -> QueryResult<Decision> {
+    let IncomingDecision {
+        document_id,
+        agent_id,
+        request_id,
+        decision,
+        webhook_id,
+    } = incoming;
     conn.transaction(async |conn| {
+        if let Some(webhook_id) = webhook_id {
+            let seen = webhook_receipts::table
+                .find(webhook_id)
+                .select(webhook_receipts::webhook_id)
+                .first::<String>(conn)
+                .await
+                .optional()?;
+            if seen.is_some() {
+                return Ok(Decision::Duplicate);
+            }
+        }
         // One statement, not two lookups: if `attach_ticket` commits while we
         // look, FOR UPDATE waits for it and re-checks the row's new version,
         // which then matches by document_id. Two statements would miss it.
         let by_document_id = document_reviews::document_id.eq(document_id);
-        let matches: Box<
-            dyn BoxableExpression<document_reviews::table, Pg, SqlType = Nullable<Bool>>,
-        > = match request_id {
-            Some(request_id) => Box::new(
-                by_document_id.or(document_reviews::id
-                    .eq(request_id)
-                    .and(document_reviews::document_id.is_null())),
-            ),
-            None => Box::new(by_document_id),
-        };
+        let matches: Box<dyn BoxableExpression<document_reviews::table, Pg, SqlType = Nullable<Bool>>> =
+            match request_id {
+                Some(request_id) => Box::new(
+                    by_document_id.or(document_reviews::id
+                        .eq(request_id)
+                        .and(document_reviews::document_id.is_null())),
+                ),
+                None => Box::new(by_document_id),
+            };
         let row: Option<ReviewRow> = document_reviews::table
             .filter(matches)
             .select(ReviewRow::as_select())
@@ -270,6 +284,17 @@ pub async fn apply_decision(
             .returning(ReviewRow::as_returning())
             .get_result(conn)
             .await?;
+        if let Some(webhook_id) = webhook_id {
+            diesel::insert_into(webhook_receipts::table)
+                .values((
+                    webhook_receipts::webhook_id.eq(webhook_id),
+                    webhook_receipts::review_id.eq(updated.id),
+                    webhook_receipts::document_status.eq(decision.as_str()),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+        }
         Ok(Decision::Applied(updated))
     })
     .await
@@ -328,6 +353,86 @@ pub async fn take_stale(
 /// Is the database answering?
 pub async fn ping(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     diesel::select(1.into_sql::<diesel::sql_types::Integer>())
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// What an `Idempotency-Key` says about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// First use (or an abandoned earlier one): go ahead, then [`complete_key`].
+    Fresh,
+    /// Done before: answer exactly this.
+    Replay { status: u16, body: String },
+    /// The first request with this key is still running.
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// How long an unfinished key blocks retries before it counts as abandoned
+/// (its request died mid-way).
+const ABANDONED_AFTER_SECS: i64 = 60;
+
+/// Claims `key` for a request about `document_url`.
+pub async fn claim_key(conn: &mut AsyncPgConnection, key: &str, document_url: &str) -> QueryResult<KeyClaim> {
+    use idempotency_keys::dsl as k;
+    let inserted = diesel::insert_into(k::idempotency_keys)
+        .values((k::key.eq(key), k::document_url.eq(document_url)))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    if inserted == 1 {
+        return Ok(KeyClaim::Fresh);
+    }
+    let (url, status, body): (String, Option<i16>, Option<String>) = k::idempotency_keys
+        .find(key)
+        .select((k::document_url, k::response_status, k::response_body))
+        .first(conn)
+        .await?;
+    if url != document_url {
+        return Ok(KeyClaim::Mismatch);
+    }
+    if let (Some(status), Some(body)) = (status, body) {
+        return Ok(KeyClaim::Replay {
+            status: u16::try_from(status).unwrap_or(500),
+            body,
+        });
+    }
+    let abandoned = diesel::update(
+        k::idempotency_keys
+            .find(key)
+            .filter(k::response_status.is_null())
+            .filter(k::created_at.lt(Utc::now() - chrono::Duration::seconds(ABANDONED_AFTER_SECS))),
+    )
+    .set(k::created_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await?;
+    Ok(if abandoned == 1 {
+        KeyClaim::Fresh
+    } else {
+        KeyClaim::InProgress
+    })
+}
+
+/// Stores the response given to the first request with `key`.
+pub async fn complete_key(conn: &mut AsyncPgConnection, key: &str, status: u16, body: &str) -> QueryResult<()> {
+    use idempotency_keys::dsl as k;
+    diesel::update(k::idempotency_keys.find(key))
+        .set((
+            k::response_status.eq(i16::try_from(status).unwrap_or(i16::MAX)),
+            k::response_body.eq(body),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Frees `key` after a request that failed, so that a retry can run.
+pub async fn release_key(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()> {
+    use idempotency_keys::dsl as k;
+    diesel::delete(k::idempotency_keys.find(key).filter(k::response_status.is_null()))
         .execute(conn)
         .await
         .map(drop)

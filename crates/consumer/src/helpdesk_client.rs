@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use hookline_contract::{
-    CaseView, DocumentAccepted, DocumentRequest, ExternalId, HttpUrl, headers,
-};
+use hookline_contract::{CaseView, DocumentAccepted, DocumentRequest, ExternalId, HttpUrl, headers};
 
 /// Largest answer read from the help desk.
 const ANSWER_LIMIT: usize = 64 * 1024;
@@ -32,10 +30,7 @@ impl HelpdeskClient {
         let client = awc::Client::builder()
             .timeout(timeout)
             .disable_redirects()
-            .add_default_header((
-                "user-agent",
-                concat!("hookline-consumer/", env!("CARGO_PKG_VERSION")),
-            ))
+            .add_default_header(("user-agent", concat!("hookline-consumer/", env!("CARGO_PKG_VERSION"))))
             .finish();
         Self {
             client,
@@ -66,12 +61,8 @@ impl HelpdeskClient {
         }
         let accepted: DocumentAccepted =
             serde_json::from_slice(&body).map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
-        for (field, value) in [
-            ("agentId", &accepted.agent_id),
-            ("documentId", &accepted.document_id),
-        ] {
-            ExternalId::parse(value)
-                .map_err(|e| HelpdeskError::BadAnswer(format!("{field} {e}")))?;
+        for (field, value) in [("agentId", &accepted.agent_id), ("documentId", &accepted.document_id)] {
+            ExternalId::parse(value).map_err(|e| HelpdeskError::BadAnswer(format!("{field} {e}")))?;
         }
         Ok(accepted)
     }
@@ -96,12 +87,8 @@ impl HelpdeskClient {
 }
 
 /// Sends a request and reads the help desk's answer (status and body).
-async fn answer(
-    request: awc::SendClientRequest,
-) -> Result<(u16, actix_web::web::Bytes), HelpdeskError> {
-    let mut response = request
-        .await
-        .map_err(|e| HelpdeskError::Unreachable(e.to_string()))?;
+async fn answer(request: awc::SendClientRequest) -> Result<(u16, actix_web::web::Bytes), HelpdeskError> {
+    let mut response = request.await.map_err(|e| HelpdeskError::Unreachable(e.to_string()))?;
     let body = response
         .body()
         .limit(ANSWER_LIMIT)

@@ -31,12 +31,7 @@ pub fn interval(after: Duration) -> Duration {
 }
 
 /// Runs until `stop` turns true. Must run on an actix runtime (awc).
-pub async fn run(
-    pool: Pool,
-    helpdesk: HelpdeskClient,
-    after: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(pool: Pool, helpdesk: HelpdeskClient, after: Duration, mut stop: watch::Receiver<bool>) {
     let every = interval(after);
     while !*stop.borrow() {
         tokio::select! {
@@ -50,11 +45,7 @@ pub async fn run(
 }
 
 /// One round; returns how many reviews it decided.
-pub async fn round(
-    pool: &Pool,
-    helpdesk: &HelpdeskClient,
-    after: Duration,
-) -> Result<usize, String> {
+pub async fn round(pool: &Pool, helpdesk: &HelpdeskClient, after: Duration) -> Result<usize, String> {
     let cutoff = Utc::now() - after;
     let stale = {
         let mut conn = pool.get().await.map_err(|e| source_chain(&e))?;
@@ -75,16 +66,8 @@ pub async fn round(
     Ok(decided)
 }
 
-async fn reconcile_one(
-    pool: &Pool,
-    helpdesk: &HelpdeskClient,
-    review: &StaleReview,
-) -> Result<bool, String> {
-    let Some(case) = helpdesk
-        .case(&review.document_id)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+async fn reconcile_one(pool: &Pool, helpdesk: &HelpdeskClient, review: &StaleReview) -> Result<bool, String> {
+    let Some(case) = helpdesk.case(&review.document_id).await.map_err(|e| e.to_string())? else {
         warn!(review_id = %review.id, document_id = %review.document_id, "the help desk does not know this review");
         return Ok(false);
     };
@@ -93,21 +76,22 @@ async fn reconcile_one(
     }
     let agent_id = ExternalId::parse(&case.agent_id).map_err(|e| format!("agentId {e}"))?;
     let mut conn = pool.get().await.map_err(|e| source_chain(&e))?;
-    let outcome = db::apply_decision(
-        &mut conn,
-        &review.document_id,
-        agent_id.as_str(),
-        Some(review.id),
-        case.status,
-    )
-    .await
-    .map_err(|e| source_chain(&e))?;
+    let incoming = db::IncomingDecision {
+        document_id: &review.document_id,
+        agent_id: agent_id.as_str(),
+        request_id: Some(review.id),
+        decision: case.status,
+        webhook_id: None,
+    };
+    let outcome = db::apply_decision(&mut conn, incoming)
+        .await
+        .map_err(|e| source_chain(&e))?;
     match outcome {
         Decision::Applied(_) => {
             info!(review_id = %review.id, document_id = %review.document_id, status = %case.status, "decision reconciled from the help desk");
             Ok(true)
         }
-        Decision::AlreadyApplied(_) | Decision::UnknownReview => Ok(false),
+        Decision::AlreadyApplied(_) | Decision::UnknownReview | Decision::Duplicate => Ok(false),
         Decision::Contradicts(row) => {
             warn!(review_id = %row.id, stored = %row.status(), helpdesk = %case.status, "the help desk's decision contradicts ours; ours stands");
             Ok(false)

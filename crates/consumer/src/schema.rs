@@ -12,3 +12,26 @@ diesel::table! {
         checked_at -> Nullable<Timestamptz>,
     }
 }
+
+diesel::table! {
+    idempotency_keys (key) {
+        key -> Text,
+        document_url -> Text,
+        response_status -> Nullable<Int2>,
+        response_body -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_receipts (webhook_id) {
+        webhook_id -> Text,
+        review_id -> Uuid,
+        document_status -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(webhook_receipts -> document_reviews (review_id));
+
+diesel::allow_tables_to_appear_in_same_query!(document_reviews, idempotency_keys, webhook_receipts,);

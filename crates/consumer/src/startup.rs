@@ -40,9 +40,7 @@ impl Application {
         let policy = match (&settings.webhook_secret, settings.allow_unsigned_webhooks) {
             (Some(secrets), _) => WebhookPolicy::Verify(secrets.clone()),
             (None, true) => {
-                warn!(
-                    "ALLOW_UNSIGNED_WEBHOOKS=true: anyone who can reach /document/update can decide reviews"
-                );
+                warn!("ALLOW_UNSIGNED_WEBHOOKS=true: anyone who can reach /document/update can decide reviews");
                 WebhookPolicy::AllowUnsigned
             }
             (None, false) => {
@@ -69,21 +67,14 @@ impl Application {
             .public_url
             .clone()
             .map_or_else(|| format!("http://127.0.0.1:{port}"), |url| url.to_string());
-        let callback_url = HttpUrl::parse(&format!(
-            "{}/document/update",
-            public_url.trim_end_matches('/')
-        ))
-        .map_err(|e| StartupError::Config(format!("CONSUMER_PUBLIC_URL {e}")))?;
+        let callback_url = HttpUrl::parse(&format!("{}/document/update", public_url.trim_end_matches('/')))
+            .map_err(|e| StartupError::Config(format!("CONSUMER_PUBLIC_URL {e}")))?;
         info!(port, callback = %callback_url, helpdesk = %settings.helpdesk_url, "consumer started");
 
         let (reconciler, stop) = watch::channel(false);
         actix_web::rt::spawn(reconcile::run(
             pool.clone(),
-            HelpdeskClient::new(
-                &settings.helpdesk_url,
-                callback_url.clone(),
-                settings.helpdesk_timeout,
-            ),
+            HelpdeskClient::new(&settings.helpdesk_url, callback_url.clone(), settings.helpdesk_timeout),
             settings.reconcile_after,
             stop,
         ));

@@ -215,36 +215,21 @@ mod tests {
             serde_json::to_value(&webhook).unwrap(),
             json!({"agentId": "a1", "documentId": "d1", "documentStatus": "ACCEPTED", "id": "r1"})
         );
-        let without_id = DocumentWebhook {
-            id: None,
-            ..webhook
-        };
-        assert!(
-            serde_json::to_value(&without_id)
-                .unwrap()
-                .get("id")
-                .is_none()
-        );
+        let without_id = DocumentWebhook { id: None, ..webhook };
+        assert!(serde_json::to_value(&without_id).unwrap().get("id").is_none());
     }
 
     #[test]
     fn the_help_desk_reply_and_request_use_the_tutorial_field_names() {
-        let reply: DocumentAccepted = serde_json::from_value(
-            json!({"agentId": "a", "documentId": "d", "status": "PENDING_REVIEW"}),
-        )
-        .unwrap();
+        let reply: DocumentAccepted =
+            serde_json::from_value(json!({"agentId": "a", "documentId": "d", "status": "PENDING_REVIEW"})).unwrap();
         assert_eq!(reply.status, DocumentStatus::PendingReview);
-        let request: DocumentRequest =
-            serde_json::from_value(json!({"documentUrl": "https://x.test/a.pdf"})).unwrap();
+        let request: DocumentRequest = serde_json::from_value(json!({"documentUrl": "https://x.test/a.pdf"})).unwrap();
         assert_eq!(request.id, None);
         let numbered: DocumentRequest =
-            serde_json::from_value(json!({"documentUrl": "https://x.test/a.pdf", "id": 42}))
-                .unwrap();
+            serde_json::from_value(json!({"documentUrl": "https://x.test/a.pdf", "id": 42})).unwrap();
         assert_eq!(numbered.id.as_deref(), Some("42"));
-        assert!(
-            serde_json::from_value::<DocumentRequest>(json!({"documentUrl": "u", "id": [1]}))
-                .is_err()
-        );
+        assert!(serde_json::from_value::<DocumentRequest>(json!({"documentUrl": "u", "id": [1]})).is_err());
         assert_eq!(
             serde_json::to_value(&request).unwrap(),
             json!({"documentUrl": "https://x.test/a.pdf"})

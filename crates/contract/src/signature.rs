@@ -139,10 +139,7 @@ impl SecretSet {
         body: &[u8],
         now: i64,
     ) -> Result<(), VerifyError> {
-        let timestamp: i64 = timestamp
-            .trim()
-            .parse()
-            .map_err(|_| VerifyError::BadTimestamp)?;
+        let timestamp: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
         if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
             return Err(VerifyError::Stale);
         }
@@ -157,11 +154,7 @@ impl SecretSet {
                 .iter()
                 .any(|candidate| bool::from(candidate.as_slice().ct_eq(expected.as_slice())))
         });
-        if matches {
-            Ok(())
-        } else {
-            Err(VerifyError::NoMatch)
-        }
+        if matches { Ok(()) } else { Err(VerifyError::NoMatch) }
     }
 }
 
@@ -211,13 +204,7 @@ mod tests {
     fn the_specification_test_vector_verifies() {
         let ts = SPEC_TIMESTAMP.to_string();
         spec_set()
-            .verify(
-                SPEC_ID,
-                &ts,
-                SPEC_SIGNATURE,
-                SPEC_BODY.as_bytes(),
-                SPEC_TIMESTAMP,
-            )
+            .verify(SPEC_ID, &ts, SPEC_SIGNATURE, SPEC_BODY.as_bytes(), SPEC_TIMESTAMP)
             .unwrap();
     }
 
@@ -228,13 +215,7 @@ mod tests {
         let body = SPEC_BODY.as_bytes();
         let now = SPEC_TIMESTAMP;
         assert_eq!(
-            set.verify(
-                SPEC_ID,
-                &ts,
-                SPEC_SIGNATURE,
-                br#"{"test": 2432232315}"#,
-                now
-            ),
+            set.verify(SPEC_ID, &ts, SPEC_SIGNATURE, br#"{"test": 2432232315}"#, now),
             Err(VerifyError::NoMatch)
         );
         assert_eq!(
@@ -253,10 +234,7 @@ mod tests {
         let set = spec_set();
         let ts = SPEC_TIMESTAMP.to_string();
         let body = SPEC_BODY.as_bytes();
-        for now in [
-            SPEC_TIMESTAMP + TOLERANCE_SECS + 1,
-            SPEC_TIMESTAMP - TOLERANCE_SECS - 1,
-        ] {
+        for now in [SPEC_TIMESTAMP + TOLERANCE_SECS + 1, SPEC_TIMESTAMP - TOLERANCE_SECS - 1] {
             assert_eq!(
                 set.verify(SPEC_ID, &ts, SPEC_SIGNATURE, body, now),
                 Err(VerifyError::Stale)
@@ -271,9 +249,7 @@ mod tests {
     #[test]
     fn any_of_several_signatures_and_any_of_several_secrets_will_do() {
         let other = WebhookSecret::from_bytes(vec![7; 32]).unwrap();
-        let old_and_new: SecretSet = format!("{},{}", other.expose(), SPEC_SECRET)
-            .parse()
-            .unwrap();
+        let old_and_new: SecretSet = format!("{},{}", other.expose(), SPEC_SECRET).parse().unwrap();
         let header = old_and_new.sign(SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY.as_bytes());
         assert_eq!(header.split(' ').count(), 2);
         let ts = SPEC_TIMESTAMP.to_string();
@@ -283,23 +259,11 @@ mod tests {
             .unwrap();
         // A receiver with both secrets accepts a header signed with just one.
         old_and_new
-            .verify(
-                SPEC_ID,
-                &ts,
-                SPEC_SIGNATURE,
-                SPEC_BODY.as_bytes(),
-                SPEC_TIMESTAMP,
-            )
+            .verify(SPEC_ID, &ts, SPEC_SIGNATURE, SPEC_BODY.as_bytes(), SPEC_TIMESTAMP)
             .unwrap();
         let only_other = SecretSet::new(vec![other]).unwrap();
         assert_eq!(
-            only_other.verify(
-                SPEC_ID,
-                &ts,
-                SPEC_SIGNATURE,
-                SPEC_BODY.as_bytes(),
-                SPEC_TIMESTAMP
-            ),
+            only_other.verify(SPEC_ID, &ts, SPEC_SIGNATURE, SPEC_BODY.as_bytes(), SPEC_TIMESTAMP),
             Err(VerifyError::NoMatch)
         );
     }
@@ -332,10 +296,7 @@ mod tests {
 
     #[test]
     fn malformed_secrets_are_refused() {
-        assert_eq!(
-            "whsec_***".parse::<WebhookSecret>(),
-            Err(SecretError::NotBase64)
-        );
+        assert_eq!("whsec_***".parse::<WebhookSecret>(), Err(SecretError::NotBase64));
         assert_eq!(
             "whsec_c2hvcnQ=".parse::<WebhookSecret>(),
             Err(SecretError::BadLength(5))

@@ -62,10 +62,7 @@ mod tests {
         for status in DocumentStatus::ALL {
             let json = serde_json::to_string(&status).unwrap();
             assert_eq!(json, format!("\"{}\"", status.as_str()));
-            assert_eq!(
-                serde_json::from_str::<DocumentStatus>(&json).unwrap(),
-                status
-            );
+            assert_eq!(serde_json::from_str::<DocumentStatus>(&json).unwrap(), status);
             assert_eq!(status.as_str().parse::<DocumentStatus>().unwrap(), status);
         }
     }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hookline_contract::signature::SecretSet;
-use hookline_kit::config::{LogFormat, Secret, parse_duration};
+use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
+
+use crate::ssrf::{CallbackPolicy, Rule};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,7 +61,7 @@ pub struct Settings {
 
     /// Standard Webhooks secret(s), `whsec_...`, comma-separated to rotate;
     /// every webhook is signed with each. Unset: webhooks go out unsigned.
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, value_parser = secret::<SecretSet>())]
     pub webhook_secret: Option<SecretSet>,
 
     /// Prefix of every Redis key (also their Redis Cluster hash tag).
@@ -68,11 +70,7 @@ pub struct Settings {
 
     /// Delays before each retry of a failed delivery; after the last one the
     /// case is dead-lettered.
-    #[arg(
-        long,
-        env = "RETRY_SCHEDULE",
-        default_value = "5s,5m,30m,2h,5h,10h,10h"
-    )]
+    #[arg(long, env = "RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
     pub retry_schedule: RetrySchedule,
 
     /// Time limit of one delivery attempt.
@@ -96,9 +94,31 @@ pub struct Settings {
     #[arg(long, env = "HTTP_WORKERS")]
     pub http_workers: Option<usize>,
 
+    /// Addresses and host names callbacks may always reach, comma-separated:
+    /// CIDRs (`10.0.0.0/8`, `::1/128`; a bare address is one host) or names
+    /// (`hooks.example.com`, `*.example.com` for its subdomains). It wins
+    /// over CALLBACK_DENY; when set, everything else is refused.
+    /// Link-local and cloud metadata addresses are refused regardless.
+    #[arg(long, env = "CALLBACK_ALLOW", value_delimiter = ',')]
+    pub callback_allow: Vec<Rule>,
+
+    /// Addresses and host names callbacks may not reach, same syntax as
+    /// CALLBACK_ALLOW. Unset, loopback and private networks are allowed (a
+    /// mock runs beside its client); facing the internet, deny them, e.g.
+    /// `127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7`.
+    #[arg(long, env = "CALLBACK_DENY", value_delimiter = ',')]
+    pub callback_deny: Vec<Rule>,
+
     /// `pretty` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_enum)]
     pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Where callbacks may go, from `CALLBACK_ALLOW` and `CALLBACK_DENY`.
+    pub fn callback_policy(&self) -> CallbackPolicy {
+        CallbackPolicy::new(self.callback_allow.clone(), self.callback_deny.clone())
+    }
 }
 
 /// What this process does.
@@ -184,10 +204,7 @@ impl FromStr for RetrySchedule {
         if raw.trim().is_empty() || raw.trim() == "none" {
             return Ok(Self(Vec::new()));
         }
-        raw.split(',')
-            .map(parse_duration)
-            .collect::<Result<_, _>>()
-            .map(Self)
+        raw.split(',').map(parse_duration).collect::<Result<_, _>>().map(Self)
     }
 }
 
@@ -204,20 +221,8 @@ mod tests {
                 max_ms: 5000
             })
         );
-        assert_eq!(
-            "0".parse(),
-            Ok(DelayRange {
-                min_ms: 0,
-                max_ms: 0
-            })
-        );
-        assert_eq!(
-            "0-0".parse(),
-            Ok(DelayRange {
-                min_ms: 0,
-                max_ms: 0
-            })
-        );
+        assert_eq!("0".parse(), Ok(DelayRange { min_ms: 0, max_ms: 0 }));
+        assert_eq!("0-0".parse(), Ok(DelayRange { min_ms: 0, max_ms: 0 }));
         assert_eq!(
             " 150 ".parse(),
             Ok(DelayRange {
@@ -232,10 +237,7 @@ mod tests {
 
     #[test]
     fn samples_stay_inside_the_range() {
-        let range = DelayRange {
-            min_ms: 20,
-            max_ms: 30,
-        };
+        let range = DelayRange { min_ms: 20, max_ms: 30 };
         let mut rng = rand::rng();
         for _ in 0..1000 {
             let d = range.sample(&mut rng);
@@ -250,11 +252,29 @@ mod tests {
         assert_eq!(schedule.delay_after(3), Some(Duration::from_secs(300)));
         assert_eq!(schedule.delay_after(4), None);
         assert_eq!(schedule.delay_after(0), None);
-        assert_eq!(
-            "none".parse::<RetrySchedule>().unwrap().delay_after(1),
-            None
-        );
+        assert_eq!("none".parse::<RetrySchedule>().unwrap().delay_after(1), None);
         assert!("5s,often".parse::<RetrySchedule>().is_err());
+    }
+
+    #[test]
+    fn callback_rules_are_comma_separated_lists_checked_at_startup() {
+        let cli = Cli::try_parse_from([
+            "helpdesk",
+            "--callback-deny",
+            "127.0.0.0/8, ::1/128",
+            "--callback-allow",
+            "127.0.0.1,*.example.com",
+        ])
+        .unwrap();
+        let policy = cli.settings.callback_policy();
+        assert_eq!(
+            policy.to_string(),
+            "allow [127.0.0.1/32,*.example.com], deny [127.0.0.0/8,::1/128]"
+        );
+        let error = Cli::try_parse_from(["helpdesk", "--callback-deny", "10.0.0.1/8"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("did you mean 10.0.0.0/8"), "{error}");
     }
 
     #[test]

@@ -2,15 +2,23 @@
 //! it to the callback URL, and say how it went. Redirects are not followed
 //! (a redirect is a failed attempt): the callback URL the client registered
 //! is the only place a webhook goes.
+//!
+//! Every address connected to has passed the [callback policy](crate::ssrf)
+//! at that moment: names resolve through the policy's
+//! [`GuardedResolver`], and IP-literal hosts, which awc does not resolve,
+//! are checked here before sending. A refusal is an [`Attempt::Refused`].
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use awc::error::SendRequestError;
+use awc::error::{ConnectError, SendRequestError};
 use chrono::Utc;
 use hookline_contract::signature::SecretSet;
 use hookline_contract::{DocumentWebhook, headers};
 
 use crate::queue::CaseRecord;
+use crate::ssrf::{CallbackPolicy, GuardedResolver, refusal_in};
 
 /// How much of a receiver's answer is read (and thrown away) so the
 /// connection can be reused.
@@ -30,6 +38,8 @@ pub enum Attempt {
         retry_after: Option<Duration>,
         took: Duration,
     },
+    /// The callback policy refused the address: nothing was sent.
+    Refused { reason: String, took: Duration },
 }
 
 impl Attempt {
@@ -50,34 +60,54 @@ pub fn parse_retry_after(raw: &str, now: chrono::DateTime<Utc>) -> Option<Durati
         return Some(Duration::from_secs(seconds));
     }
     let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
-    Some(
-        (at.with_timezone(&Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
+    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Sends webhooks. Holds an `awc::Client`, so it lives on one thread.
 pub struct Deliverer {
     client: awc::Client,
     secrets: Option<SecretSet>,
+    policy: Arc<CallbackPolicy>,
 }
 
 impl Deliverer {
-    pub fn new(secrets: Option<SecretSet>, timeout: Duration, max_connections: usize) -> Self {
+    pub fn new(
+        secrets: Option<SecretSet>,
+        timeout: Duration,
+        max_connections: usize,
+        policy: Arc<CallbackPolicy>,
+    ) -> Self {
+        let guarded = actix_tls::connect::Connector::new(actix_tls::connect::Resolver::custom(GuardedResolver::new(
+            policy.clone(),
+        )));
         let connector = awc::Connector::new()
+            .connector(guarded.service())
             .limit(max_connections)
             .timeout(timeout.min(Duration::from_secs(5)));
         let client = awc::Client::builder()
             .connector(connector)
             .timeout(timeout)
             .disable_redirects()
-            .add_default_header((
-                "user-agent",
-                concat!("hookline-helpdesk/", env!("CARGO_PKG_VERSION")),
-            ))
+            .add_default_header(("user-agent", concat!("hookline-helpdesk/", env!("CARGO_PKG_VERSION"))))
             .finish();
-        Self { client, secrets }
+        Self {
+            client,
+            secrets,
+            policy,
+        }
+    }
+
+    /// Checks an IP-literal callback host, which awc connects to without
+    /// asking the resolver. Names are left to the [`GuardedResolver`], and
+    /// so are bracketed IPv6 hosts (awc hands those to it as they are).
+    fn check_literal_host(&self, callback_url: &str) -> Result<(), String> {
+        let Ok(uri) = callback_url.parse::<awc::http::Uri>() else {
+            return Ok(()); // awc will refuse to send it
+        };
+        match uri.host().map(str::parse::<IpAddr>) {
+            Some(Ok(ip)) => self.policy.check_ip(None, ip).map_err(|r| r.to_string()),
+            _ => Ok(()),
+        }
     }
 
     /// The JSON body of the webhook for `case`.
@@ -94,13 +124,16 @@ impl Deliverer {
     /// client timeout.
     pub async fn send(&self, case: &CaseRecord) -> Attempt {
         let started = Instant::now();
+        if let Err(reason) = self.check_literal_host(&case.callback_url) {
+            return Attempt::Refused {
+                reason,
+                took: started.elapsed(),
+            };
+        }
         let body = match serde_json::to_vec(&Self::payload(case)) {
             Ok(body) => body,
             Err(e) => {
-                return Attempt::failed(
-                    format!("cannot encode the payload: {e}"),
-                    started.elapsed(),
-                );
+                return Attempt::failed(format!("cannot encode the payload: {e}"), started.elapsed());
             }
         };
         let timestamp = Utc::now().timestamp();
@@ -145,8 +178,24 @@ impl Deliverer {
                     }
                 }
             }
-            Err(e) => Attempt::failed(describe(&e), started.elapsed()),
+            Err(e) => match refused_by_policy(&e) {
+                Some(reason) => Attempt::Refused {
+                    reason,
+                    took: started.elapsed(),
+                },
+                None => Attempt::failed(describe(&e), started.elapsed()),
+            },
         }
+    }
+}
+
+/// The policy's reason, when the [`GuardedResolver`] refused every address.
+fn refused_by_policy(error: &SendRequestError) -> Option<String> {
+    match error {
+        SendRequestError::Connect(ConnectError::Resolver(e)) => {
+            refusal_in(e.as_ref()).map(|refusal| refusal.reason().to_owned())
+        }
+        _ => None,
     }
 }
 
@@ -162,15 +211,59 @@ fn describe(error: &SendRequestError) -> String {
 mod tests {
     use super::*;
 
+    fn deliverer(deny: &[&str]) -> Deliverer {
+        let deny = deny.iter().map(|rule| rule.parse().unwrap()).collect();
+        Deliverer::new(
+            None,
+            Duration::from_secs(2),
+            4,
+            Arc::new(CallbackPolicy::new(Vec::new(), deny)),
+        )
+    }
+
+    #[actix_web::test]
+    async fn ip_literal_callbacks_are_checked_before_sending() {
+        let deliverer = deliverer(&["127.0.0.0/8"]);
+        let reason = deliverer.check_literal_host("http://127.0.0.1:9/hook").unwrap_err();
+        assert_eq!(reason, "127.0.0.1 matches CALLBACK_DENY 127.0.0.0/8");
+        assert!(
+            deliverer
+                .check_literal_host("http://169.254.169.254/latest/meta-data")
+                .is_err()
+        );
+        assert!(deliverer.check_literal_host("http://10.0.0.1/hook").is_ok());
+        // Names and bracketed IPv6 hosts go through the guarded resolver.
+        assert!(deliverer.check_literal_host("http://localhost:9/").is_ok());
+        assert!(deliverer.check_literal_host("http://[fe80::1]/").is_ok());
+    }
+
+    #[actix_web::test]
+    async fn the_client_resolves_names_through_the_policy() {
+        let deliverer = deliverer(&["127.0.0.0/8", "::1/128"]);
+        for url in ["http://localhost:9/hook", "http://[fe80::1]:9/hook"] {
+            let error = deliverer.client.post(url).send().await.unwrap_err();
+            let reason = refused_by_policy(&error).unwrap_or_else(|| panic!("{url}: {error}"));
+            assert!(
+                reason.contains("CALLBACK_DENY") || reason.contains("link-local"),
+                "{reason}"
+            );
+        }
+        // A name that does not resolve is an ordinary (retryable) failure.
+        let error = deliverer
+            .client
+            .post("http://no-such-host.invalid/hook")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(refused_by_policy(&error), None, "{error}");
+    }
+
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
         assert_eq!(
             parse_retry_after("Sun, 22 Nov 2026 12:00:30 GMT", now),
             Some(Duration::from_secs(30))

@@ -5,11 +5,14 @@
 //! the simulated agent decides (ACCEPTED with probability `ACCEPT_RATIO`),
 //! and the decision is POSTed as a signed webhook to the client's callback
 //! URL ([`delivery`]), retried until it gets through or runs out of retries.
+//! Callback addresses pass the [`ssrf`] policy when the case is created and
+//! again when each webhook goes out.
 
 pub mod config;
 pub mod delivery;
 pub mod queue;
 pub mod routes;
+pub mod ssrf;
 pub mod startup;
 pub mod worker;
 

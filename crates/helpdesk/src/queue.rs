@@ -156,10 +156,7 @@ pub enum QueueError {
     #[error("redis")]
     Redis(#[from] redis::RedisError),
     #[error("case {document_id} is malformed in Redis: {problem}")]
-    Corrupt {
-        document_id: String,
-        problem: String,
-    },
+    Corrupt { document_id: String, problem: String },
 }
 
 /// The key names of one help desk (one `REDIS_PREFIX`).
@@ -246,12 +243,8 @@ impl CaseRecord {
             document_id: document_id.clone(),
             problem,
         };
-        let mut take = |field: &str| {
-            hash.remove(field)
-                .ok_or_else(|| corrupt(format!("no {field}")))
-        };
-        let required_time =
-            |raw: String| parse_millis(&raw).ok_or_else(|| corrupt(format!("bad time {raw:?}")));
+        let mut take = |field: &str| hash.remove(field).ok_or_else(|| corrupt(format!("no {field}")));
+        let required_time = |raw: String| parse_millis(&raw).ok_or_else(|| corrupt(format!("bad time {raw:?}")));
         let status = take("status")?;
         let delivery = take("delivery")?;
         let record = Self {
@@ -259,32 +252,21 @@ impl CaseRecord {
             document_url: take("documentUrl")?,
             callback_url: take("callbackUrl")?,
             webhook_id: take("webhookId")?,
-            status: status
-                .parse()
-                .map_err(|_| corrupt(format!("bad status {status:?}")))?,
+            status: status.parse().map_err(|_| corrupt(format!("bad status {status:?}")))?,
             created_at: required_time(take("createdAt")?)?,
             due_at: required_time(take("dueAt")?)?,
-            delivery: parse_delivery(&delivery)
-                .ok_or_else(|| corrupt(format!("bad delivery {delivery:?}")))?,
+            delivery: parse_delivery(&delivery).ok_or_else(|| corrupt(format!("bad delivery {delivery:?}")))?,
             attempts: take("attempts")
                 .ok()
-                .map(|raw| {
-                    raw.parse()
-                        .map_err(|_| corrupt(format!("bad attempts {raw:?}")))
-                })
+                .map(|raw| raw.parse().map_err(|_| corrupt(format!("bad attempts {raw:?}"))))
                 .transpose()?
                 .unwrap_or(0),
             request_id: take("id").ok(),
             decided_at: take("decidedAt").ok().and_then(|raw| parse_millis(&raw)),
-            next_attempt_at: take("nextAttemptAt")
-                .ok()
-                .and_then(|raw| parse_millis(&raw)),
+            next_attempt_at: take("nextAttemptAt").ok().and_then(|raw| parse_millis(&raw)),
             delivered_at: take("deliveredAt").ok().and_then(|raw| parse_millis(&raw)),
             last_error: take("lastError").ok(),
-            retry_base: take("retryBase")
-                .ok()
-                .and_then(|raw| raw.parse().ok())
-                .unwrap_or(0),
+            retry_base: take("retryBase").ok().and_then(|raw| raw.parse().ok()).unwrap_or(0),
             log: Vec::new(),
             lease: take("lease").ok(),
             document_id: document_id.clone(),
@@ -443,11 +425,7 @@ impl Queue {
             .atomic()
             .hset_multiple(self.keys.case(&case.document_id), &fields)
             .ignore()
-            .zadd(
-                self.keys.due(),
-                &case.document_id,
-                case.due_at.timestamp_millis(),
-            )
+            .zadd(self.keys.due(), &case.document_id, case.due_at.timestamp_millis())
             .ignore()
             .query_async::<()>(&mut conn)
             .await?;
@@ -460,14 +438,10 @@ impl Queue {
     }
 
     /// Several cases with their attempt logs, in one round trip.
-    pub async fn cases(
-        &self,
-        document_ids: &[String],
-    ) -> Result<Vec<Option<CaseRecord>>, QueueError> {
+    pub async fn cases(&self, document_ids: &[String]) -> Result<Vec<Option<CaseRecord>>, QueueError> {
         let mut pipe = redis::pipe();
         for id in document_ids {
-            pipe.hgetall(self.keys.case(id))
-                .lrange(self.keys.attempts(id), 0, -1);
+            pipe.hgetall(self.keys.case(id)).lrange(self.keys.attempts(id), 0, -1);
         }
         let mut conn = self.conn.clone();
         let replies: Vec<(HashMap<String, String>, Vec<String>)> = if document_ids.is_empty() {
@@ -501,11 +475,7 @@ impl Queue {
     }
 
     /// Sends a dead or delivered case again, now (see [`Redelivery`]).
-    pub async fn redeliver(
-        &self,
-        document_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Redelivery, QueueError> {
+    pub async fn redeliver(&self, document_id: &str, now: DateTime<Utc>) -> Result<Redelivery, QueueError> {
         let mut conn = self.conn.clone();
         let result: String = self
             .redeliver
@@ -528,9 +498,7 @@ impl Queue {
     /// The most recent `limit` dead letters and how many there are in all.
     pub async fn dead_letters(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), QueueError> {
         let mut conn = self.conn.clone();
-        let stop = isize::try_from(limit)
-            .unwrap_or(isize::MAX)
-            .saturating_sub(1);
+        let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
         let (ids, total): (Vec<String>, u64) = redis::pipe()
             .zrevrange(self.keys.dead(), 0, stop)
             .zcard(self.keys.dead())
@@ -552,13 +520,7 @@ impl Queue {
     ) -> Result<Claim, QueueError> {
         let verdicts: String = decisions
             .iter()
-            .map(|d| {
-                if *d == DocumentStatus::Accepted {
-                    'A'
-                } else {
-                    'D'
-                }
-            })
+            .map(|d| if *d == DocumentStatus::Accepted { 'A' } else { 'D' })
             .collect();
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
         let mut conn = self.conn.clone();
@@ -589,12 +551,7 @@ impl Queue {
     /// Records an attempt and how the job goes on. Returns `false` when the
     /// job's lease had already passed to another worker, in which case
     /// nothing changes.
-    pub async fn finish(
-        &self,
-        job: &ClaimedJob,
-        attempt: &AttemptView,
-        outcome: &Finish,
-    ) -> Result<bool, QueueError> {
+    pub async fn finish(&self, job: &ClaimedJob, attempt: &AttemptView, outcome: &Finish) -> Result<bool, QueueError> {
         let now = attempt.at;
         let entry = serde_json::to_string(attempt).unwrap_or_default();
         let (kind, next_at, error) = match outcome {
@@ -632,11 +589,7 @@ impl Queue {
             .zcard(self.keys.dead())
             .query_async(&mut conn)
             .await?;
-        Ok(QueueDepth {
-            due,
-            inflight,
-            dead,
-        })
+        Ok(QueueDepth { due, inflight, dead })
     }
 }
 

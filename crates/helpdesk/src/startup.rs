@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::delivery::Deliverer;
 use crate::queue::{Queue, QueueError};
 use crate::routes::{self, document::Scheduling};
+use crate::ssrf::CallbackPolicy;
 use crate::worker::{self, Wakeup, WorkerSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +48,12 @@ impl Application {
         queue.ping().await?;
 
         let wakeup = Arc::new(Wakeup::default());
+        let policy = Arc::new(settings.callback_policy());
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
         let role = settings.role;
         let queue_data = web::Data::new(queue.clone());
+        let policy_data = web::Data::from(policy.clone());
         let scheduling = web::Data::new(Scheduling {
             delay: settings.review_delay_ms,
             wakeup: wakeup.clone(),
@@ -61,6 +64,7 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(queue_data.clone())
                 .app_data(scheduling.clone())
+                .app_data(policy_data.clone())
                 .configure(|cfg| routes::configure(cfg, role))
                 .default_service(web::to(not_found))
         })
@@ -70,16 +74,12 @@ impl Application {
         }
         let server = server.run();
         let worker = if role.runs_worker() {
-            Some(WorkerHandle::spawn(queue, &settings, wakeup)?)
+            Some(WorkerHandle::spawn(queue, &settings, wakeup, policy.clone())?)
         } else {
             None
         };
-        info!(port, ?role, delay = %settings.review_delay_ms, "help desk started");
-        Ok(Self {
-            port,
-            server,
-            worker,
-        })
+        info!(port, ?role, delay = %settings.review_delay_ms, callback_policy = %policy, "help desk started");
+        Ok(Self { port, server, worker })
     }
 
     /// The port it listens on (useful with port 0).
@@ -110,7 +110,12 @@ struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    fn spawn(queue: Queue, settings: &Settings, wakeup: Arc<Wakeup>) -> std::io::Result<Self> {
+    fn spawn(
+        queue: Queue,
+        settings: &Settings,
+        wakeup: Arc<Wakeup>,
+        policy: Arc<CallbackPolicy>,
+    ) -> std::io::Result<Self> {
         let (stop, stop_rx) = watch::channel(false);
         let worker_settings = WorkerSettings {
             lease: settings.job_lease,
@@ -127,7 +132,7 @@ impl WorkerHandle {
             .name("delivery-worker".to_owned())
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let deliverer = Deliverer::new(secrets, timeout, worker_settings.concurrency);
+                    let deliverer = Deliverer::new(secrets, timeout, worker_settings.concurrency, policy);
                     worker::run(queue, deliverer, worker_settings, wakeup, stop_rx).await;
                 });
             })?;

@@ -6,7 +6,9 @@
 //! it early through [`Wakeup`] when it schedules a job due sooner than that.
 //! A Redis outage makes it back off and try again; a callback that refuses
 //! connections or hangs only costs that job one attempt, bounded by
-//! `DELIVERY_TIMEOUT`, while other deliveries proceed.
+//! `DELIVERY_TIMEOUT`, while other deliveries proceed. A callback the
+//! [callback policy](crate::ssrf) refuses is dead at once: retrying would
+//! only knock on the same forbidden door.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -86,11 +88,7 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let worker_id = uuid::Uuid::new_v4().simple().to_string();
     let mut claims: u64 = 0;
-    info!(
-        worker_id,
-        concurrency = settings.concurrency,
-        "delivery worker started"
-    );
+    info!(worker_id, concurrency = settings.concurrency, "delivery worker started");
 
     while !*stop.borrow() {
         let free = permits.available_permits().min(MAX_BATCH);
@@ -104,10 +102,7 @@ pub async fn run(
         claims += 1;
         let token = format!("{worker_id}:{claims}");
         let decisions = draw_decisions(settings.accept_ratio, free);
-        match queue
-            .claim(Utc::now(), settings.lease, &token, &decisions)
-            .await
-        {
+        match queue.claim(Utc::now(), settings.lease, &token, &decisions).await {
             Ok(claim) => {
                 let claimed = claim.jobs.len();
                 for job in claim.jobs {
@@ -120,11 +115,8 @@ pub async fn run(
                         webhook_id = %job.case.webhook_id,
                         attempt = job.case.attempts + 1,
                     );
-                    let (queue, deliverer, schedule) = (
-                        queue.clone(),
-                        deliverer.clone(),
-                        settings.retry_schedule.clone(),
-                    );
+                    let (queue, deliverer, schedule) =
+                        (queue.clone(), deliverer.clone(), settings.retry_schedule.clone());
                     actix_web::rt::spawn(
                         async move {
                             deliver(&queue, &deliverer, &schedule, job).await;
@@ -160,9 +152,7 @@ pub async fn run(
     )
     .await;
     if drained.is_err() {
-        warn!(
-            "stopped with deliveries still in flight; their leases will expire and they will be retried"
-        );
+        warn!("stopped with deliveries still in flight; their leases will expire and they will be retried");
     }
     info!(worker_id, "delivery worker stopped");
 }
@@ -208,6 +198,9 @@ async fn deliver(queue: &Queue, deliverer: &Deliverer, schedule: &RetrySchedule,
         Finish::Retry { at, error } => {
             warn!(%error, took_ms = record.duration_ms, retry_at = %at, "webhook attempt failed; will retry")
         }
+        Finish::Dead { error } if matches!(attempt, Attempt::Refused { .. }) => {
+            warn!(%error, "webhook not sent: the callback policy refuses its address; dead-lettered")
+        }
         Finish::Dead { error } => {
             warn!(%error, took_ms = record.duration_ms, "webhook attempt failed; no retries left, dead-lettered")
         }
@@ -225,6 +218,8 @@ async fn deliver(queue: &Queue, deliverer: &Deliverer, schedule: &RetrySchedule,
 ///
 /// * 2xx: delivered.
 /// * 410 Gone: the receiver does not want this webhook any more: dead at once.
+/// * refused by the callback policy: nothing was sent, and retries would be
+///   refused alike: dead at once.
 /// * otherwise the next delay of `RETRY_SCHEDULE` (±10% jitter), stretched
 ///   to the receiver's `Retry-After` (429/503) up to [`MAX_RETRY_AFTER`];
 ///   dead once the schedule is used up.
@@ -267,8 +262,7 @@ fn judge(
             }
             let outcome = match schedule.delay_after(attempt_in_round) {
                 Some(delay) => {
-                    let wait =
-                        retry_after.map_or(Duration::ZERO, |asked| asked.min(MAX_RETRY_AFTER));
+                    let wait = retry_after.map_or(Duration::ZERO, |asked| asked.min(MAX_RETRY_AFTER));
                     Finish::Retry {
                         at: now + jittered(delay).max(wait),
                         error,
@@ -277,6 +271,18 @@ fn judge(
                 None => Finish::Dead { error },
             };
             (record, outcome)
+        }
+        Attempt::Refused { reason, took } => {
+            let error = format!("refused by the callback policy: {reason}");
+            (
+                AttemptView {
+                    at: now,
+                    status_code: None,
+                    error: Some(error.clone()),
+                    duration_ms: millis(*took),
+                },
+                Finish::Dead { error },
+            )
         }
     }
 }
@@ -331,15 +337,29 @@ mod tests {
     }
 
     #[test]
+    fn a_callback_refused_by_the_policy_is_dead_at_once_with_the_reason() {
+        let schedule: RetrySchedule = "1s,1m".parse().unwrap();
+        let refused = Attempt::Refused {
+            reason: "localhost (127.0.0.1) matches CALLBACK_DENY 127.0.0.0/8".into(),
+            took: Duration::from_millis(1),
+        };
+        let (record, outcome) = judge(&refused, &schedule, 1, Utc::now());
+        let expected = "refused by the callback policy: localhost (127.0.0.1) matches CALLBACK_DENY 127.0.0.0/8";
+        assert_eq!(record.error.as_deref(), Some(expected));
+        assert_eq!(record.status_code, None);
+        assert_eq!(
+            outcome,
+            Finish::Dead {
+                error: expected.to_owned()
+            }
+        );
+    }
+
+    #[test]
     fn retry_after_stretches_the_delay_within_bounds() {
         let schedule: RetrySchedule = "50ms".parse().unwrap();
         let now = Utc::now();
-        let (_, asked) = judge(
-            &failed(Some(429), Some(Duration::from_secs(2))),
-            &schedule,
-            1,
-            now,
-        );
+        let (_, asked) = judge(&failed(Some(429), Some(Duration::from_secs(2))), &schedule, 1, now);
         assert!(matches!(asked, Finish::Retry { at, .. } if (at - now).num_milliseconds() == 2000));
         let (_, greedy) = judge(
             &failed(Some(503), Some(Duration::from_secs(10_000_000))),
@@ -347,22 +367,12 @@ mod tests {
             1,
             now,
         );
-        assert!(
-            matches!(greedy, Finish::Retry { at, .. } if (at - now).to_std().unwrap() == MAX_RETRY_AFTER)
-        );
+        assert!(matches!(greedy, Finish::Retry { at, .. } if (at - now).to_std().unwrap() == MAX_RETRY_AFTER));
     }
 
     #[test]
     fn decisions_follow_the_ratio_at_its_extremes() {
-        assert!(
-            draw_decisions(1.0, 50)
-                .iter()
-                .all(|d| *d == DocumentStatus::Accepted)
-        );
-        assert!(
-            draw_decisions(0.0, 50)
-                .iter()
-                .all(|d| *d == DocumentStatus::Declined)
-        );
+        assert!(draw_decisions(1.0, 50).iter().all(|d| *d == DocumentStatus::Accepted));
+        assert!(draw_decisions(0.0, 50).iter().all(|d| *d == DocumentStatus::Declined));
     }
 }

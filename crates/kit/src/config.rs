@@ -34,10 +34,52 @@ impl<T: FromStr> FromStr for Secret<T> {
     }
 }
 
+/// A clap value parser for secrets: like parsing with `FromStr`, but a
+/// refused value is never echoed in the error (clap's own parsers print it).
+/// Use as `value_parser = secret::<SecretSet>()`.
+pub fn secret<T>() -> SecretParser<T> {
+    SecretParser(std::marker::PhantomData)
+}
+
+/// See [`secret`].
+#[derive(Debug)]
+pub struct SecretParser<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Clone for SecretParser<T> {
+    fn clone(&self) -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T> clap::builder::TypedValueParser for SecretParser<T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: fmt::Display,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg.map(ToString::to_string).unwrap_or_else(|| "the secret".to_owned());
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {name} (not shown: it is a secret): {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let raw = value.to_str().ok_or_else(|| refuse("it is not UTF-8".to_owned()))?;
+        raw.parse().map_err(|e: T::Err| refuse(e.to_string()))
+    }
+}
+
 /// Parses `250ms`, `5s`, `10m`, `2h`... (for clap's `value_parser`).
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    humantime::parse_duration(raw.trim())
-        .map_err(|e| format!("{raw:?} is not a duration like 500ms, 5s or 2h: {e}"))
+    humantime::parse_duration(raw.trim()).map_err(|e| format!("{raw:?} is not a duration like 500ms, 5s or 2h: {e}"))
 }
 
 /// `LOG_FORMAT`: human-readable lines for a terminal, or one JSON object per

@@ -30,14 +30,9 @@ fn probe(listen: SocketAddr) -> Result<(), String> {
         ip => ip,
     };
     let addr = SocketAddr::new(ip, listen.port());
-    let mut stream =
-        TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .map_err(|e| e.to_string())?;
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
     write!(
         stream,
         "GET {PATH} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
@@ -49,9 +44,6 @@ fn probe(listen: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("no answer from {addr}: {e}"))?;
     match &head {
         b"HTTP/1.1 200" | b"HTTP/1.0 200" => Ok(()),
-        other => Err(format!(
-            "{addr} answered {:?}",
-            String::from_utf8_lossy(other)
-        )),
+        other => Err(format!("{addr} answered {:?}", String::from_utf8_lossy(other))),
     }
 }

@@ -20,36 +20,33 @@ pub fn error_response(status: StatusCode, body: &ErrorBody) -> HttpResponse {
 
 /// `web::JsonConfig` whose errors say what is wrong with the body, as JSON.
 pub fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(|err, _req| {
-            let (status, body) = match &err {
-                JsonPayloadError::OverflowKnownLength { .. }
-                | JsonPayloadError::Overflow { .. } => (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorBody::new("payload_too_large").with_detail(err.to_string()),
-                ),
-                JsonPayloadError::ContentType => (
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    ErrorBody::new("unsupported_media_type")
-                        .with_detail("the body must be JSON with Content-Type: application/json"),
-                ),
-                JsonPayloadError::Deserialize(e) if e.is_data() => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorBody::new("invalid_body").with_detail(e.to_string()),
-                ),
-                JsonPayloadError::Deserialize(e) => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorBody::new("invalid_json").with_detail(e.to_string()),
-                ),
-                other => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorBody::new("invalid_body").with_detail(other.to_string()),
-                ),
-            };
-            let response = error_response(status, &body);
-            InternalError::from_response(err, response).into()
-        })
+    web::JsonConfig::default().limit(limit).error_handler(|err, _req| {
+        let (status, body) = match &err {
+            JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorBody::new("payload_too_large").with_detail(err.to_string()),
+            ),
+            JsonPayloadError::ContentType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorBody::new("unsupported_media_type")
+                    .with_detail("the body must be JSON with Content-Type: application/json"),
+            ),
+            JsonPayloadError::Deserialize(e) if e.is_data() => (
+                StatusCode::BAD_REQUEST,
+                ErrorBody::new("invalid_body").with_detail(e.to_string()),
+            ),
+            JsonPayloadError::Deserialize(e) => (
+                StatusCode::BAD_REQUEST,
+                ErrorBody::new("invalid_json").with_detail(e.to_string()),
+            ),
+            other => (
+                StatusCode::BAD_REQUEST,
+                ErrorBody::new("invalid_body").with_detail(other.to_string()),
+            ),
+        };
+        let response = error_response(status, &body);
+        InternalError::from_response(err, response).into()
+    })
 }
 
 /// `web::PathConfig` answering a malformed path segment with a JSON 400.
@@ -125,10 +122,8 @@ fn jsonify<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse
             new.headers_mut().append(name.clone(), value.clone());
         }
     }
-    new.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    new.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, new).map_into_right_body(),
     ))
@@ -146,12 +141,25 @@ pub enum ApiError {
         field: Option<&'static str>,
         detail: String,
     },
+    /// A body that is not the JSON the route expects; `field` is the path
+    /// of the part at fault, where serde knows it.
+    #[error("{code}: {detail}")]
+    BadBody {
+        code: &'static str,
+        field: Option<String>,
+        detail: String,
+    },
+    #[error("the body must be JSON with Content-Type: application/json")]
+    UnsupportedMediaType,
     #[error("not found: {0}")]
     NotFound(&'static str),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Well-formed, but cannot be processed as it stands.
+    #[error("unprocessable: {0}")]
+    Unprocessable(String),
     /// A dependency we call (the help desk) failed or refused us.
     #[error("bad gateway: {detail}")]
     BadGateway { detail: String },
@@ -176,10 +184,15 @@ impl ApiError {
         }
     }
 
-    pub fn unavailable(
-        what: &'static str,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
+    pub fn bad_body(code: &'static str, field: Option<String>, detail: impl Into<String>) -> Self {
+        Self::BadBody {
+            code,
+            field,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unavailable(what: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Unavailable {
             what,
             source: Box::new(source),
@@ -192,25 +205,30 @@ impl ApiError {
 
     fn body(&self) -> ErrorBody {
         match self {
-            Self::BadRequest {
-                code,
-                field,
-                detail,
-            } => {
+            Self::BadRequest { code, field, detail } => {
                 let body = ErrorBody::new(*code).with_detail(detail.as_str());
                 match field {
                     Some(field) => body.with_field(*field),
                     None => body,
                 }
             }
+            Self::BadBody { code, field, detail } => {
+                let body = ErrorBody::new(*code).with_detail(detail.as_str());
+                match field {
+                    Some(field) => body.with_field(field.as_str()),
+                    None => body,
+                }
+            }
+            Self::UnsupportedMediaType => ErrorBody::new("unsupported_media_type")
+                .with_detail("the body must be JSON with Content-Type: application/json"),
             Self::NotFound(what) => ErrorBody::new("not_found").with_detail(*what),
             Self::Unauthorized(why) => ErrorBody::new("unauthorized").with_detail(why.as_str()),
             Self::Conflict(why) => ErrorBody::new("conflict").with_detail(why.as_str()),
-            Self::BadGateway { detail } => {
-                ErrorBody::new("bad_gateway").with_detail(detail.as_str())
+            Self::Unprocessable(why) => ErrorBody::new("unprocessable").with_detail(why.as_str()),
+            Self::BadGateway { detail } => ErrorBody::new("bad_gateway").with_detail(detail.as_str()),
+            Self::Unavailable { what, .. } => {
+                ErrorBody::new("unavailable").with_detail(format!("{what} is unavailable, try again later"))
             }
-            Self::Unavailable { what, .. } => ErrorBody::new("unavailable")
-                .with_detail(format!("{what} is unavailable, try again later")),
             Self::Internal(_) => ErrorBody::new("internal_error"),
         }
     }
@@ -231,10 +249,12 @@ pub fn source_chain(error: &dyn std::error::Error) -> String {
 impl actix_web::ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::BadBody { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -6,4 +6,5 @@
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod json;
 pub mod telemetry;

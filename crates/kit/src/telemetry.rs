@@ -15,9 +15,7 @@ fn filter() -> EnvFilter {
 pub fn init(format: LogFormat) {
     // Colours only for a terminal: log files and pipes get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter()).with_ansi(ansi);
     // `try_init` only fails when a subscriber is already installed, which is fine.
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),

@@ -6,12 +6,7 @@
 //! each. The services run in-process on port 0 with their real
 //! `Application::build`, and talk to each other over real HTTP.
 //! `scripts/test.sh` provides throwaway servers when the variables are unset.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    unreachable_pub
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub)]
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -78,13 +73,10 @@ impl TestDb {
     /// Makes the database unreachable: no new connections, existing ones cut.
     pub async fn cut(&self) {
         let mut admin = AsyncPgConnection::establish(&self.admin_url).await.unwrap();
-        diesel::sql_query(format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+        diesel::sql_query(format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", self.name))
+            .execute(&mut admin)
+            .await
+            .unwrap();
         diesel::sql_query(format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
             self.name
@@ -97,13 +89,10 @@ impl TestDb {
     /// Undoes [`TestDb::cut`].
     pub async fn restore(&self) {
         let mut admin = AsyncPgConnection::establish(&self.admin_url).await.unwrap();
-        diesel::sql_query(format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+        diesel::sql_query(format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.name))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     }
 
     /// Every review row, ordered by id: compare two snapshots to prove that
@@ -131,10 +120,9 @@ impl Drop for TestDb {
                 .unwrap();
             runtime.block_on(async {
                 if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
-                    let _ =
-                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut admin)
-                            .await;
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
                 }
             });
         })
@@ -168,11 +156,7 @@ impl TestRedis {
 
     async fn keys(&self, conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
         let pattern = format!("{{{}}}:*", self.prefix);
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(pattern)
-            .query_async(conn)
-            .await
-            .unwrap();
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(conn).await.unwrap();
         keys.sort();
         keys
     }
@@ -182,17 +166,9 @@ impl TestRedis {
         let mut conn = self.connection().await;
         let mut snapshot = BTreeMap::new();
         for key in self.keys(&mut conn).await {
-            let kind: String = redis::cmd("TYPE")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
             let mut content: Vec<String> = match kind.as_str() {
-                "hash" => redis::cmd("HGETALL")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap(),
+                "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.unwrap(),
                 "zset" => redis::cmd("ZRANGE")
                     .arg(&key)
                     .arg(0)
@@ -220,10 +196,7 @@ impl Drop for TestRedis {
             let Ok(mut conn) = client.get_connection() else {
                 return;
             };
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(pattern)
-                .query(&mut conn)
-                .unwrap_or_default();
+            let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut conn).unwrap_or_default();
             if !keys.is_empty() {
                 let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
             }
@@ -247,6 +220,8 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         role: helpdesk::config::Role::All,
         worker_concurrency: 64,
         http_workers: Some(1),
+        callback_allow: Vec::new(),
+        callback_deny: Vec::new(),
         log_format: LogFormat::Pretty,
     }
 }
@@ -367,22 +342,16 @@ impl Stack {
     }
 
     pub async fn case(&self, document_id: &str) -> hookline_contract::CaseView {
-        let (status, body) =
-            get_json(&format!("{}/document/{document_id}", self.helpdesk.url)).await;
+        let (status, body) = get_json(&format!("{}/document/{document_id}", self.helpdesk.url)).await;
         assert_eq!(status, 200, "{body}");
         serde_json::from_value(body).unwrap()
     }
 
     /// Waits until every row in the database is decided; returns them.
-    pub async fn wait_until_all_decided(
-        &self,
-        expected: usize,
-        deadline: Duration,
-    ) -> Vec<consumer::db::ReviewRow> {
+    pub async fn wait_until_all_decided(&self, expected: usize, deadline: Duration) -> Vec<consumer::db::ReviewRow> {
         wait_for(deadline, "every review to be decided", || async {
             let rows = self.db.reviews().await;
-            let decided =
-                rows.len() == expected && rows.iter().all(|row| row.status().is_decided());
+            let decided = rows.len() == expected && rows.iter().all(|row| row.status().is_decided());
             decided.then_some(rows)
         })
         .await
@@ -390,39 +359,25 @@ impl Stack {
 }
 
 fn client() -> awc::Client {
-    awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish()
+    awc::Client::builder().timeout(Duration::from_secs(30)).finish()
 }
 
 fn parse_body(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+        serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
     }
 }
 
 /// POSTs `body` as JSON with extra `headers`; returns the status and the
 /// JSON answer (a string if it was not JSON, null if empty).
 pub async fn post_json(url: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
-    post_raw(
-        url,
-        serde_json::to_vec(body).unwrap(),
-        "application/json",
-        headers,
-    )
-    .await
+    post_raw(url, serde_json::to_vec(body).unwrap(), "application/json", headers).await
 }
 
 /// POSTs raw bytes with a content type (`""` for none) and extra headers.
-pub async fn post_raw(
-    url: &str,
-    body: Vec<u8>,
-    content_type: &str,
-    headers: &[(&str, &str)],
-) -> (u16, Value) {
+pub async fn post_raw(url: &str, body: Vec<u8>, content_type: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut request = client().post(url);
     if !content_type.is_empty() {
         request = request.insert_header(("content-type", content_type));
@@ -527,8 +482,7 @@ pub struct Behaviour {
 
 impl Behaviour {
     pub fn answer(&self, status: u16) {
-        self.status
-            .store(status, std::sync::atomic::Ordering::SeqCst);
+        self.status.store(status, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn delay(&self, delay: Duration) {
@@ -549,8 +503,7 @@ impl Behaviour {
         if let Some(scripted) = self.script.lock().unwrap().pop_front() {
             return scripted;
         }
-        match std::sync::atomic::AtomicU16::load(&self.status, std::sync::atomic::Ordering::SeqCst)
-        {
+        match std::sync::atomic::AtomicU16::load(&self.status, std::sync::atomic::Ordering::SeqCst) {
             0 => (200, None),
             status => (status, None),
         }
@@ -594,8 +547,7 @@ impl Receiver {
                         actix_web::rt::time::sleep(delay).await;
                     }
                     let (status, retry_after) = behaviour.next();
-                    let mut response =
-                        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+                    let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
                     if let Some(retry_after) = retry_after {
                         response.insert_header(("retry-after", retry_after));
                     }
@@ -638,10 +590,7 @@ impl Receiver {
             let left = deadline.checked_sub(started.elapsed()).unwrap_or_default();
             match tokio::time::timeout(left, self.received.recv()).await {
                 Ok(Some(received)) => all.push(received),
-                _ => panic!(
-                    "timed out after {deadline:?} with {} webhooks received",
-                    all.len()
-                ),
+                _ => panic!("timed out after {deadline:?} with {} webhooks received", all.len()),
             }
         }
         all
@@ -650,11 +599,7 @@ impl Receiver {
 
 /// A loopback port nothing listens on (connections are refused).
 pub fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Asserts a 4xx with the JSON error envelope; returns its `error` code.

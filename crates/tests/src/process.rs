@@ -14,11 +14,7 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     // target/<profile>/deps/<test binary> → target/<profile>/<name>
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut build = Command::new(cargo);
@@ -170,12 +166,7 @@ pub async fn helpdesk_process(redis: &TestRedis, port: u16, extra: &[(&str, &str
 }
 
 /// A `consumer` process on `port` talking to `helpdesk_url`.
-pub async fn consumer_process(
-    db: &TestDb,
-    port: u16,
-    helpdesk_url: &str,
-    extra: &[(&str, &str)],
-) -> Process {
+pub async fn consumer_process(db: &TestDb, port: u16, helpdesk_url: &str, extra: &[(&str, &str)]) -> Process {
     let mut env: Vec<(&str, String)> = vec![
         ("DATABASE_URL", db.url.clone()),
         ("CONSUMER_LISTEN", format!("127.0.0.1:{port}")),
@@ -200,8 +191,7 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub async fn start() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("hookline-redis-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!("hookline-redis-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut redis = Self {
             port: free_port(),
@@ -248,11 +238,7 @@ impl PrivateRedis {
             async move {
                 let client = redis::Client::open(url.as_str()).ok()?;
                 let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()
-                    .map(drop)
+                redis::cmd("PING").query_async::<String>(&mut conn).await.ok().map(drop)
             }
         })
         .await;

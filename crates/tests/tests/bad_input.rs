@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{
-    Stack, assert_client_error, get_json, post_json, post_raw, post_signed_webhook, request_json,
-};
+use hookline_tests::{Stack, assert_client_error, get_json, post_json, post_raw, post_signed_webhook, request_json};
 use serde_json::{Value, json};
 
 /// A stack holding one decided review, so that "changes nothing" has
@@ -14,9 +12,7 @@ use serde_json::{Value, json};
 async fn stack_with_a_decided_review() -> (Stack, hookline_contract::Review) {
     let stack = Stack::start(|hd| hd.accept_ratio = 1.0).await;
     let review = stack.request_review("https://example.com/seed.pdf").await;
-    stack
-        .wait_until_all_decided(1, Duration::from_secs(20))
-        .await;
+    stack.wait_until_all_decided(1, Duration::from_secs(20)).await;
     // Let the help desk finish its bookkeeping so Redis is quiet too.
     let document_id = review.document_id.clone().unwrap();
     stack
@@ -47,16 +43,8 @@ async fn malformed_review_requests_get_a_4xx_json_error_and_change_nothing() {
         (json!({"documentUrl": 42}), 400, "invalid_body"),
         (json!({"documentUrl": ""}), 400, "invalid_field"),
         (json!({"documentUrl": "not a url"}), 400, "invalid_field"),
-        (
-            json!({"documentUrl": "ftp://example.com/a.pdf"}),
-            400,
-            "invalid_field",
-        ),
-        (
-            json!({"documentUrl": "javascript:alert(1)"}),
-            400,
-            "invalid_field",
-        ),
+        (json!({"documentUrl": "ftp://example.com/a.pdf"}), 400, "invalid_field"),
+        (json!({"documentUrl": "javascript:alert(1)"}), 400, "invalid_field"),
         (
             json!({"documentUrl": format!("https://example.com/{}", "a".repeat(3000))}),
             400,
@@ -66,19 +54,9 @@ async fn malformed_review_requests_get_a_4xx_json_error_and_change_nothing() {
     ];
     for (body, expected, code) in json_cases {
         let (status, answer) = post_json(&url, &body, &[]).await;
-        assert_eq!(
-            assert_client_error(status, &answer, expected),
-            code,
-            "for {body}"
-        );
+        assert_eq!(assert_client_error(status, &answer, expected), code, "for {body}");
     }
-    let (status, answer) = post_raw(
-        &url,
-        b"{\"documentUrl\": ".to_vec(),
-        "application/json",
-        &[],
-    )
-    .await;
+    let (status, answer) = post_raw(&url, b"{\"documentUrl\": ".to_vec(), "application/json", &[]).await;
     assert_eq!(assert_client_error(status, &answer, 400), "invalid_json");
     let (status, answer) = post_raw(
         &url,
@@ -87,29 +65,13 @@ async fn malformed_review_requests_get_a_4xx_json_error_and_change_nothing() {
         &[],
     )
     .await;
-    assert_eq!(
-        assert_client_error(status, &answer, 415),
-        "unsupported_media_type"
-    );
-    let huge = serde_json::to_vec(
-        &json!({"documentUrl": "https://example.com/a.pdf", "pad": "x".repeat(100_000)}),
-    )
-    .unwrap();
+    assert_eq!(assert_client_error(status, &answer, 415), "unsupported_media_type");
+    let huge =
+        serde_json::to_vec(&json!({"documentUrl": "https://example.com/a.pdf", "pad": "x".repeat(100_000)})).unwrap();
     let (status, answer) = post_raw(&url, huge, "application/json", &[]).await;
-    assert_eq!(
-        assert_client_error(status, &answer, 413),
-        "payload_too_large"
-    );
-    let (_, answer) = post_json(
-        &url,
-        &json!({"documentUrl": "ftp://example.com/a.pdf"}),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        answer["field"], "documentUrl",
-        "the error names the field: {answer}"
-    );
+    assert_eq!(assert_client_error(status, &answer, 413), "payload_too_large");
+    let (_, answer) = post_json(&url, &json!({"documentUrl": "ftp://example.com/a.pdf"}), &[]).await;
+    assert_eq!(answer["field"], "documentUrl", "the error names the field: {answer}");
 
     assert_eq!(before, snapshot(&stack).await);
 }
@@ -146,24 +108,41 @@ async fn malformed_or_unwelcome_webhooks_get_a_4xx_json_error_and_change_nothing
     let document_id = review.document_id.clone().unwrap();
     let agent_id = review.agent_id.clone().unwrap();
     let before = snapshot(&stack).await;
-    assert_eq!(
-        review.document_status,
-        hookline_contract::DocumentStatus::Accepted
-    );
+    assert_eq!(review.document_status, hookline_contract::DocumentStatus::Accepted);
 
     // Unsigned, even if otherwise perfect.
-    let good =
-        json!({"agentId": agent_id, "documentId": document_id, "documentStatus": "DECLINED"});
+    let good = json!({"agentId": agent_id, "documentId": document_id, "documentStatus": "DECLINED"});
     let (status, answer) = post_json(&url, &good, &[]).await;
     assert_eq!(assert_client_error(status, &answer, 401), "unauthorized");
 
     let signed_cases: Vec<(Vec<u8>, u16, &str)> = vec![
         (b"{not json".to_vec(), 400, "invalid_json"),
         (br#"{"documentId": "x"}"#.to_vec(), 400, "invalid_body"),
-        (serde_json::to_vec(&json!({"agentId": "a", "documentId": document_id, "documentStatus": "MAYBE"})).unwrap(), 400, "invalid_body"),
-        (serde_json::to_vec(&json!({"agentId": "a", "documentId": document_id, "documentStatus": "PENDING_REVIEW"})).unwrap(), 400, "invalid_field"),
-        (serde_json::to_vec(&json!({"agentId": "a", "documentId": "has spaces", "documentStatus": "ACCEPTED"})).unwrap(), 400, "invalid_field"),
-        (serde_json::to_vec(&json!({"agentId": "a", "documentId": "unknown-document", "documentStatus": "ACCEPTED"})).unwrap(), 404, "not_found"),
+        (
+            serde_json::to_vec(&json!({"agentId": "a", "documentId": document_id, "documentStatus": "MAYBE"})).unwrap(),
+            400,
+            "invalid_body",
+        ),
+        (
+            serde_json::to_vec(&json!({"agentId": "a", "documentId": document_id, "documentStatus": "PENDING_REVIEW"}))
+                .unwrap(),
+            400,
+            "invalid_field",
+        ),
+        (
+            serde_json::to_vec(&json!({"agentId": "a", "documentId": "has spaces", "documentStatus": "ACCEPTED"}))
+                .unwrap(),
+            400,
+            "invalid_field",
+        ),
+        (
+            serde_json::to_vec(
+                &json!({"agentId": "a", "documentId": "unknown-document", "documentStatus": "ACCEPTED"}),
+            )
+            .unwrap(),
+            404,
+            "not_found",
+        ),
         // The stored decision is ACCEPTED: a contradicting one is refused.
         (serde_json::to_vec(&good).unwrap(), 409, "conflict"),
     ];
@@ -177,18 +156,13 @@ async fn malformed_or_unwelcome_webhooks_get_a_4xx_json_error_and_change_nothing
     }
     let huge = vec![b' '; 200_000];
     let (status, answer) = post_signed_webhook(&url, &huge, "msg_huge").await;
-    assert_eq!(
-        assert_client_error(status, &answer, 413),
-        "payload_too_large"
-    );
+    assert_eq!(assert_client_error(status, &answer, 413), "payload_too_large");
 
     assert_eq!(before, snapshot(&stack).await);
 
     // The same decision again is a harmless 2xx no-op.
-    let same =
-        json!({"agentId": agent_id, "documentId": document_id, "documentStatus": "ACCEPTED"});
-    let (status, answer) =
-        post_signed_webhook(&url, &serde_json::to_vec(&same).unwrap(), "msg_again").await;
+    let same = json!({"agentId": agent_id, "documentId": document_id, "documentStatus": "ACCEPTED"});
+    let (status, answer) = post_signed_webhook(&url, &serde_json::to_vec(&same).unwrap(), "msg_again").await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["outcome"], "already_applied");
     assert_eq!(before, snapshot(&stack).await);
@@ -235,11 +209,7 @@ async fn malformed_requests_to_the_helpdesk_get_a_4xx_json_error_and_change_noth
     ];
     for (body, code) in bodies {
         let (status, answer) = post_json(&url, &body, &callback).await;
-        assert_eq!(
-            assert_client_error(status, &answer, 400),
-            code,
-            "for {body}"
-        );
+        assert_eq!(assert_client_error(status, &answer, 400), code, "for {body}");
     }
     let (status, answer) = post_raw(
         &url,
@@ -257,11 +227,7 @@ async fn malformed_requests_to_the_helpdesk_get_a_4xx_json_error_and_change_noth
     assert_eq!(assert_client_error(status, &answer, 400), "invalid_field");
     let (status, answer) = get_json(&format!("{base}/nowhere")).await;
     assert_eq!(assert_client_error(status, &answer, 404), "not_found");
-    let (status, answer) = request_json(
-        "DELETE",
-        &format!("{base}/document/{}", review.document_id.unwrap()),
-    )
-    .await;
+    let (status, answer) = request_json("DELETE", &format!("{base}/document/{}", review.document_id.unwrap())).await;
     assert!(
         (400..500).contains(&status) && answer["error"].is_string(),
         "{status} {answer}"

@@ -1,19 +1,13 @@
 //! What the consumer does when things around it fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use hookline_tests::{
-    TestDb, assert_client_error, closed_port, consumer_settings, post_json, start_consumer,
-};
+use hookline_tests::{TestDb, assert_client_error, closed_port, consumer_settings, post_json, start_consumer};
 use serde_json::json;
 
 #[actix_web::test]
 async fn an_unreachable_helpdesk_is_a_502_and_no_review_is_left_behind() {
     let db = TestDb::create().await;
-    let consumer = start_consumer(consumer_settings(
-        &db,
-        &format!("http://127.0.0.1:{}", closed_port()),
-    ))
-    .await;
+    let consumer = start_consumer(consumer_settings(&db, &format!("http://127.0.0.1:{}", closed_port()))).await;
     let (status, answer) = post_json(
         &format!("{}/documents", consumer.url),
         &json!({"documentUrl": "https://example.com/a.pdf"}),
@@ -21,10 +15,7 @@ async fn an_unreachable_helpdesk_is_a_502_and_no_review_is_left_behind() {
     )
     .await;
     assert_eq!(assert_client_error(status, &answer, 502), "bad_gateway");
-    assert!(
-        db.reviews().await.is_empty(),
-        "the half-made review was removed"
-    );
+    assert!(db.reviews().await.is_empty(), "the half-made review was removed");
 }
 
 #[actix_web::test]
@@ -33,11 +24,7 @@ async fn a_helpdesk_that_refuses_the_request_is_a_502_that_says_why() {
     let db = TestDb::create().await;
     let redis = hookline_tests::TestRedis::default();
     let helpdesk = hookline_tests::start_helpdesk(hookline_tests::helpdesk_settings(&redis)).await;
-    let consumer = start_consumer(consumer_settings(
-        &db,
-        &format!("{}/wrong/prefix", helpdesk.url),
-    ))
-    .await;
+    let consumer = start_consumer(consumer_settings(&db, &format!("{}/wrong/prefix", helpdesk.url))).await;
     let (status, answer) = post_json(
         &format!("{}/documents", consumer.url),
         &json!({"documentUrl": "https://example.com/a.pdf"}),
@@ -45,15 +32,9 @@ async fn a_helpdesk_that_refuses_the_request_is_a_502_that_says_why() {
     )
     .await;
     assert_eq!(assert_client_error(status, &answer, 502), "bad_gateway");
-    assert!(
-        answer["detail"].as_str().unwrap().contains("HTTP 404"),
-        "{answer}"
-    );
+    assert!(answer["detail"].as_str().unwrap().contains("HTTP 404"), "{answer}");
     assert!(db.reviews().await.is_empty());
-    assert!(
-        redis.snapshot().await.is_empty(),
-        "the help desk stored nothing"
-    );
+    assert!(redis.snapshot().await.is_empty(), "the help desk stored nothing");
 }
 
 #[actix_web::test]
@@ -70,9 +51,6 @@ async fn the_consumer_refuses_to_start_without_a_webhook_policy_or_with_a_bad_pu
     assert!(consumer::Application::build(settings.clone()).await.is_ok());
 
     settings.public_url = Some("ftp://consumer.invalid".parse().unwrap());
-    let error = consumer::Application::build(settings)
-        .await
-        .err()
-        .expect("must refuse");
+    let error = consumer::Application::build(settings).await.err().expect("must refuse");
     assert!(error.to_string().contains("CONSUMER_PUBLIC_URL"), "{error}");
 }

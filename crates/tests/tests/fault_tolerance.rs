@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use hookline_contract::{DeliveryState, DocumentStatus};
 use hookline_tests::process::{PrivateRedis, consumer_process, free_port, helpdesk_process};
 use hookline_tests::{
-    Received, Receiver, Stack, TestDb, TestRedis, get_json, helpdesk_settings, post_json,
-    post_signed_webhook, start_helpdesk, wait_for, wait_for_delivery,
+    Received, Receiver, Stack, TestDb, TestRedis, get_json, helpdesk_settings, post_json, post_signed_webhook,
+    start_helpdesk, wait_for, wait_for_delivery,
 };
 use serde_json::json;
 
@@ -23,8 +23,7 @@ async fn schedule(helpdesk_url: &str, callback: &str, n: usize) -> Vec<String> {
         let endpoint = endpoint.clone();
         async move {
             let body = json!({"documentUrl": format!("https://example.com/{i}.pdf")});
-            let (status, accepted) =
-                post_json(&endpoint, &body, &[("x-callback-url", callback)]).await;
+            let (status, accepted) = post_json(&endpoint, &body, &[("x-callback-url", callback)]).await;
             assert_eq!(status, 202, "{accepted}");
             accepted["documentId"].as_str().unwrap().to_owned()
         }
@@ -84,9 +83,7 @@ async fn reviews_that_come_due_while_the_consumer_is_down_are_decided_when_it_is
 
     let rows = wait_for(DEADLINE, "every review to be decided", || async {
         let rows = db.reviews().await;
-        rows.iter()
-            .all(|row| row.status().is_decided())
-            .then_some(rows)
+        rows.iter().all(|row| row.status().is_decided()).then_some(rows)
     })
     .await;
     assert_eq!(rows.len(), 20);
@@ -97,21 +94,14 @@ async fn a_worker_sigkilled_with_deliveries_in_flight_loses_nothing() {
     // The figures in the note come from
     //   FAULT_N=1000 FAULT_CONCURRENCY=1000 FAULT_RECEIVER_DELAY_MS=3000
     // which puts all 1000 deliveries in flight at the kill.
-    let knob = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let knob = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let n = usize::try_from(knob("FAULT_N", 300)).unwrap();
     let concurrency = knob("FAULT_CONCURRENCY", 64);
     let receiver_delay = knob("FAULT_RECEIVER_DELAY_MS", 300);
     let redis = TestRedis::default();
     let mut receiver = Receiver::start(200).await;
     // A slow receiver keeps deliveries in flight for a while.
-    receiver
-        .behaviour
-        .delay(Duration::from_millis(receiver_delay));
+    receiver.behaviour.delay(Duration::from_millis(receiver_delay));
     let port = free_port();
     let (timeout, lease, workers) = (
         format!("{}ms", receiver_delay + 1000),
@@ -166,10 +156,7 @@ async fn a_worker_sigkilled_with_deliveries_in_flight_loses_nothing() {
         received.push(more);
     }
     let expected: HashSet<String> = ids.into_iter().collect();
-    let duplicates: usize = deliveries_per_webhook(&received)
-        .values()
-        .map(|c| c - 1)
-        .sum();
+    let duplicates: usize = deliveries_per_webhook(&received).values().map(|c| c - 1).sum();
     eprintln!(
         "sigkill: n={n} in_flight_at_kill={in_flight} killed_at={killed_at:?} lost={} delivered_twice={duplicates} queue_empty_after={all_decided:?}",
         expected.difference(&document_ids(&received)).count()
@@ -194,23 +181,17 @@ async fn a_redis_crash_and_restart_loses_no_accepted_job() {
     let helpdesk = start_helpdesk(settings).await;
     let mut receiver = Receiver::start(200).await;
 
-    let ids: HashSet<String> = schedule(&helpdesk.url, &receiver.url, 100)
-        .await
-        .into_iter()
-        .collect();
+    let ids: HashSet<String> = schedule(&helpdesk.url, &receiver.url, 100).await.into_iter().collect();
     redis.crash(); // every job was acknowledged with a 202; none is due yet
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     redis.restart().await;
 
-    let received = receiver
-        .collect_until(DEADLINE, |got| document_ids(got) == ids)
-        .await;
+    let received = receiver.collect_until(DEADLINE, |got| document_ids(got) == ids).await;
     assert_eq!(document_ids(&received), ids);
 }
 
 #[actix_web::test]
-async fn a_receiver_that_always_fails_gets_dead_lettered_and_redelivery_succeeds_once_it_recovers()
-{
+async fn a_receiver_that_always_fails_gets_dead_lettered_and_redelivery_succeeds_once_it_recovers() {
     let redis = TestRedis::default();
     let mut settings = helpdesk_settings(&redis);
     settings.retry_schedule = "20ms,20ms".parse().unwrap();
@@ -231,12 +212,7 @@ async fn a_receiver_that_always_fails_gets_dead_lettered_and_redelivery_succeeds
 
     let failed: Vec<Received> = receiver.collect_until(DEADLINE, |got| got.len() == 3).await;
     receiver.behaviour.answer(200);
-    let (status, body) = post_json(
-        &format!("{}/document/{id}/redeliver", helpdesk.url),
-        &json!({}),
-        &[],
-    )
-    .await;
+    let (status, body) = post_json(&format!("{}/document/{id}/redeliver", helpdesk.url), &json!({}), &[]).await;
     assert_eq!(status, 202, "{body}");
     let redelivered = receiver.next(DEADLINE).await;
     assert_eq!(
@@ -249,25 +225,12 @@ async fn a_receiver_that_always_fails_gets_dead_lettered_and_redelivery_succeeds
     assert_eq!(dead["total"], 0);
 
     // A delivered case can be replayed too.
-    let (status, _) = post_json(
-        &format!("{}/document/{id}/redeliver", helpdesk.url),
-        &json!({}),
-        &[],
-    )
-    .await;
+    let (status, _) = post_json(&format!("{}/document/{id}/redeliver", helpdesk.url), &json!({}), &[]).await;
     assert_eq!(status, 202);
     let replay = receiver.next(DEADLINE).await;
-    assert_eq!(
-        replay.headers["webhook-id"],
-        failed[0].headers["webhook-id"]
-    );
+    assert_eq!(replay.headers["webhook-id"], failed[0].headers["webhook-id"]);
     // Unknown and undecided cases cannot be redelivered.
-    let (status, _) = post_json(
-        &format!("{}/document/nope/redeliver", helpdesk.url),
-        &json!({}),
-        &[],
-    )
-    .await;
+    let (status, _) = post_json(&format!("{}/document/nope/redeliver", helpdesk.url), &json!({}), &[]).await;
     assert_eq!(status, 404);
 }
 
@@ -315,22 +278,13 @@ async fn two_workers_on_one_redis_deliver_each_job_exactly_once() {
     let _second = helpdesk_process(&redis, free_port(), &worker).await;
     let mut receiver = Receiver::start(200).await;
 
-    let ids: HashSet<String> = schedule(&api.url, &receiver.url, 500)
-        .await
-        .into_iter()
-        .collect();
-    let received = receiver
-        .collect_until(DEADLINE, |got| got.len() >= ids.len())
-        .await;
+    let ids: HashSet<String> = schedule(&api.url, &receiver.url, 500).await.into_iter().collect();
+    let received = receiver.collect_until(DEADLINE, |got| got.len() >= ids.len()).await;
     // Give a duplicate, if there were one, the time to show up.
     let late = tokio::time::timeout(Duration::from_millis(500), receiver.received.recv()).await;
     assert!(late.is_err(), "a job was delivered twice: {late:?}");
     assert_eq!(document_ids(&received), ids);
-    assert!(
-        deliveries_per_webhook(&received)
-            .values()
-            .all(|count| *count == 1)
-    );
+    assert!(deliveries_per_webhook(&received).values().all(|count| *count == 1));
 }
 
 #[actix_web::test]
@@ -341,14 +295,9 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_loses_nothing() {
     let port = free_port();
     let settings = [("REVIEW_DELAY_MS", "0-1000")];
     let mut helpdesk = helpdesk_process(&redis, port, &settings).await;
-    let ids: HashSet<String> = schedule(&helpdesk.url, &receiver.url, 50)
-        .await
-        .into_iter()
-        .collect();
+    let ids: HashSet<String> = schedule(&helpdesk.url, &receiver.url, 50).await.into_iter().collect();
 
-    let mut received = receiver
-        .collect_until(DEADLINE, |got| !got.is_empty())
-        .await;
+    let mut received = receiver.collect_until(DEADLINE, |got| !got.is_empty()).await;
     helpdesk.terminate();
     let status = helpdesk
         .exited(Duration::from_secs(10))
@@ -373,9 +322,7 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_loses_nothing() {
         .await;
     received.extend(rest);
     assert!(
-        deliveries_per_webhook(&received)
-            .values()
-            .all(|count| *count == 1),
+        deliveries_per_webhook(&received).values().all(|count| *count == 1),
         "graceful: no duplicates"
     );
 }
@@ -397,11 +344,7 @@ async fn reviews_whose_webhooks_never_arrive_are_decided_by_reconciliation() {
     .await;
     let mut reviews = Vec::new();
     for n in 0..10 {
-        reviews.push(
-            stack
-                .request_review(&format!("https://example.com/{n}.pdf"))
-                .await,
-        );
+        reviews.push(stack.request_review(&format!("https://example.com/{n}.pdf")).await);
     }
     let rows = stack.wait_until_all_decided(10, DEADLINE).await;
     for (row, review) in rows.iter().zip(&reviews) {
@@ -411,15 +354,8 @@ async fn reviews_whose_webhooks_never_arrive_are_decided_by_reconciliation() {
             DeliveryState::Dead,
             "the webhook really never arrived"
         );
-        let ours = rows
-            .iter()
-            .find(|r| r.document_id == review.document_id)
-            .unwrap();
-        assert_eq!(
-            ours.status(),
-            case.status,
-            "reconciled to the help desk's decision"
-        );
+        let ours = rows.iter().find(|r| r.document_id == review.document_id).unwrap();
+        assert_eq!(ours.status(), case.status, "reconciled to the help desk's decision");
         assert!(row.status().is_decided());
     }
 }
@@ -436,8 +372,7 @@ async fn the_consumer_answers_503_while_its_database_is_unreachable_and_the_retr
     let review = stack.request_review("https://example.com/a.pdf").await;
     stack.db.cut().await;
 
-    let webhook =
-        json!({"agentId": "a", "documentId": review.document_id, "documentStatus": "ACCEPTED"});
+    let webhook = json!({"agentId": "a", "documentId": review.document_id, "documentStatus": "ACCEPTED"});
     let (status, body) = post_signed_webhook(
         &format!("{}/document/update", stack.consumer.url),
         &serde_json::to_vec(&webhook).unwrap(),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use hookline_contract::{DeliveryState, DocumentStatus};
 use hookline_tests::{
-    Receiver, Stack, TestRedis, closed_port, get_json, helpdesk_settings, post_json,
-    post_signed_webhook, start_helpdesk, wait_for_delivery,
+    Receiver, Stack, TestRedis, closed_port, get_json, helpdesk_settings, post_json, post_signed_webhook,
+    start_helpdesk, wait_for_delivery,
 };
 use serde_json::json;
 
@@ -17,9 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 async fn a_review_goes_from_pending_review_to_a_decision_through_the_real_helpdesk() {
     let stack = Stack::start(|hd| hd.review_delay_ms = "100-200".parse().unwrap()).await;
 
-    let review = stack
-        .request_review("https://example.com/contract.pdf")
-        .await;
+    let review = stack.request_review("https://example.com/contract.pdf").await;
     assert_eq!(review.document_status, DocumentStatus::PendingReview);
     assert_eq!(review.document_url, "https://example.com/contract.pdf");
     let document_id = review
@@ -39,18 +37,13 @@ async fn a_review_goes_from_pending_review_to_a_decision_through_the_real_helpde
     assert!(decided.updated_at > decided.created_at);
 
     let case = stack.case(&document_id).await;
-    assert_eq!(
-        case.status, decided.document_status,
-        "both sides agree on the decision"
-    );
+    assert_eq!(case.status, decided.document_status, "both sides agree on the decision");
     assert_eq!(
         case.id.as_deref(),
         Some(review.id.as_str()),
         "the consumer's id travelled as the request id"
     );
-    let delivered = stack
-        .wait_for_delivery(&document_id, DeliveryState::Delivered)
-        .await;
+    let delivered = stack.wait_for_delivery(&document_id, DeliveryState::Delivered).await;
     assert_eq!(delivered.delivery.attempts, 1);
 }
 
@@ -60,11 +53,7 @@ async fn nothing_is_decided_before_the_minimum_review_delay() {
     let stack = Stack::start(|hd| hd.review_delay_ms = "400-500".parse().unwrap()).await;
     let mut reviews = Vec::new();
     for n in 0..5 {
-        reviews.push(
-            stack
-                .request_review(&format!("https://example.com/{n}.pdf"))
-                .await,
-        );
+        reviews.push(stack.request_review(&format!("https://example.com/{n}.pdf")).await);
     }
     let rows = stack.wait_until_all_decided(5, DEADLINE).await;
     for row in rows {
@@ -74,10 +63,7 @@ async fn nothing_is_decided_before_the_minimum_review_delay() {
     for review in reviews {
         let case = stack.case(review.document_id.as_deref().unwrap()).await;
         let decided_after = (case.decided_at.unwrap() - case.created_at).num_milliseconds();
-        assert!(
-            decided_after >= MIN_MS,
-            "agent decided after {decided_after} ms"
-        );
+        assert!(decided_after >= MIN_MS, "agent decided after {decided_after} ms");
         assert!((case.due_at - case.created_at).num_milliseconds() >= MIN_MS);
     }
 }
@@ -85,9 +71,7 @@ async fn nothing_is_decided_before_the_minimum_review_delay() {
 async fn decide_twenty_with_ratio(ratio: f64) -> Vec<DocumentStatus> {
     let stack = Stack::start(|hd| hd.accept_ratio = ratio).await;
     for n in 0..20 {
-        stack
-            .request_review(&format!("https://example.com/{n}.pdf"))
-            .await;
+        stack.request_review(&format!("https://example.com/{n}.pdf")).await;
     }
     let rows = stack.wait_until_all_decided(20, DEADLINE).await;
     rows.iter().map(consumer::db::ReviewRow::status).collect()
@@ -96,19 +80,13 @@ async fn decide_twenty_with_ratio(ratio: f64) -> Vec<DocumentStatus> {
 #[actix_web::test]
 async fn accept_ratio_one_accepts_every_review() {
     let statuses = decide_twenty_with_ratio(1.0).await;
-    assert!(
-        statuses.iter().all(|s| *s == DocumentStatus::Accepted),
-        "{statuses:?}"
-    );
+    assert!(statuses.iter().all(|s| *s == DocumentStatus::Accepted), "{statuses:?}");
 }
 
 #[actix_web::test]
 async fn accept_ratio_zero_declines_every_review() {
     let statuses = decide_twenty_with_ratio(0.0).await;
-    assert!(
-        statuses.iter().all(|s| *s == DocumentStatus::Declined),
-        "{statuses:?}"
-    );
+    assert!(statuses.iter().all(|s| *s == DocumentStatus::Declined), "{statuses:?}");
 }
 
 #[actix_web::test]
@@ -137,10 +115,7 @@ async fn the_optional_id_is_echoed_in_the_callback() {
         assert_eq!(webhook.body["agentId"], accepted["agentId"]);
         assert_eq!(webhook.body.get("id").cloned(), echoed);
         let decision = webhook.body["documentStatus"].as_str().unwrap();
-        assert!(
-            decision == "ACCEPTED" || decision == "DECLINED",
-            "{decision}"
-        );
+        assert!(decision == "ACCEPTED" || decision == "DECLINED", "{decision}");
         assert_eq!(webhook.headers["content-type"], "application/json");
         assert!(webhook.headers["webhook-id"].starts_with("msg_"));
         assert!(webhook.headers["webhook-signature"].starts_with("v1,"));
@@ -152,18 +127,12 @@ async fn two_hundred_reviews_requested_at_once_are_all_decided_and_none_is_lost(
     let stack = Stack::start(|hd| hd.review_delay_ms = "0-300".parse().unwrap()).await;
     let requests = (0..200).map(|n| {
         let stack = &stack;
-        async move {
-            stack
-                .request_review(&format!("https://example.com/{n}.pdf"))
-                .await
-        }
+        async move { stack.request_review(&format!("https://example.com/{n}.pdf")).await }
     });
     let reviews = futures_util::future::join_all(requests).await;
     assert_eq!(reviews.len(), 200);
 
-    let rows = stack
-        .wait_until_all_decided(200, Duration::from_secs(60))
-        .await;
+    let rows = stack.wait_until_all_decided(200, Duration::from_secs(60)).await;
     let mut ids: Vec<_> = rows.iter().map(|row| row.id.to_string()).collect();
     ids.sort();
     let mut requested: Vec<_> = reviews.iter().map(|review| review.id.clone()).collect();
@@ -182,7 +151,8 @@ async fn a_webhook_that_overtakes_the_helpdesk_answer_is_matched_by_the_echoed_i
         .await
         .unwrap();
 
-    let webhook = json!({"agentId": "agent-1", "documentId": "doc-1", "documentStatus": "ACCEPTED", "id": review_id.to_string()});
+    let webhook =
+        json!({"agentId": "agent-1", "documentId": "doc-1", "documentStatus": "ACCEPTED", "id": review_id.to_string()});
     let (status, body) = post_signed_webhook(
         &format!("{}/document/update", stack.consumer.url),
         &serde_json::to_vec(&webhook).unwrap(),
@@ -209,11 +179,7 @@ async fn fifty_reviews_with_zero_delay_are_all_decided_by_their_first_attempt() 
     let stack = Stack::start(|hd| hd.retry_schedule = "1h".parse().unwrap()).await;
     let requests = (0..50).map(|n| {
         let stack = &stack;
-        async move {
-            stack
-                .request_review(&format!("https://example.com/{n}.pdf"))
-                .await
-        }
+        async move { stack.request_review(&format!("https://example.com/{n}.pdf")).await }
     });
     futures_util::future::join_all(requests).await;
     let rows = stack.wait_until_all_decided(50, DEADLINE).await;
@@ -258,11 +224,7 @@ async fn the_helpdesk_survives_callback_urls_that_refuse_connections() {
         let case = wait_for_delivery(&helpdesk.url, &document_id, DeliveryState::Dead).await;
         assert_eq!(case.delivery.attempts, 3, "{case:?}");
         assert!(
-            case.delivery
-                .last_error
-                .as_deref()
-                .unwrap()
-                .contains("connect"),
+            case.delivery.last_error.as_deref().unwrap().contains("connect"),
             "{case:?}"
         );
     }
@@ -283,9 +245,7 @@ async fn webhooks_signed_with_another_secret_are_refused_and_the_review_stays_pe
     .await;
     let review = stack.request_review("https://example.com/a.pdf").await;
     let document_id = review.document_id.unwrap();
-    let case = stack
-        .wait_for_delivery(&document_id, DeliveryState::Dead)
-        .await;
+    let case = stack.wait_for_delivery(&document_id, DeliveryState::Dead).await;
     assert_eq!(case.delivery.last_error.as_deref(), Some("HTTP 401"));
     assert_eq!(
         stack.review(&review.id).await.document_status,
@@ -323,9 +283,5 @@ async fn a_callback_that_never_answers_costs_one_timeout_and_does_not_stall_othe
 
     let document_id = stuck["documentId"].as_str().unwrap();
     let case = wait_for_delivery(&helpdesk.url, document_id, DeliveryState::Dead).await;
-    assert_eq!(
-        case.delivery.last_error.as_deref(),
-        Some("timed out"),
-        "{case:?}"
-    );
+    assert_eq!(case.delivery.last_error.as_deref(), Some("timed out"), "{case:?}");
 }

@@ -29,10 +29,9 @@ async fn schema_rs_names_the_columns_the_migrations_create_in_order() {
     .map(|c| c.column_name)
     .collect();
 
-    let select = diesel::debug_query::<diesel::pg::Pg, _>(
-        &document_reviews::table.select(document_reviews::all_columns),
-    )
-    .to_string();
+    let select =
+        diesel::debug_query::<diesel::pg::Pg, _>(&document_reviews::table.select(document_reviews::all_columns))
+            .to_string();
     let declared: Vec<String> = select
         .trim_start_matches("SELECT ")
         .split(" FROM")
@@ -45,10 +44,7 @@ async fn schema_rs_names_the_columns_the_migrations_create_in_order() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(
-        declared, migrated,
-        "regenerate schema.rs with `diesel print-schema`"
-    );
+    assert_eq!(declared, migrated, "regenerate schema.rs with `diesel print-schema`");
 
     // The types line up too: a typed round trip through every column.
     let id = uuid::Uuid::now_v7();

@@ -1,34 +1,115 @@
-use actix_web::http::header::LOCATION;
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue, LOCATION};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
-use hookline_contract::{CreateReview, DocumentStatus, HttpUrl, ReviewPage};
+use hookline_contract::{CreateReview, DocumentStatus, HttpUrl, Review, ReviewPage};
 use hookline_kit::http::ApiError;
+use hookline_kit::json::JsonBody;
 use serde::Deserialize;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::db::{self, PageStart, Pool};
+use crate::db::{self, KeyClaim, PageStart, Pool};
 use crate::error::{db_error, pool_error};
 use crate::helpdesk_client::{HelpdeskClient, HelpdeskError};
 
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
+/// Header that makes `POST /documents` safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on a response that replays the first answer to an `Idempotency-Key`.
+pub const REPLAYED: &str = "idempotent-replayed";
+
 /// `POST /documents`: record the review, ask the help desk, store its ids.
+///
+/// With an `Idempotency-Key`, a retry of the same request gets the first
+/// response again (and the help desk is asked only once); the same key with
+/// another `documentUrl` is a 422, and while the first request still runs a
+/// 409. A failed request frees its key for the next try.
+pub async fn create(
+    request: HttpRequest,
+    body: JsonBody<CreateReview>,
+    pool: web::Data<Pool>,
+    helpdesk: web::Data<HelpdeskClient>,
+) -> Result<HttpResponse, ApiError> {
+    let document_url = HttpUrl::parse(&body.0.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
+    let key = idempotency_key(&request)?;
+    if let Some(key) = &key {
+        let mut conn = pool.get().await.map_err(pool_error)?;
+        match db::claim_key(&mut conn, key, document_url.as_str())
+            .await
+            .map_err(db_error)?
+        {
+            KeyClaim::Fresh => {}
+            KeyClaim::Replay { status, body } => {
+                let mut replay = created(status, body)?;
+                replay
+                    .headers_mut()
+                    .insert(HeaderName::from_static(REPLAYED), HeaderValue::from_static("true"));
+                return Ok(replay);
+            }
+            KeyClaim::InProgress => {
+                return Err(ApiError::Conflict(
+                    "a request with this Idempotency-Key is still in progress; retry later".to_owned(),
+                ));
+            }
+            KeyClaim::Mismatch => {
+                return Err(ApiError::Unprocessable(
+                    "this Idempotency-Key was used for a different request".to_owned(),
+                ));
+            }
+        }
+    }
+
+    let outcome = request_review(&pool, &helpdesk, &document_url).await;
+    if let Some(key) = &key {
+        let recorded = match pool.get().await {
+            Ok(mut conn) => match &outcome {
+                Ok(body) => db::complete_key(&mut conn, key, 201, body).await,
+                Err(_) => db::release_key(&mut conn, key).await,
+            }
+            .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = recorded {
+            warn!(error = %e, "cannot record the outcome of an Idempotency-Key");
+        }
+    }
+    created(201, outcome?)
+}
+
+/// The review as a `201` with its `Location`, from its JSON.
+fn created(status: u16, body: String) -> Result<HttpResponse, ApiError> {
+    let review: Review = serde_json::from_str(&body).map_err(ApiError::internal)?;
+    let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
+    Ok(HttpResponse::build(status)
+        .insert_header((LOCATION, format!("/documents/{}", review.id)))
+        .content_type("application/json")
+        .body(body))
+}
+
+fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(raw) = request.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|key| (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| ApiError::invalid("Idempotency-Key", "must be 1-255 visible ASCII characters"))?;
+    Ok(Some(key.to_owned()))
+}
+
+/// The review, as the JSON of the first answer.
 ///
 /// The row is written *before* the help desk is called, with our id sent as
 /// the request's `id`: if the webhook overtakes the help desk's answer (zero
 /// delay), it still finds the review. If the help desk refuses or cannot be
 /// reached, the row is removed again and the client gets a 502.
-pub async fn create(
-    body: web::Json<CreateReview>,
-    pool: web::Data<Pool>,
-    helpdesk: web::Data<HelpdeskClient>,
-) -> Result<HttpResponse, ApiError> {
-    let document_url =
-        HttpUrl::parse(&body.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
+async fn request_review(pool: &Pool, helpdesk: &HelpdeskClient, document_url: &HttpUrl) -> Result<String, ApiError> {
     let id = Uuid::now_v7();
     {
         let mut conn = pool.get().await.map_err(pool_error)?;
@@ -37,19 +118,14 @@ pub async fn create(
             .map_err(db_error)?;
     } // the connection goes back to the pool while we wait on the help desk
 
-    let accepted = match helpdesk
-        .request_review(&document_url, &id.to_string())
-        .await
-    {
+    let accepted = match helpdesk.request_review(document_url, &id.to_string()).await {
         Ok(accepted) => accepted,
         Err(e) => {
-            forget(&pool, id).await;
+            forget(pool, id).await;
             warn!(review_id = %id, error = %e, "the help desk did not take the review");
             return Err(ApiError::BadGateway {
                 detail: match e {
-                    HelpdeskError::Unreachable(_) => {
-                        "the help desk is unreachable, try again later".to_owned()
-                    }
+                    HelpdeskError::Unreachable(_) => "the help desk is unreachable, try again later".to_owned(),
                     other => other.to_string(),
                 },
             });
@@ -61,16 +137,12 @@ pub async fn create(
         .await
         .map_err(db_error)?;
     info!(review_id = %id, document_id = %accepted.document_id, "review requested");
-    Ok(HttpResponse::Created()
-        .insert_header((LOCATION, format!("/documents/{id}")))
-        .json(row.into_review()))
+    serde_json::to_string(&row.into_review()).map_err(ApiError::internal)
 }
 
 async fn forget(pool: &Pool, id: Uuid) {
     let result = match pool.get().await {
-        Ok(mut conn) => db::delete_requested(&mut conn, id)
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(mut conn) => db::delete_requested(&mut conn, id).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = result {
@@ -79,12 +151,8 @@ async fn forget(pool: &Pool, id: Uuid) {
 }
 
 /// `GET /documents/{id}`.
-pub async fn show(
-    path: web::Path<String>,
-    pool: web::Data<Pool>,
-) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path)
-        .map_err(|_| ApiError::invalid("id", "is not a review id (a UUID)"))?;
+pub async fn show(path: web::Path<String>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+    let id = Uuid::parse_str(&path).map_err(|_| ApiError::invalid("id", "is not a review id (a UUID)"))?;
     let mut conn = pool.get().await.map_err(pool_error)?;
     match db::find(&mut conn, id).await.map_err(db_error)? {
         Some(row) => Ok(HttpResponse::Ok().json(row.into_review())),
@@ -101,10 +169,7 @@ pub struct ListQuery {
 
 /// `GET /documents?limit=&cursor=&status=`: newest first, keyset-paginated
 /// (stable while new reviews arrive).
-pub async fn list(
-    query: web::Query<ListQuery>,
-    pool: web::Data<Pool>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(query: web::Query<ListQuery>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 100"));
@@ -118,9 +183,7 @@ pub async fn list(
         .map_err(|e| ApiError::invalid("status", e))?;
 
     let mut conn = pool.get().await.map_err(pool_error)?;
-    let mut rows = db::list(&mut conn, start, status, limit + 1)
-        .await
-        .map_err(db_error)?;
+    let mut rows = db::list(&mut conn, start, status, limit + 1).await.map_err(db_error)?;
     let next_cursor = if rows.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
         rows.truncate(rows.len() - 1);
         rows.last().map(|row| {
@@ -139,11 +202,7 @@ pub async fn list(
 }
 
 fn encode_cursor(start: PageStart) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
-        "{}.{}",
-        start.created_at.timestamp_micros(),
-        start.id
-    ))
+    URL_SAFE_NO_PAD.encode(format!("{}.{}", start.created_at.timestamp_micros(), start.id))
 }
 
 fn decode_cursor(raw: &str) -> Result<PageStart, ApiError> {
@@ -152,8 +211,7 @@ fn decode_cursor(raw: &str) -> Result<PageStart, ApiError> {
     let text = String::from_utf8(text).map_err(|_| bad())?;
     let (micros, id) = text.split_once('.').ok_or_else(bad)?;
     Ok(PageStart {
-        created_at: DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?)
-            .ok_or_else(bad)?,
+        created_at: DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?,
         id: Uuid::parse_str(id).map_err(|_| bad())?,
     })
 }

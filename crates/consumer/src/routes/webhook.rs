@@ -50,6 +50,7 @@ impl WebhookPolicy {
     }
 }
 
+#[tracing::instrument(name = "webhook", skip_all, fields(document_id = tracing::field::Empty, webhook_id = tracing::field::Empty))]
 pub async fn receive(
     request: HttpRequest,
     body: web::Bytes,
@@ -60,52 +61,51 @@ pub async fn receive(
         warn!(error = %refusal, "webhook refused");
         return Err(refusal);
     }
-    let webhook: DocumentWebhook =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
-            code: if e.is_data() {
-                "invalid_body"
-            } else {
-                "invalid_json"
-            },
-            field: None,
-            detail: e.to_string(),
-        })?;
-    let document_id =
-        ExternalId::parse(&webhook.document_id).map_err(|e| ApiError::invalid("documentId", e))?;
-    let agent_id =
-        ExternalId::parse(&webhook.agent_id).map_err(|e| ApiError::invalid("agentId", e))?;
+    let webhook: DocumentWebhook = hookline_kit::json::parse(&body)?;
+    let document_id = ExternalId::parse(&webhook.document_id).map_err(|e| ApiError::invalid("documentId", e))?;
+    let agent_id = ExternalId::parse(&webhook.agent_id).map_err(|e| ApiError::invalid("agentId", e))?;
     if !webhook.document_status.is_decided() {
-        return Err(ApiError::invalid(
-            "documentStatus",
-            "must be ACCEPTED or DECLINED",
-        ));
+        return Err(ApiError::invalid("documentStatus", "must be ACCEPTED or DECLINED"));
     }
     // Our own requests carry our review id; anything else cannot match a review.
-    let request_id = webhook
-        .id
-        .as_deref()
-        .and_then(|id| Uuid::parse_str(id).ok());
+    let request_id = webhook.id.as_deref().and_then(|id| Uuid::parse_str(id).ok());
+
+    let webhook_id = match request.headers().get(headers::WEBHOOK_ID) {
+        None => None,
+        Some(raw) => Some(
+            raw.to_str()
+                .ok()
+                .and_then(|raw| ExternalId::parse(raw).ok())
+                .ok_or_else(|| ApiError::invalid("webhook-id", "must be 1-128 letters, digits or - _ . :"))?,
+        ),
+    };
+    let span = tracing::Span::current();
+    span.record("document_id", document_id.as_str());
+    if let Some(webhook_id) = &webhook_id {
+        span.record("webhook_id", webhook_id.as_str());
+    }
 
     let mut conn = pool.get().await.map_err(pool_error)?;
     let decision = webhook.document_status;
-    match db::apply_decision(
-        &mut conn,
-        document_id.as_str(),
-        agent_id.as_str(),
+    let incoming = db::IncomingDecision {
+        document_id: document_id.as_str(),
+        agent_id: agent_id.as_str(),
         request_id,
         decision,
-    )
-    .await
-    .map_err(db_error)?
-    {
+        webhook_id: webhook_id.as_ref().map(ExternalId::as_str),
+    };
+    match db::apply_decision(&mut conn, incoming).await.map_err(db_error)? {
+        Decision::Duplicate => {
+            info!(document_id = %document_id, "duplicate webhook acknowledged");
+            Ok(HttpResponse::Ok().json(json!({"outcome": "duplicate", "documentStatus": decision})))
+        }
         Decision::Applied(row) => {
             info!(review_id = %row.id, document_id = %document_id, status = %decision, "decision applied");
             Ok(HttpResponse::Ok().json(json!({"outcome": "applied", "documentStatus": decision})))
         }
         Decision::AlreadyApplied(row) => {
             info!(review_id = %row.id, document_id = %document_id, status = %decision, "decision already applied");
-            Ok(HttpResponse::Ok()
-                .json(json!({"outcome": "already_applied", "documentStatus": decision})))
+            Ok(HttpResponse::Ok().json(json!({"outcome": "already_applied", "documentStatus": decision})))
         }
         Decision::Contradicts(row) => {
             let stored = row.status();
@@ -114,8 +114,6 @@ pub async fn receive(
                 "the review is already {stored}; {decision} does not change it"
             )))
         }
-        Decision::UnknownReview => Err(ApiError::NotFound(
-            "no review has this documentId (yet); retry later",
-        )),
+        Decision::UnknownReview => Err(ApiError::NotFound("no review has this documentId (yet); retry later")),
     }
 }

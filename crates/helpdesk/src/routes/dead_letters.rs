@@ -17,10 +17,7 @@ pub struct ListQuery {
 }
 
 /// `GET /dead-letters?limit=50`: cases whose every attempt failed, newest first.
-pub async fn list(
-    query: web::Query<ListQuery>,
-    queue: web::Data<Queue>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 500"));
@@ -50,10 +47,7 @@ pub async fn redeliver(
         Redelivery::Scheduled => {
             scheduling.wakeup.job_scheduled(now);
             info!(document_id = %document_id, "redelivery scheduled");
-            let case = queue
-                .case(document_id.as_str())
-                .await
-                .map_err(into_api_error)?;
+            let case = queue.case(document_id.as_str()).await.map_err(into_api_error)?;
             Ok(HttpResponse::Accepted().json(case.map(|case| case.to_view())))
         }
         Redelivery::NoSuchCase => Err(ApiError::NotFound("no case has this documentId")),

@@ -3,15 +3,15 @@ use std::sync::Arc;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use hookline_contract::{
-    DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers,
-};
+use hookline_contract::{DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers};
 use hookline_kit::http::ApiError;
+use hookline_kit::json::JsonBody;
 use tracing::info;
 use uuid::Uuid;
 
 use crate::config::DelayRange;
 use crate::queue::{NewCase, Queue, QueueError};
+use crate::ssrf::CallbackPolicy;
 use crate::worker::Wakeup;
 
 /// How `POST /document` schedules reviews.
@@ -22,22 +22,33 @@ pub struct Scheduling {
 }
 
 /// `POST /document`: accept the review at once (202) and schedule the
-/// agent's decision as a job due after the review delay.
+/// agent's decision as a job due after the review delay. A callback the
+/// [callback policy](crate::ssrf) refuses is a 400 `callback_refused`, and
+/// nothing is stored.
 pub async fn create(
     request: HttpRequest,
-    body: web::Json<DocumentRequest>,
+    JsonBody(body): JsonBody<DocumentRequest>,
     queue: web::Data<Queue>,
     scheduling: web::Data<Scheduling>,
+    policy: web::Data<CallbackPolicy>,
 ) -> Result<HttpResponse, ApiError> {
     let callback = callback_url(&request)?;
-    let document_url =
-        HttpUrl::parse(&body.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
+    let document_url = HttpUrl::parse(&body.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let request_id = body
         .id
         .as_deref()
         .map(ExternalId::parse)
         .transpose()
         .map_err(|e| ApiError::invalid("id", e))?;
+    // Last, as it may wait for DNS: malformed requests are answered without it.
+    policy
+        .check_url(callback.url())
+        .await
+        .map_err(|refusal| ApiError::BadRequest {
+            code: "callback_refused",
+            field: Some(CALLBACK_FIELD),
+            detail: format!("X-Callback-Url is refused: {refusal}"),
+        })?;
 
     let now = Utc::now();
     let delay = scheduling.delay.sample(&mut rand::rng());
@@ -66,35 +77,29 @@ pub async fn create(
 
 /// `GET /document/{documentId}`: the case, its decision once made, and its
 /// delivery state.
-pub async fn show(
-    path: web::Path<String>,
-    queue: web::Data<Queue>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
-    match queue
-        .case(document_id.as_str())
-        .await
-        .map_err(into_api_error)?
-    {
+    match queue.case(document_id.as_str()).await.map_err(into_api_error)? {
         Some(case) => Ok(HttpResponse::Ok().json(case.to_view())),
         None => Err(ApiError::NotFound("no case has this documentId")),
     }
 }
 
+const CALLBACK_FIELD: &str = "X-Callback-Url";
+
 fn callback_url(request: &HttpRequest) -> Result<HttpUrl, ApiError> {
-    const FIELD: &str = "X-Callback-Url";
     let raw = request
         .headers()
         .get(headers::CALLBACK_URL)
         .ok_or(ApiError::BadRequest {
             code: "missing_header",
-            field: Some(FIELD),
+            field: Some(CALLBACK_FIELD),
             detail: "the X-Callback-Url header is required: where to POST the decision".to_owned(),
         })?;
     let raw = raw
         .to_str()
-        .map_err(|_| ApiError::invalid(FIELD, "is not visible ASCII"))?;
-    HttpUrl::parse(raw).map_err(|e| ApiError::invalid(FIELD, e))
+        .map_err(|_| ApiError::invalid(CALLBACK_FIELD, "is not visible ASCII"))?;
+    HttpUrl::parse(raw).map_err(|e| ApiError::invalid(CALLBACK_FIELD, e))
 }
 
 pub(crate) fn into_api_error(error: QueueError) -> ApiError {

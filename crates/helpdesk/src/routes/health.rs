@@ -11,9 +11,6 @@ pub async fn healthz() -> HttpResponse {
 
 /// Readiness: the process answers and Redis does too.
 pub async fn readyz(queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
-    queue
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable("redis", e))?;
+    queue.ping().await.map_err(|e| ApiError::unavailable("redis", e))?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }

@@ -1,0 +1,253 @@
+//! The webhook receiver refuses what is forged and absorbs what is repeated;
+//! `POST /documents` is safe to retry with an `Idempotency-Key`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use chrono::Utc;
+use hookline_contract::signature::SecretSet;
+use hookline_contract::{DeliveryState, DocumentStatus};
+use hookline_tests::{SECRET, Stack, assert_client_error, post_json, post_raw, secret_set};
+use serde_json::json;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A stack whose one review is pending for an hour: webhooks in these tests
+/// come from the test, not from the help desk.
+async fn stack_with_a_pending_review() -> (Stack, String, String) {
+    let stack = Stack::start(|hd| hd.review_delay_ms = "3600000".parse().unwrap()).await;
+    let review = stack.request_review("https://example.com/a.pdf").await;
+    (stack, review.document_id.unwrap(), review.agent_id.unwrap())
+}
+
+fn body(document_id: &str, agent_id: &str, status: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"agentId": agent_id, "documentId": document_id, "documentStatus": status})).unwrap()
+}
+
+async fn send(stack: &Stack, body: &[u8], id: &str, timestamp: i64, signature: &str) -> (u16, serde_json::Value) {
+    let timestamp = timestamp.to_string();
+    post_raw(
+        &format!("{}/document/update", stack.consumer.url),
+        body.to_vec(),
+        "application/json",
+        &[
+            ("webhook-id", id),
+            ("webhook-timestamp", &timestamp),
+            ("webhook-signature", signature),
+        ],
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn forged_tampered_stale_or_incomplete_webhooks_are_refused_with_401_and_change_nothing() {
+    let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
+    let before = stack.db.reviews().await;
+    let good = body(&document_id, &agent_id, "ACCEPTED");
+    let now = Utc::now().timestamp();
+    let secrets = secret_set();
+    let other: SecretSet = "whsec_b3RoZXItc2VjcmV0LW9mLXR3ZW50eS1mb3VyLWJ5dGVz".parse().unwrap();
+
+    let tampered = body(&document_id, &agent_id, "DECLINED");
+    let cases: Vec<(&str, Vec<u8>, String, i64, String)> = vec![
+        (
+            "signed with another secret",
+            good.clone(),
+            "msg_1".into(),
+            now,
+            other.sign("msg_1", now, &good),
+        ),
+        (
+            "body tampered after signing",
+            tampered,
+            "msg_2".into(),
+            now,
+            secrets.sign("msg_2", now, &good),
+        ),
+        (
+            "id swapped after signing",
+            good.clone(),
+            "msg_3b".into(),
+            now,
+            secrets.sign("msg_3", now, &good),
+        ),
+        (
+            "ten minutes old",
+            good.clone(),
+            "msg_4".into(),
+            now - 600,
+            secrets.sign("msg_4", now - 600, &good),
+        ),
+        (
+            "ten minutes ahead",
+            good.clone(),
+            "msg_5".into(),
+            now + 600,
+            secrets.sign("msg_5", now + 600, &good),
+        ),
+        (
+            "a v2 signature",
+            good.clone(),
+            "msg_6".into(),
+            now,
+            secrets.sign("msg_6", now, &good).replace("v1,", "v2,"),
+        ),
+        (
+            "garbage signature",
+            good.clone(),
+            "msg_7".into(),
+            now,
+            "v1,bm90IGEgc2lnbmF0dXJl".into(),
+        ),
+    ];
+    for (what, payload, id, timestamp, signature) in cases {
+        let (status, answer) = send(&stack, &payload, &id, timestamp, &signature).await;
+        assert_eq!(assert_client_error(status, &answer, 401), "unauthorized", "{what}");
+    }
+    for missing in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        let ts = now.to_string();
+        let sig = secrets.sign("msg_8", now, &good);
+        let all = [
+            ("webhook-id", "msg_8"),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", sig.as_str()),
+        ];
+        let headers: Vec<_> = all.into_iter().filter(|(name, _)| *name != missing).collect();
+        let (status, answer) = post_raw(
+            &format!("{}/document/update", stack.consumer.url),
+            good.clone(),
+            "application/json",
+            &headers,
+        )
+        .await;
+        assert_eq!(
+            assert_client_error(status, &answer, 401),
+            "unauthorized",
+            "without {missing}"
+        );
+        assert!(answer["detail"].as_str().unwrap().contains(missing), "{answer}");
+    }
+    assert_eq!(before, stack.db.reviews().await);
+}
+
+#[actix_web::test]
+async fn a_redelivered_webhook_id_is_acknowledged_and_changes_nothing() {
+    let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
+    let now = Utc::now().timestamp();
+    let payload = body(&document_id, &agent_id, "DECLINED");
+    let signature = secret_set().sign("msg_once", now, &payload);
+
+    let (status, first) = send(&stack, &payload, "msg_once", now, &signature).await;
+    assert_eq!((status, first["outcome"].as_str()), (200, Some("applied")));
+    let after_first = stack.db.reviews().await;
+    assert_eq!(after_first[0].status(), DocumentStatus::Declined);
+
+    let (status, again) = send(&stack, &payload, "msg_once", now, &signature).await;
+    assert_eq!((status, again["outcome"].as_str()), (200, Some("duplicate")));
+    assert_eq!(
+        after_first,
+        stack.db.reviews().await,
+        "a duplicate changes nothing, not even updated_at"
+    );
+
+    // Another event with the same decision is a no-op; a contradicting one is refused.
+    let other = secret_set().sign("msg_other", now, &payload);
+    let (status, same) = send(&stack, &payload, "msg_other", now, &other).await;
+    assert_eq!((status, same["outcome"].as_str()), (200, Some("already_applied")));
+    let contradicting = body(&document_id, &agent_id, "ACCEPTED");
+    let signature = secret_set().sign("msg_contra", now, &contradicting);
+    let (status, answer) = send(&stack, &contradicting, "msg_contra", now, &signature).await;
+    assert_eq!(assert_client_error(status, &answer, 409), "conflict");
+    assert_eq!(after_first, stack.db.reviews().await, "the stored decision stands");
+}
+
+#[actix_web::test]
+async fn concurrent_copies_of_one_webhook_apply_it_exactly_once() {
+    let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
+    let now = Utc::now().timestamp();
+    let payload = body(&document_id, &agent_id, "ACCEPTED");
+    let signature = secret_set().sign("msg_race", now, &payload);
+    let copies = (0..10).map(|_| send(&stack, &payload, "msg_race", now, &signature));
+    let answers = futures_util::future::join_all(copies).await;
+    assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
+    let applied = answers.iter().filter(|(_, a)| a["outcome"] == "applied").count();
+    assert_eq!(applied, 1, "{answers:?}");
+}
+
+#[actix_web::test]
+async fn secret_rotation_keeps_webhooks_flowing() {
+    const NEW: &str = "whsec_bmV3LXNlY3JldC1mb3Itcm90YXRpb24tdGVzdHM=";
+    // The help desk signs with the new and the old secret; the consumer still
+    // only knows the old one (step 1 of a rotation), then only the new one.
+    for consumer_secret in [SECRET, NEW] {
+        let stack = Stack::start_with(
+            |hd| hd.webhook_secret = Some(format!("{NEW},{SECRET}").parse().unwrap()),
+            |consumer| consumer.webhook_secret = Some(consumer_secret.parse().unwrap()),
+        )
+        .await;
+        stack.request_review("https://example.com/a.pdf").await;
+        stack.wait_until_all_decided(1, DEADLINE).await;
+    }
+}
+
+#[actix_web::test]
+async fn unsigned_webhooks_flow_only_when_explicitly_allowed_without_a_secret() {
+    let stack = Stack::start_with(
+        |hd| hd.webhook_secret = None,
+        |consumer| {
+            consumer.webhook_secret = None;
+            consumer.allow_unsigned_webhooks = true;
+        },
+    )
+    .await;
+    let review = stack.request_review("https://example.com/a.pdf").await;
+    stack.wait_until_all_decided(1, DEADLINE).await;
+    let case = stack
+        .wait_for_delivery(review.document_id.as_deref().unwrap(), DeliveryState::Delivered)
+        .await;
+    assert_eq!(case.delivery.attempts, 1);
+}
+
+#[actix_web::test]
+async fn a_retried_request_with_an_idempotency_key_gets_the_first_answer_and_asks_the_helpdesk_once() {
+    let stack = Stack::start(|_| {}).await;
+    let url = format!("{}/documents", stack.consumer.url);
+    let body = json!({"documentUrl": "https://example.com/a.pdf"});
+    let key = [("idempotency-key", "order-42")];
+
+    let (status, first) = post_json(&url, &body, &key).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, second) = post_json(&url, &body, &key).await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(first, second, "the first response, replayed");
+    assert_eq!(stack.db.reviews().await.len(), 1);
+    let cases = stack
+        .redis
+        .snapshot()
+        .await
+        .keys()
+        .filter(|k| k.contains(":case:"))
+        .count();
+    assert_eq!(cases, 1, "the help desk was asked once");
+
+    let (status, answer) = post_json(&url, &json!({"documentUrl": "https://example.com/b.pdf"}), &key).await;
+    assert_eq!(assert_client_error(status, &answer, 422), "unprocessable");
+    let long = "k".repeat(300);
+    let (status, answer) = post_json(&url, &body, &[("idempotency-key", long.as_str())]).await;
+    assert_eq!(assert_client_error(status, &answer, 400), "invalid_field");
+    assert_eq!(stack.db.reviews().await.len(), 1);
+}
+
+#[actix_web::test]
+async fn concurrent_requests_with_one_idempotency_key_create_one_review() {
+    let stack = Stack::start(|_| {}).await;
+    let url = format!("{}/documents", stack.consumer.url);
+    let body = json!({"documentUrl": "https://example.com/a.pdf"});
+    let requests = (0..8).map(|_| post_json(&url, &body, &[("idempotency-key", "same")]));
+    let answers = futures_util::future::join_all(requests).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 201 || *status == 409),
+        "{answers:?}"
+    );
+    assert_eq!(stack.db.reviews().await.len(), 1);
+}
