@@ -358,6 +358,16 @@ pub async fn ping(conn: &mut AsyncPgConnection) -> QueryResult<()> {
         .map(drop)
 }
 
+/// How many reviews there are in each status (for `/metrics`); statuses
+/// without reviews are absent.
+pub async fn count_by_status(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, i64)>> {
+    document_reviews::table
+        .group_by(document_reviews::document_status)
+        .select((document_reviews::document_status, diesel::dsl::count_star()))
+        .load(conn)
+        .await
+}
+
 /// What an `Idempotency-Key` says about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyClaim {

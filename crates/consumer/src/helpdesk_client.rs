@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use hookline_contract::{CaseView, DocumentAccepted, DocumentRequest, ExternalId, HttpUrl, headers};
+use hookline_kit::request_id::{self, RequestId};
 
 /// Largest answer read from the help desk.
 const ANSWER_LIMIT: usize = 64 * 1024;
@@ -39,11 +40,14 @@ impl HelpdeskClient {
         }
     }
 
-    /// Asks for a review of `document_url`; `reference` comes back in the webhook's `id`.
+    /// Asks for a review of `document_url`; `reference` comes back in the
+    /// webhook's `id`. `request_id` (the id of the request being served) goes
+    /// as `x-request-id`, so the help desk logs the same id.
     pub async fn request_review(
         &self,
         document_url: &HttpUrl,
         reference: &str,
+        request_id: &RequestId,
     ) -> Result<DocumentAccepted, HelpdeskError> {
         let request = DocumentRequest {
             document_url: document_url.to_string(),
@@ -53,6 +57,7 @@ impl HelpdeskClient {
             self.client
                 .post(&self.document_endpoint)
                 .insert_header((headers::CALLBACK_URL, self.callback_url.as_str()))
+                .insert_header((request_id::HEADER, request_id.as_str()))
                 .send_json(&request),
         )
         .await?;

@@ -9,7 +9,9 @@
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod helpdesk_client;
+pub mod metrics;
 pub mod reconcile;
 pub mod routes;
 pub mod schema;

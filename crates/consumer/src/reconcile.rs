@@ -20,7 +20,9 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::db::{self, Decision, Pool, StaleReview};
+use crate::events::ReviewEvents;
 use crate::helpdesk_client::HelpdeskClient;
+use crate::metrics::ConsumerMetrics;
 
 /// Reviews taken per round.
 const BATCH: i64 = 100;
@@ -31,21 +33,37 @@ pub fn interval(after: Duration) -> Duration {
 }
 
 /// Runs until `stop` turns true. Must run on an actix runtime (awc).
-pub async fn run(pool: Pool, helpdesk: HelpdeskClient, after: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    pool: Pool,
+    helpdesk: HelpdeskClient,
+    events: ReviewEvents,
+    metrics: ConsumerMetrics,
+    after: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let every = interval(after);
     while !*stop.borrow() {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = stop.changed() => break,
         }
-        if let Err(e) = round(&pool, &helpdesk, after).await {
-            warn!(error = %e, "reconciliation round failed; trying again later");
+        match round(&pool, &helpdesk, &events, after).await {
+            Ok(decided) => metrics.reconcile_round(Some(decided)),
+            Err(e) => {
+                metrics.reconcile_round(None);
+                warn!(error = %e, "reconciliation round failed; trying again later");
+            }
         }
     }
 }
 
 /// One round; returns how many reviews it decided.
-pub async fn round(pool: &Pool, helpdesk: &HelpdeskClient, after: Duration) -> Result<usize, String> {
+pub async fn round(
+    pool: &Pool,
+    helpdesk: &HelpdeskClient,
+    events: &ReviewEvents,
+    after: Duration,
+) -> Result<usize, String> {
     let cutoff = Utc::now() - after;
     let stale = {
         let mut conn = pool.get().await.map_err(|e| source_chain(&e))?;
@@ -55,7 +73,7 @@ pub async fn round(pool: &Pool, helpdesk: &HelpdeskClient, after: Duration) -> R
     };
     let mut decided = 0;
     for review in stale {
-        match reconcile_one(pool, helpdesk, &review).await {
+        match reconcile_one(pool, helpdesk, events, &review).await {
             Ok(true) => decided += 1,
             Ok(false) => {}
             Err(e) => {
@@ -66,7 +84,12 @@ pub async fn round(pool: &Pool, helpdesk: &HelpdeskClient, after: Duration) -> R
     Ok(decided)
 }
 
-async fn reconcile_one(pool: &Pool, helpdesk: &HelpdeskClient, review: &StaleReview) -> Result<bool, String> {
+async fn reconcile_one(
+    pool: &Pool,
+    helpdesk: &HelpdeskClient,
+    events: &ReviewEvents,
+    review: &StaleReview,
+) -> Result<bool, String> {
     let Some(case) = helpdesk.case(&review.document_id).await.map_err(|e| e.to_string())? else {
         warn!(review_id = %review.id, document_id = %review.document_id, "the help desk does not know this review");
         return Ok(false);
@@ -87,7 +110,8 @@ async fn reconcile_one(pool: &Pool, helpdesk: &HelpdeskClient, review: &StaleRev
         .await
         .map_err(|e| source_chain(&e))?;
     match outcome {
-        Decision::Applied(_) => {
+        Decision::Applied(row) => {
+            events.publish(&row.into_review());
             info!(review_id = %review.id, document_id = %review.document_id, status = %case.status, "decision reconciled from the help desk");
             Ok(true)
         }

@@ -4,16 +4,21 @@
 use std::net::TcpListener;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use hookline_contract::HttpUrl;
 use hookline_kit::http::{json_errors, not_found};
+use hookline_kit::metrics::track;
+use hookline_kit::request_id::{self, RequestSpan};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::db::{self, DbSetupError};
+use crate::events::ReviewEvents;
 use crate::helpdesk_client::HelpdeskClient;
+use crate::metrics::ConsumerMetrics;
 use crate::reconcile;
 use crate::routes::{self, webhook::WebhookPolicy};
 
@@ -25,6 +30,8 @@ pub enum StartupError {
     Database(#[from] DbSetupError),
     #[error("cannot listen")]
     Io(#[from] std::io::Error),
+    #[error("cannot register the metrics")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// A consumer, built and listening, not yet awaited.
@@ -71,23 +78,35 @@ impl Application {
             .map_err(|e| StartupError::Config(format!("CONSUMER_PUBLIC_URL {e}")))?;
         info!(port, callback = %callback_url, helpdesk = %settings.helpdesk_url, "consumer started");
 
+        let events = ReviewEvents::default();
+        let metrics = ConsumerMetrics::new()?;
         let (reconciler, stop) = watch::channel(false);
         actix_web::rt::spawn(reconcile::run(
             pool.clone(),
             HelpdeskClient::new(&settings.helpdesk_url, callback_url.clone(), settings.helpdesk_timeout),
+            events.clone(),
+            metrics.clone(),
             settings.reconcile_after,
             stop,
         ));
 
         let pool = web::Data::new(pool);
+        let events = web::Data::new(events);
         let policy = web::Data::new(policy);
+        let http_metrics = web::Data::new(metrics.http().clone());
+        let metrics = web::Data::new(metrics);
         let (helpdesk_url, timeout) = (settings.helpdesk_url.clone(), settings.helpdesk_timeout);
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(json_errors())
-                .wrap(TracingLogger::default())
+                .wrap(from_fn(track))
+                .wrap(TracingLogger::<RequestSpan>::new())
+                .wrap(from_fn(request_id::propagate))
                 .app_data(pool.clone())
                 .app_data(policy.clone())
+                .app_data(metrics.clone())
+                .app_data(http_metrics.clone())
+                .app_data(events.clone())
                 .app_data(web::Data::new(HelpdeskClient::new(
                     &helpdesk_url,
                     callback_url.clone(),

@@ -18,8 +18,8 @@ mod status;
 mod validate;
 
 pub use payloads::{
-    AttemptView, CaseView, CreateReview, DeadLetterPage, DeliveryState, DeliveryView, DocumentAccepted,
-    DocumentRequest, DocumentWebhook, ErrorBody, Review, ReviewPage,
+    AttemptView, CasePage, CaseView, CreateReview, DeliveryState, DeliveryView, DocumentAccepted, DocumentRequest,
+    DocumentWebhook, ErrorBody, Review, ReviewPage,
 };
 pub use status::{DocumentStatus, UnknownStatus};
 pub use validate::{ExternalId, HttpUrl, InvalidInput, MAX_ID_LEN, MAX_URL_LEN};

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use crate::DocumentStatus;
 
 /// Body of the consumer's `POST /documents`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateReview {
@@ -14,6 +15,7 @@ pub struct CreateReview {
 ///
 /// `agentId` and `documentId` are `null` only for the instant between the
 /// consumer recording the request and the help desk answering it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Review {
@@ -27,6 +29,7 @@ pub struct Review {
 }
 
 /// One page of the consumer's `GET /documents`, newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReviewPage {
@@ -38,6 +41,7 @@ pub struct ReviewPage {
 
 /// Body of the help desk's `POST /document` (the callback URL travels in the
 /// `X-Callback-Url` header).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentRequest {
@@ -67,6 +71,7 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<St
 }
 
 /// The help desk's `202 Accepted` answer to `POST /document`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentAccepted {
@@ -76,6 +81,7 @@ pub struct DocumentAccepted {
 }
 
 /// The webhook the help desk POSTs to the callback URL once a review is decided.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentWebhook {
@@ -88,6 +94,7 @@ pub struct DocumentWebhook {
 }
 
 /// Where the delivery of a case's webhook stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DeliveryState {
@@ -102,6 +109,7 @@ pub enum DeliveryState {
 }
 
 /// Delivery bookkeeping of one case, as the help desk reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
@@ -121,6 +129,7 @@ pub struct DeliveryView {
 }
 
 /// One delivery attempt, as the help desk's attempt log keeps it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
@@ -134,18 +143,20 @@ pub struct AttemptView {
     pub duration_ms: u64,
 }
 
-/// The help desk's `GET /dead-letters`: cases whose every attempt failed,
-/// most recent first.
+/// A list of the help desk's cases, most recent first: `GET /cases` (all
+/// cases) and `GET /dead-letters` (those whose every attempt failed).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeadLetterPage {
+pub struct CasePage {
     pub items: Vec<CaseView>,
-    /// How many dead letters there are in all.
+    /// How many there are in all.
     pub total: u64,
 }
 
 /// The help desk's `GET /document/{documentId}`: the case and its delivery.
 /// This is also the polling fallback for a client that missed the webhook.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CaseView {
@@ -166,6 +177,7 @@ pub struct CaseView {
 }
 
 /// The JSON body of every 4xx/5xx answer of both services.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// A stable, machine-readable code such as `invalid_json` or `not_found`.
@@ -175,6 +187,7 @@ pub struct ErrorBody {
     pub field: Option<String>,
     /// A human-readable explanation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub detail: Option<serde_json::Value>,
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a document review stands. The only legal transitions are
 /// `PendingReview → Accepted` and `PendingReview → Declined`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DocumentStatus {

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod delivery;
+pub mod metrics;
 pub mod queue;
 pub mod routes;
 pub mod ssrf;

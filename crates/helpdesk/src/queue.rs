@@ -13,6 +13,7 @@
 //! | `{p}:inflight` | sorted set | claimed jobs, scored by lease expiry (unix ms) |
 //! | `{p}:dead` | sorted set | jobs whose every attempt failed, scored by when they died |
 //! | `{p}:attempts:<documentId>` | list | the attempt log (JSON, the latest 100) |
+//! | `{p}:cases` | sorted set | every case, scored by creation time (for listing) |
 //!
 //! A job is in exactly one of the three sets (or in none once delivered):
 //!
@@ -190,6 +191,10 @@ impl Keys {
 
     pub fn dead(&self) -> String {
         format!("{}:dead", self.tag)
+    }
+
+    pub fn cases(&self) -> String {
+        format!("{}:cases", self.tag)
     }
 
     pub fn attempts(&self, document_id: &str) -> String {
@@ -427,6 +432,8 @@ impl Queue {
             .ignore()
             .zadd(self.keys.due(), &case.document_id, case.due_at.timestamp_millis())
             .ignore()
+            .zadd(self.keys.cases(), &case.document_id, case.created_at.timestamp_millis())
+            .ignore()
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
@@ -495,13 +502,23 @@ impl Queue {
         })
     }
 
+    /// The most recent `limit` cases, newest first, and how many there are in all.
+    pub async fn recent_cases(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), QueueError> {
+        self.newest(&self.keys.cases(), limit).await
+    }
+
     /// The most recent `limit` dead letters and how many there are in all.
     pub async fn dead_letters(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), QueueError> {
+        self.newest(&self.keys.dead(), limit).await
+    }
+
+    /// The cases of the `limit` highest scores of the sorted set `key`.
+    async fn newest(&self, key: &str, limit: usize) -> Result<(Vec<CaseRecord>, u64), QueueError> {
         let mut conn = self.conn.clone();
         let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
         let (ids, total): (Vec<String>, u64) = redis::pipe()
-            .zrevrange(self.keys.dead(), 0, stop)
-            .zcard(self.keys.dead())
+            .zrevrange(key, 0, stop)
+            .zcard(key)
             .query_async(&mut conn)
             .await?;
         let cases = self.cases(&ids).await?.into_iter().flatten().collect();

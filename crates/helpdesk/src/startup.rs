@@ -7,14 +7,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use hookline_kit::http::{json_errors, not_found};
+use hookline_kit::metrics::track;
+use hookline_kit::request_id::{self, RequestSpan};
 use tokio::sync::watch;
 use tracing::{error, info};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::delivery::Deliverer;
+use crate::metrics::HelpdeskMetrics;
 use crate::queue::{Queue, QueueError};
 use crate::routes::{self, document::Scheduling};
 use crate::ssrf::CallbackPolicy;
@@ -28,6 +32,8 @@ pub enum StartupError {
     Redis(#[from] QueueError),
     #[error("cannot listen")]
     Io(#[from] std::io::Error),
+    #[error("cannot register the metrics")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// A help desk, built and listening, not yet awaited.
@@ -48,6 +54,9 @@ impl Application {
         queue.ping().await?;
 
         let wakeup = Arc::new(Wakeup::default());
+        let metrics = HelpdeskMetrics::new()?;
+        let metrics_data = web::Data::new(metrics.clone());
+        let http_metrics = web::Data::new(metrics.http().clone());
         let policy = Arc::new(settings.callback_policy());
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
@@ -61,10 +70,14 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(json_errors())
-                .wrap(TracingLogger::default())
+                .wrap(from_fn(track))
+                .wrap(TracingLogger::<RequestSpan>::new())
+                .wrap(from_fn(request_id::propagate))
                 .app_data(queue_data.clone())
                 .app_data(scheduling.clone())
                 .app_data(policy_data.clone())
+                .app_data(metrics_data.clone())
+                .app_data(http_metrics.clone())
                 .configure(|cfg| routes::configure(cfg, role))
                 .default_service(web::to(not_found))
         })
@@ -74,7 +87,7 @@ impl Application {
         }
         let server = server.run();
         let worker = if role.runs_worker() {
-            Some(WorkerHandle::spawn(queue, &settings, wakeup, policy.clone())?)
+            Some(WorkerHandle::spawn(queue, &settings, wakeup, policy.clone(), metrics)?)
         } else {
             None
         };
@@ -115,6 +128,7 @@ impl WorkerHandle {
         settings: &Settings,
         wakeup: Arc<Wakeup>,
         policy: Arc<CallbackPolicy>,
+        metrics: HelpdeskMetrics,
     ) -> std::io::Result<Self> {
         let (stop, stop_rx) = watch::channel(false);
         let worker_settings = WorkerSettings {
@@ -133,7 +147,7 @@ impl WorkerHandle {
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
                     let deliverer = Deliverer::new(secrets, timeout, worker_settings.concurrency, policy);
-                    worker::run(queue, deliverer, worker_settings, wakeup, stop_rx).await;
+                    worker::run(queue, deliverer, worker_settings, wakeup, metrics, stop_rx).await;
                 });
             })?;
         Ok(Self {

@@ -13,7 +13,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hookline_contract::{AttemptView, DocumentStatus};
@@ -24,6 +24,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::RetrySchedule;
 use crate::delivery::{Attempt, Deliverer};
+use crate::metrics::{AttemptOutcome, HelpdeskMetrics};
 use crate::queue::{ClaimedJob, Finish, Queue};
 
 /// Longest the worker sleeps without looking at the queue (jobs scheduled by
@@ -82,6 +83,7 @@ pub async fn run(
     deliverer: Deliverer,
     settings: WorkerSettings,
     wakeup: Arc<Wakeup>,
+    metrics: HelpdeskMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
     let deliverer = Rc::new(deliverer);
@@ -115,11 +117,15 @@ pub async fn run(
                         webhook_id = %job.case.webhook_id,
                         attempt = job.case.attempts + 1,
                     );
-                    let (queue, deliverer, schedule) =
-                        (queue.clone(), deliverer.clone(), settings.retry_schedule.clone());
+                    let (queue, deliverer, schedule, metrics) = (
+                        queue.clone(),
+                        deliverer.clone(),
+                        settings.retry_schedule.clone(),
+                        metrics.clone(),
+                    );
                     actix_web::rt::spawn(
                         async move {
-                            deliver(&queue, &deliverer, &schedule, job).await;
+                            deliver(&queue, &deliverer, &schedule, &metrics, job).await;
                             drop(permit);
                         }
                         .instrument(span),
@@ -188,9 +194,21 @@ fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(rand::rng().random_range(0.9..=1.1))
 }
 
-async fn deliver(queue: &Queue, deliverer: &Deliverer, schedule: &RetrySchedule, job: ClaimedJob) {
+async fn deliver(
+    queue: &Queue,
+    deliverer: &Deliverer,
+    schedule: &RetrySchedule,
+    metrics: &HelpdeskMetrics,
+    job: ClaimedJob,
+) {
+    // A retry or a redelivery is due at its next-attempt time, a first attempt at the case's due time.
+    let due = job.case.next_attempt_at.unwrap_or(job.case.due_at);
+    metrics.attempt_started((Utc::now() - due).to_std().unwrap_or(Duration::ZERO));
+    let started = Instant::now();
     let attempt = deliverer.send(&job.case).await;
+    let took = started.elapsed();
     let (record, outcome) = judge(&attempt, schedule, job.case.attempt_in_round(), Utc::now());
+    metrics.attempt_finished(attempt_outcome(&attempt, &outcome), took);
     match &outcome {
         Finish::Delivered => {
             info!(status = record.status_code, took_ms = record.duration_ms, decision = %job.case.status, "webhook delivered")
@@ -211,6 +229,16 @@ async fn deliver(queue: &Queue, deliverer: &Deliverer, schedule: &RetrySchedule,
         Err(e) => {
             warn!(error = %source_chain(&e), "cannot record the outcome; the job will be retried when its lease expires")
         }
+    }
+}
+
+/// The `outcome` label of an attempt that ended in `finish`.
+fn attempt_outcome(attempt: &Attempt, finish: &Finish) -> AttemptOutcome {
+    match (attempt, finish) {
+        (Attempt::Refused { .. }, _) => AttemptOutcome::Refused,
+        (_, Finish::Delivered) => AttemptOutcome::Delivered,
+        (_, Finish::Retry { .. }) => AttemptOutcome::Retry,
+        (_, Finish::Dead { .. }) => AttemptOutcome::Dead,
     }
 }
 

@@ -23,7 +23,9 @@ pub fn init(format: LogFormat) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            // Every enclosing span, so a line logged inside a nested span
+            // (the consumer's `webhook`) still carries the request's `request_id`.
+            .with_span_list(true)
             .try_init(),
     };
 }

@@ -7,12 +7,14 @@ use chrono::DateTime;
 use hookline_contract::{CreateReview, DocumentStatus, HttpUrl, Review, ReviewPage};
 use hookline_kit::http::ApiError;
 use hookline_kit::json::JsonBody;
+use hookline_kit::request_id::RequestId;
 use serde::Deserialize;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::db::{self, KeyClaim, PageStart, Pool};
 use crate::error::{db_error, pool_error};
+use crate::events::ReviewEvents;
 use crate::helpdesk_client::{HelpdeskClient, HelpdeskError};
 
 const DEFAULT_PAGE: i64 = 20;
@@ -34,6 +36,7 @@ pub async fn create(
     body: JsonBody<CreateReview>,
     pool: web::Data<Pool>,
     helpdesk: web::Data<HelpdeskClient>,
+    events: web::Data<ReviewEvents>,
 ) -> Result<HttpResponse, ApiError> {
     let document_url = HttpUrl::parse(&body.0.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let key = idempotency_key(&request)?;
@@ -64,7 +67,8 @@ pub async fn create(
         }
     }
 
-    let outcome = request_review(&pool, &helpdesk, &document_url).await;
+    let request_id = RequestId::of(&request);
+    let outcome = request_review(&pool, &helpdesk, &events, &document_url, &request_id).await;
     if let Some(key) = &key {
         let recorded = match pool.get().await {
             Ok(mut conn) => match &outcome {
@@ -109,7 +113,13 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// the request's `id`: if the webhook overtakes the help desk's answer (zero
 /// delay), it still finds the review. If the help desk refuses or cannot be
 /// reached, the row is removed again and the client gets a 502.
-async fn request_review(pool: &Pool, helpdesk: &HelpdeskClient, document_url: &HttpUrl) -> Result<String, ApiError> {
+async fn request_review(
+    pool: &Pool,
+    helpdesk: &HelpdeskClient,
+    events: &ReviewEvents,
+    document_url: &HttpUrl,
+    request_id: &RequestId,
+) -> Result<String, ApiError> {
     let id = Uuid::now_v7();
     {
         let mut conn = pool.get().await.map_err(pool_error)?;
@@ -118,7 +128,7 @@ async fn request_review(pool: &Pool, helpdesk: &HelpdeskClient, document_url: &H
             .map_err(db_error)?;
     } // the connection goes back to the pool while we wait on the help desk
 
-    let accepted = match helpdesk.request_review(document_url, &id.to_string()).await {
+    let accepted = match helpdesk.request_review(document_url, &id.to_string(), request_id).await {
         Ok(accepted) => accepted,
         Err(e) => {
             forget(pool, id).await;
@@ -131,13 +141,17 @@ async fn request_review(pool: &Pool, helpdesk: &HelpdeskClient, document_url: &H
             });
         }
     };
+    // On the request's span, so a grep for the document id finds this request too.
+    tracing::Span::current().record("document_id", accepted.document_id.as_str());
 
     let mut conn = pool.get().await.map_err(pool_error)?;
     let row = db::attach_ticket(&mut conn, id, &accepted.agent_id, &accepted.document_id)
         .await
         .map_err(db_error)?;
     info!(review_id = %id, document_id = %accepted.document_id, "review requested");
-    serde_json::to_string(&row.into_review()).map_err(ApiError::internal)
+    let review = row.into_review();
+    events.publish(&review);
+    serde_json::to_string(&review).map_err(ApiError::internal)
 }
 
 async fn forget(pool: &Pool, id: Uuid) {

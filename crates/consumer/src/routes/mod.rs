@@ -1,7 +1,9 @@
 //! HTTP routes of the consumer, one file per resource.
 
+pub mod dashboard;
 pub mod documents;
 pub mod health;
+pub mod metrics;
 pub mod webhook;
 
 use actix_web::web;
@@ -11,8 +13,16 @@ use hookline_kit::http::{DEFAULT_BODY_LIMIT, configure_extractors};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     configure_extractors(cfg, DEFAULT_BODY_LIMIT);
     cfg.app_data(web::PayloadConfig::new(DEFAULT_BODY_LIMIT))
+        .route("/", web::get().to(dashboard::index))
+        .route(
+            "/assets/dashboard.css",
+            web::get().to(hookline_kit::dashboard::stylesheet),
+        )
+        .route("/assets/consumer.js", web::get().to(dashboard::script))
+        .route("/events", web::get().to(dashboard::events))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::serve))
         .route("/documents", web::post().to(documents::create))
         .route("/documents", web::get().to(documents::list))
         .route("/documents/{id}", web::get().to(documents::show))

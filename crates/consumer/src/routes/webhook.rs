@@ -19,6 +19,8 @@ use uuid::Uuid;
 
 use crate::db::{self, Decision, Pool};
 use crate::error::{db_error, pool_error};
+use crate::events::ReviewEvents;
+use crate::metrics::{ConsumerMetrics, WebhookOutcome};
 
 /// Which webhooks the receiver believes.
 #[derive(Debug, Clone)]
@@ -56,6 +58,25 @@ pub async fn receive(
     body: web::Bytes,
     policy: web::Data<WebhookPolicy>,
     pool: web::Data<Pool>,
+    events: web::Data<ReviewEvents>,
+    metrics: web::Data<ConsumerMetrics>,
+) -> Result<HttpResponse, ApiError> {
+    let answer = decide(request, body, policy, pool, events, &metrics).await;
+    if let Err(error) = &answer {
+        metrics.webhook(WebhookOutcome::of_error(error));
+    }
+    answer
+}
+
+/// Checks, parses and applies one webhook. Outcomes answered 2xx are
+/// counted here, refusals by [`receive`] from the error.
+async fn decide(
+    request: HttpRequest,
+    body: web::Bytes,
+    policy: web::Data<WebhookPolicy>,
+    pool: web::Data<Pool>,
+    events: web::Data<ReviewEvents>,
+    metrics: &ConsumerMetrics,
 ) -> Result<HttpResponse, ApiError> {
     if let Err(refusal) = policy.check(&request, &body) {
         warn!(error = %refusal, "webhook refused");
@@ -97,14 +118,18 @@ pub async fn receive(
     match db::apply_decision(&mut conn, incoming).await.map_err(db_error)? {
         Decision::Duplicate => {
             info!(document_id = %document_id, "duplicate webhook acknowledged");
+            metrics.webhook(WebhookOutcome::Duplicate);
             Ok(HttpResponse::Ok().json(json!({"outcome": "duplicate", "documentStatus": decision})))
         }
         Decision::Applied(row) => {
             info!(review_id = %row.id, document_id = %document_id, status = %decision, "decision applied");
+            metrics.webhook(WebhookOutcome::Applied);
+            events.publish(&row.into_review());
             Ok(HttpResponse::Ok().json(json!({"outcome": "applied", "documentStatus": decision})))
         }
         Decision::AlreadyApplied(row) => {
             info!(review_id = %row.id, document_id = %document_id, status = %decision, "decision already applied");
+            metrics.webhook(WebhookOutcome::AlreadyApplied);
             Ok(HttpResponse::Ok().json(json!({"outcome": "already_applied", "documentStatus": decision})))
         }
         Decision::Contradicts(row) => {

@@ -1,11 +1,11 @@
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
-use hookline_contract::{DeadLetterPage, ExternalId};
+use hookline_contract::{CasePage, ExternalId};
 use hookline_kit::http::ApiError;
 use serde::Deserialize;
 use tracing::info;
 
-use crate::queue::{Queue, Redelivery};
+use crate::queue::{CaseRecord, Queue, QueueError, Redelivery};
 use crate::routes::document::{Scheduling, into_api_error};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -18,13 +18,28 @@ pub struct ListQuery {
 
 /// `GET /dead-letters?limit=50`: cases whose every attempt failed, newest first.
 pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
+    let limit = checked_limit(&query)?;
+    page(queue.dead_letters(limit).await)
+}
+
+/// `GET /cases?limit=50`: the most recent cases, newest first (the dashboard's list).
+pub async fn recent(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
+    let limit = checked_limit(&query)?;
+    page(queue.recent_cases(limit).await)
+}
+
+fn checked_limit(query: &ListQuery) -> Result<usize, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 500"));
     }
-    let (cases, total) = queue.dead_letters(limit).await.map_err(into_api_error)?;
-    Ok(HttpResponse::Ok().json(DeadLetterPage {
-        items: cases.iter().map(|case| case.to_view()).collect(),
+    Ok(limit)
+}
+
+fn page(listed: Result<(Vec<CaseRecord>, u64), QueueError>) -> Result<HttpResponse, ApiError> {
+    let (cases, total) = listed.map_err(into_api_error)?;
+    Ok(HttpResponse::Ok().json(CasePage {
+        items: cases.iter().map(CaseRecord::to_view).collect(),
         total,
     }))
 }

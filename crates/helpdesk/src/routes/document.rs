@@ -10,6 +10,7 @@ use tracing::info;
 use uuid::Uuid;
 
 use crate::config::DelayRange;
+use crate::metrics::HelpdeskMetrics;
 use crate::queue::{NewCase, Queue, QueueError};
 use crate::ssrf::CallbackPolicy;
 use crate::worker::Wakeup;
@@ -31,6 +32,7 @@ pub async fn create(
     queue: web::Data<Queue>,
     scheduling: web::Data<Scheduling>,
     policy: web::Data<CallbackPolicy>,
+    metrics: web::Data<HelpdeskMetrics>,
 ) -> Result<HttpResponse, ApiError> {
     let callback = callback_url(&request)?;
     let document_url = HttpUrl::parse(&body.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
@@ -62,7 +64,10 @@ pub async fn create(
         created_at: now,
         due_at: now + delay,
     };
+    // On the request's span, so a grep for the document id finds this request too.
+    tracing::Span::current().record("document_id", case.document_id.as_str());
     queue.schedule(&case).await.map_err(into_api_error)?;
+    metrics.job_scheduled();
     scheduling.wakeup.job_scheduled(case.due_at);
     info!(document_id = %case.document_id, webhook_id = %case.webhook_id, delay_ms = delay.as_millis(), "review scheduled");
 

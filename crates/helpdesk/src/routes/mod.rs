@@ -1,8 +1,10 @@
 //! HTTP routes of the help desk, one file per resource.
 
+pub mod dashboard;
 pub mod dead_letters;
 pub mod document;
 pub mod health;
+pub mod metrics;
 
 use actix_web::web;
 
@@ -12,7 +14,8 @@ use crate::config::Role;
 pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
     hookline_kit::http::configure_extractors(cfg, hookline_kit::http::DEFAULT_BODY_LIMIT);
     cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz));
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::serve));
     if role.serves_api() {
         cfg.route("/document", web::post().to(document::create))
             .route("/document/{document_id}", web::get().to(document::show))
@@ -20,6 +23,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
                 "/document/{document_id}/redeliver",
                 web::post().to(dead_letters::redeliver),
             )
-            .route("/dead-letters", web::get().to(dead_letters::list));
+            .route("/dead-letters", web::get().to(dead_letters::list))
+            .route("/cases", web::get().to(dead_letters::recent))
+            .route("/", web::get().to(dashboard::index))
+            .route(
+                "/assets/dashboard.css",
+                web::get().to(hookline_kit::dashboard::stylesheet),
+            )
+            .route("/assets/helpdesk.js", web::get().to(dashboard::script));
     }
 }

@@ -1,0 +1,250 @@
+//! The consumer's Prometheus metrics, served at `GET /metrics`.
+//!
+//! | metric | type | labels | what it counts |
+//! |---|---|---|---|
+//! | `hookline_http_requests_total` | counter | `route`, `method`, `status` | requests answered ([`hookline_kit::metrics`]) |
+//! | `hookline_http_request_duration_seconds` | histogram | `route`, `method` | time to the response head |
+//! | `hookline_consumer_webhooks_total` | counter | `outcome` | webhooks received at `POST /document/update`, by what became of them: `applied`, `already_applied`, `duplicate` (a `webhook-id` seen before), `refused_unauthorized` (unsigned, forged or stale), `conflict` (contradicts the stored decision), `unknown_review`, `invalid` (malformed), `error` (storage failed: 5xx, retried by the help desk) |
+//! | `hookline_consumer_reviews` | gauge | `status` | reviews stored, per `documentStatus`; counted in PostgreSQL at scrape time |
+//! | `hookline_consumer_reconciled_total` | counter | | reviews decided by reconciliation rather than by a webhook |
+//! | `hookline_consumer_reconcile_rounds_total` | counter | `result` | reconciliation rounds, `ok` or `failed` |
+//!
+//! The metrics live in a registry of this [`ConsumerMetrics`] (no global
+//! one), passed to the routes as app data and to the reconciler by value.
+
+use hookline_contract::DocumentStatus;
+use hookline_kit::http::ApiError;
+use hookline_kit::metrics::HttpMetrics;
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// What became of a webhook (the `outcome` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Applied,
+    AlreadyApplied,
+    Duplicate,
+    RefusedUnauthorized,
+    Conflict,
+    UnknownReview,
+    Invalid,
+    Error,
+}
+
+impl WebhookOutcome {
+    pub const ALL: [Self; 8] = [
+        Self::Applied,
+        Self::AlreadyApplied,
+        Self::Duplicate,
+        Self::RefusedUnauthorized,
+        Self::Conflict,
+        Self::UnknownReview,
+        Self::Invalid,
+        Self::Error,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::AlreadyApplied => "already_applied",
+            Self::Duplicate => "duplicate",
+            Self::RefusedUnauthorized => "refused_unauthorized",
+            Self::Conflict => "conflict",
+            Self::UnknownReview => "unknown_review",
+            Self::Invalid => "invalid",
+            Self::Error => "error",
+        }
+    }
+
+    /// The outcome of a webhook the receiver answered with `error`.
+    pub fn of_error(error: &ApiError) -> Self {
+        match error {
+            ApiError::Unauthorized(_) => Self::RefusedUnauthorized,
+            ApiError::Conflict(_) => Self::Conflict,
+            ApiError::NotFound(_) => Self::UnknownReview,
+            ApiError::BadRequest { .. }
+            | ApiError::BadBody { .. }
+            | ApiError::UnsupportedMediaType
+            | ApiError::Unprocessable(_) => Self::Invalid,
+            ApiError::BadGateway { .. } | ApiError::Unavailable { .. } | ApiError::Internal(_) => Self::Error,
+        }
+    }
+}
+
+/// The consumer's registry and typed handles; cheap to clone (shared).
+#[derive(Clone, Debug)]
+pub struct ConsumerMetrics {
+    registry: Registry,
+    http: HttpMetrics,
+    webhooks: IntCounterVec,
+    reconciled: IntCounter,
+    reconcile_rounds: IntCounterVec,
+}
+
+impl ConsumerMetrics {
+    /// A fresh registry with every consumer metric registered.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let http = HttpMetrics::register(&registry)?;
+        let webhooks = IntCounterVec::new(
+            Opts::new(
+                "hookline_consumer_webhooks_total",
+                "Webhooks received, by outcome (applied, already_applied, duplicate, refused_unauthorized, conflict, unknown_review, invalid, error).",
+            ),
+            &["outcome"],
+        )?;
+        let reconciled = IntCounter::new(
+            "hookline_consumer_reconciled_total",
+            "Reviews decided by reconciliation (polling the help desk) rather than by a webhook.",
+        )?;
+        let reconcile_rounds = IntCounterVec::new(
+            Opts::new(
+                "hookline_consumer_reconcile_rounds_total",
+                "Reconciliation rounds, by result (ok, failed).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(webhooks.clone()))?;
+        registry.register(Box::new(reconciled.clone()))?;
+        registry.register(Box::new(reconcile_rounds.clone()))?;
+        // Every series from the start, at 0: rates and alerts need no "absent" case.
+        for outcome in WebhookOutcome::ALL {
+            webhooks.with_label_values(&[outcome.as_str()]);
+        }
+        for result in ["ok", "failed"] {
+            reconcile_rounds.with_label_values(&[result]);
+        }
+        Ok(Self {
+            registry,
+            http,
+            webhooks,
+            reconciled,
+            reconcile_rounds,
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The handles the HTTP middleware fills.
+    pub fn http(&self) -> &HttpMetrics {
+        &self.http
+    }
+
+    pub fn webhook(&self, outcome: WebhookOutcome) {
+        self.webhooks.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// A reconciliation round that decided `decided` reviews, or failed.
+    pub fn reconcile_round(&self, decided: Option<usize>) {
+        match decided {
+            Some(decided) => {
+                self.reconcile_rounds.with_label_values(&["ok"]).inc();
+                self.reconciled.inc_by(u64::try_from(decided).unwrap_or(u64::MAX));
+            }
+            None => self.reconcile_rounds.with_label_values(&["failed"]).inc(),
+        }
+    }
+}
+
+/// `hookline_consumer_reviews{status}` from `(status, count)` rows, with
+/// every known status present (0 if it has no reviews).
+pub fn reviews_by_status(counts: &[(String, i64)]) -> prometheus::Result<Vec<MetricFamily>> {
+    let gauge = IntGaugeVec::new(
+        Opts::new(
+            "hookline_consumer_reviews",
+            "Reviews stored, by documentStatus (counted at scrape time).",
+        ),
+        &["status"],
+    )?;
+    for status in DocumentStatus::ALL {
+        gauge.with_label_values(&[status.as_str()]).set(0);
+    }
+    for (status, count) in counts {
+        gauge.with_label_values(&[status.as_str()]).set(*count);
+    }
+    Ok(gauge.collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(families: &[MetricFamily]) -> String {
+        let mut out = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), families, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn every_webhook_outcome_is_exposed_from_the_start() {
+        let metrics = ConsumerMetrics::new().unwrap();
+        metrics.webhook(WebhookOutcome::Duplicate);
+        let exposed = text(&metrics.registry().gather());
+        for outcome in WebhookOutcome::ALL {
+            let expected = if outcome == WebhookOutcome::Duplicate { 1 } else { 0 };
+            let line = format!(
+                "hookline_consumer_webhooks_total{{outcome=\"{}\"}} {expected}\n",
+                outcome.as_str()
+            );
+            assert!(exposed.contains(&line), "{line} in {exposed}");
+        }
+    }
+
+    #[test]
+    fn reconciliation_counts_rounds_and_decisions() {
+        let metrics = ConsumerMetrics::new().unwrap();
+        metrics.reconcile_round(Some(3));
+        metrics.reconcile_round(Some(0));
+        metrics.reconcile_round(None);
+        let exposed = text(&metrics.registry().gather());
+        assert!(exposed.contains("hookline_consumer_reconciled_total 3\n"), "{exposed}");
+        assert!(
+            exposed.contains("hookline_consumer_reconcile_rounds_total{result=\"ok\"} 2\n"),
+            "{exposed}"
+        );
+        assert!(
+            exposed.contains("hookline_consumer_reconcile_rounds_total{result=\"failed\"} 1\n"),
+            "{exposed}"
+        );
+    }
+
+    #[test]
+    fn statuses_without_reviews_are_zero() {
+        let exposed = text(&reviews_by_status(&[("ACCEPTED".to_owned(), 4)]).unwrap());
+        assert!(
+            exposed.contains("hookline_consumer_reviews{status=\"ACCEPTED\"} 4\n"),
+            "{exposed}"
+        );
+        assert!(
+            exposed.contains("hookline_consumer_reviews{status=\"DECLINED\"} 0\n"),
+            "{exposed}"
+        );
+        assert!(
+            exposed.contains("hookline_consumer_reviews{status=\"PENDING_REVIEW\"} 0\n"),
+            "{exposed}"
+        );
+    }
+
+    #[test]
+    fn errors_map_to_outcomes() {
+        assert_eq!(
+            WebhookOutcome::of_error(&ApiError::Unauthorized("no".into())),
+            WebhookOutcome::RefusedUnauthorized
+        );
+        assert_eq!(
+            WebhookOutcome::of_error(&ApiError::NotFound("x")),
+            WebhookOutcome::UnknownReview
+        );
+        assert_eq!(
+            WebhookOutcome::of_error(&ApiError::invalid("documentId", "bad")),
+            WebhookOutcome::Invalid
+        );
+        assert_eq!(
+            WebhookOutcome::of_error(&ApiError::Conflict("no".into())),
+            WebhookOutcome::Conflict
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! The consumer's dashboard: `GET /` (request a review, watch the list update
+//! live) and `GET /events` (the server-sent events behind it).
+
+use actix_web::{HttpResponse, web};
+use hookline_kit::dashboard::{asset, page};
+
+use crate::events::ReviewEvents;
+
+pub async fn index() -> HttpResponse {
+    page(include_str!("../../assets/index.html"))
+}
+
+pub async fn script() -> HttpResponse {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/consumer.js"),
+    )
+}
+
+/// `GET /events`: `event: review` with the review's JSON on every change;
+/// `event: resync` when this browser fell too far behind.
+pub async fn events(events: web::Data<ReviewEvents>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(events.stream())
+}

@@ -1,0 +1,24 @@
+use actix_web::{HttpResponse, web};
+use hookline_kit::http::{ApiError, source_chain};
+use tracing::warn;
+
+use crate::db::{self, Pool};
+use crate::metrics::{self, ConsumerMetrics};
+
+/// `GET /metrics`: the Prometheus text exposition (see [`crate::metrics`]).
+/// Reviews by status are counted in PostgreSQL now; if it does not answer,
+/// that family is left out and the rest is still served.
+pub async fn serve(metrics: web::Data<ConsumerMetrics>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+    let counts = match pool.get().await {
+        Ok(mut conn) => db::count_by_status(&mut conn).await.map_err(|e| source_chain(&e)),
+        Err(e) => Err(source_chain(&e)),
+    };
+    let extra = match counts {
+        Ok(counts) => metrics::reviews_by_status(&counts).map_err(ApiError::internal)?,
+        Err(e) => {
+            warn!(error = %e, "cannot count reviews for /metrics");
+            Vec::new()
+        }
+    };
+    hookline_kit::metrics::exposition(metrics.registry(), extra)
+}

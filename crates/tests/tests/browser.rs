@@ -1,0 +1,210 @@
+//! The dashboards in a real headless browser (Debian's Chromium, driven
+//! through chromedriver's WebDriver protocol — plain JSON over HTTP): a
+//! review requested through the consumer's form shows up as PENDING_REVIEW
+//! and flips to its decision live, without a reload; the help desk's page
+//! shows the delivered case.
+//!
+//! Needs `chromium` and `chromium-driver` (`apt-get install chromium
+//! chromium-driver`; `.ci/run` installs them and sets `REQUIRE_BROWSER=1`).
+//! Without them the test says so and passes, unless `REQUIRE_BROWSER` is set.
+//! `SCREENSHOT_DIR=docs` saves the README's screenshots.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use hookline_tests::process::free_port;
+use hookline_tests::{Stack, wait_for};
+use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const CHROMIUM: &str = "/usr/bin/chromium";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A WebDriver session on a chromedriver this test started (killed by pid on drop).
+struct Browser {
+    driver: Child,
+    base: String,
+    profile: std::path::PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Option<Self> {
+        let available = std::path::Path::new(CHROMIUM).exists() && which("chromedriver");
+        if !available {
+            assert!(
+                std::env::var_os("REQUIRE_BROWSER").is_none(),
+                "REQUIRE_BROWSER is set but chromium/chromedriver are not installed"
+            );
+            eprintln!("SKIPPED: the browser test needs `apt-get install chromium chromium-driver`");
+            return None;
+        }
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let profile = std::env::temp_dir().join(format!("hookline-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let mut browser = Self {
+            driver,
+            base: format!("http://127.0.0.1:{port}"),
+            profile,
+        };
+        let status = format!("{}/status", browser.base);
+        wait_for(DEADLINE, "chromedriver to start", || async {
+            let response = awc::Client::default().get(&status).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1200,800",
+                    format!("--user-data-dir={}", browser.profile.display()),
+                ],
+            },
+        }}});
+        let session = browser.call("POST", "/session", capabilities).await;
+        let id = session["sessionId"].as_str().expect("a session id").to_owned();
+        browser.base = format!("{}/session/{id}", browser.base);
+        Some(browser)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
+        let method = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let request = client.request(method.clone(), format!("{}{path}", self.base));
+        let mut response = if body.is_null() {
+            request.send().await
+        } else {
+            request.send_json(&body).await
+        }
+        .unwrap();
+        let answer: Value = response.json().limit(20 << 20).await.unwrap();
+        assert!(response.status().is_success(), "WebDriver {method} {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call("POST", "/url", json!({"url": url})).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .call("POST", "/element", json!({"using": "css selector", "value": css}))
+            .await;
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    /// Runs `script` in the page and returns its value.
+    async fn eval(&self, script: &str) -> Value {
+        self.call("POST", "/execute/sync", json!({"script": script, "args": []}))
+            .await
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("SCREENSHOT_DIR") else {
+            return;
+        };
+        let png = self.call("GET", "/screenshot", Value::Null).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(name), bytes).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+#[actix_web::test]
+async fn a_review_requested_in_the_dashboard_flips_live_from_pending_to_its_decision() {
+    let Some(browser) = Browser::start().await else { return };
+    let stack = Stack::start(|hd| hd.review_delay_ms = "1500-2500".parse().unwrap()).await;
+    // Some history, so the page has more than one row.
+    stack.request_review("https://example.com/earlier-contract.pdf").await;
+    stack.wait_until_all_decided(1, DEADLINE).await;
+
+    browser.goto(&format!("{}/", stack.consumer.url)).await;
+    wait_for(DEADLINE, "the live connection", || async {
+        (browser
+            .eval("return document.getElementById('live').classList.contains('on')")
+            .await
+            == json!(true))
+        .then_some(())
+    })
+    .await;
+    let input = browser.find("#document-url").await;
+    browser
+        .call("POST", &format!("/element/{input}/clear"), json!({}))
+        .await;
+    let url = "https://example.com/signed-in-the-browser.pdf";
+    browser
+        .call("POST", &format!("/element/{input}/value"), json!({"text": url}))
+        .await;
+    let button = browser.find("#request-review").await;
+    browser
+        .call("POST", &format!("/element/{button}/click"), json!({}))
+        .await;
+
+    let status_of_row = format!(
+        "const row = [...document.querySelectorAll('#reviews tr')].find(r => r.querySelector('.url').textContent === '{url}');\
+         return row ? row.dataset.status : null;"
+    );
+    wait_for(DEADLINE, "the new review's row", || async {
+        (browser.eval(&status_of_row).await == json!("PENDING_REVIEW")).then_some(())
+    })
+    .await;
+    // A marker that a reload would wipe: the flip must arrive over SSE.
+    browser.eval("window.notReloaded = true; return null").await;
+    let decided = wait_for(DEADLINE, "the row to flip", || async {
+        let status = browser.eval(&status_of_row).await;
+        (status != json!("PENDING_REVIEW")).then_some(status)
+    })
+    .await;
+    assert!(
+        decided == json!("ACCEPTED") || decided == json!("DECLINED"),
+        "{decided}"
+    );
+    assert_eq!(
+        browser.eval("return window.notReloaded === true").await,
+        json!(true),
+        "updated live, not by a reload"
+    );
+    let stored = stack.db.reviews().await;
+    let row = stored.iter().find(|r| r.document_url == url).unwrap();
+    assert_eq!(
+        json!(row.status().as_str()),
+        decided,
+        "the page shows what the database holds"
+    );
+    browser.screenshot("dashboard-consumer.png").await;
+
+    // The help desk's page shows the same case, delivered.
+    let document_id = row.document_id.clone().unwrap();
+    browser.goto(&format!("{}/", stack.helpdesk.url)).await;
+    let delivery = format!(
+        "const row = document.querySelector('#cases tr[data-document-id=\"{document_id}\"]');\
+         return row ? row.dataset.delivery : null;"
+    );
+    wait_for(DEADLINE, "the help desk's row", || async {
+        (browser.eval(&delivery).await == json!("DELIVERED")).then_some(())
+    })
+    .await;
+    browser.screenshot("dashboard-helpdesk.png").await;
+}
