@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod helpdesk_client;
 pub mod metrics;
+pub mod openapi;
 pub mod reconcile;
 pub mod routes;
 pub mod schema;

@@ -19,7 +19,7 @@ mod validate;
 
 pub use payloads::{
     AttemptView, CasePage, CaseView, CreateReview, DeliveryState, DeliveryView, DocumentAccepted, DocumentRequest,
-    DocumentWebhook, ErrorBody, Review, ReviewPage,
+    DocumentWebhook, ErrorBody, Health, Review, ReviewPage, WebhookAck,
 };
 pub use status::{DocumentStatus, UnknownStatus};
 pub use validate::{ExternalId, HttpUrl, InvalidInput, MAX_ID_LEN, MAX_URL_LEN};

@@ -176,6 +176,26 @@ pub struct CaseView {
     pub delivery: DeliveryView,
 }
 
+/// The consumer's answer to a webhook it accepted (any 2xx means "stop
+/// retrying"; the body says what it did).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAck {
+    /// `applied`, `already_applied` (same decision, another webhook) or
+    /// `duplicate` (this `webhook-id` was applied before).
+    pub outcome: String,
+    pub document_status: DocumentStatus,
+}
+
+/// `GET /healthz` and `GET /readyz`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` (alive) or `ready` (alive and its storage answers).
+    pub status: String,
+}
+
 /// The JSON body of every 4xx/5xx answer of both services.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod delivery;
 pub mod metrics;
+pub mod openapi;
 pub mod queue;
 pub mod routes;
 pub mod ssrf;

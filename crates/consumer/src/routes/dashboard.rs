@@ -6,6 +6,7 @@ use hookline_kit::dashboard::{asset, page};
 
 use crate::events::ReviewEvents;
 
+#[utoipa::path(get, path = "/", tag = "dashboard", responses((status = 200, description = "The dashboard", content_type = "text/html", body = String)))]
 pub async fn index() -> HttpResponse {
     page(include_str!("../../assets/index.html"))
 }
@@ -19,6 +20,9 @@ pub async fn script() -> HttpResponse {
 
 /// `GET /events`: `event: review` with the review's JSON on every change;
 /// `event: resync` when this browser fell too far behind.
+#[utoipa::path(get, path = "/events", tag = "dashboard", responses(
+    (status = 200, description = "Server-sent events: `event: review` with a Review's JSON, `event: resync`", content_type = "text/event-stream", body = String),
+))]
 pub async fn events(events: web::Data<ReviewEvents>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/event-stream")

@@ -4,6 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
+#[allow(unused_imports)]
+use hookline_contract::ErrorBody;
 use hookline_contract::{CreateReview, DocumentStatus, HttpUrl, Review, ReviewPage};
 use hookline_kit::http::ApiError;
 use hookline_kit::json::JsonBody;
@@ -31,6 +33,22 @@ pub const REPLAYED: &str = "idempotent-replayed";
 /// response again (and the help desk is asked only once); the same key with
 /// another `documentUrl` is a 422, and while the first request still runs a
 /// 409. A failed request frees its key for the next try.
+#[utoipa::path(
+    post, path = "/documents", tag = "reviews",
+    request_body(content = CreateReview, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key gets the first response again")),
+    responses(
+        (status = 201, description = "The review, PENDING_REVIEW until the webhook lands", body = Review,
+            headers(("location" = String, description = "/documents/{id}"))),
+        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 409, description = "Conflict", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused for another request", body = ErrorBody),
+        (status = 502, description = "The help desk is unreachable or refused", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
+    )
+)]
 pub async fn create(
     request: HttpRequest,
     body: JsonBody<CreateReview>,
@@ -165,6 +183,16 @@ async fn forget(pool: &Pool, id: Uuid) {
 }
 
 /// `GET /documents/{id}`.
+#[utoipa::path(
+    get, path = "/documents/{id}", tag = "reviews",
+    params(("id" = String, Path, description = "The review's id (a UUID)")),
+    responses(
+        (status = 200, description = "The review", body = Review),
+        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
+    )
+)]
 pub async fn show(path: web::Path<String>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::invalid("id", "is not a review id (a UUID)"))?;
     let mut conn = pool.get().await.map_err(pool_error)?;
@@ -183,6 +211,19 @@ pub struct ListQuery {
 
 /// `GET /documents?limit=&cursor=&status=`: newest first, keyset-paginated
 /// (stable while new reviews arrive).
+#[utoipa::path(
+    get, path = "/documents", tag = "reviews",
+    params(
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+        ("status" = Option<DocumentStatus>, Query, description = "Only reviews in this status"),
+    ),
+    responses(
+        (status = 200, description = "Reviews, newest first", body = ReviewPage),
+        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
+    )
+)]
 pub async fn list(query: web::Query<ListQuery>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {

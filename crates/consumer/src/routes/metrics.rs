@@ -8,6 +8,9 @@ use crate::metrics::{self, ConsumerMetrics};
 /// `GET /metrics`: the Prometheus text exposition (see [`crate::metrics`]).
 /// Reviews by status are counted in PostgreSQL now; if it does not answer,
 /// that family is left out and the rest is still served.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+))]
 pub async fn serve(metrics: web::Data<ConsumerMetrics>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
     let counts = match pool.get().await {
         Ok(mut conn) => db::count_by_status(&mut conn).await.map_err(|e| source_chain(&e)),

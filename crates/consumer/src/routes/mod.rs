@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/assets/consumer.js", web::get().to(dashboard::script))
         .route("/events", web::get().to(dashboard::events))
+        .route("/openapi.json", web::get().to(crate::openapi::serve))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::serve))

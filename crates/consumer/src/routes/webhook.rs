@@ -12,6 +12,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::signature::SecretSet;
 use hookline_contract::{DocumentWebhook, ExternalId, headers};
+#[allow(unused_imports)]
+use hookline_contract::{ErrorBody, WebhookAck};
 use hookline_kit::http::ApiError;
 use serde_json::json;
 use tracing::{info, warn};
@@ -53,6 +55,24 @@ impl WebhookPolicy {
 }
 
 #[tracing::instrument(name = "webhook", skip_all, fields(document_id = tracing::field::Empty, webhook_id = tracing::field::Empty))]
+#[utoipa::path(
+    post, path = "/document/update", tag = "webhooks",
+    request_body(content = DocumentWebhook, content_type = "application/json"),
+    params(
+        ("webhook-id" = String, Header, description = "Standard Webhooks message id, stable across retries"),
+        ("webhook-timestamp" = String, Header, description = "Unix seconds of this attempt"),
+        ("webhook-signature" = String, Header, description = "v1,<base64 HMAC-SHA256>, space-separated"),
+    ),
+    responses(
+        (status = 200, description = "Applied, or a harmless repeat", body = WebhookAck),
+        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 401, description = "Unsigned, forged or stale webhook", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 409, description = "Conflict", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
+    )
+)]
 pub async fn receive(
     request: HttpRequest,
     body: web::Bytes,

@@ -4,6 +4,7 @@
 use actix_web::HttpResponse;
 use hookline_kit::dashboard::{asset, page};
 
+#[utoipa::path(get, path = "/", tag = "dashboard", responses((status = 200, description = "The dashboard", content_type = "text/html", body = String)))]
 pub async fn index() -> HttpResponse {
     page(include_str!("../../assets/index.html"))
 }

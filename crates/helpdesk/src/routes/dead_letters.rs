@@ -1,6 +1,8 @@
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::{CasePage, ExternalId};
+#[allow(unused_imports)]
+use hookline_contract::{CaseView, ErrorBody};
 use hookline_kit::http::ApiError;
 use serde::Deserialize;
 use tracing::info;
@@ -17,12 +19,26 @@ pub struct ListQuery {
 }
 
 /// `GET /dead-letters?limit=50`: cases whose every attempt failed, newest first.
+#[utoipa::path(
+    get, path = "/dead-letters", tag = "cases",
+    params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
+    responses((status = 200, description = "Dead letters, newest first", body = CasePage),
+        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+)]
 pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
     let limit = checked_limit(&query)?;
     page(queue.dead_letters(limit).await)
 }
 
 /// `GET /cases?limit=50`: the most recent cases, newest first (the dashboard's list).
+#[utoipa::path(
+    get, path = "/cases", tag = "cases",
+    params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
+    responses((status = 200, description = "The most recent cases, newest first", body = CasePage),
+        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+)]
 pub async fn recent(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
     let limit = checked_limit(&query)?;
     page(queue.recent_cases(limit).await)
@@ -47,6 +63,15 @@ fn page(listed: Result<(Vec<CaseRecord>, u64), QueueError>) -> Result<HttpRespon
 /// `POST /document/{documentId}/redeliver`: deliver a dead (or already
 /// delivered: a manual replay) case again, now, with a fresh retry schedule
 /// and the same `webhook-id`.
+#[utoipa::path(
+    post, path = "/document/{documentId}/redeliver", tag = "cases",
+    params(("documentId" = String, Path, description = "A dead or delivered case")),
+    responses((status = 202, description = "Scheduled now, same webhook-id, fresh retry schedule", body = CaseView),
+        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 404, description = "No case has this documentId", body = ErrorBody),
+        (status = 409, description = "In flight or not decided yet", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+)]
 pub async fn redeliver(
     path: web::Path<String>,
     queue: web::Data<Queue>,

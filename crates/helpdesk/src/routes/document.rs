@@ -3,6 +3,8 @@ use std::sync::Arc;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
+#[allow(unused_imports)]
+use hookline_contract::{CaseView, ErrorBody};
 use hookline_contract::{DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers};
 use hookline_kit::http::ApiError;
 use hookline_kit::json::JsonBody;
@@ -26,6 +28,19 @@ pub struct Scheduling {
 /// agent's decision as a job due after the review delay. A callback the
 /// [callback policy](crate::ssrf) refuses is a 400 `callback_refused`, and
 /// nothing is stored.
+#[utoipa::path(
+    post, path = "/document", tag = "cases",
+    request_body(content = DocumentRequest, content_type = "application/json"),
+    params(("X-Callback-Url" = String, Header, description = "Where to POST the decision (http/https; checked against the SSRF policy)")),
+    responses(
+        (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS", body = DocumentAccepted,
+            headers(("location" = String, description = "/document/{documentId}"))),
+        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
+    )
+)]
 pub async fn create(
     request: HttpRequest,
     JsonBody(body): JsonBody<DocumentRequest>,
@@ -82,6 +97,16 @@ pub async fn create(
 
 /// `GET /document/{documentId}`: the case, its decision once made, and its
 /// delivery state.
+#[utoipa::path(
+    get, path = "/document/{documentId}", tag = "cases",
+    params(("documentId" = String, Path, description = "The id returned by POST /document")),
+    responses(
+        (status = 200, description = "The case, its decision once made and its delivery with every attempt", body = CaseView),
+        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 404, description = "No case has this documentId", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
+    )
+)]
 pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
     match queue.case(document_id.as_str()).await.map_err(into_api_error)? {

@@ -1,15 +1,22 @@
 use actix_web::{HttpResponse, web};
+#[allow(unused_imports)]
+use hookline_contract::{ErrorBody, Health};
 use hookline_kit::http::ApiError;
 use serde_json::json;
 
 use crate::queue::Queue;
 
 /// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Readiness: the process answers and Redis does too.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Alive and Redis answers", body = Health),
+    (status = 503, description = "Redis unavailable", body = ErrorBody),
+))]
 pub async fn readyz(queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
     queue.ping().await.map_err(|e| ApiError::unavailable("redis", e))?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))

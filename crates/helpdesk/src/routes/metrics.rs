@@ -8,6 +8,9 @@ use crate::queue::Queue;
 /// `GET /metrics`: the Prometheus text exposition (see [`crate::metrics`]).
 /// The queue depth is read from Redis now; if it does not answer, that
 /// family is left out and the rest is still served.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+))]
 pub async fn serve(metrics: web::Data<HelpdeskMetrics>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
     let extra = match queue.depth().await {
         Ok(depth) => metrics::queue_depth(depth).map_err(ApiError::internal)?,

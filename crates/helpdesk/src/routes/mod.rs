@@ -30,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
                 "/assets/dashboard.css",
                 web::get().to(hookline_kit::dashboard::stylesheet),
             )
-            .route("/assets/helpdesk.js", web::get().to(dashboard::script));
+            .route("/assets/helpdesk.js", web::get().to(dashboard::script))
+            .route("/openapi.json", web::get().to(crate::openapi::serve));
     }
 }

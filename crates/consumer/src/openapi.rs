@@ -1,0 +1,63 @@
+//! The consumer's OpenAPI 3.1 document, generated from the annotations on
+//! the route handlers (utoipa) and served at `GET /openapi.json`. A copy is
+//! committed in `docs/openapi/consumer.json`; the test below fails when the
+//! code and the copy drift apart (`UPDATE_OPENAPI=1 cargo test -p
+//! hookline-consumer openapi` rewrites the copy).
+
+use actix_web::HttpResponse;
+use utoipa::OpenApi;
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hookline consumer",
+        description = "The client app of hookline: asks the Help Desk to review documents and receives the decisions by webhook."
+    ),
+    paths(
+        routes::documents::create,
+        routes::documents::list,
+        routes::documents::show,
+        routes::webhook::receive,
+        routes::dashboard::index,
+        routes::dashboard::events,
+        routes::health::healthz,
+        routes::health::readyz,
+        routes::metrics::serve,
+    ),
+    tags(
+        (name = "reviews", description = "Ask for reviews and read them"),
+        (name = "webhooks", description = "Where the Help Desk delivers its decisions (Standard Webhooks, signed)"),
+        (name = "dashboard", description = "The live page and its server-sent events"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The document, as JSON.
+pub fn document() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_committed_openapi_document_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi/consumer.json");
+        let generated = serde_json::to_string_pretty(&super::document()).unwrap() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/openapi/consumer.json is out of date: run UPDATE_OPENAPI=1 cargo test -p hookline-consumer openapi"
+        );
+    }
+}

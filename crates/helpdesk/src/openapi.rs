@@ -1,0 +1,89 @@
+//! The help desk's OpenAPI 3.1 document, generated from the annotations on
+//! the route handlers (utoipa) plus the webhook it sends (an OpenAPI
+//! `webhooks` entry), served at `GET /openapi.json`. A copy is committed in
+//! `docs/openapi/helpdesk.json`; the test below fails when the code and the
+//! copy drift apart (`UPDATE_OPENAPI=1 cargo test -p hookline-helpdesk
+//! openapi` rewrites the copy).
+
+use actix_web::HttpResponse;
+use hookline_contract::DocumentWebhook;
+use serde_json::json;
+use utoipa::OpenApi;
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hookline help desk",
+        description = "A fake third-party Help Desk: accepts document reviews at once, decides them after a delay and POSTs the decision, signed (Standard Webhooks), to the client's callback URL, retrying until it gets through."
+    ),
+    paths(
+        routes::document::create,
+        routes::document::show,
+        routes::dead_letters::redeliver,
+        routes::dead_letters::recent,
+        routes::dead_letters::list,
+        routes::dashboard::index,
+        routes::health::healthz,
+        routes::health::readyz,
+        routes::metrics::serve,
+    ),
+    components(schemas(DocumentWebhook)),
+    tags(
+        (name = "cases", description = "Review requests and their delivery"),
+        (name = "dashboard", description = "The live page"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The document, as JSON, with the webhook the help desk sends.
+pub fn document() -> serde_json::Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": true, "description": description, "schema": {"type": "string"}});
+    document["webhooks"] = json!({
+        "documentDecided": {"post": {
+            "summary": "The decision, POSTed to the X-Callback-Url given at POST /document",
+            "description": "Sent when the simulated agent has decided. Any 2xx ends the delivery; 410 Gone stops it; \
+                anything else (or no answer within DELIVERY_TIMEOUT) is retried per RETRY_SCHEDULE, honouring \
+                Retry-After on 429/503, then dead-lettered. The same webhook-id is used for every attempt.",
+            "parameters": [
+                header("webhook-id", "Stable across the attempts of one delivery: deduplicate on it"),
+                header("webhook-timestamp", "Unix seconds of this attempt"),
+                header("webhook-signature", "v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}>, one per secret"),
+            ],
+            "requestBody": {"required": true, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/DocumentWebhook"}
+            }}},
+            "responses": {
+                "2XX": {"description": "Delivered: no more attempts"},
+                "410": {"description": "Gone: no more attempts, the case is dead-lettered"},
+                "default": {"description": "Retried later"}
+            }
+        }}
+    });
+    document
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_committed_openapi_document_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi/helpdesk.json");
+        let generated = serde_json::to_string_pretty(&super::document()).unwrap() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/openapi/helpdesk.json is out of date: run UPDATE_OPENAPI=1 cargo test -p hookline-helpdesk openapi"
+        );
+    }
+}
