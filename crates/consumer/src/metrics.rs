@@ -173,9 +173,7 @@ mod tests {
     use super::*;
 
     fn text(families: &[MetricFamily]) -> String {
-        let mut out = Vec::new();
-        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), families, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
+        hookline_kit::metrics::render(families).unwrap()
     }
 
     #[test]

@@ -76,14 +76,6 @@ mod tests {
     #[test]
     fn the_committed_openapi_document_matches_the_code() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi/helpdesk.json");
-        let generated = serde_json::to_string_pretty(&super::document()).unwrap() + "\n";
-        if std::env::var_os("UPDATE_OPENAPI").is_some() {
-            std::fs::write(path, &generated).unwrap();
-        }
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "docs/openapi/helpdesk.json is out of date: run UPDATE_OPENAPI=1 cargo test -p hookline-helpdesk openapi"
-        );
+        hookline_kit::openapi::check_committed(&super::document(), path).unwrap();
     }
 }

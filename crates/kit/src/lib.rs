@@ -9,5 +9,6 @@ pub mod health;
 pub mod http;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 pub mod request_id;
 pub mod telemetry;

@@ -122,10 +122,17 @@ pub fn exposition(registry: &Registry, extra: Vec<MetricFamily>) -> Result<HttpR
     let mut families = registry.gather();
     families.extend(extra);
     families.sort_by(|a, b| a.name().cmp(b.name()));
-    let encoder = TextEncoder::new();
-    let mut body = Vec::new();
-    encoder.encode(&families, &mut body).map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().content_type(encoder.format_type()).body(body))
+    let body = render(&families).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type(TextEncoder::new().format_type())
+        .body(body))
+}
+
+/// `families` in the Prometheus text format.
+pub fn render(families: &[MetricFamily]) -> Result<String, prometheus::Error> {
+    let mut out = Vec::new();
+    TextEncoder::new().encode(families, &mut out)?;
+    String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
 }
 
 #[cfg(test)]
