@@ -8,6 +8,14 @@ use crate::DocumentStatus;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateReview {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = "^https?://[^\\s]+$",
+            max_length = 2048,
+            example = "https://example.com/contract.pdf"
+        )
+    )]
     pub document_url: String,
 }
 
@@ -45,6 +53,14 @@ pub struct ReviewPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = "^https?://[^\\s]+$",
+            max_length = 2048,
+            example = "https://example.com/contract.pdf"
+        )
+    )]
     pub document_url: String,
     /// An opaque client reference, echoed back in the webhook. A JSON number
     /// is accepted too (the tutorial's consumer sends its integer row id) and
@@ -54,6 +70,7 @@ pub struct DocumentRequest {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "string_or_number"
     )]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
     pub id: Option<String>,
 }
 
@@ -85,7 +102,9 @@ pub struct DocumentAccepted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentWebhook {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
     pub agent_id: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
     pub document_id: String,
     pub document_status: DocumentStatus,
     /// The `id` given in the original request, if any.
