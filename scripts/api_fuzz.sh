@@ -76,12 +76,13 @@ for target in "consumer $consumer_port" "helpdesk $helpdesk_port"; do
     read -r name port <<<"$target"
     say "==> schemathesis: $name (http://127.0.0.1:$port/openapi.json)"
     # /events is an endless server-sent event stream: nothing to fuzz there.
-    "$st" run "http://127.0.0.1:$port/openapi.json" \
+    # Run from the temp dir: schemathesis keeps a .schemathesis/ cache in its cwd.
+    (cd "$tmp" && "$st" run "http://127.0.0.1:$port/openapi.json" \
         --checks "$checks" \
         --max-examples "$MAX_EXAMPLES" \
         --exclude-path /events \
         --request-timeout 10 \
-        --seed 1 || rc=$?
+        --seed 1) || rc=$?
 done
 if ((rc != 0)); then
     show_log_tail "$tmp/consumer.log"
