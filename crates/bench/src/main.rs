@@ -1,0 +1,147 @@
+//! `bench`: load and precision benchmarks of a running hookline (consumer,
+//! help desk, their PostgreSQL and Redis). `scripts/bench.sh` starts
+//! everything in release mode and runs it; see docs/BENCHMARKS.md.
+//!
+//! Scenarios, in the order they run (each one alone on the machine):
+//! 1. create-review: `POST /documents` at concurrency 50.
+//! 2. ingestion: signed webhooks straight at the consumer, 10% duplicates,
+//!    for reviews seeded in PostgreSQL; then checks exactly those rows changed.
+//! 3. delivery: a zero-delay help desk firing webhooks at our own receiver.
+//! 5. end to end: reviews at the default 2–5 s delay until all are decided.
+//! 4. schedule precision: lateness of probe jobs with 1k/100k/1M pending.
+//! 6. memory: RSS of the services idle and at their peak under load.
+
+mod chart;
+mod load;
+mod receiver;
+mod rss;
+mod scenarios;
+mod store;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Load and precision benchmarks of a running hookline.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "bench", version)]
+pub(crate) struct Args {
+    /// The consumer.
+    #[arg(long, env = "BENCH_CONSUMER_URL", default_value = "http://127.0.0.1:3333")]
+    pub(crate) consumer_url: String,
+    /// The help desk the consumer talks to (default 2–5 s delay).
+    #[arg(long, env = "BENCH_HELPDESK_URL", default_value = "http://127.0.0.1:8080")]
+    pub(crate) helpdesk_url: String,
+    /// A help desk with REVIEW_DELAY_MS=0 for the delivery scenario (skipped without one).
+    #[arg(long, env = "BENCH_FAST_HELPDESK_URL")]
+    pub(crate) fast_helpdesk_url: Option<String>,
+    /// The consumer's PostgreSQL (seeding and checking rows).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: String,
+    /// The help desk's Redis (filler jobs, due times, memory).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub(crate) redis_url: String,
+    /// REDIS_PREFIX of the help desk at --helpdesk-url.
+    #[arg(long, env = "BENCH_REDIS_PREFIX", default_value = "helpdesk")]
+    pub(crate) redis_prefix: String,
+    /// The WEBHOOK_SECRET the consumer verifies with.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) webhook_secret: String,
+    /// Pids whose RSS to watch, `name=pid`, comma-separated.
+    #[arg(long, env = "BENCH_PIDS", value_delimiter = ',')]
+    pub(crate) pids: Vec<String>,
+    /// Where results.json and latency.svg go.
+    #[arg(long, env = "BENCH_OUT", default_value = "docs/bench")]
+    pub(crate) out: PathBuf,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) concurrency: usize,
+    /// Threads generating load (each its own runtime).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) load_threads: usize,
+    /// A short smoke run with small counts (well under a minute).
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Only these scenarios (1-6), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) only: Vec<u8>,
+    /// The command line to record in results.json.
+    #[arg(long, env = "BENCH_COMMAND", default_value = "bench")]
+    pub(crate) command: String,
+}
+
+impl Args {
+    pub(crate) fn runs(&self, scenario: u8) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
+
+    pub(crate) fn sizes(&self) -> Sizes {
+        if self.quick {
+            Sizes {
+                create: 2_000,
+                ingest: 2_000,
+                delivery: 2_000,
+                e2e: 1_000,
+                probes: 200,
+                pending: vec![1_000, 10_000],
+            }
+        } else {
+            Sizes {
+                create: 20_000,
+                ingest: 20_000,
+                delivery: 20_000,
+                e2e: 10_000,
+                probes: 1_000,
+                pending: vec![1_000, 100_000, 1_000_000],
+            }
+        }
+    }
+}
+
+/// How much each scenario does.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Sizes {
+    pub(crate) create: usize,
+    pub(crate) ingest: usize,
+    pub(crate) delivery: usize,
+    pub(crate) e2e: usize,
+    pub(crate) probes: usize,
+    pub(crate) pending: Vec<u64>,
+}
+
+pub(crate) fn unix_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:28} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match actix_web::rt::System::new().block_on(scenarios::run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,749 @@
+//! The six scenarios and the report they fill (table, JSON, chart).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use hookline_contract::signature::SecretSet;
+use hookline_contract::{CreateReview, DocumentRequest, DocumentStatus, DocumentWebhook, headers};
+use serde_json::{Value, json};
+
+use crate::load::{self, Call, LoadResult, MakeCall};
+use crate::receiver::{self, Receipts};
+use crate::rss::RssWatch;
+use crate::store::{Pg, Rd};
+use crate::{Args, BoxError, Sizes, progress, unix_us};
+
+/// One line of the results table.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Row {
+    scenario: String,
+    figure: String,
+    value: f64,
+    unit: String,
+    target: Option<String>,
+    met: Option<bool>,
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    details: serde_json::Map<String, Value>,
+    series: Vec<(String, Histogram<u64>)>,
+}
+
+/// A target on a figure: at least or at most a bound.
+#[derive(Clone, Copy)]
+enum Target {
+    None,
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Report {
+    fn row(&mut self, scenario: &str, figure: &str, value: f64, unit: &str, target: Target) {
+        let (target, met) = match target {
+            Target::None => (None, None),
+            Target::AtLeast(bound) => (Some(format!(">= {} {unit}", num(bound))), Some(value >= bound)),
+            Target::AtMost(bound) => (Some(format!("<= {} {unit}", num(bound))), Some(value <= bound)),
+        };
+        self.rows.push(Row {
+            scenario: scenario.to_owned(),
+            figure: figure.to_owned(),
+            value,
+            unit: unit.to_owned(),
+            target,
+            met,
+        });
+    }
+
+    /// p50, p99 and max of a latency histogram (µs) as rows in ms.
+    fn latency_rows(&mut self, scenario: &str, what: &str, hist: &Histogram<u64>, p99_target: Target) {
+        self.row(
+            scenario,
+            &format!("{what} p50"),
+            ms(hist.value_at_quantile(0.5)),
+            "ms",
+            Target::None,
+        );
+        self.row(
+            scenario,
+            &format!("{what} p99"),
+            ms(hist.value_at_quantile(0.99)),
+            "ms",
+            p99_target,
+        );
+        self.row(scenario, &format!("{what} max"), ms(hist.max()), "ms", Target::None);
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn num(v: f64) -> String {
+    if (v.fract() == 0.0 && v.abs() < 1e15) || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn percentiles(hist: &Histogram<u64>) -> Value {
+    json!({
+        "count": hist.len(),
+        "p50_ms": ms(hist.value_at_quantile(0.5)),
+        "p90_ms": ms(hist.value_at_quantile(0.9)),
+        "p99_ms": ms(hist.value_at_quantile(0.99)),
+        "p999_ms": ms(hist.value_at_quantile(0.999)),
+        "max_ms": ms(hist.max()),
+    })
+}
+
+fn load_json(result: &LoadResult) -> Value {
+    json!({
+        "requests": result.ok + result.errors,
+        "ok": result.ok,
+        "errors": result.errors,
+        "first_error": result.first_error,
+        "outcomes": result.tags,
+        "seconds": result.elapsed.as_secs_f64(),
+        "per_second": result.per_second(),
+        "latency": percentiles(&result.latency_us),
+    })
+}
+
+async fn drive(
+    total: usize,
+    concurrency: usize,
+    threads: usize,
+    what: &str,
+    make: MakeCall,
+) -> Result<LoadResult, BoxError> {
+    let bar = progress(total as u64, what);
+    actix_web::rt::task::spawn_blocking(move || load::drive(total, concurrency, threads, &bar, make)).await?
+}
+
+/// Everything the scenarios share.
+struct Ctx {
+    args: Args,
+    sizes: Sizes,
+    run: String,
+    pg: Pg,
+    rd: Rd,
+    rss: RssWatch,
+    receiver_url: String,
+    receipts: Arc<Receipts>,
+}
+
+pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
+    let sizes = args.sizes();
+    let pids = args
+        .pids
+        .iter()
+        .filter_map(|spec| {
+            let (name, pid) = spec.split_once('=')?;
+            Some((name.trim().to_owned(), pid.trim().parse().ok()?))
+        })
+        .collect();
+    let (receiver_url, receipts) = receiver::start()?;
+    let mut ctx = Ctx {
+        pg: Pg::connect(&args.database_url).await?,
+        rd: Rd::connect(&args.redis_url, &args.redis_prefix).await?,
+        rss: RssWatch::new(pids),
+        run: format!("{:08x}", unix_us() % 0xffff_ffff),
+        sizes,
+        receiver_url,
+        receipts,
+        args,
+    };
+    let mut report = Report::default();
+    let started = Instant::now();
+    let idle = ctx.rss.now();
+    let mut loaded: BTreeMap<String, u64> = BTreeMap::new();
+    let mut note_peaks = |ctx: &Ctx| {
+        for (name, bytes) in ctx.rss.take_peaks() {
+            let peak = loaded.entry(name).or_default();
+            *peak = (*peak).max(bytes);
+        }
+    };
+
+    if ctx.args.runs(1) {
+        if let Err(e) = create_review(&mut ctx, &mut report).await {
+            failed(&mut report, "1 create_review", &e);
+        }
+        note_peaks(&ctx);
+    }
+    if ctx.args.runs(2) {
+        if let Err(e) = ingestion(&mut ctx, &mut report).await {
+            failed(&mut report, "2 ingestion", &e);
+        }
+        note_peaks(&ctx);
+    }
+    if ctx.args.runs(3) {
+        if let Err(e) = delivery(&mut ctx, &mut report).await {
+            failed(&mut report, "3 delivery", &e);
+        }
+        note_peaks(&ctx);
+    }
+    if ctx.args.runs(5) {
+        if let Err(e) = end_to_end(&mut ctx, &mut report).await {
+            failed(&mut report, "5 end_to_end", &e);
+        }
+        note_peaks(&ctx);
+    }
+    if ctx.args.runs(4)
+        && let Err(e) = precision(&mut ctx, &mut report).await
+    {
+        failed(&mut report, "4 precision", &e);
+    }
+    if ctx.args.runs(6) && !ctx.rss.is_empty() {
+        for (name, bytes) in &idle {
+            report.row(
+                "6 memory",
+                &format!("{name} RSS idle"),
+                *bytes as f64 / 1_048_576.0,
+                "MB",
+                Target::None,
+            );
+        }
+        for (name, bytes) in &loaded {
+            report.row(
+                "6 memory",
+                &format!("{name} RSS peak under load"),
+                *bytes as f64 / 1_048_576.0,
+                "MB",
+                Target::AtMost(50.0),
+            );
+        }
+        report.details.insert(
+            "memory".into(),
+            json!({"idle_bytes": idle, "peak_under_load_bytes": loaded}),
+        );
+    }
+    finish(&ctx, report, started.elapsed())
+}
+
+/// A scenario that could not finish: say so, keep the others.
+fn failed(report: &mut Report, scenario: &str, error: &BoxError) {
+    eprintln!("{scenario}: FAILED: {error}");
+    report.row(scenario, &format!("FAILED: {error}"), 1.0, "", Target::AtMost(0.0));
+}
+
+fn review_call(consumer_url: &str, url_prefix: &str) -> MakeCall {
+    let (endpoint, url_prefix) = (format!("{consumer_url}/documents"), url_prefix.to_owned());
+    Arc::new(move |client: awc::Client, i: usize| -> Call {
+        let (endpoint, document_url) = (endpoint.clone(), format!("{url_prefix}{i}.pdf"));
+        Box::pin(async move {
+            let mut response = client
+                .post(endpoint)
+                .send_json(&CreateReview { document_url })
+                .await
+                .map_err(|e| e.to_string())?;
+            let body = response.body().await.map_err(|e| e.to_string())?;
+            match response.status().as_u16() {
+                201 => Ok("201".to_owned()),
+                status => Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))),
+            }
+        })
+    })
+}
+
+/// Waits (bounded) until every accepted review of a batch is decided; returns (accepted, decided).
+async fn settle(pg: &mut Pg, url_prefix: &str, deadline: Instant, what: &str) -> Result<(i64, i64), BoxError> {
+    let (accepted, mut decided) = pg.batch_counts(url_prefix).await?;
+    let bar = progress(u64::try_from(accepted).unwrap_or(0), what);
+    while decided < accepted && Instant::now() < deadline {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        decided = pg.batch_counts(url_prefix).await?.1;
+        bar.set_position(u64::try_from(decided).unwrap_or(0));
+    }
+    bar.finish();
+    Ok((accepted, decided))
+}
+
+async fn create_review(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
+    let (n, c) = (ctx.sizes.create, ctx.args.concurrency);
+    let url_prefix = format!("https://bench.example/create/{}/", ctx.run);
+    let result = drive(
+        n,
+        c,
+        ctx.args.load_threads,
+        "1 create-review",
+        review_call(&ctx.args.consumer_url, &url_prefix),
+    )
+    .await?;
+    let s = "1 create-review";
+    report.row(
+        s,
+        &format!("throughput (c={c})"),
+        result.per_second(),
+        "req/s",
+        Target::AtLeast(5000.0),
+    );
+    report.latency_rows(s, "latency", &result.latency_us, Target::AtMost(50.0));
+    report.row(s, "errors", result.errors as f64, "", Target::AtMost(0.0));
+    report.details.insert("create_review".into(), load_json(&result));
+    report.series.push(("1 create-review".into(), result.latency_us));
+    // Let its webhooks land before the next scenario, so they do not disturb it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    settle(&mut ctx.pg, &url_prefix, deadline, "  …its webhooks landing").await?;
+    Ok(())
+}
+
+async fn ingestion(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
+    let n = ctx.sizes.ingest;
+    let control = n / 10;
+    let prefix = format!("bench-{}-", ctx.run);
+    let bar = progress(1, "2 seeding PostgreSQL");
+    ctx.pg.seed(&prefix, i64::try_from(n + control)?).await?;
+    bar.finish();
+    // Each original once, plus a repeat of an earlier one (same webhook-id and
+    // body, at least 4× the concurrency behind) after every 9th: 10% duplicates.
+    let gap = ctx.args.concurrency * 4;
+    let mut order = Vec::with_capacity(n + n / 9);
+    for i in 0..n {
+        order.push(i);
+        if (i + 1) % 9 == 0 && i >= gap {
+            order.push(i - gap);
+        }
+    }
+    let duplicates = order.len() - n;
+    let secrets: SecretSet = ctx.args.webhook_secret.parse()?;
+    let bodies: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let webhook = DocumentWebhook {
+                agent_id: "agent-bench".into(),
+                document_id: format!("{prefix}{i}"),
+                document_status: if i % 2 == 0 {
+                    DocumentStatus::Accepted
+                } else {
+                    DocumentStatus::Declined
+                },
+                id: None,
+            };
+            Ok((format!("msg_bench{}{i}", ctx.run), serde_json::to_vec(&webhook)?))
+        })
+        .collect::<Result<_, BoxError>>()?;
+    let (bodies, order) = (Arc::new(bodies), Arc::new(order));
+    let endpoint = format!("{}/document/update", ctx.args.consumer_url);
+    let total = order.len();
+    let make: MakeCall = Arc::new(move |client: awc::Client, k: usize| -> Call {
+        let (endpoint, bodies, order, secrets) = (endpoint.clone(), bodies.clone(), order.clone(), secrets.clone());
+        Box::pin(async move {
+            let (id, body) = order.get(k).and_then(|i| bodies.get(*i)).ok_or("no such webhook")?;
+            let timestamp = chrono::Utc::now().timestamp();
+            let signature = secrets.sign(id, timestamp, body);
+            let mut response = client
+                .post(endpoint)
+                .insert_header(("content-type", "application/json"))
+                .insert_header((headers::WEBHOOK_ID, id.as_str()))
+                .insert_header((headers::WEBHOOK_TIMESTAMP, timestamp.to_string()))
+                .insert_header((headers::WEBHOOK_SIGNATURE, signature))
+                .send_body(body.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let answer = response.body().await.map_err(|e| e.to_string())?;
+            if response.status().as_u16() != 200 {
+                return Err(format!(
+                    "HTTP {}: {}",
+                    response.status(),
+                    String::from_utf8_lossy(&answer)
+                ));
+            }
+            let ack: Value = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+            Ok(ack.get("outcome").and_then(Value::as_str).unwrap_or("?").to_owned())
+        })
+    });
+    let result = drive(total, ctx.args.concurrency, ctx.args.load_threads, "2 ingestion", make).await?;
+    let check = ctx.pg.check_ingest(&prefix, i64::try_from(n)?).await?;
+    let applied = result.tags.get("applied").copied().unwrap_or(0);
+    let repeats =
+        result.tags.get("duplicate").copied().unwrap_or(0) + result.tags.get("already_applied").copied().unwrap_or(0);
+    let exact = check.right == i64::try_from(n)?
+        && check.wrong == 0
+        && check.untouched == i64::try_from(control)?
+        && check.control_changed == 0
+        && check.receipts == i64::try_from(n)?
+        && applied == n as u64
+        && repeats == duplicates as u64;
+    let s = "2 ingestion";
+    report.row(
+        s,
+        &format!("throughput ({total} webhooks, {duplicates} dup)"),
+        result.per_second(),
+        "webhooks/s",
+        Target::AtLeast(5000.0),
+    );
+    report.latency_rows(s, "latency", &result.latency_us, Target::None);
+    report.row(s, "errors", result.errors as f64, "", Target::AtMost(0.0));
+    report.row(
+        s,
+        &format!("rows changed exactly ({} of {} seeded)", check.right, n + control),
+        f64::from(u8::from(exact)),
+        "yes=1",
+        Target::AtLeast(1.0),
+    );
+    let mut detail = load_json(&result);
+    if let Value::Object(map) = &mut detail {
+        map.insert("sent_originals".into(), json!(n));
+        map.insert("sent_duplicates".into(), json!(duplicates));
+        map.insert("control_rows".into(), json!(control));
+        map.insert("check".into(), serde_json::to_value(check)?);
+        map.insert("exact".into(), json!(exact));
+        map.insert("seeding".into(), json!("rows inserted directly in PostgreSQL"));
+    }
+    report.details.insert("ingestion".into(), detail);
+    report.series.push(("2 ingestion".into(), result.latency_us));
+    Ok(())
+}
+
+async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
+    let Some(fast) = ctx.args.fast_helpdesk_url.clone() else {
+        eprintln!("3 delivery: skipped (no --fast-helpdesk-url)");
+        return Ok(());
+    };
+    let n = ctx.sizes.delivery;
+    ctx.receipts.take();
+    let sent_us: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
+    let (endpoint, callback, sent) = (format!("{fast}/document"), ctx.receiver_url.clone(), sent_us.clone());
+    let make: MakeCall = Arc::new(move |client: awc::Client, i: usize| -> Call {
+        let (endpoint, callback, sent) = (endpoint.clone(), callback.clone(), sent.clone());
+        Box::pin(async move {
+            if let Some(slot) = sent.get(i) {
+                slot.store(unix_us(), Ordering::Relaxed);
+            }
+            let request = DocumentRequest {
+                document_url: format!("https://bench.example/delivery/{i}.pdf"),
+                id: Some(i.to_string()),
+            };
+            let mut response = client
+                .post(endpoint)
+                .insert_header((headers::CALLBACK_URL, callback))
+                .send_json(&request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let body = response.body().await.map_err(|e| e.to_string())?;
+            match response.status().as_u16() {
+                202 => Ok("202".to_owned()),
+                status => Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))),
+            }
+        })
+    });
+    let result = drive(
+        n,
+        ctx.args.concurrency,
+        ctx.args.load_threads,
+        "3 delivery (requests)",
+        make,
+    )
+    .await?;
+    let bar = progress(result.ok, "3 delivery (receipts)");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (ctx.receipts.count() as u64) < result.ok && Instant::now() < deadline {
+        bar.set_position(ctx.receipts.count() as u64);
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    bar.finish();
+    let receipts = ctx.receipts.take();
+    let mut first: HashMap<usize, i64> = HashMap::new();
+    for r in &receipts {
+        if let Some(i) = r.id.as_deref().and_then(|id| id.parse::<usize>().ok()) {
+            let at = first.entry(i).or_insert(r.at_us);
+            *at = (*at).min(r.at_us);
+        }
+    }
+    let mut latency = load::histogram()?;
+    for (i, at) in &first {
+        if let Some(sent) = sent_us.get(*i).map(|s| s.load(Ordering::Relaxed)) {
+            latency.saturating_record(u64::try_from(at - sent).unwrap_or(0).max(1));
+        }
+    }
+    let start = sent_us
+        .iter()
+        .map(|s| s.load(Ordering::Relaxed))
+        .filter(|t| *t > 0)
+        .min()
+        .unwrap_or(0);
+    let end = first.values().copied().max().unwrap_or(start);
+    let rate = first.len() as f64 / ((end - start) as f64 / 1e6).max(1e-9);
+    let s = "3 delivery";
+    report.row(
+        s,
+        "deliveries/s, request to receipt",
+        rate,
+        "/s",
+        Target::AtLeast(10_000.0),
+    );
+    report.latency_rows(s, "request→receipt", &latency, Target::None);
+    report.row(
+        s,
+        "not delivered",
+        (result.ok as f64) - first.len() as f64,
+        "",
+        Target::AtMost(0.0),
+    );
+    report.details.insert(
+        "delivery".into(),
+        json!({
+            "requests": load_json(&result),
+            "delivered": first.len(),
+            "receipts_incl_repeats": receipts.len(),
+            "seconds_first_request_to_last_receipt": (end - start) as f64 / 1e6,
+            "per_second": rate,
+            "request_to_receipt": percentiles(&latency),
+        }),
+    );
+    report.series.push(("3 delivery request→receipt".into(), latency));
+    Ok(())
+}
+
+async fn end_to_end(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
+    let n = ctx.sizes.e2e;
+    let url_prefix = format!("https://bench.example/e2e/{}/", ctx.run);
+    let make = review_call(&ctx.args.consumer_url, &url_prefix);
+    let result = drive(
+        n,
+        ctx.args.concurrency,
+        ctx.args.load_threads,
+        "5 end-to-end (requests)",
+        make,
+    )
+    .await?;
+    let last_request_ms = unix_us() / 1000;
+    let ids = ctx.pg.batch_document_ids(&url_prefix).await?;
+    let last_due_ms = ctx
+        .rd
+        .due_at_ms(&ids)
+        .await?
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(last_request_ms);
+    let wait_ms = u64::try_from(last_due_ms - last_request_ms).unwrap_or(0) + 60_000;
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let (accepted, decided) = settle(&mut ctx.pg, &url_prefix, deadline, "5 end-to-end (decided)").await?;
+    let last_decided_ms = ctx.pg.batch_last_decided_ms(&url_prefix).await?;
+    let s = "5 end-to-end";
+    report.row(
+        s,
+        &format!("reviews requested ({n}), errors"),
+        result.errors as f64,
+        "",
+        Target::AtMost(0.0),
+    );
+    report.row(
+        s,
+        "last decided − last due",
+        (last_decided_ms - last_due_ms) as f64,
+        "ms",
+        Target::AtMost(2000.0),
+    );
+    report.row(
+        s,
+        "last request → all decided",
+        (last_decided_ms - last_request_ms) as f64,
+        "ms",
+        Target::None,
+    );
+    report.row(s, "lost", (accepted - decided) as f64, "", Target::AtMost(0.0));
+    let mut detail = load_json(&result);
+    if let Value::Object(map) = &mut detail {
+        map.insert("accepted".into(), json!(accepted));
+        map.insert("decided".into(), json!(decided));
+        map.insert("last_request_unix_ms".into(), json!(last_request_ms));
+        map.insert("last_due_unix_ms".into(), json!(last_due_ms));
+        map.insert("last_decided_unix_ms".into(), json!(last_decided_ms));
+    }
+    report.details.insert("end_to_end".into(), detail);
+    Ok(())
+}
+
+async fn precision(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
+    let base = ctx.rd.used_memory().await?;
+    let mut filled = 0_u64;
+    let mut details = Vec::new();
+    let outcome = async {
+        for pending in ctx.sizes.pending.clone() {
+            let bar = progress(pending - filled, &format!("4 filling {pending} pending"));
+            ctx.rd.fill(filled, pending, &bar).await?;
+            bar.finish();
+            filled = pending;
+            let per_job = ctx.rd.used_memory().await?.saturating_sub(base) as f64 / pending as f64;
+            let lateness = probe(ctx, pending).await?;
+            let s = "4 schedule precision";
+            let label = count_label(pending);
+            let target = match pending {
+                100_000 => Target::AtMost(20.0),
+                1_000_000 => Target::AtMost(50.0),
+                _ => Target::None,
+            };
+            report.latency_rows(s, &format!("lateness @{label} pending"), &lateness, target);
+            report.row(
+                s,
+                &format!("Redis memory per pending job @{label}"),
+                per_job,
+                "bytes",
+                Target::None,
+            );
+            details
+                .push(json!({"pending": pending, "redis_bytes_per_job": per_job, "lateness": percentiles(&lateness)}));
+            report.series.push((format!("4 lateness @{label} pending"), lateness));
+        }
+        Ok::<_, BoxError>(())
+    }
+    .await;
+    let bar = progress(1, "4 removing the filler jobs");
+    ctx.rd.unfill(filled).await?;
+    bar.finish();
+    outcome?;
+    report.details.insert(
+        "schedule_precision".into(),
+        json!({"probes_per_level": ctx.sizes.probes, "levels": details}),
+    );
+    Ok(())
+}
+
+fn count_label(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+/// Schedules the probes through the help desk (its configured delay) and
+/// returns their lateness: receipt at our receiver minus the due time in Redis.
+async fn probe(ctx: &mut Ctx, pending: u64) -> Result<Histogram<u64>, BoxError> {
+    ctx.receipts.take();
+    let (endpoint, callback) = (format!("{}/document", ctx.args.helpdesk_url), ctx.receiver_url.clone());
+    let make: MakeCall = Arc::new(move |client: awc::Client, i: usize| -> Call {
+        let (endpoint, callback) = (endpoint.clone(), callback.clone());
+        Box::pin(async move {
+            let request = DocumentRequest {
+                document_url: format!("https://bench.example/probe/{pending}/{i}.pdf"),
+                id: Some(format!("probe-{i}")),
+            };
+            let mut response = client
+                .post(endpoint)
+                .insert_header((headers::CALLBACK_URL, callback))
+                .send_json(&request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = response.body().await;
+            match response.status().as_u16() {
+                202 => Ok("202".to_owned()),
+                status => Err(format!("HTTP {status}")),
+            }
+        })
+    });
+    // A few at a time, so the probes measure the schedule, not a burst.
+    let result = drive(ctx.sizes.probes, 4, 1, "4 scheduling probes", make).await?;
+    let bar = progress(result.ok, "4 probes firing");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while (ctx.receipts.count() as u64) < result.ok && Instant::now() < deadline {
+        bar.set_position(ctx.receipts.count() as u64);
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    bar.finish();
+    let receipts = ctx.receipts.take();
+    let ids: Vec<String> = receipts.iter().map(|r| r.document_id.clone()).collect();
+    let due = ctx.rd.due_at_ms(&ids).await?;
+    let mut lateness = load::histogram()?;
+    for (receipt, due) in receipts.iter().zip(due) {
+        if let Some(due_ms) = due {
+            lateness.saturating_record(u64::try_from(receipt.at_us - due_ms * 1000).unwrap_or(0).max(1));
+        }
+    }
+    Ok(lateness)
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo.lines().find_map(|l| {
+        l.strip_prefix("model name")
+            .and_then(|r| r.split_once(':'))
+            .map(|(_, m)| m.trim().to_owned())
+    });
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .map(|m| m.trim().to_owned());
+    json!({
+        "nproc": std::thread::available_parallelism().map_or(0, usize::from),
+        "cpu": cpu,
+        "mem_total": mem,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_owned()),
+    })
+}
+
+fn finish(ctx: &Ctx, report: Report, took: Duration) -> Result<(), BoxError> {
+    std::fs::create_dir_all(&ctx.args.out)?;
+    let svg = ctx.args.out.join("latency.svg");
+    let series: Vec<(String, &Histogram<u64>)> = report.series.iter().map(|(n, h)| (n.clone(), h)).collect();
+    crate::chart::draw(&svg, &series)?;
+    let mode = if ctx.args.quick { "quick" } else { "standard" };
+    let results = json!({
+        "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "command": ctx.args.command,
+        "mode": mode,
+        "seconds": took.as_secs_f64(),
+        "machine": machine(),
+        "sizes": ctx.sizes,
+        "concurrency": ctx.args.concurrency,
+        "rows": report.rows,
+        "details": report.details,
+        "distributions": report.series.iter().map(|(n, h)| (n.clone(), percentiles(h))).collect::<serde_json::Map<_, _>>(),
+    });
+    let json_path = ctx.args.out.join("results.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&results)? + "\n")?;
+
+    let mut table = vec![[
+        "scenario".to_owned(),
+        "figure".to_owned(),
+        "value".to_owned(),
+        "target".to_owned(),
+        "".to_owned(),
+    ]];
+    for row in &report.rows {
+        table.push([
+            row.scenario.clone(),
+            row.figure.clone(),
+            format!("{} {}", num(row.value), row.unit).trim().to_owned(),
+            row.target.clone().unwrap_or_default(),
+            match row.met {
+                Some(true) => "met".to_owned(),
+                Some(false) => "MISSED".to_owned(),
+                None => String::new(),
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    println!();
+    for (i, r) in table.iter().enumerate() {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<width$}", width = *w))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+        if i == 0 {
+            println!(
+                "{}",
+                widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  ")
+            );
+        }
+    }
+    println!(
+        "\n{mode} run in {:.0} s; wrote {} and {}",
+        took.as_secs_f64(),
+        json_path.display(),
+        svg.display()
+    );
+    Ok(())
+}
