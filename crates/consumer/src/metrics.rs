@@ -15,9 +15,8 @@
 use hookline_contract::DocumentStatus;
 use hookline_kit::http::ApiError;
 use hookline_kit::metrics::HttpMetrics;
-use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 /// What became of a webhook (the `outcome` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,20 +151,19 @@ impl ConsumerMetrics {
 /// `hookline_consumer_reviews{status}` from `(status, count)` rows, with
 /// every known status present (0 if it has no reviews).
 pub fn reviews_by_status(counts: &[(String, i64)]) -> prometheus::Result<Vec<MetricFamily>> {
-    let gauge = IntGaugeVec::new(
-        Opts::new(
-            "hookline_consumer_reviews",
-            "Reviews stored, by documentStatus (counted at scrape time).",
-        ),
-        &["status"],
-    )?;
-    for status in DocumentStatus::ALL {
-        gauge.with_label_values(&[status.as_str()]).set(0);
-    }
-    for (status, count) in counts {
-        gauge.with_label_values(&[status.as_str()]).set(*count);
-    }
-    Ok(gauge.collect())
+    let values: Vec<(&str, i64)> = DocumentStatus::ALL
+        .iter()
+        .map(|status| {
+            let count = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
+            (status.as_str(), count)
+        })
+        .collect();
+    hookline_kit::metrics::gauge_family(
+        "hookline_consumer_reviews",
+        "Reviews stored, by documentStatus (counted at scrape time).",
+        "status",
+        &values,
+    )
 }
 
 #[cfg(test)]

@@ -16,9 +16,8 @@
 
 use std::time::Duration;
 
-use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 use hookline_kit::metrics::HttpMetrics;
 
@@ -147,19 +146,17 @@ impl HelpdeskMetrics {
 
 /// `hookline_helpdesk_queue_depth{state}` for a [`QueueDepth`] read at scrape time.
 pub fn queue_depth(depth: QueueDepth) -> prometheus::Result<Vec<MetricFamily>> {
-    let gauge = IntGaugeVec::new(
-        Opts::new(
-            "hookline_helpdesk_queue_depth",
-            "Jobs in the queue, by state (due, in_flight, dead); read from Redis at scrape time.",
-        ),
-        &["state"],
-    )?;
-    for (state, count) in [("due", depth.due), ("in_flight", depth.inflight), ("dead", depth.dead)] {
-        gauge
-            .with_label_values(&[state])
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
-    }
-    Ok(gauge.collect())
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    hookline_kit::metrics::gauge_family(
+        "hookline_helpdesk_queue_depth",
+        "Jobs in the queue, by state (due, in_flight, dead); read from Redis at scrape time.",
+        "state",
+        &[
+            ("due", count(depth.due)),
+            ("in_flight", count(depth.inflight)),
+            ("dead", count(depth.dead)),
+        ],
+    )
 }
 
 #[cfg(test)]

@@ -128,6 +128,21 @@ pub fn exposition(registry: &Registry, extra: Vec<MetricFamily>) -> Result<HttpR
         .body(body))
 }
 
+/// A gauge family computed at scrape time (from PostgreSQL or Redis): one
+/// label, one value per label value, in the order given.
+pub fn gauge_family(
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, i64)],
+) -> prometheus::Result<Vec<MetricFamily>> {
+    let gauge = prometheus::IntGaugeVec::new(prometheus::Opts::new(name, help), &[label])?;
+    for (value, count) in values {
+        gauge.with_label_values(&[*value]).set(*count);
+    }
+    Ok(prometheus::core::Collector::collect(&gauge))
+}
+
 /// `families` in the Prometheus text format.
 pub fn render(families: &[MetricFamily]) -> Result<String, prometheus::Error> {
     let mut out = Vec::new();

@@ -4,7 +4,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
-#[allow(unused_imports)]
 use hookline_contract::ErrorBody;
 use hookline_contract::{CreateReview, DocumentStatus, HttpUrl, Review, ReviewPage};
 use hookline_kit::http::ApiError;

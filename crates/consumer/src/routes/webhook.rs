@@ -12,7 +12,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::signature::SecretSet;
 use hookline_contract::{DocumentWebhook, ExternalId, headers};
-#[allow(unused_imports)]
 use hookline_contract::{ErrorBody, WebhookAck};
 use hookline_kit::http::ApiError;
 use serde_json::json;

@@ -1,7 +1,6 @@
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::{CasePage, ExternalId};
-#[allow(unused_imports)]
 use hookline_contract::{CaseView, ErrorBody};
 use hookline_kit::http::ApiError;
 use serde::Deserialize;

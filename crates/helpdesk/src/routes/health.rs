@@ -1,5 +1,4 @@
 use actix_web::{HttpResponse, web};
-#[allow(unused_imports)]
 use hookline_contract::{ErrorBody, Health};
 use hookline_kit::http::ApiError;
 use serde_json::json;
