@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::{TestDb, TestRedis, get_json, wait_for};
+use crate::{TestDb, TestRedis, wait_for};
 
 /// The path of a workspace binary, built (once per test run) if needed.
 pub fn binary(name: &str) -> PathBuf {
@@ -251,9 +251,4 @@ impl Drop for PrivateRedis {
         self.crash();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// `GET` a JSON document, as `(status, body)`.
-pub async fn status_of(url: &str) -> u16 {
-    get_json(url).await.0
 }
