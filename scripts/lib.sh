@@ -131,13 +131,20 @@ port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# free_port: print a TCP port on 127.0.0.1 nobody listens on (20000-59999).
-# Someone could still take it before we bind; callers start their server
+# free_port: print a TCP port on 127.0.0.1 nobody listens on, chosen below the
+# kernel's ephemeral range (ip_local_port_range): ports in that range are also
+# handed to the local end of outgoing connections, so one can be taken between
+# this check and our server's bind ("Address already in use", seen in CI).
+# Someone could still take a port before we bind; callers start their server
 # right away and a failed start says so in its log.
 free_port() {
-    local p i
+    local p i low=32768 high
+    if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+        read -r low _ </proc/sys/net/ipv4/ip_local_port_range || low=32768
+    fi
+    high=$((low < 12000 ? 12000 : (low > 32768 ? 32768 : low)))
     for ((i = 0; i < 100; i++)); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        p=$((10000 + (RANDOM * 32768 + RANDOM) % (high - 10000)))
         if ! port_in_use "$p"; then
             printf '%s\n' "$p"
             return 0

@@ -36,13 +36,41 @@ pub fn binary(name: &str) -> PathBuf {
     profile_dir.join(name)
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port for a process we start and may restart on the same port.
+///
+/// Not a kernel-chosen port: those come from the ephemeral range, where the
+/// kernel also places the local end of outgoing connections, so the port can
+/// be taken between this check and the child's bind (seen as "Address already
+/// in use"). We pick below that range, skip ports something holds, and hand
+/// each port out once per test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let (ephemeral_low, _) = ephemeral_range();
+    let high = ephemeral_low.clamp(12_000, 32_768);
+    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..1000 {
+        let port = rand::rng().random_range(10_000..high);
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in 10000..{high}");
+}
+
+/// The kernel's ephemeral port range (Linux), or the IANA default elsewhere.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(str::parse::<u16>);
+            Some((parts.next()?.ok()?, parts.next()?.ok()?))
+        })
+        .unwrap_or((49_152, 65_535))
 }
 
 fn signal(pid: u32, name: &str) {
