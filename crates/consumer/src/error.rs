@@ -12,9 +12,10 @@ const DATABASE: &str = "the database";
 pub fn db_error(error: DieselError) -> ApiError {
     match error {
         DieselError::NotFound => ApiError::NotFound("no such review"),
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | DieselError::BrokenTransactionManager => {
-            ApiError::unavailable(DATABASE, error)
-        }
+        // diesel-async reports an error without an SQLSTATE (the socket
+        // closed or failed mid-query) as UnableToSendCommand.
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
+        | DieselError::BrokenTransactionManager => ApiError::unavailable(DATABASE, error),
         // tokio-postgres reports a connection lost mid-query (server shut
         // down, backend terminated) as an error of unknown kind.
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
