@@ -22,7 +22,10 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// A WebDriver session on a chromedriver this test started (killed by pid on drop).
+/// A WebDriver session on a chromedriver this test started. [`Browser::quit`]
+/// ends the session (chromedriver then stops its Chromium); if the test fails
+/// first, drop kills the Chromium processes that run on this session's own
+/// profile dir, then chromedriver, by pid.
 struct Browser {
     driver: Child,
     base: String,
@@ -108,6 +111,11 @@ impl Browser {
             .await
     }
 
+    /// Ends the session: chromedriver closes the browser it started.
+    async fn quit(self) {
+        self.call("DELETE", "", Value::Null).await;
+    }
+
     async fn screenshot(&self, name: &str) {
         let Some(dir) = std::env::var_os("SCREENSHOT_DIR") else {
             return;
@@ -122,10 +130,30 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Killing chromedriver alone would leave its Chromium running (it is
+        // re-parented to init); ours are the ones on our unique profile dir.
+        let flag = format!("--user-data-dir={}", self.profile.display());
+        for pid in processes_with_arg(&flag) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// Pids whose command line has `arg` (Linux `/proc`).
+fn processes_with_arg(arg: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).any(|part| part == arg.as_bytes()))
+        })
+        .collect()
 }
 
 fn which(program: &str) -> bool {
@@ -207,4 +235,5 @@ async fn a_review_requested_in_the_dashboard_flips_live_from_pending_to_its_deci
     })
     .await;
     browser.screenshot("dashboard-helpdesk.png").await;
+    browser.quit().await;
 }
