@@ -1,5 +1,11 @@
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: the services allocate small, short-lived
+/// buffers per request, and glibc's `malloc`/`free`/`malloc_consolidate` were
+/// the top symbols of a `perf` profile under load (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use consumer::Application;
 use consumer::config::{Cli, Command};

@@ -9,6 +9,13 @@
 //! `DELIVERY_TIMEOUT`, while other deliveries proceed. A callback the
 //! [callback policy](crate::ssrf) refuses is dead at once: retrying would
 //! only knock on the same forbidden door.
+//!
+//! Outcomes are recorded by one task per worker ([`record_outcomes`]) that
+//! takes every outcome waiting and records them in one pipelined round trip
+//! ([`Queue::finish_many`]): under load a round trip carries dozens, when
+//! idle it carries one, with no added wait either way. A delivery keeps its
+//! concurrency permit until its outcome is recorded, so shutdown still waits
+//! for every outcome to reach Redis.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,7 +26,7 @@ use chrono::{DateTime, Utc};
 use hookline_contract::{AttemptView, DocumentStatus};
 use hookline_kit::http::source_chain;
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::RetrySchedule;
@@ -32,6 +39,8 @@ use crate::queue::{ClaimedJob, Finish, Queue};
 pub const MAX_IDLE: Duration = Duration::from_millis(250);
 /// Most jobs taken in one claim.
 const MAX_BATCH: usize = 128;
+/// Most outcomes recorded in one Redis round trip.
+const MAX_FINISH_BATCH: usize = 256;
 /// Pause after a failed claim (Redis unreachable).
 const ERROR_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest `Retry-After` honoured: a receiver cannot park a delivery
@@ -90,6 +99,8 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let worker_id = uuid::Uuid::new_v4().simple().to_string();
     let mut claims: u64 = 0;
+    let (outcomes, pending_outcomes) = mpsc::channel(settings.concurrency.max(1));
+    actix_web::rt::spawn(record_outcomes(queue.clone(), pending_outcomes));
     info!(worker_id, concurrency = settings.concurrency, "delivery worker started");
 
     while !*stop.borrow() {
@@ -117,15 +128,15 @@ pub async fn run(
                         webhook_id = %job.case.webhook_id,
                         attempt = job.case.attempts + 1,
                     );
-                    let (queue, deliverer, schedule, metrics) = (
-                        queue.clone(),
+                    let (outcomes, deliverer, schedule, metrics) = (
+                        outcomes.clone(),
                         deliverer.clone(),
                         settings.retry_schedule.clone(),
                         metrics.clone(),
                     );
                     actix_web::rt::spawn(
                         async move {
-                            deliver(&queue, &deliverer, &schedule, &metrics, job).await;
+                            deliver(&outcomes, &deliverer, &schedule, &metrics, job).await;
                             drop(permit);
                         }
                         .instrument(span),
@@ -194,8 +205,37 @@ fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(rand::rng().random_range(0.9..=1.1))
 }
 
+/// An attempt's outcome on its way to Redis, and where to say whether it
+/// was recorded (`Ok(false)`: the lease had passed to another worker).
+struct Outcome {
+    job: ClaimedJob,
+    record: AttemptView,
+    finish: Finish,
+    recorded: oneshot::Sender<Result<bool, String>>,
+}
+
+/// Records outcomes as they come, every waiting one in one round trip; ends
+/// when the worker and all its deliveries are gone.
+async fn record_outcomes(queue: Queue, mut pending: mpsc::Receiver<Outcome>) {
+    let mut batch = Vec::with_capacity(MAX_FINISH_BATCH);
+    while pending.recv_many(&mut batch, MAX_FINISH_BATCH).await > 0 {
+        let items: Vec<_> = batch
+            .iter()
+            .map(|outcome: &Outcome| (&outcome.job, &outcome.record, &outcome.finish))
+            .collect();
+        let results = queue.finish_many(&items).await.map_err(|e| source_chain(&e));
+        for (index, outcome) in batch.drain(..).enumerate() {
+            let result = match &results {
+                Ok(applied) => Ok(applied.get(index).copied().unwrap_or(false)),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = outcome.recorded.send(result);
+        }
+    }
+}
+
 async fn deliver(
-    queue: &Queue,
+    outcomes: &mpsc::Sender<Outcome>,
     deliverer: &Deliverer,
     schedule: &RetrySchedule,
     metrics: &HelpdeskMetrics,
@@ -223,12 +263,24 @@ async fn deliver(
             warn!(%error, took_ms = record.duration_ms, "webhook attempt failed; no retries left, dead-lettered")
         }
     }
-    match queue.finish(&job, &record, &outcome).await {
-        Ok(true) => {}
-        Ok(false) => warn!("lease had passed to another worker; outcome discarded"),
-        Err(e) => {
-            warn!(error = %source_chain(&e), "cannot record the outcome; the job will be retried when its lease expires")
+    let (recorded, answer) = oneshot::channel();
+    let outcome = Outcome {
+        job,
+        record,
+        finish: outcome,
+        recorded,
+    };
+    if outcomes.send(outcome).await.is_err() {
+        warn!("the outcome recorder has stopped; the job will be retried when its lease expires");
+        return;
+    }
+    match answer.await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => warn!("lease had passed to another worker; outcome discarded"),
+        Ok(Err(error)) => {
+            warn!(%error, "cannot record the outcome; the job will be retried when its lease expires")
         }
+        Err(_) => warn!("the outcome recorder has stopped; the job will be retried when its lease expires"),
     }
 }
 
