@@ -106,17 +106,19 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
     let now = Utc::now();
     queue.schedule(&case("stale", now)).await.unwrap();
     let decisions = [DocumentStatus::Declined; 2];
-    // Worker A takes "stale" with a lease that runs out at once...
+    // Worker A takes "stale" with a one-second lease...
     let first = queue
-        .claim(Utc::now(), Duration::from_millis(1), "worker-a:1", &decisions)
+        .claim(now, Duration::from_secs(1), "worker-a:1", &decisions)
         .await
         .unwrap();
     assert_eq!(first.jobs.len(), 1);
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    // ...and worker B reclaims it, together with a fresh job.
-    queue.schedule(&case("fresh", Utc::now())).await.unwrap();
+    // ...and worker B, claiming "two seconds later" (the claim takes the
+    // time as an argument: no sleeping), finds that lease expired and takes
+    // the job again, together with a fresh one.
+    queue.schedule(&case("fresh", now)).await.unwrap();
+    let later = now + chrono::Duration::seconds(2);
     let second = queue
-        .claim(Utc::now(), Duration::from_secs(60), "worker-b:1", &decisions)
+        .claim(later, Duration::from_secs(60), "worker-b:1", &decisions)
         .await
         .unwrap();
     assert_eq!(second.jobs.len(), 2);
