@@ -2,8 +2,9 @@
 //!
 //! Order matters: the signature is checked over the raw bytes before the
 //! body is even parsed, so nothing forged reaches the database; then the
-//! decision is applied in one transaction that only ever moves a review out
-//! of PENDING_REVIEW. A repeat of the same decision is acknowledged (2xx)
+//! decision is applied in one statement (one transaction, see
+//! [`db::apply_decision`](crate::db::apply_decision)) that only ever moves a
+//! review out of PENDING_REVIEW. A repeat of the same decision is acknowledged (2xx)
 //! and changes nothing; a contradicting one is refused (409) and the stored
 //! decision stands; a webhook for a review we do not know (yet) gets a 404,
 //! so the help desk retries it.
