@@ -89,27 +89,56 @@ local max = tonumber(ARGV[3])
 local case_prefix = ARGV[4]
 local token = ARGV[5]
 local decisions = ARGV[6]
+-- One call per job is what costs in a script, so: one HGETALL and one HSET
+-- per job, and the set moves as variadic calls for the whole batch.
+local function each_chunk(list, command, key, with_score)
+  local args = {}
+  for _, item in ipairs(list) do
+    if with_score then table.insert(args, with_score) end
+    table.insert(args, item)
+    if #args >= 1000 then redis.call(command, key, unpack(args)); args = {} end
+  end
+  if #args > 0 then redis.call(command, key, unpack(args)) end
+end
+local function set(hash, field, value)
+  for j = 1, #hash, 2 do
+    if hash[j] == field then hash[j + 1] = value; return end
+  end
+  table.insert(hash, field); table.insert(hash, value)
+end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
 if #ids < max then
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max - #ids)
   for _, id in ipairs(due) do table.insert(ids, id) end
 end
-local cases = {}
+local cases, live, gone = {}, {}, {}
 for i, id in ipairs(ids) do
   local key = case_prefix .. id
-  redis.call('ZREM', KEYS[1], id)
-  if redis.call('EXISTS', key) == 0 then
-    redis.call('ZREM', KEYS[2], id)
+  local hash = redis.call('HGETALL', key)
+  if #hash == 0 then
+    table.insert(gone, id)
   else
-    redis.call('ZADD', KEYS[2], lease_until, id)
-    redis.call('HSET', key, 'delivery', 'IN_FLIGHT', 'lease', token)
-    if redis.call('HGET', key, 'status') == 'PENDING_REVIEW' then
-      local d = string.sub(decisions, i, i) == 'A' and 'ACCEPTED' or 'DECLINED'
-      redis.call('HSET', key, 'status', d, 'decidedAt', now)
+    table.insert(live, id)
+    local status
+    for j = 1, #hash, 2 do
+      if hash[j] == 'status' then status = hash[j + 1]; break end
     end
-    table.insert(cases, redis.call('HGETALL', key))
+    set(hash, 'delivery', 'IN_FLIGHT')
+    set(hash, 'lease', token)
+    if status == 'PENDING_REVIEW' then
+      local d = string.sub(decisions, i, i) == 'A' and 'ACCEPTED' or 'DECLINED'
+      set(hash, 'status', d)
+      set(hash, 'decidedAt', ARGV[1])
+      redis.call('HSET', key, 'delivery', 'IN_FLIGHT', 'lease', token, 'status', d, 'decidedAt', ARGV[1])
+    else
+      redis.call('HSET', key, 'delivery', 'IN_FLIGHT', 'lease', token)
+    end
+    table.insert(cases, hash)
   end
 end
+each_chunk(ids, 'ZREM', KEYS[1])
+each_chunk(gone, 'ZREM', KEYS[2])
+each_chunk(live, 'ZADD', KEYS[2], lease_until)
 local wake = false
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if head[2] then wake = tonumber(head[2]) end
@@ -121,20 +150,23 @@ return {cases, wake}
 /// KEYS: case, inflight, due, dead, attempts. ARGV: id, token, outcome,
 /// now, next_at, error, attempt (JSON).
 const FINISH: &str = r"
-if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[2] then return 0 end
-redis.call('RPUSH', KEYS[5], ARGV[7])
-redis.call('LTRIM', KEYS[5], -100, -1)
+local current = redis.call('HMGET', KEYS[1], 'lease', 'attempts')
+if current[1] ~= ARGV[2] then return 0 end
+local attempts = (tonumber(current[2]) or 0) + 1
+if redis.call('RPUSH', KEYS[5], ARGV[7]) > 100 then redis.call('LTRIM', KEYS[5], -100, -1) end
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[1], 'lease', 'nextAttemptAt')
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if ARGV[3] == 'delivered' then
-  redis.call('HSET', KEYS[1], 'delivery', 'DELIVERED', 'deliveredAt', ARGV[4])
+  redis.call('HDEL', KEYS[1], 'lease', 'nextAttemptAt')
+  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DELIVERED', 'deliveredAt', ARGV[4])
 elseif ARGV[3] == 'retry' then
+  redis.call('HDEL', KEYS[1], 'lease')
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
-  redis.call('HSET', KEYS[1], 'delivery', 'SCHEDULED', 'nextAttemptAt', ARGV[5], 'lastError', ARGV[6])
+  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'SCHEDULED', 'nextAttemptAt', ARGV[5],
+    'lastError', ARGV[6])
 else
+  redis.call('HDEL', KEYS[1], 'lease', 'nextAttemptAt')
   redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-  redis.call('HSET', KEYS[1], 'delivery', 'DEAD', 'lastError', ARGV[6])
+  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DEAD', 'lastError', ARGV[6])
 end
 return 1
 ";

@@ -147,3 +147,44 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
         DeliveryState::Delivered
     );
 }
+
+#[actix_web::test]
+async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_them_all() {
+    let redis = TestRedis::default();
+    let queue = Queue::connect(&redis.url, &redis.prefix).await.unwrap();
+    let start = Utc::now();
+    queue.schedule(&case("stubborn", start)).await.unwrap();
+    let decisions = [DocumentStatus::Accepted];
+    for round in 0..105_i64 {
+        // Each round is claimed "one second later" than the last, and retried for then.
+        let at = start + chrono::Duration::seconds(round);
+        let claim = queue
+            .claim(at, Duration::from_secs(60), &format!("worker:{round}"), &decisions)
+            .await
+            .unwrap();
+        assert_eq!(claim.jobs.len(), 1, "round {round}");
+        let record = attempt(at, Some(500 + u16::try_from(round % 2).unwrap()));
+        let retry = Finish::Retry {
+            at: at + chrono::Duration::seconds(1),
+            error: format!("HTTP {}", record.status_code.unwrap()),
+        };
+        assert!(queue.finish(&claim.jobs[0], &record, &retry).await.unwrap());
+    }
+    let case = queue.case("stubborn").await.unwrap().unwrap();
+    assert_eq!(case.attempts, 105);
+    assert_eq!(case.log.len(), 100, "only the latest 100 attempts are kept");
+    assert_eq!(
+        case.log.first().unwrap().at.timestamp(),
+        (start + chrono::Duration::seconds(5)).timestamp()
+    );
+    assert_eq!(
+        case.log.last().unwrap().at.timestamp(),
+        (start + chrono::Duration::seconds(104)).timestamp()
+    );
+    assert_eq!(case.delivery, DeliveryState::Scheduled);
+    assert_eq!(
+        case.status,
+        DocumentStatus::Accepted,
+        "decided once, on the first claim"
+    );
+}
