@@ -608,7 +608,10 @@ impl Queue {
     /// [`finish`](Self::finish) for several jobs in one round trip: one
     /// `EVALSHA` of the finish script per job, pipelined. Each script runs
     /// atomically on its own, exactly as a lone `finish` would; only the
-    /// network round trip (and its syscalls, on both sides) is shared.
+    /// network round trip (and its syscalls, on both sides) is shared. If
+    /// the batch fails (Redis unreachable, or one script erring), the error
+    /// is reported for all of it: the jobs whose script did run stay
+    /// finished in Redis, the others are retried once their lease expires.
     pub async fn finish_many(&self, items: &[(&ClaimedJob, &AttemptView, &Finish)]) -> Result<Vec<bool>, QueueError> {
         let mut pipe = redis::pipe();
         for (job, attempt, outcome) in items {
