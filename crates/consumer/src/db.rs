@@ -29,7 +29,7 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations")
 
 /// How long a request waits for a pooled connection (or for a new one to
 /// open) before it is answered 503.
-const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbSetupError {

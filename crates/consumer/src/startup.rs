@@ -20,7 +20,10 @@ use crate::events::ReviewEvents;
 use crate::helpdesk_client::HelpdeskClient;
 use crate::metrics::ConsumerMetrics;
 use crate::reconcile;
-use crate::routes::{self, webhook::WebhookPolicy};
+use crate::routes::{
+    self,
+    webhook::{WebhookPolicy, WebhookSlots},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -91,6 +94,7 @@ impl Application {
         ));
 
         let pool = web::Data::new(pool);
+        let webhook_slots = web::Data::new(WebhookSlots::for_pool(settings.database_pool_size));
         let events = web::Data::new(events);
         let policy = web::Data::new(policy);
         let http_metrics = web::Data::new(metrics.http().clone());
@@ -103,6 +107,7 @@ impl Application {
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .wrap(from_fn(request_id::propagate))
                 .app_data(pool.clone())
+                .app_data(webhook_slots.clone())
                 .app_data(policy.clone())
                 .app_data(metrics.clone())
                 .app_data(http_metrics.clone())
