@@ -46,12 +46,10 @@ pub fn binary(name: &str) -> PathBuf {
 pub fn free_port() -> u16 {
     use rand::Rng;
     use std::collections::HashSet;
-    use std::sync::Mutex;
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let (ephemeral_low, _) = ephemeral_range();
-    let high = ephemeral_low.clamp(12_000, 32_768);
+    use std::sync::{LazyLock, Mutex};
+    static GIVEN: LazyLock<Mutex<HashSet<u16>>> = LazyLock::new(Mutex::default);
+    let high = ephemeral_low().clamp(12_000, 32_768);
     let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let given = given.get_or_insert_with(HashSet::new);
     for _ in 0..1000 {
         let port = rand::rng().random_range(10_000..high);
         if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -62,15 +60,13 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in 10000..{high}");
 }
 
-/// The kernel's ephemeral port range (Linux), or the IANA default elsewhere.
-fn ephemeral_range() -> (u16, u16) {
+/// Where the kernel's ephemeral port range starts (Linux), or the IANA
+/// default elsewhere.
+fn ephemeral_low() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|text| {
-            let mut parts = text.split_whitespace().map(str::parse::<u16>);
-            Some((parts.next()?.ok()?, parts.next()?.ok()?))
-        })
-        .unwrap_or((49_152, 65_535))
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(49_152)
 }
 
 fn signal(pid: u32, name: &str) {
