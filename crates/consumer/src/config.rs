@@ -76,6 +76,12 @@ pub struct Settings {
     #[arg(long, env = "RECONCILE_AFTER", default_value = "10m", value_parser = parse_duration)]
     pub reconcile_after: Duration,
 
+    /// How long a stopping consumer (SIGTERM, SIGINT) waits for requests in
+    /// progress before it exits anyway. Keep it below the orchestrator's own
+    /// limit (Docker waits 10 s, then kills).
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "8s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "HTTP_WORKERS")]
     pub http_workers: Option<usize>,

@@ -10,6 +10,7 @@ use hookline_contract::HttpUrl;
 use hookline_kit::http::{json_errors, not_found};
 use hookline_kit::metrics::track;
 use hookline_kit::request_id::{self, RequestSpan};
+use hookline_kit::shutdown;
 use tokio::sync::watch;
 use tracing::{info, warn};
 use tracing_actix_web::TracingLogger;
@@ -41,6 +42,7 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    events: ReviewEvents,
     /// Stops the reconciler when the application goes (dropped or stopped).
     _reconciler: watch::Sender<bool>,
 }
@@ -95,7 +97,7 @@ impl Application {
 
         let pool = web::Data::new(pool);
         let webhook_slots = web::Data::new(WebhookSlots::for_pool(settings.database_pool_size));
-        let events = web::Data::new(events);
+        let events_data = web::Data::new(events.clone());
         let policy = web::Data::new(policy);
         let http_metrics = web::Data::new(metrics.http().clone());
         let metrics = web::Data::new(metrics);
@@ -111,7 +113,7 @@ impl Application {
                 .app_data(policy.clone())
                 .app_data(metrics.clone())
                 .app_data(http_metrics.clone())
-                .app_data(events.clone())
+                .app_data(events_data.clone())
                 .app_data(web::Data::new(HelpdeskClient::new(
                     &helpdesk_url,
                     callback_url.clone(),
@@ -120,13 +122,15 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })
-        .listen(listener)?;
+        .listen(listener)?
+        .shutdown_timeout(shutdown::whole_seconds(settings.shutdown_grace));
         if let Some(workers) = settings.http_workers {
             server = server.workers(workers);
         }
         Ok(Self {
             port,
             server: server.run(),
+            events,
             _reconciler: reconciler,
         })
     }
@@ -141,8 +145,18 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]).
+    /// Serves until stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]). On a
+    /// signal, actix stops the server and waits up to `SHUTDOWN_GRACE` for
+    /// requests in progress; the dashboards' event streams, which would hold
+    /// it that long, are ended at once.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let events = self.events;
+        let closer = actix_web::rt::spawn(async move {
+            shutdown::signal().await;
+            events.close();
+        });
+        let result = self.server.await;
+        closer.abort();
+        result
     }
 }

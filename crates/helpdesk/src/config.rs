@@ -90,6 +90,13 @@ pub struct Settings {
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 256)]
     pub worker_concurrency: usize,
 
+    /// How long a stopping help desk (SIGTERM, SIGINT) waits for requests in
+    /// progress and deliveries in flight before it exits anyway; a delivery
+    /// cut off is retried when its lease expires. Keep it below the
+    /// orchestrator's own limit (Docker waits 10 s, then kills).
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "8s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "HTTP_WORKERS")]
     pub http_workers: Option<usize>,

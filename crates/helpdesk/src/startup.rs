@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use hookline_kit::http::{json_errors, not_found};
 use hookline_kit::metrics::track;
 use hookline_kit::request_id::{self, RequestSpan};
+use hookline_kit::shutdown;
 use tokio::sync::watch;
 use tracing::{error, info};
 use tracing_actix_web::TracingLogger;
@@ -81,7 +82,8 @@ impl Application {
                 .configure(|cfg| routes::configure(cfg, role))
                 .default_service(web::to(not_found))
         })
-        .listen(listener)?;
+        .listen(listener)?
+        .shutdown_timeout(shutdown::whole_seconds(settings.shutdown_grace));
         if let Some(workers) = settings.http_workers {
             server = server.workers(workers);
         }
@@ -106,9 +108,21 @@ impl Application {
     }
 
     /// Serves until the server stops (SIGINT/SIGTERM or [`ServerHandle::stop`]),
-    /// then stops the worker, letting in-flight deliveries finish.
+    /// then stops the worker, letting in-flight deliveries finish. On a signal
+    /// the worker starts draining at once, beside the server, so the whole
+    /// stop fits in one `SHUTDOWN_GRACE`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let early_stop = self.worker.as_ref().map(|worker| {
+            let stop = worker.stop.clone();
+            actix_web::rt::spawn(async move {
+                shutdown::signal().await;
+                stop.send_replace(true);
+            })
+        });
         let result = self.server.await;
+        if let Some(task) = early_stop {
+            task.abort();
+        }
         if let Some(worker) = self.worker {
             worker.shutdown().await;
         }
@@ -118,7 +132,7 @@ impl Application {
 
 /// The delivery worker's thread. Dropping it tells the worker to stop.
 struct WorkerHandle {
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -136,7 +150,7 @@ impl WorkerHandle {
             concurrency: settings.worker_concurrency,
             accept_ratio: settings.accept_ratio,
             retry_schedule: settings.retry_schedule.clone(),
-            delivery_timeout: settings.delivery_timeout,
+            drain_limit: settings.shutdown_grace,
         };
         let secrets = settings.webhook_secret.clone();
         let timeout = settings.delivery_timeout;
@@ -151,7 +165,7 @@ impl WorkerHandle {
                 });
             })?;
         Ok(Self {
-            stop,
+            stop: Arc::new(stop),
             thread: Some(thread),
         })
     }

@@ -81,8 +81,10 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     pub accept_ratio: f64,
     pub retry_schedule: RetrySchedule,
-    /// Longest an in-flight delivery may take; bounds the drain at shutdown.
-    pub delivery_timeout: Duration,
+    /// Longest the worker waits for in-flight deliveries once told to stop
+    /// (`SHUTDOWN_GRACE`); a delivery still running then is retried when its
+    /// lease expires.
+    pub drain_limit: Duration,
 }
 
 /// Runs until `stop` turns true, then waits (bounded) for in-flight
@@ -161,13 +163,10 @@ pub async fn run(
         }
     }
 
-    // Let in-flight deliveries finish, but not for longer than one attempt can take.
+    // Let in-flight deliveries finish (each ends by DELIVERY_TIMEOUT anyway),
+    // within the grace the operator gave.
     let all = u32::try_from(settings.concurrency.max(1)).unwrap_or(u32::MAX);
-    let drained = tokio::time::timeout(
-        settings.delivery_timeout + Duration::from_secs(1),
-        permits.acquire_many(all),
-    )
-    .await;
+    let drained = tokio::time::timeout(settings.drain_limit, permits.acquire_many(all)).await;
     if drained.is_err() {
         warn!("stopped with deliveries still in flight; their leases will expire and they will be retried");
     }

@@ -1,7 +1,7 @@
 //! Plumbing that both hookline services share, so that neither writes it twice:
 //! telemetry set-up, the JSON error envelope for every 4xx/5xx, extractor
 //! limits, the self-healthcheck used by container healthchecks, request ids
-//! and HTTP metrics, and small configuration helpers.
+//! and HTTP metrics, graceful shutdown, and small configuration helpers.
 
 pub mod config;
 pub mod dashboard;
@@ -11,4 +11,5 @@ pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod request_id;
+pub mod shutdown;
 pub mod telemetry;

@@ -219,6 +219,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         job_lease: Duration::from_secs(5),
         role: helpdesk::config::Role::All,
         worker_concurrency: 64,
+        shutdown_grace: Duration::from_secs(3),
         http_workers: Some(1),
         callback_allow: Vec::new(),
         callback_deny: Vec::new(),
@@ -238,6 +239,7 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         database_pool_size: 8,
         helpdesk_timeout: Duration::from_secs(5),
         reconcile_after: Duration::from_secs(600),
+        shutdown_grace: Duration::from_secs(3),
         http_workers: Some(1),
         log_format: LogFormat::Pretty,
     }
