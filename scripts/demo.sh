@@ -21,6 +21,8 @@
 #   WEBHOOK_SECRET    shared webhook secret                    [compose]
 #   REVIEW_DELAY_MS   helpdesk's simulated review time         [compose: 2000-5000]
 #   ACCEPT_RATIO      share of reviews accepted                [compose: 0.7]
+#   RETRY_SCHEDULE    delays before each delivery retry        [compose]
+#   RECONCILE_AFTER   consumer polls reviews pending this long [compose: 1m]
 #   RUST_LOG          log filter                               [compose: info]
 #   DOCUMENT_URL      document to get reviewed      [https://example.com/contract.pdf]
 #   HEALTH_TIMEOUT    seconds to wait for /healthz             [60]
@@ -88,6 +90,8 @@ REVIEW_TIMEOUT=${REVIEW_TIMEOUT:-30}
 DEMO_DIR=${DEMO_DIR:-$root/.demo}
 REVIEW_DELAY_MS=$(setting REVIEW_DELAY_MS 2000-5000)
 ACCEPT_RATIO=$(setting ACCEPT_RATIO 0.7)
+RETRY_SCHEDULE=$(setting RETRY_SCHEDULE 5s,5m,30m,2h,5h,10h,10h)
+RECONCILE_AFTER=$(setting RECONCILE_AFTER 10m)
 RUST_LOG=$(setting RUST_LOG info)
 WEBHOOK_SECRET=$(setting WEBHOOK_SECRET "")
 [[ -n "$WEBHOOK_SECRET" ]] ||
@@ -222,6 +226,7 @@ start_bg worker "$logs/worker.log" env \
     REDIS_URL="$REDIS_URL" \
     HELPDESK_LISTEN="127.0.0.1:$worker_port" \
     ACCEPT_RATIO="$ACCEPT_RATIO" \
+    RETRY_SCHEDULE="$RETRY_SCHEDULE" \
     WEBHOOK_SECRET="$WEBHOOK_SECRET" \
     RUST_LOG="$RUST_LOG" \
     "$bin_dir/helpdesk"
@@ -235,6 +240,7 @@ start_bg consumer "$logs/consumer.log" env \
     CONSUMER_LISTEN="127.0.0.1:$CONSUMER_PORT" \
     HELPDESK_URL="$helpdesk_url" \
     CONSUMER_PUBLIC_URL="$consumer_url" \
+    RECONCILE_AFTER="$RECONCILE_AFTER" \
     WEBHOOK_SECRET="$WEBHOOK_SECRET" \
     RUST_LOG="$RUST_LOG" \
     "$bin_dir/consumer"
@@ -243,12 +249,6 @@ wait_ready consumer "$HEALTH_TIMEOUT" "$consumer_pid" "$logs/consumer.log" http_
 say "consumer on $consumer_url (pid $consumer_pid, log $logs/consumer.log)"
 
 # --- one review, end to end ---------------------------------------------------
-# json_field KEY JSON: the first "KEY": "string" | number in JSON.
-json_field() {
-    local re="\"$1\"[[:space:]]*:[[:space:]]*(\"([^\"]*)\"|(-?[0-9][0-9.]*))"
-    [[ "$2" =~ $re ]] || return 1
-    printf '%s\n' "${BASH_REMATCH[2]}${BASH_REMATCH[3]}"
-}
 show_json() {
     if command -v jq >/dev/null 2>&1; then
         jq . <<<"$1" 2>/dev/null || printf '%s\n' "$1"

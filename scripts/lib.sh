@@ -14,6 +14,8 @@
 #   start_redis DIR PORT ...  a redis-server, pid in HL_REDIS_PID
 #   start_bg NAME LOG CMD...  any background process, pid in HL_BG_PID
 #   install_cleanup           trap that stops what we started, removes temp dirs
+#   json_field KEY JSON       the first "KEY": "string" | number in a JSON text
+#   compose_cmd               HL_COMPOSE: `docker compose` (v2) or `docker-compose` (v1)
 #
 # Only pids this script started are ever signalled: every start_* registers
 # the pid it got, and cleanup stops exactly those, newest first.
@@ -407,4 +409,32 @@ start_redis() {
 
 redis_pong() {
     [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
+}
+
+# ----------------------------------------------------------------------------
+# JSON
+
+# json_field KEY JSON: the first "KEY": "string" | number in JSON. Enough for
+# the flat answers of our own services; not a JSON parser.
+json_field() {
+    local re="\"$1\"[[:space:]]*:[[:space:]]*(\"([^\"]*)\"|(-?[0-9][0-9.]*))"
+    [[ "$2" =~ $re ]] || return 1
+    printf '%s\n' "${BASH_REMATCH[2]}${BASH_REMATCH[3]}"
+}
+
+# ----------------------------------------------------------------------------
+# Docker Compose
+
+# compose_cmd: set HL_COMPOSE to the Compose this machine has, `docker
+# compose` (v2, the plugin) or else `docker-compose` (v1, e.g. Debian's
+# package); false when it has neither. docker-compose.yml works with both.
+# shellcheck disable=SC2034 # for the caller
+compose_cmd() {
+    if docker compose version >/dev/null 2>&1; then
+        HL_COMPOSE=(docker compose)
+    elif command -v docker-compose >/dev/null 2>&1; then
+        HL_COMPOSE=(docker-compose)
+    else
+        return 1
+    fi
 }

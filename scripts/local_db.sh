@@ -5,13 +5,14 @@
 #   e.g. scripts/local_db.sh -c 'SELECT * FROM document_reviews;'
 #
 # Looks, in order, for:
-#   1. the compose stack's db service (docker compose up):
+#   1. the compose stack's db service (docker compose up, or docker-compose):
 #        docker compose exec db psql -U hookline hookline ...
 #   2. the database of scripts/demo.sh, as recorded in .demo/env, if its
 #      PostgreSQL answers
 #   3. DATABASE_URL from the environment
 #
 # Environment:
+#   COMPOSE_PROJECT_NAME   the compose stack to look in [hookline, from .env]
 #   DEMO_DIR       the demo's state directory [<repo>/.demo]
 #   DATABASE_URL   fallback database URL
 set -euo pipefail
@@ -31,12 +32,17 @@ root=$(cd "$here/.." && pwd)
 cd "$root"
 DEMO_DIR=${DEMO_DIR:-$root/.demo}
 
-# 1. The compose stack. Without a TTY (scripts, CI) exec needs -T.
-if command -v docker >/dev/null 2>&1 &&
-    [[ -n "$(docker compose ps --status running --quiet db 2>/dev/null || true)" ]]; then
-    tty_flag=()
-    [[ -t 0 && -t 1 ]] || tty_flag=(-T)
-    exec docker compose exec "${tty_flag[@]}" db psql -U hookline hookline "$@"
+# 1. The compose stack (v2 or v1; COMPOSE_PROJECT_NAME picks another stack
+#    than .env's), if its db container runs. Without a TTY (scripts, CI) exec
+#    needs -T.
+if command -v docker >/dev/null 2>&1 && compose_cmd; then
+    db_container=$("${HL_COMPOSE[@]}" ps -q db 2>/dev/null | head -n 1 || true)
+    if [[ -n "$db_container" &&
+        "$(docker inspect -f '{{.State.Running}}' "$db_container" 2>/dev/null || true)" == true ]]; then
+        tty_flag=()
+        [[ -t 0 && -t 1 ]] || tty_flag=(-T)
+        exec "${HL_COMPOSE[@]}" exec "${tty_flag[@]}" db psql -U hookline hookline "$@"
+    fi
 fi
 
 need_cmd psql "Install it: apt-get install postgresql-client"

@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+# The README's `docker compose up`, proven on a real Docker engine: builds
+# the images, starts the stack, and breaks it on purpose.
+#
+#   0. base images: the official ones, or (default) local stand-ins from
+#      scripts/compose_images.sh for an engine without a registry; then the
+#      README's own command, `docker compose up --build -d`, and a wait for
+#      every healthcheck
+#   1. POST /documents on the consumer: the review is PENDING_REVIEW, through
+#      the API and through scripts/local_db.sh, and flips to ACCEPTED or
+#      DECLINED 2-5 s later
+#   2. both dashboards answer
+#   3. --scale worker=3 and 500 reviews: each decided exactly once on the
+#      consumer, every case delivered once by the help desk
+#   4. a worker SIGKILLed (docker kill) with deliveries in flight: nothing lost
+#   5. the consumer cut off the network for 20 s: the webhooks that failed
+#      meanwhile land after it returns
+#   6. `docker compose restart redis` with jobs pending, then the same with a
+#      SIGKILL (`docker compose kill redis`): nothing accepted is lost (AOF)
+#   7. `docker compose stop` is clean (exit 0, within compose's 10 s) with a
+#      dashboard's event stream open, and `docker compose down -v` leaves no
+#      container, network or volume of the project behind
+# and prints the figures: engine and compose versions, build time, time to
+# healthy, the flip time, image sizes.
+#
+# Usage: scripts/compose_test.sh [--keep]
+#   --keep   leave the stack running at the end (and after a failure), to look
+#            around; `docker compose -p <project> down -v` removes it
+#
+# Uses `docker compose` (v2) or else `docker-compose` (v1), whichever is
+# installed. Touches only its own compose project: containers, network and
+# volumes labelled with COMPOSE_PROJECT_NAME.
+#
+# Environment:
+#   COMPOSE_PROJECT_NAME   the test's project [hookline-compose-test]
+#   CONSUMER_PORT, HELPDESK_PORT   published ports [3333, 8080; free ones if taken]
+#   STANDIN_IMAGES=0       use the official base images (needs a registry);
+#                          by default scripts/compose_images.sh builds or
+#                          reuses local stand-ins
+#   BATCH                  reviews of step 3 [500]
+#   KILL_BATCH             reviews in flight at the kill of step 4 [300]
+#   OUTAGE_SECONDS         how long step 5 cuts the consumer off [20]
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+
+keep=""
+for arg in "$@"; do
+    case "$arg" in
+    --keep) keep=1 ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        printf 'error: unknown argument: %s (see %s --help)\n' "$arg" "$0" >&2
+        exit 2
+        ;;
+    esac
+done
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+root=$(cd "$here/.." && pwd)
+cd "$root"
+
+: "${BATCH:=500}"
+: "${KILL_BATCH:=300}"
+: "${OUTAGE_SECONDS:=20}"
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-hookline-compose-test}
+project=$COMPOSE_PROJECT_NAME
+
+need_cmd docker "Install Docker (apt-get install docker.io docker-compose) and start its engine"
+need_cmd curl "Install it: apt-get install curl"
+docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker info failed)"
+compose_cmd || die "neither 'docker compose' nor 'docker-compose' is installed (apt-get install docker-compose)"
+compose() { "${HL_COMPOSE[@]}" "$@"; }
+
+started_all=$(now_ms)
+step_started=0
+step() {
+    step_started=$(now_ms)
+    say ""
+    say "==> $*"
+}
+ok() { say "    ok: $* ($(since "$step_started"))"; }
+fail() {
+    say ""
+    say "FAILED: $*"
+    show_stack_state
+    exit 1
+}
+
+# What the stack looked like when something failed: states and the logs' tails.
+show_stack_state() {
+    say "---- containers ----"
+    compose ps >&2 || true
+    local service
+    for service in consumer helpdesk worker redis db; do
+        say "---- last log lines of $service ----"
+        compose logs --no-color --tail 25 "$service" >&2 2>/dev/null || true
+    done
+}
+
+bg_pids=()
+paused=""
+# unpause: let a container paused by step 4 go (also when a check fails).
+unpause() {
+    if [[ -n "$paused" ]]; then
+        docker unpause "$paused" >/dev/null 2>&1 || true
+        paused=""
+    fi
+}
+finish() {
+    local rc=$?
+    set +e
+    unpause
+    local pid
+    for pid in "${bg_pids[@]}"; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if [[ -n "$keep" ]]; then
+        say "the stack is still up (--keep): ${HL_COMPOSE[*]} -p $project down -v"
+    else
+        compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1
+    fi
+    return "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# poll_until SECONDS WHAT CMD...: CMD every 0.25 s until it succeeds, or fail.
+poll_until() {
+    local timeout=$1 what=$2 deadline
+    shift 2
+    deadline=$(($(now_ms) + timeout * 1000))
+    until "$@"; do
+        (($(now_ms) < deadline)) || fail "$what: not within ${timeout}s"
+        sleep 0.25
+    done
+}
+
+# --- 0. images and the README's command --------------------------------------
+step "0. images and the README's command"
+say "    docker engine $(docker version -f '{{.Server.Version}}'), client $(docker version -f '{{.Client.Version}}'), $("${HL_COMPOSE[@]}" version --short 2>/dev/null || "${HL_COMPOSE[@]}" version | head -n 1) (${HL_COMPOSE[*]})"
+engine_version=$(docker version -f '{{.Server.Version}}')
+compose_version=$("${HL_COMPOSE[@]}" version --short 2>/dev/null || "${HL_COMPOSE[@]}" version | head -n 1)
+
+if [[ "${STANDIN_IMAGES:-1}" != 0 ]]; then
+    t=$(now_ms)
+    standins=$("$here/compose_images.sh")
+    standin_time=$(since "$t")
+    say "    stand-in base images ready in $standin_time:"
+    while IFS= read -r line; do
+        export "${line?}"
+        say "      $line"
+    done <<<"$standins"
+else
+    standin_time="(official images)"
+fi
+
+pick_port() {
+    if port_in_use "$1"; then free_port; else printf '%s\n' "$1"; fi
+}
+export CONSUMER_PORT=${CONSUMER_PORT:-$(pick_port 3333)}
+export HELPDESK_PORT=${HELPDESK_PORT:-$(pick_port 8080)}
+consumer=http://127.0.0.1:$CONSUMER_PORT
+helpdesk=http://127.0.0.1:$HELPDESK_PORT
+
+# A clean start: whatever an earlier, interrupted run of this project left.
+compose down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || true
+
+say "    ${HL_COMPOSE[*]} up --build -d   (project $project, consumer :$CONSUMER_PORT, helpdesk :$HELPDESK_PORT)"
+t_up=$(now_ms)
+up_log=$(mktemp "${TMPDIR:-/tmp}/hookline-compose-up.XXXXXX")
+if ! compose up --build -d >"$up_log" 2>&1; then
+    tail -n 60 "$up_log" >&2
+    rm -f "$up_log"
+    fail "docker compose up --build -d (the last lines of its output above)"
+fi
+rm -f "$up_log"
+t_started=$(now_ms)
+
+# container_of SERVICE: the id of the service's (first) container; stopped
+# ones included (v2's `ps` lists only running containers without -a).
+container_of() { compose ps -a -q "$1" | head -n 1; }
+containers() { compose ps -a -q; }
+health_of() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null; }
+all_healthy() {
+    local c n=0
+    for c in $(containers); do
+        [[ "$(health_of "$c")" == healthy ]] || return 1
+        n=$((n + 1))
+    done
+    ((n >= 5))
+}
+poll_until 120 "every container healthy" all_healthy
+t_healthy=$(now_ms)
+# The build ends when the last image is written; compose v1 builds before it
+# starts anything, so the time from then to healthy is the start-up itself.
+built_at=$(docker image inspect -f '{{.Created}}' "$(docker inspect -f '{{.Image}}' "$(container_of consumer)")")
+built_ms=$(($(date -d "$built_at" +%s%3N)))
+if ((built_ms > t_up)); then
+    build_time=$(fmt_ms $((built_ms - t_up)))
+    healthy_time=$(fmt_ms $((t_healthy - built_ms)))
+else
+    build_time="(images were already built)"
+    healthy_time=$(fmt_ms $((t_healthy - t_up)))
+fi
+db=$(container_of db)
+redis=$(container_of redis)
+ok "built in $build_time; every container healthy $healthy_time after (up returned after $(fmt_ms $((t_started - t_up))))"
+
+sql() { docker exec -i "$db" psql -U hookline -d hookline -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
+redis_cli() { docker exec -i "$redis" redis-cli "$@"; }
+
+# post_review URL: POST /documents; the body on stdout, or fail.
+post_review() {
+    local answer code
+    answer=$(curl -sS --max-time 15 -w '\n%{http_code}' -X POST "$consumer/documents" \
+        -H 'content-type: application/json' -d "{\"documentUrl\": \"$1\"}") ||
+        fail "POST /documents: no answer"
+    code=${answer##*$'\n'}
+    [[ "$code" == 201 ]] || fail "POST /documents answered $code: ${answer%$'\n'*}"
+    printf '%s\n' "${answer%$'\n'*}"
+}
+
+# post_many TAG N: N reviews of https://example.com/TAG/<i>.pdf, 16 at a time.
+post_many() {
+    local tag=$1 n=$2 codes
+    codes=$(seq 1 "$n" | xargs -P 16 -I{} curl -sS --max-time 15 -o /dev/null -w '%{http_code}\n' \
+        -X POST "$consumer/documents" -H 'content-type: application/json' \
+        -d "{\"documentUrl\": \"https://example.com/$tag/{}.pdf\"}" | sort | uniq -c | tr -s ' ')
+    [[ "$codes" == " $n 201" ]] || fail "POST /documents of $tag: want $n x 201, got:$codes"
+}
+
+# count_reviews TAG STATUS: reviews of TAG with that status.
+count_reviews() {
+    sql "SELECT count(*) FROM document_reviews WHERE document_url LIKE 'https://example.com/$1/%' AND document_status = '$2'"
+}
+none_pending() { [[ "$(count_reviews "$1" PENDING_REVIEW)" == 0 ]]; }
+
+# metric URL NAME{labels}: a sample's value (0 when absent).
+metric() {
+    curl -sS --max-time 5 "$1/metrics" | awk -v name="$2" '$1 == name { print $2; found = 1 } END { if (!found) print 0 }'
+}
+
+# --- 1. one review, end to end --------------------------------------------------
+step "1. one review flips from PENDING_REVIEW to a decision"
+review=$(post_review https://example.com/contract.pdf)
+t_posted=$(now_ms)
+id=$(json_field id "$review") || fail "no id in $review"
+document_id=$(json_field documentId "$review") || fail "no documentId in $review"
+[[ "$(json_field documentStatus "$review")" == PENDING_REVIEW ]] || fail "a new review should be PENDING_REVIEW: $review"
+in_db=$("$here/local_db.sh" -XAtq -c "SELECT document_status FROM document_reviews WHERE id = '$id'") ||
+    fail "scripts/local_db.sh cannot reach the compose stack's database"
+[[ "$in_db" == PENDING_REVIEW ]] || fail "scripts/local_db.sh shows '$in_db' for the new review, not PENDING_REVIEW"
+decided() {
+    status=$(json_field documentStatus "$(curl -sS --max-time 5 "$consumer/documents/$id")") &&
+        [[ "$status" == ACCEPTED || "$status" == DECLINED ]]
+}
+poll_until 30 "the review's decision" decided
+flip_ms=$(($(now_ms) - t_posted))
+((flip_ms >= 1900 && flip_ms <= 8000)) || fail "the review flipped after ${flip_ms} ms; the help desk takes 2-5 s"
+in_db=$("$here/local_db.sh" -XAtq -c "SELECT document_status FROM document_reviews WHERE id = '$id'")
+[[ "$in_db" == "$status" ]] || fail "the API says $status, scripts/local_db.sh says $in_db"
+case_json=$(curl -sS --max-time 5 "$helpdesk/document/$document_id")
+[[ "$(json_field state "$case_json")" == DELIVERED ]] || fail "the help desk's case is not DELIVERED: $case_json"
+flip_time=$(fmt_ms "$flip_ms")
+ok "$status after $flip_time; scripts/local_db.sh agrees; the help desk's case is DELIVERED"
+
+# --- 2. dashboards ---------------------------------------------------------------
+step "2. both dashboards answer"
+for page in "$consumer/|hookline · consumer" "$helpdesk/|hookline · help desk"; do
+    html=$(curl -sS --max-time 5 -w '\n%{http_code} %{content_type}' "${page%%|*}") || fail "GET ${page%%|*}: no answer"
+    [[ "${html##*$'\n'}" == "200 text/html"* ]] || fail "GET ${page%%|*}: ${html##*$'\n'}"
+    [[ "$html" == *"<title>${page#*|}</title>"* ]] || fail "GET ${page%%|*} is not the ${page#*|} dashboard"
+done
+ok "$consumer/ and $helpdesk/"
+
+# --- 3. three workers, exactly once -------------------------------------------------
+step "3. --scale worker=3, $BATCH reviews: each decided exactly once"
+compose up -d --scale worker=3 || fail "docker compose up -d --scale worker=3"
+workers_healthy() {
+    local c n=0
+    for c in $(compose ps -q worker); do
+        [[ "$(health_of "$c")" == healthy ]] || return 1
+        n=$((n + 1))
+    done
+    ((n == 3))
+}
+poll_until 60 "three healthy workers" workers_healthy
+applied_before=$(metric "$consumer" 'hookline_consumer_webhooks_total{outcome="applied"}')
+duplicates_before=$(metric "$consumer" 'hookline_consumer_webhooks_total{outcome="duplicate"}')
+post_many batch "$BATCH"
+poll_until 60 "every review of the batch decided" none_pending batch
+decided_count=$(($(count_reviews batch ACCEPTED) + $(count_reviews batch DECLINED)))
+((decided_count == BATCH)) || fail "$decided_count of $BATCH reviews decided"
+applied=$(($(metric "$consumer" 'hookline_consumer_webhooks_total{outcome="applied"}') - applied_before))
+duplicates=$(($(metric "$consumer" 'hookline_consumer_webhooks_total{outcome="duplicate"}') - duplicates_before))
+((applied == BATCH && duplicates == 0)) ||
+    fail "want $BATCH webhooks applied and none twice; the consumer applied $applied and saw $duplicates duplicates"
+# The help desk's side: every case of the batch delivered, in one attempt.
+attempts=$(sql "SELECT document_id FROM document_reviews WHERE document_url LIKE 'https://example.com/batch/%'" |
+    while read -r doc; do
+        json=$(curl -sS --max-time 5 "$helpdesk/document/$doc")
+        printf '%s %s\n' "$(json_field state "$json")" "$(json_field attempts "$json")"
+    done | sort | uniq -c | tr -s ' ')
+[[ "$attempts" == " $BATCH DELIVERED 1" ]] || fail "want $BATCH cases DELIVERED in 1 attempt, got:$attempts"
+ok "$BATCH decided, $applied webhooks applied, 0 duplicates, every case delivered in one attempt"
+
+# --- 4. a worker killed mid-delivery ------------------------------------------------
+step "4. docker kill a worker with deliveries in flight: nothing lost"
+# The consumer answers in milliseconds, so few deliveries are ever in flight
+# at one instant. Pausing it (its kernel still accepts the connections, its
+# process answers nothing) holds them in flight until the kill; it is let go
+# right after.
+post_many kill "$KILL_BATCH"
+consumer_container=$(container_of consumer)
+docker pause "$consumer_container" >/dev/null
+paused=$consumer_container
+inflight() { redis_cli ZCARD '{helpdesk}:inflight'; }
+# in_flight_of WORKER_ID: jobs in flight under that worker's lease tokens.
+in_flight_of() {
+    redis_cli EVAL "local n = 0
+        for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+          local lease = redis.call('HGET', ARGV[1] .. id, 'lease')
+          if lease and string.sub(lease, 1, #ARGV[2]) == ARGV[2] then n = n + 1 end
+        end
+        return n" 1 '{helpdesk}:inflight' '{helpdesk}:case:' "$1:"
+}
+many_in_flight() { (($(inflight) >= KILL_BATCH / 2)); }
+poll_until 20 "deliveries in flight" many_in_flight
+victim="" victim_jobs=0
+for c in $(compose ps -q worker); do
+    wid=$(docker logs "$c" 2>&1 | sed -n 's/.*worker_id="\{0,1\}\([0-9a-f]\{32\}\).*/\1/p' | head -n 1)
+    [[ -n "$wid" ]] || continue
+    n=$(in_flight_of "$wid")
+    if ((n > victim_jobs)); then
+        victim=$c victim_jobs=$n
+    fi
+done
+[[ -n "$victim" ]] || fail "no worker holds a delivery in flight"
+docker kill "$victim" >/dev/null
+t_kill=$(now_ms)
+unpause
+say "    killed worker ${victim:0:12} holding $victim_jobs of $(inflight) deliveries in flight"
+poll_until 120 "every review decided after the kill" none_pending kill
+decided_count=$(($(count_reviews kill ACCEPTED) + $(count_reviews kill DECLINED)))
+((decided_count == KILL_BATCH)) || fail "$decided_count of $KILL_BATCH reviews decided after the kill"
+[[ "$(docker inspect -f '{{.State.ExitCode}}' "$victim")" == 137 ]] || fail "the worker was not SIGKILLed"
+ok "all $KILL_BATCH decided, the last $(fmt_ms $(($(now_ms) - t_kill))) after the kill (JOB_LEASE is 30s)"
+compose up -d --scale worker=3 >/dev/null 2>&1 || fail "bringing the killed worker back"
+
+# --- 5. the consumer off the network ------------------------------------------------
+step "5. the consumer cut off the network for ${OUTAGE_SECONDS}s: the webhooks land after it returns"
+network=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$consumer_container" | awk '{print $1}')
+post_many outage 20
+docker network disconnect "$network" "$consumer_container"
+t_cut=$(now_ms)
+sleep "$OUTAGE_SECONDS"
+# Back under its service name, as compose had attached it.
+docker network connect --alias consumer "$network" "$consumer_container"
+say "    reconnected after $(since "$t_cut")"
+poll_until 180 "every review decided after the outage" none_pending outage
+failed_cases=0
+for doc in $(sql "SELECT document_id FROM document_reviews WHERE document_url LIKE 'https://example.com/outage/%'"); do
+    n=$(json_field attempts "$(curl -sS --max-time 5 "$helpdesk/document/$doc")")
+    ((n > 1)) && failed_cases=$((failed_cases + 1))
+done
+((failed_cases > 0)) || fail "no delivery failed during the outage: was the consumer really cut off?"
+ok "all 20 decided, $failed_cases after failed attempts, the last $(fmt_ms $(($(now_ms) - t_cut))) after the cut"
+
+# --- 6. Redis restarted, and killed, with jobs pending --------------------------------
+step "6. docker compose restart redis with jobs pending: nothing lost (AOF)"
+# A restart stops Redis cleanly, and a clean stop saves even without the
+# AOF; a SIGKILL saves nothing, so only `appendfsync always` keeps every
+# accepted job through the second one.
+post_many restart 50
+pending=$(redis_cli ZCARD '{helpdesk}:due')
+((pending > 0)) || fail "no job pending in Redis before the restart"
+compose restart redis >/dev/null 2>&1 || fail "docker compose restart redis"
+poll_until 120 "every review decided after the Redis restart" none_pending restart
+post_many crash 50
+crash_pending=$(redis_cli ZCARD '{helpdesk}:due')
+((crash_pending > 0)) || fail "no job pending in Redis before the kill"
+compose kill redis >/dev/null 2>&1 || fail "docker compose kill redis"
+compose start redis >/dev/null 2>&1 || fail "docker compose start redis"
+poll_until 120 "every review decided after Redis was killed" none_pending crash
+review=$(post_review https://example.com/after-restart.pdf)
+ok "all 100 decided ($pending pending at the restart, $crash_pending at the SIGKILL); POST /documents works after"
+
+# --- 7. clean stop and nothing left behind --------------------------------------------
+step "7. docker compose stop is clean; down -v leaves nothing"
+curl -sSN --max-time 60 "$consumer/events" >/dev/null 2>&1 &
+bg_pids+=($!)
+sleep 0.5
+t_stop=$(now_ms)
+compose stop || fail "docker compose stop"
+stop_time=$(since "$t_stop")
+unclean=""
+for c in $(containers); do
+    code=$(docker inspect -f '{{.State.ExitCode}}' "$c")
+    [[ "$code" == 0 ]] || unclean+=" $(docker inspect -f '{{.Name}}' "$c")=$code"
+done
+[[ -z "$unclean" ]] || fail "not stopped cleanly (exit codes):$unclean"
+
+image_sizes=$(for service in consumer helpdesk; do
+    image=$(docker inspect -f '{{.Image}}' "$(container_of "$service")")
+    docker image inspect -f "$service {{.Size}} {{.Config.User}}" "$image"
+done)
+while read -r service size user; do
+    [[ "$user" == 10001:10001 ]] || fail "the $service image runs as '$user', not the unprivileged 10001"
+done <<<"$image_sizes"
+
+compose down -v --remove-orphans || fail "docker compose down -v"
+left=""
+for kind in container network volume; do
+    case "$kind" in
+    container) found=$(docker ps -aq --filter "label=com.docker.compose.project=$project") ;;
+    *) found=$(docker "$kind" ls -q --filter "label=com.docker.compose.project=$project") ;;
+    esac
+    [[ -z "$found" ]] || left+=" $kind(s): $found"
+done
+[[ -z "$left" ]] || fail "docker compose down -v left behind:$left"
+ok "every container exited 0 in $stop_time (with an event stream open); no container, network or volume left"
+
+say ""
+say "==> compose test passed in $(since "$started_all")"
+say "    engine $engine_version, $compose_version (${HL_COMPOSE[*]})"
+say "    stand-in base images: $standin_time"
+say "    cold build: $build_time; healthy $healthy_time after; a review flipped after $flip_time"
+while read -r service size user; do
+    say "    image $service: $(awk -v s="$size" 'BEGIN { printf "%.1f MB", s / 1e6 }') (user $user)"
+done <<<"$image_sizes"
