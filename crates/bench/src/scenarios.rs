@@ -568,7 +568,7 @@ async fn precision(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
     let outcome = async {
         for pending in ctx.sizes.pending.clone() {
             let bar = progress(pending - filled, &format!("4 filling {pending} pending"));
-            ctx.rd.fill(filled, pending, &bar).await?;
+            ctx.rd.fill(&ctx.receiver_url, filled, pending, &bar).await?;
             bar.finish();
             filled = pending;
             let per_job = ctx.rd.used_memory().await?.saturating_sub(base) as f64 / pending as f64;
@@ -596,7 +596,8 @@ async fn precision(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
     }
     .await;
     let bar = progress(1, "4 removing the filler jobs");
-    ctx.rd.unfill(filled).await?;
+    let callback = ctx.receiver_url.clone();
+    ctx.rd.unfill(&callback, filled).await?;
     bar.finish();
     outcome?;
     report.details.insert(

@@ -5,6 +5,7 @@
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use helpdesk::endpoint::Endpoint;
 use helpdesk::queue::Keys;
 use redis::aio::MultiplexedConnection;
 
@@ -181,11 +182,19 @@ impl Rd {
         format!("00000000-bench-fill-{i:016}")
     }
 
-    /// Adds filler jobs `from..to`, pending far in the future, written as
-    /// `Queue::schedule` writes a real one (same fields, same sizes).
-    pub(crate) async fn fill(&mut self, from: u64, to: u64, progress: &indicatif::ProgressBar) -> Result<(), BoxError> {
+    /// Adds filler jobs `from..to` for `callback`, pending far in the
+    /// future, written as `Queue::schedule` writes a real one (same fields,
+    /// same sizes, in the same endpoint's queue as the real jobs to it).
+    pub(crate) async fn fill(
+        &mut self,
+        callback: &str,
+        from: u64,
+        to: u64,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<(), BoxError> {
         let now = chrono::Utc::now().timestamp_millis();
-        let (due, cases) = (self.keys.due(), self.keys.cases());
+        let endpoint = Endpoint::of_str(callback)?;
+        let (due, cases) = (self.keys.due(&endpoint), self.keys.cases());
         let mut i = from;
         while i < to {
             let end = (i + 2000).min(to);
@@ -197,7 +206,8 @@ impl Rd {
                     ("documentId", id.clone()),
                     ("agentId", uuid::Uuid::new_v4().to_string()),
                     ("documentUrl", format!("https://example.com/documents/contract-{n}.pdf")),
-                    ("callbackUrl", "http://127.0.0.1:3333/document/update".to_owned()),
+                    ("callbackUrl", callback.to_owned()),
+                    ("endpoint", endpoint.to_string()),
                     ("webhookId", format!("msg_{}", uuid::Uuid::now_v7().simple())),
                     ("status", "PENDING_REVIEW".to_owned()),
                     ("delivery", "SCHEDULED".to_owned()),
@@ -220,8 +230,9 @@ impl Rd {
         Ok(())
     }
 
-    /// Removes filler jobs `0..count`.
-    pub(crate) async fn unfill(&mut self, count: u64) -> Result<(), BoxError> {
+    /// Removes filler jobs `0..count` for `callback`.
+    pub(crate) async fn unfill(&mut self, callback: &str, count: u64) -> Result<(), BoxError> {
+        let endpoint = Endpoint::of_str(callback)?;
         let mut i = 0;
         while i < count {
             let end = (i + 5000).min(count);
@@ -233,7 +244,7 @@ impl Rd {
             i = end;
         }
         let mut pipe = redis::pipe();
-        pipe.zrembyscore(self.keys.due(), FAR_FUTURE_MS, "+inf")
+        pipe.zrembyscore(self.keys.due(&endpoint), FAR_FUTURE_MS, "+inf")
             .ignore()
             .zrembyscore(self.keys.cases(), FAR_FUTURE_MS, "+inf")
             .ignore();

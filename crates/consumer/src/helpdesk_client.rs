@@ -1,4 +1,10 @@
-//! The consumer's side of the Help Desk API: `POST {HELPDESK_URL}/document`.
+//! The consumer's side of the Help Desk API: `POST {HELPDESK_URL}/document`
+//! and `GET {HELPDESK_URL}/document/{documentId}`.
+//!
+//! Every call has one deadline, `HELPDESK_TIMEOUT`, for all of it: connect,
+//! send, the answer's head and its body. A help desk that answers its head
+//! and then trickles the body cannot hold a request (or the reconciler)
+//! longer than that.
 
 use std::time::Duration;
 
@@ -12,6 +18,8 @@ const ANSWER_LIMIT: usize = 64 * 1024;
 pub enum HelpdeskError {
     #[error("the help desk is unreachable: {0}")]
     Unreachable(String),
+    #[error("the help desk gave no whole answer within {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
     #[error("the help desk refused the request with HTTP {status}: {body}")]
     Refused { status: u16, body: String },
     #[error("the help desk answered something unexpected: {0}")]
@@ -24,6 +32,7 @@ pub struct HelpdeskClient {
     client: awc::Client,
     document_endpoint: String,
     callback_url: HttpUrl,
+    timeout: Duration,
 }
 
 impl HelpdeskClient {
@@ -37,6 +46,7 @@ impl HelpdeskClient {
             client,
             document_endpoint: format!("{}/document", helpdesk_url.as_str().trim_end_matches('/')),
             callback_url,
+            timeout,
         }
     }
 
@@ -53,14 +63,15 @@ impl HelpdeskClient {
             document_url: document_url.to_string(),
             id: Some(reference.to_owned()),
         };
-        let (status, body) = answer(
-            self.client
-                .post(&self.document_endpoint)
-                .insert_header((headers::CALLBACK_URL, self.callback_url.as_str()))
-                .insert_header((request_id::HEADER, request_id.as_str()))
-                .send_json(&request),
-        )
-        .await?;
+        let (status, body) = self
+            .answer(
+                self.client
+                    .post(&self.document_endpoint)
+                    .insert_header((headers::CALLBACK_URL, self.callback_url.as_str()))
+                    .insert_header((request_id::HEADER, request_id.as_str()))
+                    .send_json(&request),
+            )
+            .await?;
         if !(200..300).contains(&status) {
             return Err(refused(status, &body));
         }
@@ -75,12 +86,13 @@ impl HelpdeskClient {
     /// The help desk's view of a case (`GET /document/{documentId}`), or
     /// `None` if it does not know it.
     pub async fn case(&self, document_id: &str) -> Result<Option<CaseView>, HelpdeskError> {
-        let (status, body) = answer(
-            self.client
-                .get(format!("{}/{document_id}", self.document_endpoint))
-                .send(),
-        )
-        .await?;
+        let (status, body) = self
+            .answer(
+                self.client
+                    .get(format!("{}/{document_id}", self.document_endpoint))
+                    .send(),
+            )
+            .await?;
         match status {
             200 => serde_json::from_slice(&body)
                 .map(Some)
@@ -91,15 +103,26 @@ impl HelpdeskClient {
     }
 }
 
-/// Sends a request and reads the help desk's answer (status and body).
-async fn answer(request: awc::SendClientRequest) -> Result<(u16, actix_web::web::Bytes), HelpdeskError> {
-    let mut response = request.await.map_err(|e| HelpdeskError::Unreachable(e.to_string()))?;
-    let body = response
-        .body()
-        .limit(ANSWER_LIMIT)
-        .await
-        .map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
-    Ok((response.status().as_u16(), body))
+impl HelpdeskClient {
+    /// Sends a request and reads the help desk's answer (status and body),
+    /// all of it within `HELPDESK_TIMEOUT`.
+    async fn answer(&self, request: awc::SendClientRequest) -> Result<(u16, actix_web::web::Bytes), HelpdeskError> {
+        let exchange = async {
+            let mut response = request.await.map_err(|e| match e {
+                awc::error::SendRequestError::Timeout => HelpdeskError::TimedOut(self.timeout),
+                other => HelpdeskError::Unreachable(other.to_string()),
+            })?;
+            let body = response
+                .body()
+                .limit(ANSWER_LIMIT)
+                .await
+                .map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
+            Ok((response.status().as_u16(), body))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(HelpdeskError::TimedOut(self.timeout)))
+    }
 }
 
 fn refused(status: u16, body: &[u8]) -> HelpdeskError {

@@ -7,7 +7,7 @@
 //! | `hookline_consumer_webhooks_total` | counter | `outcome` | webhooks received at `POST /document/update`, by what became of them: `applied`, `already_applied`, `duplicate` (a `webhook-id` seen before), `refused_unauthorized` (unsigned, forged or stale), `conflict` (contradicts the stored decision), `unknown_review`, `invalid` (malformed), `error` (storage failed: 5xx, retried by the help desk) |
 //! | `hookline_consumer_reviews` | gauge | `status` | reviews stored, per `documentStatus`; counted in PostgreSQL at scrape time |
 //! | `hookline_consumer_reconciled_total` | counter | | reviews decided by reconciliation rather than by a webhook |
-//! | `hookline_consumer_reconcile_rounds_total` | counter | `result` | reconciliation rounds, `ok` or `failed` |
+//! | `hookline_consumer_reconcile_rounds_total` | counter | `result` | the reconciler's looks for stale reviews, `ok` or `failed` (the database did not answer) |
 //!
 //! The metrics live in a registry of this [`ConsumerMetrics`] (no global
 //! one), passed to the routes as app data and to the reconciler by value.
@@ -137,14 +137,16 @@ impl ConsumerMetrics {
     }
 
     /// A reconciliation round that decided `decided` reviews, or failed.
-    pub fn reconcile_round(&self, decided: Option<usize>) {
-        match decided {
-            Some(decided) => {
-                self.reconcile_rounds.with_label_values(&["ok"]).inc();
-                self.reconciled.inc_by(u64::try_from(decided).unwrap_or(u64::MAX));
-            }
-            None => self.reconcile_rounds.with_label_values(&["failed"]).inc(),
-        }
+    /// The reconciler looked for stale reviews (`ok`), or could not.
+    pub fn reconcile_round(&self, ok: bool) {
+        self.reconcile_rounds
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    /// The reconciler decided a review from the help desk's answer.
+    pub fn review_reconciled(&self) {
+        self.reconciled.inc();
     }
 }
 
@@ -192,9 +194,12 @@ mod tests {
     #[test]
     fn reconciliation_counts_rounds_and_decisions() {
         let metrics = ConsumerMetrics::new().unwrap();
-        metrics.reconcile_round(Some(3));
-        metrics.reconcile_round(Some(0));
-        metrics.reconcile_round(None);
+        metrics.reconcile_round(true);
+        for _ in 0..3 {
+            metrics.review_reconciled();
+        }
+        metrics.reconcile_round(true);
+        metrics.reconcile_round(false);
         let exposed = text(&metrics.registry().gather());
         assert!(exposed.contains("hookline_consumer_reconciled_total 3\n"), "{exposed}");
         assert!(

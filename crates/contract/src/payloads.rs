@@ -165,7 +165,7 @@ pub struct AttemptView {
 /// A list of the help desk's cases, most recent first: `GET /cases` (all
 /// cases) and `GET /dead-letters` (those whose every attempt failed).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CasePage {
     pub items: Vec<CaseView>,
@@ -176,7 +176,7 @@ pub struct CasePage {
 /// The help desk's `GET /document/{documentId}`: the case and its delivery.
 /// This is also the polling fallback for a client that missed the webhook.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CaseView {
     pub document_id: String,
@@ -193,6 +193,85 @@ pub struct CaseView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<DateTime<Utc>>,
     pub delivery: DeliveryView,
+    /// The endpoint the webhook goes to, with its limits and breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointView>,
+}
+
+/// The circuit breaker of an endpoint.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BreakerState {
+    /// Deliveries flow.
+    Closed,
+    /// Too many attempts in a row failed: the endpoint's jobs wait, spending
+    /// no attempts, until `openUntil`.
+    Open,
+    /// One probe is out; its outcome closes or reopens the breaker.
+    Probing,
+}
+
+/// One endpoint (the scheme, host and port of callback URLs) as the help
+/// desk's limits see it: `GET /endpoints`, `PUT /endpoints/{endpoint}`, and
+/// `endpoint` in `GET /document/{documentId}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointView {
+    /// `scheme://host:port`.
+    pub endpoint: String,
+    /// Attempts in flight now (at most `concurrency`).
+    pub in_flight: u32,
+    /// Jobs waiting: due now, or later (retries, reviews still in progress).
+    pub due: u64,
+    /// Most attempts in flight at once (`ENDPOINT_CONCURRENCY`).
+    pub concurrency: u32,
+    /// Deliveries per second at most; absent when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Whether `rate` was set for this endpoint (`PUT /endpoints/{endpoint}`)
+    /// rather than taken from `ENDPOINT_RATE`.
+    pub rate_overridden: bool,
+    pub breaker: BreakerState,
+    /// Failed attempts in a row; `CIRCUIT_FAILURES` of them open the breaker.
+    pub consecutive_failures: u32,
+    /// While `OPEN`: when the next probe may go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_until: Option<DateTime<Utc>>,
+    /// The receiver asked for a pause (`Retry-After` on a 429 or 503) until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// When the endpoint may next send, given its due jobs and limits;
+    /// absent when nothing is due or every slot is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /endpoints`: the endpoints, most recently active first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointPage {
+    pub items: Vec<EndpointView>,
+    /// How many endpoints the help desk knows.
+    pub total: u64,
+}
+
+/// `PUT /endpoints/{endpoint}`: the endpoint's own settings, replacing any
+/// set before.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSettings {
+    /// Deliveries per second at most (greater than 0); absent or null: the
+    /// help desk's `ENDPOINT_RATE`.
+    #[serde(default)]
+    pub rate: Option<f64>,
 }
 
 /// The consumer's answer to a webhook it accepted (any 2xx means "stop

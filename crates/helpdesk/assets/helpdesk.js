@@ -1,5 +1,5 @@
-// The help desk's dashboard: polls /cases and /dead-letters every second and
-// offers a redeliver button on dead letters. No framework, no build step.
+// The help desk's dashboard: polls /cases, /endpoints and /dead-letters every
+// second and offers a redeliver button on dead letters. No framework, no build step.
 "use strict";
 
 const escape = (text) =>
@@ -23,11 +23,23 @@ function fill(tbody, empty, rows) {
 
 async function refresh() {
   try {
-    const [cases, dead] = await Promise.all([
+    const [cases, dead, endpoints] = await Promise.all([
       fetch("/cases?limit=50").then((r) => r.json()),
       fetch("/dead-letters?limit=50").then((r) => r.json()),
+      fetch("/endpoints?limit=20").then((r) => r.json()),
     ]);
     document.getElementById("cases-total").textContent = `${cases.total} in all`;
+    document.getElementById("endpoints-total").textContent = `${endpoints.total} in all`;
+    fill(document.getElementById("endpoints"), document.getElementById("endpoints-empty"), endpoints.items.map((e) => `
+      <tr data-endpoint="${escape(e.endpoint)}" data-breaker="${escape(e.breaker)}">
+        <td class="url mono">${escape(e.endpoint)}</td>
+        <td>${badge(e.breaker)}${e.openUntil ? ` <span class="muted">until ${escape(clock(e.openUntil))}</span>` : ""}</td>
+        <td>${escape(e.inFlight)} / ${escape(e.concurrency)}</td>
+        <td>${escape(e.due)}${e.pausedUntil ? ` <span class="muted">paused until ${escape(clock(e.pausedUntil))}</span>` : ""}</td>
+        <td>${e.rate ? `${escape(e.rate)}/s${e.rateOverridden ? "" : ' <span class="muted">(default)</span>'}` : '<span class="muted">unlimited</span>'}</td>
+        <td>${escape(clock(e.nextAttemptAt))}</td>
+        <td>${escape(e.lastError)}${e.lastErrorAt ? ` <span class="muted">(${escape(clock(e.lastErrorAt))})</span>` : ""}</td>
+      </tr>`));
     document.getElementById("dead-total").textContent = `${dead.total} in all`;
     fill(document.getElementById("cases"), document.getElementById("cases-empty"), cases.items.map((c) => `
       <tr data-document-id="${escape(c.documentId)}" data-delivery="${escape(c.delivery.state)}">

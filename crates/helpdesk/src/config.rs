@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use hookline_contract::signature::SecretSet;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
 
+use crate::queue::EndpointLimits;
 use crate::ssrf::{CallbackPolicy, Rule};
 
 #[derive(Debug, Parser)]
@@ -86,9 +87,31 @@ pub struct Settings {
     #[arg(long, env = "HELPDESK_ROLE", default_value = "all", value_enum)]
     pub role: Role,
 
-    /// Deliveries one worker keeps in flight at most.
+    /// Deliveries one worker keeps in flight at most. One endpoint gets at
+    /// most a quarter of them, so a few slow receivers never take them all.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 256)]
     pub worker_concurrency: usize,
+
+    /// Attempts in flight to one endpoint (scheme, host and port of a
+    /// callback URL) at most, over every worker.
+    #[arg(long, env = "ENDPOINT_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub endpoint_concurrency: u32,
+
+    /// Deliveries per second to one endpoint at most, over every worker
+    /// (e.g. `50`, `0.5`); an endpoint's own limit (`PUT /endpoints/{endpoint}`)
+    /// wins. Unset: unlimited.
+    #[arg(long, env = "ENDPOINT_RATE", value_parser = parse_rate)]
+    pub endpoint_rate: Option<f64>,
+
+    /// Failed attempts in a row that open an endpoint's circuit breaker: its
+    /// jobs then wait, spending no attempts, until a probe gets through.
+    #[arg(long, env = "CIRCUIT_FAILURES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub circuit_failures: u32,
+
+    /// How long an open breaker waits before its first probe; each failed
+    /// probe doubles it, up to 10 minutes.
+    #[arg(long, env = "CIRCUIT_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
+    pub circuit_cooldown: Duration,
 
     /// How long a stopping help desk (SIGTERM, SIGINT) waits for requests in
     /// progress and deliveries in flight before it exits anyway; a delivery
@@ -126,7 +149,30 @@ impl Settings {
     pub fn callback_policy(&self) -> CallbackPolicy {
         CallbackPolicy::new(self.callback_allow.clone(), self.callback_deny.clone())
     }
+
+    /// What every endpoint may take, from `ENDPOINT_*` and `CIRCUIT_*`.
+    pub fn endpoint_limits(&self) -> EndpointLimits {
+        EndpointLimits {
+            concurrency: self.endpoint_concurrency,
+            rate: self.endpoint_rate,
+            circuit_failures: self.circuit_failures,
+            circuit_cooldown: self.circuit_cooldown,
+        }
+    }
 }
+
+/// A rate limit: deliveries per second, positive and finite.
+pub fn parse_rate(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+        _ => Err(format!(
+            "{raw:?} is not a rate: deliveries per second, above 0 and at most {MAX_RATE}"
+        )),
+    }
+}
+
+/// The highest rate limit one can set; above it, leave the rate unlimited.
+pub const MAX_RATE: f64 = 1_000_000.0;
 
 /// What this process does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,6 +3,12 @@
 //! (a redirect is a failed attempt): the callback URL the client registered
 //! is the only place a webhook goes.
 //!
+//! An attempt has one deadline, `DELIVERY_TIMEOUT`, for all of it: connect,
+//! send, the status line and headers, and the body we read. A receiver that
+//! never answers, trickles its status line, or sends a 200 and then holds
+//! back the body it announced is cut off there and the attempt fails as
+//! timed out, saying where it stood; it never holds a worker's slot longer.
+//!
 //! Every address connected to has passed the [callback policy](crate::ssrf)
 //! at that moment: names resolve through the policy's
 //! [`GuardedResolver`], and IP-literal hosts, which awc does not resolve,
@@ -68,6 +74,7 @@ pub struct Deliverer {
     client: awc::Client,
     secrets: Option<SecretSet>,
     policy: Arc<CallbackPolicy>,
+    timeout: Duration,
 }
 
 impl Deliverer {
@@ -94,6 +101,7 @@ impl Deliverer {
             client,
             secrets,
             policy,
+            timeout,
         }
     }
 
@@ -120,10 +128,12 @@ impl Deliverer {
         }
     }
 
-    /// Makes one attempt. Never panics and never takes longer than the
-    /// client timeout.
+    /// Makes one attempt. Never panics and never takes longer than
+    /// `DELIVERY_TIMEOUT` (plus the scheduling of this task).
     pub async fn send(&self, case: &CaseRecord) -> Attempt {
         let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + self.timeout);
+        let timed_out = |stage: &str| format!("timed out after {} {stage}", humantime::format_duration(self.timeout));
         if let Err(reason) = self.check_literal_host(&case.callback_url) {
             return Attempt::Refused {
                 reason,
@@ -149,7 +159,11 @@ impl Deliverer {
                 secrets.sign(&case.webhook_id, timestamp, &body),
             ));
         }
-        match request.send_body(body).await {
+        let sent = match tokio::time::timeout_at(deadline, request.send_body(body)).await {
+            Ok(sent) => sent,
+            Err(_) => return Attempt::failed(timed_out("waiting for the response"), started.elapsed()),
+        };
+        match sent {
             Ok(mut response) => {
                 let status = response.status();
                 let retry_after = match status.as_u16() {
@@ -160,9 +174,19 @@ impl Deliverer {
                         .and_then(|v| parse_retry_after(v, Utc::now())),
                     _ => None,
                 };
-                // Read what the receiver said so the connection can be reused;
-                // its content does not matter.
-                let _ = response.body().limit(DRAIN_LIMIT).await;
+                // Read what the receiver said so the connection can be reused
+                // (its content does not matter), within the same deadline.
+                if tokio::time::timeout_at(deadline, response.body().limit(DRAIN_LIMIT))
+                    .await
+                    .is_err()
+                {
+                    return Attempt::Failed {
+                        error: timed_out(&format!("reading the body of an HTTP {} answer", status.as_u16())),
+                        status: Some(status.as_u16()),
+                        retry_after: None,
+                        took: started.elapsed(),
+                    };
+                }
                 let took = started.elapsed();
                 if status.is_success() {
                     Attempt::Delivered {
@@ -178,6 +202,7 @@ impl Deliverer {
                     }
                 }
             }
+            Err(SendRequestError::Timeout) => Attempt::failed(timed_out("waiting for the response"), started.elapsed()),
             Err(e) => match refused_by_policy(&e) {
                 Some(reason) => Attempt::Refused {
                     reason,

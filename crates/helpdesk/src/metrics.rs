@@ -9,7 +9,14 @@
 //! | `hookline_helpdesk_delivery_attempts_total` | counter | `outcome` | webhook attempts: `delivered` (2xx), `retry` (failed, rescheduled), `dead` (failed, no retries left or 410 Gone), `refused` (the callback policy refused the address; nothing was sent) |
 //! | `hookline_helpdesk_delivery_duration_seconds` | histogram | | how long one attempt that was sent took (connect, request, answer), up to `DELIVERY_TIMEOUT` |
 //! | `hookline_helpdesk_delivery_lateness_seconds` | histogram | | when an attempt started minus when it was due (the case's due time, or its next-attempt time for retries and redeliveries): worker wake-up delay, backlog, lease take-overs |
+//! | `hookline_helpdesk_breaker_transitions_total` | counter | `to` | endpoints' circuit breakers that `open`ed (or reopened after a failed probe) or `closed` (a probe got through), as this worker recorded them |
+//! | `hookline_helpdesk_endpoint_pauses_total` | counter | | pauses of a whole endpoint asked for with `Retry-After` (on a 429 or 503) |
 //! | `hookline_helpdesk_queue_depth` | gauge | `state` | jobs in the queue by state, `due`, `in_flight`, `dead`; read from Redis at scrape time |
+//! | `hookline_helpdesk_jobs_held` | gauge | `reason` | jobs due now that their endpoint's limits hold back: `paused` (`Retry-After`), `circuit_open`, `throttled` (the rate limit), `saturated` (every slot in flight); at scrape time |
+//! | `hookline_helpdesk_endpoints_breaker` | gauge | `state` | endpoints whose breaker is `open` or `probing`; at scrape time |
+//! | `hookline_helpdesk_endpoint_in_flight` | gauge | `endpoint` | attempts in flight per endpoint, for the [`ENDPOINT_SERIES`] most recently active endpoints (the label's values stay bounded); at scrape time |
+//! | `hookline_helpdesk_endpoint_due` | gauge | `endpoint` | jobs waiting per endpoint, same endpoints |
+//! | `hookline_helpdesk_endpoint_breaker_open` | gauge | `endpoint` | 1 while the endpoint's breaker is open or probing, else 0, same endpoints |
 //!
 //! The metrics live in a registry of this [`HelpdeskMetrics`] (no global
 //! one), passed to the routes as app data and to the worker by value.
@@ -21,7 +28,14 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Regi
 
 use hookline_kit::metrics::HttpMetrics;
 
+use hookline_contract::{BreakerState, EndpointView};
+
 use crate::queue::QueueDepth;
+
+/// Endpoints that get per-endpoint series: the most recently active. The
+/// endpoint label takes values from the callback URLs clients send, so it
+/// is bounded here rather than by trust.
+pub const ENDPOINT_SERIES: usize = 50;
 
 /// How one delivery attempt ended (the `outcome` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +80,8 @@ pub struct HelpdeskMetrics {
     attempts: IntCounterVec,
     duration: Histogram,
     lateness: Histogram,
+    breaker: IntCounterVec,
+    pauses: IntCounter,
 }
 
 impl HelpdeskMetrics {
@@ -98,6 +114,19 @@ impl HelpdeskMetrics {
             )
             .buckets(LATENESS_BUCKETS.to_vec()),
         )?;
+        let breaker = IntCounterVec::new(
+            Opts::new(
+                "hookline_helpdesk_breaker_transitions_total",
+                "Endpoints' circuit breakers that opened (or reopened) or closed.",
+            ),
+            &["to"],
+        )?;
+        let pauses = IntCounter::new(
+            "hookline_helpdesk_endpoint_pauses_total",
+            "Pauses of a whole endpoint asked for with Retry-After on a 429 or 503.",
+        )?;
+        registry.register(Box::new(breaker.clone()))?;
+        registry.register(Box::new(pauses.clone()))?;
         registry.register(Box::new(jobs_scheduled.clone()))?;
         registry.register(Box::new(attempts.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -106,6 +135,9 @@ impl HelpdeskMetrics {
         for outcome in AttemptOutcome::ALL {
             attempts.with_label_values(&[outcome.as_str()]);
         }
+        for to in ["open", "closed"] {
+            breaker.with_label_values(&[to]);
+        }
         Ok(Self {
             registry,
             http,
@@ -113,6 +145,8 @@ impl HelpdeskMetrics {
             attempts,
             duration,
             lateness,
+            breaker,
+            pauses,
         })
     }
 
@@ -134,6 +168,18 @@ impl HelpdeskMetrics {
         self.lateness.observe(late.as_secs_f64());
     }
 
+    pub fn breaker_opened(&self) {
+        self.breaker.with_label_values(&["open"]).inc();
+    }
+
+    pub fn breaker_closed(&self) {
+        self.breaker.with_label_values(&["closed"]).inc();
+    }
+
+    pub fn endpoint_paused(&self) {
+        self.pauses.inc();
+    }
+
     /// An attempt ended with `outcome` after `took` (only sent attempts
     /// count towards the duration).
     pub fn attempt_finished(&self, outcome: AttemptOutcome, took: Duration) {
@@ -144,10 +190,14 @@ impl HelpdeskMetrics {
     }
 }
 
-/// `hookline_helpdesk_queue_depth{state}` for a [`QueueDepth`] read at scrape time.
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The scrape-time families of a [`QueueDepth`]: jobs by state, the due
+/// ones held back and by what, endpoints by breaker state.
 pub fn queue_depth(depth: QueueDepth) -> prometheus::Result<Vec<MetricFamily>> {
-    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    hookline_kit::metrics::gauge_family(
+    let mut families = hookline_kit::metrics::gauge_family(
         "hookline_helpdesk_queue_depth",
         "Jobs in the queue, by state (due, in_flight, dead); read from Redis at scrape time.",
         "state",
@@ -156,7 +206,57 @@ pub fn queue_depth(depth: QueueDepth) -> prometheus::Result<Vec<MetricFamily>> {
             ("in_flight", count(depth.inflight)),
             ("dead", count(depth.dead)),
         ],
-    )
+    )?;
+    families.extend(hookline_kit::metrics::gauge_family(
+        "hookline_helpdesk_jobs_held",
+        "Jobs due now that their endpoint's limits hold back, by reason; read at scrape time.",
+        "reason",
+        &[
+            ("paused", count(depth.paused)),
+            ("circuit_open", count(depth.circuit_open)),
+            ("throttled", count(depth.throttled)),
+            ("saturated", count(depth.saturated)),
+        ],
+    )?);
+    families.extend(hookline_kit::metrics::gauge_family(
+        "hookline_helpdesk_endpoints_breaker",
+        "Endpoints whose circuit breaker is open or probing; read at scrape time.",
+        "state",
+        &[
+            ("open", count(depth.endpoints_open)),
+            ("probing", count(depth.endpoints_probing)),
+        ],
+    )?);
+    Ok(families)
+}
+
+/// Per-endpoint families for `endpoints` (the most recently active).
+pub fn endpoint_series(endpoints: &[EndpointView]) -> prometheus::Result<Vec<MetricFamily>> {
+    let series = |value: fn(&EndpointView) -> i64| -> Vec<(&str, i64)> {
+        endpoints
+            .iter()
+            .map(|endpoint| (endpoint.endpoint.as_str(), value(endpoint)))
+            .collect()
+    };
+    let mut families = hookline_kit::metrics::gauge_family(
+        "hookline_helpdesk_endpoint_in_flight",
+        "Attempts in flight per endpoint (the most recently active endpoints).",
+        "endpoint",
+        &series(|e| i64::from(e.in_flight)),
+    )?;
+    families.extend(hookline_kit::metrics::gauge_family(
+        "hookline_helpdesk_endpoint_due",
+        "Jobs waiting per endpoint (the most recently active endpoints).",
+        "endpoint",
+        &series(|e| count(e.due)),
+    )?);
+    families.extend(hookline_kit::metrics::gauge_family(
+        "hookline_helpdesk_endpoint_breaker_open",
+        "1 while the endpoint's circuit breaker is open or probing (the most recently active endpoints).",
+        "endpoint",
+        &series(|e| i64::from(e.breaker != BreakerState::Closed)),
+    )?);
+    Ok(families)
 }
 
 #[cfg(test)]
@@ -200,6 +300,9 @@ mod tests {
                 due: 2,
                 inflight: 1,
                 dead: 0,
+                throttled: 3,
+                endpoints_open: 1,
+                ..QueueDepth::default()
             })
             .unwrap(),
         );
@@ -215,5 +318,12 @@ mod tests {
             exposed.contains("hookline_helpdesk_queue_depth{state=\"dead\"} 0\n"),
             "{exposed}"
         );
+        for line in [
+            "hookline_helpdesk_jobs_held{reason=\"throttled\"} 3\n",
+            "hookline_helpdesk_jobs_held{reason=\"paused\"} 0\n",
+            "hookline_helpdesk_endpoints_breaker{state=\"open\"} 1\n",
+        ] {
+            assert!(exposed.contains(line), "{line} in {exposed}");
+        }
     }
 }

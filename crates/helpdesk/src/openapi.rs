@@ -24,6 +24,9 @@ use crate::routes;
         routes::dead_letters::redeliver,
         routes::dead_letters::recent,
         routes::dead_letters::list,
+        routes::endpoints::list,
+        routes::endpoints::show,
+        routes::endpoints::update,
         routes::dashboard::index,
         routes::health::healthz,
         routes::health::readyz,
@@ -32,6 +35,7 @@ use crate::routes;
     components(schemas(DocumentWebhook)),
     tags(
         (name = "cases", description = "Review requests and their delivery"),
+        (name = "endpoints", description = "Where webhooks go: limits, pauses and circuit breakers per scheme, host and port"),
         (name = "dashboard", description = "The live page"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -46,8 +50,9 @@ pub fn document() -> serde_json::Value {
         "documentDecided": {"post": {
             "summary": "The decision, POSTed to the X-Callback-Url given at POST /document",
             "description": "Sent when the simulated agent has decided. Any 2xx ends the delivery; 410 Gone stops it; \
-                anything else (or no answer within DELIVERY_TIMEOUT) is retried per RETRY_SCHEDULE, honouring \
-                Retry-After on 429/503, then dead-lettered. The same webhook-id is used for every attempt.",
+                anything else (or no whole answer within DELIVERY_TIMEOUT, body included) is retried per RETRY_SCHEDULE, \
+                then dead-lettered; Retry-After on 429/503 pauses every webhook to the endpoint for that long. \
+                The same webhook-id is used for every attempt.",
             "parameters": [
                 header("webhook-id", "Stable across the attempts of one delivery: deduplicate on it"),
                 header("webhook-timestamp", "Unix seconds of this attempt"),

@@ -1,4 +1,5 @@
-//! The review queue: cases and their delayed webhook jobs, kept in Redis.
+//! The review queue: cases, their delayed webhook jobs, and the endpoints
+//! they go to, kept in Redis.
 //!
 //! # Design
 //!
@@ -8,48 +9,76 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{p}:case:<documentId>` | hash | the case: request, decision, delivery bookkeeping |
-//! | `{p}:due` | sorted set | jobs waiting, scored by due time (unix ms) |
+//! | `{p}:case:<documentId>` | hash | the case: request, decision, delivery bookkeeping, its `endpoint` |
+//! | `{p}:due:<endpoint>` | sorted set | the endpoint's waiting jobs, scored by due time (unix ms) |
+//! | `{p}:ready` | sorted set | the line of endpoints that have something due, scored by when each may send |
 //! | `{p}:inflight` | sorted set | claimed jobs, scored by lease expiry (unix ms) |
+//! | `{p}:endpoint:<endpoint>` | hash | the endpoint's limits and state: `inFlight`, `rate` (an override), rate tokens, `pausedUntil`, `breaker`, `failures`, `cooldown`, `openUntil`, `lastError` |
+//! | `{p}:endpoints` | sorted set | every endpoint, scored by its last activity (for listing) |
 //! | `{p}:dead` | sorted set | jobs whose every attempt failed, scored by when they died |
 //! | `{p}:attempts:<documentId>` | list | the attempt log (JSON, the latest 100) |
 //! | `{p}:cases` | sorted set | every case, scored by creation time (for listing) |
 //!
-//! A job is in exactly one of the three sets (or in none once delivered):
+//! An [endpoint](crate::endpoint) is the scheme, host and port of a callback
+//! URL. A job is in exactly one of its endpoint's due set, `inflight` and
+//! `dead` (or in none once delivered):
 //!
 //! ```text
-//!  schedule ──► due ──claim──► inflight ──finish(ok)──► (delivered)
-//!                ▲                │  │
-//!                └─finish(retry)──┘  └─finish(last failure)──► dead
-//!                ▲                │
-//!                └──lease expired: claim takes it over (worker died)
+//!  schedule ──► due:<e> ──claim──► inflight ──finish(ok)──► (delivered)
+//!                  ▲                │  │
+//!                  └─finish(retry)──┘  └─finish(last failure)──► dead
+//!                  ▲                │
+//!                  └──lease expired: claim puts it back (worker died)
 //! ```
 //!
-//! * **schedule** writes the case hash and adds the job to `due` in one
-//!   `MULTI`: an acknowledged request (the 202) is a job in Redis.
-//! * **claim** is one Lua script: it takes jobs whose lease ran out and jobs
-//!   that are due, moves them to `inflight` with a fresh lease, stamps them
-//!   with the claimer's lease token, records the agent's decision the first
-//!   time a case is claimed, and returns the cases. Two workers can never
-//!   claim the same job while its lease runs, and a decision, once made, is
-//!   never drawn again.
-//! * **finish** is one Lua script that only acts if the job still carries
-//!   the caller's lease token; it appends the attempt to the log, removes
-//!   the job from `inflight` and either forgets it (delivered), puts it back
-//!   in `due` for the next retry, or moves it to `dead`.
-//! * **redeliver** (one Lua script) puts a dead or delivered case back in
-//!   `due` for now and restarts its retry schedule (`retryBase`); the
-//!   `webhook-id` stays, so a receiver sees a replay of the same event.
+//! * **schedule** (a Lua script) writes the case hash, adds the job to its
+//!   endpoint's due set and puts the endpoint in line: an acknowledged
+//!   request (the 202) is a job in Redis.
+//! * **claim** (a Lua script) first puts jobs whose lease ran out back at the
+//!   front of their endpoint's queue, then walks the **ready line** from its
+//!   front. Each endpoint in line gives what its limits allow right now: no
+//!   more than `ENDPOINT_CONCURRENCY` in flight, a rate-limit token per job
+//!   (`ENDPOINT_RATE` or the endpoint's override), nothing while a
+//!   `Retry-After` pause runs or its breaker is open, one probe when the
+//!   breaker's cooldown is over. Jobs move to `inflight` with a fresh lease
+//!   and the claimer's lease token; the agent's decision is recorded the
+//!   first time a case is claimed. An endpoint that gave jobs goes to the
+//!   back of the line, so a backlog on one endpoint delays another's due job
+//!   by one claim at most; an endpoint that may not send is scored with the
+//!   time it may (its pause, cooldown or next token), and one that cannot
+//!   send at all (every slot taken, nothing due, its probe out) leaves the
+//!   line until a finish or a new job brings it back. A worker also names
+//!   the endpoints it has given its share of its own slots (a quarter), so
+//!   three slow endpoints cannot take every slot of a small worker.
+//! * **finish** (a Lua script) only acts if the job still carries the
+//!   caller's lease token; it appends the attempt to the log, removes the job
+//!   from `inflight` and either forgets it (delivered), puts it back in its
+//!   endpoint's queue for the next retry, or moves it to `dead`. Then the
+//!   endpoint: its slot frees; a `Retry-After` on a 429 or 503 pauses the
+//!   whole endpoint; the circuit breaker counts failed attempts in a row and
+//!   opens at `CIRCUIT_FAILURES` for `CIRCUIT_COOLDOWN`; after that one
+//!   probe goes out: a success closes the breaker, a failure reopens it for
+//!   twice as long, up to 10 minutes. Jobs waiting behind an open breaker
+//!   spend no attempts.
+//! * **redeliver** (a Lua script) puts a dead or delivered case back in its
+//!   endpoint's queue for now and restarts its retry schedule (`retryBase`);
+//!   the `webhook-id` stays, so a receiver sees a replay of the same event.
+//!
+//! The limits are in Redis, so every worker process honours them together:
+//! two workers never have more than `ENDPOINT_CONCURRENCY` attempts in
+//! flight to one endpoint between them, nor send faster than its rate.
 //!
 //! # Guarantee
 //!
 //! At-least-once delivery: a job leaves the queue only after its webhook got
 //! a 2xx (or it ran out of retries, into `dead`). A worker that dies between
 //! claiming and finishing leaves the job in `inflight`, where the next claim
-//! after `JOB_LEASE` takes it over. A delivery can therefore repeat only when
-//! a lease expires while its worker is still alive (a stall longer than
-//! `JOB_LEASE`, which is kept above `DELIVERY_TIMEOUT`); the stale worker's
-//! `finish` is then ignored, and the receiver deduplicates by `webhook-id`.
+//! after `JOB_LEASE` puts it back in its endpoint's queue (freeing its slot,
+//! and letting another probe go if it was one). A delivery can therefore
+//! repeat only when a lease expires while its worker is still alive (a stall
+//! longer than `JOB_LEASE`, which is kept above `DELIVERY_TIMEOUT`); the
+//! stale worker's `finish` is then ignored, and the receiver deduplicates by
+//! `webhook-id`.
 //!
 //! # What Redis must provide
 //!
@@ -63,13 +92,22 @@
 //! every pending job. `a_redis_crash_and_restart_loses_no_accepted_job`
 //! SIGKILLs Redis with accepted jobs and checks all are still delivered.
 //!
+//! # Upgrading
+//!
+//! Before per-endpoint queues every waiting job was in one `{p}:due`. A help
+//! desk starting on such data moves those jobs into their endpoints' queues
+//! ([`Queue::connect`] runs the one-shot, idempotent migration), so pending
+//! reviews survive the upgrade. Stop the old workers first: old and new
+//! scripts do not share in-flight bookkeeping.
+//!
 //! # Several workers
 //!
 //! Workers share nothing but Redis, so any number of processes with
 //! `HELPDESK_ROLE=worker` can serve one prefix. A worker sleeps until the
-//! next due job (or lease expiry) it saw, but at most [`MAX_IDLE`]; the API
-//! in the same process wakes it at once when it schedules something sooner,
-//! while a worker in another process notices within [`MAX_IDLE`].
+//! first endpoint in line may send (or a lease expires), but at most
+//! [`MAX_IDLE`]; the API in the same process wakes it at once when it
+//! schedules something sooner, and so does each outcome it records (a slot
+//! freed), while a worker in another process notices within [`MAX_IDLE`].
 //!
 //! [`MAX_IDLE`]: crate::worker::MAX_IDLE
 
@@ -77,111 +115,44 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hookline_contract::{AttemptView, CaseView, DeliveryState, DeliveryView, DocumentStatus};
-use redis::Script;
+use hookline_contract::{
+    AttemptView, BreakerState, CaseView, DeliveryState, DeliveryView, DocumentStatus, EndpointView,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, ScriptInvocation};
 
-/// Takes over expired leases, then due jobs, up to ARGV[3] in all.
-const CLAIM: &str = r"
-local now = tonumber(ARGV[1])
-local lease_until = now + tonumber(ARGV[2])
-local max = tonumber(ARGV[3])
-local case_prefix = ARGV[4]
-local token = ARGV[5]
-local decisions = ARGV[6]
--- One call per job is what costs in a script, so: one HGETALL and one HSET
--- per job, and the set moves as variadic calls for the whole batch.
-local function each_chunk(list, command, key, with_score)
-  local args = {}
-  for _, item in ipairs(list) do
-    if with_score then table.insert(args, with_score) end
-    table.insert(args, item)
-    if #args >= 1000 then redis.call(command, key, unpack(args)); args = {} end
-  end
-  if #args > 0 then redis.call(command, key, unpack(args)) end
-end
-local function set(hash, field, value)
-  for j = 1, #hash, 2 do
-    if hash[j] == field then hash[j + 1] = value; return end
-  end
-  table.insert(hash, field); table.insert(hash, value)
-end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
-if #ids < max then
-  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max - #ids)
-  for _, id in ipairs(due) do table.insert(ids, id) end
-end
-local cases, live, gone = {}, {}, {}
-for i, id in ipairs(ids) do
-  local key = case_prefix .. id
-  local hash = redis.call('HGETALL', key)
-  if #hash == 0 then
-    table.insert(gone, id)
-  else
-    table.insert(live, id)
-    local status
-    for j = 1, #hash, 2 do
-      if hash[j] == 'status' then status = hash[j + 1]; break end
-    end
-    set(hash, 'delivery', 'IN_FLIGHT')
-    set(hash, 'lease', token)
-    if status == 'PENDING_REVIEW' then
-      local d = string.sub(decisions, i, i) == 'A' and 'ACCEPTED' or 'DECLINED'
-      set(hash, 'status', d)
-      set(hash, 'decidedAt', ARGV[1])
-      redis.call('HSET', key, 'delivery', 'IN_FLIGHT', 'lease', token, 'status', d, 'decidedAt', ARGV[1])
-    else
-      redis.call('HSET', key, 'delivery', 'IN_FLIGHT', 'lease', token)
-    end
-    table.insert(cases, hash)
-  end
-end
-each_chunk(ids, 'ZREM', KEYS[1])
-each_chunk(gone, 'ZREM', KEYS[2])
-each_chunk(live, 'ZADD', KEYS[2], lease_until)
-local wake = false
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if head[2] then wake = tonumber(head[2]) end
-local lease_head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if lease_head[2] and (not wake or tonumber(lease_head[2]) < wake) then wake = tonumber(lease_head[2]) end
-return {cases, wake}
-";
+use crate::endpoint::Endpoint;
 
-/// KEYS: case, inflight, due, dead, attempts. ARGV: id, token, outcome,
-/// now, next_at, error, attempt (JSON).
-const FINISH: &str = r"
-local current = redis.call('HMGET', KEYS[1], 'lease', 'attempts')
-if current[1] ~= ARGV[2] then return 0 end
-local attempts = (tonumber(current[2]) or 0) + 1
-if redis.call('RPUSH', KEYS[5], ARGV[7]) > 100 then redis.call('LTRIM', KEYS[5], -100, -1) end
-redis.call('ZREM', KEYS[2], ARGV[1])
-if ARGV[3] == 'delivered' then
-  redis.call('HDEL', KEYS[1], 'lease', 'nextAttemptAt')
-  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DELIVERED', 'deliveredAt', ARGV[4])
-elseif ARGV[3] == 'retry' then
-  redis.call('HDEL', KEYS[1], 'lease')
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
-  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'SCHEDULED', 'nextAttemptAt', ARGV[5],
-    'lastError', ARGV[6])
-else
-  redis.call('HDEL', KEYS[1], 'lease', 'nextAttemptAt')
-  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DEAD', 'lastError', ARGV[6])
-end
-return 1
-";
+/// The Lua every script starts with: the common arguments, the key names,
+/// the token bucket and `refresh`, which keeps an endpoint's place in the
+/// ready line right.
+const COMMON: &str = include_str!("queue/common.lua");
 
-/// KEYS: case, due, inflight, dead. ARGV: id, now.
-const REDELIVER: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
-if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 'in_flight' end
-if redis.call('HGET', KEYS[1], 'status') == 'PENDING_REVIEW' then return 'undecided' end
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-local attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
-redis.call('HSET', KEYS[1], 'delivery', 'SCHEDULED', 'nextAttemptAt', ARGV[2], 'retryBase', attempts)
-return 'scheduled'
-";
+/// The longest a circuit breaker stays open between probes.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(10 * 60);
+
+/// Most jobs a lease takeover or a migration step handles at once.
+const MIGRATION_BATCH: isize = 1000;
+
+/// How much of one worker's slots endpoints may take in a claim: a worker
+/// gives one endpoint at most `per_endpoint` of them, so a few slow
+/// endpoints cannot take every slot of a small worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowance {
+    pub per_endpoint: usize,
+    /// The endpoints this worker has attempts in flight to, and how many.
+    pub in_flight: Vec<(Endpoint, usize)>,
+}
+
+impl Allowance {
+    /// No share per worker: only the endpoints' own limits apply.
+    pub fn unlimited() -> Self {
+        Self {
+            per_endpoint: usize::MAX >> 12,
+            in_flight: Vec::new(),
+        }
+    }
+}
 
 /// What can go wrong talking to the queue.
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +161,32 @@ pub enum QueueError {
     Redis(#[from] redis::RedisError),
     #[error("case {document_id} is malformed in Redis: {problem}")]
     Corrupt { document_id: String, problem: String },
+}
+
+/// The limits every endpoint gets unless it has its own (`ENDPOINT_*`,
+/// `CIRCUIT_*`). Every help desk process of one prefix must use the same.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndpointLimits {
+    /// Attempts in flight at most, over all workers.
+    pub concurrency: u32,
+    /// Deliveries per second at most; `None`: unlimited.
+    pub rate: Option<f64>,
+    /// Failed attempts in a row that open the circuit breaker.
+    pub circuit_failures: u32,
+    /// How long the breaker first stays open; doubles after each failed
+    /// probe, up to [`MAX_COOLDOWN`].
+    pub circuit_cooldown: Duration,
+}
+
+impl Default for EndpointLimits {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            rate: None,
+            circuit_failures: 10,
+            circuit_cooldown: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The key names of one help desk (one `REDIS_PREFIX`).
@@ -205,16 +202,32 @@ impl Keys {
         }
     }
 
-    pub fn case_prefix(&self) -> String {
-        format!("{}:case:", self.tag)
+    /// `{prefix}`: the start of every key, and their Redis Cluster hash tag.
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 
     pub fn case(&self, document_id: &str) -> String {
         format!("{}:case:{document_id}", self.tag)
     }
 
-    pub fn due(&self) -> String {
-        format!("{}:due", self.tag)
+    /// The waiting jobs of one endpoint.
+    pub fn due(&self, endpoint: &Endpoint) -> String {
+        format!("{}:due:{endpoint}", self.tag)
+    }
+
+    /// The line of endpoints that have something due.
+    pub fn ready(&self) -> String {
+        format!("{}:ready", self.tag)
+    }
+
+    pub fn endpoint(&self, endpoint: &Endpoint) -> String {
+        format!("{}:endpoint:{endpoint}", self.tag)
+    }
+
+    /// Every endpoint, by last activity.
+    pub fn endpoints(&self) -> String {
+        format!("{}:endpoints", self.tag)
     }
 
     pub fn inflight(&self) -> String {
@@ -232,8 +245,12 @@ impl Keys {
     pub fn attempts(&self, document_id: &str) -> String {
         format!("{}:attempts:{document_id}", self.tag)
     }
-}
 
+    /// The single due set of the layout before per-endpoint queues.
+    pub fn legacy_due(&self) -> String {
+        format!("{}:due", self.tag)
+    }
+}
 /// A case as accepted by `POST /document`, before any decision.
 #[derive(Debug, Clone)]
 pub struct NewCase {
@@ -270,6 +287,8 @@ pub struct CaseRecord {
     pub retry_base: u32,
     /// The attempt log, oldest first (only filled by [`Queue::case`]).
     pub log: Vec<AttemptView>,
+    /// The endpoint its webhook goes to (`scheme://host:port`).
+    pub endpoint: Option<String>,
     lease: Option<String>,
 }
 
@@ -305,6 +324,7 @@ impl CaseRecord {
             last_error: take("lastError").ok(),
             retry_base: take("retryBase").ok().and_then(|raw| raw.parse().ok()).unwrap_or(0),
             log: Vec::new(),
+            endpoint: take("endpoint").ok(),
             lease: take("lease").ok(),
             document_id: document_id.clone(),
         };
@@ -332,6 +352,7 @@ impl CaseRecord {
                 last_error: self.last_error.clone(),
                 log: self.log.clone(),
             },
+            endpoint: None,
         }
     }
 
@@ -356,16 +377,17 @@ fn parse_delivery(raw: &str) -> Option<DeliveryState> {
     })
 }
 
-/// A job a worker now holds: the case as claimed and the lease token that
-/// proves the claim when finishing.
+/// A job a worker now holds: the case as claimed, the endpoint it goes to,
+/// and the lease token that proves the claim when finishing.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub case: CaseRecord,
+    pub endpoint: Endpoint,
     lease: String,
 }
 
-/// The result of one claim: the jobs, and when the next job will be due (or
-/// the next lease expire), for the worker to sleep until then.
+/// The result of one claim: the jobs, and when the next job may be claimed
+/// (or the next lease expire), for the worker to sleep until then.
 #[derive(Debug)]
 pub struct Claim {
     pub jobs: Vec<ClaimedJob>,
@@ -380,14 +402,42 @@ pub enum Finish {
     Dead { error: String },
 }
 
-/// A handle on the queue; cheap to clone, safe to share between tasks.
-#[derive(Clone)]
-pub struct Queue {
-    conn: ConnectionManager,
-    keys: Keys,
-    claim: Script,
-    finish: Script,
-    redeliver: Script,
+/// What an attempt tells about its endpoint's health, for the circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// It answered as a receiver should (a 2xx, or `410 Gone`).
+    Up,
+    /// It failed: no connection, a timeout, an error status.
+    Down,
+    /// Nothing either way: nothing was sent (the callback policy refused),
+    /// or it asked for a pause (`Retry-After`), which is honoured instead.
+    Unknown,
+}
+
+/// What a finished attempt does to its endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointSignal {
+    pub health: Health,
+    /// Hold every job of the endpoint until then (`Retry-After` on a 429 or 503).
+    pub paused_until: Option<DateTime<Utc>>,
+}
+
+/// What recording an outcome did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The job's lease had passed to another worker: nothing changed.
+    Stale,
+    Recorded,
+    /// Recorded, and the endpoint's circuit breaker opened (or reopened).
+    BreakerOpened,
+    /// Recorded, and the endpoint's circuit breaker closed.
+    BreakerClosed,
+}
+
+impl Recorded {
+    pub fn applied(self) -> bool {
+        self != Self::Stale
+    }
 }
 
 /// What `redeliver` did.
@@ -401,17 +451,73 @@ pub enum Redelivery {
     Undecided,
 }
 
+/// Jobs per state, and the due ones that the endpoints' limits hold back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct QueueDepth {
+    pub due: u64,
+    pub inflight: u64,
+    pub dead: u64,
+    /// Due now, held by a `Retry-After` pause.
+    pub paused: u64,
+    /// Due now, held by an open circuit breaker.
+    pub circuit_open: u64,
+    /// Due now, held by the rate limit.
+    pub throttled: u64,
+    /// Due now, held because every slot of the endpoint is taken.
+    pub saturated: u64,
+    /// Endpoints whose breaker is open, or probing.
+    pub endpoints_open: u64,
+    pub endpoints_probing: u64,
+}
+
+#[derive(Debug)]
+struct Scripts {
+    schedule: Script,
+    claim: Script,
+    finish: Script,
+    redeliver: Script,
+    set_rate: Script,
+    migrate: Script,
+    depth: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let script = |body: &str| Script::new(&format!("{COMMON}\n{body}"));
+        Self {
+            schedule: script(include_str!("queue/schedule.lua")),
+            claim: script(include_str!("queue/claim.lua")),
+            finish: script(include_str!("queue/finish.lua")),
+            redeliver: script(include_str!("queue/redeliver.lua")),
+            set_rate: script(include_str!("queue/set_rate.lua")),
+            migrate: script(include_str!("queue/migrate.lua")),
+            depth: script(include_str!("queue/depth.lua")),
+        }
+    }
+}
+
+/// A handle on the queue; cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct Queue {
+    conn: ConnectionManager,
+    keys: Keys,
+    limits: EndpointLimits,
+    scripts: std::sync::Arc<Scripts>,
+}
+
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
             .field("keys", &self.keys)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
 impl Queue {
-    /// Connects (reconnecting by itself later) to `redis_url`.
-    pub async fn connect(redis_url: &str, prefix: &str) -> Result<Self, QueueError> {
+    /// Connects (reconnecting by itself later) to `redis_url`, and moves jobs
+    /// stored by a help desk from before per-endpoint queues into them.
+    pub async fn connect(redis_url: &str, prefix: &str, limits: EndpointLimits) -> Result<Self, QueueError> {
         let client = redis::Client::open(redis_url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -419,17 +525,34 @@ impl Queue {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
         let conn = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self {
+        let queue = Self {
             conn,
             keys: Keys::new(prefix),
-            claim: Script::new(CLAIM),
-            finish: Script::new(FINISH),
-            redeliver: Script::new(REDELIVER),
-        })
+            limits,
+            scripts: std::sync::Arc::new(Scripts::new()),
+        };
+        queue.migrate_legacy().await?;
+        Ok(queue)
     }
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    pub fn limits(&self) -> EndpointLimits {
+        self.limits
+    }
+
+    /// An invocation of `script` with the arguments every script takes
+    /// first: now, the key tag and the default limits.
+    fn invocation<'a>(&self, script: &'a Script, now: DateTime<Utc>) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .arg(now.timestamp_millis())
+            .arg(self.keys.tag())
+            .arg(self.limits.concurrency)
+            .arg(self.limits.rate.unwrap_or(0.0));
+        invocation
     }
 
     /// Is Redis answering?
@@ -442,11 +565,16 @@ impl Queue {
     /// Stores the case and its job atomically. Once this returns `Ok`, the
     /// review will be decided and delivered whatever happens to this process.
     pub async fn schedule(&self, case: &NewCase) -> Result<(), QueueError> {
+        let endpoint = Endpoint::of_str(&case.callback_url).map_err(|e| QueueError::Corrupt {
+            document_id: case.document_id.clone(),
+            problem: e.to_string(),
+        })?;
         let mut fields: Vec<(&str, String)> = vec![
             ("documentId", case.document_id.clone()),
             ("agentId", case.agent_id.clone()),
             ("documentUrl", case.document_url.clone()),
             ("callbackUrl", case.callback_url.clone()),
+            ("endpoint", endpoint.to_string()),
             ("webhookId", case.webhook_id.clone()),
             ("status", DocumentStatus::PendingReview.as_str().to_owned()),
             ("delivery", "SCHEDULED".to_owned()),
@@ -457,17 +585,19 @@ impl Queue {
         if let Some(id) = &case.request_id {
             fields.push(("id", id.clone()));
         }
+        let mut invocation = self.invocation(&self.scripts.schedule, Utc::now());
+        invocation
+            .key(self.keys.case(&case.document_id))
+            .key(self.keys.cases())
+            .arg(&case.document_id)
+            .arg(endpoint.as_str())
+            .arg(case.due_at.timestamp_millis())
+            .arg(case.created_at.timestamp_millis());
+        for (name, value) in &fields {
+            invocation.arg(*name).arg(value);
+        }
         let mut conn = self.conn.clone();
-        redis::pipe()
-            .atomic()
-            .hset_multiple(self.keys.case(&case.document_id), &fields)
-            .ignore()
-            .zadd(self.keys.due(), &case.document_id, case.due_at.timestamp_millis())
-            .ignore()
-            .zadd(self.keys.cases(), &case.document_id, case.created_at.timestamp_millis())
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await?;
+        invocation.invoke_async::<i64>(&mut conn).await?;
         Ok(())
     }
 
@@ -478,31 +608,24 @@ impl Queue {
 
     /// Several cases with their attempt logs, in one round trip.
     pub async fn cases(&self, document_ids: &[String]) -> Result<Vec<Option<CaseRecord>>, QueueError> {
+        if document_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in document_ids {
             pipe.hgetall(self.keys.case(id)).lrange(self.keys.attempts(id), 0, -1);
         }
         let mut conn = self.conn.clone();
-        let replies: Vec<(HashMap<String, String>, Vec<String>)> = if document_ids.is_empty() {
-            Vec::new()
-        } else {
-            let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-            flat.chunks(2)
-                .map(|pair| match pair {
-                    [hash, log] => Ok((
-                        redis::from_redis_value(hash.clone()).map_err(redis::RedisError::from)?,
-                        redis::from_redis_value(log.clone()).map_err(redis::RedisError::from)?,
-                    )),
-                    _ => Ok((HashMap::new(), Vec::new())),
-                })
-                .collect::<Result<_, redis::RedisError>>()?
-        };
-        replies
-            .into_iter()
-            .map(|(hash, log)| {
+        let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        flat.chunks(2)
+            .map(|pair| {
+                let [hash, log] = pair else { return Ok(None) };
+                let hash: HashMap<String, String> =
+                    redis::from_redis_value(hash.clone()).map_err(redis::RedisError::from)?;
                 if hash.is_empty() {
                     return Ok(None);
                 }
+                let log: Vec<String> = redis::from_redis_value(log.clone()).map_err(redis::RedisError::from)?;
                 let mut case = CaseRecord::from_hash(hash)?;
                 case.log = log
                     .iter()
@@ -516,14 +639,25 @@ impl Queue {
     /// Sends a dead or delivered case again, now (see [`Redelivery`]).
     pub async fn redeliver(&self, document_id: &str, now: DateTime<Utc>) -> Result<Redelivery, QueueError> {
         let mut conn = self.conn.clone();
+        let callback: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.case(document_id))
+            .arg("callbackUrl")
+            .query_async(&mut conn)
+            .await?;
+        let Some(callback) = callback else {
+            return Ok(Redelivery::NoSuchCase);
+        };
+        let endpoint = Endpoint::of_str(&callback).map_err(|e| QueueError::Corrupt {
+            document_id: document_id.to_owned(),
+            problem: e.to_string(),
+        })?;
         let result: String = self
-            .redeliver
+            .invocation(&self.scripts.redeliver, now)
             .key(self.keys.case(document_id))
-            .key(self.keys.due())
             .key(self.keys.inflight())
             .key(self.keys.dead())
             .arg(document_id)
-            .arg(now.timestamp_millis())
+            .arg(endpoint.as_str())
             .invoke_async(&mut conn)
             .await?;
         Ok(match result.as_str() {
@@ -536,60 +670,70 @@ impl Queue {
 
     /// The most recent `limit` cases, newest first, and how many there are in all.
     pub async fn recent_cases(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), QueueError> {
-        self.newest(&self.keys.cases(), limit).await
+        let (ids, total) = self.newest(&self.keys.cases(), limit).await?;
+        Ok((self.cases(&ids).await?.into_iter().flatten().collect(), total))
     }
 
     /// The most recent `limit` dead letters and how many there are in all.
     pub async fn dead_letters(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), QueueError> {
-        self.newest(&self.keys.dead(), limit).await
+        let (ids, total) = self.newest(&self.keys.dead(), limit).await?;
+        Ok((self.cases(&ids).await?.into_iter().flatten().collect(), total))
     }
 
-    /// The cases of the `limit` highest scores of the sorted set `key`.
-    async fn newest(&self, key: &str, limit: usize) -> Result<(Vec<CaseRecord>, u64), QueueError> {
+    /// The members of the `limit` highest scores of the sorted set `key`,
+    /// and its size.
+    async fn newest(&self, key: &str, limit: usize) -> Result<(Vec<String>, u64), QueueError> {
         let mut conn = self.conn.clone();
         let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
-        let (ids, total): (Vec<String>, u64) = redis::pipe()
+        Ok(redis::pipe()
             .zrevrange(key, 0, stop)
             .zcard(key)
             .query_async(&mut conn)
-            .await?;
-        let cases = self.cases(&ids).await?.into_iter().flatten().collect();
-        Ok((cases, total))
+            .await?)
     }
 
-    /// Claims up to `decisions.len()` jobs that are due or whose lease ran
-    /// out, holding them for `lease`. `decisions[i]` is the agent's verdict
-    /// for the i-th job should its case still be undecided.
+    /// Claims up to `decisions.len()` jobs that are due, in the order of the
+    /// endpoints' line and within their limits and the worker's `allowance`,
+    /// holding them for `lease` (jobs whose lease ran out go back to their
+    /// queues first). `decisions[i]` is the agent's verdict for the i-th job
+    /// should its case still be undecided.
     pub async fn claim(
         &self,
         now: DateTime<Utc>,
         lease: Duration,
         lease_token: &str,
         decisions: &[DocumentStatus],
+        allowance: &Allowance,
     ) -> Result<Claim, QueueError> {
         let verdicts: String = decisions
             .iter()
             .map(|d| if *d == DocumentStatus::Accepted { 'A' } else { 'D' })
             .collect();
+        let in_flight: String = allowance
+            .in_flight
+            .iter()
+            .map(|(endpoint, count)| format!("{endpoint}\t{count}\n"))
+            .collect();
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
         let mut conn = self.conn.clone();
         let (hashes, wake): (Vec<HashMap<String, String>>, Option<i64>) = self
-            .claim
-            .key(self.keys.due())
+            .invocation(&self.scripts.claim, now)
+            .key(self.keys.ready())
             .key(self.keys.inflight())
-            .arg(now.timestamp_millis())
             .arg(lease_ms)
             .arg(decisions.len())
-            .arg(self.keys.case_prefix())
             .arg(lease_token)
             .arg(verdicts)
+            .arg(allowance.per_endpoint)
+            .arg(in_flight)
             .invoke_async(&mut conn)
             .await?;
         let mut jobs = Vec::with_capacity(hashes.len());
         for hash in hashes {
             let case = CaseRecord::from_hash(hash)?;
             let lease = case.lease.clone().unwrap_or_default();
-            jobs.push(ClaimedJob { case, lease });
+            let endpoint = endpoint_of(&case)?;
+            jobs.push(ClaimedJob { case, endpoint, lease });
         }
         Ok(Claim {
             jobs,
@@ -597,78 +741,291 @@ impl Queue {
         })
     }
 
-    /// Records an attempt and how the job goes on. Returns `false` when the
-    /// job's lease had already passed to another worker, in which case
-    /// nothing changes.
-    pub async fn finish(&self, job: &ClaimedJob, attempt: &AttemptView, outcome: &Finish) -> Result<bool, QueueError> {
-        let applied = self.finish_many(&[(job, attempt, outcome)]).await?;
-        Ok(applied.first().copied().unwrap_or(false))
+    /// Records an attempt and how the job goes on (see [`finish_many`](Self::finish_many)).
+    pub async fn finish(
+        &self,
+        job: &ClaimedJob,
+        attempt: &AttemptView,
+        outcome: &Finish,
+        signal: EndpointSignal,
+    ) -> Result<Recorded, QueueError> {
+        let recorded = self.finish_many(&[(job, attempt, outcome, signal)]).await?;
+        Ok(recorded.first().copied().unwrap_or(Recorded::Stale))
     }
 
-    /// [`finish`](Self::finish) for several jobs in one round trip: one
+    /// Records attempts and how their jobs go on, in one round trip: one
     /// `EVALSHA` of the finish script per job, pipelined. Each script runs
     /// atomically on its own, exactly as a lone `finish` would; only the
-    /// network round trip (and its syscalls, on both sides) is shared. If
-    /// the batch fails (Redis unreachable, or one script erring), the error
-    /// is reported for all of it: the jobs whose script did run stay
-    /// finished in Redis, the others are retried once their lease expires.
-    pub async fn finish_many(&self, items: &[(&ClaimedJob, &AttemptView, &Finish)]) -> Result<Vec<bool>, QueueError> {
+    /// network round trip (and its syscalls, on both sides) is shared. A job
+    /// whose lease had already passed to another worker is [`Recorded::Stale`]
+    /// and changes nothing. If the batch fails (Redis unreachable, or one
+    /// script erring), the error is reported for all of it: the jobs whose
+    /// script did run stay finished in Redis, the others are retried once
+    /// their lease expires.
+    pub async fn finish_many(
+        &self,
+        items: &[(&ClaimedJob, &AttemptView, &Finish, EndpointSignal)],
+    ) -> Result<Vec<Recorded>, QueueError> {
+        let now = Utc::now();
+        let cooldown = millis(self.limits.circuit_cooldown);
+        let longest = millis(MAX_COOLDOWN.max(self.limits.circuit_cooldown));
         let mut pipe = redis::pipe();
-        for (job, attempt, outcome) in items {
+        for (job, attempt, outcome, signal) in items {
             let entry = serde_json::to_string(attempt).unwrap_or_default();
             let (kind, next_at, error) = match outcome {
-                Finish::Delivered => ("delivered", 0, ""),
+                Finish::Delivered => ("delivered", 0, attempt.error.as_deref().unwrap_or_default()),
                 Finish::Retry { at, error } => ("retry", at.timestamp_millis(), error.as_str()),
                 Finish::Dead { error } => ("dead", 0, error.as_str()),
             };
+            let health = match signal.health {
+                Health::Up => "up",
+                Health::Down => "down",
+                Health::Unknown => "unknown",
+            };
             let id = &job.case.document_id;
-            pipe.invoke_script(
-                self.finish
-                    .key(self.keys.case(id))
-                    .key(self.keys.inflight())
-                    .key(self.keys.due())
-                    .key(self.keys.dead())
-                    .key(self.keys.attempts(id))
-                    .arg(id)
-                    .arg(&job.lease)
-                    .arg(kind)
-                    .arg(attempt.at.timestamp_millis())
-                    .arg(next_at)
-                    .arg(error)
-                    .arg(entry),
-            );
+            let mut invocation = self.invocation(&self.scripts.finish, now);
+            invocation
+                .key(self.keys.case(id))
+                .key(self.keys.inflight())
+                .key(self.keys.dead())
+                .key(self.keys.attempts(id))
+                .arg(id)
+                .arg(&job.lease)
+                .arg(kind)
+                .arg(next_at)
+                .arg(error)
+                .arg(entry)
+                .arg(health)
+                .arg(signal.paused_until.map_or(0, |at| at.timestamp_millis()))
+                .arg(self.limits.circuit_failures.max(1))
+                .arg(cooldown)
+                .arg(longest)
+                .arg(job.endpoint.as_str());
+            pipe.invoke_script(&invocation);
         }
         let mut conn = self.conn.clone();
         // A pipelined EVALSHA does not load its script by itself: on a Redis
         // that does not know it yet (first use, restart, SCRIPT FLUSH), load
         // it and send the batch again. NOSCRIPT means no script of the batch ran.
-        let applied: Vec<i64> = match pipe.query_async(&mut conn).await {
+        let results: Vec<i64> = match pipe.query_async(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.finish.prepare_invoke().load_async(&mut conn).await?;
+                self.scripts.finish.prepare_invoke().load_async(&mut conn).await?;
                 pipe.query_async(&mut conn).await?
             }
             other => other?,
         };
-        Ok(applied.into_iter().map(|applied| applied == 1).collect())
+        Ok(results
+            .into_iter()
+            .map(|result| match result {
+                0 => Recorded::Stale,
+                2 => Recorded::BreakerOpened,
+                3 => Recorded::BreakerClosed,
+                _ => Recorded::Recorded,
+            })
+            .collect())
     }
 
-    /// How many jobs are in each state (for health and tests).
+    /// Jobs per state, and the due ones held back by the endpoints' limits
+    /// (reads every endpoint: for `/metrics`, not for a hot path).
     pub async fn depth(&self) -> Result<QueueDepth, QueueError> {
         let mut conn = self.conn.clone();
-        let (due, inflight, dead): (u64, u64, u64) = redis::pipe()
-            .zcard(self.keys.due())
-            .zcard(self.keys.inflight())
-            .zcard(self.keys.dead())
+        let counts: Vec<u64> = self
+            .invocation(&self.scripts.depth, Utc::now())
+            .key(self.keys.inflight())
+            .key(self.keys.dead())
+            .invoke_async(&mut conn)
+            .await?;
+        let count = |i: usize| counts.get(i).copied().unwrap_or(0);
+        Ok(QueueDepth {
+            due: count(0),
+            inflight: count(1),
+            dead: count(2),
+            paused: count(3),
+            circuit_open: count(4),
+            throttled: count(5),
+            saturated: count(6),
+            endpoints_open: count(7),
+            endpoints_probing: count(8),
+        })
+    }
+
+    /// The `limit` most recently active endpoints and how many there are.
+    pub async fn endpoints(&self, limit: usize) -> Result<(Vec<EndpointView>, u64), QueueError> {
+        let (names, total) = self.newest(&self.keys.endpoints(), limit).await?;
+        let endpoints: Vec<Endpoint> = names.iter().filter_map(|name| name.parse().ok()).collect();
+        Ok((self.endpoint_views(&endpoints).await?, total))
+    }
+
+    /// One endpoint's state (its defaults if the help desk never saw it).
+    pub async fn endpoint(&self, endpoint: &Endpoint) -> Result<EndpointView, QueueError> {
+        let mut views = self.endpoint_views(std::slice::from_ref(endpoint)).await?;
+        Ok(views
+            .pop()
+            .unwrap_or_else(|| self.endpoint_view(endpoint, HashMap::new(), 0, None)))
+    }
+
+    /// Sets an endpoint's own rate limit (`None`: back to `ENDPOINT_RATE`).
+    pub async fn set_rate(&self, endpoint: &Endpoint, rate: Option<f64>) -> Result<EndpointView, QueueError> {
+        let mut conn = self.conn.clone();
+        self.invocation(&self.scripts.set_rate, Utc::now())
+            .arg(endpoint.as_str())
+            .arg(rate.map(|rate| rate.to_string()).unwrap_or_default())
+            .invoke_async::<i64>(&mut conn)
+            .await?;
+        self.endpoint(endpoint).await
+    }
+
+    async fn endpoint_views(&self, endpoints: &[Endpoint]) -> Result<Vec<EndpointView>, QueueError> {
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for endpoint in endpoints {
+            pipe.hgetall(self.keys.endpoint(endpoint))
+                .zcard(self.keys.due(endpoint))
+                .zscore(self.keys.ready(), endpoint.as_str());
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let mut views = Vec::with_capacity(endpoints.len());
+        for (endpoint, reply) in endpoints.iter().zip(replies.chunks(3)) {
+            let [hash, due, ready] = reply else { continue };
+            let hash: HashMap<String, String> =
+                redis::from_redis_value(hash.clone()).map_err(redis::RedisError::from)?;
+            let due: u64 = redis::from_redis_value(due.clone()).map_err(redis::RedisError::from)?;
+            let ready: Option<f64> = redis::from_redis_value(ready.clone()).map_err(redis::RedisError::from)?;
+            views.push(self.endpoint_view(endpoint, hash, due, ready));
+        }
+        Ok(views)
+    }
+
+    fn endpoint_view(
+        &self,
+        endpoint: &Endpoint,
+        hash: HashMap<String, String>,
+        due: u64,
+        ready: Option<f64>,
+    ) -> EndpointView {
+        let field = |name: &str| hash.get(name).map(String::as_str);
+        let number = |name: &str| field(name).and_then(|raw| raw.parse::<f64>().ok());
+        let time = |name: &str| {
+            number(name)
+                .filter(|ms| ms.is_finite())
+                .and_then(|ms| DateTime::from_timestamp_millis(ms as i64))
+        };
+        let own_rate = number("rate").filter(|rate| *rate > 0.0);
+        let breaker = match field("breaker") {
+            Some("open") => BreakerState::Open,
+            Some("probing") => BreakerState::Probing,
+            _ => BreakerState::Closed,
+        };
+        let now = Utc::now();
+        EndpointView {
+            endpoint: endpoint.to_string(),
+            in_flight: number("inFlight").map_or(0, |n| n.max(0.0) as u32),
+            due,
+            concurrency: self.limits.concurrency,
+            rate: own_rate.or(self.limits.rate),
+            rate_overridden: own_rate.is_some(),
+            breaker,
+            consecutive_failures: number("failures").map_or(0, |n| n.max(0.0) as u32),
+            open_until: time("openUntil").filter(|_| breaker == BreakerState::Open),
+            paused_until: time("pausedUntil").filter(|at| *at > now),
+            last_error: field("lastError").map(str::to_owned),
+            last_error_at: time("lastErrorAt"),
+            next_attempt_at: ready.and_then(|ms| DateTime::from_timestamp_millis(ms as i64)),
+        }
+    }
+
+    /// Moves the jobs of the layout before per-endpoint queues (one
+    /// `{p}:due`) into their endpoints' queues, and gives cases in flight
+    /// their endpoint; does nothing on data of this layout.
+    async fn migrate_legacy(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        let legacy = self.keys.legacy_due();
+        let kind: String = redis::cmd("TYPE").arg(&legacy).query_async(&mut conn).await?;
+        let mut moved = 0;
+        if kind == "zset" {
+            loop {
+                let ids: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&legacy)
+                    .arg(0)
+                    .arg(MIGRATION_BATCH - 1)
+                    .query_async(&mut conn)
+                    .await?;
+                if ids.is_empty() {
+                    break;
+                }
+                moved += self.migrate_batch(&ids).await?;
+            }
+        }
+        // In flight under the old layout: the case needs its endpoint, and the
+        // endpoint must count the slot its finish will free.
+        let in_flight: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.inflight())
+            .arg(0)
+            .arg(-1)
             .query_async(&mut conn)
             .await?;
-        Ok(QueueDepth { due, inflight, dead })
+        for chunk in in_flight.chunks(usize::try_from(MIGRATION_BATCH).unwrap_or(1000)) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.hget(self.keys.case(id), "endpoint");
+            }
+            let endpoints: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+            let missing: Vec<String> = chunk
+                .iter()
+                .zip(endpoints)
+                .filter(|(_, endpoint)| endpoint.is_none())
+                .map(|(id, _)| id.clone())
+                .collect();
+            if !missing.is_empty() {
+                moved += self.migrate_batch(&missing).await?;
+            }
+        }
+        if moved > 0 {
+            tracing::info!(
+                jobs = moved,
+                "moved jobs into per-endpoint queues (stored by an older help desk)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Gives each case its endpoint and moves it out of the legacy due set.
+    async fn migrate_batch(&self, ids: &[String]) -> Result<usize, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hget(self.keys.case(id), "callbackUrl");
+        }
+        let callbacks: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        let mut invocation = self.invocation(&self.scripts.migrate, Utc::now());
+        invocation.key(self.keys.legacy_due()).key(self.keys.inflight());
+        for (id, callback) in ids.iter().zip(callbacks) {
+            // A case that is gone, or whose callback no longer parses, still
+            // leaves the old set (its job could never be delivered anyway).
+            let endpoint = callback
+                .and_then(|url| Endpoint::of_str(&url).ok())
+                .map_or_else(|| "http://invalid:0".to_owned(), |e| e.to_string());
+            invocation.arg(id).arg(endpoint);
+        }
+        invocation.invoke_async::<i64>(&mut conn).await?;
+        Ok(ids.len())
     }
 }
 
-/// Jobs per state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct QueueDepth {
-    pub due: u64,
-    pub inflight: u64,
-    pub dead: u64,
+/// The endpoint a claimed case goes to: the one stored with it.
+fn endpoint_of(case: &CaseRecord) -> Result<Endpoint, QueueError> {
+    let stored = case.endpoint.as_deref().unwrap_or_default();
+    stored
+        .parse()
+        .map_err(|e: crate::endpoint::EndpointError| QueueError::Corrupt {
+            document_id: case.document_id.clone(),
+            problem: format!("bad endpoint {stored:?}: {e}"),
+        })
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -51,7 +51,12 @@ impl Application {
                 "JOB_LEASE must be longer than DELIVERY_TIMEOUT, or live deliveries would be taken over".to_owned(),
             ));
         }
-        let queue = Queue::connect(settings.redis_url.expose(), &settings.redis_prefix).await?;
+        let queue = Queue::connect(
+            settings.redis_url.expose(),
+            &settings.redis_prefix,
+            settings.endpoint_limits(),
+        )
+        .await?;
         queue.ping().await?;
 
         let wakeup = Arc::new(Wakeup::default());

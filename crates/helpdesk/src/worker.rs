@@ -2,11 +2,15 @@
 //! sends their webhooks concurrently, and records each outcome (delivered,
 //! retry later per `RETRY_SCHEDULE` with ±10% jitter, or dead).
 //!
-//! It sleeps until the next job is due, at most [`MAX_IDLE`]; the API wakes
-//! it early through [`Wakeup`] when it schedules a job due sooner than that.
-//! A Redis outage makes it back off and try again; a callback that refuses
-//! connections or hangs only costs that job one attempt, bounded by
-//! `DELIVERY_TIMEOUT`, while other deliveries proceed. A callback the
+//! It sleeps until the next job may be claimed, at most [`MAX_IDLE`]; the
+//! API wakes it early through [`Wakeup`] when it schedules a job due sooner
+//! than that, and so does every outcome it records (a slot of an endpoint
+//! freed). A Redis outage makes it back off and try again. A receiver that
+//! refuses connections, hangs or trickles only costs that job one attempt,
+//! cut off at `DELIVERY_TIMEOUT`; its endpoint's limits (see the
+//! [queue](crate::queue)) keep it from taking more than its share: at most
+//! `ENDPOINT_CONCURRENCY` attempts in flight over all workers, and at most
+//! a quarter of this worker's slots. A callback the
 //! [callback policy](crate::ssrf) refuses is dead at once: retrying would
 //! only knock on the same forbidden door.
 //!
@@ -17,6 +21,8 @@
 //! concurrency permit until its outcome is recorded, so shutdown still waits
 //! for every outcome to reach Redis.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -31,8 +37,9 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::RetrySchedule;
 use crate::delivery::{Attempt, Deliverer};
+use crate::endpoint::Endpoint;
 use crate::metrics::{AttemptOutcome, HelpdeskMetrics};
-use crate::queue::{ClaimedJob, Finish, Queue};
+use crate::queue::{Allowance, ClaimedJob, EndpointSignal, Finish, Health, Queue, Recorded};
 
 /// Longest the worker sleeps without looking at the queue (jobs scheduled by
 /// another process do not wake it).
@@ -72,6 +79,55 @@ impl Wakeup {
             self.notify.notify_one();
         }
     }
+
+    /// An endpoint's slot was freed: what waited for it may go now.
+    fn slot_freed(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// Attempts in flight from this worker, per endpoint, for the claim's
+/// [`Allowance`]: one endpoint gets at most a quarter of the worker's slots.
+#[derive(Debug)]
+struct Shares {
+    share: usize,
+    in_flight: RefCell<HashMap<Endpoint, usize>>,
+}
+
+impl Shares {
+    fn new(concurrency: usize) -> Self {
+        Self {
+            share: (concurrency / 4).max(1),
+            in_flight: RefCell::default(),
+        }
+    }
+
+    fn taken(&self, endpoint: &Endpoint) {
+        *self.in_flight.borrow_mut().entry(endpoint.clone()).or_default() += 1;
+    }
+
+    fn released(&self, endpoint: &Endpoint) {
+        let mut in_flight = self.in_flight.borrow_mut();
+        if let Some(count) = in_flight.get_mut(endpoint) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                in_flight.remove(endpoint);
+            }
+        }
+    }
+
+    /// What each endpoint may still take of this worker's slots.
+    fn allowance(&self) -> Allowance {
+        Allowance {
+            per_endpoint: self.share,
+            in_flight: self
+                .in_flight
+                .borrow()
+                .iter()
+                .map(|(endpoint, count)| (endpoint.clone(), *count))
+                .collect(),
+        }
+    }
 }
 
 /// What the worker needs to know.
@@ -99,10 +155,16 @@ pub async fn run(
 ) {
     let deliverer = Rc::new(deliverer);
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let shares = Rc::new(Shares::new(settings.concurrency.max(1)));
     let worker_id = uuid::Uuid::new_v4().simple().to_string();
     let mut claims: u64 = 0;
     let (outcomes, pending_outcomes) = mpsc::channel(settings.concurrency.max(1));
-    actix_web::rt::spawn(record_outcomes(queue.clone(), pending_outcomes));
+    actix_web::rt::spawn(record_outcomes(
+        queue.clone(),
+        pending_outcomes,
+        wakeup.clone(),
+        metrics.clone(),
+    ));
     info!(worker_id, concurrency = settings.concurrency, "delivery worker started");
 
     while !*stop.borrow() {
@@ -117,28 +179,36 @@ pub async fn run(
         claims += 1;
         let token = format!("{worker_id}:{claims}");
         let decisions = draw_decisions(settings.accept_ratio, free);
-        match queue.claim(Utc::now(), settings.lease, &token, &decisions).await {
+        let allowance = shares.allowance();
+        match queue
+            .claim(Utc::now(), settings.lease, &token, &decisions, &allowance)
+            .await
+        {
             Ok(claim) => {
                 let claimed = claim.jobs.len();
                 for job in claim.jobs {
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         return;
                     };
+                    shares.taken(&job.endpoint);
                     let span = info_span!(
                         "delivery",
                         document_id = %job.case.document_id,
                         webhook_id = %job.case.webhook_id,
                         attempt = job.case.attempts + 1,
                     );
-                    let (outcomes, deliverer, schedule, metrics) = (
+                    let (outcomes, deliverer, schedule, metrics, shares) = (
                         outcomes.clone(),
                         deliverer.clone(),
                         settings.retry_schedule.clone(),
                         metrics.clone(),
+                        shares.clone(),
                     );
                     actix_web::rt::spawn(
                         async move {
+                            let endpoint = job.endpoint.clone();
                             deliver(&outcomes, &deliverer, &schedule, &metrics, job).await;
+                            shares.released(&endpoint);
                             drop(permit);
                         }
                         .instrument(span),
@@ -204,32 +274,58 @@ fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(rand::rng().random_range(0.9..=1.1))
 }
 
-/// An attempt's outcome on its way to Redis, and where to say whether it
-/// was recorded (`Ok(false)`: the lease had passed to another worker).
+/// An attempt's outcome on its way to Redis, and where to say how it was
+/// recorded.
 struct Outcome {
     job: ClaimedJob,
     record: AttemptView,
     finish: Finish,
-    recorded: oneshot::Sender<Result<bool, String>>,
+    signal: EndpointSignal,
+    recorded: oneshot::Sender<Result<Recorded, String>>,
 }
 
-/// Records outcomes as they come, every waiting one in one round trip; ends
-/// when the worker and all its deliveries are gone.
-async fn record_outcomes(queue: Queue, mut pending: mpsc::Receiver<Outcome>) {
+/// Records outcomes as they come, every waiting one in one round trip, and
+/// wakes the worker (slots were freed); ends when the worker and all its
+/// deliveries are gone.
+async fn record_outcomes(
+    queue: Queue,
+    mut pending: mpsc::Receiver<Outcome>,
+    wakeup: Arc<Wakeup>,
+    metrics: HelpdeskMetrics,
+) {
     let mut batch = Vec::with_capacity(MAX_FINISH_BATCH);
     while pending.recv_many(&mut batch, MAX_FINISH_BATCH).await > 0 {
         let items: Vec<_> = batch
             .iter()
-            .map(|outcome: &Outcome| (&outcome.job, &outcome.record, &outcome.finish))
+            .map(|outcome: &Outcome| (&outcome.job, &outcome.record, &outcome.finish, outcome.signal))
             .collect();
         let results = queue.finish_many(&items).await.map_err(|e| source_chain(&e));
+        wakeup.slot_freed();
         for (index, outcome) in batch.drain(..).enumerate() {
             let result = match &results {
-                Ok(applied) => Ok(applied.get(index).copied().unwrap_or(false)),
+                Ok(recorded) => Ok(recorded.get(index).copied().unwrap_or(Recorded::Stale)),
                 Err(e) => Err(e.clone()),
             };
+            if let Ok(recorded) = result {
+                note_breaker(&metrics, &outcome.job.endpoint, recorded);
+            }
             let _ = outcome.recorded.send(result);
         }
+    }
+}
+
+/// Logs and counts a change of an endpoint's circuit breaker.
+fn note_breaker(metrics: &HelpdeskMetrics, endpoint: &Endpoint, recorded: Recorded) {
+    match recorded {
+        Recorded::BreakerOpened => {
+            metrics.breaker_opened();
+            warn!(%endpoint, "circuit breaker open: the endpoint's jobs wait, spending no attempts, until a probe gets through");
+        }
+        Recorded::BreakerClosed => {
+            metrics.breaker_closed();
+            info!(%endpoint, "circuit breaker closed: the probe got through");
+        }
+        Recorded::Stale | Recorded::Recorded => {}
     }
 }
 
@@ -246,8 +342,12 @@ async fn deliver(
     let started = Instant::now();
     let attempt = deliverer.send(&job.case).await;
     let took = started.elapsed();
-    let (record, outcome) = judge(&attempt, schedule, job.case.attempt_in_round(), Utc::now());
+    let (record, outcome, signal) = judge(&attempt, schedule, job.case.attempt_in_round(), Utc::now());
     metrics.attempt_finished(attempt_outcome(&attempt, &outcome), took);
+    if let Some(until) = signal.paused_until {
+        metrics.endpoint_paused();
+        info!(endpoint = %job.endpoint, %until, "the receiver asked for a pause (Retry-After): every job of the endpoint waits");
+    }
     match &outcome {
         Finish::Delivered => {
             info!(status = record.status_code, took_ms = record.duration_ms, decision = %job.case.status, "webhook delivered")
@@ -267,6 +367,7 @@ async fn deliver(
         job,
         record,
         finish: outcome,
+        signal,
         recorded,
     };
     if outcomes.send(outcome).await.is_err() {
@@ -274,8 +375,8 @@ async fn deliver(
         return;
     }
     match answer.await {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => warn!("lease had passed to another worker; outcome discarded"),
+        Ok(Ok(Recorded::Stale)) => warn!("lease had passed to another worker; outcome discarded"),
+        Ok(Ok(_)) => {}
         Ok(Err(error)) => {
             warn!(%error, "cannot record the outcome; the job will be retried when its lease expires")
         }
@@ -293,21 +394,29 @@ fn attempt_outcome(attempt: &Attempt, finish: &Finish) -> AttemptOutcome {
     }
 }
 
-/// The retry policy: what an attempt means for the job.
+/// The retry policy: what an attempt means for the job, and for its endpoint.
 ///
-/// * 2xx: delivered.
-/// * 410 Gone: the receiver does not want this webhook any more: dead at once.
+/// * 2xx: delivered; the endpoint is up.
+/// * 410 Gone: the receiver does not want this webhook any more: dead at
+///   once (the endpoint answered, so it is up).
 /// * refused by the callback policy: nothing was sent, and retries would be
 ///   refused alike: dead at once.
 /// * otherwise the next delay of `RETRY_SCHEDULE` (±10% jitter), stretched
 ///   to the receiver's `Retry-After` (429/503) up to [`MAX_RETRY_AFTER`];
-///   dead once the schedule is used up.
+///   dead once the schedule is used up. A `Retry-After` also pauses the
+///   whole endpoint for as long (the receiver asked for quiet, not for this
+///   one job to wait) and is not counted against it by the circuit
+///   breaker; any other failure is.
 fn judge(
     attempt: &Attempt,
     schedule: &RetrySchedule,
     attempt_in_round: u32,
     now: DateTime<Utc>,
-) -> (AttemptView, Finish) {
+) -> (AttemptView, Finish, EndpointSignal) {
+    let signal = |health| EndpointSignal {
+        health,
+        paused_until: None,
+    };
     match attempt {
         Attempt::Delivered { status, took } => (
             AttemptView {
@@ -317,6 +426,7 @@ fn judge(
                 duration_ms: millis(*took),
             },
             Finish::Delivered,
+            signal(Health::Up),
         ),
         Attempt::Failed {
             error,
@@ -332,24 +442,27 @@ fn judge(
             };
             let error = error.clone();
             if *status == Some(410) {
-                return (
-                    record,
-                    Finish::Dead {
-                        error: format!("{error}: the receiver asked to stop (Gone)"),
-                    },
-                );
+                let finish = Finish::Dead {
+                    error: format!("{error}: the receiver asked to stop (Gone)"),
+                };
+                return (record, finish, signal(Health::Up));
             }
+            let pause = retry_after.map(|asked| asked.min(MAX_RETRY_AFTER));
             let outcome = match schedule.delay_after(attempt_in_round) {
-                Some(delay) => {
-                    let wait = retry_after.map_or(Duration::ZERO, |asked| asked.min(MAX_RETRY_AFTER));
-                    Finish::Retry {
-                        at: now + jittered(delay).max(wait),
-                        error,
-                    }
-                }
+                Some(delay) => Finish::Retry {
+                    at: now + jittered(delay).max(pause.unwrap_or(Duration::ZERO)),
+                    error,
+                },
                 None => Finish::Dead { error },
             };
-            (record, outcome)
+            let endpoint = match pause {
+                Some(pause) => EndpointSignal {
+                    health: Health::Unknown,
+                    paused_until: Some(now + pause),
+                },
+                None => signal(Health::Down),
+            };
+            (record, outcome, endpoint)
         }
         Attempt::Refused { reason, took } => {
             let error = format!("refused by the callback policy: {reason}");
@@ -361,6 +474,7 @@ fn judge(
                     duration_ms: millis(*took),
                 },
                 Finish::Dead { error },
+                signal(Health::Unknown),
             )
         }
     }
@@ -395,24 +509,31 @@ mod tests {
     fn failures_follow_the_schedule_and_then_die() {
         let schedule: RetrySchedule = "1s,1m".parse().unwrap();
         let now = Utc::now();
-        let (record, first) = judge(&failed(Some(500), None), &schedule, 1, now);
+        let (record, first, signal) = judge(&failed(Some(500), None), &schedule, 1, now);
+        assert_eq!(signal.health, Health::Down, "a 500 counts against the endpoint");
+        assert_eq!(signal.paused_until, None);
         assert_eq!(record.status_code, Some(500));
         assert_eq!(record.duration_ms, 3);
         let Finish::Retry { at, .. } = first else {
             panic!("{first:?}")
         };
         assert!((900..=1100).contains(&(at - now).num_milliseconds()));
-        let (_, second) = judge(&failed(None, None), &schedule, 2, now);
+        let (_, second, _) = judge(&failed(None, None), &schedule, 2, now);
         assert!(matches!(second, Finish::Retry { at, .. } if (at - now).num_seconds() >= 54));
-        let (_, third) = judge(&failed(None, None), &schedule, 3, now);
+        let (_, third, _) = judge(&failed(None, None), &schedule, 3, now);
         assert!(matches!(third, Finish::Dead { .. }));
     }
 
     #[test]
     fn gone_stops_retrying_at_once() {
         let schedule: RetrySchedule = "1s,1m".parse().unwrap();
-        let (_, outcome) = judge(&failed(Some(410), None), &schedule, 1, Utc::now());
+        let (_, outcome, signal) = judge(&failed(Some(410), None), &schedule, 1, Utc::now());
         assert!(matches!(outcome, Finish::Dead { .. }), "{outcome:?}");
+        assert_eq!(
+            signal.health,
+            Health::Up,
+            "a 410 is an answer, not a fault of the endpoint"
+        );
     }
 
     #[test]
@@ -422,7 +543,8 @@ mod tests {
             reason: "localhost (127.0.0.1) matches CALLBACK_DENY 127.0.0.0/8".into(),
             took: Duration::from_millis(1),
         };
-        let (record, outcome) = judge(&refused, &schedule, 1, Utc::now());
+        let (record, outcome, signal) = judge(&refused, &schedule, 1, Utc::now());
+        assert_eq!(signal.health, Health::Unknown, "nothing was sent");
         let expected = "refused by the callback policy: localhost (127.0.0.1) matches CALLBACK_DENY 127.0.0.0/8";
         assert_eq!(record.error.as_deref(), Some(expected));
         assert_eq!(record.status_code, None);
@@ -438,9 +560,17 @@ mod tests {
     fn retry_after_stretches_the_delay_within_bounds() {
         let schedule: RetrySchedule = "50ms".parse().unwrap();
         let now = Utc::now();
-        let (_, asked) = judge(&failed(Some(429), Some(Duration::from_secs(2))), &schedule, 1, now);
+        let (_, asked, signal) = judge(&failed(Some(429), Some(Duration::from_secs(2))), &schedule, 1, now);
         assert!(matches!(asked, Finish::Retry { at, .. } if (at - now).num_milliseconds() == 2000));
-        let (_, greedy) = judge(
+        assert_eq!(
+            signal,
+            EndpointSignal {
+                health: Health::Unknown,
+                paused_until: Some(now + Duration::from_secs(2)),
+            },
+            "Retry-After pauses the whole endpoint and is not held against it"
+        );
+        let (_, greedy, _) = judge(
             &failed(Some(503), Some(Duration::from_secs(10_000_000))),
             &schedule,
             1,

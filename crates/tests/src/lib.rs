@@ -22,6 +22,7 @@ use hookline_kit::config::{LogFormat, Secret};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+pub mod hostile;
 pub mod process;
 
 /// The secret both services share in tests.
@@ -161,6 +162,15 @@ impl TestRedis {
         keys
     }
 
+    /// Jobs per state under this prefix, as the help desk counts them.
+    pub async fn queue_depth(&self) -> helpdesk::queue::QueueDepth {
+        let limits = helpdesk::queue::EndpointLimits::default();
+        let queue = helpdesk::queue::Queue::connect(&self.url, &self.prefix, limits)
+            .await
+            .unwrap();
+        queue.depth().await.unwrap()
+    }
+
     /// Every key of this prefix with its content, to prove a request changed nothing.
     pub async fn snapshot(&self) -> BTreeMap<String, Vec<String>> {
         let mut conn = self.connection().await;
@@ -219,6 +229,10 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         job_lease: Duration::from_secs(5),
         role: helpdesk::config::Role::All,
         worker_concurrency: 64,
+        endpoint_concurrency: 16,
+        endpoint_rate: None,
+        circuit_failures: 10,
+        circuit_cooldown: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(3),
         http_workers: Some(1),
         callback_allow: Vec::new(),
@@ -252,7 +266,8 @@ pub struct Running {
 }
 
 impl Running {
-    fn new(port: u16, handle: ServerHandle) -> Self {
+    /// A server of the test's own on `port`, stopped with `handle` when dropped.
+    pub fn new(port: u16, handle: ServerHandle) -> Self {
         Self {
             url: format!("http://127.0.0.1:{port}"),
             handle,
@@ -376,6 +391,14 @@ fn parse_body(bytes: &[u8]) -> Value {
 /// JSON answer (a string if it was not JSON, null if empty).
 pub async fn post_json(url: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
     post_raw(url, serde_json::to_vec(body).unwrap(), "application/json", headers).await
+}
+
+/// Sends `body` as JSON with any method (`PUT`, `PATCH`, ...).
+pub async fn send_json(method: &str, url: &str, body: &Value) -> (u16, Value) {
+    let method = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut response = client().request(method, url).send_json(body).await.unwrap();
+    let bytes = response.body().limit(1 << 20).await.unwrap();
+    (response.status().as_u16(), parse_body(&bytes))
 }
 
 /// POSTs raw bytes with a content type (`""` for none) and extra headers.

@@ -103,15 +103,19 @@ async fn a_worker_sigkilled_with_deliveries_in_flight_loses_nothing() {
     // A slow receiver keeps deliveries in flight for a while.
     receiver.behaviour.delay(Duration::from_millis(receiver_delay));
     let port = free_port();
-    let (timeout, lease, workers) = (
+    // One receiver is one endpoint: let it have `concurrency` in flight (a
+    // worker gives one endpoint at most a quarter of its slots).
+    let (timeout, lease, workers, per_endpoint) = (
         format!("{}ms", receiver_delay + 1000),
         format!("{}ms", receiver_delay + 2000),
+        (concurrency * 4).to_string(),
         concurrency.to_string(),
     );
     let settings = [
         ("JOB_LEASE", lease.as_str()),
         ("DELIVERY_TIMEOUT", timeout.as_str()),
         ("WORKER_CONCURRENCY", workers.as_str()),
+        ("ENDPOINT_CONCURRENCY", per_endpoint.as_str()),
         ("RETRY_SCHEDULE", "100ms,200ms,400ms,800ms"),
     ];
     let mut worker = helpdesk_process(&redis, port, &settings).await;
@@ -141,14 +145,8 @@ async fn a_worker_sigkilled_with_deliveries_in_flight_loses_nothing() {
     let _worker = helpdesk_process(&redis, port, &settings).await;
     // Done when the queue is empty: every job delivered, none waiting or claimed.
     wait_for(DEADLINE, "the queue to drain", || async {
-        let mut conn = redis.connection().await;
-        let (due, inflight): (u64, u64) = redis::pipe()
-            .zcard(format!("{{{}}}:due", redis.prefix))
-            .zcard(format!("{{{}}}:inflight", redis.prefix))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        (due == 0 && inflight == 0).then_some(())
+        let depth = redis.queue_depth().await;
+        (depth.due == 0 && depth.inflight == 0).then_some(())
     })
     .await;
     let all_decided = started.elapsed();

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use helpdesk::queue::{Finish, NewCase, Queue};
+use helpdesk::queue::{Allowance, EndpointLimits, EndpointSignal, Finish, Health, NewCase, Queue, Recorded};
 use hookline_contract::{AttemptView, DeliveryState, DocumentStatus};
 use hookline_tests::TestRedis;
 
@@ -23,6 +23,12 @@ fn case(document_id: &str, due_at: DateTime<Utc>) -> NewCase {
     }
 }
 
+/// An outcome that tells the endpoint's breaker nothing.
+const UNKNOWN: EndpointSignal = EndpointSignal {
+    health: Health::Unknown,
+    paused_until: None,
+};
+
 fn attempt(at: DateTime<Utc>, status_code: Option<u16>) -> AttemptView {
     AttemptView {
         at,
@@ -37,14 +43,22 @@ fn attempt(at: DateTime<Utc>, status_code: Option<u16>) -> AttemptView {
 #[actix_web::test]
 async fn a_batch_of_outcomes_lands_like_single_ones_even_after_the_script_cache_is_flushed() {
     let redis = TestRedis::default();
-    let queue = Queue::connect(&redis.url, &redis.prefix).await.unwrap();
+    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+        .await
+        .unwrap();
     let now = Utc::now();
     for id in ["delivered", "retried", "dead"] {
         queue.schedule(&case(id, now)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 3];
     let claim = queue
-        .claim(Utc::now(), Duration::from_secs(60), "worker-a:1", &decisions)
+        .claim(
+            Utc::now(),
+            Duration::from_secs(60),
+            "worker-a:1",
+            &decisions,
+            &Allowance::unlimited(),
+        )
         .await
         .unwrap();
     assert_eq!(claim.jobs.len(), 3);
@@ -79,9 +93,9 @@ async fn a_batch_of_outcomes_lands_like_single_ones_even_after_the_script_cache_
         .jobs
         .iter()
         .zip(&outcomes)
-        .map(|(job, (record, finish))| (job, record, finish))
+        .map(|(job, (record, finish))| (job, record, finish, UNKNOWN))
         .collect();
-    assert_eq!(queue.finish_many(&items).await.unwrap(), vec![true, true, true]);
+    assert_eq!(queue.finish_many(&items).await.unwrap(), vec![Recorded::Recorded; 3]);
 
     let delivered = queue.case("delivered").await.unwrap().unwrap();
     assert_eq!(delivered.delivery, DeliveryState::Delivered);
@@ -102,13 +116,23 @@ async fn a_batch_of_outcomes_lands_like_single_ones_even_after_the_script_cache_
 #[actix_web::test]
 async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_touching_the_rest_of_its_batch() {
     let redis = TestRedis::default();
-    let queue = Queue::connect(&redis.url, &redis.prefix).await.unwrap();
+    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+        .await
+        .unwrap();
     let now = Utc::now();
     queue.schedule(&case("stale", now)).await.unwrap();
     let decisions = [DocumentStatus::Declined; 2];
     // Worker A takes "stale" with a one-second lease...
+    // Claims come after the scheduling: a job is claimable from when it was stored.
+    let now = Utc::now();
     let first = queue
-        .claim(now, Duration::from_secs(1), "worker-a:1", &decisions)
+        .claim(
+            now,
+            Duration::from_secs(1),
+            "worker-a:1",
+            &decisions,
+            &Allowance::unlimited(),
+        )
         .await
         .unwrap();
     assert_eq!(first.jobs.len(), 1);
@@ -118,7 +142,13 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
     queue.schedule(&case("fresh", now)).await.unwrap();
     let later = now + chrono::Duration::seconds(2);
     let second = queue
-        .claim(later, Duration::from_secs(60), "worker-b:1", &decisions)
+        .claim(
+            later,
+            Duration::from_secs(60),
+            "worker-b:1",
+            &decisions,
+            &Allowance::unlimited(),
+        )
         .await
         .unwrap();
     assert_eq!(second.jobs.len(), 2);
@@ -128,12 +158,12 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
     let record = attempt(Utc::now(), Some(204));
     let applied = queue
         .finish_many(&[
-            (&first.jobs[0], &record, &Finish::Delivered),
-            (fresh, &record, &Finish::Delivered),
+            (&first.jobs[0], &record, &Finish::Delivered, UNKNOWN),
+            (fresh, &record, &Finish::Delivered, UNKNOWN),
         ])
         .await
         .unwrap();
-    assert_eq!(applied, vec![false, true]);
+    assert_eq!(applied, vec![Recorded::Stale, Recorded::Recorded]);
 
     let stale = queue.case("stale").await.unwrap().unwrap();
     assert_eq!(
@@ -151,15 +181,24 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
 #[actix_web::test]
 async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_them_all() {
     let redis = TestRedis::default();
-    let queue = Queue::connect(&redis.url, &redis.prefix).await.unwrap();
+    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+        .await
+        .unwrap();
     let start = Utc::now();
     queue.schedule(&case("stubborn", start)).await.unwrap();
+    let start = Utc::now();
     let decisions = [DocumentStatus::Accepted];
     for round in 0..105_i64 {
         // Each round is claimed "one second later" than the last, and retried for then.
         let at = start + chrono::Duration::seconds(round);
         let claim = queue
-            .claim(at, Duration::from_secs(60), &format!("worker:{round}"), &decisions)
+            .claim(
+                at,
+                Duration::from_secs(60),
+                &format!("worker:{round}"),
+                &decisions,
+                &Allowance::unlimited(),
+            )
             .await
             .unwrap();
         assert_eq!(claim.jobs.len(), 1, "round {round}");
@@ -168,7 +207,10 @@ async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_t
             at: at + chrono::Duration::seconds(1),
             error: format!("HTTP {}", record.status_code.unwrap()),
         };
-        assert!(queue.finish(&claim.jobs[0], &record, &retry).await.unwrap());
+        // Unknown to the breaker: this test is about the log, and 105 failures
+        // in a row would (rightly) open it.
+        let recorded = queue.finish(&claim.jobs[0], &record, &retry, UNKNOWN).await.unwrap();
+        assert_eq!(recorded, Recorded::Recorded);
     }
     let case = queue.case("stubborn").await.unwrap().unwrap();
     assert_eq!(case.attempts, 105);
@@ -187,4 +229,442 @@ async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_t
         DocumentStatus::Accepted,
         "decided once, on the first claim"
     );
+}
+
+/// A case for the endpoint `http://127.0.0.1:<port>`.
+fn case_to(document_id: &str, port: u16, due_at: DateTime<Utc>) -> NewCase {
+    NewCase {
+        callback_url: format!("http://127.0.0.1:{port}/hook"),
+        ..case(document_id, due_at)
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn signal(health: Health) -> EndpointSignal {
+    EndpointSignal {
+        health,
+        paused_until: None,
+    }
+}
+
+#[actix_web::test]
+async fn a_backlog_on_one_endpoint_never_holds_up_the_due_job_of_another() {
+    let redis = TestRedis::default();
+    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+        .await
+        .unwrap();
+    let start = Utc::now() - chrono::Duration::seconds(60);
+    // 10,000 jobs for endpoint A, all due (and due before B's), then one for B.
+    let mut pipe_cases = Vec::new();
+    for i in 0..10_000 {
+        pipe_cases.push(case_to(&format!("a-{i}"), 1001, start));
+    }
+    futures_util::future::try_join_all(pipe_cases.iter().map(|c| queue.schedule(c)))
+        .await
+        .unwrap();
+    queue
+        .schedule(&case_to("b-0", 1002, start + chrono::Duration::seconds(1)))
+        .await
+        .unwrap();
+    let decisions = [DocumentStatus::Accepted; 128];
+    // A takes at most its ENDPOINT_CONCURRENCY (16) slots; B's job comes next
+    // in the very same claim.
+    let claim = queue
+        .claim(Utc::now(), LEASE, "w:1", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = claim.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
+    assert_eq!(ids.len(), 17, "{ids:?}");
+    assert_eq!(ids.iter().filter(|id| id.starts_with("a-")).count(), 16);
+    assert!(ids.contains(&"b-0"), "B's only job waits behind A's backlog: {ids:?}");
+    // With A's slots all taken, A is out of the line: nothing more to claim.
+    let next = queue
+        .claim(Utc::now(), LEASE, "w:2", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert!(next.jobs.is_empty(), "A is at ENDPOINT_CONCURRENCY");
+}
+
+#[actix_web::test]
+async fn an_endpoint_never_has_more_than_its_concurrency_in_flight_and_a_finish_frees_a_slot() {
+    let redis = TestRedis::default();
+    let limits = EndpointLimits {
+        concurrency: 4,
+        ..EndpointLimits::default()
+    };
+    let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let now = Utc::now();
+    for i in 0..10 {
+        queue.schedule(&case_to(&format!("j{i}"), 1001, now)).await.unwrap();
+    }
+    let decisions = [DocumentStatus::Accepted; 100];
+    let now = Utc::now();
+    let first = queue
+        .claim(now, LEASE, "w:1", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(first.jobs.len(), 4);
+    // Another worker finds nothing: the limit is in Redis, not in a process.
+    let other = queue
+        .claim(now, LEASE, "v:1", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert!(other.jobs.is_empty());
+    let record = attempt(Utc::now(), Some(204));
+    let recorded = queue
+        .finish(&first.jobs[0], &record, &Finish::Delivered, signal(Health::Up))
+        .await
+        .unwrap();
+    assert_eq!(recorded, Recorded::Recorded);
+    let after = queue
+        .claim(Utc::now(), LEASE, "v:2", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(after.jobs.len(), 1, "one slot was freed");
+    let view = queue.endpoint(&first.jobs[0].endpoint).await.unwrap();
+    assert_eq!((view.in_flight, view.due, view.concurrency), (4, 5, 4));
+}
+
+#[actix_web::test]
+async fn a_worker_gives_each_endpoint_only_its_share_of_its_slots_and_leaves_the_rest_to_others() {
+    let redis = TestRedis::default();
+    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+        .await
+        .unwrap();
+    let now = Utc::now();
+    queue.schedule(&case_to("slow", 1001, now)).await.unwrap();
+    for i in 0..3 {
+        queue.schedule(&case_to(&format!("half-{i}"), 1002, now)).await.unwrap();
+        queue.schedule(&case_to(&format!("new-{i}"), 1003, now)).await.unwrap();
+    }
+    let endpoint = |port: u16| -> helpdesk::endpoint::Endpoint { format!("http://127.0.0.1:{port}").parse().unwrap() };
+    let decisions = [DocumentStatus::Accepted; 10];
+    let now = Utc::now();
+    // This worker has 2 in flight to 1001 (its whole share) and 1 to 1002.
+    let allowance = Allowance {
+        per_endpoint: 2,
+        in_flight: vec![(endpoint(1001), 2), (endpoint(1002), 1)],
+    };
+    let claim = queue.claim(now, LEASE, "w:1", &decisions, &allowance).await.unwrap();
+    let mut ids: Vec<&str> = claim.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["half-0", "new-0", "new-1"],
+        "1001 skipped, 1002 one more, 1003 two"
+    );
+    assert!(
+        claim.next_wake.unwrap() > now + chrono::Duration::seconds(30),
+        "the skipped endpoint is no reason for this worker to wake (only the leases are)"
+    );
+    let claim = queue
+        .claim(now, LEASE, "v:1", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(claim.jobs.len(), 4, "another worker takes what this one left");
+}
+
+#[actix_web::test]
+async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
+    let redis = TestRedis::default();
+    let limits = EndpointLimits {
+        circuit_failures: 3,
+        circuit_cooldown: Duration::from_secs(30),
+        ..EndpointLimits::default()
+    };
+    let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let now = Utc::now();
+    for i in 0..6 {
+        queue.schedule(&case_to(&format!("j{i}"), 1001, now)).await.unwrap();
+    }
+    let decisions = [DocumentStatus::Accepted; 3];
+    let now = Utc::now();
+    let claim = queue
+        .claim(now, LEASE, "w:1", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(claim.jobs.len(), 3);
+    let failed = attempt(Utc::now(), Some(500));
+    let retry = Finish::Retry {
+        at: now,
+        error: "HTTP 500".to_owned(),
+    };
+    let mut recorded = Vec::new();
+    for job in &claim.jobs {
+        recorded.push(queue.finish(job, &failed, &retry, signal(Health::Down)).await.unwrap());
+    }
+    assert_eq!(
+        recorded,
+        [Recorded::Recorded, Recorded::Recorded, Recorded::BreakerOpened]
+    );
+    let endpoint = claim.jobs[0].endpoint.clone();
+    let view = queue.endpoint(&endpoint).await.unwrap();
+    assert_eq!(view.breaker, hookline_contract::BreakerState::Open);
+    assert_eq!(view.consecutive_failures, 3);
+    assert_eq!(view.last_error.as_deref(), Some("HTTP 500"));
+
+    // Open: all six jobs are due, none is claimed, no attempt is spent.
+    let decisions = [DocumentStatus::Accepted; 10];
+    let held = queue
+        .claim(Utc::now(), LEASE, "w:2", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert!(held.jobs.is_empty());
+    assert_eq!(queue.depth().await.unwrap().circuit_open, 6);
+
+    // After the cooldown, exactly one probe goes out, and nothing beside it.
+    let after = Utc::now() + chrono::Duration::seconds(31);
+    let probe = queue
+        .claim(after, LEASE, "w:3", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(probe.jobs.len(), 1);
+    assert!(
+        queue
+            .claim(after, LEASE, "w:4", &decisions, &Allowance::unlimited())
+            .await
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
+    // A failed probe reopens it for twice as long.
+    let reopened = queue
+        .finish(&probe.jobs[0], &failed, &retry, signal(Health::Down))
+        .await
+        .unwrap();
+    assert_eq!(reopened, Recorded::BreakerOpened);
+    let view = queue.endpoint(&endpoint).await.unwrap();
+    let open_for = view.open_until.unwrap() - Utc::now();
+    assert!((55..=60).contains(&open_for.num_seconds()), "{open_for:?}");
+
+    // A probe that gets through closes it, and the rest flows.
+    let later = Utc::now() + chrono::Duration::seconds(61);
+    let probe = queue
+        .claim(later, LEASE, "w:5", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(probe.jobs.len(), 1);
+    let closed = queue
+        .finish(
+            &probe.jobs[0],
+            &attempt(Utc::now(), Some(200)),
+            &Finish::Delivered,
+            signal(Health::Up),
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed, Recorded::BreakerClosed);
+    let rest = queue
+        .claim(later, LEASE, "w:6", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(rest.jobs.len(), 5);
+    let view = queue.endpoint(&endpoint).await.unwrap();
+    assert_eq!(
+        (view.breaker, view.consecutive_failures),
+        (hookline_contract::BreakerState::Closed, 0)
+    );
+}
+
+#[actix_web::test]
+async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
+    let redis = TestRedis::default();
+    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+        .await
+        .unwrap();
+    let now = Utc::now();
+    queue.schedule(&case_to("busy-1", 1001, now)).await.unwrap();
+    let decisions = [DocumentStatus::Accepted; 10];
+    let now = Utc::now();
+    let claim = queue
+        .claim(now, LEASE, "w:1", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(claim.jobs.len(), 1);
+    for i in 2..5 {
+        queue.schedule(&case_to(&format!("busy-{i}"), 1001, now)).await.unwrap();
+    }
+    queue.schedule(&case_to("calm", 1002, now)).await.unwrap();
+    let until = Utc::now() + chrono::Duration::seconds(10);
+    let paused = EndpointSignal {
+        health: Health::Unknown,
+        paused_until: Some(until),
+    };
+    let retry = Finish::Retry {
+        at: until,
+        error: "HTTP 503".to_owned(),
+    };
+    queue
+        .finish(&claim.jobs[0], &attempt(Utc::now(), Some(503)), &retry, paused)
+        .await
+        .unwrap();
+    let during = queue
+        .claim(Utc::now(), LEASE, "w:2", &decisions, &Allowance::unlimited())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = during.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
+    assert_eq!(ids, ["calm"], "the paused endpoint's due jobs wait; the other's go");
+    assert_eq!(
+        during.next_wake.map(|at| at.timestamp_millis()),
+        Some(until.timestamp_millis()),
+        "the worker wakes when the pause ends"
+    );
+    let view = queue.endpoint(&claim.jobs[0].endpoint).await.unwrap();
+    assert_eq!(
+        view.paused_until.map(|at| at.timestamp_millis()),
+        Some(until.timestamp_millis())
+    );
+    assert_eq!(view.consecutive_failures, 0, "a pause asked for is not a failure");
+    let after = queue
+        .claim(
+            until + chrono::Duration::milliseconds(1),
+            LEASE,
+            "w:3",
+            &decisions,
+            &Allowance::unlimited(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.jobs.len(), 4);
+}
+
+#[actix_web::test]
+async fn the_rate_limit_spaces_claims_whoever_claims() {
+    let redis = TestRedis::default();
+    let limits = EndpointLimits {
+        concurrency: 1000,
+        ..EndpointLimits::default()
+    };
+    let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let now = Utc::now();
+    for i in 0..100 {
+        queue.schedule(&case_to(&format!("j{i}"), 1001, now)).await.unwrap();
+    }
+    let endpoint: helpdesk::endpoint::Endpoint = "http://127.0.0.1:1001".parse().unwrap();
+    let view = queue.set_rate(&endpoint, Some(20.0)).await.unwrap();
+    assert_eq!((view.rate, view.rate_overridden), (Some(20.0), true));
+    let now = Utc::now();
+    // Two workers claiming every 10 ms of (simulated) time for two seconds.
+    let decisions = [DocumentStatus::Accepted; 100];
+    let mut claimed = 0;
+    let mut finished = Vec::new();
+    for step in 0..200_i64 {
+        let at = now + chrono::Duration::milliseconds(step * 10);
+        let worker = if step % 2 == 0 { "w" } else { "v" };
+        let claim = queue
+            .claim(
+                at,
+                LEASE,
+                &format!("{worker}:{step}"),
+                &decisions,
+                &Allowance::unlimited(),
+            )
+            .await
+            .unwrap();
+        claimed += claim.jobs.len();
+        finished.extend(claim.jobs);
+    }
+    // 20 a second over 2 s, plus the two tokens (a tenth of a second's
+    // worth, at least one) a fresh bucket holds.
+    assert!((40..=42).contains(&claimed), "{claimed} claimed in 2 s at 20/s");
+    let view = queue.set_rate(&endpoint, None).await.unwrap();
+    assert_eq!((view.rate, view.rate_overridden), (None, false));
+}
+
+#[actix_web::test]
+async fn jobs_stored_before_per_endpoint_queues_are_moved_into_them_at_start() {
+    let redis = TestRedis::default();
+    let mut conn = redis.connection().await;
+    let tag = format!("{{{}}}", redis.prefix);
+    let now = Utc::now().timestamp_millis();
+    // A case as the previous help desk stored it: no endpoint, one global due set.
+    let fields = [
+        ("documentId", "old-1"),
+        ("agentId", "agent-1"),
+        ("documentUrl", "http://example.com/doc.pdf"),
+        ("callbackUrl", "http://127.0.0.1:1001/document/update"),
+        ("webhookId", "msg_old"),
+        ("status", "PENDING_REVIEW"),
+        ("delivery", "SCHEDULED"),
+        ("attempts", "0"),
+    ];
+    let () = redis::pipe()
+        .hset_multiple(format!("{tag}:case:old-1"), &fields)
+        .ignore()
+        .hset(format!("{tag}:case:old-1"), "createdAt", now)
+        .ignore()
+        .hset(format!("{tag}:case:old-1"), "dueAt", now)
+        .ignore()
+        .zadd(format!("{tag}:due"), "old-1", now)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+        .await
+        .unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(format!("{tag}:due"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists, "the old due set is emptied");
+    let claim = queue
+        .claim(
+            Utc::now(),
+            LEASE,
+            "w:1",
+            &[DocumentStatus::Declined],
+            &Allowance::unlimited(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim.jobs.len(), 1);
+    assert_eq!(claim.jobs[0].endpoint.as_str(), "http://127.0.0.1:1001");
+    // Connecting again (another process starting) changes nothing.
+    Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+        .await
+        .unwrap();
+    let view = queue.endpoint(&claim.jobs[0].endpoint).await.unwrap();
+    assert_eq!(view.in_flight, 1);
+}
+
+#[actix_web::test]
+async fn endpoints_take_turns_an_endpoint_just_served_goes_to_the_back_of_the_line() {
+    let redis = TestRedis::default();
+    let limits = EndpointLimits {
+        concurrency: 1000,
+        ..EndpointLimits::default()
+    };
+    let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let due = Utc::now();
+    for i in 0..50 {
+        queue.schedule(&case_to(&format!("a-{i}"), 1001, due)).await.unwrap();
+    }
+    for i in 0..50 {
+        queue.schedule(&case_to(&format!("b-{i}"), 1002, due)).await.unwrap();
+    }
+    let decisions = [DocumentStatus::Accepted; 10];
+    let mut turns = String::new();
+    for round in 0..6 {
+        let claim = queue
+            .claim(
+                Utc::now(),
+                LEASE,
+                &format!("w:{round}"),
+                &decisions,
+                &Allowance::unlimited(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(claim.jobs.len(), 10);
+        let first = &claim.jobs[0].case.document_id[..1];
+        assert!(
+            claim.jobs.iter().all(|job| job.case.document_id.starts_with(first)),
+            "a claim of 10 comes from the endpoint at the front"
+        );
+        turns.push_str(first);
+    }
+    assert_eq!(turns, "ababab");
 }

@@ -194,6 +194,8 @@ async fn the_helpdesk_survives_callback_urls_that_refuse_connections() {
     let redis = TestRedis::default();
     let mut settings = helpdesk_settings(&redis);
     settings.retry_schedule = "10ms,10ms".parse().unwrap();
+    // Every attempt, not the circuit breaker (tests/receivers.rs), here.
+    settings.circuit_failures = 1000;
     let helpdesk = start_helpdesk(settings).await;
     let endpoint = format!("{}/document", helpdesk.url);
     let refused = format!("http://127.0.0.1:{}/hook", closed_port());
@@ -283,5 +285,9 @@ async fn a_callback_that_never_answers_costs_one_timeout_and_does_not_stall_othe
 
     let document_id = stuck["documentId"].as_str().unwrap();
     let case = wait_for_delivery(&helpdesk.url, document_id, DeliveryState::Dead).await;
-    assert_eq!(case.delivery.last_error.as_deref(), Some("timed out"), "{case:?}");
+    assert_eq!(
+        case.delivery.last_error.as_deref(),
+        Some("timed out after 300ms waiting for the response"),
+        "{case:?}"
+    );
 }

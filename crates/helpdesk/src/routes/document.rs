@@ -11,6 +11,7 @@ use tracing::info;
 use uuid::Uuid;
 
 use crate::config::DelayRange;
+use crate::endpoint::Endpoint;
 use crate::metrics::HelpdeskMetrics;
 use crate::queue::{NewCase, Queue, QueueError};
 use crate::ssrf::CallbackPolicy;
@@ -100,7 +101,7 @@ pub async fn create(
     get, path = "/document/{documentId}", tag = "cases",
     params(("documentId" = String, Path, description = "The id returned by POST /document")),
     responses(
-        (status = 200, description = "The case, its decision once made and its delivery with every attempt", body = CaseView),
+        (status = 200, description = "The case, its decision once made, its delivery with every attempt, and its endpoint's state", body = CaseView),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 404, description = "No case has this documentId", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
@@ -108,10 +109,14 @@ pub async fn create(
 )]
 pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
-    match queue.case(document_id.as_str()).await.map_err(into_api_error)? {
-        Some(case) => Ok(HttpResponse::Ok().json(case.to_view())),
-        None => Err(ApiError::NotFound("no case has this documentId")),
+    let Some(case) = queue.case(document_id.as_str()).await.map_err(into_api_error)? else {
+        return Err(ApiError::NotFound("no case has this documentId"));
+    };
+    let mut view = case.to_view();
+    if let Some(endpoint) = case.endpoint.as_deref().and_then(|e| e.parse::<Endpoint>().ok()) {
+        view.endpoint = Some(queue.endpoint(&endpoint).await.map_err(into_api_error)?);
     }
+    Ok(HttpResponse::Ok().json(view))
 }
 
 const CALLBACK_FIELD: &str = "X-Callback-Url";

@@ -3,6 +3,7 @@
 pub mod dashboard;
 pub mod dead_letters;
 pub mod document;
+pub mod endpoints;
 pub mod health;
 pub mod metrics;
 
@@ -25,6 +26,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
             )
             .route("/dead-letters", web::get().to(dead_letters::list))
             .route("/cases", web::get().to(dead_letters::recent))
+            .route("/endpoints", web::get().to(endpoints::list))
+            .route("/endpoints/{endpoint}", web::get().to(endpoints::show))
+            .route("/endpoints/{endpoint}", web::put().to(endpoints::update))
             .route("/", web::get().to(dashboard::index))
             .route(
                 "/assets/dashboard.css",

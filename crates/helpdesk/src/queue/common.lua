@@ -1,0 +1,65 @@
+-- Shared by every script of the queue (prepended to each). ARGV[1..4] are
+-- the same in all of them: now (unix ms), the key tag ("{prefix}"), and the
+-- default limits ENDPOINT_CONCURRENCY and ENDPOINT_RATE (0: unlimited).
+local now = tonumber(ARGV[1])
+local tag = ARGV[2]
+local default_concurrency = tonumber(ARGV[3])
+local default_rate = tonumber(ARGV[4])
+local ready_key = tag .. ':ready'
+
+local function num(value, default)
+  return tonumber(value) or default
+end
+
+local function due_key(e) return tag .. ':due:' .. e end
+local function endpoint_key(e) return tag .. ':endpoint:' .. e end
+local function case_key(id) return tag .. ':case:' .. id end
+
+-- An endpoint's rate limit is a token bucket: `rate` tokens a second, at
+-- most a tenth of a second's worth saved up (and at least one), so a quiet
+-- endpoint does not earn a burst.
+local function tokens_now(rate, tokens, tokens_at)
+  local capacity = math.max(1, rate / 10)
+  if tokens == nil then return capacity end
+  return math.min(capacity, tokens + (now - num(tokens_at, now)) * rate / 1000)
+end
+
+-- Puts endpoint `e` in the ready line at the time it may next send, or takes
+-- it out of the line while it cannot send at all (nothing due, every slot
+-- taken, its probe out): whatever frees it (a finish, a new job) refreshes
+-- it again. The line is first come, first served: an endpoint keeps its
+-- place while it waits, and one that was just `served` goes to the back, so
+-- a backlog on one endpoint never holds up another's due job.
+local function refresh(e, served)
+  local head = redis.call('ZRANGE', due_key(e), 0, 0, 'WITHSCORES')
+  local ep = redis.call('HMGET', endpoint_key(e),
+    'inFlight', 'rate', 'tokens', 'tokensAt', 'pausedUntil', 'breaker', 'openUntil')
+  if head[2] == nil or num(ep[1], 0) >= default_concurrency or ep[6] == 'probing' then
+    redis.call('ZREM', ready_key, e)
+    return
+  end
+  local at = math.max(tonumber(head[2]), num(ep[5], 0))
+  if ep[6] == 'open' then at = math.max(at, num(ep[7], 0)) end
+  local rate = num(ep[2], default_rate)
+  if rate > 0 then
+    local tokens = tokens_now(rate, tonumber(ep[3]), ep[4])
+    if tokens < 1 then at = math.max(at, now + math.ceil((1 - tokens) * 1000 / rate)) end
+  end
+  local joined = now
+  if not served then
+    local waiting = redis.call('ZSCORE', ready_key, e)
+    if waiting then joined = math.min(tonumber(waiting), now) end
+  end
+  redis.call('ZADD', ready_key, math.max(at, joined), e)
+end
+
+-- Runs `command key item...` over `list` in chunks (Lua's unpack has a limit).
+local function each_chunk(list, command, key, score)
+  local args = {}
+  for _, item in ipairs(list) do
+    if score then table.insert(args, score) end
+    table.insert(args, item)
+    if #args >= 1000 then redis.call(command, key, unpack(args)); args = {} end
+  end
+  if #args > 0 then redis.call(command, key, unpack(args)) end
+end

@@ -1,0 +1,90 @@
+//! `GET /endpoints` and `PUT /endpoints/{endpoint}`: where webhooks go, with
+//! each endpoint's limits and circuit breaker (see [`crate::endpoint`]).
+
+use actix_web::{HttpResponse, web};
+use hookline_contract::{EndpointPage, EndpointSettings, EndpointView, ErrorBody};
+use hookline_kit::http::ApiError;
+use hookline_kit::json::JsonBody;
+use serde::Deserialize;
+use tracing::info;
+
+use crate::config::MAX_RATE;
+use crate::endpoint::Endpoint;
+use crate::queue::Queue;
+use crate::routes::document::into_api_error;
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /endpoints?limit=50`: the endpoints, most recently active first.
+#[utoipa::path(
+    get, path = "/endpoints", tag = "endpoints",
+    params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
+    responses((status = 200, description = "Endpoints with their limits and breakers, most recently active first", body = EndpointPage),
+        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+)]
+pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+    }
+    let (items, total) = queue.endpoints(limit).await.map_err(into_api_error)?;
+    Ok(HttpResponse::Ok().json(EndpointPage { items, total }))
+}
+
+/// `GET /endpoints/{endpoint}`: one endpoint (`scheme://host:port`, URL-encoded).
+#[utoipa::path(
+    get, path = "/endpoints/{endpoint}", tag = "endpoints",
+    params(("endpoint" = String, Path, description = "scheme://host:port, URL-encoded, e.g. http%3A%2F%2F127.0.0.1%3A3333")),
+    responses((status = 200, description = "The endpoint (with the defaults if no webhook went there yet)", body = EndpointView),
+        (status = 400, description = "Not an endpoint", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+)]
+pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
+    let endpoint = parse_endpoint(&path)?;
+    let view = queue.endpoint(&endpoint).await.map_err(into_api_error)?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// `PUT /endpoints/{endpoint}`: the endpoint's own settings (its rate limit),
+/// replacing what was set before; `{}` or `{"rate": null}` goes back to
+/// `ENDPOINT_RATE`. Every worker applies it from its next claim on.
+#[utoipa::path(
+    put, path = "/endpoints/{endpoint}", tag = "endpoints",
+    params(("endpoint" = String, Path, description = "scheme://host:port, URL-encoded, e.g. http%3A%2F%2F127.0.0.1%3A3333")),
+    request_body(content = EndpointSettings, content_type = "application/json"),
+    responses((status = 200, description = "The endpoint with its new settings", body = EndpointView),
+        (status = 400, description = "Not an endpoint, or not a rate (the body names the field)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+)]
+pub async fn update(
+    path: web::Path<String>,
+    JsonBody(settings): JsonBody<EndpointSettings>,
+    queue: web::Data<Queue>,
+) -> Result<HttpResponse, ApiError> {
+    let endpoint = parse_endpoint(&path)?;
+    if let Some(rate) = settings.rate
+        && !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE)
+    {
+        return Err(ApiError::invalid(
+            "rate",
+            format!("must be deliveries per second, above 0 and at most {MAX_RATE}, or null"),
+        ));
+    }
+    let view = queue.set_rate(&endpoint, settings.rate).await.map_err(into_api_error)?;
+    info!(%endpoint, rate = ?settings.rate, "endpoint rate limit set");
+    Ok(HttpResponse::Ok().json(view))
+}
+
+fn parse_endpoint(raw: &str) -> Result<Endpoint, ApiError> {
+    raw.parse()
+        .map_err(|e: crate::endpoint::EndpointError| ApiError::invalid("endpoint", e))
+}
