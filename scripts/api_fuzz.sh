@@ -77,9 +77,13 @@ for target in "consumer $consumer_port" "helpdesk $helpdesk_port"; do
     say "==> schemathesis: $name (http://127.0.0.1:$port/openapi.json)"
     # /events is an endless server-sent event stream: nothing to fuzz there.
     # Run from the temp dir: schemathesis keeps a .schemathesis/ cache in its cwd.
+    # An endpoint in a path (/endpoints/{endpoint}) is a URL, so most strings
+    # generated for it are dropped as unusable in a path; the health check that
+    # counts the drops would stop the run, so it is off (the rest still run).
     (cd "$tmp" && "$st" run "http://127.0.0.1:$port/openapi.json" \
         --checks "$checks" \
         --max-examples "$MAX_EXAMPLES" \
+        --suppress-health-check=filter_too_much \
         --exclude-path /events \
         --request-timeout 10 \
         --seed 1) || rc=$?

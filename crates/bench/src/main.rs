@@ -7,11 +7,13 @@
 //! 2. ingestion: signed webhooks straight at the consumer, 10% duplicates,
 //!    for reviews seeded in PostgreSQL; then checks exactly those rows changed.
 //! 3. delivery: a zero-delay help desk firing webhooks at our own receiver.
+//! 7. noisy neighbours: 3 again, beside black holes and slow lorises.
 //! 5. end to end: reviews at the default 2–5 s delay until all are decided.
 //! 4. schedule precision: lateness of probe jobs with 1k/100k/1M pending.
 //! 6. memory: RSS of the services idle and at their peak under load.
 
 mod chart;
+mod hostile;
 mod load;
 mod receiver;
 mod rss;
@@ -70,7 +72,7 @@ pub(crate) struct Args {
     /// A short smoke run with small counts (well under a minute).
     #[arg(long)]
     pub(crate) quick: bool,
-    /// Only these scenarios (1-6), comma-separated.
+    /// Only these scenarios (1-7), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<u8>,
     /// The command line to record in results.json.
@@ -89,6 +91,7 @@ impl Args {
                 create: 2_000,
                 ingest: 2_000,
                 delivery: 2_000,
+                noisy: (100, 1_000),
                 e2e: 1_000,
                 probes: 200,
                 pending: vec![1_000, 10_000],
@@ -98,6 +101,7 @@ impl Args {
                 create: 20_000,
                 ingest: 20_000,
                 delivery: 20_000,
+                noisy: (1_000, 10_000),
                 e2e: 10_000,
                 probes: 1_000,
                 pending: vec![1_000, 100_000, 1_000_000],
@@ -112,6 +116,8 @@ pub(crate) struct Sizes {
     pub(crate) create: usize,
     pub(crate) ingest: usize,
     pub(crate) delivery: usize,
+    /// Hostile jobs, then healthy ones (scenario 7).
+    pub(crate) noisy: (usize, usize),
     pub(crate) e2e: usize,
     pub(crate) probes: usize,
     pub(crate) pending: Vec<u64>,

@@ -1,4 +1,4 @@
-//! The six scenarios and the report they fill (table, JSON, chart).
+//! The seven scenarios and the report they fill (table, JSON, chart).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use hookline_contract::signature::SecretSet;
 use hookline_contract::{CreateReview, DocumentRequest, DocumentStatus, DocumentWebhook, headers};
 use serde_json::{Value, json};
 
+use crate::hostile;
 use crate::load::{self, Call, LoadResult, MakeCall};
 use crate::receiver::{self, Receipts};
 use crate::rss::RssWatch;
@@ -136,6 +137,8 @@ struct Ctx {
     rss: RssWatch,
     receiver_url: String,
     receipts: Arc<Receipts>,
+    /// Scenario 3's figure, which scenario 7 is measured against.
+    clean_delivery_per_second: Option<f64>,
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
@@ -158,6 +161,7 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         receiver_url,
         receipts,
         args,
+        clean_delivery_per_second: None,
     };
     let mut report = Report::default();
     let started = Instant::now();
@@ -185,6 +189,14 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     if ctx.args.runs(3) {
         if let Err(e) = delivery(&mut ctx, &mut report).await {
             failed(&mut report, "3 delivery", &e);
+        }
+        note_peaks(&ctx);
+    }
+    // After 3, which it is compared with; its hostile jobs keep the fast help
+    // desk's slots busy afterwards, and no later scenario uses that one.
+    if ctx.args.runs(7) {
+        if let Err(e) = noisy_neighbours(&mut ctx, &mut report).await {
+            failed(&mut report, "7 noisy_neighbours", &e);
         }
         note_peaks(&ctx);
     }
@@ -400,47 +412,68 @@ async fn ingestion(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
-    let Some(fast) = ctx.args.fast_helpdesk_url.clone() else {
-        eprintln!("3 delivery: skipped (no --fast-helpdesk-url)");
-        return Ok(());
+/// `POST {endpoint}` (a help desk's `/document`) asking it to call `callback`
+/// back; the tag `202`, or what went wrong.
+async fn post_case(
+    client: awc::Client,
+    endpoint: String,
+    callback: String,
+    document_url: String,
+    id: String,
+) -> Result<String, String> {
+    let request = DocumentRequest {
+        document_url,
+        id: Some(id),
     };
-    let n = ctx.sizes.delivery;
+    let mut response = client
+        .post(endpoint)
+        .insert_header((headers::CALLBACK_URL, callback))
+        .send_json(&request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = response.body().await.map_err(|e| e.to_string())?;
+    match response.status().as_u16() {
+        202 => Ok("202".to_owned()),
+        status => Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))),
+    }
+}
+
+/// `n` reviews through the zero-delay help desk to our receiver, and when
+/// each one's webhook arrived.
+struct Delivered {
+    requests: LoadResult,
+    /// Jobs whose webhook arrived.
+    delivered: usize,
+    receipts_incl_repeats: usize,
+    seconds: f64,
+    per_second: f64,
+    latency: Histogram<u64>,
+}
+
+async fn deliver_batch(ctx: &mut Ctx, fast: &str, n: usize, what: &str) -> Result<Delivered, BoxError> {
     ctx.receipts.take();
     let sent_us: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
     let (endpoint, callback, sent) = (format!("{fast}/document"), ctx.receiver_url.clone(), sent_us.clone());
+    let tag = what.to_owned();
     let make: MakeCall = Arc::new(move |client: awc::Client, i: usize| -> Call {
         let (endpoint, callback, sent) = (endpoint.clone(), callback.clone(), sent.clone());
+        let document_url = format!("https://bench.example/{tag}/{i}.pdf").replace(' ', "-");
         Box::pin(async move {
             if let Some(slot) = sent.get(i) {
                 slot.store(unix_us(), Ordering::Relaxed);
             }
-            let request = DocumentRequest {
-                document_url: format!("https://bench.example/delivery/{i}.pdf"),
-                id: Some(i.to_string()),
-            };
-            let mut response = client
-                .post(endpoint)
-                .insert_header((headers::CALLBACK_URL, callback))
-                .send_json(&request)
-                .await
-                .map_err(|e| e.to_string())?;
-            let body = response.body().await.map_err(|e| e.to_string())?;
-            match response.status().as_u16() {
-                202 => Ok("202".to_owned()),
-                status => Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))),
-            }
+            post_case(client, endpoint, callback, document_url, i.to_string()).await
         })
     });
     let result = drive(
         n,
         ctx.args.concurrency,
         ctx.args.load_threads,
-        "3 delivery (requests)",
+        &format!("{what} (requests)"),
         make,
     )
     .await?;
-    let bar = progress(result.ok, "3 delivery (receipts)");
+    let bar = progress(result.ok, &format!("{what} (receipts)"));
     let deadline = Instant::now() + Duration::from_secs(120);
     while (ctx.receipts.count() as u64) < result.ok && Instant::now() < deadline {
         bar.set_position(ctx.receipts.count() as u64);
@@ -468,35 +501,150 @@ async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
         .min()
         .unwrap_or(0);
     let end = first.values().copied().max().unwrap_or(start);
-    let rate = first.len() as f64 / ((end - start) as f64 / 1e6).max(1e-9);
+    let seconds = ((end - start) as f64 / 1e6).max(1e-9);
+    Ok(Delivered {
+        requests: result,
+        delivered: first.len(),
+        receipts_incl_repeats: receipts.len(),
+        seconds,
+        per_second: first.len() as f64 / seconds,
+        latency,
+    })
+}
+
+impl Delivered {
+    fn json(&self) -> Value {
+        json!({
+            "requests": load_json(&self.requests),
+            "delivered": self.delivered,
+            "receipts_incl_repeats": self.receipts_incl_repeats,
+            "seconds_first_request_to_last_receipt": self.seconds,
+            "per_second": self.per_second,
+            "request_to_receipt": percentiles(&self.latency),
+        })
+    }
+
+    fn not_delivered(&self) -> f64 {
+        self.requests.ok as f64 - self.delivered as f64
+    }
+}
+
+async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
+    let Some(fast) = ctx.args.fast_helpdesk_url.clone() else {
+        eprintln!("3 delivery: skipped (no --fast-helpdesk-url)");
+        return Ok(());
+    };
+    let done = deliver_batch(ctx, &fast, ctx.sizes.delivery, "3 delivery").await?;
     let s = "3 delivery";
     report.row(
         s,
         "deliveries/s, request to receipt",
-        rate,
+        done.per_second,
         "/s",
         Target::AtLeast(10_000.0),
     );
-    report.latency_rows(s, "request→receipt", &latency, Target::None);
+    report.latency_rows(s, "request→receipt", &done.latency, Target::None);
+    report.row(s, "not delivered", done.not_delivered(), "", Target::AtMost(0.0));
+    report.details.insert("delivery".into(), done.json());
+    ctx.clean_delivery_per_second = Some(done.per_second);
+    report.series.push(("3 delivery request→receipt".into(), done.latency));
+    Ok(())
+}
+
+/// Scenario 7: the delivery scenario again, beside receivers that hold
+/// every attempt as long as they can. The hostile jobs go first; the
+/// healthy receiver's webhooks must not wait behind them.
+async fn noisy_neighbours(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
+    let Some(fast) = ctx.args.fast_helpdesk_url.clone() else {
+        eprintln!("7 noisy neighbours: skipped (no --fast-helpdesk-url)");
+        return Ok(());
+    };
+    let (hostile, healthy) = ctx.sizes.noisy;
+    // The same batch alone first: what the neighbours are measured against.
+    let alone = deliver_batch(ctx, &fast, healthy, "7 healthy alone").await?;
+    let mut callbacks = Vec::new();
+    for kind in [
+        hostile::Kind::BlackHole,
+        hostile::Kind::BlackHole,
+        hostile::Kind::SlowLoris,
+        hostile::Kind::SlowLoris,
+    ] {
+        callbacks.push(hostile::start(kind).await?);
+    }
+    let endpoint = format!("{fast}/document");
+    let make: MakeCall = Arc::new(move |client: awc::Client, i: usize| -> Call {
+        let (endpoint, callback) = (endpoint.clone(), callbacks[i % callbacks.len()].clone());
+        let document_url = format!("https://bench.example/hostile/{i}.pdf");
+        Box::pin(post_case(
+            client,
+            endpoint,
+            callback,
+            document_url,
+            format!("hostile-{i}"),
+        ))
+    });
+    let sent = drive(hostile, 20, 1, "7 hostile jobs", make).await?;
+    let done = deliver_batch(ctx, &fast, healthy, "7 noisy neighbours").await?;
+    let s = "7 noisy neighbours";
     report.row(
         s,
-        "not delivered",
-        (result.ok as f64) - first.len() as f64,
+        &format!("healthy deliveries/s, the batch alone ({healthy})"),
+        alone.per_second,
+        "/s",
+        Target::None,
+    );
+    report.row(
+        s,
+        "healthy request→receipt p99, the batch alone",
+        ms(alone.latency.value_at_quantile(0.99)),
+        "ms",
+        Target::None,
+    );
+    report.row(
+        s,
+        &format!("healthy deliveries/s beside {} hostile jobs", sent.ok),
+        done.per_second,
+        "/s",
+        Target::None,
+    );
+    report.row(
+        s,
+        "share of the same batch alone",
+        done.per_second / alone.per_second,
+        "",
+        Target::None,
+    );
+    if let Some(clean) = ctx.clean_delivery_per_second {
+        report.row(
+            s,
+            "share of the clean delivery rate (scenario 3)",
+            done.per_second / clean,
+            "",
+            Target::AtLeast(0.8),
+        );
+    }
+    report.latency_rows(s, "healthy request→receipt", &done.latency, Target::AtMost(250.0));
+    report.row(
+        s,
+        "healthy not delivered",
+        done.not_delivered(),
         "",
         Target::AtMost(0.0),
     );
-    report.details.insert(
-        "delivery".into(),
-        json!({
-            "requests": load_json(&result),
-            "delivered": first.len(),
-            "receipts_incl_repeats": receipts.len(),
-            "seconds_first_request_to_last_receipt": (end - start) as f64 / 1e6,
-            "per_second": rate,
-            "request_to_receipt": percentiles(&latency),
-        }),
-    );
-    report.series.push(("3 delivery request→receipt".into(), latency));
+    let mut detail = done.json();
+    if let Value::Object(map) = &mut detail {
+        map.insert("hostile_jobs".into(), json!(sent.ok));
+        map.insert(
+            "hostile_receivers".into(),
+            json!("2 black holes and 2 slow lorises (200, Content-Length: 10, no body), jobs spread evenly"),
+        );
+        map.insert("clean_per_second".into(), json!(ctx.clean_delivery_per_second));
+        map.insert("alone".into(), alone.json());
+    }
+    report.details.insert("noisy_neighbours".into(), detail);
+    report
+        .series
+        .push(("7 noisy neighbours request→receipt".into(), done.latency));
     Ok(())
 }
 
@@ -622,23 +770,14 @@ async fn probe(ctx: &mut Ctx, pending: u64) -> Result<Histogram<u64>, BoxError> 
     let (endpoint, callback) = (format!("{}/document", ctx.args.helpdesk_url), ctx.receiver_url.clone());
     let make: MakeCall = Arc::new(move |client: awc::Client, i: usize| -> Call {
         let (endpoint, callback) = (endpoint.clone(), callback.clone());
-        Box::pin(async move {
-            let request = DocumentRequest {
-                document_url: format!("https://bench.example/probe/{pending}/{i}.pdf"),
-                id: Some(format!("probe-{i}")),
-            };
-            let mut response = client
-                .post(endpoint)
-                .insert_header((headers::CALLBACK_URL, callback))
-                .send_json(&request)
-                .await
-                .map_err(|e| e.to_string())?;
-            let _ = response.body().await;
-            match response.status().as_u16() {
-                202 => Ok("202".to_owned()),
-                status => Err(format!("HTTP {status}")),
-            }
-        })
+        let document_url = format!("https://bench.example/probe/{pending}/{i}.pdf");
+        Box::pin(post_case(
+            client,
+            endpoint,
+            callback,
+            document_url,
+            format!("probe-{i}"),
+        ))
     });
     // A few at a time, so the probes measure the schedule, not a burst.
     let result = drive(ctx.sizes.probes, 4, 1, "4 scheduling probes", make).await?;

@@ -14,7 +14,7 @@
 //! | `{p}:ready` | sorted set | the line of endpoints that have something due, scored by when each may send |
 //! | `{p}:inflight` | sorted set | claimed jobs, scored by lease expiry (unix ms) |
 //! | `{p}:endpoint:<endpoint>` | hash | the endpoint's limits and state: `inFlight`, `rate` (an override), rate tokens, `pausedUntil`, `breaker`, `failures`, `cooldown`, `openUntil`, `lastError` |
-//! | `{p}:endpoints` | sorted set | every endpoint, scored by its last activity (for listing) |
+//! | `{p}:endpoints` | sorted set | every endpoint, scored by its last new job or return to the line (for listing) |
 //! | `{p}:dead` | sorted set | jobs whose every attempt failed, scored by when they died |
 //! | `{p}:attempts:<documentId>` | list | the attempt log (JSON, the latest 100) |
 //! | `{p}:cases` | sorted set | every case, scored by creation time (for listing) |
@@ -31,9 +31,12 @@
 //!                  └──lease expired: claim puts it back (worker died)
 //! ```
 //!
-//! * **schedule** (a Lua script) writes the case hash, adds the job to its
-//!   endpoint's due set and puts the endpoint in line: an acknowledged
-//!   request (the 202) is a job in Redis.
+//! * **schedule** (one `MULTI`) writes the case hash, adds the job to its
+//!   endpoint's due set and puts the endpoint in line at the job's due time,
+//!   or moves it up to it (`ZADD LT`): an acknowledged request (the 202) is
+//!   a job in Redis. The line may then hold an endpoint that cannot send
+//!   yet (every slot taken, paused, breaker open); the claim that meets it
+//!   there puts it back where its limits say.
 //! * **claim** (a Lua script) first puts jobs whose lease ran out back at the
 //!   front of their endpoint's queue, then walks the **ready line** from its
 //!   front. Each endpoint in line gives what its limits allow right now: no
@@ -472,7 +475,6 @@ pub struct QueueDepth {
 
 #[derive(Debug)]
 struct Scripts {
-    schedule: Script,
     claim: Script,
     finish: Script,
     redeliver: Script,
@@ -485,7 +487,6 @@ impl Scripts {
     fn new() -> Self {
         let script = |body: &str| Script::new(&format!("{COMMON}\n{body}"));
         Self {
-            schedule: script(include_str!("queue/schedule.lua")),
             claim: script(include_str!("queue/claim.lua")),
             finish: script(include_str!("queue/finish.lua")),
             redeliver: script(include_str!("queue/redeliver.lua")),
@@ -585,19 +586,30 @@ impl Queue {
         if let Some(id) = &case.request_id {
             fields.push(("id", id.clone()));
         }
-        let mut invocation = self.invocation(&self.scripts.schedule, Utc::now());
-        invocation
-            .key(self.keys.case(&case.document_id))
-            .key(self.keys.cases())
-            .arg(&case.document_id)
-            .arg(endpoint.as_str())
-            .arg(case.due_at.timestamp_millis())
-            .arg(case.created_at.timestamp_millis());
-        for (name, value) in &fields {
-            invocation.arg(*name).arg(value);
-        }
+        // One MULTI, no script: the endpoint joins the line, or moves up in
+        // it, to this job's due time (`ZADD LT` never moves it back). If it
+        // may not send then (every slot taken, paused, its breaker open), the
+        // next claim finds that and puts it back where it belongs.
+        let due = case.due_at.timestamp_millis();
         let mut conn = self.conn.clone();
-        invocation.invoke_async::<i64>(&mut conn).await?;
+        redis::pipe()
+            .atomic()
+            .hset_multiple(self.keys.case(&case.document_id), &fields)
+            .ignore()
+            .zadd(self.keys.due(&endpoint), &case.document_id, due)
+            .ignore()
+            .zadd(self.keys.cases(), &case.document_id, case.created_at.timestamp_millis())
+            .ignore()
+            .cmd("ZADD")
+            .arg(self.keys.ready())
+            .arg("LT")
+            .arg(due)
+            .arg(endpoint.as_str())
+            .ignore()
+            .zadd(self.keys.endpoints(), endpoint.as_str(), Utc::now().timestamp_millis())
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
         Ok(())
     }
 

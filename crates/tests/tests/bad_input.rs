@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use hookline_tests::{Stack, assert_client_error, get_json, post_json, post_raw, post_signed_webhook, request_json};
+use hookline_tests::{
+    Stack, assert_client_error, get_json, post_json, post_raw, post_signed_webhook, request_json, send_json,
+};
 use serde_json::{Value, json};
 
 /// A stack holding one decided review, so that "changes nothing" has
@@ -227,6 +229,30 @@ async fn malformed_requests_to_the_helpdesk_get_a_4xx_json_error_and_change_noth
     assert_eq!(assert_client_error(status, &answer, 400), "invalid_field");
     let (status, answer) = get_json(&format!("{base}/nowhere")).await;
     assert_eq!(assert_client_error(status, &answer, 404), "not_found");
+    // An endpoint's settings: a real endpoint with a bad rate, or no endpoint.
+    let endpoint = format!("{base}/endpoints/http%3A%2F%2F127.0.0.1%3A9");
+    for (url, body, expected) in [
+        (endpoint.as_str(), json!({"rate": 0}), "invalid_field"),
+        (endpoint.as_str(), json!({"rate": -1.5}), "invalid_field"),
+        (endpoint.as_str(), json!({"rate": 1e9}), "invalid_field"),
+        (endpoint.as_str(), json!({"rate": "fast"}), "invalid_body"),
+        (endpoint.as_str(), json!([5]), "invalid_body"),
+        (
+            &format!("{base}/endpoints/127.0.0.1%3A9"),
+            json!({"rate": 5}),
+            "invalid_field",
+        ),
+        (
+            &format!("{base}/endpoints/http%3A%2F%2F127.0.0.1%3A9%2Fhook"),
+            json!({"rate": 5}),
+            "invalid_field",
+        ),
+    ] {
+        let (status, answer) = send_json("PUT", url, &body).await;
+        assert_eq!(assert_client_error(status, &answer, 400), expected, "{url} {body}");
+    }
+    let (status, answer) = get_json(&format!("{base}/endpoints?limit=0")).await;
+    assert_eq!(assert_client_error(status, &answer, 400), "invalid_field");
     let (status, answer) = request_json("DELETE", &format!("{base}/document/{}", review.document_id.unwrap())).await;
     assert!(
         (400..500).contains(&status) && answer["error"].is_string(),

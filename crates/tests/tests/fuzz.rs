@@ -137,6 +137,9 @@ fn target(service: &'static str, known_ids: Vec<String>) -> BoxedStrategy<(&'sta
             id.clone().prop_map(|id| ("GET", format!("/document/{id}"))),
             id.clone().prop_map(|id| ("POST", format!("/document/{id}/redeliver"))),
             query().prop_map(|q| ("GET", format!("/dead-letters{q}"))),
+            query().prop_map(|q| ("GET", format!("/endpoints{q}"))),
+            Just(("PUT", "/endpoints/http%3A%2F%2F127.0.0.1%3A9".to_owned())),
+            id.clone().prop_map(|id| ("PUT", format!("/endpoints/{id}"))),
         ]
         .boxed()
     };

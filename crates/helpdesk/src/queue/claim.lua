@@ -51,20 +51,19 @@ for _, e in ipairs(line) do
   if #cases >= max then break end
   if not skip[e] then
     local ep_key = endpoint_key(e)
-    local ep = redis.call('HMGET', ep_key,
-      'inFlight', 'rate', 'tokens', 'tokensAt', 'pausedUntil', 'breaker', 'openUntil')
-    local in_flight = num(ep[1], 0)
-    local breaker = ep[6] or 'closed'
+    local ep = read_endpoint(e)
+    local in_flight = num(ep[IN_FLIGHT], 0)
+    local breaker = ep[BREAKER] or 'closed'
     local allow = math.min(default_concurrency - in_flight, max - #cases, left[e] or share)
-    if num(ep[5], 0) > now or breaker == 'probing' then
+    if num(ep[PAUSED_UNTIL], 0) > now or breaker == 'probing' then
       allow = 0
     elseif breaker == 'open' then
-      if num(ep[7], 0) > now then allow = 0 else allow = math.min(allow, 1) end
+      if num(ep[OPEN_UNTIL], 0) > now then allow = 0 else allow = math.min(allow, 1) end
     end
-    local rate = num(ep[2], default_rate)
+    local rate = num(ep[RATE], default_rate)
     local tokens
     if rate > 0 then
-      tokens = tokens_now(rate, tonumber(ep[3]), ep[4])
+      tokens = tokens_now(rate, tonumber(ep[TOKENS]), ep[TOKENS_AT])
       allow = math.min(allow, math.floor(tokens))
     end
     local taken = 0
@@ -99,18 +98,22 @@ for _, e in ipairs(line) do
       taken = #live
       if taken > 0 then
         local fields = {'inFlight', in_flight + taken}
+        ep[IN_FLIGHT] = in_flight + taken
         if tokens then
           table.insert(fields, 'tokens'); table.insert(fields, tokens - taken)
           table.insert(fields, 'tokensAt'); table.insert(fields, now)
+          ep[TOKENS], ep[TOKENS_AT] = tokens - taken, now
         end
-        if breaker == 'open' then table.insert(fields, 'breaker'); table.insert(fields, 'probing') end
+        if breaker == 'open' then
+          table.insert(fields, 'breaker'); table.insert(fields, 'probing')
+          ep[BREAKER] = 'probing'
+        end
         redis.call('HSET', ep_key, unpack(fields))
-        redis.call('ZADD', tag .. ':endpoints', now, e)
         left[e] = (left[e] or share) - taken
         if left[e] <= 0 and not skip[e] then skip[e] = true; skipped = skipped + 1 end
       end
     end
-    refresh(e, taken > 0)
+    refresh(e, taken > 0, ep)
   end
 end
 

@@ -24,31 +24,46 @@ local function tokens_now(rate, tokens, tokens_at)
   return math.min(capacity, tokens + (now - num(tokens_at, now)) * rate / 1000)
 end
 
+-- The endpoint fields the scripts read, in this order (HMGET).
+local EP_FIELDS = {'inFlight', 'rate', 'tokens', 'tokensAt', 'pausedUntil', 'breaker', 'openUntil',
+  'failures', 'cooldown'}
+local IN_FLIGHT, RATE, TOKENS, TOKENS_AT, PAUSED_UNTIL, BREAKER, OPEN_UNTIL, FAILURES, COOLDOWN =
+  1, 2, 3, 4, 5, 6, 7, 8, 9
+
+local function read_endpoint(e)
+  return redis.call('HMGET', endpoint_key(e), unpack(EP_FIELDS))
+end
+
 -- Puts endpoint `e` in the ready line at the time it may next send, or takes
 -- it out of the line while it cannot send at all (nothing due, every slot
 -- taken, its probe out): whatever frees it (a finish, a new job) refreshes
 -- it again. The line is first come, first served: an endpoint keeps its
 -- place while it waits, and one that was just `served` goes to the back, so
--- a backlog on one endpoint never holds up another's due job.
-local function refresh(e, served)
+-- a backlog on one endpoint never holds up another's due job. `ep`: the
+-- endpoint's fields as they are now, if the caller has them (else read).
+local function refresh(e, served, ep)
   local head = redis.call('ZRANGE', due_key(e), 0, 0, 'WITHSCORES')
-  local ep = redis.call('HMGET', endpoint_key(e),
-    'inFlight', 'rate', 'tokens', 'tokensAt', 'pausedUntil', 'breaker', 'openUntil')
-  if head[2] == nil or num(ep[1], 0) >= default_concurrency or ep[6] == 'probing' then
+  ep = ep or read_endpoint(e)
+  if head[2] == nil or num(ep[IN_FLIGHT], 0) >= default_concurrency or ep[BREAKER] == 'probing' then
     redis.call('ZREM', ready_key, e)
     return
   end
-  local at = math.max(tonumber(head[2]), num(ep[5], 0))
-  if ep[6] == 'open' then at = math.max(at, num(ep[7], 0)) end
-  local rate = num(ep[2], default_rate)
+  local at = math.max(tonumber(head[2]), num(ep[PAUSED_UNTIL], 0))
+  if ep[BREAKER] == 'open' then at = math.max(at, num(ep[OPEN_UNTIL], 0)) end
+  local rate = num(ep[RATE], default_rate)
   if rate > 0 then
-    local tokens = tokens_now(rate, tonumber(ep[3]), ep[4])
+    local tokens = tokens_now(rate, tonumber(ep[TOKENS]), ep[TOKENS_AT])
     if tokens < 1 then at = math.max(at, now + math.ceil((1 - tokens) * 1000 / rate)) end
   end
   local joined = now
   if not served then
     local waiting = redis.call('ZSCORE', ready_key, e)
-    if waiting then joined = math.min(tonumber(waiting), now) end
+    if waiting then
+      joined = math.min(tonumber(waiting), now)
+    else
+      -- Joining the line: the endpoint is active (the listing's order).
+      redis.call('ZADD', tag .. ':endpoints', now, e)
+    end
   end
   redis.call('ZADD', ready_key, math.max(at, joined), e)
 end

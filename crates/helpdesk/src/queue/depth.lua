@@ -7,21 +7,21 @@ local due, paused, open, throttled, saturated, n_open, n_probing = 0, 0, 0, 0, 0
 for _, e in ipairs(redis.call('ZRANGE', tag .. ':endpoints', 0, -1)) do
   local waiting = redis.call('ZCARD', due_key(e))
   due = due + waiting
-  local ep = redis.call('HMGET', endpoint_key(e),
-    'inFlight', 'rate', 'tokens', 'tokensAt', 'pausedUntil', 'breaker', 'openUntil')
-  if ep[6] == 'open' then n_open = n_open + 1 elseif ep[6] == 'probing' then n_probing = n_probing + 1 end
+  local ep = read_endpoint(e)
+  local breaker = ep[BREAKER]
+  if breaker == 'open' then n_open = n_open + 1 elseif breaker == 'probing' then n_probing = n_probing + 1 end
   if waiting > 0 then
     local due_now = redis.call('ZCOUNT', due_key(e), '-inf', now)
-    local rate = num(ep[2], default_rate)
+    local rate = num(ep[RATE], default_rate)
     if due_now == 0 then
       -- nothing held
-    elseif num(ep[5], 0) > now then
+    elseif num(ep[PAUSED_UNTIL], 0) > now then
       paused = paused + due_now
-    elseif ep[6] == 'probing' or (ep[6] == 'open' and num(ep[7], 0) > now) then
+    elseif breaker == 'probing' or (breaker == 'open' and num(ep[OPEN_UNTIL], 0) > now) then
       open = open + due_now
-    elseif rate > 0 and tokens_now(rate, tonumber(ep[3]), ep[4]) < 1 then
+    elseif rate > 0 and tokens_now(rate, tonumber(ep[TOKENS]), ep[TOKENS_AT]) < 1 then
       throttled = throttled + due_now
-    elseif num(ep[1], 0) >= default_concurrency then
+    elseif num(ep[IN_FLIGHT], 0) >= default_concurrency then
       saturated = saturated + due_now
     end
   end

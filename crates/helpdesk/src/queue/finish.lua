@@ -14,18 +14,19 @@ local attempts = (tonumber(current[2]) or 0) + 1
 if redis.call('RPUSH', KEYS[4], ARGV[10]) > 100 then redis.call('LTRIM', KEYS[4], -100, -1) end
 redis.call('ZREM', KEYS[2], id)
 local e = current[3]
+-- An empty lease is no lease (a token is never empty), an empty time no time:
+-- one HSET instead of HSET and HDEL.
 if outcome == 'delivered' then
-  redis.call('HDEL', KEYS[1], 'lease', 'nextAttemptAt')
-  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DELIVERED', 'deliveredAt', ARGV[1])
+  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DELIVERED', 'deliveredAt', ARGV[1],
+    'lease', '', 'nextAttemptAt', '')
 elseif outcome == 'retry' then
-  redis.call('HDEL', KEYS[1], 'lease')
   redis.call('ZADD', due_key(e or ARGV[16]), ARGV[8], id)
   redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'SCHEDULED', 'nextAttemptAt', ARGV[8],
-    'lastError', error)
+    'lastError', error, 'lease', '')
 else
-  redis.call('HDEL', KEYS[1], 'lease', 'nextAttemptAt')
   redis.call('ZADD', KEYS[3], ARGV[1], id)
-  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DEAD', 'lastError', error)
+  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DEAD', 'lastError', error,
+    'lease', '', 'nextAttemptAt', '')
 end
 if not e then
   -- A case stored without its endpoint (never, once migrated): no slot was
@@ -37,41 +38,58 @@ end
 
 -- The endpoint: a slot frees, a pause asked for with Retry-After begins, and
 -- the breaker counts failures in a row. A failed probe reopens it for twice
--- as long (up to the longest cooldown); a success closes it.
-local ep = endpoint_key(e)
-if redis.call('HINCRBY', ep, 'inFlight', -1) < 0 then redis.call('HSET', ep, 'inFlight', 0) end
+-- as long (up to the longest cooldown); a success closes it. One read, one
+-- write, then its place in the line.
+local ep = read_endpoint(e)
 local paused_until = tonumber(ARGV[12])
-if paused_until > num(redis.call('HGET', ep, 'pausedUntil'), 0) then
-  redis.call('HSET', ep, 'pausedUntil', paused_until)
-end
-local state = redis.call('HMGET', ep, 'breaker', 'failures', 'cooldown')
-local breaker = state[1] or 'closed'
 local threshold, base, longest = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+local breaker = ep[BREAKER] or 'closed'
+local failures = num(ep[FAILURES], 0)
 local result = 1
-if error ~= '' then redis.call('HSET', ep, 'lastError', error, 'lastErrorAt', ARGV[1]) end
+local was_full = num(ep[IN_FLIGHT], 0) >= default_concurrency
+ep[IN_FLIGHT] = math.max(num(ep[IN_FLIGHT], 0) - 1, 0)
+local fields = {'inFlight', ep[IN_FLIGHT]}
+local function set(index, field, value)
+  ep[index] = value
+  table.insert(fields, field); table.insert(fields, value)
+end
+if paused_until > num(ep[PAUSED_UNTIL], 0) then set(PAUSED_UNTIL, 'pausedUntil', paused_until) end
+if error ~= '' then
+  table.insert(fields, 'lastError'); table.insert(fields, error)
+  table.insert(fields, 'lastErrorAt'); table.insert(fields, ARGV[1])
+end
 if ARGV[11] == 'up' then
   if breaker ~= 'closed' then
-    redis.call('HDEL', ep, 'breaker', 'openUntil', 'cooldown')
+    redis.call('HDEL', endpoint_key(e), 'openUntil', 'cooldown')
+    ep[OPEN_UNTIL], ep[COOLDOWN] = false, false
+    set(BREAKER, 'breaker', 'closed')
     result = 3
   end
-  redis.call('HSET', ep, 'failures', 0)
+  if failures > 0 then set(FAILURES, 'failures', 0) end
 elseif ARGV[11] == 'down' then
-  local failures = num(state[2], 0) + 1
-  redis.call('HSET', ep, 'failures', failures)
+  set(FAILURES, 'failures', failures + 1)
   local cooldown
   if breaker == 'probing' then
-    cooldown = math.min(num(state[3], base) * 2, longest)
-  elseif breaker == 'closed' and failures >= threshold then
+    cooldown = math.min(num(ep[COOLDOWN], base) * 2, longest)
+  elseif breaker == 'closed' and failures + 1 >= threshold then
     cooldown = base
   end
   if cooldown then
-    redis.call('HSET', ep, 'breaker', 'open', 'cooldown', cooldown, 'openUntil', now + cooldown)
+    set(BREAKER, 'breaker', 'open')
+    set(COOLDOWN, 'cooldown', cooldown)
+    set(OPEN_UNTIL, 'openUntil', now + cooldown)
     result = 2
   end
 elseif breaker == 'probing' then
   -- The probe told nothing (a pause was asked for, or nothing was sent): the
   -- next job probes in its place.
-  redis.call('HSET', ep, 'breaker', 'open', 'openUntil', now)
+  set(BREAKER, 'breaker', 'open')
+  set(OPEN_UNTIL, 'openUntil', now)
 end
-refresh(e, false)
+redis.call('HSET', endpoint_key(e), unpack(fields))
+-- Its place in the line changes only if it was out of it for want of a
+-- slot, or its job came back (a retry), or a pause or the breaker changed.
+if was_full or outcome == 'retry' or #fields > 2 + (error ~= '' and 4 or 0) then
+  refresh(e, false, ep)
+end
 return result
