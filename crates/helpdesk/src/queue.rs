@@ -880,6 +880,7 @@ impl Queue {
     pub async fn set_rate(&self, endpoint: &Endpoint, rate: Option<f64>) -> Result<EndpointView, QueueError> {
         let mut conn = self.conn.clone();
         self.invocation(&self.scripts.set_rate, Utc::now())
+            .key(self.keys.endpoint(endpoint))
             .arg(endpoint.as_str())
             .arg(rate.map(|rate| rate.to_string()).unwrap_or_default())
             .invoke_async::<i64>(&mut conn)

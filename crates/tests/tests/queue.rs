@@ -1,7 +1,10 @@
-//! The help desk's queue on a real Redis, below the HTTP layer: outcomes
-//! recorded in one pipelined batch (`Queue::finish_many`) land exactly as
-//! lone `finish` calls would, including on a Redis that has forgotten the
-//! script, and a stale lease inside a batch changes nothing.
+//! The help desk's queue on a real Redis, below the HTTP layer (the time is
+//! passed in, so nothing sleeps): outcomes recorded in one pipelined batch
+//! (`Queue::finish_many`) land exactly as lone `finish` calls would, even on
+//! a Redis that has forgotten the script; a stale lease changes nothing; and
+//! each endpoint's limits hold — its concurrency, its turn in the line, a
+//! worker's share, the circuit breaker, a `Retry-After` pause, the rate
+//! limit — as does the move of jobs stored by an older help desk.
 
 use std::time::Duration;
 

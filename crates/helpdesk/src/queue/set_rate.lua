@@ -1,5 +1,5 @@
 -- Sets (or, with an empty rate, clears) an endpoint's own rate limit.
--- ARGV[5..]: endpoint, deliveries per second or ''.
+-- KEYS: the endpoint's hash. ARGV[5..]: endpoint, deliveries per second or ''.
 local e, rate = ARGV[5], ARGV[6]
 if rate == '' then
   redis.call('HDEL', endpoint_key(e), 'rate', 'tokens', 'tokensAt')
