@@ -46,6 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
+use ipnet::{IpNet, Ipv4Net};
 use url::{Host, Url};
 
 /// How long `POST /document` waits for DNS before refusing a callback.
@@ -72,67 +73,41 @@ impl Refusal {
 /// is stored as its IPv4 network, since addresses are matched in their
 /// canonical form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 impl Cidr {
     /// The network `network/prefix`; refuses a prefix too long for the family
     /// and host bits set beyond the prefix (likely a typo).
     pub fn new(network: IpAddr, prefix: u8) -> Result<Self, String> {
-        let bits = match network {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
+        let too_long = |_| {
+            let bits = if network.is_ipv4() { 32 } else { 128 };
+            format!("{network}/{prefix}: the prefix length must be 0 to {bits}")
         };
-        if prefix > bits {
-            return Err(format!("{network}/{prefix}: the prefix length must be 0 to {bits}"));
-        }
-        let cidr = match network {
-            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => Self {
-                network: IpAddr::V6(v6).to_canonical(),
-                prefix: prefix - 96,
+        let net = match network {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => IpNet::V4(Ipv4Net::new(v4, prefix - 96).map_err(too_long)?),
+                None => IpNet::new(network, prefix).map_err(too_long)?,
             },
-            _ => Self { network, prefix },
+            _ => IpNet::new(network, prefix).map_err(too_long)?,
         };
-        let masked = cidr.masked();
-        if masked != cidr.network {
+        let truncated = net.trunc();
+        if truncated != net {
             return Err(format!(
-                "{network}/{prefix} has bits set beyond its prefix; did you mean {masked}/{}?",
-                cidr.prefix
+                "{network}/{prefix} has bits set beyond its prefix; did you mean {truncated}?"
             ));
         }
-        Ok(cidr)
-    }
-
-    fn masked(&self) -> IpAddr {
-        match self.network {
-            IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask_v4(self.prefix))),
-            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask_v6(self.prefix))),
-        }
+        Ok(Self(net))
     }
 
     /// Whether `ip` (in canonical form) is in this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => (u32::from(net) ^ u32::from(ip)) & mask_v4(self.prefix) == 0,
-            (IpAddr::V6(net), IpAddr::V6(ip)) => (u128::from(net) ^ u128::from(ip)) & mask_v6(self.prefix) == 0,
-            _ => false,
-        }
+        self.0.contains(&ip)
     }
-}
-
-fn mask_v4(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0)
-}
-
-fn mask_v6(prefix: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0)
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
+        write!(f, "{}", self.0)
     }
 }
 
