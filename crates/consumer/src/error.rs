@@ -1,32 +1,92 @@
-//! Maps storage failures to API errors, in one place: a missing row is a
-//! 404, a lost or exhausted database is a 503 (retry later), anything else
-//! an opaque 500 whose cause is logged.
+//! The consumer's errors, by boundary.
+//!
+//! [`Error`] is what its routes answer with. A storage or help desk failure
+//! converts into it with `?` (the `#[from]`s below, as crates.io converts
+//! Diesel's errors), and this file alone decides what each becomes on the
+//! wire: a missing row is a 404; a lost or exhausted database a 503 (retry
+//! later); a help desk that is unreachable, slow or refusing a 502; anything
+//! else an opaque 500 whose whole cause chain is logged. A malformed request
+//! is the shared [`ApiError`] of `hookline-kit`, answered as it is. Every
+//! answer goes out in the JSON envelope through [`hookline_kit::http::respond`].
 
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use hookline_kit::http::ApiError;
+use hookline_contract::ErrorBody;
+use hookline_kit::http::{ApiError, internal_body, respond, unavailable_body};
 
 use crate::db::PoolError;
+use crate::helpdesk_client::HelpdeskError;
 
 const DATABASE: &str = "the database";
 
-pub fn db_error(error: DieselError) -> ApiError {
-    match error {
-        DieselError::NotFound => ApiError::NotFound("no such review"),
-        // diesel-async reports an error without an SQLSTATE (the socket
-        // closed or failed mid-query) as UnableToSendCommand.
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
-        | DieselError::BrokenTransactionManager => ApiError::unavailable(DATABASE, error),
-        // tokio-postgres reports a connection lost mid-query (server shut
-        // down, backend terminated) as an error of unknown kind.
-        DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
-            if info.message().contains("connection") || info.message().contains("terminating") =>
-        {
-            ApiError::unavailable(DATABASE, error)
+/// What a route of the consumer answers with when it does not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is at fault (or the route refuses it).
+    #[error(transparent)]
+    Request(#[from] ApiError),
+    #[error("the database failed")]
+    Database(#[from] DieselError),
+    #[error("no database connection")]
+    Pool(#[from] PoolError),
+    #[error("the help desk did not take the review")]
+    Helpdesk(#[from] HelpdeskError),
+}
+
+impl Error {
+    /// The status and envelope this error is answered with.
+    fn answer(&self) -> (StatusCode, ErrorBody) {
+        match self {
+            Self::Request(e) => (e.status_code(), e.body()),
+            Self::Database(DieselError::NotFound) => (
+                StatusCode::NOT_FOUND,
+                ErrorBody::new("not_found").with_detail("no such review"),
+            ),
+            Self::Database(e) if connection_lost(e) => (StatusCode::SERVICE_UNAVAILABLE, unavailable_body(DATABASE)),
+            Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, unavailable_body(DATABASE)),
+            Self::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, internal_body()),
+            Self::Helpdesk(e) => (
+                StatusCode::BAD_GATEWAY,
+                ErrorBody::new("bad_gateway").with_detail(match e {
+                    HelpdeskError::Unreachable(_) => "the help desk is unreachable, try again later".to_owned(),
+                    other => other.to_string(),
+                }),
+            ),
         }
-        other => ApiError::internal(other),
+    }
+
+    /// True when the database, not the request, is at fault and a retry
+    /// later may succeed (the help desk retries webhooks answered so).
+    pub fn is_unavailable(&self) -> bool {
+        self.answer().0 == StatusCode::SERVICE_UNAVAILABLE
     }
 }
 
-pub fn pool_error(error: PoolError) -> ApiError {
-    ApiError::unavailable(DATABASE, error)
+/// A database error that means the connection is gone, not that the
+/// statement was wrong.
+fn connection_lost(error: &DieselError) -> bool {
+    match error {
+        // diesel-async reports an error without an SQLSTATE (the socket
+        // closed or failed mid-query) as UnableToSendCommand.
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
+        | DieselError::BrokenTransactionManager => true,
+        // tokio-postgres reports a connection lost mid-query (server shut
+        // down, backend terminated) as an error of unknown kind.
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            info.message().contains("connection") || info.message().contains("terminating")
+        }
+        _ => false,
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        self.answer().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, body) = self.answer();
+        respond(status, &body, self)
+    }
 }

@@ -14,16 +14,25 @@ use hookline_kit::request_id::{self, RequestId};
 /// Largest answer read from the help desk.
 const ANSWER_LIMIT: usize = 64 * 1024;
 
+/// What can go wrong asking the help desk; each keeps its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum HelpdeskError {
-    #[error("the help desk is unreachable: {0}")]
-    Unreachable(String),
+    #[error("the help desk is unreachable")]
+    Unreachable(#[source] awc::error::SendRequestError),
     #[error("the help desk gave no whole answer within {}", humantime::format_duration(*.0))]
     TimedOut(Duration),
     #[error("the help desk refused the request with HTTP {status}: {body}")]
     Refused { status: u16, body: String },
-    #[error("the help desk answered something unexpected: {0}")]
-    BadAnswer(String),
+    #[error("the help desk's answer could not be read")]
+    Unreadable(#[source] awc::error::PayloadError),
+    #[error("the help desk answered something unexpected")]
+    BadAnswer(#[source] serde_json::Error),
+    #[error("the help desk answered an unusable {field}")]
+    BadId {
+        field: &'static str,
+        #[source]
+        reason: hookline_contract::InvalidInput,
+    },
 }
 
 /// Talks to one help desk. Holds an `awc::Client`, so there is one per
@@ -75,10 +84,9 @@ impl HelpdeskClient {
         if !(200..300).contains(&status) {
             return Err(refused(status, &body));
         }
-        let accepted: DocumentAccepted =
-            serde_json::from_slice(&body).map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
+        let accepted: DocumentAccepted = serde_json::from_slice(&body).map_err(HelpdeskError::BadAnswer)?;
         for (field, value) in [("agentId", &accepted.agent_id), ("documentId", &accepted.document_id)] {
-            ExternalId::parse(value).map_err(|e| HelpdeskError::BadAnswer(format!("{field} {e}")))?;
+            ExternalId::parse(value).map_err(|reason| HelpdeskError::BadId { field, reason })?;
         }
         Ok(accepted)
     }
@@ -96,7 +104,7 @@ impl HelpdeskClient {
         match status {
             200 => serde_json::from_slice(&body)
                 .map(Some)
-                .map_err(|e| HelpdeskError::BadAnswer(e.to_string())),
+                .map_err(HelpdeskError::BadAnswer),
             404 => Ok(None),
             status => Err(refused(status, &body)),
         }
@@ -110,13 +118,13 @@ impl HelpdeskClient {
         let exchange = async {
             let mut response = request.await.map_err(|e| match e {
                 awc::error::SendRequestError::Timeout => HelpdeskError::TimedOut(self.timeout),
-                other => HelpdeskError::Unreachable(other.to_string()),
+                other => HelpdeskError::Unreachable(other),
             })?;
             let body = response
                 .body()
                 .limit(ANSWER_LIMIT)
                 .await
-                .map_err(|e| HelpdeskError::BadAnswer(e.to_string()))?;
+                .map_err(HelpdeskError::Unreadable)?;
             Ok((response.status().as_u16(), body))
         };
         tokio::time::timeout(self.timeout, exchange)

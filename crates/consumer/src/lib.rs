@@ -6,16 +6,27 @@
 //! Help Desk's signed webhook (`POST /document/update`) says `ACCEPTED` or
 //! `DECLINED`.
 
+/// Settings: every one a flag with an environment variable (`consumer --help`).
 pub mod config;
+/// PostgreSQL: the pool and migrations, and the queries by concern.
 pub mod db;
+/// What the routes answer with when they fail, decided in one place.
 pub mod error;
+/// Live review updates for the dashboard (server-sent events).
 pub mod events;
+/// The help desk's API as the consumer calls it, within `HELPDESK_TIMEOUT`.
 pub mod helpdesk_client;
+/// The Prometheus metrics, each listed with its labels.
 pub mod metrics;
+/// The OpenAPI document, generated from the routes.
 pub mod openapi;
+/// Reconciliation: asking the help desk about reviews whose webhook never came.
 pub mod reconcile;
+/// The HTTP routes, one file per resource.
 pub mod routes;
+/// The tables, as `diesel print-schema` writes them from the migrations.
 pub mod schema;
+/// `Application::build`: migrations, the pool, the listener, the server.
 pub mod startup;
 
 pub use config::Settings;

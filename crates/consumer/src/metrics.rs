@@ -13,7 +13,6 @@
 //! one), passed to the routes as app data and to the reconciler by value.
 
 use hookline_contract::DocumentStatus;
-use hookline_kit::http::ApiError;
 use hookline_kit::metrics::HttpMetrics;
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
@@ -53,20 +52,6 @@ impl WebhookOutcome {
             Self::UnknownReview => "unknown_review",
             Self::Invalid => "invalid",
             Self::Error => "error",
-        }
-    }
-
-    /// The outcome of a webhook the receiver answered with `error`.
-    pub fn of_error(error: &ApiError) -> Self {
-        match error {
-            ApiError::Unauthorized(_) => Self::RefusedUnauthorized,
-            ApiError::Conflict(_) => Self::Conflict,
-            ApiError::NotFound(_) => Self::UnknownReview,
-            ApiError::BadRequest { .. }
-            | ApiError::BadBody { .. }
-            | ApiError::UnsupportedMediaType
-            | ApiError::Unprocessable(_) => Self::Invalid,
-            ApiError::BadGateway { .. } | ApiError::Unavailable { .. } | ApiError::Internal(_) => Self::Error,
         }
     }
 }
@@ -226,26 +211,6 @@ mod tests {
         assert!(
             exposed.contains("hookline_consumer_reviews{status=\"PENDING_REVIEW\"} 0\n"),
             "{exposed}"
-        );
-    }
-
-    #[test]
-    fn errors_map_to_outcomes() {
-        assert_eq!(
-            WebhookOutcome::of_error(&ApiError::Unauthorized("no".into())),
-            WebhookOutcome::RefusedUnauthorized
-        );
-        assert_eq!(
-            WebhookOutcome::of_error(&ApiError::NotFound("x")),
-            WebhookOutcome::UnknownReview
-        );
-        assert_eq!(
-            WebhookOutcome::of_error(&ApiError::invalid("documentId", "bad")),
-            WebhookOutcome::Invalid
-        );
-        assert_eq!(
-            WebhookOutcome::of_error(&ApiError::Conflict("no".into())),
-            WebhookOutcome::Conflict
         );
     }
 }

@@ -15,7 +15,10 @@
 //! `HELPDESK_TIMEOUT` (body included), and takes more stale reviews as soon
 //! as one is answered: a case whose answer never comes holds one slot until
 //! its deadline, never the others, and a backlog drains at the help desk's
-//! pace. With nothing in flight it looks every `RECONCILE_AFTER / 4`.
+//! pace. With nothing in flight it looks every `RECONCILE_AFTER / 4`. A
+//! help desk that knows none of the cases it is asked about (the original
+//! tutorial's has no `GET /document/{documentId}`) is reported once, and
+//! looked at less and less often, up to once an hour, until it answers.
 
 use std::time::Duration;
 
@@ -26,15 +29,21 @@ use hookline_contract::ExternalId;
 use hookline_kit::http::source_chain;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::db::{self, Decision, Pool, StaleReview};
+use crate::error::Error;
 use crate::events::ReviewEvents;
-use crate::helpdesk_client::HelpdeskClient;
+use crate::helpdesk_client::{HelpdeskClient, HelpdeskError};
 use crate::metrics::ConsumerMetrics;
 
 /// Reviews asked about at once.
 pub const CONCURRENCY: usize = 16;
+/// Reviews in a row the help desk says it does not know before the
+/// reconciler concludes it cannot answer at all, says so once, and backs off.
+const UNKNOWN_STREAK: u32 = 3;
+/// The longest the reconciler waits between looks while backing off.
+const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
 
 /// How often to look, for a given `RECONCILE_AFTER`.
 pub fn interval(after: Duration) -> Duration {
@@ -44,9 +53,79 @@ pub fn interval(after: Duration) -> Duration {
 /// What a task of the reconciler came back with.
 enum Done {
     /// A look for stale reviews.
-    Looked(Result<Vec<StaleReview>, String>),
-    /// A question about one review; true if that decided it.
-    Asked(bool),
+    Looked(Result<Vec<StaleReview>, Error>),
+    /// A question about one review.
+    Asked(StaleReview, Result<Answer, Error>),
+}
+
+/// What the help desk's answer about one review led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Its decision was applied here.
+    Decided,
+    /// Nothing to do: undecided there, or already decided here.
+    Unchanged,
+    /// The help desk does not know the case (404).
+    Unknown,
+}
+
+/// A help desk that answers 404 for every case (the original tutorial's has
+/// no `GET /document/{documentId}`) is told once and asked less and less
+/// often, instead of filling the log with the same line every round.
+#[derive(Debug, Default)]
+struct Unknowns {
+    streak: u32,
+    backoff: Option<Duration>,
+    /// Backing off, a look has been made since: its answers count again.
+    armed: bool,
+}
+
+impl Unknowns {
+    /// A look for stale reviews is being made.
+    fn looked(&mut self) {
+        if self.backoff.is_some() {
+            (self.armed, self.streak) = (true, 0);
+        }
+    }
+
+    /// Notes one answer; returns how long to wait before the next look
+    /// when the reconciler should back off (further).
+    fn note(&mut self, answer: Answer, review: &StaleReview, after: Duration) -> Option<Duration> {
+        if answer != Answer::Unknown {
+            if self.backoff.take().is_some() {
+                info!("the help desk knows our cases again: reconciliation is back to every RECONCILE_AFTER");
+            }
+            self.streak = 0;
+            return None;
+        }
+        if self.backoff.is_some() && !self.armed {
+            debug!(review_id = %review.id, "unknown to the help desk (backing off)");
+            return None;
+        }
+        self.streak += 1;
+        if self.streak < UNKNOWN_STREAK {
+            if self.backoff.is_none() {
+                warn!(review_id = %review.id, document_id = %review.document_id, "the help desk does not know this review");
+            }
+            return None;
+        }
+        let backoff = self
+            .backoff
+            .map_or(after, |current| current * 2)
+            .clamp(Duration::from_secs(1), MAX_BACKOFF);
+        if self.backoff.is_none() {
+            warn!(
+                unknown_in_a_row = self.streak,
+                backoff = %humantime::format_duration(backoff),
+                "the help desk answers 404 for every review asked about: it may have no GET /document/{{documentId}} \
+                 (the original tutorial's has none); reconciliation backs off"
+            );
+        } else {
+            debug!(backoff = %humantime::format_duration(backoff), "the help desk still knows none of our cases");
+        }
+        (self.backoff, self.streak, self.armed) = (Some(backoff), 0, false);
+        Some(backoff)
+    }
 }
 
 /// Runs until `stop` turns true. Must run on an actix runtime (awc).
@@ -65,12 +144,14 @@ pub async fn run(
     let every = interval(after);
     let mut next_look = Instant::now() + every;
     let (mut looking, mut asked_for, mut asking) = (false, 0, 0);
+    let mut unknowns = Unknowns::default();
     let (pool, helpdesk, events) = (&pool, &helpdesk, &events);
     let mut tasks = FuturesUnordered::new();
     while !*stop.borrow() {
         let free = CONCURRENCY - asking;
         if !looking && free > 0 && Instant::now() >= next_look {
             (looking, asked_for) = (true, free);
+            unknowns.looked();
             tasks.push(async move { Done::Looked(take_stale(pool, after, free).await) }.boxed_local());
         }
         tokio::select! {
@@ -83,19 +164,33 @@ pub async fn run(
                     next_look = Instant::now() + if stale.len() == asked_for { Duration::ZERO } else { every };
                     asking += stale.len();
                     for review in stale {
-                        tasks.push(async move { Done::Asked(ask(pool, helpdesk, events, review).await) }.boxed_local());
+                        tasks.push(async move {
+                            let answer = reconcile_one(pool, helpdesk, events, &review).await;
+                            Done::Asked(review, answer)
+                        }.boxed_local());
                     }
                 }
                 Done::Looked(Err(e)) => {
                     looking = false;
                     metrics.reconcile_round(false);
-                    warn!(error = %e, "cannot look for reviews to reconcile; trying again later");
+                    warn!(error = %source_chain(&e), "cannot look for reviews to reconcile; trying again later");
                     next_look = Instant::now() + every;
                 }
-                Done::Asked(decided) => {
+                Done::Asked(review, answer) => {
                     asking -= 1;
-                    if decided {
-                        metrics.review_reconciled();
+                    match answer {
+                        Ok(answer) => {
+                            if answer == Answer::Decided {
+                                metrics.review_reconciled();
+                            }
+                            if let Some(backoff) = unknowns.note(answer, &review, after) {
+                                next_look = next_look.max(Instant::now() + backoff);
+                            }
+                        }
+                        Err(e) => warn!(
+                            review_id = %review.id, document_id = %review.document_id,
+                            error = %source_chain(&e), "cannot reconcile the review"
+                        ),
                     }
                 }
             },
@@ -107,40 +202,30 @@ pub async fn run(
 }
 
 /// Up to `limit` reviews pending since before `now - after`, marked checked.
-async fn take_stale(pool: &Pool, after: Duration, limit: usize) -> Result<Vec<StaleReview>, String> {
+async fn take_stale(pool: &Pool, after: Duration, limit: usize) -> Result<Vec<StaleReview>, Error> {
     let cutoff = Utc::now() - after;
-    let mut conn = pool.get().await.map_err(|e| source_chain(&e))?;
-    db::take_stale(&mut conn, cutoff, i64::try_from(limit).unwrap_or(i64::MAX))
-        .await
-        .map_err(|e| source_chain(&e))
+    let mut conn = pool.get().await?;
+    Ok(db::take_stale(&mut conn, cutoff, i64::try_from(limit).unwrap_or(i64::MAX)).await?)
 }
 
-/// Asks about one review; true if that decided it.
-async fn ask(pool: &Pool, helpdesk: &HelpdeskClient, events: &ReviewEvents, review: StaleReview) -> bool {
-    match reconcile_one(pool, helpdesk, events, &review).await {
-        Ok(decided) => decided,
-        Err(e) => {
-            warn!(review_id = %review.id, document_id = %review.document_id, error = %e, "cannot reconcile the review");
-            false
-        }
-    }
-}
-
+/// Asks the help desk about one review and applies its decision, if any.
 async fn reconcile_one(
     pool: &Pool,
     helpdesk: &HelpdeskClient,
     events: &ReviewEvents,
     review: &StaleReview,
-) -> Result<bool, String> {
-    let Some(case) = helpdesk.case(&review.document_id).await.map_err(|e| e.to_string())? else {
-        warn!(review_id = %review.id, document_id = %review.document_id, "the help desk does not know this review");
-        return Ok(false);
+) -> Result<Answer, Error> {
+    let Some(case) = helpdesk.case(&review.document_id).await? else {
+        return Ok(Answer::Unknown);
     };
     if !case.status.is_decided() {
-        return Ok(false);
+        return Ok(Answer::Unchanged);
     }
-    let agent_id = ExternalId::parse(&case.agent_id).map_err(|e| format!("agentId {e}"))?;
-    let mut conn = pool.get().await.map_err(|e| source_chain(&e))?;
+    let agent_id = ExternalId::parse(&case.agent_id).map_err(|reason| HelpdeskError::BadId {
+        field: "agentId",
+        reason,
+    })?;
+    let mut conn = pool.get().await?;
     let incoming = db::IncomingDecision {
         document_id: &review.document_id,
         agent_id: agent_id.as_str(),
@@ -148,19 +233,65 @@ async fn reconcile_one(
         decision: case.status,
         webhook_id: None,
     };
-    let outcome = db::apply_decision(&mut conn, incoming)
-        .await
-        .map_err(|e| source_chain(&e))?;
-    match outcome {
+    match db::apply_decision(&mut conn, incoming).await? {
         Decision::Applied(row) => {
             events.publish(&row.into_review());
             info!(review_id = %review.id, document_id = %review.document_id, status = %case.status, "decision reconciled from the help desk");
-            Ok(true)
+            Ok(Answer::Decided)
         }
-        Decision::AlreadyApplied(_) | Decision::UnknownReview | Decision::Duplicate => Ok(false),
+        Decision::AlreadyApplied(_) | Decision::UnknownReview | Decision::Duplicate => Ok(Answer::Unchanged),
         Decision::Contradicts(row) => {
             warn!(review_id = %row.id, stored = %row.status(), helpdesk = %case.status, "the help desk's decision contradicts ours; ours stands");
-            Ok(false)
+            Ok(Answer::Unchanged)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn review() -> StaleReview {
+        StaleReview {
+            id: Uuid::now_v7(),
+            document_id: "d".to_owned(),
+            agent_id: None,
+        }
+    }
+
+    #[test]
+    fn a_help_desk_that_knows_no_case_is_backed_off_from_doubling_and_forgiven_on_an_answer() {
+        let (mut unknowns, after) = (Unknowns::default(), Duration::from_secs(60));
+        let note = |unknowns: &mut Unknowns, answer| unknowns.note(answer, &review(), after);
+        assert_eq!(note(&mut unknowns, Answer::Unknown), None);
+        assert_eq!(note(&mut unknowns, Answer::Unknown), None);
+        assert_eq!(
+            note(&mut unknowns, Answer::Unknown),
+            Some(after),
+            "the third in a row backs off"
+        );
+        // The rest of that look's answers change nothing...
+        for _ in 0..10 {
+            assert_eq!(note(&mut unknowns, Answer::Unknown), None);
+        }
+        // ...the next look's do: twice as long.
+        unknowns.looked();
+        for _ in 0..2 {
+            assert_eq!(note(&mut unknowns, Answer::Unknown), None);
+        }
+        assert_eq!(note(&mut unknowns, Answer::Unknown), Some(after * 2));
+        // One answer it knows, and the back-off is over.
+        assert_eq!(note(&mut unknowns, Answer::Unchanged), None);
+        assert_eq!(unknowns.backoff, None);
+        for _ in 0..2 {
+            assert_eq!(note(&mut unknowns, Answer::Unknown), None);
+        }
+        assert_eq!(
+            note(&mut unknowns, Answer::Unknown),
+            Some(after),
+            "and starts again from RECONCILE_AFTER"
+        );
     }
 }

@@ -4,16 +4,11 @@
 use std::net::TcpListener;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{HttpServer, web};
 use hookline_contract::HttpUrl;
-use hookline_kit::http::{json_errors, not_found};
-use hookline_kit::metrics::track;
-use hookline_kit::request_id::{self, RequestSpan};
 use hookline_kit::shutdown;
 use tokio::sync::watch;
 use tracing::{info, warn};
-use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::db::{self, DbSetupError};
@@ -103,16 +98,11 @@ impl Application {
         let metrics = web::Data::new(metrics);
         let (helpdesk_url, timeout) = (settings.helpdesk_url.clone(), settings.helpdesk_timeout);
         let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(json_errors())
-                .wrap(from_fn(track))
-                .wrap(TracingLogger::<RequestSpan>::new())
-                .wrap(from_fn(request_id::propagate))
+            hookline_kit::app::app(http_metrics.clone())
                 .app_data(pool.clone())
                 .app_data(webhook_slots.clone())
                 .app_data(policy.clone())
                 .app_data(metrics.clone())
-                .app_data(http_metrics.clone())
                 .app_data(events_data.clone())
                 .app_data(web::Data::new(HelpdeskClient::new(
                     &helpdesk_url,
@@ -120,7 +110,6 @@ impl Application {
                     timeout,
                 )))
                 .configure(routes::configure)
-                .default_service(web::to(not_found))
         })
         .listen(listener)?
         .shutdown_timeout(shutdown::whole_seconds(settings.shutdown_grace));

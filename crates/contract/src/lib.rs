@@ -18,9 +18,9 @@ mod status;
 mod validate;
 
 pub use payloads::{
-    AttemptView, BreakerState, CasePage, CaseView, CreateReview, DeliveryState, DeliveryView, DocumentAccepted,
-    DocumentRequest, DocumentWebhook, EndpointPage, EndpointSettings, EndpointView, ErrorBody, Health, Review,
-    ReviewPage, WebhookAck,
+    AckOutcome, AttemptView, BreakerState, CasePage, CaseView, CreateReview, DeliveryState, DeliveryView,
+    DocumentAccepted, DocumentRequest, DocumentWebhook, EndpointPage, EndpointSettings, EndpointView, ErrorBody,
+    Health, HealthStatus, Review, ReviewPage, WebhookAck,
 };
 pub use status::{DocumentStatus, UnknownStatus};
 pub use validate::{ExternalId, HttpUrl, InvalidInput, MAX_ID_LEN, MAX_URL_LEN};

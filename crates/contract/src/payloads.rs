@@ -63,8 +63,8 @@ pub struct DocumentRequest {
     )]
     pub document_url: String,
     /// An opaque client reference, echoed back in the webhook. A JSON number
-    /// is accepted too (the tutorial's consumer sends its integer row id) and
-    /// kept as its decimal string.
+    /// is accepted too (for clients whose ids are integers) and kept as its
+    /// decimal string. The original tutorial's consumer sends none.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -94,6 +94,9 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<St
 pub struct DocumentAccepted {
     pub agent_id: String,
     pub document_id: String,
+    /// `PENDING_REVIEW`. The original tutorial's help desk answers `200` with
+    /// the two ids only; a missing status means the same.
+    #[serde(default = "DocumentStatus::pending")]
     pub status: DocumentStatus,
 }
 
@@ -280,18 +283,40 @@ pub struct EndpointSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookAck {
-    /// `applied`, `already_applied` (same decision, another webhook) or
-    /// `duplicate` (this `webhook-id` was applied before).
-    pub outcome: String,
+    pub outcome: AckOutcome,
     pub document_status: DocumentStatus,
+}
+
+/// What the consumer did with a webhook it accepted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckOutcome {
+    /// The review took the decision.
+    Applied,
+    /// The review already had this decision (from another webhook, or from
+    /// reconciliation): nothing changed.
+    AlreadyApplied,
+    /// This `webhook-id` was applied before: nothing changed.
+    Duplicate,
 }
 
 /// `GET /healthz` and `GET /readyz`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
-    /// `ok` (alive) or `ready` (alive and its storage answers).
-    pub status: String,
+    pub status: HealthStatus,
+}
+
+/// How healthy a service says it is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Alive (`/healthz`).
+    Ok,
+    /// Alive, and its storage answers (`/readyz`).
+    Ready,
 }
 
 /// The JSON body of every 4xx/5xx answer of both services.
@@ -355,6 +380,16 @@ mod tests {
         let reply: DocumentAccepted =
             serde_json::from_value(json!({"agentId": "a", "documentId": "d", "status": "PENDING_REVIEW"})).unwrap();
         assert_eq!(reply.status, DocumentStatus::PendingReview);
+        // What the tutorial's own help desk answers (200, no status).
+        let tutorial: DocumentAccepted = serde_json::from_value(json!({"agentId": "a", "documentId": "d"})).unwrap();
+        assert_eq!(
+            (
+                tutorial.agent_id.as_str(),
+                tutorial.document_id.as_str(),
+                tutorial.status
+            ),
+            ("a", "d", DocumentStatus::PendingReview)
+        );
         let request: DocumentRequest = serde_json::from_value(json!({"documentUrl": "https://x.test/a.pdf"})).unwrap();
         assert_eq!(request.id, None);
         let numbered: DocumentRequest =

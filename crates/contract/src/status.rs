@@ -26,6 +26,11 @@ impl DocumentStatus {
         }
     }
 
+    /// Where every review starts (a serde default).
+    pub const fn pending() -> Self {
+        Self::PendingReview
+    }
+
     /// True once the help desk has made up its mind.
     pub const fn is_decided(self) -> bool {
         !matches!(self, Self::PendingReview)

@@ -11,15 +11,27 @@
 //! Callback addresses pass the [`ssrf`] policy when the case is created and
 //! again when each webhook goes out.
 
+/// Settings: every one a flag with an environment variable (`helpdesk --help`).
 pub mod config;
+/// One webhook attempt: sign, POST, judge the answer, all within one deadline.
 pub mod delivery;
+/// Endpoints: the scheme, host and port a webhook goes to, as the limits see it.
 pub mod endpoint;
+/// What the routes answer with when they fail, decided in one place.
+pub mod error;
+/// The Prometheus metrics, each listed with its labels.
 pub mod metrics;
+/// The OpenAPI document, generated from the routes.
 pub mod openapi;
+/// The queue in Redis: cases, per-endpoint jobs and limits, the Lua scripts.
 pub mod queue;
+/// The HTTP routes, one file per resource.
 pub mod routes;
+/// Where callbacks may go: the SSRF guard, at `POST /document` and at delivery.
 pub mod ssrf;
+/// `Application::build`: Redis, the listener, the server and the worker.
 pub mod startup;
+/// The delivery worker: claims due jobs, delivers them, records each outcome.
 pub mod worker;
 
 pub use config::Settings;

@@ -21,9 +21,9 @@ use crate::routes;
     paths(
         routes::document::create,
         routes::document::show,
-        routes::dead_letters::redeliver,
-        routes::dead_letters::recent,
-        routes::dead_letters::list,
+        routes::cases::redeliver,
+        routes::cases::recent,
+        routes::cases::dead_letters,
         routes::endpoints::list,
         routes::endpoints::show,
         routes::endpoints::update,

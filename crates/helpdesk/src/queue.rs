@@ -455,7 +455,7 @@ pub enum Redelivery {
 }
 
 /// Jobs per state, and the due ones that the endpoints' limits hold back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueDepth {
     pub due: u64,
     pub inflight: u64,
@@ -534,10 +534,6 @@ impl Queue {
         };
         queue.migrate_legacy().await?;
         Ok(queue)
-    }
-
-    pub fn keys(&self) -> &Keys {
-        &self.keys
     }
 
     pub fn limits(&self) -> EndpointLimits {

@@ -7,15 +7,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
-use hookline_kit::http::{json_errors, not_found};
-use hookline_kit::metrics::track;
-use hookline_kit::request_id::{self, RequestSpan};
+use actix_web::{HttpServer, web};
 use hookline_kit::shutdown;
 use tokio::sync::watch;
 use tracing::{error, info};
-use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::delivery::Deliverer;
@@ -74,18 +69,12 @@ impl Application {
             wakeup: wakeup.clone(),
         });
         let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(json_errors())
-                .wrap(from_fn(track))
-                .wrap(TracingLogger::<RequestSpan>::new())
-                .wrap(from_fn(request_id::propagate))
+            hookline_kit::app::app(http_metrics.clone())
                 .app_data(queue_data.clone())
                 .app_data(scheduling.clone())
                 .app_data(policy_data.clone())
                 .app_data(metrics_data.clone())
-                .app_data(http_metrics.clone())
                 .configure(|cfg| routes::configure(cfg, role))
-                .default_service(web::to(not_found))
         })
         .listen(listener)?
         .shutdown_timeout(shutdown::whole_seconds(settings.shutdown_grace));

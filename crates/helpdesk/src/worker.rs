@@ -39,7 +39,7 @@ use crate::config::RetrySchedule;
 use crate::delivery::{Attempt, Deliverer};
 use crate::endpoint::Endpoint;
 use crate::metrics::{AttemptOutcome, HelpdeskMetrics};
-use crate::queue::{Allowance, ClaimedJob, EndpointSignal, Finish, Health, Queue, Recorded};
+use crate::queue::{Allowance, ClaimedJob, EndpointSignal, Finish, Health, Queue, QueueError, Recorded};
 
 /// Longest the worker sleeps without looking at the queue (jobs scheduled by
 /// another process do not wake it).
@@ -281,7 +281,8 @@ struct Outcome {
     record: AttemptView,
     finish: Finish,
     signal: EndpointSignal,
-    recorded: oneshot::Sender<Result<Recorded, String>>,
+    /// A failed batch fails every outcome in it: they share its error.
+    recorded: oneshot::Sender<Result<Recorded, Arc<QueueError>>>,
 }
 
 /// Records outcomes as they come, every waiting one in one round trip, and
@@ -299,7 +300,7 @@ async fn record_outcomes(
             .iter()
             .map(|outcome: &Outcome| (&outcome.job, &outcome.record, &outcome.finish, outcome.signal))
             .collect();
-        let results = queue.finish_many(&items).await.map_err(|e| source_chain(&e));
+        let results = queue.finish_many(&items).await.map_err(Arc::new);
         wakeup.slot_freed();
         for (index, outcome) in batch.drain(..).enumerate() {
             let result = match &results {
@@ -378,7 +379,7 @@ async fn deliver(
         Ok(Ok(Recorded::Stale)) => warn!("lease had passed to another worker; outcome discarded"),
         Ok(Ok(_)) => {}
         Ok(Err(error)) => {
-            warn!(%error, "cannot record the outcome; the job will be retried when its lease expires")
+            warn!(error = %source_chain(&*error), "cannot record the outcome; the job will be retried when its lease expires")
         }
         Err(_) => warn!("the outcome recorder has stopped; the job will be retried when its lease expires"),
     }

@@ -203,7 +203,8 @@ impl ApiError {
         Self::Internal(Box::new(source))
     }
 
-    fn body(&self) -> ErrorBody {
+    /// The envelope this error is answered with.
+    pub fn body(&self) -> ErrorBody {
         match self {
             Self::BadRequest { code, field, detail } => {
                 let body = ErrorBody::new(*code).with_detail(detail.as_str());
@@ -226,12 +227,36 @@ impl ApiError {
             Self::Conflict(why) => ErrorBody::new("conflict").with_detail(why.as_str()),
             Self::Unprocessable(why) => ErrorBody::new("unprocessable").with_detail(why.as_str()),
             Self::BadGateway { detail } => ErrorBody::new("bad_gateway").with_detail(detail.as_str()),
-            Self::Unavailable { what, .. } => {
-                ErrorBody::new("unavailable").with_detail(format!("{what} is unavailable, try again later"))
-            }
-            Self::Internal(_) => ErrorBody::new("internal_error"),
+            Self::Unavailable { what, .. } => unavailable_body(what),
+            Self::Internal(_) => internal_body(),
         }
     }
+}
+
+/// The envelope of a 503: `what` cannot be reached now; retry.
+pub fn unavailable_body(what: &str) -> ErrorBody {
+    ErrorBody::new("unavailable").with_detail(format!("{what} is unavailable, try again later"))
+}
+
+/// The envelope of a 500: nothing about the cause (it is logged, not shown).
+pub fn internal_body() -> ErrorBody {
+    ErrorBody::new("internal_error")
+}
+
+/// The answer to a failed request: `status` with `body`. A 5xx logs `cause`
+/// with its whole source chain; a 503 says when to retry. Every service's
+/// error type answers through this, so they all behave alike.
+pub fn respond(status: StatusCode, body: &ErrorBody, cause: &dyn std::error::Error) -> HttpResponse {
+    if status.is_server_error() {
+        tracing::error!(error = %source_chain(cause), "request failed");
+    }
+    let mut response = error_response(status, body);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 /// `error` and its causes, outermost first, for a log line.
@@ -262,16 +287,6 @@ impl actix_web::ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        if status.is_server_error() {
-            tracing::error!(error = %source_chain(self), "request failed");
-        }
-        let mut response = error_response(status, &self.body());
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        respond(self.status_code(), &self.body(), self)
     }
 }

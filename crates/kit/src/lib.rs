@@ -3,13 +3,25 @@
 //! limits, the self-healthcheck used by container healthchecks, request ids
 //! and HTTP metrics, graceful shutdown, and small configuration helpers.
 
+/// The App both services start from: middleware in order, the JSON 404.
+pub mod app;
+/// Settings helpers: durations, secrets that never print, LOG_FORMAT.
 pub mod config;
+/// The stylesheet and page shell the dashboards share.
 pub mod dashboard;
+/// `<binary> healthcheck`: the container healthcheck without curl.
 pub mod health;
+/// The JSON error envelope for every 4xx/5xx, extractor limits.
 pub mod http;
+/// Strict JSON bodies: objects only, errors that name the field.
 pub mod json;
+/// HTTP metrics by route, Prometheus rendering.
 pub mod metrics;
+/// The committed OpenAPI documents and their drift check.
 pub mod openapi;
+/// `x-request-id`: kept, made, echoed, on every span.
 pub mod request_id;
+/// Stopping inside an orchestrator's grace period.
 pub mod shutdown;
+/// Tracing set-up: pretty or JSON, quiet in tests.
 pub mod telemetry;

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 pub mod hostile;
 pub mod process;
+pub mod tutorial;
 
 /// The secret both services share in tests.
 pub const SECRET: &str = "whsec_aG9va2xpbmUtdGVzdC1zZWNyZXQtZm9yLWhvb2tsaW5l";

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
 use hookline_contract::ErrorBody;
 use hookline_contract::{CreateReview, DocumentStatus, HttpUrl, Review, ReviewPage};
-use hookline_kit::http::ApiError;
+use hookline_kit::http::{ApiError, source_chain};
 use hookline_kit::json::JsonBody;
 use hookline_kit::request_id::RequestId;
 use serde::Deserialize;
@@ -14,9 +14,9 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::db::{self, KeyClaim, PageStart, Pool};
-use crate::error::{db_error, pool_error};
+use crate::error::Error;
 use crate::events::ReviewEvents;
-use crate::helpdesk_client::{HelpdeskClient, HelpdeskError};
+use crate::helpdesk_client::HelpdeskClient;
 
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
@@ -54,15 +54,12 @@ pub async fn create(
     pool: web::Data<Pool>,
     helpdesk: web::Data<HelpdeskClient>,
     events: web::Data<ReviewEvents>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let document_url = HttpUrl::parse(&body.0.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let key = idempotency_key(&request)?;
     if let Some(key) = &key {
-        let mut conn = pool.get().await.map_err(pool_error)?;
-        match db::claim_key(&mut conn, key, document_url.as_str())
-            .await
-            .map_err(db_error)?
-        {
+        let mut conn = pool.get().await?;
+        match db::claim_key(&mut conn, key, document_url.as_str()).await? {
             KeyClaim::Fresh => {}
             KeyClaim::Replay { status, body } => {
                 let mut replay = created(status, body)?;
@@ -74,36 +71,41 @@ pub async fn create(
             KeyClaim::InProgress => {
                 return Err(ApiError::Conflict(
                     "a request with this Idempotency-Key is still in progress; retry later".to_owned(),
-                ));
+                )
+                .into());
             }
             KeyClaim::Mismatch => {
                 return Err(ApiError::Unprocessable(
                     "this Idempotency-Key was used for a different request".to_owned(),
-                ));
+                )
+                .into());
             }
         }
     }
 
     let request_id = RequestId::of(&request);
     let outcome = request_review(&pool, &helpdesk, &events, &document_url, &request_id).await;
-    if let Some(key) = &key {
-        let recorded = match pool.get().await {
-            Ok(mut conn) => match &outcome {
-                Ok(body) => db::complete_key(&mut conn, key, 201, body).await,
-                Err(_) => db::release_key(&mut conn, key).await,
-            }
-            .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = recorded {
-            warn!(error = %e, "cannot record the outcome of an Idempotency-Key");
-        }
+    if let Some(key) = &key
+        && let Err(e) = record_key(&pool, key, outcome.as_ref().ok()).await
+    {
+        warn!(error = %source_chain(&e), "cannot record the outcome of an Idempotency-Key");
     }
     created(201, outcome?)
 }
 
+/// Stores the answer to an `Idempotency-Key` (`Some`), or frees the key for
+/// the next try (`None`: the request failed).
+async fn record_key(pool: &Pool, key: &str, answer: Option<&String>) -> Result<(), Error> {
+    let mut conn = pool.get().await?;
+    match answer {
+        Some(body) => db::complete_key(&mut conn, key, 201, body).await?,
+        None => db::release_key(&mut conn, key).await?,
+    }
+    Ok(())
+}
+
 /// The review as a `201` with its `Location`, from its JSON.
-fn created(status: u16, body: String) -> Result<HttpResponse, ApiError> {
+fn created(status: u16, body: String) -> Result<HttpResponse, Error> {
     let review: Review = serde_json::from_str(&body).map_err(ApiError::internal)?;
     let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
     Ok(HttpResponse::build(status)
@@ -136,48 +138,41 @@ async fn request_review(
     events: &ReviewEvents,
     document_url: &HttpUrl,
     request_id: &RequestId,
-) -> Result<String, ApiError> {
+) -> Result<String, Error> {
     let id = Uuid::now_v7();
     {
-        let mut conn = pool.get().await.map_err(pool_error)?;
-        db::insert_requested(&mut conn, id, document_url.as_str())
-            .await
-            .map_err(db_error)?;
+        let mut conn = pool.get().await?;
+        db::insert_requested(&mut conn, id, document_url.as_str()).await?;
     } // the connection goes back to the pool while we wait on the help desk
 
     let accepted = match helpdesk.request_review(document_url, &id.to_string(), request_id).await {
         Ok(accepted) => accepted,
         Err(e) => {
             forget(pool, id).await;
-            warn!(review_id = %id, error = %e, "the help desk did not take the review");
-            return Err(ApiError::BadGateway {
-                detail: match e {
-                    HelpdeskError::Unreachable(_) => "the help desk is unreachable, try again later".to_owned(),
-                    other => other.to_string(),
-                },
-            });
+            warn!(review_id = %id, error = %source_chain(&e), "the help desk did not take the review");
+            return Err(e.into());
         }
     };
     // On the request's span, so a grep for the document id finds this request too.
     tracing::Span::current().record("document_id", accepted.document_id.as_str());
 
-    let mut conn = pool.get().await.map_err(pool_error)?;
-    let row = db::attach_ticket(&mut conn, id, &accepted.agent_id, &accepted.document_id)
-        .await
-        .map_err(db_error)?;
+    let mut conn = pool.get().await?;
+    let row = db::attach_ticket(&mut conn, id, &accepted.agent_id, &accepted.document_id).await?;
     info!(review_id = %id, document_id = %accepted.document_id, "review requested");
     let review = row.into_review();
     events.publish(&review);
-    serde_json::to_string(&review).map_err(ApiError::internal)
+    Ok(serde_json::to_string(&review).map_err(ApiError::internal)?)
 }
 
+/// Removes a review the help desk did not take (logged if that fails too).
 async fn forget(pool: &Pool, id: Uuid) {
-    let result = match pool.get().await {
-        Ok(mut conn) => db::delete_requested(&mut conn, id).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = result {
-        warn!(review_id = %id, error = %e, "cannot remove the review the help desk did not take");
+    async fn delete(pool: &Pool, id: Uuid) -> Result<(), Error> {
+        let mut conn = pool.get().await?;
+        db::delete_requested(&mut conn, id).await?;
+        Ok(())
+    }
+    if let Err(e) = delete(pool, id).await {
+        warn!(review_id = %id, error = %source_chain(&e), "cannot remove the review the help desk did not take");
     }
 }
 
@@ -192,12 +187,12 @@ async fn forget(pool: &Pool, id: Uuid) {
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     )
 )]
-pub async fn show(path: web::Path<String>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+pub async fn show(path: web::Path<String>, pool: web::Data<Pool>) -> Result<HttpResponse, Error> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::invalid("id", "is not a review id (a UUID)"))?;
-    let mut conn = pool.get().await.map_err(pool_error)?;
-    match db::find(&mut conn, id).await.map_err(db_error)? {
+    let mut conn = pool.get().await?;
+    match db::find(&mut conn, id).await? {
         Some(row) => Ok(HttpResponse::Ok().json(row.into_review())),
-        None => Err(ApiError::NotFound("no review has this id")),
+        None => Err(ApiError::NotFound("no review has this id").into()),
     }
 }
 
@@ -223,10 +218,10 @@ pub struct ListQuery {
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     )
 )]
-pub async fn list(query: web::Query<ListQuery>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+pub async fn list(query: web::Query<ListQuery>, pool: web::Data<Pool>) -> Result<HttpResponse, Error> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
+        return Err(ApiError::invalid("limit", "must be between 1 and 100").into());
     }
     let start = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let status = query
@@ -236,8 +231,8 @@ pub async fn list(query: web::Query<ListQuery>, pool: web::Data<Pool>) -> Result
         .transpose()
         .map_err(|e| ApiError::invalid("status", e))?;
 
-    let mut conn = pool.get().await.map_err(pool_error)?;
-    let mut rows = db::list(&mut conn, start, status, limit + 1).await.map_err(db_error)?;
+    let mut conn = pool.get().await?;
+    let mut rows = db::list(&mut conn, start, status, limit + 1).await?;
     let next_cursor = if rows.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
         rows.truncate(rows.len() - 1);
         rows.last().map(|row| {

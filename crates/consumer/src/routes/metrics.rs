@@ -3,6 +3,7 @@ use hookline_kit::http::{ApiError, source_chain};
 use tracing::warn;
 
 use crate::db::{self, Pool};
+use crate::error::Error;
 use crate::metrics::{self, ConsumerMetrics};
 
 /// `GET /metrics`: the Prometheus text exposition (see [`crate::metrics`]).
@@ -11,17 +12,18 @@ use crate::metrics::{self, ConsumerMetrics};
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
 ))]
-pub async fn serve(metrics: web::Data<ConsumerMetrics>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
-    let counts = match pool.get().await {
-        Ok(mut conn) => db::count_by_status(&mut conn).await.map_err(|e| source_chain(&e)),
-        Err(e) => Err(source_chain(&e)),
-    };
-    let extra = match counts {
+pub async fn serve(metrics: web::Data<ConsumerMetrics>, pool: web::Data<Pool>) -> Result<HttpResponse, Error> {
+    let extra = match count_by_status(&pool).await {
         Ok(counts) => metrics::reviews_by_status(&counts).map_err(ApiError::internal)?,
         Err(e) => {
-            warn!(error = %e, "cannot count reviews for /metrics");
+            warn!(error = %source_chain(&e), "cannot count reviews for /metrics");
             Vec::new()
         }
     };
-    hookline_kit::metrics::exposition(metrics.registry(), extra)
+    Ok(hookline_kit::metrics::exposition(metrics.registry(), extra)?)
+}
+
+async fn count_by_status(pool: &Pool) -> Result<Vec<(String, i64)>, Error> {
+    let mut conn = pool.get().await?;
+    Ok(db::count_by_status(&mut conn).await?)
 }

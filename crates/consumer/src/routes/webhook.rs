@@ -11,19 +11,18 @@
 
 use std::sync::Arc;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use chrono::Utc;
 use hookline_contract::signature::SecretSet;
-use hookline_contract::{DocumentWebhook, ExternalId, headers};
+use hookline_contract::{AckOutcome, DocumentStatus, DocumentWebhook, ExternalId, headers};
 use hookline_contract::{ErrorBody, WebhookAck};
 use hookline_kit::http::ApiError;
-use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::db::{self, Decision, Pool};
-use crate::error::{db_error, pool_error};
+use crate::error::Error;
 use crate::events::ReviewEvents;
 use crate::metrics::{ConsumerMetrics, WebhookOutcome};
 
@@ -37,7 +36,8 @@ pub enum WebhookPolicy {
 }
 
 impl WebhookPolicy {
-    fn check(&self, request: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+    /// Why the webhook is not believed, if it is not.
+    fn check(&self, request: &HttpRequest, body: &[u8]) -> Result<(), String> {
         let Self::Verify(secrets) = self else {
             return Ok(());
         };
@@ -46,27 +46,24 @@ impl WebhookPolicy {
                 .headers()
                 .get(name)
                 .and_then(|value| value.to_str().ok())
-                .ok_or_else(|| ApiError::Unauthorized(format!("the {name} header is missing")))
+                .ok_or_else(|| format!("the {name} header is missing"))
         };
         let id = header(headers::WEBHOOK_ID)?;
         let timestamp = header(headers::WEBHOOK_TIMESTAMP)?;
         let signature = header(headers::WEBHOOK_SIGNATURE)?;
         secrets
             .verify(id, timestamp, signature, body, Utc::now().timestamp())
-            .map_err(|e| ApiError::Unauthorized(e.to_string()))
+            .map_err(|e| e.to_string())
     }
 }
 
 /// A bulkhead between webhooks and the API on the database pool: webhooks
 /// hold at most half of its connections at once, so a burst of deliveries
-/// (a help desk worker fires everything that came due in one claim, up to
-/// 128 at once) cannot make `POST /documents` wait for a connection.
-/// A webhook that finds no free slot waits for one, at most as long as
-/// for a pooled connection, then gets a 503 (the help desk retries).
-///
-/// Measured (docs/BENCHMARKS.md): create-review's p99 under load is set by
-/// those bursts; the help desk at `WORKER_CONCURRENCY=32` instead of 256
-/// brought it from 75-103 ms to 52-53 ms.
+/// (a help desk worker fires everything that came due in one claim) cannot
+/// make `POST /documents` wait for a connection; create-review's tail under
+/// load was set by those bursts (docs/BENCHMARKS.md). A webhook that finds
+/// no free slot waits for one, at most as long as for a pooled connection,
+/// then gets a 503 (the help desk retries).
 #[derive(Debug, Clone)]
 pub struct WebhookSlots(Arc<Semaphore>);
 
@@ -76,11 +73,79 @@ impl WebhookSlots {
         Self(Arc::new(Semaphore::new((pool_size / 2).max(1))))
     }
 
-    async fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+    async fn take(&self) -> Result<OwnedSemaphorePermit, Error> {
         match tokio::time::timeout(db::POOL_TIMEOUT, self.0.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(closed)) => Err(ApiError::unavailable("the database", closed)),
-            Err(elapsed) => Err(ApiError::unavailable("the database", elapsed)),
+            Ok(Err(closed)) => Err(ApiError::unavailable("the database", closed).into()),
+            Err(elapsed) => Err(ApiError::unavailable("the database", elapsed).into()),
+        }
+    }
+}
+
+/// What became of one webhook. It decides both the answer and the
+/// `hookline_consumer_webhooks_total` label, so the two cannot disagree.
+enum Received {
+    Applied(db::ReviewRow, DocumentStatus),
+    /// The review already had this decision: a 2xx, nothing changed.
+    AlreadyApplied(DocumentStatus),
+    /// This `webhook-id` was applied before: a 2xx, nothing changed.
+    Duplicate(DocumentStatus),
+    /// Unsigned, forged or stale: 401.
+    Refused(String),
+    /// Malformed: 400.
+    Invalid(ApiError),
+    /// No review has this documentId (yet): 404, so the help desk retries.
+    UnknownReview,
+    /// It contradicts the stored decision: 409, the stored one stands.
+    Contradicts {
+        stored: DocumentStatus,
+        received: DocumentStatus,
+    },
+    /// Our storage failed: 503 (the help desk retries) or 500.
+    Failed(Error),
+}
+
+impl Received {
+    fn outcome(&self) -> WebhookOutcome {
+        match self {
+            Self::Applied(..) => WebhookOutcome::Applied,
+            Self::AlreadyApplied(_) => WebhookOutcome::AlreadyApplied,
+            Self::Duplicate(_) => WebhookOutcome::Duplicate,
+            Self::Refused(_) => WebhookOutcome::RefusedUnauthorized,
+            Self::Invalid(_) => WebhookOutcome::Invalid,
+            Self::UnknownReview => WebhookOutcome::UnknownReview,
+            Self::Contradicts { .. } => WebhookOutcome::Conflict,
+            Self::Failed(_) => WebhookOutcome::Error,
+        }
+    }
+
+    fn answer(self) -> Result<HttpResponse, Error> {
+        let ack = |outcome, document_status| {
+            Ok(HttpResponse::Ok().json(WebhookAck {
+                outcome,
+                document_status,
+            }))
+        };
+        match self {
+            Self::Applied(_, decision) => ack(AckOutcome::Applied, decision),
+            Self::AlreadyApplied(decision) => ack(AckOutcome::AlreadyApplied, decision),
+            Self::Duplicate(decision) => ack(AckOutcome::Duplicate, decision),
+            Self::Refused(why) => Err(ApiError::Unauthorized(why).into()),
+            Self::Invalid(error) => Err(error.into()),
+            Self::UnknownReview => Err(ApiError::NotFound("no review has this documentId (yet); retry later").into()),
+            Self::Contradicts { stored, received } => {
+                Err(ApiError::Conflict(format!("the review is already {stored}; {received} does not change it")).into())
+            }
+            Self::Failed(error) => Err(error),
+        }
+    }
+}
+
+impl<E: Into<Error>> From<E> for Received {
+    fn from(error: E) -> Self {
+        match error.into() {
+            Error::Request(invalid) if invalid.status_code().is_client_error() => Self::Invalid(invalid),
+            failed => Self::Failed(failed),
         }
     }
 }
@@ -112,34 +177,42 @@ pub async fn receive(
     slots: web::Data<WebhookSlots>,
     events: web::Data<ReviewEvents>,
     metrics: web::Data<ConsumerMetrics>,
-) -> Result<HttpResponse, ApiError> {
-    let answer = decide(request, body, policy, pool, &slots, events, &metrics).await;
-    if let Err(error) = &answer {
-        metrics.webhook(WebhookOutcome::of_error(error));
+) -> Result<HttpResponse, Error> {
+    let received = match decide(&request, &body, &policy, &pool, &slots).await {
+        Ok(received) | Err(received) => received,
+    };
+    match &received {
+        Received::Applied(row, decision) => {
+            info!(review_id = %row.id, status = %decision, "decision applied");
+            events.publish(&row.clone().into_review());
+        }
+        Received::AlreadyApplied(decision) => info!(status = %decision, "decision already applied"),
+        Received::Duplicate(_) => info!("duplicate webhook acknowledged"),
+        Received::Refused(why) => warn!(error = %why, "webhook refused"),
+        Received::Contradicts { stored, received } => {
+            warn!(%stored, %received, "contradicting decision refused")
+        }
+        Received::Invalid(_) | Received::UnknownReview | Received::Failed(_) => {}
     }
-    answer
+    metrics.webhook(received.outcome());
+    received.answer()
 }
 
-/// Checks, parses and applies one webhook. Outcomes answered 2xx are
-/// counted here, refusals by [`receive`] from the error.
+/// Checks, parses and applies one webhook (an `Err` is a refusal or a
+/// failure, short-circuited with `?`).
 async fn decide(
-    request: HttpRequest,
-    body: web::Bytes,
-    policy: web::Data<WebhookPolicy>,
-    pool: web::Data<Pool>,
+    request: &HttpRequest,
+    body: &[u8],
+    policy: &WebhookPolicy,
+    pool: &Pool,
     slots: &WebhookSlots,
-    events: web::Data<ReviewEvents>,
-    metrics: &ConsumerMetrics,
-) -> Result<HttpResponse, ApiError> {
-    if let Err(refusal) = policy.check(&request, &body) {
-        warn!(error = %refusal, "webhook refused");
-        return Err(refusal);
-    }
-    let webhook: DocumentWebhook = hookline_kit::json::parse(&body)?;
+) -> Result<Received, Received> {
+    policy.check(request, body).map_err(Received::Refused)?;
+    let webhook: DocumentWebhook = hookline_kit::json::parse(body)?;
     let document_id = ExternalId::parse(&webhook.document_id).map_err(|e| ApiError::invalid("documentId", e))?;
     let agent_id = ExternalId::parse(&webhook.agent_id).map_err(|e| ApiError::invalid("agentId", e))?;
     if !webhook.document_status.is_decided() {
-        return Err(ApiError::invalid("documentStatus", "must be ACCEPTED or DECLINED"));
+        return Err(ApiError::invalid("documentStatus", "must be ACCEPTED or DECLINED").into());
     }
     // Our own requests carry our review id; anything else cannot match a review.
     let request_id = webhook.id.as_deref().and_then(|id| Uuid::parse_str(id).ok());
@@ -160,7 +233,7 @@ async fn decide(
     }
 
     let _slot = slots.take().await?;
-    let mut conn = pool.get().await.map_err(pool_error)?;
+    let mut conn = pool.get().await?;
     let decision = webhook.document_status;
     let incoming = db::IncomingDecision {
         document_id: document_id.as_str(),
@@ -169,32 +242,16 @@ async fn decide(
         decision,
         webhook_id: webhook_id.as_ref().map(ExternalId::as_str),
     };
-    match db::apply_decision(&mut conn, incoming).await.map_err(db_error)? {
-        Decision::Duplicate => {
-            info!(document_id = %document_id, "duplicate webhook acknowledged");
-            metrics.webhook(WebhookOutcome::Duplicate);
-            Ok(HttpResponse::Ok().json(json!({"outcome": "duplicate", "documentStatus": decision})))
-        }
-        Decision::Applied(row) => {
-            info!(review_id = %row.id, document_id = %document_id, status = %decision, "decision applied");
-            metrics.webhook(WebhookOutcome::Applied);
-            events.publish(&row.into_review());
-            Ok(HttpResponse::Ok().json(json!({"outcome": "applied", "documentStatus": decision})))
-        }
-        Decision::AlreadyApplied(row) => {
-            info!(review_id = %row.id, document_id = %document_id, status = %decision, "decision already applied");
-            metrics.webhook(WebhookOutcome::AlreadyApplied);
-            Ok(HttpResponse::Ok().json(json!({"outcome": "already_applied", "documentStatus": decision})))
-        }
-        Decision::Contradicts(row) => {
-            let stored = row.status();
-            warn!(review_id = %row.id, document_id = %document_id, %stored, received = %decision, "contradicting decision refused");
-            Err(ApiError::Conflict(format!(
-                "the review is already {stored}; {decision} does not change it"
-            )))
-        }
-        Decision::UnknownReview => Err(ApiError::NotFound("no review has this documentId (yet); retry later")),
-    }
+    Ok(match db::apply_decision(&mut conn, incoming).await? {
+        Decision::Duplicate => Received::Duplicate(decision),
+        Decision::Applied(row) => Received::Applied(row, decision),
+        Decision::AlreadyApplied(_) => Received::AlreadyApplied(decision),
+        Decision::Contradicts(row) => Received::Contradicts {
+            stored: row.status(),
+            received: decision,
+        },
+        Decision::UnknownReview => Received::UnknownReview,
+    })
 }
 
 #[cfg(test)]

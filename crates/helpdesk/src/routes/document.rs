@@ -6,6 +6,8 @@ use chrono::Utc;
 use hookline_contract::{CaseView, ErrorBody};
 use hookline_contract::{DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers};
 use hookline_kit::http::ApiError;
+
+use crate::error::Error;
 use hookline_kit::json::JsonBody;
 use tracing::info;
 use uuid::Uuid;
@@ -13,7 +15,7 @@ use uuid::Uuid;
 use crate::config::DelayRange;
 use crate::endpoint::Endpoint;
 use crate::metrics::HelpdeskMetrics;
-use crate::queue::{NewCase, Queue, QueueError};
+use crate::queue::{NewCase, Queue};
 use crate::ssrf::CallbackPolicy;
 use crate::worker::Wakeup;
 
@@ -48,7 +50,7 @@ pub async fn create(
     scheduling: web::Data<Scheduling>,
     policy: web::Data<CallbackPolicy>,
     metrics: web::Data<HelpdeskMetrics>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let callback = callback_url(&request)?;
     let document_url = HttpUrl::parse(&body.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let request_id = body
@@ -81,7 +83,7 @@ pub async fn create(
     };
     // On the request's span, so a grep for the document id finds this request too.
     tracing::Span::current().record("document_id", case.document_id.as_str());
-    queue.schedule(&case).await.map_err(into_api_error)?;
+    queue.schedule(&case).await?;
     metrics.job_scheduled();
     scheduling.wakeup.job_scheduled(case.due_at);
     info!(document_id = %case.document_id, webhook_id = %case.webhook_id, delay_ms = delay.as_millis(), "review scheduled");
@@ -107,14 +109,14 @@ pub async fn create(
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
     )
 )]
-pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
+pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
-    let Some(case) = queue.case(document_id.as_str()).await.map_err(into_api_error)? else {
-        return Err(ApiError::NotFound("no case has this documentId"));
+    let Some(case) = queue.case(document_id.as_str()).await? else {
+        return Err(ApiError::NotFound("no case has this documentId").into());
     };
     let mut view = case.to_view();
     if let Some(endpoint) = case.endpoint.as_deref().and_then(|e| e.parse::<Endpoint>().ok()) {
-        view.endpoint = Some(queue.endpoint(&endpoint).await.map_err(into_api_error)?);
+        view.endpoint = Some(queue.endpoint(&endpoint).await?);
     }
     Ok(HttpResponse::Ok().json(view))
 }
@@ -134,11 +136,4 @@ fn callback_url(request: &HttpRequest) -> Result<HttpUrl, ApiError> {
         .to_str()
         .map_err(|_| ApiError::invalid(CALLBACK_FIELD, "is not visible ASCII"))?;
     HttpUrl::parse(raw).map_err(|e| ApiError::invalid(CALLBACK_FIELD, e))
-}
-
-pub(crate) fn into_api_error(error: QueueError) -> ApiError {
-    match error {
-        QueueError::Redis(e) => ApiError::unavailable("the job store", e),
-        corrupt @ QueueError::Corrupt { .. } => ApiError::internal(corrupt),
-    }
 }

@@ -10,8 +10,8 @@ use tracing::info;
 
 use crate::config::MAX_RATE;
 use crate::endpoint::Endpoint;
+use crate::error::Error;
 use crate::queue::Queue;
-use crate::routes::document::into_api_error;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
@@ -29,12 +29,12 @@ pub struct ListQuery {
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
-pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
+pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+        return Err(ApiError::invalid("limit", "must be between 1 and 500").into());
     }
-    let (items, total) = queue.endpoints(limit).await.map_err(into_api_error)?;
+    let (items, total) = queue.endpoints(limit).await?;
     Ok(HttpResponse::Ok().json(EndpointPage { items, total }))
 }
 
@@ -46,9 +46,9 @@ pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Resu
         (status = 400, description = "Not an endpoint", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
-pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
+pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
     let endpoint = parse_endpoint(&path)?;
-    let view = queue.endpoint(&endpoint).await.map_err(into_api_error)?;
+    let view = queue.endpoint(&endpoint).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -69,7 +69,7 @@ pub async fn update(
     path: web::Path<String>,
     JsonBody(settings): JsonBody<EndpointSettings>,
     queue: web::Data<Queue>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let endpoint = parse_endpoint(&path)?;
     if let Some(rate) = settings.rate
         && !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE)
@@ -77,9 +77,10 @@ pub async fn update(
         return Err(ApiError::invalid(
             "rate",
             format!("must be deliveries per second, above 0 and at most {MAX_RATE}, or null"),
-        ));
+        )
+        .into());
     }
-    let view = queue.set_rate(&endpoint, settings.rate).await.map_err(into_api_error)?;
+    let view = queue.set_rate(&endpoint, settings.rate).await?;
     info!(%endpoint, rate = ?settings.rate, "endpoint rate limit set");
     Ok(HttpResponse::Ok().json(view))
 }

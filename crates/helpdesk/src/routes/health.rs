@@ -1,14 +1,15 @@
 use actix_web::{HttpResponse, web};
-use hookline_contract::{ErrorBody, Health};
-use hookline_kit::http::ApiError;
-use serde_json::json;
+use hookline_contract::{ErrorBody, Health, HealthStatus};
 
+use crate::error::Error;
 use crate::queue::Queue;
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 /// Readiness: the process answers and Redis does too.
@@ -16,7 +17,9 @@ pub async fn healthz() -> HttpResponse {
     (status = 200, description = "Alive and Redis answers", body = Health),
     (status = 503, description = "Redis unavailable", body = ErrorBody),
 ))]
-pub async fn readyz(queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
-    queue.ping().await.map_err(|e| ApiError::unavailable("redis", e))?;
-    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+pub async fn readyz(queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+    queue.ping().await?;
+    Ok(HttpResponse::Ok().json(Health {
+        status: HealthStatus::Ready,
+    }))
 }

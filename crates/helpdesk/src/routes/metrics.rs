@@ -2,6 +2,7 @@ use actix_web::{HttpResponse, web};
 use hookline_kit::http::{ApiError, source_chain};
 use tracing::warn;
 
+use crate::error::Error;
 use crate::metrics::{self, ENDPOINT_SERIES, HelpdeskMetrics};
 use crate::queue::Queue;
 
@@ -11,7 +12,7 @@ use crate::queue::Queue;
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
 ))]
-pub async fn serve(metrics: web::Data<HelpdeskMetrics>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
+pub async fn serve(metrics: web::Data<HelpdeskMetrics>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
     let mut extra = match queue.depth().await {
         Ok(depth) => metrics::queue_depth(depth).map_err(ApiError::internal)?,
         Err(e) => {
@@ -23,5 +24,5 @@ pub async fn serve(metrics: web::Data<HelpdeskMetrics>, queue: web::Data<Queue>)
         Ok((endpoints, _)) => extra.extend(metrics::endpoint_series(&endpoints).map_err(ApiError::internal)?),
         Err(e) => warn!(error = %source_chain(&e), "cannot read the endpoints for /metrics"),
     }
-    hookline_kit::metrics::exposition(metrics.registry(), extra)
+    Ok(hookline_kit::metrics::exposition(metrics.registry(), extra)?)
 }

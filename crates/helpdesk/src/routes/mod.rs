@@ -1,7 +1,7 @@
 //! HTTP routes of the help desk, one file per resource.
 
+pub mod cases;
 pub mod dashboard;
-pub mod dead_letters;
 pub mod document;
 pub mod endpoints;
 pub mod health;
@@ -20,12 +20,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
     if role.serves_api() {
         cfg.route("/document", web::post().to(document::create))
             .route("/document/{document_id}", web::get().to(document::show))
-            .route(
-                "/document/{document_id}/redeliver",
-                web::post().to(dead_letters::redeliver),
-            )
-            .route("/dead-letters", web::get().to(dead_letters::list))
-            .route("/cases", web::get().to(dead_letters::recent))
+            .route("/document/{document_id}/redeliver", web::post().to(cases::redeliver))
+            .route("/dead-letters", web::get().to(cases::dead_letters))
+            .route("/cases", web::get().to(cases::recent))
             .route("/endpoints", web::get().to(endpoints::list))
             .route("/endpoints/{endpoint}", web::get().to(endpoints::show))
             .route("/endpoints/{endpoint}", web::put().to(endpoints::update))

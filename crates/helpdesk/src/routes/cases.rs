@@ -6,8 +6,9 @@ use hookline_kit::http::ApiError;
 use serde::Deserialize;
 use tracing::info;
 
-use crate::queue::{CaseRecord, Queue, QueueError, Redelivery};
-use crate::routes::document::{Scheduling, into_api_error};
+use crate::error::Error;
+use crate::queue::{CaseRecord, Queue, Redelivery};
+use crate::routes::document::Scheduling;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
@@ -25,9 +26,9 @@ pub struct ListQuery {
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
-pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
+pub async fn dead_letters(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
     let limit = checked_limit(&query)?;
-    page(queue.dead_letters(limit).await)
+    Ok(page(queue.dead_letters(limit).await?))
 }
 
 /// `GET /cases?limit=50`: the most recent cases, newest first (the dashboard's list).
@@ -38,9 +39,9 @@ pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Resu
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
-pub async fn recent(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, ApiError> {
+pub async fn recent(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
     let limit = checked_limit(&query)?;
-    page(queue.recent_cases(limit).await)
+    Ok(page(queue.recent_cases(limit).await?))
 }
 
 fn checked_limit(query: &ListQuery) -> Result<usize, ApiError> {
@@ -51,12 +52,11 @@ fn checked_limit(query: &ListQuery) -> Result<usize, ApiError> {
     Ok(limit)
 }
 
-fn page(listed: Result<(Vec<CaseRecord>, u64), QueueError>) -> Result<HttpResponse, ApiError> {
-    let (cases, total) = listed.map_err(into_api_error)?;
-    Ok(HttpResponse::Ok().json(CasePage {
+fn page((cases, total): (Vec<CaseRecord>, u64)) -> HttpResponse {
+    HttpResponse::Ok().json(CasePage {
         items: cases.iter().map(CaseRecord::to_view).collect(),
         total,
-    }))
+    })
 }
 
 /// `POST /document/{documentId}/redeliver`: deliver a dead (or already
@@ -75,26 +75,23 @@ pub async fn redeliver(
     path: web::Path<String>,
     queue: web::Data<Queue>,
     scheduling: web::Data<Scheduling>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
     let now = Utc::now();
-    match queue
-        .redeliver(document_id.as_str(), now)
-        .await
-        .map_err(into_api_error)?
-    {
+    match queue.redeliver(document_id.as_str(), now).await? {
         Redelivery::Scheduled => {
             scheduling.wakeup.job_scheduled(now);
             info!(document_id = %document_id, "redelivery scheduled");
-            let case = queue.case(document_id.as_str()).await.map_err(into_api_error)?;
+            let case = queue.case(document_id.as_str()).await?;
             Ok(HttpResponse::Accepted().json(case.map(|case| case.to_view())))
         }
-        Redelivery::NoSuchCase => Err(ApiError::NotFound("no case has this documentId")),
+        Redelivery::NoSuchCase => Err(ApiError::NotFound("no case has this documentId").into()),
         Redelivery::InFlight => Err(ApiError::Conflict(
             "a delivery of this case is in flight; try again when it has finished".to_owned(),
-        )),
-        Redelivery::Undecided => Err(ApiError::Conflict(
-            "the agent has not decided yet: there is nothing to deliver".to_owned(),
-        )),
+        )
+        .into()),
+        Redelivery::Undecided => {
+            Err(ApiError::Conflict("the agent has not decided yet: there is nothing to deliver".to_owned()).into())
+        }
     }
 }
