@@ -2,9 +2,9 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: the services allocate small, short-lived
 /// buffers per request, and glibc's `malloc`/`free`/`malloc_consolidate` were
-/// the top symbols of a `perf` profile under load. Measured on the bench: 20-30%
-/// less CPU per request, about 12 MB more RSS at idle (docs/BENCHMARKS.md).
-/// The `mimalloc` feature (on by default) switches it.
+/// the top symbols of a `perf` profile under load; it costs some idle memory
+/// (the figures: docs/BENCHMARKS.md). The `mimalloc` feature (on by default)
+/// switches it.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,0 +1,89 @@
+//! `Idempotency-Key`s of `POST /documents`: the first request with a key
+//! runs, a retry gets its answer again, a reuse for another request is
+//! refused, and a key whose request died mid-way frees itself after a while.
+
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::schema::idempotency_keys;
+
+/// What an `Idempotency-Key` says about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// First use (or an abandoned earlier one): go ahead, then [`complete_key`].
+    Fresh,
+    /// Done before: answer exactly this.
+    Replay { status: u16, body: String },
+    /// The first request with this key is still running.
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// How long an unfinished key blocks retries before it counts as abandoned
+/// (its request died mid-way).
+const ABANDONED_AFTER_SECS: i64 = 60;
+
+/// Claims `key` for a request about `document_url`.
+pub async fn claim_key(conn: &mut AsyncPgConnection, key: &str, document_url: &str) -> QueryResult<KeyClaim> {
+    use idempotency_keys::dsl as k;
+    let inserted = diesel::insert_into(k::idempotency_keys)
+        .values((k::key.eq(key), k::document_url.eq(document_url)))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    if inserted == 1 {
+        return Ok(KeyClaim::Fresh);
+    }
+    let (url, status, body): (String, Option<i16>, Option<String>) = k::idempotency_keys
+        .find(key)
+        .select((k::document_url, k::response_status, k::response_body))
+        .first(conn)
+        .await?;
+    if url != document_url {
+        return Ok(KeyClaim::Mismatch);
+    }
+    if let (Some(status), Some(body)) = (status, body) {
+        return Ok(KeyClaim::Replay {
+            status: u16::try_from(status).unwrap_or(500),
+            body,
+        });
+    }
+    let abandoned = diesel::update(
+        k::idempotency_keys
+            .find(key)
+            .filter(k::response_status.is_null())
+            .filter(k::created_at.lt(Utc::now() - chrono::Duration::seconds(ABANDONED_AFTER_SECS))),
+    )
+    .set(k::created_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await?;
+    Ok(if abandoned == 1 {
+        KeyClaim::Fresh
+    } else {
+        KeyClaim::InProgress
+    })
+}
+
+/// Stores the response given to the first request with `key`.
+pub async fn complete_key(conn: &mut AsyncPgConnection, key: &str, status: u16, body: &str) -> QueryResult<()> {
+    use idempotency_keys::dsl as k;
+    diesel::update(k::idempotency_keys.find(key))
+        .set((
+            k::response_status.eq(i16::try_from(status).unwrap_or(i16::MAX)),
+            k::response_body.eq(body),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Frees `key` after a request that failed, so that a retry can run.
+pub async fn release_key(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()> {
+    use idempotency_keys::dsl as k;
+    diesel::delete(k::idempotency_keys.find(key).filter(k::response_status.is_null()))
+        .execute(conn)
+        .await
+        .map(drop)
+}
