@@ -27,10 +27,10 @@ async fn stack_with_a_decided_review() -> (Stack, hookline_contract::Review) {
 async fn snapshot(
     stack: &Stack,
 ) -> (
-    Vec<consumer::db::ReviewRow>,
+    hookline_tests::db::Snapshot,
     std::collections::BTreeMap<String, Vec<String>>,
 ) {
-    (stack.db.reviews().await, stack.redis.snapshot().await)
+    (stack.db.snapshot().await, stack.redis.snapshot().await)
 }
 
 #[actix_web::test]

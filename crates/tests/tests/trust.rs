@@ -42,7 +42,7 @@ async fn send(stack: &Stack, body: &[u8], id: &str, timestamp: i64, signature: &
 #[actix_web::test]
 async fn forged_tampered_stale_or_incomplete_webhooks_are_refused_with_401_and_change_nothing() {
     let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
-    let before = stack.db.reviews().await;
+    let before = stack.db.snapshot().await;
     let good = body(&document_id, &agent_id, "ACCEPTED");
     let now = Utc::now().timestamp();
     let secrets = secret_set();
@@ -127,7 +127,7 @@ async fn forged_tampered_stale_or_incomplete_webhooks_are_refused_with_401_and_c
         );
         assert!(answer["detail"].as_str().unwrap().contains(missing), "{answer}");
     }
-    assert_eq!(before, stack.db.reviews().await);
+    assert_eq!(before, stack.db.snapshot().await);
 }
 
 #[actix_web::test]
@@ -139,15 +139,16 @@ async fn a_redelivered_webhook_id_is_acknowledged_and_changes_nothing() {
 
     let (status, first) = send(&stack, &payload, "msg_once", now, &signature).await;
     assert_eq!((status, first["outcome"].as_str()), (200, Some("applied")));
-    let after_first = stack.db.reviews().await;
-    assert_eq!(after_first[0].status(), DocumentStatus::Declined);
+    let after_first = stack.db.snapshot().await;
+    assert_eq!(after_first.reviews[0].status(), DocumentStatus::Declined);
+    assert_eq!(after_first.receipts.len(), 1);
 
     let (status, again) = send(&stack, &payload, "msg_once", now, &signature).await;
     assert_eq!((status, again["outcome"].as_str()), (200, Some("duplicate")));
     assert_eq!(
         after_first,
-        stack.db.reviews().await,
-        "a duplicate changes nothing, not even updated_at"
+        stack.db.snapshot().await,
+        "a duplicate changes nothing, not even updated_at, nor a second receipt"
     );
 
     // Another event with the same decision is a no-op; a contradicting one is refused.
@@ -158,7 +159,56 @@ async fn a_redelivered_webhook_id_is_acknowledged_and_changes_nothing() {
     let signature = secret_set().sign("msg_contra", now, &contradicting);
     let (status, answer) = send(&stack, &contradicting, "msg_contra", now, &signature).await;
     assert_eq!(assert_client_error(status, &answer, 409), "conflict");
-    assert_eq!(after_first, stack.db.reviews().await, "the stored decision stands");
+    assert_eq!(
+        after_first.reviews,
+        stack.db.snapshot().await.reviews,
+        "the stored decision stands"
+    );
+}
+
+#[actix_web::test]
+async fn two_contradicting_webhooks_at_once_decide_the_review_once_and_the_other_is_refused() {
+    for _ in 0..5 {
+        let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
+        let now = Utc::now().timestamp();
+        let (accept, decline) = (
+            body(&document_id, &agent_id, "ACCEPTED"),
+            body(&document_id, &agent_id, "DECLINED"),
+        );
+        let (sign_accept, sign_decline) = (
+            secret_set().sign("msg_yes", now, &accept),
+            secret_set().sign("msg_no", now, &decline),
+        );
+        let (yes, no) = tokio::join!(
+            send(&stack, &accept, "msg_yes", now, &sign_accept),
+            send(&stack, &decline, "msg_no", now, &sign_decline)
+        );
+        let mut statuses = [yes.0, no.0];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [200, 409],
+            "one applies, the other contradicts it: {yes:?} {no:?}"
+        );
+        let winner = if yes.0 == 200 {
+            DocumentStatus::Accepted
+        } else {
+            DocumentStatus::Declined
+        };
+        let stored = stack.db.snapshot().await;
+        assert_eq!(
+            stored.reviews[0].status(),
+            winner,
+            "the stored decision is the applied one"
+        );
+        assert_eq!(
+            stored.receipts.len(),
+            1,
+            "one receipt, the winner's: {:?}",
+            stored.receipts
+        );
+        assert_eq!(stored.receipts[0].2, winner.as_str());
+    }
 }
 
 #[actix_web::test]
@@ -172,6 +222,7 @@ async fn concurrent_copies_of_one_webhook_apply_it_exactly_once() {
     assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
     let applied = answers.iter().filter(|(_, a)| a["outcome"] == "applied").count();
     assert_eq!(applied, 1, "{answers:?}");
+    assert_eq!(stack.db.snapshot().await.receipts.len(), 1);
 }
 
 #[actix_web::test]
@@ -192,6 +243,34 @@ async fn secret_rotation_keeps_webhooks_flowing() {
 
 #[actix_web::test]
 async fn unsigned_webhooks_flow_only_when_explicitly_allowed_without_a_secret() {
+    // Neither a secret nor the permission: the consumer refuses to start.
+    let db = hookline_tests::TestDb::create().await;
+    let mut settings = hookline_tests::consumer_settings(&db, "http://127.0.0.1:9");
+    settings.webhook_secret = None;
+    settings.allow_unsigned_webhooks = false;
+    let refused = consumer::Application::build(settings)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("ALLOW_UNSIGNED_WEBHOOKS")),
+        "{refused:?}"
+    );
+    // A secret and the permission: the secret wins, unsigned webhooks are refused.
+    let stack = Stack::start_with(
+        |hd| hd.webhook_secret = None,
+        |consumer| consumer.allow_unsigned_webhooks = true,
+    )
+    .await;
+    let review = stack.request_review("https://example.com/a.pdf").await;
+    let case = stack
+        .wait_for_delivery(review.document_id.as_deref().unwrap(), DeliveryState::Dead)
+        .await;
+    assert_eq!(case.delivery.last_error.as_deref(), Some("HTTP 401"), "{case:?}");
+    assert_eq!(stack.db.reviews().await[0].status(), DocumentStatus::PendingReview);
+    // No secret, and the permission: they flow.
     let stack = Stack::start_with(
         |hd| hd.webhook_secret = None,
         |consumer| {
@@ -249,5 +328,20 @@ async fn concurrent_requests_with_one_idempotency_key_create_one_review() {
         answers.iter().all(|(status, _)| *status == 201 || *status == 409),
         "{answers:?}"
     );
-    assert_eq!(stack.db.reviews().await.len(), 1);
+    let reviews = stack.db.reviews().await;
+    assert_eq!(reviews.len(), 1);
+    let created: Vec<&serde_json::Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .map(|(_, review)| review)
+        .collect();
+    assert!(!created.is_empty(), "{answers:?}");
+    assert!(
+        created
+            .iter()
+            .all(|review| review["id"] == reviews[0].id.to_string().as_str()),
+        "every 201 is the same review: {created:?}"
+    );
+    let (_, cases) = hookline_tests::get_json(&format!("{}/cases", stack.helpdesk.url)).await;
+    assert_eq!(cases["total"], 1, "the help desk was asked once: {cases}");
 }

@@ -186,7 +186,14 @@ mod tests {
                 Piece::Sql(""),
             ]
         );
-        let known = ["webhook_id", "document_id", "request_id", "decision", "agent_id", "pending"];
+        let known = [
+            "webhook_id",
+            "document_id",
+            "request_id",
+            "decision",
+            "agent_id",
+            "pending",
+        ];
         let named: Vec<&str> = DECIDE
             .iter()
             .filter_map(|piece| match piece {

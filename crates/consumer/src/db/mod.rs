@@ -22,7 +22,9 @@ mod reviews;
 pub use decision::{Decision, IncomingDecision, apply_decision};
 pub use idempotency::{KeyClaim, claim_key, complete_key, release_key};
 pub use reconcile::{StaleReview, take_stale};
-pub use reviews::{PageStart, ReviewRow, attach_ticket, count_by_status, delete_requested, find, insert_requested, list};
+pub use reviews::{
+    PageStart, ReviewRow, attach_ticket, count_by_status, delete_requested, find, insert_requested, list,
+};
 
 pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
 pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
@@ -94,4 +96,3 @@ pub async fn ping(conn: &mut AsyncPgConnection) -> QueryResult<()> {
         .await
         .map(drop)
 }
-

@@ -58,4 +58,3 @@ pub async fn take_stale(
         })
         .collect())
 }
-

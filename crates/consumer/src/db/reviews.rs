@@ -142,4 +142,3 @@ pub async fn count_by_status(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(S
         .load(conn)
         .await
 }
-
