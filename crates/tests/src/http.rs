@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use hookline_contract::DeliveryState;
 use serde_json::Value;
 
 use crate::secret_set;
@@ -98,7 +99,7 @@ where
 }
 
 /// Polls the help desk at `helpdesk_url` until the case's delivery is in
-/// `state`; returns the case.
+/// `state`; returns the case. Panics at once if it was delivered instead.
 pub async fn wait_for_delivery(
     helpdesk_url: &str,
     document_id: &str,
@@ -112,6 +113,11 @@ pub async fn wait_for_delivery(
             let (status, case) = get_json(&url).await;
             assert_eq!(status, 200, "{case}");
             let case: hookline_contract::CaseView = serde_json::from_value(case).unwrap();
+            // Delivered is final: waiting on for another state would only time out.
+            assert!(
+                case.delivery.state == state || case.delivery.state != DeliveryState::Delivered,
+                "waiting for {state:?}, but the case was delivered: {case:?}"
+            );
             (case.delivery.state == state).then_some(case)
         },
     )

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use hookline_contract::signature::SecretSet;
 use hookline_contract::{DeliveryState, DocumentStatus};
 use hookline_tests::{SECRET, Stack, assert_client_error, post_json, post_raw, secret_set};
@@ -168,47 +169,90 @@ async fn a_redelivered_webhook_id_is_acknowledged_and_changes_nothing() {
 
 #[actix_web::test]
 async fn two_contradicting_webhooks_at_once_decide_the_review_once_and_the_other_is_refused() {
-    for _ in 0..5 {
-        let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
-        let now = Utc::now().timestamp();
-        let (accept, decline) = (
-            body(&document_id, &agent_id, "ACCEPTED"),
-            body(&document_id, &agent_id, "DECLINED"),
-        );
-        let (sign_accept, sign_decline) = (
-            secret_set().sign("msg_yes", now, &accept),
-            secret_set().sign("msg_no", now, &decline),
-        );
-        let (yes, no) = tokio::join!(
+    let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
+    let now = Utc::now().timestamp();
+    let (accept, decline) = (
+        body(&document_id, &agent_id, "ACCEPTED"),
+        body(&document_id, &agent_id, "DECLINED"),
+    );
+    let (sign_accept, sign_decline) = (
+        secret_set().sign("msg_yes", now, &accept),
+        secret_set().sign("msg_no", now, &decline),
+    );
+    let (yes, no) = while_the_review_is_locked(&stack, 2, async {
+        tokio::join!(
             send(&stack, &accept, "msg_yes", now, &sign_accept),
             send(&stack, &decline, "msg_no", now, &sign_decline)
-        );
-        let mut statuses = [yes.0, no.0];
-        statuses.sort_unstable();
-        assert_eq!(
-            statuses,
-            [200, 409],
-            "one applies, the other contradicts it: {yes:?} {no:?}"
-        );
-        let winner = if yes.0 == 200 {
-            DocumentStatus::Accepted
-        } else {
-            DocumentStatus::Declined
-        };
-        let stored = stack.db.snapshot().await;
-        assert_eq!(
-            stored.reviews[0].status(),
-            winner,
-            "the stored decision is the applied one"
-        );
-        assert_eq!(
-            stored.receipts.len(),
-            1,
-            "one receipt, the winner's: {:?}",
-            stored.receipts
-        );
-        assert_eq!(stored.receipts[0].2, winner.as_str());
-    }
+        )
+    })
+    .await;
+    let mut statuses = [yes.0, no.0];
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 409],
+        "one applies, the other contradicts it: {yes:?} {no:?}"
+    );
+    let winner = if yes.0 == 200 {
+        DocumentStatus::Accepted
+    } else {
+        DocumentStatus::Declined
+    };
+    let stored = stack.db.snapshot().await;
+    assert_eq!(
+        stored.reviews[0].status(),
+        winner,
+        "the stored decision is the applied one"
+    );
+    assert_eq!(
+        stored.receipts.len(),
+        1,
+        "one receipt, the winner's: {:?}",
+        stored.receipts
+    );
+    assert_eq!(stored.receipts[0].2, winner.as_str());
+}
+
+/// Runs `requests` while the test holds the review's row lock, and releases
+/// it once `waiters` of them wait for it: left to chance, concurrent
+/// webhooks would rarely overlap in the database, and a broken lock would
+/// go unnoticed.
+async fn while_the_review_is_locked<F: std::future::Future>(stack: &Stack, waiters: usize, requests: F) -> F::Output {
+    let mut holder = stack.db.connect().await;
+    holder
+        .batch_execute("BEGIN; SELECT id FROM document_reviews FOR UPDATE")
+        .await
+        .unwrap();
+    let release = async {
+        let mut watcher = stack.db.connect().await;
+        let started = std::time::Instant::now();
+        loop {
+            let waiting: Vec<Waiting> = diesel::sql_query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .load(&mut watcher)
+            .await
+            .unwrap();
+            if waiting.len() == waiters {
+                break;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{waiters} requests never waited for the row lock"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        holder.batch_execute("COMMIT").await.unwrap();
+    };
+    let (output, ()) = tokio::join!(requests, release);
+    output
+}
+
+#[derive(diesel::QueryableByName)]
+struct Waiting {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[allow(dead_code)]
+    pid: i32,
 }
 
 #[actix_web::test]
@@ -217,8 +261,10 @@ async fn concurrent_copies_of_one_webhook_apply_it_exactly_once() {
     let now = Utc::now().timestamp();
     let payload = body(&document_id, &agent_id, "ACCEPTED");
     let signature = secret_set().sign("msg_race", now, &payload);
-    let copies = (0..10).map(|_| send(&stack, &payload, "msg_race", now, &signature));
-    let answers = futures_util::future::join_all(copies).await;
+    // As many copies as webhooks get connections (half the pool of 8, see
+    // WebhookSlots), so all of them reach the database and race there.
+    let copies = (0..4).map(|_| send(&stack, &payload, "msg_race", now, &signature));
+    let answers = while_the_review_is_locked(&stack, 4, futures_util::future::join_all(copies)).await;
     assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
     let applied = answers.iter().filter(|(_, a)| a["outcome"] == "applied").count();
     assert_eq!(applied, 1, "{answers:?}");
