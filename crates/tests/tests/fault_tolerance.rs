@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use hookline_contract::DeliveryState;
 use hookline_tests::process::{PrivateRedis, consumer_process, free_port, helpdesk_process};
 use hookline_tests::{
-    Received, Receiver, Stack, TestDb, TestRedis, get_json, helpdesk_settings, post_json, post_signed_webhook,
-    start_helpdesk, wait_for, wait_for_delivery,
+    Received, Receiver, Stack, TestDb, TestRedis, assert_client_error, get_json, helpdesk_settings, post_json,
+    post_signed_webhook, start_helpdesk, wait_for, wait_for_delivery,
 };
 use serde_json::json;
 
@@ -224,9 +224,52 @@ async fn a_receiver_that_always_fails_gets_dead_lettered_and_redelivery_succeeds
     assert_eq!(status, 202);
     let replay = receiver.next(DEADLINE).await;
     assert_eq!(replay.headers["webhook-id"], failed[0].headers["webhook-id"]);
-    // Unknown and undecided cases cannot be redelivered.
+    // An unknown case cannot be redelivered.
     let (status, _) = post_json(&format!("{}/document/nope/redeliver", helpdesk.url), &json!({}), &[]).await;
     assert_eq!(status, 404);
+}
+
+#[actix_web::test]
+async fn a_case_is_not_redelivered_before_it_is_decided_nor_while_a_delivery_is_in_flight() {
+    let redis = TestRedis::default();
+    let mut settings = helpdesk_settings(&redis);
+    settings.review_delay_ms = "3600000".parse().unwrap();
+    let undecided = start_helpdesk(settings).await;
+    let receiver = Receiver::start(200).await;
+    let id = schedule(&undecided.url, &receiver.url, 1).await.remove(0);
+    let (status, body) = post_json(&format!("{}/document/{id}/redeliver", undecided.url), &json!({}), &[]).await;
+    assert_eq!(assert_client_error(status, &body, 409), "conflict");
+    assert_eq!(
+        delivery_state(&undecided.url, &id).await,
+        DeliveryState::Scheduled,
+        "and still waits for its agent"
+    );
+
+    // A receiver that takes its time: the first delivery is in flight.
+    let helpdesk = start_helpdesk(helpdesk_settings(&redis)).await;
+    let mut receiver = Receiver::start(200).await;
+    receiver.behaviour.delay(Duration::from_millis(1500));
+    let id = schedule(&helpdesk.url, &receiver.url, 1).await.remove(0);
+    wait_for_delivery(&helpdesk.url, &id, DeliveryState::InFlight).await;
+    let (status, body) = post_json(&format!("{}/document/{id}/redeliver", helpdesk.url), &json!({}), &[]).await;
+    assert_eq!(assert_client_error(status, &body, 409), "conflict");
+    let case = wait_for_delivery(&helpdesk.url, &id, DeliveryState::Delivered).await;
+    assert_eq!(
+        case.delivery.attempts, 1,
+        "the refused redelivery sent nothing: {case:?}"
+    );
+    receiver.next(DEADLINE).await;
+    receiver.behaviour.delay(Duration::ZERO);
+    let (status, body) = post_json(&format!("{}/document/{id}/redeliver", helpdesk.url), &json!({}), &[]).await;
+    assert_eq!(status, 202, "once it has finished it can: {body}");
+}
+
+async fn delivery_state(helpdesk_url: &str, id: &str) -> DeliveryState {
+    let (_, case) = get_json(&format!("{helpdesk_url}/document/{id}")).await;
+    serde_json::from_value::<hookline_contract::CaseView>(case)
+        .unwrap()
+        .delivery
+        .state
 }
 
 #[actix_web::test]
