@@ -1,6 +1,5 @@
 //! Every malformed request gets a 4xx with a JSON error body and changes
 //! nothing that is stored (compared by snapshots of PostgreSQL and Redis).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

@@ -1,6 +1,5 @@
 //! The webhook receiver refuses what is forged and absorbs what is repeated;
 //! `POST /documents` is safe to retry with an `Idempotency-Key`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

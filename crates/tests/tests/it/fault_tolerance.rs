@@ -1,7 +1,6 @@
 //! Delivery that survives failure, proven on real processes that are killed
 //! by pid: the consumer going away, a worker SIGKILLed mid-delivery, Redis
 //! crashing, receivers that fail, rate-limit, or never see the webhooks.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -1,5 +1,4 @@
 //! What the consumer does when things around it fail.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hookline_tests::{TestDb, assert_client_error, closed_port, consumer_settings, post_json, start_consumer};
 use serde_json::json;

@@ -1,7 +1,6 @@
 //! Metrics and request ids, seen from outside: a review through both real
 //! services shows up in their `/metrics`, and every answer carries the
 //! request's `x-request-id`, kept from the request when it is sound.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

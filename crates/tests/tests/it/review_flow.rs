@@ -1,6 +1,5 @@
 //! The whole flow through both real services: consumer → help desk → Redis
 //! job → signed webhook → consumer → PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

@@ -6,7 +6,6 @@
 //!
 //! `FUZZ_CASES` sets the number of requests per service (default 300);
 //! `FUZZ_SEED` replays a run.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

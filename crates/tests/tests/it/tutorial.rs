@@ -2,7 +2,6 @@
 //! through stand-ins that answer exactly as its code does
 //! ([`hookline_tests::tutorial`]): its consumer with our help desk, our
 //! consumer with its help desk.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

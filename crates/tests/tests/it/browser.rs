@@ -8,7 +8,6 @@
 //! chromium-driver`; `.ci/run` installs them and sets `REQUIRE_BROWSER=1`).
 //! Without them the test says so and passes, unless `REQUIRE_BROWSER` is set.
 //! `SCREENSHOT_DIR=docs` saves the README's screenshots.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! never called, CALLBACK_ALLOW/CALLBACK_DENY tighten or widen the rest, the
 //! address is checked again when the webhook goes out, and redirects are
 //! never followed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::TcpListener;
 use std::time::Duration;

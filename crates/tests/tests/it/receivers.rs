@@ -6,7 +6,6 @@
 //! for the consumer facing a slow help desk: its calls end at
 //! `HELPDESK_TIMEOUT`, body included, and one stuck case never holds up
 //! the reconciliation of the others.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,5 @@
 //! Secrets (database and Redis passwords, webhook secrets) never appear in
 //! `--help`, in logs, or in errors — checked on the real binaries.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 

@@ -1,0 +1,31 @@
+//! The integration tests, one binary (one link instead of thirteen; a
+//! module per concern). Run one concern with its module path:
+//! `scripts/test.sh -p hookline-tests --test it trust::`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+/// Every malformed request: a 4xx with a JSON body, nothing stored changed.
+mod bad_input;
+/// The dashboards in a real headless browser.
+mod browser;
+/// The consumer when the help desk or its database fail.
+mod failures;
+/// Delivery that survives killed processes, crashes and failing receivers.
+mod fault_tolerance;
+/// Property-based fuzzing of both services over real HTTP.
+mod fuzz;
+/// Metrics and request ids, seen from outside.
+mod observability;
+/// The help desk's queue on a real Redis, below HTTP.
+mod queue;
+/// Receivers cannot break the help desk: deadlines, limits, breakers.
+mod receivers;
+/// The whole flow through both real services.
+mod review_flow;
+/// Secrets never appear in help, logs or errors.
+mod secrets;
+/// The callback policy: which addresses the help desk calls.
+mod ssrf;
+/// Forged webhooks refused, repeated ones absorbed, idempotent requests.
+mod trust;
+/// Both ways with the original tutorial's code, through stand-ins.
+mod tutorial;
