@@ -2,10 +2,9 @@
 //! answers as the test says.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpResponse, web};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -76,10 +75,8 @@ impl Receiver {
         let behaviour = std::sync::Arc::new(Behaviour::default());
         behaviour.answer(status);
         let (tx, received) = mpsc::unbounded_channel();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let shared = behaviour.clone();
-        let server = HttpServer::new(move || {
+        let server = Running::serve(move || {
             let (tx, behaviour) = (tx.clone(), shared.clone());
             App::new().default_service(web::to(move |request: HttpRequest, body: web::Bytes| {
                 let (tx, behaviour) = (tx.clone(), behaviour.clone());
@@ -106,18 +103,12 @@ impl Receiver {
                     response.finish()
                 }
             }))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+        });
         Self {
-            url: format!("http://127.0.0.1:{port}/hook"),
+            url: format!("{}/hook", server.url),
             received,
             behaviour,
-            _server: Running::new(port, handle),
+            _server: server,
         }
     }
 

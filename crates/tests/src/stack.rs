@@ -71,6 +71,34 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Serves the app that `app` builds on a free loopback port, with one
+    /// worker: the stand-in receivers and help desks of the tests.
+    pub fn serve<F, T, B>(app: F) -> Self
+    where
+        F: Fn() -> actix_web::App<T> + Send + Clone + 'static,
+        T: actix_web::dev::ServiceFactory<
+                actix_web::dev::ServiceRequest,
+                Config = (),
+                Response = actix_web::dev::ServiceResponse<B>,
+                Error = actix_web::Error,
+                InitError = (),
+            > + 'static,
+        B: actix_web::body::MessageBody + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = actix_web::HttpServer::new(app)
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self::new(port, handle)
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let handle = self.handle.clone();

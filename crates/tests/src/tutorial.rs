@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -32,9 +32,7 @@ impl TutorialHelpDesk {
     pub async fn start(delay: Duration, calls_back: bool) -> Self {
         let gets = Arc::new(AtomicUsize::new(0));
         let counted = gets.clone();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
+        let server = Running::serve(move || {
             let counted = counted.clone();
             App::new()
                 .route(
@@ -75,17 +73,11 @@ impl TutorialHelpDesk {
                         HttpResponse::NotFound().body("Cannot GET")
                     }
                 }))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+        });
         Self {
-            url: format!("http://127.0.0.1:{port}"),
+            url: server.url.clone(),
             gets,
-            _server: Running::new(port, handle),
+            _server: server,
         }
     }
 }
@@ -104,9 +96,7 @@ pub struct TutorialConsumer {
 impl TutorialConsumer {
     pub async fn start() -> Self {
         let (tx, webhooks) = mpsc::unbounded_channel();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
+        let server = Running::serve(move || {
             let tx = tx.clone();
             App::new().route(
                 "/document/update",
@@ -123,17 +113,11 @@ impl TutorialConsumer {
                     }
                 }),
             )
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+        });
         Self {
-            url: format!("http://127.0.0.1:{port}"),
+            url: server.url.clone(),
             webhooks,
-            _server: Running::new(port, handle),
+            _server: server,
         }
     }
 

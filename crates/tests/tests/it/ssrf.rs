@@ -3,17 +3,15 @@
 //! address is checked again when the webhook goes out, and redirects are
 //! never followed.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, web};
 use helpdesk::config::Role;
 use helpdesk::ssrf::Rule;
 use hookline_contract::DeliveryState;
 use hookline_tests::process::{free_port, helpdesk_process};
 use hookline_tests::{
-    Receiver, TestRedis, assert_client_error, helpdesk_settings, post_json, start_helpdesk, wait_for_delivery,
+    Receiver, Running, TestRedis, assert_client_error, helpdesk_settings, post_json, start_helpdesk, wait_for_delivery,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -173,40 +171,25 @@ async fn a_callback_allowed_when_accepted_is_checked_again_at_delivery_and_dead_
 struct Redirector {
     url: String,
     hits: mpsc::UnboundedReceiver<()>,
-    handle: ServerHandle,
+    _server: Running,
 }
 
 impl Redirector {
     fn start(location: String) -> Self {
         let (tx, hits) = mpsc::unbounded_channel();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
+        let server = Running::serve(move || {
             let (tx, location) = (tx.clone(), location.clone());
             App::new().default_service(web::to(move || {
                 let _ = tx.send(());
                 let location = location.clone();
                 async move { HttpResponse::Found().insert_header(("location", location)).finish() }
             }))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+        });
         Self {
-            url: format!("http://127.0.0.1:{port}/hook"),
+            url: format!("{}/hook", server.url),
             hits,
-            handle,
+            _server: server,
         }
-    }
-}
-
-impl Drop for Redirector {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        actix_web::rt::spawn(async move { handle.stop(false).await });
     }
 }
 
