@@ -83,6 +83,12 @@ pub struct Settings {
     #[arg(long, env = "JOB_LEASE", default_value = "30s", value_parser = parse_duration)]
     pub job_lease: Duration,
 
+    /// How long a finished case (delivered or dead) and its attempt log are
+    /// kept: it can be looked at and redelivered until then, and is then
+    /// forgotten. A case that can still be claimed or retried is never.
+    #[arg(long, env = "CASE_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub case_retention: Duration,
+
     /// `all`: API and worker; `api`: API only; `worker`: delivery only (and /healthz).
     #[arg(long, env = "HELPDESK_ROLE", default_value = "all", value_enum)]
     pub role: Role,

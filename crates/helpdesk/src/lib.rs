@@ -25,6 +25,8 @@ pub mod metrics;
 pub mod openapi;
 /// The queue in Redis: cases, per-endpoint jobs and limits, the Lua scripts.
 pub mod queue;
+/// Retention: finished cases forgotten after CASE_RETENTION.
+pub mod retention;
 /// The HTTP routes, one file per resource.
 pub mod routes;
 /// Where callbacks may go: the SSRF guard, at `POST /document` and at delivery.

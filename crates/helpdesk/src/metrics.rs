@@ -11,6 +11,7 @@
 //! | `hookline_helpdesk_delivery_lateness_seconds` | histogram | | when an attempt started minus when it was due (the case's due time, or its next-attempt time for retries and redeliveries): worker wake-up delay, backlog, lease take-overs |
 //! | `hookline_helpdesk_breaker_transitions_total` | counter | `to` | endpoints' circuit breakers that `open`ed (or reopened after a failed probe) or `closed` (a probe got through), as this worker recorded them |
 //! | `hookline_helpdesk_endpoint_pauses_total` | counter | | pauses of a whole endpoint asked for with `Retry-After` (on a 429 or 503) |
+//! | `hookline_helpdesk_forgotten_total` | counter | `what` | what retention forgot: `case` (finished cases past `CASE_RETENTION`, with their attempt logs), `endpoint` (endpoints idle as long) |
 //! | `hookline_helpdesk_queue_depth` | gauge | `state` | jobs in the queue by state, `due`, `in_flight`, `dead`; read from Redis at scrape time |
 //! | `hookline_helpdesk_jobs_held` | gauge | `reason` | jobs due now that their endpoint's limits hold back: `paused` (`Retry-After`), `circuit_open`, `throttled` (the rate limit), `saturated` (every slot in flight); at scrape time |
 //! | `hookline_helpdesk_endpoints_breaker` | gauge | `state` | endpoints whose breaker is `open` or `probing`; at scrape time |
@@ -82,6 +83,7 @@ pub struct HelpdeskMetrics {
     lateness: Histogram,
     breaker: IntCounterVec,
     pauses: IntCounter,
+    forgotten: IntCounterVec,
 }
 
 impl HelpdeskMetrics {
@@ -125,6 +127,14 @@ impl HelpdeskMetrics {
             "hookline_helpdesk_endpoint_pauses_total",
             "Pauses of a whole endpoint asked for with Retry-After on a 429 or 503.",
         )?;
+        let forgotten = IntCounterVec::new(
+            Opts::new(
+                "hookline_helpdesk_forgotten_total",
+                "What retention forgot: finished cases past CASE_RETENTION, idle endpoints.",
+            ),
+            &["what"],
+        )?;
+        registry.register(Box::new(forgotten.clone()))?;
         registry.register(Box::new(breaker.clone()))?;
         registry.register(Box::new(pauses.clone()))?;
         registry.register(Box::new(jobs_scheduled.clone()))?;
@@ -138,6 +148,9 @@ impl HelpdeskMetrics {
         for to in ["open", "closed"] {
             breaker.with_label_values(&[to]);
         }
+        for what in ["case", "endpoint"] {
+            forgotten.with_label_values(&[what]);
+        }
         Ok(Self {
             registry,
             http,
@@ -147,6 +160,7 @@ impl HelpdeskMetrics {
             lateness,
             breaker,
             pauses,
+            forgotten,
         })
     }
 
@@ -178,6 +192,12 @@ impl HelpdeskMetrics {
 
     pub fn endpoint_paused(&self) {
         self.pauses.inc();
+    }
+
+    /// Retention forgot `cases` finished cases and `endpoints` idle endpoints.
+    pub fn forgotten(&self, cases: u64, endpoints: u64) {
+        self.forgotten.with_label_values(&["case"]).inc_by(cases);
+        self.forgotten.with_label_values(&["endpoint"]).inc_by(endpoints);
     }
 
     /// An attempt ended with `outcome` after `took` (only sent attempts

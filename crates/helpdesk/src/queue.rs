@@ -18,6 +18,8 @@
 //! | `{p}:dead` | sorted set | jobs whose every attempt failed, scored by when they died |
 //! | `{p}:attempts:<documentId>` | list | the attempt log (JSON, the latest 100) |
 //! | `{p}:cases` | sorted set | every case, scored by creation time (for listing) |
+//! | `{p}:request:<id>` | string | the `documentId` of the case a request `id` created (idempotent retries) |
+//! | `{p}:expiring` | sorted set | finished cases, scored by when retention forgets them |
 //!
 //! An [endpoint](crate::endpoint) is the scheme, host and port of a callback
 //! URL. A job is in exactly one of its endpoint's due set, `inflight` and
@@ -31,12 +33,15 @@
 //!                  └──lease expired: claim puts it back (worker died)
 //! ```
 //!
-//! * **schedule** (one `MULTI`) writes the case hash, adds the job to its
+//! * **schedule** (a Lua script) writes the case hash, adds the job to its
 //!   endpoint's due set and puts the endpoint in line at the job's due time,
 //!   or moves it up to it (`ZADD LT`): an acknowledged request (the 202) is
 //!   a job in Redis. The line may then hold an endpoint that cannot send
 //!   yet (every slot taken, paused, breaker open); the claim that meets it
-//!   there puts it back where its limits say.
+//!   there puts it back where its limits say. A request that carries an
+//!   `id` records which case it made (`request:<id>`), in the same script:
+//!   a retry of it (same `id`, document and callback) finds that case and
+//!   stores nothing; the same `id` for another request is a conflict.
 //! * **claim** (a Lua script) first puts jobs whose lease ran out back at the
 //!   front of their endpoint's queue, then walks the **ready line** from its
 //!   front. Each endpoint in line gives what its limits allow right now: no
@@ -66,6 +71,17 @@
 //! * **redeliver** (a Lua script) puts a dead or delivered case back in its
 //!   endpoint's queue for now and restarts its retry schedule (`retryBase`);
 //!   the `webhook-id` stays, so a receiver sees a replay of the same event.
+//! * **retention**: finish gives a case that is done (delivered or dead) a
+//!   TTL of `CASE_RETENTION` on its hash, attempt log and request id, and a
+//!   place in `expiring`; **trim** (a Lua script, run by every worker, see
+//!   [`crate::retention`]) then takes it out of `cases` and `dead`, and
+//!   forgets endpoints idle as long. A redelivery removes the TTL again:
+//!   nothing that can still be claimed or retried ever expires.
+//!
+//! Every time in the queue (due times, leases, pauses, cooldowns, expiry) is
+//! read from Redis's clock inside the scripts (`TIME`), never a worker's:
+//! callers pass durations ("retry in 5 s"), so workers whose clocks disagree
+//! still agree on whose lease has run out.
 //!
 //! The limits are in Redis, so every worker process honours them together:
 //! two workers never have more than `ENDPOINT_CONCURRENCY` attempts in
@@ -249,6 +265,16 @@ impl Keys {
         format!("{}:attempts:{document_id}", self.tag)
     }
 
+    /// Which case a request `id` created (for idempotent retries).
+    pub fn request(&self, id: &str) -> String {
+        format!("{}:request:{id}", self.tag)
+    }
+
+    /// Finished cases, scored by when they expire (`CASE_RETENTION`).
+    pub fn expiring(&self) -> String {
+        format!("{}:expiring", self.tag)
+    }
+
     /// The single due set of the layout before per-endpoint queues.
     pub fn legacy_due(&self) -> String {
         format!("{}:due", self.tag)
@@ -261,10 +287,26 @@ pub struct NewCase {
     pub agent_id: String,
     pub document_url: String,
     pub callback_url: String,
+    /// The `id` of the request (the client's own), which makes a retry of
+    /// the same request find the same case.
     pub request_id: Option<String>,
     pub webhook_id: String,
-    pub created_at: DateTime<Utc>,
-    pub due_at: DateTime<Utc>,
+    /// How long the agent takes: the case is due this long after it is
+    /// stored (by the queue's clock).
+    pub delay: Duration,
+}
+
+/// What [`Queue::schedule`] did with a new case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scheduled {
+    /// Stored; due in `due_in` (by the queue's clock), for the worker's wake-up.
+    Created { due_in: Duration },
+    /// A request with this `id`, document and callback was accepted before:
+    /// this is its case, nothing new was stored.
+    Replayed { document_id: String, agent_id: String },
+    /// A request with this `id` was accepted before for another document or
+    /// callback: nothing was stored.
+    Conflict { document_id: String },
 }
 
 /// A case as stored, with its delivery bookkeeping.
@@ -390,7 +432,8 @@ pub struct ClaimedJob {
 }
 
 /// The result of one claim: the jobs, and when the next job may be claimed
-/// (or the next lease expire), for the worker to sleep until then.
+/// (or the next lease expire), for the worker to sleep until then (by this
+/// process's clock: the queue's answer is a delay, so the clocks need not agree).
 #[derive(Debug)]
 pub struct Claim {
     pub jobs: Vec<ClaimedJob>,
@@ -401,8 +444,14 @@ pub struct Claim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
     Delivered,
-    Retry { at: DateTime<Utc>, error: String },
-    Dead { error: String },
+    /// Try again this long from now (by the queue's clock).
+    Retry {
+        after: Duration,
+        error: String,
+    },
+    Dead {
+        error: String,
+    },
 }
 
 /// What an attempt tells about its endpoint's health, for the circuit breaker.
@@ -421,8 +470,16 @@ pub enum Health {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointSignal {
     pub health: Health,
-    /// Hold every job of the endpoint until then (`Retry-After` on a 429 or 503).
-    pub paused_until: Option<DateTime<Utc>>,
+    /// Hold every job of the endpoint this long from now (`Retry-After` on a
+    /// 429 or 503).
+    pub pause: Option<Duration>,
+}
+
+/// What one [`Queue::trim`] forgot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Trimmed {
+    pub cases: u64,
+    pub endpoints: u64,
 }
 
 /// What recording an outcome did.
@@ -475,7 +532,9 @@ pub struct QueueDepth {
 
 #[derive(Debug)]
 struct Scripts {
+    schedule: Script,
     claim: Script,
+    trim: Script,
     finish: Script,
     redeliver: Script,
     set_rate: Script,
@@ -487,7 +546,9 @@ impl Scripts {
     fn new() -> Self {
         let script = |body: &str| Script::new(&format!("{COMMON}\n{body}"));
         Self {
+            schedule: script(include_str!("queue/schedule.lua")),
             claim: script(include_str!("queue/claim.lua")),
+            trim: script(include_str!("queue/trim.lua")),
             finish: script(include_str!("queue/finish.lua")),
             redeliver: script(include_str!("queue/redeliver.lua")),
             set_rate: script(include_str!("queue/set_rate.lua")),
@@ -497,12 +558,26 @@ impl Scripts {
     }
 }
 
+/// Whose clock the queue's scripts read (see the `common.lua` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Redis's own (`TIME`): one clock for every process. The default.
+    Redis,
+    /// Always this time: for tests that step through time without sleeping.
+    At(DateTime<Utc>),
+}
+
+/// How long finished cases are kept unless set otherwise (`CASE_RETENTION`).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// A handle on the queue; cheap to clone, safe to share between tasks.
 #[derive(Clone)]
 pub struct Queue {
     conn: ConnectionManager,
     keys: Keys,
     limits: EndpointLimits,
+    retention: Duration,
+    clock: Clock,
     scripts: std::sync::Arc<Scripts>,
 }
 
@@ -511,6 +586,8 @@ impl std::fmt::Debug for Queue {
         f.debug_struct("Queue")
             .field("keys", &self.keys)
             .field("limits", &self.limits)
+            .field("retention", &self.retention)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -530,6 +607,8 @@ impl Queue {
             conn,
             keys: Keys::new(prefix),
             limits,
+            retention: DEFAULT_RETENTION,
+            clock: Clock::Redis,
             scripts: std::sync::Arc::new(Scripts::new()),
         };
         queue.migrate_legacy().await?;
@@ -540,12 +619,44 @@ impl Queue {
         self.limits
     }
 
+    /// How long finished cases are kept.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// The queue keeping finished cases (delivered or dead) for `retention`
+    /// after they finished (`CASE_RETENTION`).
+    pub fn with_retention(self, retention: Duration) -> Self {
+        Self { retention, ..self }
+    }
+
+    /// The same queue with its clock stopped at `now`: every script reads
+    /// that time instead of Redis's (tests step through time with it).
+    pub fn at(&self, now: DateTime<Utc>) -> Self {
+        Self {
+            clock: Clock::At(now),
+            ..self.clone()
+        }
+    }
+
+    /// Now by this process's clock, or the stopped one.
+    fn local_now(&self) -> DateTime<Utc> {
+        match self.clock {
+            Clock::Redis => Utc::now(),
+            Clock::At(now) => now,
+        }
+    }
+
     /// An invocation of `script` with the arguments every script takes
-    /// first: now, the key tag and the default limits.
-    fn invocation<'a>(&self, script: &'a Script, now: DateTime<Utc>) -> ScriptInvocation<'a> {
+    /// first: the time (empty: Redis's), the key tag and the default limits.
+    fn invocation<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
         let mut invocation = script.prepare_invoke();
+        let now = match self.clock {
+            Clock::Redis => String::new(),
+            Clock::At(now) => now.timestamp_millis().to_string(),
+        };
         invocation
-            .arg(now.timestamp_millis())
+            .arg(now)
             .arg(self.keys.tag())
             .arg(self.limits.concurrency)
             .arg(self.limits.rate.unwrap_or(0.0));
@@ -559,54 +670,38 @@ impl Queue {
         Ok(())
     }
 
-    /// Stores the case and its job atomically. Once this returns `Ok`, the
-    /// review will be decided and delivered whatever happens to this process.
-    pub async fn schedule(&self, case: &NewCase) -> Result<(), QueueError> {
+    /// Stores the case and its job atomically, unless a request with the
+    /// same `request_id` was accepted before (see [`Scheduled`]). Once this
+    /// returns `Created`, the review will be decided and delivered whatever
+    /// happens to this process.
+    pub async fn schedule(&self, case: &NewCase) -> Result<Scheduled, QueueError> {
         let endpoint = Endpoint::of_str(&case.callback_url).map_err(|e| QueueError::Corrupt {
             document_id: case.document_id.clone(),
             problem: e.to_string(),
         })?;
-        let mut fields: Vec<(&str, String)> = vec![
-            ("documentId", case.document_id.clone()),
-            ("agentId", case.agent_id.clone()),
-            ("documentUrl", case.document_url.clone()),
-            ("callbackUrl", case.callback_url.clone()),
-            ("endpoint", endpoint.to_string()),
-            ("webhookId", case.webhook_id.clone()),
-            ("status", DocumentStatus::PendingReview.as_str().to_owned()),
-            ("delivery", "SCHEDULED".to_owned()),
-            ("attempts", "0".to_owned()),
-            ("createdAt", case.created_at.timestamp_millis().to_string()),
-            ("dueAt", case.due_at.timestamp_millis().to_string()),
-        ];
-        if let Some(id) = &case.request_id {
-            fields.push(("id", id.clone()));
-        }
-        // One MULTI, no script: the endpoint joins the line, or moves up in
-        // it, to this job's due time (`ZADD LT` never moves it back). If it
-        // may not send then (every slot taken, paused, its breaker open), the
-        // next claim finds that and puts it back where it belongs.
-        let due = case.due_at.timestamp_millis();
-        let mut conn = self.conn.clone();
-        redis::pipe()
-            .atomic()
-            .hset_multiple(self.keys.case(&case.document_id), &fields)
-            .ignore()
-            .zadd(self.keys.due(&endpoint), &case.document_id, due)
-            .ignore()
-            .zadd(self.keys.cases(), &case.document_id, case.created_at.timestamp_millis())
-            .ignore()
-            .cmd("ZADD")
-            .arg(self.keys.ready())
-            .arg("LT")
-            .arg(due)
+        let request = case.request_id.as_deref().unwrap_or_default();
+        let mut invocation = self.invocation(&self.scripts.schedule);
+        invocation
+            .key(self.keys.case(&case.document_id))
+            .key(self.keys.request(request))
+            .arg(&case.document_id)
             .arg(endpoint.as_str())
-            .ignore()
-            .zadd(self.keys.endpoints(), endpoint.as_str(), Utc::now().timestamp_millis())
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await?;
-        Ok(())
+            .arg(millis(case.delay))
+            .arg(request)
+            .arg(&case.document_url)
+            .arg(&case.callback_url)
+            .arg(&case.agent_id)
+            .arg(&case.webhook_id);
+        let mut conn = self.conn.clone();
+        let (outcome, document_id, agent_id, due_in): (String, String, String, u64) =
+            invocation.invoke_async(&mut conn).await?;
+        Ok(match outcome.as_str() {
+            "replayed" => Scheduled::Replayed { document_id, agent_id },
+            "conflict" => Scheduled::Conflict { document_id },
+            _ => Scheduled::Created {
+                due_in: Duration::from_millis(due_in),
+            },
+        })
     }
 
     /// One case with its attempt log, if it exists.
@@ -645,7 +740,7 @@ impl Queue {
     }
 
     /// Sends a dead or delivered case again, now (see [`Redelivery`]).
-    pub async fn redeliver(&self, document_id: &str, now: DateTime<Utc>) -> Result<Redelivery, QueueError> {
+    pub async fn redeliver(&self, document_id: &str) -> Result<Redelivery, QueueError> {
         let mut conn = self.conn.clone();
         let callback: Option<String> = redis::cmd("HGET")
             .arg(self.keys.case(document_id))
@@ -660,7 +755,7 @@ impl Queue {
             problem: e.to_string(),
         })?;
         let result: String = self
-            .invocation(&self.scripts.redeliver, now)
+            .invocation(&self.scripts.redeliver)
             .key(self.keys.case(document_id))
             .key(self.keys.inflight())
             .key(self.keys.dead())
@@ -707,7 +802,6 @@ impl Queue {
     /// should its case still be undecided.
     pub async fn claim(
         &self,
-        now: DateTime<Utc>,
         lease: Duration,
         lease_token: &str,
         decisions: &[DocumentStatus],
@@ -724,8 +818,8 @@ impl Queue {
             .collect();
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
         let mut conn = self.conn.clone();
-        let (hashes, wake): (Vec<HashMap<String, String>>, Option<i64>) = self
-            .invocation(&self.scripts.claim, now)
+        let (hashes, wake_in): (Vec<HashMap<String, String>>, Option<u64>) = self
+            .invocation(&self.scripts.claim)
             .key(self.keys.ready())
             .key(self.keys.inflight())
             .arg(lease_ms)
@@ -745,7 +839,7 @@ impl Queue {
         }
         Ok(Claim {
             jobs,
-            next_wake: wake.and_then(DateTime::from_timestamp_millis),
+            next_wake: wake_in.map(|ms| self.local_now() + chrono::Duration::milliseconds(ms as i64)),
         })
     }
 
@@ -774,15 +868,15 @@ impl Queue {
         &self,
         items: &[(&ClaimedJob, &AttemptView, &Finish, EndpointSignal)],
     ) -> Result<Vec<Recorded>, QueueError> {
-        let now = Utc::now();
         let cooldown = millis(self.limits.circuit_cooldown);
+        let retention = millis(self.retention);
         let longest = millis(MAX_COOLDOWN.max(self.limits.circuit_cooldown));
         let mut pipe = redis::pipe();
         for (job, attempt, outcome, signal) in items {
             let entry = serde_json::to_string(attempt).unwrap_or_default();
             let (kind, next_at, error) = match outcome {
                 Finish::Delivered => ("delivered", 0, attempt.error.as_deref().unwrap_or_default()),
-                Finish::Retry { at, error } => ("retry", at.timestamp_millis(), error.as_str()),
+                Finish::Retry { after, error } => ("retry", millis(*after), error.as_str()),
                 Finish::Dead { error } => ("dead", 0, error.as_str()),
             };
             let health = match signal.health {
@@ -791,7 +885,7 @@ impl Queue {
                 Health::Unknown => "unknown",
             };
             let id = &job.case.document_id;
-            let mut invocation = self.invocation(&self.scripts.finish, now);
+            let mut invocation = self.invocation(&self.scripts.finish);
             invocation
                 .key(self.keys.case(id))
                 .key(self.keys.inflight())
@@ -804,11 +898,12 @@ impl Queue {
                 .arg(error)
                 .arg(entry)
                 .arg(health)
-                .arg(signal.paused_until.map_or(0, |at| at.timestamp_millis()))
+                .arg(signal.pause.map_or(0, millis))
                 .arg(self.limits.circuit_failures.max(1))
                 .arg(cooldown)
                 .arg(longest)
-                .arg(job.endpoint.as_str());
+                .arg(job.endpoint.as_str())
+                .arg(retention);
             pipe.invoke_script(&invocation);
         }
         let mut conn = self.conn.clone();
@@ -833,12 +928,30 @@ impl Queue {
             .collect())
     }
 
+    /// Forgets up to `max` finished cases whose retention is over, and up
+    /// to `max` endpoints idle as long (see `queue/trim.lua`).
+    pub async fn trim(&self, max: usize) -> Result<Trimmed, QueueError> {
+        let mut conn = self.conn.clone();
+        let (cases, endpoints): (u64, u64) = self
+            .invocation(&self.scripts.trim)
+            .key(self.keys.expiring())
+            .key(self.keys.cases())
+            .key(self.keys.dead())
+            .key(self.keys.endpoints())
+            .key(self.keys.ready())
+            .arg(max)
+            .arg(millis(self.retention))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(Trimmed { cases, endpoints })
+    }
+
     /// Jobs per state, and the due ones held back by the endpoints' limits
     /// (reads every endpoint: for `/metrics`, not for a hot path).
     pub async fn depth(&self) -> Result<QueueDepth, QueueError> {
         let mut conn = self.conn.clone();
         let counts: Vec<u64> = self
-            .invocation(&self.scripts.depth, Utc::now())
+            .invocation(&self.scripts.depth)
             .key(self.keys.inflight())
             .key(self.keys.dead())
             .invoke_async(&mut conn)
@@ -875,7 +988,7 @@ impl Queue {
     /// Sets an endpoint's own rate limit (`None`: back to `ENDPOINT_RATE`).
     pub async fn set_rate(&self, endpoint: &Endpoint, rate: Option<f64>) -> Result<EndpointView, QueueError> {
         let mut conn = self.conn.clone();
-        self.invocation(&self.scripts.set_rate, Utc::now())
+        self.invocation(&self.scripts.set_rate)
             .key(self.keys.endpoint(endpoint))
             .arg(endpoint.as_str())
             .arg(rate.map(|rate| rate.to_string()).unwrap_or_default())
@@ -1009,7 +1122,7 @@ impl Queue {
             pipe.hget(self.keys.case(id), "callbackUrl");
         }
         let callbacks: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
-        let mut invocation = self.invocation(&self.scripts.migrate, Utc::now());
+        let mut invocation = self.invocation(&self.scripts.migrate);
         invocation.key(self.keys.legacy_due()).key(self.keys.inflight());
         for (id, callback) in ids.iter().zip(callbacks) {
             // A case that is gone, or whose callback no longer parses, still

@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::delivery::Deliverer;
 use crate::metrics::HelpdeskMetrics;
 use crate::queue::{Queue, QueueError};
+use crate::retention;
 use crate::routes::{self, document::Scheduling};
 use crate::ssrf::CallbackPolicy;
 use crate::worker::{self, Wakeup, WorkerSettings};
@@ -51,7 +52,8 @@ impl Application {
             &settings.redis_prefix,
             settings.endpoint_limits(),
         )
-        .await?;
+        .await?
+        .with_retention(settings.case_retention);
         queue.ping().await?;
 
         let wakeup = Arc::new(Wakeup::default());
@@ -155,7 +157,9 @@ impl WorkerHandle {
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
                     let deliverer = Deliverer::new(secrets, timeout, worker_settings.concurrency, policy);
-                    worker::run(queue, deliverer, worker_settings, wakeup, metrics, stop_rx).await;
+                    let trimmer = retention::run(queue.clone(), metrics.clone(), stop_rx.clone());
+                    let worker = worker::run(queue, deliverer, worker_settings, wakeup, metrics, stop_rx);
+                    tokio::join!(worker, trimmer);
                 });
             })?;
         Ok(Self {

@@ -180,10 +180,7 @@ pub async fn run(
         let token = format!("{worker_id}:{claims}");
         let decisions = draw_decisions(settings.accept_ratio, free);
         let allowance = shares.allowance();
-        match queue
-            .claim(Utc::now(), settings.lease, &token, &decisions, &allowance)
-            .await
-        {
+        match queue.claim(settings.lease, &token, &decisions, &allowance).await {
             Ok(claim) => {
                 let claimed = claim.jobs.len();
                 for job in claim.jobs {
@@ -345,16 +342,16 @@ async fn deliver(
     let took = started.elapsed();
     let (record, outcome, signal) = judge(&attempt, schedule, job.case.attempt_in_round(), Utc::now());
     metrics.attempt_finished(attempt_outcome(&attempt, &outcome), took);
-    if let Some(until) = signal.paused_until {
+    if let Some(pause) = signal.pause {
         metrics.endpoint_paused();
-        info!(endpoint = %job.endpoint, %until, "the receiver asked for a pause (Retry-After): every job of the endpoint waits");
+        info!(endpoint = %job.endpoint, pause = %humantime::format_duration(pause), "the receiver asked for a pause (Retry-After): every job of the endpoint waits");
     }
     match &outcome {
         Finish::Delivered => {
             info!(status = record.status_code, took_ms = record.duration_ms, decision = %job.case.status, "webhook delivered")
         }
-        Finish::Retry { at, error } => {
-            warn!(%error, took_ms = record.duration_ms, retry_at = %at, "webhook attempt failed; will retry")
+        Finish::Retry { after, error } => {
+            warn!(%error, took_ms = record.duration_ms, retry_in = %humantime::format_duration(*after), "webhook attempt failed; will retry")
         }
         Finish::Dead { error } if matches!(attempt, Attempt::Refused { .. }) => {
             warn!(%error, "webhook not sent: the callback policy refuses its address; dead-lettered")
@@ -414,10 +411,7 @@ fn judge(
     attempt_in_round: u32,
     now: DateTime<Utc>,
 ) -> (AttemptView, Finish, EndpointSignal) {
-    let signal = |health| EndpointSignal {
-        health,
-        paused_until: None,
-    };
+    let signal = |health| EndpointSignal { health, pause: None };
     match attempt {
         Attempt::Delivered { status, took } => (
             AttemptView {
@@ -451,7 +445,7 @@ fn judge(
             let pause = retry_after.map(|asked| asked.min(MAX_RETRY_AFTER));
             let outcome = match schedule.delay_after(attempt_in_round) {
                 Some(delay) => Finish::Retry {
-                    at: now + jittered(delay).max(pause.unwrap_or(Duration::ZERO)),
+                    after: jittered(delay).max(pause.unwrap_or(Duration::ZERO)),
                     error,
                 },
                 None => Finish::Dead { error },
@@ -459,7 +453,7 @@ fn judge(
             let endpoint = match pause {
                 Some(pause) => EndpointSignal {
                     health: Health::Unknown,
-                    paused_until: Some(now + pause),
+                    pause: Some(pause),
                 },
                 None => signal(Health::Down),
             };
@@ -512,15 +506,15 @@ mod tests {
         let now = Utc::now();
         let (record, first, signal) = judge(&failed(Some(500), None), &schedule, 1, now);
         assert_eq!(signal.health, Health::Down, "a 500 counts against the endpoint");
-        assert_eq!(signal.paused_until, None);
+        assert_eq!(signal.pause, None);
         assert_eq!(record.status_code, Some(500));
         assert_eq!(record.duration_ms, 3);
-        let Finish::Retry { at, .. } = first else {
+        let Finish::Retry { after, .. } = first else {
             panic!("{first:?}")
         };
-        assert!((900..=1100).contains(&(at - now).num_milliseconds()));
+        assert!((900..=1100).contains(&after.as_millis()));
         let (_, second, _) = judge(&failed(None, None), &schedule, 2, now);
-        assert!(matches!(second, Finish::Retry { at, .. } if (at - now).num_seconds() >= 54));
+        assert!(matches!(second, Finish::Retry { after, .. } if after.as_secs() >= 54));
         let (_, third, _) = judge(&failed(None, None), &schedule, 3, now);
         assert!(matches!(third, Finish::Dead { .. }));
     }
@@ -562,12 +556,12 @@ mod tests {
         let schedule: RetrySchedule = "50ms".parse().unwrap();
         let now = Utc::now();
         let (_, asked, signal) = judge(&failed(Some(429), Some(Duration::from_secs(2))), &schedule, 1, now);
-        assert!(matches!(asked, Finish::Retry { at, .. } if (at - now).num_milliseconds() == 2000));
+        assert!(matches!(asked, Finish::Retry { after, .. } if after == Duration::from_secs(2)));
         assert_eq!(
             signal,
             EndpointSignal {
                 health: Health::Unknown,
-                paused_until: Some(now + Duration::from_secs(2)),
+                pause: Some(Duration::from_secs(2)),
             },
             "Retry-After pauses the whole endpoint and is not held against it"
         );
@@ -577,7 +571,7 @@ mod tests {
             1,
             now,
         );
-        assert!(matches!(greedy, Finish::Retry { at, .. } if (at - now).to_std().unwrap() == MAX_RETRY_AFTER));
+        assert!(matches!(greedy, Finish::Retry { after, .. } if after == MAX_RETRY_AFTER));
     }
 
     #[test]

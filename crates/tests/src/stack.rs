@@ -23,6 +23,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         retry_schedule: "50ms,100ms,200ms".parse().unwrap(),
         delivery_timeout: Duration::from_secs(2),
         job_lease: Duration::from_secs(5),
+        case_retention: helpdesk::queue::DEFAULT_RETENTION,
         role: helpdesk::config::Role::All,
         worker_concurrency: 64,
         endpoint_concurrency: 16,

@@ -85,8 +85,8 @@ for _, e in ipairs(line) do
           if status == 'PENDING_REVIEW' then
             local d = string.sub(verdicts, #cases + 1, #cases + 1) == 'A' and 'ACCEPTED' or 'DECLINED'
             set(hash, 'status', d)
-            set(hash, 'decidedAt', ARGV[1])
-            redis.call('HSET', key, 'delivery', 'IN_FLIGHT', 'lease', token, 'status', d, 'decidedAt', ARGV[1])
+            set(hash, 'decidedAt', tostring(now))
+            redis.call('HSET', key, 'delivery', 'IN_FLIGHT', 'lease', token, 'status', d, 'decidedAt', now)
           else
             redis.call('HSET', key, 'delivery', 'IN_FLIGHT', 'lease', token)
           end
@@ -117,8 +117,8 @@ for _, e in ipairs(line) do
   end
 end
 
--- 3. When to look again: the first endpoint in line this worker may serve,
--- or the first lease to run out.
+-- 3. When to look again (in ms from now): the first endpoint in line this
+-- worker may serve, or the first lease to run out.
 local wake = false
 local front = redis.call('ZRANGE', KEYS[1], 0, skipped, 'WITHSCORES')
 for j = 1, #front, 2 do
@@ -126,4 +126,4 @@ for j = 1, #front, 2 do
 end
 local lease_head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if lease_head[2] and (not wake or tonumber(lease_head[2]) < wake) then wake = tonumber(lease_head[2]) end
-return {cases, wake}
+return {cases, wake and math.max(0, wake - now)}

@@ -1,7 +1,17 @@
 -- Shared by every script of the queue (prepended to each). ARGV[1..4] are
--- the same in all of them: now (unix ms), the key tag ("{prefix}"), and the
--- default limits ENDPOINT_CONCURRENCY and ENDPOINT_RATE (0: unlimited).
+-- the same in all of them: now (unix ms; empty: Redis's own clock), the key
+-- tag ("{prefix}"), and the default limits ENDPOINT_CONCURRENCY and
+-- ENDPOINT_RATE (0: unlimited).
+--
+-- Every time the queue keeps (due times, leases, pauses, the breaker's
+-- cooldown, expiry) is read from one clock, Redis's: a worker whose clock is
+-- ahead cannot take over live leases, nor one behind hold jobs back. Tests
+-- pass a time instead, to step through it without sleeping.
 local now = tonumber(ARGV[1])
+if not now then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
 local tag = ARGV[2]
 local default_concurrency = tonumber(ARGV[3])
 local default_rate = tonumber(ARGV[4])
@@ -14,6 +24,31 @@ end
 local function due_key(e) return tag .. ':due:' .. e end
 local function endpoint_key(e) return tag .. ':endpoint:' .. e end
 local function case_key(id) return tag .. ':case:' .. id end
+local function request_key(request) return tag .. ':request:' .. request end
+
+-- A finished case (delivered or dead) expires at `at`: its hash, attempt log
+-- and request id get a TTL, so Redis frees them even if no worker ever
+-- trims, and `expiring` says when, so the trim takes it out of the listings.
+local function expire_later(id, at)
+  redis.call('PEXPIREAT', case_key(id), at)
+  redis.call('PEXPIREAT', tag .. ':attempts:' .. id, at)
+  local request = redis.call('HGET', case_key(id), 'id')
+  if request and redis.call('GET', request_key(request)) == id then
+    redis.call('PEXPIREAT', request_key(request), at)
+  end
+  redis.call('ZADD', tag .. ':expiring', at, id)
+end
+
+-- A case going back to its queue (a redelivery) is kept until it finishes again.
+local function keep(id)
+  redis.call('PERSIST', case_key(id))
+  redis.call('PERSIST', tag .. ':attempts:' .. id)
+  local request = redis.call('HGET', case_key(id), 'id')
+  if request and redis.call('GET', request_key(request)) == id then
+    redis.call('PERSIST', request_key(request))
+  end
+  redis.call('ZREM', tag .. ':expiring', id)
+end
 
 -- An endpoint's rate limit is a token bucket: `rate` tokens a second, at
 -- most a tenth of a second's worth saved up (and at least one), so a quiet

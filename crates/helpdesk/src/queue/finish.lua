@@ -1,10 +1,11 @@
 -- Records one attempt, if the caller still holds the job's lease.
 -- KEYS: case, inflight, dead, attempts.
--- ARGV[5..]: id, lease token, outcome ('delivered', 'retry', 'dead'), next
--- attempt (ms, for a retry), error, the attempt log entry (JSON), what the
--- attempt says of the endpoint ('up', 'down', 'unknown'), paused until (ms,
--- 0: no pause), CIRCUIT_FAILURES, CIRCUIT_COOLDOWN (ms), longest cooldown
--- (ms), the endpoint of the case's callback URL.
+-- ARGV[5..]: id, lease token, outcome ('delivered', 'retry', 'dead'), how
+-- long until the next attempt (ms, for a retry), error, the attempt log
+-- entry (JSON), what the attempt says of the endpoint ('up', 'down',
+-- 'unknown'), how long to pause the endpoint (ms, 0: no pause),
+-- CIRCUIT_FAILURES, CIRCUIT_COOLDOWN (ms), longest cooldown (ms), the
+-- endpoint of the case's callback URL, CASE_RETENTION (ms).
 -- Returns 0: the lease had passed on, nothing changed; 1: recorded;
 -- 2: recorded, and the endpoint's breaker opened; 3: ... closed.
 local id, outcome, error = ARGV[5], ARGV[7], ARGV[9]
@@ -17,16 +18,19 @@ local e = current[3]
 -- An empty lease is no lease (a token is never empty), an empty time no time:
 -- one HSET instead of HSET and HDEL.
 if outcome == 'delivered' then
-  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DELIVERED', 'deliveredAt', ARGV[1],
+  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DELIVERED', 'deliveredAt', now,
     'lease', '', 'nextAttemptAt', '')
+  expire_later(id, now + tonumber(ARGV[17]))
 elseif outcome == 'retry' then
-  redis.call('ZADD', due_key(e or ARGV[16]), ARGV[8], id)
-  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'SCHEDULED', 'nextAttemptAt', ARGV[8],
+  local next_at = now + tonumber(ARGV[8])
+  redis.call('ZADD', due_key(e or ARGV[16]), next_at, id)
+  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'SCHEDULED', 'nextAttemptAt', next_at,
     'lastError', error, 'lease', '')
 else
-  redis.call('ZADD', KEYS[3], ARGV[1], id)
+  redis.call('ZADD', KEYS[3], now, id)
   redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DEAD', 'lastError', error,
     'lease', '', 'nextAttemptAt', '')
+  expire_later(id, now + tonumber(ARGV[17]))
 end
 if not e then
   -- A case stored without its endpoint (never, once migrated): no slot was
@@ -41,7 +45,8 @@ end
 -- as long (up to the longest cooldown); a success closes it. One read, one
 -- write, then its place in the line.
 local ep = read_endpoint(e)
-local paused_until = tonumber(ARGV[12])
+local pause = tonumber(ARGV[12])
+local paused_until = pause > 0 and now + pause or 0
 local threshold, base, longest = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
 local breaker = ep[BREAKER] or 'closed'
 local failures = num(ep[FAILURES], 0)
@@ -56,7 +61,7 @@ end
 if paused_until > num(ep[PAUSED_UNTIL], 0) then set(PAUSED_UNTIL, 'pausedUntil', paused_until) end
 if error ~= '' then
   table.insert(fields, 'lastError'); table.insert(fields, error)
-  table.insert(fields, 'lastErrorAt'); table.insert(fields, ARGV[1])
+  table.insert(fields, 'lastErrorAt'); table.insert(fields, now)
 end
 if ARGV[11] == 'up' then
   if breaker ~= 'closed' then

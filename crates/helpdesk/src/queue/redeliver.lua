@@ -6,6 +6,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 if redis.call('ZSCORE', KEYS[2], id) then return 'in_flight' end
 if redis.call('HGET', KEYS[1], 'status') == 'PENDING_REVIEW' then return 'undecided' end
 redis.call('ZREM', KEYS[3], id)
+keep(id)
 redis.call('ZADD', due_key(e), now, id)
 local attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
 redis.call('HSET', KEYS[1], 'endpoint', e, 'delivery', 'SCHEDULED', 'nextAttemptAt', now, 'retryBase', attempts)

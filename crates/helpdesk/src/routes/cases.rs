@@ -78,7 +78,7 @@ pub async fn redeliver(
 ) -> Result<HttpResponse, Error> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
     let now = Utc::now();
-    match queue.redeliver(document_id.as_str(), now).await? {
+    match queue.redeliver(document_id.as_str()).await? {
         Redelivery::Scheduled => {
             scheduling.wakeup.job_scheduled(now);
             info!(document_id = %document_id, "redelivery scheduled");

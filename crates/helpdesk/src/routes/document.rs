@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::config::DelayRange;
 use crate::endpoint::Endpoint;
 use crate::metrics::HelpdeskMetrics;
-use crate::queue::{NewCase, Queue};
+use crate::queue::{NewCase, Queue, Scheduled};
 use crate::ssrf::CallbackPolicy;
 use crate::worker::Wakeup;
 
@@ -35,9 +35,11 @@ pub struct Scheduling {
     request_body(content = DocumentRequest, content_type = "application/json"),
     params(("X-Callback-Url" = String, Header, description = "Where to POST the decision (http/https; checked against the SSRF policy)")),
     responses(
-        (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS", body = DocumentAccepted,
-            headers(("location" = String, description = "/document/{documentId}"))),
+        (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` accepted before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`", body = DocumentAccepted,
+            headers(("location" = String, description = "/document/{documentId}"),
+                ("idempotent-replayed" = String, description = "`true` on the answer to a retried request"))),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 409, description = "The `id` was used before for another document or callback", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
@@ -69,7 +71,6 @@ pub async fn create(
             detail: format!("X-Callback-Url is refused: {refusal}"),
         })?;
 
-    let now = Utc::now();
     let delay = scheduling.delay.sample(&mut rand::rng());
     let case = NewCase {
         document_id: Uuid::new_v4().to_string(),
@@ -78,24 +79,44 @@ pub async fn create(
         callback_url: callback.to_string(),
         request_id: request_id.map(ExternalId::into_string),
         webhook_id: format!("msg_{}", Uuid::now_v7().simple()),
-        created_at: now,
-        due_at: now + delay,
+        delay,
+    };
+    let (document_id, agent_id, replayed) = match queue.schedule(&case).await? {
+        Scheduled::Created { due_in } => {
+            metrics.job_scheduled();
+            scheduling.wakeup.job_scheduled(Utc::now() + due_in);
+            info!(document_id = %case.document_id, webhook_id = %case.webhook_id, delay_ms = delay.as_millis(), "review scheduled");
+            (case.document_id, case.agent_id, false)
+        }
+        // A retry of a request whose answer was lost: the same case again.
+        Scheduled::Replayed { document_id, agent_id } => {
+            info!(%document_id, request_id = case.request_id, "a retried request: its case is answered again");
+            (document_id, agent_id, true)
+        }
+        Scheduled::Conflict { document_id } => {
+            return Err(ApiError::Conflict(format!(
+                "id was used before for another document or callback (case {document_id})"
+            ))
+            .into());
+        }
     };
     // On the request's span, so a grep for the document id finds this request too.
-    tracing::Span::current().record("document_id", case.document_id.as_str());
-    queue.schedule(&case).await?;
-    metrics.job_scheduled();
-    scheduling.wakeup.job_scheduled(case.due_at);
-    info!(document_id = %case.document_id, webhook_id = %case.webhook_id, delay_ms = delay.as_millis(), "review scheduled");
-
-    Ok(HttpResponse::Accepted()
-        .insert_header((LOCATION, format!("/document/{}", case.document_id)))
-        .json(DocumentAccepted {
-            agent_id: case.agent_id,
-            document_id: case.document_id,
-            status: DocumentStatus::PendingReview,
-        }))
+    tracing::Span::current().record("document_id", document_id.as_str());
+    let mut answer = HttpResponse::Accepted();
+    answer.insert_header((LOCATION, format!("/document/{document_id}")));
+    if replayed {
+        answer.insert_header((IDEMPOTENT_REPLAYED, "true"));
+    }
+    Ok(answer.json(DocumentAccepted {
+        agent_id,
+        document_id,
+        status: DocumentStatus::PendingReview,
+    }))
 }
+
+/// Marks an answer given again to a retried request (as Stripe's
+/// `Idempotent-Replayed`).
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// `GET /document/{documentId}`: the case, its decision once made, and its
 /// delivery state.

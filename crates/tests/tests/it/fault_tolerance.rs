@@ -50,7 +50,8 @@ async fn reviews_that_come_due_while_the_consumer_is_down_are_decided_when_it_is
     let db = TestDb::create().await;
     let redis = TestRedis::default();
     let mut settings = helpdesk_settings(&redis);
-    settings.review_delay_ms = "200-400".parse().unwrap();
+    // Long enough that the consumer is surely gone before the first is due.
+    settings.review_delay_ms = "1000-1400".parse().unwrap();
     settings.retry_schedule = "100ms,200ms,300ms,400ms,500ms,500ms,500ms,500ms,500ms,500ms"
         .parse()
         .unwrap();
@@ -70,15 +71,22 @@ async fn reviews_that_come_due_while_the_consumer_is_down_are_decided_when_it_is
         reviews.push(review["documentId"].as_str().unwrap().to_owned());
     }
     consumer.kill();
+    assert!(
+        db.reviews().await.iter().all(|row| !row.status().is_decided()),
+        "the reviews came due before the consumer went away: the test proves nothing"
+    );
 
-    // Wait until the help desk has seen deliveries fail against the dead consumer.
-    let first = reviews[0].clone();
+    // Wait until the help desk has seen a delivery fail against the dead consumer.
+    let (_, cases) = get_json(&format!("{}/cases?limit=100", helpdesk.url)).await;
+    assert_eq!(cases["total"], 20);
     wait_for(DEADLINE, "a delivery to fail", || async {
-        let (_, case) = get_json(&format!("{}/document/{first}", helpdesk.url)).await;
-        let failed = case["delivery"]["log"]
+        let (_, cases) = get_json(&format!("{}/cases?limit=100", helpdesk.url)).await;
+        let failed = cases["items"]
             .as_array()
-            .is_some_and(|log| log.iter().any(|attempt| attempt["error"].is_string()));
-        (failed && case["delivery"]["state"] != "DELIVERED").then_some(())
+            .unwrap()
+            .iter()
+            .any(|case| case["delivery"]["lastError"].is_string() && case["delivery"]["state"] != "DELIVERED");
+        failed.then_some(())
     })
     .await;
     let _consumer = consumer_process(&db, port, &helpdesk.url, &[]).await;

@@ -13,7 +13,9 @@ use helpdesk::queue::{Allowance, EndpointLimits, EndpointSignal, Finish, Health,
 use hookline_contract::{AttemptView, DeliveryState, DocumentStatus};
 use hookline_tests::TestRedis;
 
-fn case(document_id: &str, due_at: DateTime<Utc>) -> NewCase {
+/// A case due as soon as it is stored: `queue.at(t).schedule(&case(id))`
+/// stores it at `t`, due at `t`.
+fn case(document_id: &str) -> NewCase {
     NewCase {
         document_id: document_id.to_owned(),
         agent_id: "agent-1".to_owned(),
@@ -21,15 +23,14 @@ fn case(document_id: &str, due_at: DateTime<Utc>) -> NewCase {
         callback_url: "http://127.0.0.1:9/document/update".to_owned(),
         request_id: None,
         webhook_id: format!("msg_{document_id}"),
-        created_at: due_at,
-        due_at,
+        delay: Duration::ZERO,
     }
 }
 
 /// An outcome that tells the endpoint's breaker nothing.
 const UNKNOWN: EndpointSignal = EndpointSignal {
     health: Health::Unknown,
-    paused_until: None,
+    pause: None,
 };
 
 fn attempt(at: DateTime<Utc>, status_code: Option<u16>) -> AttemptView {
@@ -51,12 +52,12 @@ async fn a_batch_of_outcomes_lands_like_single_ones_even_after_the_script_cache_
         .unwrap();
     let now = Utc::now();
     for id in ["delivered", "retried", "dead"] {
-        queue.schedule(&case(id, now)).await.unwrap();
+        queue.at(now).schedule(&case(id)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 3];
     let claim = queue
+        .at(Utc::now())
         .claim(
-            Utc::now(),
             Duration::from_secs(60),
             "worker-a:1",
             &decisions,
@@ -80,7 +81,7 @@ async fn a_batch_of_outcomes_lands_like_single_ones_even_after_the_script_cache_
             "retried" => (
                 attempt(now, Some(500)),
                 Finish::Retry {
-                    at: retry_at,
+                    after: Duration::from_secs(5 * 60),
                     error: "HTTP 500".to_owned(),
                 },
             ),
@@ -98,7 +99,10 @@ async fn a_batch_of_outcomes_lands_like_single_ones_even_after_the_script_cache_
         .zip(&outcomes)
         .map(|(job, (record, finish))| (job, record, finish, UNKNOWN))
         .collect();
-    assert_eq!(queue.finish_many(&items).await.unwrap(), vec![Recorded::Recorded; 3]);
+    assert_eq!(
+        queue.at(now).finish_many(&items).await.unwrap(),
+        vec![Recorded::Recorded; 3]
+    );
 
     let delivered = queue.case("delivered").await.unwrap().unwrap();
     assert_eq!(delivered.delivery, DeliveryState::Delivered);
@@ -123,14 +127,14 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
         .await
         .unwrap();
     let now = Utc::now();
-    queue.schedule(&case("stale", now)).await.unwrap();
+    queue.at(now).schedule(&case("stale")).await.unwrap();
     let decisions = [DocumentStatus::Declined; 2];
     // Worker A takes "stale" with a one-second lease...
     // Claims come after the scheduling: a job is claimable from when it was stored.
     let now = Utc::now();
     let first = queue
+        .at(now)
         .claim(
-            now,
             Duration::from_secs(1),
             "worker-a:1",
             &decisions,
@@ -142,11 +146,11 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
     // ...and worker B, claiming "two seconds later" (the claim takes the
     // time as an argument: no sleeping), finds that lease expired and takes
     // the job again, together with a fresh one.
-    queue.schedule(&case("fresh", now)).await.unwrap();
+    queue.at(now).schedule(&case("fresh")).await.unwrap();
     let later = now + chrono::Duration::seconds(2);
     let second = queue
+        .at(later)
         .claim(
-            later,
             Duration::from_secs(60),
             "worker-b:1",
             &decisions,
@@ -188,15 +192,15 @@ async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_t
         .await
         .unwrap();
     let start = Utc::now();
-    queue.schedule(&case("stubborn", start)).await.unwrap();
+    queue.at(start).schedule(&case("stubborn")).await.unwrap();
     let start = Utc::now();
     let decisions = [DocumentStatus::Accepted];
     for round in 0..105_i64 {
         // Each round is claimed "one second later" than the last, and retried for then.
         let at = start + chrono::Duration::seconds(round);
         let claim = queue
+            .at(at)
             .claim(
-                at,
                 Duration::from_secs(60),
                 &format!("worker:{round}"),
                 &decisions,
@@ -207,12 +211,16 @@ async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_t
         assert_eq!(claim.jobs.len(), 1, "round {round}");
         let record = attempt(at, Some(500 + u16::try_from(round % 2).unwrap()));
         let retry = Finish::Retry {
-            at: at + chrono::Duration::seconds(1),
+            after: Duration::from_secs(1),
             error: format!("HTTP {}", record.status_code.unwrap()),
         };
         // Unknown to the breaker: this test is about the log, and 105 failures
         // in a row would (rightly) open it.
-        let recorded = queue.finish(&claim.jobs[0], &record, &retry, UNKNOWN).await.unwrap();
+        let recorded = queue
+            .at(at)
+            .finish(&claim.jobs[0], &record, &retry, UNKNOWN)
+            .await
+            .unwrap();
         assert_eq!(recorded, Recorded::Recorded);
     }
     let case = queue.case("stubborn").await.unwrap().unwrap();
@@ -235,20 +243,17 @@ async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_t
 }
 
 /// A case for the endpoint `http://127.0.0.1:<port>`.
-fn case_to(document_id: &str, port: u16, due_at: DateTime<Utc>) -> NewCase {
+fn case_to(document_id: &str, port: u16) -> NewCase {
     NewCase {
         callback_url: format!("http://127.0.0.1:{port}/hook"),
-        ..case(document_id, due_at)
+        ..case(document_id)
     }
 }
 
 const LEASE: Duration = Duration::from_secs(60);
 
 fn signal(health: Health) -> EndpointSignal {
-    EndpointSignal {
-        health,
-        paused_until: None,
-    }
+    EndpointSignal { health, pause: None }
 }
 
 #[actix_web::test]
@@ -261,20 +266,23 @@ async fn a_backlog_on_one_endpoint_never_holds_up_the_due_job_of_another() {
     // 10,000 jobs for endpoint A, all due (and due before B's), then one for B.
     let mut pipe_cases = Vec::new();
     for i in 0..10_000 {
-        pipe_cases.push(case_to(&format!("a-{i}"), 1001, start));
+        pipe_cases.push(case_to(&format!("a-{i}"), 1001));
     }
-    futures_util::future::try_join_all(pipe_cases.iter().map(|c| queue.schedule(c)))
+    let then = queue.at(start);
+    futures_util::future::try_join_all(pipe_cases.iter().map(|c| then.schedule(c)))
         .await
         .unwrap();
     queue
-        .schedule(&case_to("b-0", 1002, start + chrono::Duration::seconds(1)))
+        .at(start + chrono::Duration::seconds(1))
+        .schedule(&case_to("b-0", 1002))
         .await
         .unwrap();
     let decisions = [DocumentStatus::Accepted; 128];
     // A takes at most its ENDPOINT_CONCURRENCY (16) slots; B's job comes next
     // in the very same claim.
     let claim = queue
-        .claim(Utc::now(), LEASE, "w:1", &decisions, &Allowance::unlimited())
+        .at(Utc::now())
+        .claim(LEASE, "w:1", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     let ids: Vec<&str> = claim.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
@@ -283,7 +291,8 @@ async fn a_backlog_on_one_endpoint_never_holds_up_the_due_job_of_another() {
     assert!(ids.contains(&"b-0"), "B's only job waits behind A's backlog: {ids:?}");
     // With A's slots all taken, A is out of the line: nothing more to claim.
     let next = queue
-        .claim(Utc::now(), LEASE, "w:2", &decisions, &Allowance::unlimited())
+        .at(Utc::now())
+        .claim(LEASE, "w:2", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert!(next.jobs.is_empty(), "A is at ENDPOINT_CONCURRENCY");
@@ -299,18 +308,20 @@ async fn an_endpoint_never_has_more_than_its_concurrency_in_flight_and_a_finish_
     let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
     let now = Utc::now();
     for i in 0..10 {
-        queue.schedule(&case_to(&format!("j{i}"), 1001, now)).await.unwrap();
+        queue.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 100];
     let now = Utc::now();
     let first = queue
-        .claim(now, LEASE, "w:1", &decisions, &Allowance::unlimited())
+        .at(now)
+        .claim(LEASE, "w:1", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(first.jobs.len(), 4);
     // Another worker finds nothing: the limit is in Redis, not in a process.
     let other = queue
-        .claim(now, LEASE, "v:1", &decisions, &Allowance::unlimited())
+        .at(now)
+        .claim(LEASE, "v:1", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert!(other.jobs.is_empty());
@@ -321,7 +332,8 @@ async fn an_endpoint_never_has_more_than_its_concurrency_in_flight_and_a_finish_
         .unwrap();
     assert_eq!(recorded, Recorded::Recorded);
     let after = queue
-        .claim(Utc::now(), LEASE, "v:2", &decisions, &Allowance::unlimited())
+        .at(Utc::now())
+        .claim(LEASE, "v:2", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(after.jobs.len(), 1, "one slot was freed");
@@ -336,10 +348,18 @@ async fn a_worker_gives_each_endpoint_only_its_share_of_its_slots_and_leaves_the
         .await
         .unwrap();
     let now = Utc::now();
-    queue.schedule(&case_to("slow", 1001, now)).await.unwrap();
+    queue.at(now).schedule(&case_to("slow", 1001)).await.unwrap();
     for i in 0..3 {
-        queue.schedule(&case_to(&format!("half-{i}"), 1002, now)).await.unwrap();
-        queue.schedule(&case_to(&format!("new-{i}"), 1003, now)).await.unwrap();
+        queue
+            .at(now)
+            .schedule(&case_to(&format!("half-{i}"), 1002))
+            .await
+            .unwrap();
+        queue
+            .at(now)
+            .schedule(&case_to(&format!("new-{i}"), 1003))
+            .await
+            .unwrap();
     }
     let endpoint = |port: u16| -> helpdesk::endpoint::Endpoint { format!("http://127.0.0.1:{port}").parse().unwrap() };
     let decisions = [DocumentStatus::Accepted; 10];
@@ -349,7 +369,7 @@ async fn a_worker_gives_each_endpoint_only_its_share_of_its_slots_and_leaves_the
         per_endpoint: 2,
         in_flight: vec![(endpoint(1001), 2), (endpoint(1002), 1)],
     };
-    let claim = queue.claim(now, LEASE, "w:1", &decisions, &allowance).await.unwrap();
+    let claim = queue.at(now).claim(LEASE, "w:1", &decisions, &allowance).await.unwrap();
     let mut ids: Vec<&str> = claim.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
     ids.sort_unstable();
     assert_eq!(
@@ -362,7 +382,8 @@ async fn a_worker_gives_each_endpoint_only_its_share_of_its_slots_and_leaves_the
         "the skipped endpoint is no reason for this worker to wake (only the leases are)"
     );
     let claim = queue
-        .claim(now, LEASE, "v:1", &decisions, &Allowance::unlimited())
+        .at(now)
+        .claim(LEASE, "v:1", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(claim.jobs.len(), 4, "another worker takes what this one left");
@@ -379,18 +400,19 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
     let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
     let now = Utc::now();
     for i in 0..6 {
-        queue.schedule(&case_to(&format!("j{i}"), 1001, now)).await.unwrap();
+        queue.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 3];
     let now = Utc::now();
     let claim = queue
-        .claim(now, LEASE, "w:1", &decisions, &Allowance::unlimited())
+        .at(now)
+        .claim(LEASE, "w:1", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(claim.jobs.len(), 3);
     let failed = attempt(Utc::now(), Some(500));
     let retry = Finish::Retry {
-        at: now,
+        after: Duration::ZERO,
         error: "HTTP 500".to_owned(),
     };
     let mut recorded = Vec::new();
@@ -410,7 +432,8 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
     // Open: all six jobs are due, none is claimed, no attempt is spent.
     let decisions = [DocumentStatus::Accepted; 10];
     let held = queue
-        .claim(Utc::now(), LEASE, "w:2", &decisions, &Allowance::unlimited())
+        .at(Utc::now())
+        .claim(LEASE, "w:2", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert!(held.jobs.is_empty());
@@ -419,13 +442,15 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
     // After the cooldown, exactly one probe goes out, and nothing beside it.
     let after = Utc::now() + chrono::Duration::seconds(31);
     let probe = queue
-        .claim(after, LEASE, "w:3", &decisions, &Allowance::unlimited())
+        .at(after)
+        .claim(LEASE, "w:3", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(probe.jobs.len(), 1);
     assert!(
         queue
-            .claim(after, LEASE, "w:4", &decisions, &Allowance::unlimited())
+            .at(after)
+            .claim(LEASE, "w:4", &decisions, &Allowance::unlimited())
             .await
             .unwrap()
             .jobs
@@ -444,7 +469,8 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
     // A probe that gets through closes it, and the rest flows.
     let later = Utc::now() + chrono::Duration::seconds(61);
     let probe = queue
-        .claim(later, LEASE, "w:5", &decisions, &Allowance::unlimited())
+        .at(later)
+        .claim(LEASE, "w:5", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(probe.jobs.len(), 1);
@@ -459,7 +485,8 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
         .unwrap();
     assert_eq!(closed, Recorded::BreakerClosed);
     let rest = queue
-        .claim(later, LEASE, "w:6", &decisions, &Allowance::unlimited())
+        .at(later)
+        .claim(LEASE, "w:6", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(rest.jobs.len(), 5);
@@ -477,33 +504,41 @@ async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
         .await
         .unwrap();
     let now = Utc::now();
-    queue.schedule(&case_to("busy-1", 1001, now)).await.unwrap();
+    queue.at(now).schedule(&case_to("busy-1", 1001)).await.unwrap();
     let decisions = [DocumentStatus::Accepted; 10];
     let now = Utc::now();
     let claim = queue
-        .claim(now, LEASE, "w:1", &decisions, &Allowance::unlimited())
+        .at(now)
+        .claim(LEASE, "w:1", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(claim.jobs.len(), 1);
     for i in 2..5 {
-        queue.schedule(&case_to(&format!("busy-{i}"), 1001, now)).await.unwrap();
+        queue
+            .at(now)
+            .schedule(&case_to(&format!("busy-{i}"), 1001))
+            .await
+            .unwrap();
     }
-    queue.schedule(&case_to("calm", 1002, now)).await.unwrap();
-    let until = Utc::now() + chrono::Duration::seconds(10);
+    queue.at(now).schedule(&case_to("calm", 1002)).await.unwrap();
+    let finished = Utc::now();
+    let until = finished + chrono::Duration::seconds(10);
     let paused = EndpointSignal {
         health: Health::Unknown,
-        paused_until: Some(until),
+        pause: Some(Duration::from_secs(10)),
     };
     let retry = Finish::Retry {
-        at: until,
+        after: Duration::from_secs(10),
         error: "HTTP 503".to_owned(),
     };
     queue
+        .at(finished)
         .finish(&claim.jobs[0], &attempt(Utc::now(), Some(503)), &retry, paused)
         .await
         .unwrap();
     let during = queue
-        .claim(Utc::now(), LEASE, "w:2", &decisions, &Allowance::unlimited())
+        .at(Utc::now())
+        .claim(LEASE, "w:2", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     let ids: Vec<&str> = during.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
@@ -520,13 +555,8 @@ async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
     );
     assert_eq!(view.consecutive_failures, 0, "a pause asked for is not a failure");
     let after = queue
-        .claim(
-            until + chrono::Duration::milliseconds(1),
-            LEASE,
-            "w:3",
-            &decisions,
-            &Allowance::unlimited(),
-        )
+        .at(until + chrono::Duration::milliseconds(1))
+        .claim(LEASE, "w:3", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(after.jobs.len(), 4);
@@ -542,7 +572,7 @@ async fn the_rate_limit_spaces_claims_whoever_claims() {
     let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
     let now = Utc::now();
     for i in 0..100 {
-        queue.schedule(&case_to(&format!("j{i}"), 1001, now)).await.unwrap();
+        queue.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
     }
     let endpoint: helpdesk::endpoint::Endpoint = "http://127.0.0.1:1001".parse().unwrap();
     let view = queue.set_rate(&endpoint, Some(20.0)).await.unwrap();
@@ -556,13 +586,8 @@ async fn the_rate_limit_spaces_claims_whoever_claims() {
         let at = now + chrono::Duration::milliseconds(step * 10);
         let worker = if step % 2 == 0 { "w" } else { "v" };
         let claim = queue
-            .claim(
-                at,
-                LEASE,
-                &format!("{worker}:{step}"),
-                &decisions,
-                &Allowance::unlimited(),
-            )
+            .at(at)
+            .claim(LEASE, &format!("{worker}:{step}"), &decisions, &Allowance::unlimited())
             .await
             .unwrap();
         claimed += claim.jobs.len();
@@ -614,13 +639,8 @@ async fn jobs_stored_before_per_endpoint_queues_are_moved_into_them_at_start() {
         .unwrap();
     assert!(!exists, "the old due set is emptied");
     let claim = queue
-        .claim(
-            Utc::now(),
-            LEASE,
-            "w:1",
-            &[DocumentStatus::Declined],
-            &Allowance::unlimited(),
-        )
+        .at(Utc::now())
+        .claim(LEASE, "w:1", &[DocumentStatus::Declined], &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(claim.jobs.len(), 1);
@@ -643,22 +663,17 @@ async fn endpoints_take_turns_an_endpoint_just_served_goes_to_the_back_of_the_li
     let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
     let due = Utc::now();
     for i in 0..50 {
-        queue.schedule(&case_to(&format!("a-{i}"), 1001, due)).await.unwrap();
+        queue.at(due).schedule(&case_to(&format!("a-{i}"), 1001)).await.unwrap();
     }
     for i in 0..50 {
-        queue.schedule(&case_to(&format!("b-{i}"), 1002, due)).await.unwrap();
+        queue.at(due).schedule(&case_to(&format!("b-{i}"), 1002)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 10];
     let mut turns = String::new();
     for round in 0..6 {
         let claim = queue
-            .claim(
-                Utc::now(),
-                LEASE,
-                &format!("w:{round}"),
-                &decisions,
-                &Allowance::unlimited(),
-            )
+            .at(Utc::now())
+            .claim(LEASE, &format!("w:{round}"), &decisions, &Allowance::unlimited())
             .await
             .unwrap();
         assert_eq!(claim.jobs.len(), 10);

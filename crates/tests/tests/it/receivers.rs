@@ -339,28 +339,29 @@ async fn a_backlog_of_ten_thousand_on_one_endpoint_delays_another_endpoints_job_
     let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap();
-    let due = Utc::now() + chrono::Duration::seconds(3);
-    let new_case = |id: String, callback: &str, due_at| NewCase {
+    // Stored as of `stored`, so every job of the backlog is due at once.
+    let stored = Utc::now();
+    let due = stored + chrono::Duration::seconds(3);
+    let new_case = |id: String, callback: &str, delay| NewCase {
         document_id: id.clone(),
         agent_id: "agent".to_owned(),
         document_url: "https://example.com/doc.pdf".to_owned(),
         callback_url: callback.to_owned(),
         request_id: None,
         webhook_id: format!("msg_{id}"),
-        created_at: Utc::now(),
-        due_at,
+        delay,
     };
     let backlog: Vec<NewCase> = (0..10_000)
-        .map(|n| new_case(format!("busy-{n}"), &busy.url, due))
+        .map(|n| new_case(format!("busy-{n}"), &busy.url, Duration::from_secs(3)))
         .collect();
+    let then = queue.at(stored);
     for chunk in backlog.chunks(1000) {
-        futures_util::future::try_join_all(chunk.iter().map(|c| queue.schedule(c)))
+        futures_util::future::try_join_all(chunk.iter().map(|c| then.schedule(c)))
             .await
             .unwrap();
     }
     let quiet_due = due + chrono::Duration::milliseconds(10);
-    queue
-        .schedule(&new_case("quiet-0".to_owned(), &quiet.url, quiet_due))
+    then.schedule(&new_case("quiet-0".to_owned(), &quiet.url, Duration::from_millis(3010)))
         .await
         .unwrap();
     assert!(Utc::now() < due, "the jobs were stored before they were due");
