@@ -71,9 +71,12 @@ pub fn query_config() -> web::QueryConfig {
     })
 }
 
-/// Registers the extractor configs above on an app or scope.
+/// Registers the extractor configs above on an app or scope, and the body
+/// limit for raw bodies too (`web::Bytes`, which [`crate::json::JsonBody`]
+/// reads: without it, actix's own 256 KiB would apply).
 pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit: usize) {
-    cfg.app_data(json_config(body_limit))
+    cfg.app_data(web::PayloadConfig::new(body_limit))
+        .app_data(json_config(body_limit))
         .app_data(path_config())
         .app_data(query_config());
 }

@@ -12,8 +12,7 @@ use hookline_kit::http::{DEFAULT_BODY_LIMIT, configure_extractors};
 /// Registers every route. The server and the tests both use it.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     configure_extractors(cfg, DEFAULT_BODY_LIMIT);
-    cfg.app_data(web::PayloadConfig::new(DEFAULT_BODY_LIMIT))
-        .route("/", web::get().to(dashboard::index))
+    cfg.route("/", web::get().to(dashboard::index))
         .route(
             "/assets/dashboard.css",
             web::get().to(hookline_kit::dashboard::stylesheet),

@@ -220,6 +220,11 @@ async fn malformed_requests_to_the_helpdesk_get_a_4xx_json_error_and_change_noth
     )
     .await;
     assert_eq!(assert_client_error(status, &answer, 400), "invalid_json");
+    // Just over the documented 64 KiB (actix's own default would be 256 KiB).
+    let over =
+        serde_json::to_vec(&json!({"documentUrl": "https://example.com/a.pdf", "pad": "x".repeat(64 * 1024)})).unwrap();
+    let (status, answer) = post_raw(&url, over, "application/json", &callback).await;
+    assert_eq!(assert_client_error(status, &answer, 413), "payload_too_large");
 
     let base = &stack.helpdesk.url;
     let (status, answer) = get_json(&format!("{base}/document/{}", uuid::Uuid::new_v4())).await;
