@@ -38,7 +38,8 @@
 #                          by default scripts/compose_images.sh builds or
 #                          reuses local stand-ins
 #   BATCH                  reviews of step 3 [500]
-#   KILL_BATCH             reviews in flight at the kill of step 4 [300]
+#   KILL_BATCH             reviews requested just before the kill of step 4 [300]
+#   ENDPOINT_CONCURRENCY   the help desk's limit, in flight at the kill [16]
 #   OUTAGE_SECONDS         how long step 5 cuts the consumer off [20]
 set -euo pipefail
 
@@ -67,6 +68,7 @@ cd "$root"
 
 : "${BATCH:=500}"
 : "${KILL_BATCH:=300}"
+: "${ENDPOINT_CONCURRENCY:=16}" # the help desk's default: deliveries in flight to the consumer at most
 : "${OUTAGE_SECONDS:=20}"
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-hookline-compose-test}
 project=$COMPOSE_PROJECT_NAME
@@ -317,7 +319,8 @@ step "4. docker kill a worker with deliveries in flight: nothing lost"
 # The consumer answers in milliseconds, so few deliveries are ever in flight
 # at one instant. Pausing it (its kernel still accepts the connections, its
 # process answers nothing) holds them in flight until the kill; it is let go
-# right after.
+# right after. They are one endpoint's, so at most ENDPOINT_CONCURRENCY of
+# them are in flight at once, over all workers.
 post_many kill "$KILL_BATCH"
 consumer_container=$(container_of consumer)
 docker pause "$consumer_container" >/dev/null
@@ -332,7 +335,7 @@ in_flight_of() {
         end
         return n" 1 '{helpdesk}:inflight' '{helpdesk}:case:' "$1:"
 }
-many_in_flight() { (($(inflight) >= KILL_BATCH / 2)); }
+many_in_flight() { (($(inflight) >= ENDPOINT_CONCURRENCY)); }
 poll_until 20 "deliveries in flight" many_in_flight
 victim="" victim_jobs=0
 for c in $(compose ps -q worker); do

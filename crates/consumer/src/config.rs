@@ -76,6 +76,17 @@ pub struct Settings {
     #[arg(long, env = "RECONCILE_AFTER", default_value = "10m", value_parser = parse_duration)]
     pub reconcile_after: Duration,
 
+    /// How long a webhook's receipt is kept: a redelivery of it is
+    /// recognised by its `webhook-id` until then (after, the decided review
+    /// still refuses to change).
+    #[arg(long, env = "RECEIPT_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub receipt_retention: Duration,
+
+    /// How long an `Idempotency-Key` of `POST /documents` is kept: a retry
+    /// within it gets the first answer.
+    #[arg(long, env = "IDEMPOTENCY_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub idempotency_retention: Duration,
+
     /// How long a stopping consumer (SIGTERM, SIGINT) waits for requests in
     /// progress before it exits anyway. Keep it below the orchestrator's own
     /// limit (Docker waits 10 s, then kills).

@@ -35,6 +35,21 @@ pub enum HelpdeskError {
     },
 }
 
+impl HelpdeskError {
+    /// Whether the help desk may not have had its say: no answer (refused
+    /// connection, timeout, cut off), or one that says "not now" (5xx, 429,
+    /// 408). Such a request may have been taken, or not; sent again with the
+    /// same `id`, the help desk answers with the same case, so it is safe to
+    /// retry. Anything else is the help desk's word.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable(_) | Self::TimedOut(_) | Self::Unreadable(_) => true,
+            Self::Refused { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            Self::BadAnswer(_) | Self::BadId { .. } => false,
+        }
+    }
+}
+
 /// Talks to one help desk. Holds an `awc::Client`, so there is one per
 /// HTTP worker thread.
 pub struct HelpdeskClient {
@@ -57,6 +72,11 @@ impl HelpdeskClient {
             callback_url,
             timeout,
         }
+    }
+
+    /// `HELPDESK_TIMEOUT`: the deadline of one call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Asks for a review of `document_url`; `reference` comes back in the

@@ -22,6 +22,8 @@ pub mod metrics;
 pub mod openapi;
 /// Reconciliation: asking the help desk about reviews whose webhook never came.
 pub mod reconcile;
+/// Retention: old webhook receipts and idempotency keys removed in batches.
+pub mod retention;
 /// The HTTP routes, one file per resource.
 pub mod routes;
 /// The tables, as `diesel print-schema` writes them from the migrations.

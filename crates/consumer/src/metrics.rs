@@ -8,6 +8,9 @@
 //! | `hookline_consumer_reviews` | gauge | `status` | reviews stored, per `documentStatus`; counted in PostgreSQL at scrape time |
 //! | `hookline_consumer_reconciled_total` | counter | | reviews decided by reconciliation rather than by a webhook |
 //! | `hookline_consumer_reconcile_rounds_total` | counter | `result` | the reconciler's looks for stale reviews, `ok` or `failed` (the database did not answer) |
+//! | `hookline_consumer_reviews_healed_total` | counter | | reviews whose request's answer was lost, sent again by the reconciler and taken by the help desk |
+//! | `hookline_consumer_reviews_lost_total` | counter | | pending reviews the help desk no longer knows (its case expired or was lost): no longer asked about |
+//! | `hookline_consumer_pruned_total` | counter | `what` | rows removed by retention: `receipt` (webhook receipts past `RECEIPT_RETENTION`), `idempotency_key` (past `IDEMPOTENCY_RETENTION`) |
 //!
 //! The metrics live in a registry of this [`ConsumerMetrics`] (no global
 //! one), passed to the routes as app data and to the reconciler by value.
@@ -64,6 +67,9 @@ pub struct ConsumerMetrics {
     webhooks: IntCounterVec,
     reconciled: IntCounter,
     reconcile_rounds: IntCounterVec,
+    healed: IntCounter,
+    lost: IntCounter,
+    pruned: IntCounterVec,
 }
 
 impl ConsumerMetrics {
@@ -89,6 +95,24 @@ impl ConsumerMetrics {
             ),
             &["result"],
         )?;
+        let healed = IntCounter::new(
+            "hookline_consumer_reviews_healed_total",
+            "Reviews whose request's answer was lost, sent again by the reconciler and taken.",
+        )?;
+        let lost = IntCounter::new(
+            "hookline_consumer_reviews_lost_total",
+            "Pending reviews the help desk no longer knows; no longer asked about.",
+        )?;
+        let pruned = IntCounterVec::new(
+            Opts::new(
+                "hookline_consumer_pruned_total",
+                "Rows removed by retention (receipt, idempotency_key).",
+            ),
+            &["what"],
+        )?;
+        registry.register(Box::new(healed.clone()))?;
+        registry.register(Box::new(lost.clone()))?;
+        registry.register(Box::new(pruned.clone()))?;
         registry.register(Box::new(webhooks.clone()))?;
         registry.register(Box::new(reconciled.clone()))?;
         registry.register(Box::new(reconcile_rounds.clone()))?;
@@ -99,12 +123,18 @@ impl ConsumerMetrics {
         for result in ["ok", "failed"] {
             reconcile_rounds.with_label_values(&[result]);
         }
+        for what in ["receipt", "idempotency_key"] {
+            pruned.with_label_values(&[what]);
+        }
         Ok(Self {
             registry,
             http,
             webhooks,
             reconciled,
             reconcile_rounds,
+            healed,
+            lost,
+            pruned,
         })
     }
 
@@ -132,6 +162,22 @@ impl ConsumerMetrics {
     /// The reconciler decided a review from the help desk's answer.
     pub fn review_reconciled(&self) {
         self.reconciled.inc();
+    }
+
+    /// The reconciler sent a lost request again and the help desk took it.
+    pub fn review_healed(&self) {
+        self.healed.inc();
+    }
+
+    /// The help desk does not know a pending review (any more).
+    pub fn review_lost(&self) {
+        self.lost.inc();
+    }
+
+    /// Retention removed `receipts` webhook receipts and `keys` idempotency keys.
+    pub fn pruned(&self, receipts: u64, keys: u64) {
+        self.pruned.with_label_values(&["receipt"]).inc_by(receipts);
+        self.pruned.with_label_values(&["idempotency_key"]).inc_by(keys);
     }
 }
 

@@ -19,14 +19,24 @@
 //! help desk that knows none of the cases it is asked about (the original
 //! tutorial's has no `GET /document/{documentId}`) is reported once, and
 //! looked at less and less often, up to once an hour, until it answers.
+//!
+//! Two more kinds of review need it:
+//! - one whose request's answer never came (no `documentId`: the help desk
+//!   may have the case, or not) is **healed**: the request is sent again
+//!   with the same `id`, which the help desk answers with the case it made
+//!   the first time, or a new one if it never got it;
+//! - one the help desk no longer knows (404: its case expired after the
+//!   help desk's `CASE_RETENTION`, or was lost) is marked **lost**, counted,
+//!   logged once, and not asked about again; a webhook can still decide it.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use hookline_contract::ExternalId;
-use hookline_kit::http::source_chain;
+use hookline_contract::{ExternalId, HttpUrl};
+use hookline_kit::http::{ApiError, source_chain};
+use hookline_kit::request_id::RequestId;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -65,8 +75,10 @@ enum Answer {
     Decided,
     /// Nothing to do: undecided there, or already decided here.
     Unchanged,
-    /// The help desk does not know the case (404).
+    /// The help desk does not know the case (404): marked lost.
     Unknown,
+    /// Its lost request was sent again and taken: the review has its ticket.
+    Healed,
 }
 
 /// A help desk that answers 404 for every case (the original tutorial's has
@@ -104,9 +116,6 @@ impl Unknowns {
         }
         self.streak += 1;
         if self.streak < UNKNOWN_STREAK {
-            if self.backoff.is_none() {
-                warn!(review_id = %review.id, document_id = %review.document_id, "the help desk does not know this review");
-            }
             return None;
         }
         let backoff = self
@@ -180,15 +189,18 @@ pub async fn run(
                     asking -= 1;
                     match answer {
                         Ok(answer) => {
-                            if answer == Answer::Decided {
-                                metrics.review_reconciled();
+                            match answer {
+                                Answer::Decided => metrics.review_reconciled(),
+                                Answer::Healed => metrics.review_healed(),
+                                Answer::Unknown => metrics.review_lost(),
+                                Answer::Unchanged => {}
                             }
                             if let Some(backoff) = unknowns.note(answer, &review, after) {
                                 next_look = next_look.max(Instant::now() + backoff);
                             }
                         }
                         Err(e) => warn!(
-                            review_id = %review.id, document_id = %review.document_id,
+                            review_id = %review.id, document_id = review.document_id.as_deref(),
                             error = %source_chain(&e), "cannot reconcile the review"
                         ),
                     }
@@ -208,14 +220,22 @@ async fn take_stale(pool: &Pool, after: Duration, limit: usize) -> Result<Vec<St
     Ok(db::take_stale(&mut conn, cutoff, i64::try_from(limit).unwrap_or(i64::MAX)).await?)
 }
 
-/// Asks the help desk about one review and applies its decision, if any.
+/// Asks the help desk about one review and applies its decision, if any;
+/// sends a request whose answer was lost again.
 async fn reconcile_one(
     pool: &Pool,
     helpdesk: &HelpdeskClient,
     events: &ReviewEvents,
     review: &StaleReview,
 ) -> Result<Answer, Error> {
-    let Some(case) = helpdesk.case(&review.document_id).await? else {
+    let Some(document_id) = review.document_id.as_deref() else {
+        return heal(pool, helpdesk, events, review).await;
+    };
+    let Some(case) = helpdesk.case(document_id).await? else {
+        let mut conn = pool.get().await?;
+        db::mark_lost(&mut conn, review.id).await?;
+        warn!(review_id = %review.id, %document_id,
+            "the help desk does not know this review (its case expired or was lost): not asked about again");
         return Ok(Answer::Unknown);
     };
     if !case.status.is_decided() {
@@ -227,7 +247,7 @@ async fn reconcile_one(
     })?;
     let mut conn = pool.get().await?;
     let incoming = db::IncomingDecision {
-        document_id: &review.document_id,
+        document_id,
         agent_id: agent_id.as_str(),
         request_id: Some(review.id),
         decision: case.status,
@@ -236,13 +256,47 @@ async fn reconcile_one(
     match db::apply_decision(&mut conn, incoming).await? {
         Decision::Applied(row) => {
             events.publish(&row.into_review());
-            info!(review_id = %review.id, document_id = %review.document_id, status = %case.status, "decision reconciled from the help desk");
+            info!(review_id = %review.id, %document_id, status = %case.status, "decision reconciled from the help desk");
             Ok(Answer::Decided)
         }
         Decision::AlreadyApplied(_) | Decision::UnknownReview | Decision::Duplicate => Ok(Answer::Unchanged),
         Decision::Contradicts(row) => {
             warn!(review_id = %row.id, stored = %row.status(), helpdesk = %case.status, "the help desk's decision contradicts ours; ours stands");
             Ok(Answer::Unchanged)
+        }
+    }
+}
+
+/// Sends again the request of a review whose answer never came, with the
+/// same `id`: the help desk answers with the case it made for it, if it got
+/// it, so a review never gets two cases. A refusal (the help desk's word,
+/// not a lost answer) marks it lost.
+async fn heal(
+    pool: &Pool,
+    helpdesk: &HelpdeskClient,
+    events: &ReviewEvents,
+    review: &StaleReview,
+) -> Result<Answer, Error> {
+    let document_url = HttpUrl::parse(&review.document_url).map_err(ApiError::internal)?;
+    let request_id = RequestId::generate();
+    match helpdesk
+        .request_review(&document_url, &review.id.to_string(), &request_id)
+        .await
+    {
+        Ok(accepted) => {
+            let mut conn = pool.get().await?;
+            let row = db::attach_ticket(&mut conn, review.id, &accepted.agent_id, &accepted.document_id).await?;
+            info!(review_id = %review.id, document_id = %accepted.document_id, "a review whose answer was lost has its ticket");
+            events.publish(&row.into_review());
+            Ok(Answer::Healed)
+        }
+        Err(e) if e.is_transient() => Err(e.into()),
+        Err(e) => {
+            let mut conn = pool.get().await?;
+            db::mark_lost(&mut conn, review.id).await?;
+            warn!(review_id = %review.id, error = %source_chain(&e),
+                "the help desk refuses the request of a review whose answer was lost: not asked again");
+            Ok(Answer::Unknown)
         }
     }
 }
@@ -256,7 +310,8 @@ mod tests {
     fn review() -> StaleReview {
         StaleReview {
             id: Uuid::now_v7(),
-            document_id: "d".to_owned(),
+            document_url: "https://example.com/a.pdf".to_owned(),
+            document_id: Some("d".to_owned()),
             agent_id: None,
         }
     }

@@ -10,6 +10,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         checked_at -> Nullable<Timestamptz>,
+        lost_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -16,6 +16,7 @@ use crate::events::ReviewEvents;
 use crate::helpdesk_client::HelpdeskClient;
 use crate::metrics::ConsumerMetrics;
 use crate::reconcile;
+use crate::retention::{self, Retention};
 use crate::routes::{
     self,
     webhook::{WebhookPolicy, WebhookSlots},
@@ -38,7 +39,7 @@ pub struct Application {
     port: u16,
     server: Server,
     events: ReviewEvents,
-    /// Stops the reconciler when the application goes (dropped or stopped).
+    /// Stops the reconciler and retention when the application goes (dropped or stopped).
     _reconciler: watch::Sender<bool>,
 }
 
@@ -87,8 +88,13 @@ impl Application {
             events.clone(),
             metrics.clone(),
             settings.reconcile_after,
-            stop,
+            stop.clone(),
         ));
+        let retention = Retention {
+            receipts: settings.receipt_retention,
+            idempotency_keys: settings.idempotency_retention,
+        };
+        actix_web::rt::spawn(retention::run(pool.clone(), retention, metrics.clone(), stop));
 
         let pool = web::Data::new(pool);
         let webhook_slots = web::Data::new(WebhookSlots::for_pool(settings.database_pool_size));

@@ -27,6 +27,26 @@ pub async fn post_json(url: &str, body: &Value, headers: &[(&str, &str)]) -> (u1
     post_raw(url, serde_json::to_vec(body).unwrap(), "application/json", headers).await
 }
 
+/// As [`post_json`], and the answer's headers too (names in lower case).
+pub async fn post_json_with_headers(
+    url: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (u16, Value, std::collections::HashMap<String, String>) {
+    let mut request = client().post(url);
+    for (name, value) in headers {
+        request = request.insert_header((*name, *value));
+    }
+    let mut response = request.send_json(body).await.unwrap();
+    let bytes = response.body().limit(1 << 20).await.unwrap();
+    let answer_headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    (response.status().as_u16(), parse_body(&bytes), answer_headers)
+}
+
 /// Sends `body` as JSON with any method (`PUT`, `PATCH`, ...).
 pub async fn send_json(method: &str, url: &str, body: &Value) -> (u16, Value) {
     let method = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();

@@ -19,6 +19,8 @@ pub mod hostile;
 pub mod http;
 /// Real processes (our binaries, redis-server), stopped by pid.
 pub mod process;
+/// A TCP proxy that loses the answers to the first few requests.
+pub mod proxy;
 /// A stand-in webhook receiver that records and answers as told.
 pub mod receiver;
 /// A Redis key prefix per test.
@@ -30,8 +32,8 @@ pub mod tutorial;
 
 pub use db::TestDb;
 pub use http::{
-    assert_client_error, closed_port, get_json, get_text, post_json, post_raw, post_signed_webhook, request_json,
-    send_json, wait_for, wait_for_delivery,
+    assert_client_error, closed_port, get_json, get_text, post_json, post_json_with_headers, post_raw,
+    post_signed_webhook, request_json, send_json, wait_for, wait_for_delivery,
 };
 pub use receiver::{Behaviour, Received, Receiver};
 pub use redis::TestRedis;

@@ -50,6 +50,8 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         database_pool_size: 8,
         helpdesk_timeout: Duration::from_secs(5),
         reconcile_after: Duration::from_secs(600),
+        receipt_retention: Duration::from_secs(30 * 24 * 3600),
+        idempotency_retention: Duration::from_secs(24 * 3600),
         shutdown_grace: Duration::from_secs(3),
         http_workers: Some(1),
         log_format: LogFormat::Pretty,

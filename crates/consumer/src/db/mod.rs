@@ -16,12 +16,15 @@ mod decision;
 mod idempotency;
 /// The reconciler's queries: pending reviews to ask the help desk about.
 mod reconcile;
+/// Retention: old webhook receipts and idempotency keys, removed in batches.
+mod retention;
 /// Reviews: created, attached to their help desk case, read, listed, counted.
 mod reviews;
 
 pub use decision::{Decision, IncomingDecision, apply_decision};
 pub use idempotency::{KeyClaim, claim_key, complete_key, release_key};
-pub use reconcile::{StaleReview, take_stale};
+pub use reconcile::{StaleReview, mark_lost, take_stale};
+pub use retention::{prune_idempotency_keys, prune_receipts};
 pub use reviews::{
     PageStart, ReviewRow, attach_ticket, count_by_status, delete_requested, find, insert_requested, list,
 };

@@ -3,6 +3,8 @@ use actix_web::http::header::{HeaderName, HeaderValue, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::time::Duration;
+
 use chrono::DateTime;
 use hookline_contract::ErrorBody;
 use hookline_contract::{CreateReview, DocumentStatus, HttpUrl, Review, ReviewPage};
@@ -10,13 +12,13 @@ use hookline_kit::http::{ApiError, source_chain};
 use hookline_kit::json::JsonBody;
 use hookline_kit::request_id::RequestId;
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::db::{self, KeyClaim, PageStart, Pool};
 use crate::error::Error;
 use crate::events::ReviewEvents;
-use crate::helpdesk_client::HelpdeskClient;
+use crate::helpdesk_client::{HelpdeskClient, HelpdeskError};
 
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
@@ -37,14 +39,14 @@ pub const REPLAYED: &str = "idempotent-replayed";
     request_body(content = CreateReview, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key gets the first response again")),
     responses(
-        (status = 201, description = "The review, PENDING_REVIEW until the webhook lands", body = Review,
+        (status = 201, description = "The review, PENDING_REVIEW until the webhook lands. Its documentId is null while the help desk has not answered (it is asked again in the background)", body = Review,
             headers(("location" = String, description = "/documents/{id}"))),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 409, description = "Conflict", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "Idempotency-Key reused for another request", body = ErrorBody),
-        (status = 502, description = "The help desk is unreachable or refused", body = ErrorBody),
+        (status = 502, description = "The help desk refused the review", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     )
 )]
@@ -126,12 +128,22 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// The pause before each retry of the help desk call within one request
+/// (the help desk answers a retry with the same `id` with the same case, so
+/// a retry never makes a second one). All tries together get one
+/// `HELPDESK_TIMEOUT`.
+const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
+
 /// The review, as the JSON of the first answer.
 ///
 /// The row is written *before* the help desk is called, with our id sent as
 /// the request's `id`: if the webhook overtakes the help desk's answer (zero
-/// delay), it still finds the review. If the help desk refuses or cannot be
-/// reached, the row is removed again and the client gets a 502.
+/// delay), it still finds the review. A call whose answer is lost or says
+/// "not now" is tried again; if the help desk still has not answered, the
+/// review is kept without its ticket (`documentId` null) and the reconciler
+/// sends the request again later, so nothing the client was told exists is
+/// ever lost. If the help desk refuses it, the row is removed again and the
+/// client gets a 502.
 async fn request_review(
     pool: &Pool,
     helpdesk: &HelpdeskClient,
@@ -145,11 +157,38 @@ async fn request_review(
         db::insert_requested(&mut conn, id, document_url.as_str()).await?;
     } // the connection goes back to the pool while we wait on the help desk
 
-    let accepted = match helpdesk.request_review(document_url, &id.to_string(), request_id).await {
+    let tries = async {
+        let mut pauses = RETRY_PAUSES.iter();
+        loop {
+            match helpdesk.request_review(document_url, &id.to_string(), request_id).await {
+                Err(e) if e.is_transient() => match pauses.next() {
+                    Some(pause) => {
+                        debug!(review_id = %id, error = %source_chain(&e), "no answer from the help desk; trying again");
+                        tokio::time::sleep(*pause).await;
+                    }
+                    None => return Err(e),
+                },
+                answer => return answer,
+            }
+        }
+    };
+    let answer = tokio::time::timeout(helpdesk.timeout(), tries)
+        .await
+        .unwrap_or(Err(HelpdeskError::TimedOut(helpdesk.timeout())));
+    let accepted = match answer {
         Ok(accepted) => accepted,
+        Err(e) if e.is_transient() => {
+            warn!(review_id = %id, error = %source_chain(&e),
+                "no answer from the help desk: the review is kept, and the reconciler sends it again");
+            let mut conn = pool.get().await?;
+            let row = db::find(&mut conn, id).await?.ok_or(Error::Helpdesk(e))?;
+            let review = row.into_review();
+            events.publish(&review);
+            return Ok(serde_json::to_string(&review).map_err(ApiError::internal)?);
+        }
         Err(e) => {
             forget(pool, id).await;
-            warn!(review_id = %id, error = %source_chain(&e), "the help desk did not take the review");
+            warn!(review_id = %id, error = %source_chain(&e), "the help desk refused the review");
             return Err(e.into());
         }
     };

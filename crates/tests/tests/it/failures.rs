@@ -1,21 +1,7 @@
 //! What the consumer does when things around it fail.
 
-use hookline_tests::{TestDb, assert_client_error, closed_port, consumer_settings, post_json, start_consumer};
+use hookline_tests::{TestDb, assert_client_error, consumer_settings, post_json, start_consumer};
 use serde_json::json;
-
-#[actix_web::test]
-async fn an_unreachable_helpdesk_is_a_502_and_no_review_is_left_behind() {
-    let db = TestDb::create().await;
-    let consumer = start_consumer(consumer_settings(&db, &format!("http://127.0.0.1:{}", closed_port()))).await;
-    let (status, answer) = post_json(
-        &format!("{}/documents", consumer.url),
-        &json!({"documentUrl": "https://example.com/a.pdf"}),
-        &[],
-    )
-    .await;
-    assert_eq!(assert_client_error(status, &answer, 502), "bad_gateway");
-    assert!(db.reviews().await.is_empty(), "the half-made review was removed");
-}
 
 #[actix_web::test]
 async fn a_helpdesk_that_refuses_the_request_is_a_502_that_says_why() {

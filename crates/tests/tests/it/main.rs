@@ -21,6 +21,8 @@ mod queue;
 mod receivers;
 /// The whole flow through both real services.
 mod review_flow;
+/// Safe to retry: repeated requests make one case, lost answers are asked again.
+mod safe_retries;
 /// Secrets never appear in help, logs or errors.
 mod secrets;
 /// The callback policy: which addresses the help desk calls.

@@ -381,7 +381,7 @@ async fn a_backlog_of_ten_thousand_on_one_endpoint_delays_another_endpoints_job_
 }
 
 #[actix_web::test]
-async fn a_help_desk_that_trickles_its_answer_is_cut_off_at_helpdesk_timeout_and_nothing_is_stored() {
+async fn a_help_desk_that_trickles_its_answer_is_cut_off_at_helpdesk_timeout_and_the_review_is_kept_for_later() {
     let slow = Hostile::start(Hostility::TrickledBody {
         head: "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{".to_owned(),
     })
@@ -398,14 +398,15 @@ async fn a_help_desk_that_trickles_its_answer_is_cut_off_at_helpdesk_timeout_and
     )
     .await;
     let took = started.elapsed();
-    assert_eq!(status, 502, "{body}");
-    assert_eq!(body["detail"], "the help desk gave no whole answer within 1s", "{body}");
+    // All tries together get one HELPDESK_TIMEOUT: the first one took it all.
     assert!(took < Duration::from_millis(1800), "answered after {took:?}");
     assert_eq!(slow.stats.requests(), 1);
-    assert!(
-        db.reviews().await.is_empty(),
-        "nothing is kept of a review the help desk did not take"
-    );
+    // The help desk may have taken it: the review is kept, without its
+    // ticket, for the reconciler to send again (safe_retries.rs).
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["documentId"], serde_json::Value::Null, "{body}");
+    let rows = db.reviews().await;
+    assert_eq!((rows.len(), rows[0].document_id.as_deref()), (1, None));
 }
 
 /// A help desk whose `GET /document/{id}` takes `delay` (and never answers
