@@ -219,6 +219,16 @@ ok "built in $build_time; every container healthy $healthy_time after (up return
 sql() { docker exec -i "$db" psql -U hookline -d hookline -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 redis_cli() { docker exec -i "$redis" redis-cli "$@"; }
 
+# jobs_pending: jobs waiting in any endpoint's due set or in flight.
+jobs_pending() {
+    local total key
+    total=$(redis_cli ZCARD '{helpdesk}:inflight')
+    while read -r key; do
+        [[ -n "$key" ]] && total=$((total + $(redis_cli ZCARD "$key")))
+    done < <(redis_cli --scan --pattern '{helpdesk}:due:*')
+    echo "$total"
+}
+
 # post_review URL: POST /documents; the body on stdout, or fail.
 post_review() {
     local answer code
@@ -383,12 +393,12 @@ step "6. docker compose restart redis with jobs pending: nothing lost (AOF)"
 # AOF; a SIGKILL saves nothing, so only `appendfsync always` keeps every
 # accepted job through the second one.
 post_many restart 50
-pending=$(redis_cli ZCARD '{helpdesk}:due')
+pending=$(jobs_pending)
 ((pending > 0)) || fail "no job pending in Redis before the restart"
 compose restart redis >/dev/null 2>&1 || fail "docker compose restart redis"
 poll_until 120 "every review decided after the Redis restart" none_pending restart
 post_many crash 50
-crash_pending=$(redis_cli ZCARD '{helpdesk}:due')
+crash_pending=$(jobs_pending)
 ((crash_pending > 0)) || fail "no job pending in Redis before the kill"
 compose kill redis >/dev/null 2>&1 || fail "docker compose kill redis"
 compose start redis >/dev/null 2>&1 || fail "docker compose start redis"

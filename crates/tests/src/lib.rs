@@ -36,7 +36,7 @@ pub use http::{
     post_signed_webhook, request_json, send_json, wait_for, wait_for_delivery,
 };
 pub use receiver::{Behaviour, Received, Receiver};
-pub use redis::TestRedis;
+pub use redis::{Footprint, TestRedis};
 pub use stack::{Running, Stack, consumer_settings, helpdesk_settings, start_consumer, start_helpdesk};
 
 /// The secret both services share in tests.

@@ -4,6 +4,13 @@ use std::collections::BTreeMap;
 
 use crate::{env, unique};
 
+/// A prefix's keys and their memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Footprint {
+    pub keys: usize,
+    pub bytes: u64,
+}
+
 /// A Redis key prefix of its own, whose keys are deleted when this goes out of scope.
 pub struct TestRedis {
     pub url: String,
@@ -20,10 +27,13 @@ impl Default for TestRedis {
 }
 
 impl TestRedis {
+    /// A connection of the test's own, patient with a busy machine (the
+    /// default answer deadline is short for reads over many keys).
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(std::time::Duration::from_secs(30)));
         redis::Client::open(self.url.as_str())
             .unwrap()
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .unwrap()
     }
@@ -33,6 +43,26 @@ impl TestRedis {
         let mut keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(conn).await.unwrap();
         keys.sort();
         keys
+    }
+
+    /// How many keys this prefix has, and the bytes Redis says they take
+    /// (`MEMORY USAGE`, summed): this prefix's share of a shared server.
+    pub async fn footprint(&self) -> Footprint {
+        let mut conn = self.connection().await;
+        let keys = self.keys(&mut conn).await;
+        let mut bytes = 0;
+        for chunk in keys.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.cmd("MEMORY").arg("USAGE").arg(key);
+            }
+            let sizes: Vec<Option<u64>> = pipe.query_async(&mut conn).await.unwrap();
+            bytes += sizes.into_iter().flatten().sum::<u64>();
+        }
+        Footprint {
+            keys: keys.len(),
+            bytes,
+        }
     }
 
     /// Jobs per state under this prefix, as the help desk counts them.

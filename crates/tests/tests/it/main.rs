@@ -19,6 +19,8 @@ mod observability;
 mod queue;
 /// Receivers cannot break the help desk: deadlines, limits, breakers.
 mod receivers;
+/// Retention: finished cases forgotten, live ones kept, tables pruned.
+mod retention;
 /// The whole flow through both real services.
 mod review_flow;
 /// Safe to retry: repeated requests make one case, lost answers are asked again.
