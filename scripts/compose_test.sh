@@ -171,6 +171,11 @@ export CONSUMER_PORT=${CONSUMER_PORT:-$(pick_port 3333)}
 export HELPDESK_PORT=${HELPDESK_PORT:-$(pick_port 8080)}
 consumer=http://127.0.0.1:$CONSUMER_PORT
 helpdesk=http://127.0.0.1:$HELPDESK_PORT
+# The demo's API key, as docker-compose.yml gives it to the help desk.
+api_key=$(sed -n 's/^ *HELPDESK_API_KEYS: *"\(.*\)"$/\1/p' "$here/../docker-compose.yml" | head -n 1)
+[[ -n "$api_key" ]] || fail "no HELPDESK_API_KEYS in docker-compose.yml"
+# helpdesk_get PATH: GET from the help desk's API, with the demo key.
+helpdesk_get() { curl -sS --max-time 5 -H "Authorization: Bearer $api_key" "$helpdesk$1"; }
 
 # A clean start: whatever an earlier, interrupted run of this project left.
 compose down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || true
@@ -279,7 +284,7 @@ flip_ms=$(($(now_ms) - t_posted))
 ((flip_ms >= 1900 && flip_ms <= 8000)) || fail "the review flipped after ${flip_ms} ms; the help desk takes 2-5 s"
 in_db=$("$here/local_db.sh" -XAtq -c "SELECT document_status FROM document_reviews WHERE id = '$id'")
 [[ "$in_db" == "$status" ]] || fail "the API says $status, scripts/local_db.sh says $in_db"
-case_json=$(curl -sS --max-time 5 "$helpdesk/document/$document_id")
+case_json=$(helpdesk_get "/document/$document_id")
 [[ "$(json_field state "$case_json")" == DELIVERED ]] || fail "the help desk's case is not DELIVERED: $case_json"
 flip_time=$(fmt_ms "$flip_ms")
 ok "$status after $flip_time; scripts/local_db.sh agrees; the help desk's case is DELIVERED"
@@ -292,6 +297,17 @@ for page in "$consumer/|hookline · consumer" "$helpdesk/|hookline · help desk"
     [[ "$html" == *"<title>${page#*|}</title>"* ]] || fail "GET ${page%%|*} is not the ${page#*|} dashboard"
 done
 ok "$consumer/ and $helpdesk/"
+
+step "2b. exposed only as meant: loopback ports, the help desk's API behind the demo key"
+for service in consumer helpdesk; do
+    published=$(docker port "$(container_of "$service")")
+    [[ -n "$published" && "$(grep -vc '^[^ ]* -> 127\.0\.0\.1:' <<<"$published")" == 0 ]] ||
+        fail "$service is published beyond 127.0.0.1: $published"
+done
+code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$helpdesk/cases")
+[[ "$code" == 401 ]] || fail "GET /cases without the key: HTTP $code, want 401"
+[[ "$(json_field total "$(helpdesk_get /cases)")" -ge 1 ]] || fail "GET /cases with the key shows no case"
+ok "ports on 127.0.0.1 only; /cases is 401 without the key, served with it"
 
 # --- 3. three workers, exactly once -------------------------------------------------
 step "3. --scale worker=3, $BATCH reviews: each decided exactly once"
@@ -318,7 +334,7 @@ duplicates=$(($(metric "$consumer" 'hookline_consumer_webhooks_total{outcome="du
 # The help desk's side: every case of the batch delivered, in one attempt.
 attempts=$(sql "SELECT document_id FROM document_reviews WHERE document_url LIKE 'https://example.com/batch/%'" |
     while read -r doc; do
-        json=$(curl -sS --max-time 5 "$helpdesk/document/$doc")
+        json=$(helpdesk_get "/document/$doc")
         printf '%s %s\n' "$(json_field state "$json")" "$(json_field attempts "$json")"
     done | sort | uniq -c | tr -s ' ')
 [[ "$attempts" == " $BATCH DELIVERED 1" ]] || fail "want $BATCH cases DELIVERED in 1 attempt, got:$attempts"
@@ -381,7 +397,7 @@ say "    reconnected after $(since "$t_cut")"
 poll_until 180 "every review decided after the outage" none_pending outage
 failed_cases=0
 for doc in $(sql "SELECT document_id FROM document_reviews WHERE document_url LIKE 'https://example.com/outage/%'"); do
-    n=$(json_field attempts "$(curl -sS --max-time 5 "$helpdesk/document/$doc")")
+    n=$(json_field attempts "$(helpdesk_get "/document/$doc")")
     ((n > 1)) && failed_cases=$((failed_cases + 1))
 done
 ((failed_cases > 0)) || fail "no delivery failed during the outage: was the consumer really cut off?"

@@ -19,6 +19,7 @@
 #   CONSUMER_PORT     consumer's port                          [3333]
 #   HELPDESK_PORT     helpdesk's port                          [8080]
 #   WEBHOOK_SECRET    shared webhook secret                    [compose]
+#   HELPDESK_API_KEY  the help desk's API key (consumer sends it) [compose]
 #   REVIEW_DELAY_MS   helpdesk's simulated review time         [compose: 2000-5000]
 #   ACCEPT_RATIO      share of reviews accepted                [compose: 0.7]
 #   RETRY_SCHEDULE    delays before each delivery retry        [compose]
@@ -94,6 +95,7 @@ RETRY_SCHEDULE=$(setting RETRY_SCHEDULE 5s,5m,30m,2h,5h,10h,10h)
 RECONCILE_AFTER=$(setting RECONCILE_AFTER 10m)
 RUST_LOG=$(setting RUST_LOG info)
 WEBHOOK_SECRET=$(setting WEBHOOK_SECRET "")
+HELPDESK_API_KEY=$(setting HELPDESK_API_KEY "")
 [[ -n "$WEBHOOK_SECRET" ]] ||
     die "no WEBHOOK_SECRET: set it, or restore the one in $compose_file"
 
@@ -211,6 +213,7 @@ start_bg helpdesk "$logs/helpdesk.log" env \
     REDIS_URL="$REDIS_URL" \
     HELPDESK_LISTEN="127.0.0.1:$HELPDESK_PORT" \
     REVIEW_DELAY_MS="$REVIEW_DELAY_MS" \
+    HELPDESK_API_KEYS="$HELPDESK_API_KEY" \
     WEBHOOK_SECRET="$WEBHOOK_SECRET" \
     RUST_LOG="$RUST_LOG" \
     "$bin_dir/helpdesk"
@@ -239,6 +242,7 @@ start_bg consumer "$logs/consumer.log" env \
     DATABASE_URL="$DATABASE_URL" \
     CONSUMER_LISTEN="127.0.0.1:$CONSUMER_PORT" \
     HELPDESK_URL="$helpdesk_url" \
+    HELPDESK_API_KEY="$HELPDESK_API_KEY" \
     CONSUMER_PUBLIC_URL="$consumer_url" \
     RECONCILE_AFTER="$RECONCILE_AFTER" \
     WEBHOOK_SECRET="$WEBHOOK_SECRET" \
@@ -317,7 +321,7 @@ cat <<EOF
 
 The demo is running:
   consumer   $consumer_url/   (try: curl -sS $consumer_url/documents)
-  helpdesk   $helpdesk_url/
+  helpdesk   $helpdesk_url/   (its dashboard asks for the API key: ${HELPDESK_API_KEY:-none set})
   database   scripts/local_db.sh -c 'SELECT * FROM document_reviews;'
   logs       $logs/{consumer,helpdesk,worker}.log (tailed below)
 Press Ctrl-C to stop everything.

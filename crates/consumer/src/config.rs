@@ -46,6 +46,11 @@ pub struct Settings {
     #[arg(long, env = "HELPDESK_URL", default_value = "http://127.0.0.1:8080")]
     pub helpdesk_url: Url,
 
+    /// The key sent to the Help Desk (`Authorization: Bearer`), one of its
+    /// `HELPDESK_API_KEYS`. Unset: no key is sent.
+    #[arg(long, env = "HELPDESK_API_KEY", hide_env_values = true, value_parser = secret::<Secret<String>>())]
+    pub helpdesk_api_key: Option<Secret<String>>,
+
     /// Base URL at which the Help Desk reaches this consumer; the callback
     /// handed out is `{CONSUMER_PUBLIC_URL}/document/update`.
     /// [default: http://127.0.0.1:<listen port>]

@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
 use hookline_contract::{CaseView, DocumentAccepted, DocumentRequest, ExternalId, HttpUrl, headers};
+use hookline_kit::config::Secret;
 use hookline_kit::request_id::{self, RequestId};
 
 /// Largest answer read from the help desk.
@@ -57,6 +60,8 @@ pub struct HelpdeskClient {
     document_endpoint: String,
     callback_url: HttpUrl,
     timeout: Duration,
+    /// `Authorization: Bearer <HELPDESK_API_KEY>`, when there is a key.
+    authorization: Option<HeaderValue>,
 }
 
 impl HelpdeskClient {
@@ -71,7 +76,19 @@ impl HelpdeskClient {
             document_endpoint: format!("{}/document", helpdesk_url.as_str().trim_end_matches('/')),
             callback_url,
             timeout,
+            authorization: None,
         }
+    }
+
+    /// Sends `key` with every call (a help desk with `HELPDESK_API_KEYS`
+    /// answers 401 without one).
+    pub fn with_api_key(mut self, key: Option<&Secret<String>>) -> Self {
+        self.authorization = key.and_then(|key| {
+            let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose())).ok()?;
+            value.set_sensitive(true);
+            Some(value)
+        });
+        self
     }
 
     /// `HELPDESK_TIMEOUT`: the deadline of one call.
@@ -94,8 +111,7 @@ impl HelpdeskClient {
         };
         let (status, body) = self
             .answer(
-                self.client
-                    .post(&self.document_endpoint)
+                self.request(Method::POST, &self.document_endpoint)
                     .insert_header((headers::CALLBACK_URL, self.callback_url.as_str()))
                     .insert_header((request_id::HEADER, request_id.as_str()))
                     .send_json(&request),
@@ -116,8 +132,7 @@ impl HelpdeskClient {
     pub async fn case(&self, document_id: &str) -> Result<Option<CaseView>, HelpdeskError> {
         let (status, body) = self
             .answer(
-                self.client
-                    .get(format!("{}/{document_id}", self.document_endpoint))
+                self.request(Method::GET, &format!("{}/{document_id}", self.document_endpoint))
                     .send(),
             )
             .await?;
@@ -132,6 +147,14 @@ impl HelpdeskClient {
 }
 
 impl HelpdeskClient {
+    fn request(&self, method: Method, url: &str) -> awc::ClientRequest {
+        let request = self.client.request(method, url);
+        match &self.authorization {
+            Some(value) => request.insert_header((header::AUTHORIZATION, value.clone())),
+            None => request,
+        }
+    }
+
     /// Sends a request and reads the help desk's answer (status and body),
     /// all of it within `HELPDESK_TIMEOUT`.
     async fn answer(&self, request: awc::SendClientRequest) -> Result<(u16, actix_web::web::Bytes), HelpdeskError> {

@@ -84,7 +84,8 @@ impl Application {
         let (reconciler, stop) = watch::channel(false);
         actix_web::rt::spawn(reconcile::run(
             pool.clone(),
-            HelpdeskClient::new(&settings.helpdesk_url, callback_url.clone(), settings.helpdesk_timeout),
+            HelpdeskClient::new(&settings.helpdesk_url, callback_url.clone(), settings.helpdesk_timeout)
+                .with_api_key(settings.helpdesk_api_key.as_ref()),
             events.clone(),
             metrics.clone(),
             settings.reconcile_after,
@@ -103,6 +104,7 @@ impl Application {
         let http_metrics = web::Data::new(metrics.http().clone());
         let metrics = web::Data::new(metrics);
         let (helpdesk_url, timeout) = (settings.helpdesk_url.clone(), settings.helpdesk_timeout);
+        let api_key = settings.helpdesk_api_key.clone();
         let mut server = HttpServer::new(move || {
             hookline_kit::app::app(http_metrics.clone())
                 .app_data(pool.clone())
@@ -110,11 +112,9 @@ impl Application {
                 .app_data(policy.clone())
                 .app_data(metrics.clone())
                 .app_data(events_data.clone())
-                .app_data(web::Data::new(HelpdeskClient::new(
-                    &helpdesk_url,
-                    callback_url.clone(),
-                    timeout,
-                )))
+                .app_data(web::Data::new(
+                    HelpdeskClient::new(&helpdesk_url, callback_url.clone(), timeout).with_api_key(api_key.as_ref()),
+                ))
                 .configure(routes::configure)
         })
         .listen(listener)?

@@ -2,6 +2,45 @@
 // second and offers a redeliver button on dead letters. No framework, no build step.
 "use strict";
 
+// With HELPDESK_API_KEYS set, the data routes answer 401 without a key: the
+// page asks for one once, keeps it for this tab (sessionStorage, gone when
+// the tab closes), and asks again only if the help desk refuses it.
+const KEY_ITEM = "hookline-helpdesk-api-key";
+let declined = false;
+
+// Asks for the key (prompt blocks the page, so only one question is ever
+// open); false if the user cancels, and then the page stops asking.
+function askForKey(refused) {
+  if (declined) return false;
+  const key = window.prompt(
+    refused
+      ? "That API key was refused. API key (one of the help desk's HELPDESK_API_KEYS):"
+      : "This help desk needs an API key (one of its HELPDESK_API_KEYS):",
+  );
+  declined = !key;
+  if (key) sessionStorage.setItem(KEY_ITEM, key.trim());
+  return Boolean(key);
+}
+
+// fetch with the key; on a 401, ask (unless another request just got a new
+// key) and send once more.
+async function api(path, options = {}) {
+  const send = (key) => fetch(path, { ...options, headers: key ? { Authorization: `Bearer ${key}` } : {} });
+  const used = sessionStorage.getItem(KEY_ITEM);
+  const response = await send(used);
+  if (response.status !== 401) return response;
+  if (sessionStorage.getItem(KEY_ITEM) === used && !askForKey(Boolean(used))) return response;
+  return send(sessionStorage.getItem(KEY_ITEM));
+}
+
+// GET path as JSON; an error answer throws with the help desk's own words.
+async function getJson(path) {
+  const response = await api(path);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+  return body;
+}
+
 const escape = (text) =>
   String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString([], { hour12: false }) : "");
@@ -24,10 +63,11 @@ function fill(tbody, empty, rows) {
 async function refresh() {
   try {
     const [cases, dead, endpoints] = await Promise.all([
-      fetch("/cases?limit=50").then((r) => r.json()),
-      fetch("/dead-letters?limit=50").then((r) => r.json()),
-      fetch("/endpoints?limit=20").then((r) => r.json()),
+      getJson("/cases?limit=50"),
+      getJson("/dead-letters?limit=50"),
+      getJson("/endpoints?limit=20"),
     ]);
+    if (status.textContent.startsWith("Cannot")) status.textContent = "";
     document.getElementById("cases-total").textContent = `${cases.total} in all`;
     document.getElementById("endpoints-total").textContent = `${endpoints.total} in all`;
     fill(document.getElementById("endpoints"), document.getElementById("endpoints-empty"), endpoints.items.map((e) => `
@@ -62,14 +102,16 @@ async function refresh() {
       </tr>`));
   } catch (error) {
     status.className = "status-line error";
-    status.textContent = `Cannot reach the help desk: ${error.message}`;
+    status.textContent = declined
+      ? "Cannot show the data: this help desk needs an API key (reload the page to enter it)"
+      : `Cannot reach the help desk: ${error.message}`;
   }
 }
 
 document.getElementById("dead").addEventListener("click", async (event) => {
   const id = event.target.dataset.redeliver;
   if (!id) return;
-  const response = await fetch(`/document/${encodeURIComponent(id)}/redeliver`, { method: "POST" });
+  const response = await api(`/document/${encodeURIComponent(id)}/redeliver`, { method: "POST" });
   const body = await response.json().catch(() => ({}));
   status.className = response.ok ? "status-line" : "status-line error";
   status.textContent = response.ok ? `Redelivering ${id.slice(0, 8)}…` : `Not redelivered: ${body.detail || response.status}`;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hookline_contract::signature::SecretSet;
+use hookline_kit::auth::ApiKeys;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
 
 use crate::queue::EndpointLimits;
@@ -64,6 +65,22 @@ pub struct Settings {
     /// every webhook is signed with each. Unset: webhooks go out unsigned.
     #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, value_parser = secret::<SecretSet>())]
     pub webhook_secret: Option<SecretSet>,
+
+    /// API keys, comma-separated (two while one is rotated), each at least
+    /// 16 characters: when set, `POST /document`, `GET /document/{id}`,
+    /// redelivery, `/cases`, `/dead-letters` and `/endpoints` need
+    /// `Authorization: Bearer <key>`; `/healthz`, `/readyz`, `/metrics` and
+    /// the dashboard's page stay open. Unset: every route is open, as the
+    /// tutorial's help desk is.
+    #[arg(
+        long,
+        env = "HELPDESK_API_KEYS",
+        hide_env_values = true,
+        value_parser = secret::<ApiKeys>(),
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub api_keys: ApiKeys,
 
     /// Prefix of every Redis key (also their Redis Cluster hash tag).
     #[arg(long, env = "REDIS_PREFIX", default_value = "helpdesk")]

@@ -8,7 +8,8 @@
 use actix_web::HttpResponse;
 use hookline_contract::DocumentWebhook;
 use serde_json::json;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::routes;
 
@@ -33,6 +34,7 @@ use crate::routes;
         routes::metrics::serve,
     ),
     components(schemas(DocumentWebhook)),
+    modifiers(&ApiKeyScheme),
     tags(
         (name = "cases", description = "Review requests and their delivery"),
         (name = "endpoints", description = "Where webhooks go: limits, pauses and circuit breakers per scheme, host and port"),
@@ -41,6 +43,24 @@ use crate::routes;
     )
 )]
 struct ApiDoc;
+
+/// The `api_key` security scheme the private routes name.
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "One of HELPDESK_API_KEYS. Needed only when that is set; without it every route is open.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("api_key", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The document, as JSON, with the webhook the help desk sends.
 pub fn document() -> serde_json::Value {

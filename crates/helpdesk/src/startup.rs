@@ -10,7 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use hookline_kit::shutdown;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::delivery::Deliverer;
@@ -66,6 +66,13 @@ impl Application {
         let role = settings.role;
         let queue_data = web::Data::new(queue.clone());
         let policy_data = web::Data::from(policy.clone());
+        let api_keys = web::Data::new(settings.api_keys.clone());
+        if settings.role.serves_api() && api_keys.is_open() && !settings.listen.ip().is_loopback() {
+            warn!(
+                listen = %settings.listen,
+                "HELPDESK_API_KEYS is not set: anyone who can reach this port can create cases, redeliver them and read every callback URL"
+            );
+        }
         let scheduling = web::Data::new(Scheduling {
             delay: settings.review_delay_ms,
             wakeup: wakeup.clone(),
@@ -76,6 +83,7 @@ impl Application {
                 .app_data(scheduling.clone())
                 .app_data(policy_data.clone())
                 .app_data(metrics_data.clone())
+                .app_data(api_keys.clone())
                 .configure(|cfg| routes::configure(cfg, role))
         })
         .listen(listener)?
@@ -89,7 +97,7 @@ impl Application {
         } else {
             None
         };
-        info!(port, ?role, delay = %settings.review_delay_ms, callback_policy = %policy, "help desk started");
+        info!(port, ?role, delay = %settings.review_delay_ms, callback_policy = %policy, api_keys = settings.api_keys.len(), "help desk started");
         Ok(Self { port, server, worker })
     }
 

@@ -1,10 +1,12 @@
 //! Plumbing that both hookline services share, so that neither writes it twice:
-//! telemetry set-up, the JSON error envelope for every 4xx/5xx, extractor
-//! limits, the self-healthcheck used by container healthchecks, request ids
+//! telemetry set-up, the JSON error envelope for every 4xx/5xx, API keys,
+//! extractor limits, the self-healthcheck used by container healthchecks, request ids
 //! and HTTP metrics, graceful shutdown, and small configuration helpers.
 
 /// The App both services start from: middleware in order, the JSON 404.
 pub mod app;
+/// API keys: `Authorization: Bearer`, several at once for rotation.
+pub mod auth;
 /// Settings helpers: durations, secrets that never print, LOG_FORMAT.
 pub mod config;
 /// The stylesheet and page shell the dashboards share.

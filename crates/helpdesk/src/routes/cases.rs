@@ -2,6 +2,7 @@ use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::{CasePage, ExternalId};
 use hookline_contract::{CaseView, ErrorBody};
+use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
 use serde::Deserialize;
 use tracing::info;
@@ -20,26 +21,34 @@ pub struct ListQuery {
 
 /// `GET /dead-letters?limit=50`: cases whose every attempt failed, newest first.
 #[utoipa::path(
-    get, path = "/dead-letters", tag = "cases",
+    get, path = "/dead-letters", tag = "cases", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 200, description = "Dead letters, newest first", body = CasePage),
+    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 200, description = "Dead letters, newest first", body = CasePage),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
-pub async fn dead_letters(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+pub async fn dead_letters(
+    _: Authorized,
+    query: web::Query<ListQuery>,
+    queue: web::Data<Queue>,
+) -> Result<HttpResponse, Error> {
     let limit = checked_limit(&query)?;
     Ok(page(queue.dead_letters(limit).await?))
 }
 
 /// `GET /cases?limit=50`: the most recent cases, newest first (the dashboard's list).
 #[utoipa::path(
-    get, path = "/cases", tag = "cases",
+    get, path = "/cases", tag = "cases", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 200, description = "The most recent cases, newest first", body = CasePage),
+    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 200, description = "The most recent cases, newest first", body = CasePage),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
-pub async fn recent(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+pub async fn recent(
+    _: Authorized,
+    query: web::Query<ListQuery>,
+    queue: web::Data<Queue>,
+) -> Result<HttpResponse, Error> {
     let limit = checked_limit(&query)?;
     Ok(page(queue.recent_cases(limit).await?))
 }
@@ -63,15 +72,16 @@ fn page((cases, total): (Vec<CaseRecord>, u64)) -> HttpResponse {
 /// delivered: a manual replay) case again, now, with a fresh retry schedule
 /// and the same `webhook-id`.
 #[utoipa::path(
-    post, path = "/document/{documentId}/redeliver", tag = "cases",
+    post, path = "/document/{documentId}/redeliver", tag = "cases", security(("api_key" = [])),
     params(("documentId" = String, Path, description = "A dead or delivered case")),
-    responses((status = 202, description = "Scheduled now, same webhook-id, fresh retry schedule", body = CaseView),
+    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 202, description = "Scheduled now, same webhook-id, fresh retry schedule", body = CaseView),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 404, description = "No case has this documentId", body = ErrorBody),
         (status = 409, description = "In flight or not decided yet", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
 pub async fn redeliver(
+    _: Authorized,
     path: web::Path<String>,
     queue: web::Data<Queue>,
     scheduling: web::Data<Scheduling>,

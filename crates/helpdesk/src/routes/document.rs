@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::{CaseView, ErrorBody};
 use hookline_contract::{DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers};
+use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
 
 use crate::error::Error;
@@ -31,10 +32,10 @@ pub struct Scheduling {
 /// [callback policy](crate::ssrf) refuses is a 400 `callback_refused`, and
 /// nothing is stored.
 #[utoipa::path(
-    post, path = "/document", tag = "cases",
+    post, path = "/document", tag = "cases", security(("api_key" = [])),
     request_body(content = DocumentRequest, content_type = "application/json"),
     params(("X-Callback-Url" = String, Header, description = "Where to POST the decision (http/https; checked against the SSRF policy)")),
-    responses(
+    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), 
         (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` accepted before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`", body = DocumentAccepted,
             headers(("location" = String, description = "/document/{documentId}"),
                 ("idempotent-replayed" = String, description = "`true` on the answer to a retried request"))),
@@ -46,6 +47,7 @@ pub struct Scheduling {
     )
 )]
 pub async fn create(
+    _: Authorized,
     request: HttpRequest,
     JsonBody(body): JsonBody<DocumentRequest>,
     queue: web::Data<Queue>,
@@ -121,16 +123,16 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 /// `GET /document/{documentId}`: the case, its decision once made, and its
 /// delivery state.
 #[utoipa::path(
-    get, path = "/document/{documentId}", tag = "cases",
+    get, path = "/document/{documentId}", tag = "cases", security(("api_key" = [])),
     params(("documentId" = String, Path, description = "The id returned by POST /document")),
-    responses(
+    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), 
         (status = 200, description = "The case, its decision once made, its delivery with every attempt, and its endpoint's state", body = CaseView),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 404, description = "No case has this documentId", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
     )
 )]
-pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+pub async fn show(_: Authorized, path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
     let Some(case) = queue.case(document_id.as_str()).await? else {
         return Err(ApiError::NotFound("no case has this documentId").into());

@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use hookline_contract::{EndpointPage, EndpointSettings, EndpointView, ErrorBody};
+use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
 use hookline_kit::json::JsonBody;
 use serde::Deserialize;
@@ -23,13 +24,13 @@ pub struct ListQuery {
 
 /// `GET /endpoints?limit=50`: the endpoints, most recently active first.
 #[utoipa::path(
-    get, path = "/endpoints", tag = "endpoints",
+    get, path = "/endpoints", tag = "endpoints", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 200, description = "Endpoints with their limits and breakers, most recently active first", body = EndpointPage),
+    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 200, description = "Endpoints with their limits and breakers, most recently active first", body = EndpointPage),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
-pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+pub async fn list(_: Authorized, query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 500").into());
@@ -40,13 +41,13 @@ pub async fn list(query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Resu
 
 /// `GET /endpoints/{endpoint}`: one endpoint (`scheme://host:port`, URL-encoded).
 #[utoipa::path(
-    get, path = "/endpoints/{endpoint}", tag = "endpoints",
+    get, path = "/endpoints/{endpoint}", tag = "endpoints", security(("api_key" = [])),
     params(("endpoint" = String, Path, description = "scheme://host:port, URL-encoded, e.g. http%3A%2F%2F127.0.0.1%3A3333")),
-    responses((status = 200, description = "The endpoint (with the defaults if no webhook went there yet)", body = EndpointView),
+    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 200, description = "The endpoint (with the defaults if no webhook went there yet)", body = EndpointView),
         (status = 400, description = "Not an endpoint", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
-pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+pub async fn show(_: Authorized, path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
     let endpoint = parse_endpoint(&path)?;
     let view = queue.endpoint(&endpoint).await?;
     Ok(HttpResponse::Ok().json(view))
@@ -56,16 +57,17 @@ pub async fn show(path: web::Path<String>, queue: web::Data<Queue>) -> Result<Ht
 /// replacing what was set before; `{}` or `{"rate": null}` goes back to
 /// `ENDPOINT_RATE`. Every worker applies it from its next claim on.
 #[utoipa::path(
-    put, path = "/endpoints/{endpoint}", tag = "endpoints",
+    put, path = "/endpoints/{endpoint}", tag = "endpoints", security(("api_key" = [])),
     params(("endpoint" = String, Path, description = "scheme://host:port, URL-encoded, e.g. http%3A%2F%2F127.0.0.1%3A3333")),
     request_body(content = EndpointSettings, content_type = "application/json"),
-    responses((status = 200, description = "The endpoint with its new settings", body = EndpointView),
+    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 200, description = "The endpoint with its new settings", body = EndpointView),
         (status = 400, description = "Not an endpoint, or not a rate (the body names the field)", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
 pub async fn update(
+    _: Authorized,
     path: web::Path<String>,
     JsonBody(settings): JsonBody<EndpointSettings>,
     queue: web::Data<Queue>,

@@ -63,6 +63,8 @@ impl Browser {
         .await;
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            // Leave prompts open for the test to read and answer.
+            "unhandledPromptBehavior": "ignore",
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -79,6 +81,14 @@ impl Browser {
     }
 
     async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(value) => value,
+            Err(answer) => panic!("WebDriver {method} {path}: {answer}"),
+        }
+    }
+
+    /// As [`Browser::call`], the WebDriver error as `Err` (e.g. `no such alert`).
+    async fn try_call(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
         let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
         let method = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
         let request = client.request(method.clone(), format!("{}{path}", self.base));
@@ -89,8 +99,23 @@ impl Browser {
         }
         .unwrap();
         let answer: Value = response.json().limit(20 << 20).await.unwrap();
-        assert!(response.status().is_success(), "WebDriver {method} {path}: {answer}");
-        answer["value"].clone()
+        if response.status().is_success() {
+            Ok(answer["value"].clone())
+        } else {
+            Err(answer)
+        }
+    }
+
+    /// The text of the open `prompt()`/`alert()`, if one is open.
+    async fn dialog(&self) -> Option<String> {
+        let text = self.try_call("GET", "/alert/text", Value::Null).await.ok()?;
+        Some(text.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Types `text` into the open prompt and accepts it.
+    async fn answer_dialog(&self, text: &str) {
+        self.call("POST", "/alert/text", json!({"text": text})).await;
+        self.call("POST", "/alert/accept", json!({})).await;
     }
 
     async fn goto(&self, url: &str) {
@@ -234,5 +259,45 @@ async fn a_review_requested_in_the_dashboard_flips_live_from_pending_to_its_deci
     })
     .await;
     browser.screenshot("dashboard-helpdesk.png").await;
+    browser.quit().await;
+}
+
+#[actix_web::test]
+async fn the_help_desk_dashboard_asks_for_the_api_key_once_and_again_only_if_refused() {
+    const KEY: &str = "hookline-browser-key-0123456789";
+    let Some(browser) = Browser::start().await else { return };
+    let stack = Stack::start_with(
+        |hd| hd.api_keys = KEY.parse().unwrap(),
+        |c| c.helpdesk_api_key = Some(hookline_kit::config::Secret::new(KEY.to_owned())),
+    )
+    .await;
+    let review = stack.request_review("https://example.com/behind-a-key.pdf").await;
+    stack.wait_until_all_decided(1, DEADLINE).await;
+    let document_id = review.document_id.clone().unwrap();
+
+    browser.goto(&format!("{}/", stack.helpdesk.url)).await;
+    let question = wait_for(DEADLINE, "the page to ask for the key", || browser.dialog()).await;
+    assert!(question.contains("needs an API key"), "{question}");
+    browser.answer_dialog("not-the-key-0123456789").await;
+    let again = wait_for(DEADLINE, "the page to ask again", || browser.dialog()).await;
+    assert!(again.contains("refused"), "{again}");
+    browser.answer_dialog(KEY).await;
+
+    let delivery = format!(
+        "const row = document.querySelector('#cases tr[data-document-id=\"{document_id}\"]');\
+         return row ? row.dataset.delivery : null;"
+    );
+    wait_for(DEADLINE, "the case behind the key", || async {
+        (browser.eval(&delivery).await == json!("DELIVERED")).then_some(())
+    })
+    .await;
+    // The page polls every second: three more rounds, and no more questions.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(browser.dialog().await, None, "asked once, kept for the tab");
+    assert_eq!(
+        browser.eval("return sessionStorage.length").await,
+        json!(1),
+        "the key lives in this tab's sessionStorage only"
+    );
     browser.quit().await;
 }

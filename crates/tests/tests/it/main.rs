@@ -3,6 +3,8 @@
 //! `scripts/test.sh -p hookline-tests --test it trust::`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// API keys: private routes need one, open ones stay open.
+mod access;
 /// Every malformed request: a 4xx with a JSON body, nothing stored changed.
 mod bad_input;
 /// The dashboards in a real headless browser.

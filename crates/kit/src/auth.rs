@@ -1,0 +1,253 @@
+//! API keys: who may call a service's private routes.
+//!
+//! [`ApiKeys`] is the set of keys a service accepts, from one setting
+//! (`HELPDESK_API_KEYS=key1,key2`). Several at once is how a key is rotated
+//! without downtime: add the new key, move the clients to it, drop the old
+//! one. No keys means open, as the tutorial's help desk is.
+//!
+//! A handler that needs a key says so in its signature, by taking
+//! [`Authorized`] as an argument: the extractor checks
+//! `Authorization: Bearer <key>` before the handler runs, and a request
+//! without an accepted key is a `401` with the JSON error envelope and
+//! `WWW-Authenticate: Bearer`. The keys are compared in constant time, each
+//! one whole, so the answer's timing tells nothing about a key's prefix.
+
+use std::fmt;
+use std::future::{Ready, ready};
+use std::str::FromStr;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::http::respond;
+
+/// The shortest key accepted: 16 characters of a random string are out of
+/// reach of guessing; a short word is not.
+pub const MIN_KEY_LEN: usize = 16;
+
+/// The keys a service accepts; empty means the private routes are open.
+#[derive(Clone, Default)]
+pub struct ApiKeys {
+    keys: Vec<Secret<String>>,
+}
+
+impl ApiKeys {
+    /// No keys configured: every route is open.
+    pub fn is_open(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Whether `presented` is one of the keys. Every key is compared, in
+    /// constant time, whichever matches.
+    pub fn accepts(&self, presented: &str) -> bool {
+        self.keys
+            .iter()
+            .fold(subtle::Choice::from(0), |found, key| {
+                found | key.expose().as_bytes().ct_eq(presented.as_bytes())
+            })
+            .into()
+    }
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeys({} keys, not shown)", self.keys.len())
+    }
+}
+
+/// Why a list of keys was refused (the keys themselves are never shown).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ApiKeysError {
+    #[error("key {position} is shorter than {MIN_KEY_LEN} characters")]
+    TooShort { position: usize },
+    #[error("key {position} has a character that cannot be sent in a header (use letters, digits and -._~+/=)")]
+    BadCharacter { position: usize },
+}
+
+impl FromStr for ApiKeys {
+    type Err = ApiKeysError;
+
+    /// A comma-separated list; blanks around keys and empty items are
+    /// ignored, so an empty string is the open service.
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let mut keys = Vec::new();
+        for (index, key) in raw.split(',').map(str::trim).filter(|k| !k.is_empty()).enumerate() {
+            let position = index + 1;
+            // RFC 6750's token68: what a Bearer credential may contain.
+            if !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+            {
+                return Err(ApiKeysError::BadCharacter { position });
+            }
+            if key.len() < MIN_KEY_LEN {
+                return Err(ApiKeysError::TooShort { position });
+            }
+            keys.push(Secret::new(key.to_owned()));
+        }
+        Ok(Self { keys })
+    }
+}
+
+/// A request that presented an accepted key (or reached an open service).
+/// Take it as a handler argument to make the route private.
+#[derive(Debug, Clone, Copy)]
+pub struct Authorized;
+
+/// Why a request is refused: `401`, `WWW-Authenticate: Bearer`.
+#[derive(Debug, thiserror::Error)]
+pub enum Unauthorized {
+    #[error("this route needs an API key: send Authorization: Bearer <key>")]
+    Missing,
+    #[error("the Authorization header must be Bearer <key>")]
+    NotBearer,
+    #[error("the API key is not accepted")]
+    Rejected,
+}
+
+impl ResponseError for Unauthorized {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = hookline_contract::ErrorBody::new("unauthorized").with_detail(self.to_string());
+        let mut response = respond(StatusCode::UNAUTHORIZED, &body, self);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+impl Authorized {
+    /// Checks `request` against the [`ApiKeys`] in the app data (none
+    /// registered is the same as none configured: open).
+    pub fn check(request: &HttpRequest) -> Result<Self, Unauthorized> {
+        let Some(keys) = request.app_data::<web::Data<ApiKeys>>() else {
+            return Ok(Self);
+        };
+        if keys.is_open() {
+            return Ok(Self);
+        }
+        let outcome = match request.headers().get(header::AUTHORIZATION) {
+            None => Err(Unauthorized::Missing),
+            Some(value) => match bearer(value) {
+                None => Err(Unauthorized::NotBearer),
+                Some(key) if keys.accepts(key) => Ok(Self),
+                Some(_) => Err(Unauthorized::Rejected),
+            },
+        };
+        if let Err(why) = &outcome {
+            // Info, not warn: anyone on the network can cause this line.
+            tracing::info!(route = request.match_pattern().unwrap_or_default(), reason = %why, "request refused: no accepted API key");
+        }
+        outcome
+    }
+}
+
+/// The credential of `Authorization: Bearer <key>` (the scheme in any case).
+fn bearer(value: &HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| key.trim())
+        .filter(|k| !k.is_empty())
+}
+
+impl FromRequest for Authorized {
+    type Error = Unauthorized;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Self::check(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    const KEY: &str = "0123456789abcdef-old";
+    const NEW: &str = "0123456789abcdef-new";
+
+    fn request(keys: &str, authorization: Option<&str>) -> HttpRequest {
+        let mut request = TestRequest::default().app_data(web::Data::new(keys.parse::<ApiKeys>().unwrap()));
+        if let Some(value) = authorization {
+            request = request.insert_header((header::AUTHORIZATION, value));
+        }
+        request.to_http_request()
+    }
+
+    #[test]
+    fn a_list_of_keys_parses_and_refuses_weak_or_unsendable_ones() {
+        assert!("".parse::<ApiKeys>().unwrap().is_open());
+        assert!(" , ".parse::<ApiKeys>().unwrap().is_open());
+        assert_eq!(format!(" {KEY} ,{NEW},").parse::<ApiKeys>().unwrap().len(), 2);
+        assert_eq!(
+            format!("{KEY},short").parse::<ApiKeys>().unwrap_err(),
+            ApiKeysError::TooShort { position: 2 }
+        );
+        assert_eq!(
+            "0123456789abcdef ghij".parse::<ApiKeys>().unwrap_err(),
+            ApiKeysError::BadCharacter { position: 1 }
+        );
+        assert!(!format!("{:?}", KEY.parse::<ApiKeys>().unwrap()).contains(KEY));
+    }
+
+    #[test]
+    fn every_configured_key_is_accepted_and_nothing_else() {
+        let keys: ApiKeys = format!("{KEY},{NEW}").parse().unwrap();
+        assert!(keys.accepts(KEY));
+        assert!(keys.accepts(NEW));
+        assert!(!keys.accepts(&KEY[..KEY.len() - 1]));
+        assert!(!keys.accepts(&format!("{KEY}x")));
+        assert!(!keys.accepts(""));
+    }
+
+    #[test]
+    fn requests_are_checked_only_when_keys_are_configured() {
+        assert!(Authorized::check(&request("", None)).is_ok());
+        assert!(Authorized::check(&TestRequest::default().to_http_request()).is_ok());
+        assert!(Authorized::check(&request(KEY, Some(&format!("Bearer {KEY}")))).is_ok());
+        assert!(Authorized::check(&request(KEY, Some(&format!("bearer  {KEY}")))).is_ok());
+        assert!(matches!(
+            Authorized::check(&request(KEY, None)),
+            Err(Unauthorized::Missing)
+        ));
+        assert!(matches!(
+            Authorized::check(&request(KEY, Some(&format!("Basic {KEY}")))),
+            Err(Unauthorized::NotBearer)
+        ));
+        assert!(matches!(
+            Authorized::check(&request(KEY, Some(&format!("Bearer {NEW}")))),
+            Err(Unauthorized::Rejected)
+        ));
+    }
+
+    #[actix_web::test]
+    async fn a_refusal_is_a_401_with_the_json_envelope_and_a_bearer_challenge() {
+        let response = Unauthorized::Missing.error_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers().get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
+        let body = actix_web::body::to_bytes(response.into_body()).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "unauthorized");
+        assert!(json["detail"].as_str().unwrap().contains("Authorization: Bearer"));
+    }
+}
