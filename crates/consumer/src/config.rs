@@ -3,6 +3,7 @@
 //! environment.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,11 @@ pub struct Settings {
     /// Base URL of the Help Desk.
     #[arg(long, env = "HELPDESK_URL", default_value = "http://127.0.0.1:8080")]
     pub helpdesk_url: Url,
+
+    /// PEM file of certificate authorities trusted for an `https://`
+    /// HELPDESK_URL besides the system's roots (a private CA).
+    #[arg(long, env = "HELPDESK_CA_FILE")]
+    pub helpdesk_ca_file: Option<PathBuf>,
 
     /// Base URL at which the Help Desk reaches this consumer; the callback
     /// handed out is `{CONSUMER_PUBLIC_URL}/document/update`.

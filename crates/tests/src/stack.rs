@@ -34,6 +34,9 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         http_workers: Some(1),
         callback_allow: Vec::new(),
         callback_deny: Vec::new(),
+        callback_ca_file: None,
+        callback_client_cert: None,
+        callback_client_key: None,
         log_format: LogFormat::Pretty,
     }
 }
@@ -44,6 +47,7 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         database_url: Some(Secret::new(db.url.clone())),
         listen: "127.0.0.1:0".parse().unwrap(),
         helpdesk_url: helpdesk_url.parse().unwrap(),
+        helpdesk_ca_file: None,
         public_url: None,
         webhook_secret: Some(secret_set()),
         allow_unsigned_webhooks: false,
