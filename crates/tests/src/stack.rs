@@ -104,6 +104,34 @@ impl Running {
         actix_web::rt::spawn(server);
         Self::new(port, handle)
     }
+
+    /// As [`Running::serve`], over TLS with `config`, at `https://localhost:<port>`.
+    pub fn serve_tls<F, T, B>(app: F, config: rustls::ServerConfig) -> Self
+    where
+        F: Fn() -> actix_web::App<T> + Send + Clone + 'static,
+        T: actix_web::dev::ServiceFactory<
+                actix_web::dev::ServiceRequest,
+                Config = (),
+                Response = actix_web::dev::ServiceResponse<B>,
+                Error = actix_web::Error,
+                InitError = (),
+            > + 'static,
+        B: actix_web::body::MessageBody + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = actix_web::HttpServer::new(app)
+            .workers(1)
+            .listen_rustls_0_23(listener, config)
+            .unwrap()
+            .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self {
+            url: format!("https://localhost:{port}"),
+            handle,
+        }
+    }
 }
 
 impl Drop for Running {
