@@ -302,7 +302,13 @@ mod tests {
     #[actix_web::test]
     async fn the_client_resolves_names_through_the_policy() {
         let deliverer = deliverer(&["127.0.0.0/8", "::1/128"]);
-        for url in ["http://localhost:9/hook", "http://[fe80::1]:9/hook"] {
+        // https goes through the same guarded connector, under TLS.
+        for url in [
+            "http://localhost:9/hook",
+            "http://[fe80::1]:9/hook",
+            "https://localhost:9/hook",
+            "https://[fe80::1]:9/hook",
+        ] {
             let error = deliverer.client.post(url).send().await.unwrap_err();
             let reason = refused_by_policy(&error).unwrap_or_else(|| panic!("{url}: {error}"));
             assert!(
