@@ -10,6 +10,9 @@
 //! 7. noisy neighbours: 3 again, beside black holes and slow lorises.
 //! 5. end to end: reviews at the default 2–5 s delay until all are decided.
 //! 4. schedule precision: lateness of probe jobs with 1k/100k/1M pending.
+//! 8. HTTPS delivery: 3 over TLS and not, connections kept or one per
+//!    delivery: what the handshake costs (run before 7, whose hostile jobs
+//!    would share the help desk).
 //! 6. memory: RSS of the services idle and at their peak under load.
 
 mod chart;
@@ -19,6 +22,7 @@ mod receiver;
 mod rss;
 mod scenarios;
 mod store;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,8 +33,10 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Load and precision benchmarks of a running hookline.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "bench", version)]
+#[command(name = "bench", version, subcommand_negates_reqs = true)]
 pub(crate) struct Args {
+    #[command(subcommand)]
+    pub(crate) action: Option<Action>,
     /// The consumer.
     #[arg(long, env = "BENCH_CONSUMER_URL", default_value = "http://127.0.0.1:3333")]
     pub(crate) consumer_url: String,
@@ -72,12 +78,24 @@ pub(crate) struct Args {
     /// A short smoke run with small counts (well under a minute).
     #[arg(long)]
     pub(crate) quick: bool,
-    /// Only these scenarios (1-7), comma-separated.
+    /// Only these scenarios (1-8), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<u8>,
     /// The command line to record in results.json.
     #[arg(long, env = "BENCH_COMMAND", default_value = "bench")]
     pub(crate) command: String,
+    /// Certificates of the HTTPS receivers (`bench make-tls DIR` wrote them;
+    /// the fast help desk trusts its `ca.pem` by CALLBACK_CA_FILE). Without
+    /// it, scenario 8 is skipped.
+    #[arg(long, env = "BENCH_TLS_DIR")]
+    pub(crate) tls_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub(crate) enum Action {
+    /// Write a CA (`ca.pem`) and a receiver certificate for localhost and
+    /// 127.0.0.1 (`receiver.pem`, `receiver.key`) into DIR, then exit.
+    MakeTls { dir: PathBuf },
 }
 
 impl Args {
@@ -95,6 +113,7 @@ impl Args {
                 e2e: 1_000,
                 probes: 200,
                 pending: vec![1_000, 10_000],
+                tls: 500,
             }
         } else {
             Sizes {
@@ -105,6 +124,7 @@ impl Args {
                 e2e: 10_000,
                 probes: 1_000,
                 pending: vec![1_000, 100_000, 1_000_000],
+                tls: 5_000,
             }
         }
     }
@@ -121,6 +141,8 @@ pub(crate) struct Sizes {
     pub(crate) e2e: usize,
     pub(crate) probes: usize,
     pub(crate) pending: Vec<u64>,
+    /// Deliveries per receiver of scenario 8.
+    pub(crate) tls: usize,
 }
 
 pub(crate) fn unix_us() -> i64 {
@@ -143,6 +165,15 @@ pub(crate) fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Action::MakeTls { dir }) = &args.action {
+        return match tls::make(dir) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench make-tls: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match actix_web::rt::System::new().block_on(scenarios::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
