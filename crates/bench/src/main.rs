@@ -33,10 +33,8 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Load and precision benchmarks of a running hookline.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "bench", version, subcommand_negates_reqs = true)]
+#[command(name = "bench", version)]
 pub(crate) struct Args {
-    #[command(subcommand)]
-    pub(crate) action: Option<Action>,
     /// The consumer.
     #[arg(long, env = "BENCH_CONSUMER_URL", default_value = "http://127.0.0.1:3333")]
     pub(crate) consumer_url: String,
@@ -91,11 +89,14 @@ pub(crate) struct Args {
     pub(crate) tls_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, clap::Subcommand)]
-pub(crate) enum Action {
-    /// Write a CA (`ca.pem`) and a receiver certificate for localhost and
-    /// 127.0.0.1 (`receiver.pem`, `receiver.key`) into DIR, then exit.
-    MakeTls { dir: PathBuf },
+/// `bench make-tls DIR`, apart from [`Args`], whose required settings it
+/// does without.
+#[derive(Debug, Parser)]
+#[command(name = "bench make-tls", version)]
+struct MakeTls {
+    /// Where to write a CA (`ca.pem`) and a receiver certificate for
+    /// localhost and 127.0.0.1 (`receiver.pem`, `receiver.key`).
+    dir: PathBuf,
 }
 
 impl Args {
@@ -164,9 +165,9 @@ pub(crate) fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    if let Some(Action::MakeTls { dir }) = &args.action {
-        return match tls::make(dir) {
+    if std::env::args().nth(1).as_deref() == Some("make-tls") {
+        let MakeTls { dir } = MakeTls::parse_from(std::env::args().skip(1));
+        return match tls::make(&dir) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench make-tls: {e}");
@@ -174,6 +175,7 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    let args = Args::parse();
     match actix_web::rt::System::new().block_on(scenarios::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
