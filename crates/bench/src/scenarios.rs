@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -474,14 +474,20 @@ async fn deliver_batch_to(
     let sent_us: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
     let (endpoint, sent) = (format!("{fast}/document"), sent_us.clone());
     let tag = what.to_owned();
+    // The help desk takes `id` as an idempotency key (the same id for another
+    // document is a 409), so each batch numbers its jobs under a prefix of its own.
+    static BATCHES: AtomicUsize = AtomicUsize::new(0);
+    let prefix = format!("{}.b{}.", ctx.run, BATCHES.fetch_add(1, Ordering::Relaxed));
+    let id_prefix = prefix.clone();
     let make: MakeCall = Arc::new(move |client: awc::Client, i: usize| -> Call {
         let (endpoint, callback, sent) = (endpoint.clone(), callback.clone(), sent.clone());
-        let document_url = format!("https://bench.example/{tag}/{i}.pdf").replace(' ', "-");
+        let document_url = format!("https://bench.example/{tag}/{i}.pdf").replace([' ', ','], "-");
+        let id = format!("{id_prefix}{i}");
         Box::pin(async move {
             if let Some(slot) = sent.get(i) {
                 slot.store(unix_us(), Ordering::Relaxed);
             }
-            post_case(client, endpoint, callback, document_url, i.to_string()).await
+            post_case(client, endpoint, callback, document_url, id).await
         })
     });
     let result = drive(
@@ -502,7 +508,11 @@ async fn deliver_batch_to(
     let receipts = receipts.take();
     let mut first: HashMap<usize, i64> = HashMap::new();
     for r in &receipts {
-        if let Some(i) = r.id.as_deref().and_then(|id| id.parse::<usize>().ok()) {
+        if let Some(i) =
+            r.id.as_deref()
+                .and_then(|id| id.strip_prefix(prefix.as_str()))
+                .and_then(|i| i.parse::<usize>().ok())
+        {
             let at = first.entry(i).or_insert(r.at_us);
             *at = (*at).min(r.at_us);
         }
