@@ -2,7 +2,8 @@
 # Benchmarks: builds the services and the bench tool in release mode, starts
 # throwaway PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set),
 # the consumer and two help desks (the consumer's, at the default 2-5 s
-# delay, and a zero-delay one for the delivery scenario), runs every
+# delay, and a zero-delay one for the delivery scenarios, trusting the CA of
+# the HTTPS receivers that `bench make-tls` makes for scenario 8), runs every
 # scenario, prints the table and writes results.json and latency.svg.
 #
 # Usage: scripts/bench.sh [--quick] [bench args...]
@@ -69,9 +70,10 @@ start_bg helpdesk "$tmp/helpdesk.log" env "${workers[@]}" LOG_FORMAT=json RUST_L
     HELPDESK_LISTEN="127.0.0.1:$helpdesk_port" REDIS_PREFIX="$prefix" WEBHOOK_SECRET="$secret" "$bin/helpdesk"
 helpdesk_pid=$HL_BG_PID
 fast_port=$(free_port)
+"$bin/bench" make-tls "$tmp/tls"
 start_bg helpdesk-fast "$tmp/helpdesk-fast.log" env "${workers[@]}" LOG_FORMAT=json RUST_LOG=warn \
     HELPDESK_LISTEN="127.0.0.1:$fast_port" REDIS_PREFIX="$prefix-fast" REVIEW_DELAY_MS=0 \
-    WEBHOOK_SECRET="$secret" "$bin/helpdesk"
+    CALLBACK_CA_FILE="$tmp/tls/ca.pem" WEBHOOK_SECRET="$secret" "$bin/helpdesk"
 fast_pid=$HL_BG_PID
 consumer_port=$(free_port)
 start_bg consumer "$tmp/consumer.log" env "${workers[@]}" LOG_FORMAT=json RUST_LOG=warn \
@@ -93,6 +95,7 @@ BENCH_COMMAND="$command_line" WEBHOOK_SECRET="$secret" "$bin/bench" \
     --consumer-url "http://127.0.0.1:$consumer_port" \
     --helpdesk-url "http://127.0.0.1:$helpdesk_port" \
     --fast-helpdesk-url "http://127.0.0.1:$fast_port" \
+    --tls-dir "$tmp/tls" \
     --redis-prefix "$prefix" \
     --pids "consumer=$consumer_pid,helpdesk=$helpdesk_pid,helpdesk-fast=$fast_pid" \
     --out "${BENCH_OUT:-docs/bench}" \

@@ -10,6 +10,9 @@
 //! 7. noisy neighbours: 3 again, beside black holes and slow lorises.
 //! 5. end to end: reviews at the default 2–5 s delay until all are decided.
 //! 4. schedule precision: lateness of probe jobs with 1k/100k/1M pending.
+//! 8. HTTPS delivery: 3 over TLS and not, connections kept or one per
+//!    delivery: what the handshake costs (run before 7, whose hostile jobs
+//!    would share the help desk).
 //! 6. memory: RSS of the services idle and at their peak under load.
 
 mod chart;
@@ -19,6 +22,7 @@ mod receiver;
 mod rss;
 mod scenarios;
 mod store;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,12 +76,27 @@ pub(crate) struct Args {
     /// A short smoke run with small counts (well under a minute).
     #[arg(long)]
     pub(crate) quick: bool,
-    /// Only these scenarios (1-7), comma-separated.
+    /// Only these scenarios (1-8), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<u8>,
     /// The command line to record in results.json.
     #[arg(long, env = "BENCH_COMMAND", default_value = "bench")]
     pub(crate) command: String,
+    /// Certificates of the HTTPS receivers (`bench make-tls DIR` wrote them;
+    /// the fast help desk trusts its `ca.pem` by CALLBACK_CA_FILE). Without
+    /// it, scenario 8 is skipped.
+    #[arg(long, env = "BENCH_TLS_DIR")]
+    pub(crate) tls_dir: Option<PathBuf>,
+}
+
+/// `bench make-tls DIR`, apart from [`Args`], whose required settings it
+/// does without.
+#[derive(Debug, Parser)]
+#[command(name = "bench make-tls", version)]
+struct MakeTls {
+    /// Where to write a CA (`ca.pem`) and a receiver certificate for
+    /// localhost and 127.0.0.1 (`receiver.pem`, `receiver.key`).
+    dir: PathBuf,
 }
 
 impl Args {
@@ -95,6 +114,7 @@ impl Args {
                 e2e: 1_000,
                 probes: 200,
                 pending: vec![1_000, 10_000],
+                tls: 500,
             }
         } else {
             Sizes {
@@ -105,6 +125,7 @@ impl Args {
                 e2e: 10_000,
                 probes: 1_000,
                 pending: vec![1_000, 100_000, 1_000_000],
+                tls: 5_000,
             }
         }
     }
@@ -121,6 +142,8 @@ pub(crate) struct Sizes {
     pub(crate) e2e: usize,
     pub(crate) probes: usize,
     pub(crate) pending: Vec<u64>,
+    /// Deliveries per receiver of scenario 8.
+    pub(crate) tls: usize,
 }
 
 pub(crate) fn unix_us() -> i64 {
@@ -142,6 +165,16 @@ pub(crate) fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
 }
 
 fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("make-tls") {
+        let MakeTls { dir } = MakeTls::parse_from(std::env::args().skip(1));
+        return match tls::make(&dir) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench make-tls: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let args = Args::parse();
     match actix_web::rt::System::new().block_on(scenarios::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
 //! The fast webhook receiver of the delivery and schedule scenarios: an
 //! actix-web server on 127.0.0.1:0, in its own thread, that notes when each
 //! webhook arrived (unix µs) and answers 204 without checking anything.
+//! Over TLS or not, keeping connections alive or closing each after one
+//! answer (scenario 8 compares them).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -54,8 +56,18 @@ async fn hook(receipts: web::Data<Receipts>, body: web::Json<DocumentWebhook>) -
     HttpResponse::NoContent().finish()
 }
 
-/// Starts the receiver; returns its callback URL and the receipts.
-pub(crate) fn start() -> Result<(String, Arc<Receipts>), BoxError> {
+/// Starts a receiver, over TLS with `tls` (then its URL's host is
+/// `tls_host`); with `keep_alive` false it closes every connection after
+/// one answer. Returns its callback URL and the receipts.
+pub(crate) fn start(
+    tls: Option<(rustls::ServerConfig, &str)>,
+    keep_alive: bool,
+) -> Result<(String, Arc<Receipts>), BoxError> {
+    let scheme_host = match &tls {
+        Some((_, host)) => format!("https://{host}"),
+        None => "http://127.0.0.1".to_owned(),
+    };
+    let tls = tls.map(|(config, _)| config);
     let receipts = web::Data::new(Receipts::default());
     let shared = receipts.clone().into_inner();
     let (tx, rx) = std::sync::mpsc::channel::<Result<u16, String>>();
@@ -69,7 +81,15 @@ pub(crate) fn start() -> Result<(String, Arc<Receipts>), BoxError> {
             .workers(1)
             .disable_signals()
             .backlog(4096)
-            .bind(("127.0.0.1", 0));
+            .keep_alive(if keep_alive {
+                actix_web::http::KeepAlive::default()
+            } else {
+                actix_web::http::KeepAlive::Disabled
+            });
+            let server = match tls {
+                Some(config) => server.bind_rustls_0_23(("127.0.0.1", 0), config),
+                None => server.bind(("127.0.0.1", 0)),
+            };
             let server = match server {
                 Ok(server) => server,
                 Err(e) => {
@@ -83,5 +103,5 @@ pub(crate) fn start() -> Result<(String, Arc<Receipts>), BoxError> {
         });
     });
     let port = rx.recv()??;
-    Ok((format!("http://127.0.0.1:{port}/hook"), shared))
+    Ok((format!("{scheme_host}:{port}/hook"), shared))
 }

@@ -1,8 +1,8 @@
-//! The seven scenarios and the report they fill (table, JSON, chart).
+//! The eight scenarios and the report they fill (table, JSON, chart).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -151,7 +151,7 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
             Some((name.trim().to_owned(), pid.trim().parse().ok()?))
         })
         .collect();
-    let (receiver_url, receipts) = receiver::start()?;
+    let (receiver_url, receipts) = receiver::start(None, true)?;
     let mut ctx = Ctx {
         pg: Pg::connect(&args.database_url).await?,
         rd: Rd::connect(&args.redis_url, &args.redis_prefix).await?,
@@ -189,6 +189,12 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     if ctx.args.runs(3) {
         if let Err(e) = delivery(&mut ctx, &mut report).await {
             failed(&mut report, "3 delivery", &e);
+        }
+        note_peaks(&ctx);
+    }
+    if ctx.args.runs(8) {
+        if let Err(e) = https_delivery(&mut ctx, &mut report).await {
+            failed(&mut report, "8 https delivery", &e);
         }
         note_peaks(&ctx);
     }
@@ -451,18 +457,37 @@ struct Delivered {
 }
 
 async fn deliver_batch(ctx: &mut Ctx, fast: &str, n: usize, what: &str) -> Result<Delivered, BoxError> {
-    ctx.receipts.take();
+    let (callback, receipts) = (ctx.receiver_url.clone(), ctx.receipts.clone());
+    deliver_batch_to(ctx, fast, callback, &receipts, n, what).await
+}
+
+/// As [`deliver_batch`], to the receiver at `callback` that fills `receipts`.
+async fn deliver_batch_to(
+    ctx: &Ctx,
+    fast: &str,
+    callback: String,
+    receipts: &Receipts,
+    n: usize,
+    what: &str,
+) -> Result<Delivered, BoxError> {
+    receipts.take();
     let sent_us: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
-    let (endpoint, callback, sent) = (format!("{fast}/document"), ctx.receiver_url.clone(), sent_us.clone());
+    let (endpoint, sent) = (format!("{fast}/document"), sent_us.clone());
     let tag = what.to_owned();
+    // The help desk takes `id` as an idempotency key (the same id for another
+    // document is a 409), so each batch numbers its jobs under a prefix of its own.
+    static BATCHES: AtomicUsize = AtomicUsize::new(0);
+    let prefix = format!("{}.b{}.", ctx.run, BATCHES.fetch_add(1, Ordering::Relaxed));
+    let id_prefix = prefix.clone();
     let make: MakeCall = Arc::new(move |client: awc::Client, i: usize| -> Call {
         let (endpoint, callback, sent) = (endpoint.clone(), callback.clone(), sent.clone());
-        let document_url = format!("https://bench.example/{tag}/{i}.pdf").replace(' ', "-");
+        let document_url = format!("https://bench.example/{tag}/{i}.pdf").replace([' ', ','], "-");
+        let id = format!("{id_prefix}{i}");
         Box::pin(async move {
             if let Some(slot) = sent.get(i) {
                 slot.store(unix_us(), Ordering::Relaxed);
             }
-            post_case(client, endpoint, callback, document_url, i.to_string()).await
+            post_case(client, endpoint, callback, document_url, id).await
         })
     });
     let result = drive(
@@ -475,15 +500,19 @@ async fn deliver_batch(ctx: &mut Ctx, fast: &str, n: usize, what: &str) -> Resul
     .await?;
     let bar = progress(result.ok, &format!("{what} (receipts)"));
     let deadline = Instant::now() + Duration::from_secs(120);
-    while (ctx.receipts.count() as u64) < result.ok && Instant::now() < deadline {
-        bar.set_position(ctx.receipts.count() as u64);
+    while (receipts.count() as u64) < result.ok && Instant::now() < deadline {
+        bar.set_position(receipts.count() as u64);
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     bar.finish();
-    let receipts = ctx.receipts.take();
+    let receipts = receipts.take();
     let mut first: HashMap<usize, i64> = HashMap::new();
     for r in &receipts {
-        if let Some(i) = r.id.as_deref().and_then(|id| id.parse::<usize>().ok()) {
+        if let Some(i) =
+            r.id.as_deref()
+                .and_then(|id| id.strip_prefix(prefix.as_str()))
+                .and_then(|i| i.parse::<usize>().ok())
+        {
             let at = first.entry(i).or_insert(r.at_us);
             *at = (*at).min(r.at_us);
         }
@@ -548,6 +577,108 @@ async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
     report.details.insert("delivery".into(), done.json());
     ctx.clean_delivery_per_second = Some(done.per_second);
     report.series.push(("3 delivery request→receipt".into(), done.latency));
+    Ok(())
+}
+
+/// Scenario 8: what TLS costs a delivery. The zero-delay help desk delivers
+/// the same batch to five receivers in turn: plain HTTP and HTTPS keeping
+/// their connections alive (a handshake per connection, then reused), and
+/// closing each connection after one answer (a connection, and a handshake,
+/// per delivery), over HTTPS once with session resumption and once with a
+/// full handshake every time. The differences between them, in the help
+/// desk's CPU time and in latency, are the cost of TLS.
+async fn https_delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
+    let (Some(fast), Some(dir)) = (ctx.args.fast_helpdesk_url.clone(), ctx.args.tls_dir.clone()) else {
+        eprintln!("8 https delivery: skipped (needs --fast-helpdesk-url and --tls-dir)");
+        return Ok(());
+    };
+    let pid = ctx
+        .args
+        .pids
+        .iter()
+        .find_map(|spec| spec.strip_prefix("helpdesk-fast="))
+        .and_then(|pid| pid.trim().parse::<u32>().ok());
+    let s = "8 https delivery";
+    let n = ctx.sizes.tls;
+    // (name, TLS: (resumption, host), keep-alive)
+    let variants = [
+        ("http, kept alive", None, true),
+        ("https, kept alive", Some((true, "localhost")), true),
+        ("http, new connection each", None, false),
+        ("https, new connection each, resumed", Some((true, "localhost")), false),
+        // Another host name, so the help desk holds no session for it.
+        (
+            "https, new connection each, full handshake",
+            Some((false, "127.0.0.1")),
+            false,
+        ),
+    ];
+    let mut cpu_us = Vec::new();
+    let mut p50_ms = Vec::new();
+    let mut detail = serde_json::Map::new();
+    for (name, tls, keep_alive) in variants {
+        let tls = match tls {
+            Some((resumption, host)) => Some((crate::tls::server_config(&dir, resumption)?, host)),
+            None => None,
+        };
+        let (url, receipts) = receiver::start(tls, keep_alive)?;
+        let before = pid.and_then(crate::tls::cpu_ticks);
+        let done = deliver_batch_to(ctx, &fast, url, &receipts, n, &format!("8 {name}")).await?;
+        let after = pid.and_then(crate::tls::cpu_ticks);
+        let cpu = before
+            .zip(after)
+            .map(|(before, after)| (after - before) as f64 * 10_000.0 / done.delivered.max(1) as f64);
+        report.row(s, &format!("{name}: deliveries/s"), done.per_second, "/s", Target::None);
+        let p50 = ms(done.latency.value_at_quantile(0.5));
+        report.row(s, &format!("{name}: request→receipt p50"), p50, "ms", Target::None);
+        if let Some(cpu) = cpu {
+            report.row(
+                s,
+                &format!("{name}: help desk CPU per delivery"),
+                cpu,
+                "µs",
+                Target::None,
+            );
+        }
+        report.row(
+            s,
+            &format!("{name}: not delivered"),
+            done.not_delivered(),
+            "",
+            Target::AtMost(0.0),
+        );
+        let mut json = done.json();
+        if let Value::Object(map) = &mut json {
+            map.insert("helpdesk_cpu_us_per_delivery".into(), json!(cpu));
+        }
+        detail.insert(name.to_owned(), json);
+        cpu_us.push(cpu);
+        p50_ms.push(p50);
+    }
+    // What TLS adds: HTTPS minus HTTP with the same connection handling.
+    for (what, https, http) in [
+        ("TLS, connections kept alive", 1, 0),
+        ("TLS with a resumed handshake per delivery", 3, 2),
+        ("TLS with a full handshake per delivery", 4, 2),
+    ] {
+        if let (Some(https_cpu), Some(http_cpu)) = (cpu_us[https], cpu_us[http]) {
+            report.row(
+                s,
+                &format!("{what}: help desk CPU added per delivery"),
+                https_cpu - http_cpu,
+                "µs",
+                Target::None,
+            );
+        }
+        report.row(
+            s,
+            &format!("{what}: p50 latency added"),
+            p50_ms[https] - p50_ms[http],
+            "ms",
+            Target::None,
+        );
+    }
+    report.details.insert("https_delivery".into(), Value::Object(detail));
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! environment.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +51,11 @@ pub struct Settings {
     /// `HELPDESK_API_KEYS`. Unset: no key is sent.
     #[arg(long, env = "HELPDESK_API_KEY", hide_env_values = true, value_parser = secret::<Secret<String>>())]
     pub helpdesk_api_key: Option<Secret<String>>,
+
+    /// PEM file of certificate authorities trusted for an `https://`
+    /// HELPDESK_URL besides the system's roots (a private CA).
+    #[arg(long, env = "HELPDESK_CA_FILE")]
+    pub helpdesk_ca_file: Option<PathBuf>,
 
     /// Base URL at which the Help Desk reaches this consumer; the callback
     /// handed out is `{CONSUMER_PUBLIC_URL}/document/update`.

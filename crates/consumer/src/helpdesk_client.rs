@@ -6,6 +6,7 @@
 //! and then trickles the body cannot hold a request (or the reconciler)
 //! longer than that.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::Method;
@@ -13,6 +14,7 @@ use actix_web::http::header::{self, HeaderValue};
 use hookline_contract::{CaseView, DocumentAccepted, DocumentRequest, ExternalId, HttpUrl, headers};
 use hookline_kit::config::Secret;
 use hookline_kit::request_id::{self, RequestId};
+use hookline_kit::tls::ClientConfig;
 
 /// Largest answer read from the help desk.
 const ANSWER_LIMIT: usize = 64 * 1024;
@@ -65,8 +67,11 @@ pub struct HelpdeskClient {
 }
 
 impl HelpdeskClient {
-    pub fn new(helpdesk_url: &url::Url, callback_url: HttpUrl, timeout: Duration) -> Self {
+    /// `tls` is used when `helpdesk_url` is `https://`
+    /// ([`hookline_kit::tls::client_config`], with `HELPDESK_CA_FILE`).
+    pub fn new(helpdesk_url: &url::Url, callback_url: HttpUrl, timeout: Duration, tls: Arc<ClientConfig>) -> Self {
         let client = awc::Client::builder()
+            .connector(awc::Connector::new().rustls_0_23(tls))
             .timeout(timeout)
             .disable_redirects()
             .add_default_header(("user-agent", concat!("hookline-consumer/", env!("CARGO_PKG_VERSION"))))

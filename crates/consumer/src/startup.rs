@@ -7,6 +7,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use hookline_contract::HttpUrl;
 use hookline_kit::shutdown;
+use hookline_kit::tls::{self, PemFile, TlsConfigError};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -32,6 +33,8 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error("cannot register the metrics")]
     Metrics(#[from] prometheus::Error),
+    #[error("invalid TLS settings")]
+    Tls(#[from] TlsConfigError),
 }
 
 /// A consumer, built and listening, not yet awaited.
@@ -63,6 +66,11 @@ impl Application {
             .as_ref()
             .ok_or_else(|| StartupError::Config("DATABASE_URL is required".to_owned()))?
             .expose();
+        let helpdesk_ca = settings.helpdesk_ca_file.as_deref().map(|path| PemFile {
+            setting: "HELPDESK_CA_FILE",
+            path,
+        });
+        let helpdesk_tls = tls::client_config(helpdesk_ca, None)?;
         let applied = db::run_migrations(database_url).await?;
         if !applied.is_empty() {
             info!(?applied, "migrations applied");
@@ -84,8 +92,13 @@ impl Application {
         let (reconciler, stop) = watch::channel(false);
         actix_web::rt::spawn(reconcile::run(
             pool.clone(),
-            HelpdeskClient::new(&settings.helpdesk_url, callback_url.clone(), settings.helpdesk_timeout)
-                .with_api_key(settings.helpdesk_api_key.as_ref()),
+            HelpdeskClient::new(
+                &settings.helpdesk_url,
+                callback_url.clone(),
+                settings.helpdesk_timeout,
+                helpdesk_tls.clone(),
+            )
+            .with_api_key(settings.helpdesk_api_key.as_ref()),
             events.clone(),
             metrics.clone(),
             settings.reconcile_after,
@@ -113,7 +126,8 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(events_data.clone())
                 .app_data(web::Data::new(
-                    HelpdeskClient::new(&helpdesk_url, callback_url.clone(), timeout).with_api_key(api_key.as_ref()),
+                    HelpdeskClient::new(&helpdesk_url, callback_url.clone(), timeout, helpdesk_tls.clone())
+                        .with_api_key(api_key.as_ref()),
                 ))
                 .configure(routes::configure)
         })

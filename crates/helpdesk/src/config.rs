@@ -4,13 +4,16 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hookline_contract::signature::SecretSet;
 use hookline_kit::auth::ApiKeys;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
+use hookline_kit::tls;
 
 use crate::queue::EndpointLimits;
 use crate::ssrf::{CallbackPolicy, Rule};
@@ -162,6 +165,20 @@ pub struct Settings {
     #[arg(long, env = "CALLBACK_DENY", value_delimiter = ',')]
     pub callback_deny: Vec<Rule>,
 
+    /// PEM file of certificate authorities trusted for `https://` callbacks
+    /// besides the system's roots (a private CA).
+    #[arg(long, env = "CALLBACK_CA_FILE")]
+    pub callback_ca_file: Option<PathBuf>,
+
+    /// PEM certificate (chain) presented to callbacks that ask for a client
+    /// certificate (mutual TLS). Needs CALLBACK_CLIENT_KEY.
+    #[arg(long, env = "CALLBACK_CLIENT_CERT", requires = "callback_client_key")]
+    pub callback_client_cert: Option<PathBuf>,
+
+    /// PEM private key of CALLBACK_CLIENT_CERT.
+    #[arg(long, env = "CALLBACK_CLIENT_KEY", requires = "callback_client_cert")]
+    pub callback_client_key: Option<PathBuf>,
+
     /// `pretty` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_enum)]
     pub log_format: LogFormat,
@@ -171,6 +188,20 @@ impl Settings {
     /// Where callbacks may go, from `CALLBACK_ALLOW` and `CALLBACK_DENY`.
     pub fn callback_policy(&self) -> CallbackPolicy {
         CallbackPolicy::new(self.callback_allow.clone(), self.callback_deny.clone())
+    }
+
+    /// The TLS of deliveries to `https://` callbacks, from `CALLBACK_CA_FILE`,
+    /// `CALLBACK_CLIENT_CERT` and `CALLBACK_CLIENT_KEY` (files read now).
+    pub fn callback_tls(&self) -> Result<Arc<tls::ClientConfig>, tls::TlsConfigError> {
+        fn file<'a>(setting: &'static str, path: &'a Option<PathBuf>) -> Option<tls::PemFile<'a>> {
+            path.as_deref().map(|path| tls::PemFile { setting, path })
+        }
+        let identity = tls::client_identity(
+            file("CALLBACK_CLIENT_CERT", &self.callback_client_cert),
+            file("CALLBACK_CLIENT_KEY", &self.callback_client_key),
+            ("CALLBACK_CLIENT_CERT", "CALLBACK_CLIENT_KEY"),
+        )?;
+        tls::client_config(file("CALLBACK_CA_FILE", &self.callback_ca_file), identity)
     }
 
     /// What every endpoint may take, from `ENDPOINT_*` and `CIRCUIT_*`.
@@ -351,6 +382,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("did you mean 10.0.0.0/8"), "{error}");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let error = Cli::try_parse_from(["helpdesk", "--callback-client-cert", "/c.pem"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--callback-client-key"), "{error}");
+        let mut settings = Cli::try_parse_from(["helpdesk"]).unwrap().settings;
+        settings.callback_client_key = Some("/k.pem".into());
+        let error = settings.callback_tls().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "CALLBACK_CLIENT_CERT and CALLBACK_CLIENT_KEY must be given together (mutual TLS needs both)"
+        );
     }
 
     #[test]

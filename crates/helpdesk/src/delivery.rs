@@ -13,15 +13,27 @@
 //! at that moment: names resolve through the policy's
 //! [`GuardedResolver`], and IP-literal hosts, which awc does not resolve,
 //! are checked here before sending. A refusal is an [`Attempt::Refused`].
+//!
+//! `https://` callbacks go over rustls ([`hookline_kit::tls`]: the system's
+//! roots plus `CALLBACK_CA_FILE`, a client certificate for mutual TLS when
+//! configured). awc runs the TLS handshake on top of the same guarded TCP
+//! connector, so the policy sees every address either way, and verifies the
+//! certificate against the URL's host (also sent as SNI). A certificate that
+//! does not verify, or a server that refuses us during the handshake, is an
+//! ordinary failed attempt (`certificate not trusted: ...`, `TLS handshake
+//! failed: ...`) and is retried on the schedule: the receiver may fix its
+//! certificate, or we our CA file, before the retries run out.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_web::error::ParseError;
 use awc::error::{ConnectError, SendRequestError};
 use chrono::Utc;
 use hookline_contract::signature::SecretSet;
 use hookline_contract::{DocumentWebhook, headers};
+use hookline_kit::tls::{self, ClientConfig, TlsFailure};
 
 use crate::queue::CaseRecord;
 use crate::ssrf::{CallbackPolicy, GuardedResolver, refusal_in};
@@ -78,19 +90,27 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
+    /// `tls` is the configuration of `https://` callbacks
+    /// ([`Settings::callback_tls`](crate::Settings::callback_tls)).
     pub fn new(
         secrets: Option<SecretSet>,
         timeout: Duration,
         max_connections: usize,
         policy: Arc<CallbackPolicy>,
+        tls: Arc<ClientConfig>,
     ) -> Self {
         let guarded = actix_tls::connect::Connector::new(actix_tls::connect::Resolver::custom(GuardedResolver::new(
             policy.clone(),
         )));
+        // The TLS connector wraps this same guarded TCP connector (awc's
+        // `finish` composes them), so https callbacks resolve through the
+        // policy too.
         let connector = awc::Connector::new()
             .connector(guarded.service())
+            .rustls_0_23(tls)
             .limit(max_connections)
-            .timeout(timeout.min(Duration::from_secs(5)));
+            .timeout(timeout.min(Duration::from_secs(5)))
+            .handshake_timeout(timeout.min(Duration::from_secs(5)));
         let client = awc::Client::builder()
             .connector(connector)
             .timeout(timeout)
@@ -224,7 +244,23 @@ fn refused_by_policy(error: &SendRequestError) -> Option<String> {
     }
 }
 
+/// The TLS failure behind a failed send. Most surface in the handshake
+/// (connect); with TLS 1.3 a server judges our client certificate only after
+/// we have finished our half, so its refusal arrives as we write the request
+/// or read the answer.
+fn tls_failure(error: &SendRequestError) -> Option<TlsFailure> {
+    match error {
+        SendRequestError::Connect(ConnectError::Io(e))
+        | SendRequestError::Send(e)
+        | SendRequestError::Response(ParseError::Io(e)) => tls::failure_in(e),
+        _ => None,
+    }
+}
+
 fn describe(error: &SendRequestError) -> String {
+    if let Some(failure) = tls_failure(error) {
+        return failure.to_string();
+    }
     match error {
         SendRequestError::Timeout => "timed out".to_owned(),
         SendRequestError::Connect(e) => format!("cannot connect: {e}"),
@@ -243,6 +279,7 @@ mod tests {
             Duration::from_secs(2),
             4,
             Arc::new(CallbackPolicy::new(Vec::new(), deny)),
+            tls::client_config(None, None).unwrap(),
         )
     }
 
@@ -265,7 +302,13 @@ mod tests {
     #[actix_web::test]
     async fn the_client_resolves_names_through_the_policy() {
         let deliverer = deliverer(&["127.0.0.0/8", "::1/128"]);
-        for url in ["http://localhost:9/hook", "http://[fe80::1]:9/hook"] {
+        // https goes through the same guarded connector, under TLS.
+        for url in [
+            "http://localhost:9/hook",
+            "http://[fe80::1]:9/hook",
+            "https://localhost:9/hook",
+            "https://[fe80::1]:9/hook",
+        ] {
             let error = deliverer.client.post(url).send().await.unwrap_err();
             let reason = refused_by_policy(&error).unwrap_or_else(|| panic!("{url}: {error}"));
             assert!(

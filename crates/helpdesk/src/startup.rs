@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use hookline_kit::shutdown;
+use hookline_kit::tls::{ClientConfig, TlsConfigError};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -31,6 +32,8 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error("cannot register the metrics")]
     Metrics(#[from] prometheus::Error),
+    #[error("invalid TLS settings")]
+    Tls(#[from] TlsConfigError),
 }
 
 /// A help desk, built and listening, not yet awaited.
@@ -47,6 +50,7 @@ impl Application {
                 "JOB_LEASE must be longer than DELIVERY_TIMEOUT, or live deliveries would be taken over".to_owned(),
             ));
         }
+        let callback_tls = settings.callback_tls()?;
         let queue = Queue::connect(
             settings.redis_url.expose(),
             &settings.redis_prefix,
@@ -93,7 +97,14 @@ impl Application {
         }
         let server = server.run();
         let worker = if role.runs_worker() {
-            Some(WorkerHandle::spawn(queue, &settings, wakeup, policy.clone(), metrics)?)
+            Some(WorkerHandle::spawn(
+                queue,
+                &settings,
+                wakeup,
+                policy.clone(),
+                callback_tls,
+                metrics,
+            )?)
         } else {
             None
         };
@@ -146,6 +157,7 @@ impl WorkerHandle {
         settings: &Settings,
         wakeup: Arc<Wakeup>,
         policy: Arc<CallbackPolicy>,
+        tls: Arc<ClientConfig>,
         metrics: HelpdeskMetrics,
     ) -> std::io::Result<Self> {
         let (stop, stop_rx) = watch::channel(false);
@@ -164,7 +176,7 @@ impl WorkerHandle {
             .name("delivery-worker".to_owned())
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let deliverer = Deliverer::new(secrets, timeout, worker_settings.concurrency, policy);
+                    let deliverer = Deliverer::new(secrets, timeout, worker_settings.concurrency, policy, tls);
                     let trimmer = retention::run(queue.clone(), metrics.clone(), stop_rx.clone());
                     let worker = worker::run(queue, deliverer, worker_settings, wakeup, metrics, stop_rx);
                     tokio::join!(worker, trimmer);

@@ -1,7 +1,8 @@
 //! Plumbing that both hookline services share, so that neither writes it twice:
 //! telemetry set-up, the JSON error envelope for every 4xx/5xx, API keys,
-//! extractor limits, the self-healthcheck used by container healthchecks, request ids
-//! and HTTP metrics, graceful shutdown, and small configuration helpers.
+//! extractor limits, the self-healthcheck used by container healthchecks,
+//! request ids and HTTP metrics, graceful shutdown, the TLS of outgoing
+//! calls, and small configuration helpers.
 
 /// The App both services start from: middleware in order, the JSON 404.
 pub mod app;
@@ -27,3 +28,5 @@ pub mod request_id;
 pub mod shutdown;
 /// Tracing set-up: pretty or JSON, quiet in tests.
 pub mod telemetry;
+/// TLS of outgoing calls: system roots plus a CA file, mutual TLS, ring.
+pub mod tls;

@@ -27,6 +27,8 @@ pub mod receiver;
 pub mod redis;
 /// Our services in-process, alone or wired together.
 pub mod stack;
+/// Certificates made on the spot, TLS receivers and a TLS-terminating proxy.
+pub mod tls;
 /// Stand-ins for the original tutorial's help desk and consumer.
 pub mod tutorial;
 

@@ -1,5 +1,5 @@
 //! A stand-in for a client's webhook endpoint: records what it gets and
-//! answers as the test says.
+//! answers as the test says, over plain HTTP or TLS.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -72,11 +72,21 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(status: u16) -> Self {
+        Self::start_with(status, None)
+    }
+
+    /// A receiver served over TLS with `config` (its certificate, and
+    /// whether it demands one of the client) at `https://localhost:<port>/hook`.
+    pub async fn start_tls(status: u16, config: rustls::ServerConfig) -> Self {
+        Self::start_with(status, Some(config))
+    }
+
+    fn start_with(status: u16, tls: Option<rustls::ServerConfig>) -> Self {
         let behaviour = std::sync::Arc::new(Behaviour::default());
         behaviour.answer(status);
         let (tx, received) = mpsc::unbounded_channel();
         let shared = behaviour.clone();
-        let server = Running::serve(move || {
+        let app = move || {
             let (tx, behaviour) = (tx.clone(), shared.clone());
             App::new().default_service(web::to(move |request: HttpRequest, body: web::Bytes| {
                 let (tx, behaviour) = (tx.clone(), behaviour.clone());
@@ -103,7 +113,11 @@ impl Receiver {
                     response.finish()
                 }
             }))
-        });
+        };
+        let server = match tls {
+            None => Running::serve(app),
+            Some(config) => Running::serve_tls(app, config),
+        };
         Self {
             url: format!("{}/hook", server.url),
             received,

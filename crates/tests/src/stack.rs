@@ -35,6 +35,9 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         http_workers: Some(1),
         callback_allow: Vec::new(),
         callback_deny: Vec::new(),
+        callback_ca_file: None,
+        callback_client_cert: None,
+        callback_client_key: None,
         log_format: LogFormat::Pretty,
     }
 }
@@ -46,6 +49,7 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         listen: "127.0.0.1:0".parse().unwrap(),
         helpdesk_url: helpdesk_url.parse().unwrap(),
         helpdesk_api_key: None,
+        helpdesk_ca_file: None,
         public_url: None,
         webhook_secret: Some(secret_set()),
         allow_unsigned_webhooks: false,
@@ -101,6 +105,34 @@ impl Running {
         let handle = server.handle();
         actix_web::rt::spawn(server);
         Self::new(port, handle)
+    }
+
+    /// As [`Running::serve`], over TLS with `config`, at `https://localhost:<port>`.
+    pub fn serve_tls<F, T, B>(app: F, config: rustls::ServerConfig) -> Self
+    where
+        F: Fn() -> actix_web::App<T> + Send + Clone + 'static,
+        T: actix_web::dev::ServiceFactory<
+                actix_web::dev::ServiceRequest,
+                Config = (),
+                Response = actix_web::dev::ServiceResponse<B>,
+                Error = actix_web::Error,
+                InitError = (),
+            > + 'static,
+        B: actix_web::body::MessageBody + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = actix_web::HttpServer::new(app)
+            .workers(1)
+            .listen_rustls_0_23(listener, config)
+            .unwrap()
+            .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self {
+            url: format!("https://localhost:{port}"),
+            handle,
+        }
     }
 }
 
