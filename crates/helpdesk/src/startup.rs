@@ -108,7 +108,7 @@ impl Application {
         } else {
             None
         };
-        info!(port, ?role, delay = %settings.review_delay_ms, callback_policy = %policy, api_keys = settings.api_keys.len(), "help desk started");
+        info!(port, ?role, delay = %settings.review_delay_ms, callback_policy = %policy, api_keys = settings.api_keys.count(), "help desk started");
         Ok(Self { port, server, worker })
     }
 

@@ -41,12 +41,9 @@ impl ApiKeys {
         self.keys.is_empty()
     }
 
-    pub fn len(&self) -> usize {
+    /// How many keys are accepted (for the start-up log line).
+    pub fn count(&self) -> usize {
         self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 
     /// Whether `presented` is one of the keys. Every key is compared, in
@@ -198,7 +195,7 @@ mod tests {
     fn a_list_of_keys_parses_and_refuses_weak_or_unsendable_ones() {
         assert!("".parse::<ApiKeys>().unwrap().is_open());
         assert!(" , ".parse::<ApiKeys>().unwrap().is_open());
-        assert_eq!(format!(" {KEY} ,{NEW},").parse::<ApiKeys>().unwrap().len(), 2);
+        assert_eq!(format!(" {KEY} ,{NEW},").parse::<ApiKeys>().unwrap().count(), 2);
         assert_eq!(
             format!("{KEY},short").parse::<ApiKeys>().unwrap_err(),
             ApiKeysError::TooShort { position: 2 }

@@ -27,6 +27,16 @@ pub async fn post_json(url: &str, body: &Value, headers: &[(&str, &str)]) -> (u1
     post_raw(url, serde_json::to_vec(body).unwrap(), "application/json", headers).await
 }
 
+/// `POST {consumer_url}/documents` for `document_url`: the status and the answer.
+pub async fn post_review(consumer_url: &str, document_url: &str) -> (u16, Value) {
+    post_json(
+        &format!("{consumer_url}/documents"),
+        &serde_json::json!({ "documentUrl": document_url }),
+        &[],
+    )
+    .await
+}
+
 /// As [`post_json`], and the answer's headers too (names in lower case).
 pub async fn post_json_with_headers(
     url: &str,

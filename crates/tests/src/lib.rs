@@ -34,7 +34,7 @@ pub mod tutorial;
 
 pub use db::TestDb;
 pub use http::{
-    assert_client_error, closed_port, get_json, get_text, post_json, post_json_with_headers, post_raw,
+    assert_client_error, closed_port, get_json, get_text, post_json, post_json_with_headers, post_raw, post_review,
     post_signed_webhook, request_json, send_json, wait_for, wait_for_delivery,
 };
 pub use receiver::{Behaviour, Received, Receiver};

@@ -114,10 +114,7 @@ impl Receiver {
                 }
             }))
         };
-        let server = match tls {
-            None => Running::serve(app),
-            Some(config) => Running::serve_tls(app, config),
-        };
+        let server = Running::serve_with(app, tls);
         Self {
             url: format!("{}/hook", server.url),
             received,

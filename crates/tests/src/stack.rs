@@ -7,7 +7,7 @@ use actix_web::dev::ServerHandle;
 use hookline_kit::config::{LogFormat, Secret};
 
 use crate::db::TestDb;
-use crate::http::{get_json, post_json, wait_for, wait_for_delivery};
+use crate::http::{get_json, post_review, wait_for, wait_for_delivery};
 use crate::redis::TestRedis;
 use crate::secret_set;
 
@@ -95,20 +95,11 @@ impl Running {
             > + 'static,
         B: actix_web::body::MessageBody + 'static,
     {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = actix_web::HttpServer::new(app)
-            .workers(1)
-            .listen(listener)
-            .unwrap()
-            .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
-        Self::new(port, handle)
+        Self::serve_with(app, None)
     }
 
-    /// As [`Running::serve`], over TLS with `config`, at `https://localhost:<port>`.
-    pub fn serve_tls<F, T, B>(app: F, config: rustls::ServerConfig) -> Self
+    /// As [`Running::serve`]; with `tls`, over TLS at `https://localhost:<port>`.
+    pub fn serve_with<F, T, B>(app: F, tls: Option<rustls::ServerConfig>) -> Self
     where
         F: Fn() -> actix_web::App<T> + Send + Clone + 'static,
         T: actix_web::dev::ServiceFactory<
@@ -122,17 +113,18 @@ impl Running {
     {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = actix_web::HttpServer::new(app)
-            .workers(1)
-            .listen_rustls_0_23(listener, config)
-            .unwrap()
-            .run();
+        let server = actix_web::HttpServer::new(app).workers(1);
+        let (server, url) = match tls {
+            None => (server.listen(listener), format!("http://127.0.0.1:{port}")),
+            Some(config) => (
+                server.listen_rustls_0_23(listener, config),
+                format!("https://localhost:{port}"),
+            ),
+        };
+        let server = server.unwrap().run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
-        Self {
-            url: format!("https://localhost:{port}"),
-            handle,
-        }
+        Self { url, handle }
     }
 }
 
@@ -195,12 +187,7 @@ impl Stack {
 
     /// `POST /documents` for `document_url`; panics unless 201.
     pub async fn request_review(&self, document_url: &str) -> hookline_contract::Review {
-        let (status, body) = post_json(
-            &format!("{}/documents", self.consumer.url),
-            &serde_json::json!({ "documentUrl": document_url }),
-            &[],
-        )
-        .await;
+        let (status, body) = post_review(&self.consumer.url, document_url).await;
         assert_eq!(status, 201, "{body}");
         serde_json::from_value(body).unwrap()
     }

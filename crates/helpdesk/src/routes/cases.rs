@@ -4,26 +4,19 @@ use hookline_contract::{CasePage, ExternalId};
 use hookline_contract::{CaseView, ErrorBody};
 use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
-use serde::Deserialize;
 use tracing::info;
 
 use crate::error::Error;
 use crate::queue::{CaseRecord, Queue, Redelivery};
+use crate::routes::ListQuery;
 use crate::routes::document::Scheduling;
-
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 500;
-
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    limit: Option<usize>,
-}
 
 /// `GET /dead-letters?limit=50`: cases whose every attempt failed, newest first.
 #[utoipa::path(
     get, path = "/dead-letters", tag = "cases", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 200, description = "Dead letters, newest first", body = CasePage),
+    responses((status = 200, description = "Dead letters, newest first", body = CasePage),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
@@ -32,7 +25,7 @@ pub async fn dead_letters(
     query: web::Query<ListQuery>,
     queue: web::Data<Queue>,
 ) -> Result<HttpResponse, Error> {
-    let limit = checked_limit(&query)?;
+    let limit = query.limit()?;
     Ok(page(queue.dead_letters(limit).await?))
 }
 
@@ -40,7 +33,8 @@ pub async fn dead_letters(
 #[utoipa::path(
     get, path = "/cases", tag = "cases", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 200, description = "The most recent cases, newest first", body = CasePage),
+    responses((status = 200, description = "The most recent cases, newest first", body = CasePage),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
@@ -49,16 +43,8 @@ pub async fn recent(
     query: web::Query<ListQuery>,
     queue: web::Data<Queue>,
 ) -> Result<HttpResponse, Error> {
-    let limit = checked_limit(&query)?;
+    let limit = query.limit()?;
     Ok(page(queue.recent_cases(limit).await?))
-}
-
-fn checked_limit(query: &ListQuery) -> Result<usize, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
-    }
-    Ok(limit)
 }
 
 fn page((cases, total): (Vec<CaseRecord>, u64)) -> HttpResponse {
@@ -74,7 +60,8 @@ fn page((cases, total): (Vec<CaseRecord>, u64)) -> HttpResponse {
 #[utoipa::path(
     post, path = "/document/{documentId}/redeliver", tag = "cases", security(("api_key" = [])),
     params(("documentId" = String, Path, description = "A dead or delivered case")),
-    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 202, description = "Scheduled now, same webhook-id, fresh retry schedule", body = CaseView),
+    responses((status = 202, description = "Scheduled now, same webhook-id, fresh retry schedule", body = CaseView),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 404, description = "No case has this documentId", body = ErrorBody),
         (status = 409, description = "In flight or not decided yet", body = ErrorBody),

@@ -35,10 +35,11 @@ pub struct Scheduling {
     post, path = "/document", tag = "cases", security(("api_key" = [])),
     request_body(content = DocumentRequest, content_type = "application/json"),
     params(("X-Callback-Url" = String, Header, description = "Where to POST the decision (http/https; checked against the SSRF policy)")),
-    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), 
+    responses(
         (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` accepted before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`", body = DocumentAccepted,
             headers(("location" = String, description = "/document/{documentId}"),
                 ("idempotent-replayed" = String, description = "`true` on the answer to a retried request"))),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 409, description = "The `id` was used before for another document or callback", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
@@ -125,8 +126,9 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 #[utoipa::path(
     get, path = "/document/{documentId}", tag = "cases", security(("api_key" = [])),
     params(("documentId" = String, Path, description = "The id returned by POST /document")),
-    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), 
+    responses(
         (status = 200, description = "The case, its decision once made, its delivery with every attempt, and its endpoint's state", body = CaseView),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 404, description = "No case has this documentId", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),

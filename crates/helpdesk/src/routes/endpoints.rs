@@ -6,35 +6,25 @@ use hookline_contract::{EndpointPage, EndpointSettings, EndpointView, ErrorBody}
 use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
 use hookline_kit::json::JsonBody;
-use serde::Deserialize;
 use tracing::info;
 
 use crate::config::MAX_RATE;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::queue::Queue;
-
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 500;
-
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    limit: Option<usize>,
-}
+use crate::routes::ListQuery;
 
 /// `GET /endpoints?limit=50`: the endpoints, most recently active first.
 #[utoipa::path(
     get, path = "/endpoints", tag = "endpoints", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 200, description = "Endpoints with their limits and breakers, most recently active first", body = EndpointPage),
+    responses((status = 200, description = "Endpoints with their limits and breakers, most recently active first", body = EndpointPage),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
 pub async fn list(_: Authorized, query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500").into());
-    }
+    let limit = query.limit()?;
     let (items, total) = queue.endpoints(limit).await?;
     Ok(HttpResponse::Ok().json(EndpointPage { items, total }))
 }
@@ -43,7 +33,8 @@ pub async fn list(_: Authorized, query: web::Query<ListQuery>, queue: web::Data<
 #[utoipa::path(
     get, path = "/endpoints/{endpoint}", tag = "endpoints", security(("api_key" = [])),
     params(("endpoint" = String, Path, description = "scheme://host:port, URL-encoded, e.g. http%3A%2F%2F127.0.0.1%3A3333")),
-    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 200, description = "The endpoint (with the defaults if no webhook went there yet)", body = EndpointView),
+    responses((status = 200, description = "The endpoint (with the defaults if no webhook went there yet)", body = EndpointView),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 400, description = "Not an endpoint", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
@@ -60,7 +51,8 @@ pub async fn show(_: Authorized, path: web::Path<String>, queue: web::Data<Queue
     put, path = "/endpoints/{endpoint}", tag = "endpoints", security(("api_key" = [])),
     params(("endpoint" = String, Path, description = "scheme://host:port, URL-encoded, e.g. http%3A%2F%2F127.0.0.1%3A3333")),
     request_body(content = EndpointSettings, content_type = "application/json"),
-    responses((status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody), (status = 200, description = "The endpoint with its new settings", body = EndpointView),
+    responses((status = 200, description = "The endpoint with its new settings", body = EndpointView),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 400, description = "Not an endpoint, or not a rate (the body names the field)", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),

@@ -8,8 +8,30 @@ pub mod health;
 pub mod metrics;
 
 use actix_web::web;
+use hookline_kit::http::ApiError;
+use serde::Deserialize;
 
 use crate::config::Role;
+
+/// `?limit=`, of the listings (`/cases`, `/dead-letters`, `/endpoints`).
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+}
+
+impl ListQuery {
+    const DEFAULT: usize = 50;
+    const MAX: usize = 500;
+
+    /// The limit asked for, 50 if none; outside 1 to 500 is a 400.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        let limit = self.limit.unwrap_or(Self::DEFAULT);
+        if !(1..=Self::MAX).contains(&limit) {
+            return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+        }
+        Ok(limit)
+    }
+}
 
 /// Registers the routes `role` serves. The server and the tests both use it.
 pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hookline_kit::config::Secret;
 use hookline_tests::Stack;
+use hookline_tests::post_review;
 use serde_json::{Value, json};
 
 const OLD_KEY: &str = "hookline-test-key-0ld-0123456789";
@@ -152,12 +153,7 @@ async fn a_consumer_with_the_key_gets_its_review_decided() {
 #[actix_web::test]
 async fn a_consumer_without_the_key_is_refused_and_keeps_no_review() {
     let stack = Stack::start(keyed(NEW_KEY)).await;
-    let (status, body) = hookline_tests::post_json(
-        &format!("{}/documents", stack.consumer.url),
-        &json!({"documentUrl": "https://example.com/no-key.pdf"}),
-        &[],
-    )
-    .await;
+    let (status, body) = post_review(&stack.consumer.url, "https://example.com/no-key.pdf").await;
     assert_eq!(status, 502, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("401"), "{body}");
     assert!(stack.db.reviews().await.is_empty(), "a refused review is not kept");

@@ -1,7 +1,6 @@
 //! What the consumer does when things around it fail.
 
-use hookline_tests::{TestDb, assert_client_error, consumer_settings, post_json, start_consumer};
-use serde_json::json;
+use hookline_tests::{TestDb, assert_client_error, consumer_settings, post_review, start_consumer};
 
 #[actix_web::test]
 async fn a_helpdesk_that_refuses_the_request_is_a_502_that_says_why() {
@@ -10,12 +9,7 @@ async fn a_helpdesk_that_refuses_the_request_is_a_502_that_says_why() {
     let redis = hookline_tests::TestRedis::default();
     let helpdesk = hookline_tests::start_helpdesk(hookline_tests::helpdesk_settings(&redis)).await;
     let consumer = start_consumer(consumer_settings(&db, &format!("{}/wrong/prefix", helpdesk.url))).await;
-    let (status, answer) = post_json(
-        &format!("{}/documents", consumer.url),
-        &json!({"documentUrl": "https://example.com/a.pdf"}),
-        &[],
-    )
-    .await;
+    let (status, answer) = post_review(&consumer.url, "https://example.com/a.pdf").await;
     assert_eq!(assert_client_error(status, &answer, 502), "bad_gateway");
     assert!(answer["detail"].as_str().unwrap().contains("HTTP 404"), "{answer}");
     assert!(db.reviews().await.is_empty());

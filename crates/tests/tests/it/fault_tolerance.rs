@@ -9,7 +9,7 @@ use hookline_contract::DeliveryState;
 use hookline_tests::process::{PrivateRedis, consumer_process, free_port, helpdesk_process};
 use hookline_tests::{
     Received, Receiver, Stack, TestDb, TestRedis, assert_client_error, get_json, helpdesk_settings, post_json,
-    post_signed_webhook, start_helpdesk, wait_for, wait_for_delivery,
+    post_review, post_signed_webhook, start_helpdesk, wait_for, wait_for_delivery,
 };
 use serde_json::json;
 
@@ -61,12 +61,7 @@ async fn reviews_that_come_due_while_the_consumer_is_down_are_decided_when_it_is
 
     let mut reviews = Vec::new();
     for n in 0..20 {
-        let (status, review) = post_json(
-            &format!("{}/documents", consumer.url),
-            &json!({"documentUrl": format!("https://example.com/{n}.pdf")}),
-            &[],
-        )
-        .await;
+        let (status, review) = post_review(&consumer.url, &format!("https://example.com/{n}.pdf")).await;
         assert_eq!(status, 201, "{review}");
         reviews.push(review["documentId"].as_str().unwrap().to_owned());
     }

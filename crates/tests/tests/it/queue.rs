@@ -9,9 +9,21 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use helpdesk::queue::{Allowance, EndpointLimits, EndpointSignal, Finish, Health, NewCase, Queue, Recorded};
+use helpdesk::queue::{Allowance, Claim, EndpointLimits, EndpointSignal, Finish, Health, NewCase, Queue, Recorded};
 use hookline_contract::{AttemptView, DeliveryState, DocumentStatus};
 use hookline_tests::TestRedis;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// What `token` claims at `at`, one job per decision, with no worker-side
+/// limit (the endpoint's own limits still apply).
+async fn claim_due(queue: &Queue, at: DateTime<Utc>, token: &str, decisions: &[DocumentStatus]) -> Claim {
+    queue
+        .at(at)
+        .claim(LEASE, token, decisions, &Allowance::unlimited())
+        .await
+        .unwrap()
+}
 
 /// A case due as soon as it is stored: `queue.at(t).schedule(&case(id))`
 /// stores it at `t`, due at `t`.
@@ -55,16 +67,7 @@ async fn a_batch_of_outcomes_lands_like_single_ones_even_after_the_script_cache_
         queue.at(now).schedule(&case(id)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 3];
-    let claim = queue
-        .at(Utc::now())
-        .claim(
-            Duration::from_secs(60),
-            "worker-a:1",
-            &decisions,
-            &Allowance::unlimited(),
-        )
-        .await
-        .unwrap();
+    let claim = claim_due(&queue, Utc::now(), "worker-a:1", &decisions).await;
     assert_eq!(claim.jobs.len(), 3);
 
     // A Redis that restarted without its script cache: the pipelined EVALSHA
@@ -148,16 +151,7 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
     // the job again, together with a fresh one.
     queue.at(now).schedule(&case("fresh")).await.unwrap();
     let later = now + chrono::Duration::seconds(2);
-    let second = queue
-        .at(later)
-        .claim(
-            Duration::from_secs(60),
-            "worker-b:1",
-            &decisions,
-            &Allowance::unlimited(),
-        )
-        .await
-        .unwrap();
+    let second = claim_due(&queue, later, "worker-b:1", &decisions).await;
     assert_eq!(second.jobs.len(), 2);
     let fresh = second.jobs.iter().find(|job| job.case.document_id == "fresh").unwrap();
 
@@ -198,16 +192,7 @@ async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_t
     for round in 0..105_i64 {
         // Each round is claimed "one second later" than the last, and retried for then.
         let at = start + chrono::Duration::seconds(round);
-        let claim = queue
-            .at(at)
-            .claim(
-                Duration::from_secs(60),
-                &format!("worker:{round}"),
-                &decisions,
-                &Allowance::unlimited(),
-            )
-            .await
-            .unwrap();
+        let claim = claim_due(&queue, at, &format!("worker:{round}"), &decisions).await;
         assert_eq!(claim.jobs.len(), 1, "round {round}");
         let record = attempt(at, Some(500 + u16::try_from(round % 2).unwrap()));
         let retry = Finish::Retry {
@@ -250,8 +235,6 @@ fn case_to(document_id: &str, port: u16) -> NewCase {
     }
 }
 
-const LEASE: Duration = Duration::from_secs(60);
-
 fn signal(health: Health) -> EndpointSignal {
     EndpointSignal { health, pause: None }
 }
@@ -280,21 +263,13 @@ async fn a_backlog_on_one_endpoint_never_holds_up_the_due_job_of_another() {
     let decisions = [DocumentStatus::Accepted; 128];
     // A takes at most its ENDPOINT_CONCURRENCY (16) slots; B's job comes next
     // in the very same claim.
-    let claim = queue
-        .at(Utc::now())
-        .claim(LEASE, "w:1", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let claim = claim_due(&queue, Utc::now(), "w:1", &decisions).await;
     let ids: Vec<&str> = claim.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
     assert_eq!(ids.len(), 17, "{ids:?}");
     assert_eq!(ids.iter().filter(|id| id.starts_with("a-")).count(), 16);
     assert!(ids.contains(&"b-0"), "B's only job waits behind A's backlog: {ids:?}");
     // With A's slots all taken, A is out of the line: nothing more to claim.
-    let next = queue
-        .at(Utc::now())
-        .claim(LEASE, "w:2", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let next = claim_due(&queue, Utc::now(), "w:2", &decisions).await;
     assert!(next.jobs.is_empty(), "A is at ENDPOINT_CONCURRENCY");
 }
 
@@ -312,18 +287,10 @@ async fn an_endpoint_never_has_more_than_its_concurrency_in_flight_and_a_finish_
     }
     let decisions = [DocumentStatus::Accepted; 100];
     let now = Utc::now();
-    let first = queue
-        .at(now)
-        .claim(LEASE, "w:1", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let first = claim_due(&queue, now, "w:1", &decisions).await;
     assert_eq!(first.jobs.len(), 4);
     // Another worker finds nothing: the limit is in Redis, not in a process.
-    let other = queue
-        .at(now)
-        .claim(LEASE, "v:1", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let other = claim_due(&queue, now, "v:1", &decisions).await;
     assert!(other.jobs.is_empty());
     let record = attempt(Utc::now(), Some(204));
     let recorded = queue
@@ -331,11 +298,7 @@ async fn an_endpoint_never_has_more_than_its_concurrency_in_flight_and_a_finish_
         .await
         .unwrap();
     assert_eq!(recorded, Recorded::Recorded);
-    let after = queue
-        .at(Utc::now())
-        .claim(LEASE, "v:2", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let after = claim_due(&queue, Utc::now(), "v:2", &decisions).await;
     assert_eq!(after.jobs.len(), 1, "one slot was freed");
     let view = queue.endpoint(&first.jobs[0].endpoint).await.unwrap();
     assert_eq!((view.in_flight, view.due, view.concurrency), (4, 5, 4));
@@ -381,11 +344,7 @@ async fn a_worker_gives_each_endpoint_only_its_share_of_its_slots_and_leaves_the
         claim.next_wake.unwrap() > now + chrono::Duration::seconds(30),
         "the skipped endpoint is no reason for this worker to wake (only the leases are)"
     );
-    let claim = queue
-        .at(now)
-        .claim(LEASE, "v:1", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let claim = claim_due(&queue, now, "v:1", &decisions).await;
     assert_eq!(claim.jobs.len(), 4, "another worker takes what this one left");
 }
 
@@ -404,11 +363,7 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
     }
     let decisions = [DocumentStatus::Accepted; 3];
     let now = Utc::now();
-    let claim = queue
-        .at(now)
-        .claim(LEASE, "w:1", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let claim = claim_due(&queue, now, "w:1", &decisions).await;
     assert_eq!(claim.jobs.len(), 3);
     let failed = attempt(Utc::now(), Some(500));
     let retry = Finish::Retry {
@@ -431,31 +386,15 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
 
     // Open: all six jobs are due, none is claimed, no attempt is spent.
     let decisions = [DocumentStatus::Accepted; 10];
-    let held = queue
-        .at(Utc::now())
-        .claim(LEASE, "w:2", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let held = claim_due(&queue, Utc::now(), "w:2", &decisions).await;
     assert!(held.jobs.is_empty());
     assert_eq!(queue.depth().await.unwrap().circuit_open, 6);
 
     // After the cooldown, exactly one probe goes out, and nothing beside it.
     let after = Utc::now() + chrono::Duration::seconds(31);
-    let probe = queue
-        .at(after)
-        .claim(LEASE, "w:3", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let probe = claim_due(&queue, after, "w:3", &decisions).await;
     assert_eq!(probe.jobs.len(), 1);
-    assert!(
-        queue
-            .at(after)
-            .claim(LEASE, "w:4", &decisions, &Allowance::unlimited())
-            .await
-            .unwrap()
-            .jobs
-            .is_empty()
-    );
+    assert!(claim_due(&queue, after, "w:4", &decisions).await.jobs.is_empty());
     // A failed probe reopens it for twice as long.
     let reopened = queue
         .finish(&probe.jobs[0], &failed, &retry, signal(Health::Down))
@@ -468,11 +407,7 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
 
     // A probe that gets through closes it, and the rest flows.
     let later = Utc::now() + chrono::Duration::seconds(61);
-    let probe = queue
-        .at(later)
-        .claim(LEASE, "w:5", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let probe = claim_due(&queue, later, "w:5", &decisions).await;
     assert_eq!(probe.jobs.len(), 1);
     let closed = queue
         .finish(
@@ -484,11 +419,7 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
         .await
         .unwrap();
     assert_eq!(closed, Recorded::BreakerClosed);
-    let rest = queue
-        .at(later)
-        .claim(LEASE, "w:6", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let rest = claim_due(&queue, later, "w:6", &decisions).await;
     assert_eq!(rest.jobs.len(), 5);
     let view = queue.endpoint(&endpoint).await.unwrap();
     assert_eq!(
@@ -507,11 +438,7 @@ async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
     queue.at(now).schedule(&case_to("busy-1", 1001)).await.unwrap();
     let decisions = [DocumentStatus::Accepted; 10];
     let now = Utc::now();
-    let claim = queue
-        .at(now)
-        .claim(LEASE, "w:1", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let claim = claim_due(&queue, now, "w:1", &decisions).await;
     assert_eq!(claim.jobs.len(), 1);
     for i in 2..5 {
         queue
@@ -536,11 +463,7 @@ async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
         .finish(&claim.jobs[0], &attempt(Utc::now(), Some(503)), &retry, paused)
         .await
         .unwrap();
-    let during = queue
-        .at(Utc::now())
-        .claim(LEASE, "w:2", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let during = claim_due(&queue, Utc::now(), "w:2", &decisions).await;
     let ids: Vec<&str> = during.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
     assert_eq!(ids, ["calm"], "the paused endpoint's due jobs wait; the other's go");
     assert_eq!(
@@ -554,11 +477,7 @@ async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
         Some(until.timestamp_millis())
     );
     assert_eq!(view.consecutive_failures, 0, "a pause asked for is not a failure");
-    let after = queue
-        .at(until + chrono::Duration::milliseconds(1))
-        .claim(LEASE, "w:3", &decisions, &Allowance::unlimited())
-        .await
-        .unwrap();
+    let after = claim_due(&queue, until + chrono::Duration::milliseconds(1), "w:3", &decisions).await;
     assert_eq!(after.jobs.len(), 4);
 }
 
@@ -585,11 +504,7 @@ async fn the_rate_limit_spaces_claims_whoever_claims() {
     for step in 0..200_i64 {
         let at = now + chrono::Duration::milliseconds(step * 10);
         let worker = if step % 2 == 0 { "w" } else { "v" };
-        let claim = queue
-            .at(at)
-            .claim(LEASE, &format!("{worker}:{step}"), &decisions, &Allowance::unlimited())
-            .await
-            .unwrap();
+        let claim = claim_due(&queue, at, &format!("{worker}:{step}"), &decisions).await;
         claimed += claim.jobs.len();
         finished.extend(claim.jobs);
     }
@@ -638,11 +553,7 @@ async fn jobs_stored_before_per_endpoint_queues_are_moved_into_them_at_start() {
         .await
         .unwrap();
     assert!(!exists, "the old due set is emptied");
-    let claim = queue
-        .at(Utc::now())
-        .claim(LEASE, "w:1", &[DocumentStatus::Declined], &Allowance::unlimited())
-        .await
-        .unwrap();
+    let claim = claim_due(&queue, Utc::now(), "w:1", &[DocumentStatus::Declined]).await;
     assert_eq!(claim.jobs.len(), 1);
     assert_eq!(claim.jobs[0].endpoint.as_str(), "http://127.0.0.1:1001");
     // Connecting again (another process starting) changes nothing.
@@ -671,11 +582,7 @@ async fn endpoints_take_turns_an_endpoint_just_served_goes_to_the_back_of_the_li
     let decisions = [DocumentStatus::Accepted; 10];
     let mut turns = String::new();
     for round in 0..6 {
-        let claim = queue
-            .at(Utc::now())
-            .claim(LEASE, &format!("w:{round}"), &decisions, &Allowance::unlimited())
-            .await
-            .unwrap();
+        let claim = claim_due(&queue, Utc::now(), &format!("w:{round}"), &decisions).await;
         assert_eq!(claim.jobs.len(), 10);
         let first = &claim.jobs[0].case.document_id[..1];
         assert!(

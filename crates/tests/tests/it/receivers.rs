@@ -15,7 +15,8 @@ use helpdesk::queue::{EndpointLimits, NewCase, Queue};
 use hookline_tests::hostile::{Hostile, Hostility};
 use hookline_tests::process::{free_port, helpdesk_process};
 use hookline_tests::{
-    Receiver, TestDb, TestRedis, consumer_settings, get_json, post_json, send_json, start_consumer, wait_for,
+    Receiver, TestDb, TestRedis, consumer_settings, get_json, post_json, post_review, send_json, start_consumer,
+    wait_for,
 };
 use serde_json::{Value, json};
 
@@ -398,12 +399,7 @@ async fn a_help_desk_that_trickles_its_answer_is_cut_off_at_helpdesk_timeout_and
     settings.helpdesk_timeout = Duration::from_secs(1);
     let consumer = start_consumer(settings).await;
     let started = Instant::now();
-    let (status, body) = post_json(
-        &format!("{}/documents", consumer.url),
-        &json!({"documentUrl": "https://example.com/a.pdf"}),
-        &[],
-    )
-    .await;
+    let (status, body) = post_review(&consumer.url, "https://example.com/a.pdf").await;
     let took = started.elapsed();
     // All tries together get one HELPDESK_TIMEOUT: the first one took it all.
     assert!(took < Duration::from_millis(1800), "answered after {took:?}");
@@ -480,12 +476,7 @@ async fn the_reconciler_asks_about_a_backlog_concurrently_and_one_stuck_case_hol
     );
     let consumer = start_consumer(settings).await;
     for n in 0..49 {
-        let (status, body) = post_json(
-            &format!("{}/documents", consumer.url),
-            &json!({"documentUrl": format!("https://example.com/{n}.pdf")}),
-            &[],
-        )
-        .await;
+        let (status, body) = post_review(&consumer.url, &format!("https://example.com/{n}.pdf")).await;
         assert_eq!(status, 201, "{body}");
     }
     // 48 answers of 300 ms each: 14 s one after the other, about 1 s sixteen at a time.

@@ -9,8 +9,8 @@ use hookline_contract::DocumentStatus;
 use hookline_tests::process::free_port;
 use hookline_tests::proxy::AnswerCutter;
 use hookline_tests::{
-    Receiver, Stack, TestDb, TestRedis, assert_client_error, consumer_settings, get_json, helpdesk_settings, post_json,
-    post_json_with_headers, start_consumer, start_helpdesk, wait_for,
+    Receiver, Stack, TestDb, TestRedis, assert_client_error, consumer_settings, get_json, helpdesk_settings,
+    post_json_with_headers, post_review, start_consumer, start_helpdesk, wait_for,
 };
 use serde_json::json;
 
@@ -74,12 +74,7 @@ async fn an_answer_lost_on_the_way_back_is_asked_for_again_and_makes_one_case() 
     let db = TestDb::create().await;
     let consumer = start_consumer(consumer_settings(&db, &cutter.url)).await;
 
-    let (status, review) = post_json(
-        &format!("{}/documents", consumer.url),
-        &json!({"documentUrl": "https://example.com/a.pdf"}),
-        &[],
-    )
-    .await;
+    let (status, review) = post_review(&consumer.url, "https://example.com/a.pdf").await;
     assert_eq!(status, 201, "{review}");
     assert_eq!(cutter.cut(), 1, "the first answer was lost");
     let document_id = review["documentId"]
@@ -106,12 +101,7 @@ async fn a_review_whose_helpdesk_was_down_is_sent_when_it_is_back_and_decided() 
     let mut settings = consumer_settings(&db, &format!("http://127.0.0.1:{port}"));
     settings.reconcile_after = Duration::from_millis(300);
     let consumer = start_consumer(settings).await;
-    let (status, review) = post_json(
-        &format!("{}/documents", consumer.url),
-        &json!({"documentUrl": "https://example.com/a.pdf"}),
-        &[],
-    )
-    .await;
+    let (status, review) = post_review(&consumer.url, "https://example.com/a.pdf").await;
     assert_eq!(status, 201, "kept, not refused: {review}");
     assert!(review["documentId"].is_null(), "{review}");
     assert_eq!(review["documentStatus"], DocumentStatus::PendingReview.as_str());

@@ -10,8 +10,8 @@ use hookline_contract::{CaseView, DeliveryState};
 use hookline_kit::http::source_chain;
 use hookline_tests::tls::{SERVER_NAMES, TestCa, TlsProxy, server_config};
 use hookline_tests::{
-    Receiver, TestDb, TestRedis, consumer_settings, helpdesk_settings, post_json, start_consumer, start_helpdesk,
-    wait_for, wait_for_delivery,
+    Receiver, TestDb, TestRedis, consumer_settings, helpdesk_settings, post_json, post_review, start_consumer,
+    start_helpdesk, wait_for, wait_for_delivery,
 };
 use serde_json::json;
 
@@ -193,12 +193,7 @@ async fn the_consumer_reaches_an_https_help_desk_that_helpdesk_ca_file_trusts() 
     settings.helpdesk_ca_file = Some(ca.ca_file.clone());
     let consumer = start_consumer(settings).await;
 
-    let (status, review) = post_json(
-        &format!("{}/documents", consumer.url),
-        &json!({"documentUrl": "https://example.com/a.pdf"}),
-        &[],
-    )
-    .await;
+    let (status, review) = post_review(&consumer.url, "https://example.com/a.pdf").await;
     assert_eq!(status, 201, "{review}");
     assert!(review["documentId"].is_string(), "the help desk answered: {review}");
     assert!(proxy.handshakes() >= 1, "the call went past the proxy's TLS");
@@ -221,12 +216,7 @@ async fn the_consumer_does_not_talk_to_an_https_help_desk_it_does_not_trust() {
 
     // As with a help desk that is down: the review is kept, without the help
     // desk's documentId, for the reconciler to send again.
-    let (status, review) = post_json(
-        &format!("{}/documents", consumer.url),
-        &json!({"documentUrl": "https://example.com/a.pdf"}),
-        &[],
-    )
-    .await;
+    let (status, review) = post_review(&consumer.url, "https://example.com/a.pdf").await;
     assert_eq!(status, 201, "{review}");
     assert!(review["documentId"].is_null(), "{review}");
     assert!(proxy.failed_handshakes() >= 1, "no handshake was refused");

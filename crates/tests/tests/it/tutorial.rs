@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use hookline_tests::tutorial::{TutorialConsumer, TutorialHelpDesk};
 use hookline_tests::{
-    TestDb, TestRedis, consumer_settings, get_json, post_json, start_consumer, start_helpdesk, wait_for,
+    TestDb, TestRedis, consumer_settings, get_json, post_review, start_consumer, start_helpdesk, wait_for,
 };
-use serde_json::json;
 
 #[actix_web::test]
 async fn the_tutorials_consumer_works_with_our_help_desk() {
@@ -55,12 +54,7 @@ async fn our_consumer_works_with_the_tutorials_help_desk() {
     settings.webhook_secret = None;
     settings.allow_unsigned_webhooks = true;
     let consumer = start_consumer(settings).await;
-    let (status, review) = post_json(
-        &format!("{}/documents", consumer.url),
-        &json!({"documentUrl": "https://boot.dev/community"}),
-        &[],
-    )
-    .await;
+    let (status, review) = post_review(&consumer.url, "https://boot.dev/community").await;
     assert_eq!(status, 201, "its 200 without a status is an accepted review: {review}");
     assert_eq!(review["documentStatus"], "PENDING_REVIEW");
     let id = review["id"].as_str().unwrap().to_owned();
@@ -85,12 +79,7 @@ async fn a_help_desk_without_get_document_is_reported_once_and_asked_less_and_le
     settings.reconcile_after = Duration::from_millis(300);
     let consumer = start_consumer(settings).await;
     for n in 0..5 {
-        let (status, body) = post_json(
-            &format!("{}/documents", consumer.url),
-            &json!({"documentUrl": format!("https://example.com/{n}.pdf")}),
-            &[],
-        )
-        .await;
+        let (status, body) = post_review(&consumer.url, &format!("https://example.com/{n}.pdf")).await;
         assert_eq!(status, 201, "{body}");
     }
     wait_for(Duration::from_secs(5), "the reconciler to ask", || async {
