@@ -11,6 +11,7 @@
 //! queues: it depends on serde and a few pure data/crypto crates only, so any
 //! client of the help desk can reuse it.
 
+mod events;
 pub mod headers;
 mod payloads;
 pub mod signature;
@@ -21,6 +22,10 @@ pub use payloads::{
     AckOutcome, AttemptView, BreakerState, CasePage, CaseView, CreateReview, DeliveryState, DeliveryView,
     DocumentAccepted, DocumentRequest, DocumentWebhook, EndpointPage, EndpointSettings, EndpointView, ErrorBody,
     Health, HealthStatus, Review, ReviewPage, WebhookAck,
+};
+pub use events::{
+    DocumentEvent, Event, EventType, NewSubscription, Subscription, SubscriptionPage, SubscriptionStats,
+    SubscriptionUpdate, TestEvent, TestEventQueued, UnknownEvent,
 };
 pub use status::{DocumentStatus, UnknownStatus};
 pub use validate::{ExternalId, HttpUrl, InvalidInput, MAX_ID_LEN, MAX_URL_LEN};

@@ -128,6 +128,9 @@ pub enum DeliveryState {
     Delivered,
     /// Every attempt failed; the case sits in the dead-letter set.
     Dead,
+    /// The case was created without `X-Callback-Url`: its events go to the
+    /// client's subscriptions only.
+    NoCallback,
 }
 
 /// Delivery bookkeeping of one case, as the help desk reports it.
@@ -185,7 +188,10 @@ pub struct CaseView {
     pub document_id: String,
     pub agent_id: String,
     pub document_url: String,
-    pub callback_url: String,
+    /// Absent when the case was created without `X-Callback-Url` (its
+    /// events go to the client's subscriptions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `PENDING_REVIEW` until the agent has decided.

@@ -1,0 +1,250 @@
+//! Subscriptions and the events they receive.
+//!
+//! Besides the per-request callback of the tutorial (`X-Callback-Url`, the
+//! flat [`DocumentWebhook`](crate::DocumentWebhook), signed with the help
+//! desk's `WEBHOOK_SECRET`), a client can register **subscriptions**: a URL,
+//! the [event types](EventType) it wants, and a secret of its own that the
+//! help desk generates. Each event then reaches every matching subscription
+//! in the Standard Webhooks envelope ([`Event`]): `{"type", "timestamp",
+//! "data"}`, signed with that subscription's secret, so a valid signature
+//! proves "meant for you", not only "from the help desk".
+//!
+//! The events of one document carry a `sequence` (received 1, decided 2): a
+//! receiver that sees them out of order can tell which is newer.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::DocumentStatus;
+
+/// What happened. The wire spelling is `document.received` and so on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventType {
+    /// The help desk accepted a document for review (its `202`).
+    #[serde(rename = "document.received")]
+    DocumentReceived,
+    /// The agent accepted the document.
+    #[serde(rename = "document.accepted")]
+    DocumentAccepted,
+    /// The agent declined the document.
+    #[serde(rename = "document.declined")]
+    DocumentDeclined,
+    /// Sent on request (`POST /webhooks/{id}/test`) to check a receiver.
+    #[serde(rename = "webhook.test")]
+    WebhookTest,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 4] = [
+        Self::DocumentReceived,
+        Self::DocumentAccepted,
+        Self::DocumentDeclined,
+        Self::WebhookTest,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::DocumentReceived => "document.received",
+            Self::DocumentAccepted => "document.accepted",
+            Self::DocumentDeclined => "document.declined",
+            Self::WebhookTest => "webhook.test",
+        }
+    }
+
+    /// The event of a decision (`None` while the review is pending).
+    pub const fn of_decision(status: DocumentStatus) -> Option<Self> {
+        match status {
+            DocumentStatus::Accepted => Some(Self::DocumentAccepted),
+            DocumentStatus::Declined => Some(Self::DocumentDeclined),
+            DocumentStatus::PendingReview => None,
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event name that is not one of [`EventType::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown event type {0:?} (expected document.received, document.accepted, document.declined or webhook.test)"
+)]
+pub struct UnknownEvent(pub String);
+
+impl FromStr for EventType {
+    type Err = UnknownEvent;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|event| event.as_str() == s)
+            .ok_or_else(|| UnknownEvent(s.to_owned()))
+    }
+}
+
+/// Body of `POST /webhooks`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewSubscription {
+    /// Where the events go (http/https; checked against the SSRF policy).
+    #[cfg_attr(feature = "openapi", schema(max_length = 2048, example = "https://example.com/hooks"))]
+    pub url: String,
+    /// The event types to receive (at least one).
+    #[cfg_attr(feature = "openapi", schema(example = json!(["document.accepted", "document.declined"])))]
+    pub events: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))]
+    pub description: Option<String>,
+}
+
+/// Body of `PATCH /webhooks/{id}`: what is present changes, the rest stays.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// A disabled subscription receives nothing, not even what was queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A subscription as the help desk shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    #[cfg_attr(feature = "openapi", schema(example = "sub_0193c1d2e3f47a8b9c0d1e2f3a4b5c6d"))]
+    pub id: String,
+    pub url: String,
+    pub events: Vec<EventType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The signing secret: in full (`whsec_...`) only in the answers to
+    /// `POST /webhooks` and to `rotate-secret`; masked everywhere else.
+    pub secret: String,
+    /// Until when the secret before the last rotation still signs too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub stats: SubscriptionStats,
+}
+
+/// What the help desk has sent to a subscription so far.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionStats {
+    /// Events that got a 2xx.
+    pub delivered: u64,
+    /// Attempts that failed (each retry counts).
+    pub failed_attempts: u64,
+    /// Events whose every attempt failed (dead letters).
+    pub dead: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// `GET /webhooks`: the caller's subscriptions, oldest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionPage {
+    pub items: Vec<Subscription>,
+    pub total: u64,
+}
+
+/// The answer to `POST /webhooks/{id}/test`: the event is queued.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestEventQueued {
+    /// The `webhook-id` the test event will carry.
+    pub webhook_id: String,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+}
+
+/// The Standard Webhooks envelope every subscription receives.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When it happened (not when it was sent: that is `webhook-timestamp`).
+    pub timestamp: DateTime<Utc>,
+    /// [`DocumentEvent`] for `document.*`, [`TestEvent`] for `webhook.test`.
+    pub data: serde_json::Value,
+}
+
+/// The `data` of `document.received`, `document.accepted` and `document.declined`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentEvent {
+    pub document_id: String,
+    pub agent_id: String,
+    /// `PENDING_REVIEW` in `document.received`, the decision afterwards.
+    pub document_status: DocumentStatus,
+    pub document_url: String,
+    /// The `id` given in the original request, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The order of this document's events: 1 received, 2 decided.
+    pub sequence: u32,
+}
+
+/// The `data` of `webhook.test`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestEvent {
+    pub subscription_id: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_have_their_wire_names_both_ways() {
+        for event in EventType::ALL {
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(json, format!("\"{}\"", event.as_str()));
+            assert_eq!(event.as_str().parse::<EventType>().unwrap(), event);
+        }
+        assert!("document.reviewed".parse::<EventType>().is_err());
+        assert!("DOCUMENT.RECEIVED".parse::<EventType>().is_err());
+    }
+
+    #[test]
+    fn the_envelope_is_type_timestamp_data() {
+        let event = Event {
+            event_type: EventType::DocumentAccepted,
+            timestamp: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            data: serde_json::json!({"documentId": "d1"}),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "document.accepted", "timestamp": "2023-11-14T22:13:20Z", "data": {"documentId": "d1"}})
+        );
+    }
+}
