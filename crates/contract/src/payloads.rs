@@ -202,6 +202,12 @@ pub struct CaseView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<DateTime<Utc>>,
     pub delivery: DeliveryView,
+    /// Set on the delivery of an event to a subscription (a dead letter of
+    /// `GET /dead-letters`, say): which event, for which subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::EventType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
     /// The endpoint the webhook goes to, with its limits and breaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointView>,

@@ -109,6 +109,12 @@ pub struct Settings {
     #[arg(long, env = "CASE_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub case_retention: Duration,
 
+    /// How long a subscription's old secret keeps signing beside the new one
+    /// after `POST /webhooks/{id}/rotate-secret`: receivers switch within it
+    /// without losing a message.
+    #[arg(long, env = "SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
+    pub secret_overlap: Duration,
+
     /// `all`: API and worker; `api`: API only; `worker`: delivery only (and /healthz).
     #[arg(long, env = "HELPDESK_ROLE", default_value = "all", value_enum)]
     pub role: Role,

@@ -32,10 +32,10 @@ use actix_web::error::ParseError;
 use awc::error::{ConnectError, SendRequestError};
 use chrono::Utc;
 use hookline_contract::signature::SecretSet;
-use hookline_contract::{DocumentWebhook, headers};
+use hookline_contract::{DocumentEvent, DocumentWebhook, Event, EventType, TestEvent, headers};
 use hookline_kit::tls::{self, ClientConfig, TlsFailure};
 
-use crate::queue::CaseRecord;
+use crate::queue::{CaseRecord, EventJob};
 use crate::ssrf::{CallbackPolicy, GuardedResolver, refusal_in};
 
 /// How much of a receiver's answer is read (and thrown away) so the
@@ -58,6 +58,8 @@ pub enum Attempt {
     },
     /// The callback policy refused the address: nothing was sent.
     Refused { reason: String, took: Duration },
+    /// Not sent: the event's subscription was deleted or disabled.
+    Cancelled { reason: String },
 }
 
 impl Attempt {
@@ -148,9 +150,45 @@ impl Deliverer {
         }
     }
 
-    /// Makes one attempt. Never panics and never takes longer than
-    /// `DELIVERY_TIMEOUT` (plus the scheduling of this task).
+    /// The Standard Webhooks envelope of an event job: `timestamp` is when
+    /// it happened (the case's acceptance or decision), the same on every
+    /// attempt, so a retry carries the very same body.
+    pub fn event(case: &CaseRecord, event: &EventJob) -> Event {
+        let data = match event.event_type {
+            EventType::WebhookTest => serde_json::to_value(TestEvent {
+                subscription_id: event.subscription_id.clone(),
+                message: event.message.clone().unwrap_or_default(),
+            }),
+            _ => serde_json::to_value(DocumentEvent {
+                document_id: case.document_id.clone(),
+                agent_id: case.agent_id.clone(),
+                document_status: case.status,
+                document_url: case.document_url.clone(),
+                id: case.request_id.clone(),
+                sequence: event.sequence,
+            }),
+        };
+        Event {
+            event_type: event.event_type,
+            timestamp: case.due_at,
+            data: data.unwrap_or_default(),
+        }
+    }
+
+    /// Makes one attempt of a case's callback: the tutorial's flat payload,
+    /// signed with `WEBHOOK_SECRET`. Never panics and never takes longer
+    /// than `DELIVERY_TIMEOUT` (plus the scheduling of this task).
     pub async fn send(&self, case: &CaseRecord) -> Attempt {
+        self.post(case, &Self::payload(case), self.secrets.as_ref()).await
+    }
+
+    /// Makes one attempt of an event for a subscription: the envelope,
+    /// signed with the subscription's own secret(s).
+    pub async fn send_event(&self, case: &CaseRecord, event: &EventJob, secrets: &SecretSet) -> Attempt {
+        self.post(case, &Self::event(case, event), Some(secrets)).await
+    }
+
+    async fn post(&self, case: &CaseRecord, payload: &impl serde::Serialize, secrets: Option<&SecretSet>) -> Attempt {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.timeout);
         let timed_out = |stage: &str| format!("timed out after {} {stage}", humantime::format_duration(self.timeout));
@@ -160,7 +198,7 @@ impl Deliverer {
                 took: started.elapsed(),
             };
         }
-        let body = match serde_json::to_vec(&Self::payload(case)) {
+        let body = match serde_json::to_vec(payload) {
             Ok(body) => body,
             Err(e) => {
                 return Attempt::failed(format!("cannot encode the payload: {e}"), started.elapsed());
@@ -173,7 +211,7 @@ impl Deliverer {
             .insert_header(("content-type", "application/json"))
             .insert_header((headers::WEBHOOK_ID, case.webhook_id.as_str()))
             .insert_header((headers::WEBHOOK_TIMESTAMP, timestamp.to_string()));
-        if let Some(secrets) = &self.secrets {
+        if let Some(secrets) = secrets {
             request = request.insert_header((
                 headers::WEBHOOK_SIGNATURE,
                 secrets.sign(&case.webhook_id, timestamp, &body),

@@ -6,7 +6,9 @@
 //! | `hookline_http_requests_total` | counter | `route`, `method`, `status` | requests answered ([`hookline_kit::metrics`]) |
 //! | `hookline_http_request_duration_seconds` | histogram | `route`, `method` | time to the response head |
 //! | `hookline_helpdesk_jobs_scheduled_total` | counter | | reviews accepted by `POST /document` and scheduled in Redis |
-//! | `hookline_helpdesk_delivery_attempts_total` | counter | `outcome` | webhook attempts: `delivered` (2xx), `retry` (failed, rescheduled), `dead` (failed, no retries left or 410 Gone), `refused` (the callback policy refused the address; nothing was sent) |
+//! | `hookline_helpdesk_delivery_attempts_total` | counter | `outcome` | webhook attempts: `delivered` (2xx), `retry` (failed, rescheduled), `dead` (failed, no retries left or 410 Gone), `refused` (the callback policy refused the address; nothing was sent), `cancelled` (an event whose subscription was deleted or disabled; nothing was sent) |
+//! | `hookline_helpdesk_events_queued_total` | counter | `type` | events queued for subscriptions, one per matching subscription (`document.received`, `document.accepted`, `document.declined`, `webhook.test`) |
+//! | `hookline_helpdesk_event_attempts_total` | counter | `type`, `outcome` | attempts to deliver events to subscriptions, as `hookline_helpdesk_delivery_attempts_total` (which counts them too, with the callbacks) |
 //! | `hookline_helpdesk_delivery_duration_seconds` | histogram | | how long one attempt that was sent took (connect, request, answer), up to `DELIVERY_TIMEOUT` |
 //! | `hookline_helpdesk_delivery_lateness_seconds` | histogram | | when an attempt started minus when it was due (the case's due time, or its next-attempt time for retries and redeliveries): worker wake-up delay, backlog, lease take-overs |
 //! | `hookline_helpdesk_breaker_transitions_total` | counter | `to` | endpoints' circuit breakers that `open`ed (or reopened after a failed probe) or `closed` (a probe got through), as this worker recorded them |
@@ -29,7 +31,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Regi
 
 use hookline_kit::metrics::HttpMetrics;
 
-use hookline_contract::{BreakerState, EndpointView};
+use hookline_contract::{BreakerState, EndpointView, EventType};
 
 use crate::queue::QueueDepth;
 
@@ -45,10 +47,18 @@ pub enum AttemptOutcome {
     Retry,
     Dead,
     Refused,
+    /// Not sent: the event's subscription was deleted or disabled.
+    Cancelled,
 }
 
 impl AttemptOutcome {
-    pub const ALL: [Self; 4] = [Self::Delivered, Self::Retry, Self::Dead, Self::Refused];
+    pub const ALL: [Self; 5] = [
+        Self::Delivered,
+        Self::Retry,
+        Self::Dead,
+        Self::Refused,
+        Self::Cancelled,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -56,6 +66,7 @@ impl AttemptOutcome {
             Self::Retry => "retry",
             Self::Dead => "dead",
             Self::Refused => "refused",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -84,6 +95,8 @@ pub struct HelpdeskMetrics {
     breaker: IntCounterVec,
     pauses: IntCounter,
     forgotten: IntCounterVec,
+    events_queued: IntCounterVec,
+    event_attempts: IntCounterVec,
 }
 
 impl HelpdeskMetrics {
@@ -134,6 +147,28 @@ impl HelpdeskMetrics {
             ),
             &["what"],
         )?;
+        let events_queued = IntCounterVec::new(
+            Opts::new(
+                "hookline_helpdesk_events_queued_total",
+                "Events queued for subscriptions, one per matching subscription, by event type.",
+            ),
+            &["type"],
+        )?;
+        let event_attempts = IntCounterVec::new(
+            Opts::new(
+                "hookline_helpdesk_event_attempts_total",
+                "Attempts to deliver events to subscriptions, by event type and outcome.",
+            ),
+            &["type", "outcome"],
+        )?;
+        registry.register(Box::new(events_queued.clone()))?;
+        registry.register(Box::new(event_attempts.clone()))?;
+        for event in EventType::ALL {
+            events_queued.with_label_values(&[event.as_str()]);
+            for outcome in AttemptOutcome::ALL {
+                event_attempts.with_label_values(&[event.as_str(), outcome.as_str()]);
+            }
+        }
         registry.register(Box::new(forgotten.clone()))?;
         registry.register(Box::new(breaker.clone()))?;
         registry.register(Box::new(pauses.clone()))?;
@@ -161,6 +196,8 @@ impl HelpdeskMetrics {
             breaker,
             pauses,
             forgotten,
+            events_queued,
+            event_attempts,
         })
     }
 
@@ -200,11 +237,21 @@ impl HelpdeskMetrics {
         self.forgotten.with_label_values(&["endpoint"]).inc_by(endpoints);
     }
 
+    /// `count` events of `event` were queued for subscriptions.
+    pub fn events_queued(&self, event: EventType, count: u64) {
+        self.events_queued.with_label_values(&[event.as_str()]).inc_by(count);
+    }
+
     /// An attempt ended with `outcome` after `took` (only sent attempts
-    /// count towards the duration).
-    pub fn attempt_finished(&self, outcome: AttemptOutcome, took: Duration) {
+    /// count towards the duration); `event` if it carried one to a subscription.
+    pub fn attempt_finished(&self, outcome: AttemptOutcome, took: Duration, event: Option<EventType>) {
+        if let Some(event) = event {
+            self.event_attempts
+                .with_label_values(&[event.as_str(), outcome.as_str()])
+                .inc();
+        }
         self.attempts.with_label_values(&[outcome.as_str()]).inc();
-        if outcome != AttemptOutcome::Refused {
+        if !matches!(outcome, AttemptOutcome::Refused | AttemptOutcome::Cancelled) {
             self.duration.observe(took.as_secs_f64());
         }
     }
@@ -291,8 +338,8 @@ mod tests {
     fn attempts_are_counted_by_outcome_and_refusals_take_no_time() {
         let metrics = HelpdeskMetrics::new().unwrap();
         metrics.attempt_started(Duration::from_millis(30));
-        metrics.attempt_finished(AttemptOutcome::Delivered, Duration::from_millis(12));
-        metrics.attempt_finished(AttemptOutcome::Refused, Duration::from_millis(1));
+        metrics.attempt_finished(AttemptOutcome::Delivered, Duration::from_millis(12), None);
+        metrics.attempt_finished(AttemptOutcome::Refused, Duration::from_millis(1), None);
         metrics.job_scheduled();
         let exposed = text(&metrics.registry().gather());
         for (outcome, count) in [("delivered", 1), ("retry", 0), ("dead", 0), ("refused", 1)] {

@@ -6,7 +6,7 @@
 //! openapi` rewrites the copy).
 
 use actix_web::HttpResponse;
-use hookline_contract::DocumentWebhook;
+use hookline_contract::{DocumentEvent, DocumentWebhook, Event, EventType, TestEvent};
 use serde_json::json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -25,6 +25,13 @@ use crate::routes;
         routes::cases::redeliver,
         routes::cases::recent,
         routes::cases::dead_letters,
+        routes::webhooks::create,
+        routes::webhooks::list,
+        routes::webhooks::show,
+        routes::webhooks::update,
+        routes::webhooks::delete,
+        routes::webhooks::rotate_secret,
+        routes::webhooks::test,
         routes::endpoints::list,
         routes::endpoints::show,
         routes::endpoints::update,
@@ -33,10 +40,11 @@ use crate::routes;
         routes::health::readyz,
         routes::metrics::serve,
     ),
-    components(schemas(DocumentWebhook)),
+    components(schemas(DocumentWebhook, Event, DocumentEvent, TestEvent, EventType)),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "cases", description = "Review requests and their delivery"),
+        (name = "subscriptions", description = "Subscriptions: URLs that receive chosen event types in the Standard Webhooks envelope, each signed with a secret of its own"),
         (name = "endpoints", description = "Where webhooks go: limits, pauses and circuit breakers per scheme, host and port"),
         (name = "dashboard", description = "The live page"),
         (name = "operations", description = "Health and metrics"),
@@ -66,7 +74,42 @@ impl Modify for ApiKeyScheme {
 pub fn document() -> serde_json::Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": true, "description": description, "schema": {"type": "string"}});
+    let signed = [
+        header("webhook-id", "Stable across the attempts of one delivery: deduplicate on it"),
+        header("webhook-timestamp", "Unix seconds of this attempt"),
+        header(
+            "webhook-signature",
+            "v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}> under the subscription's secret; during a rotation's overlap one per secret (new and old)",
+        ),
+    ];
+    let event = |name: &str, summary: &str, data: &str| {
+        json!({"post": {
+            "summary": summary,
+            "description": format!("Sent to every enabled subscription of the tenant that lists `{name}`, as its own delivery \
+                (its own attempts, retries and dead letter), signed with that subscription's secret. The envelope's \
+                `data` is a {data}. Retried as the callback is (2xx ends it, 410 stops it)."),
+            "parameters": signed,
+            "requestBody": {"required": true, "content": {"application/json": {
+                "schema": {"allOf": [
+                    {"$ref": "#/components/schemas/Event"},
+                    {"type": "object", "properties": {
+                        "type": {"const": name},
+                        "data": {"$ref": format!("#/components/schemas/{data}")}
+                    }}
+                ]}
+            }}},
+            "responses": {
+                "2XX": {"description": "Delivered: no more attempts"},
+                "410": {"description": "Gone: no more attempts, dead-lettered"},
+                "default": {"description": "Retried later"}
+            }
+        }})
+    };
     document["webhooks"] = json!({
+        "document.received": event("document.received", "A document was accepted for review (the 202 of POST /document); sequence 1", "DocumentEvent"),
+        "document.accepted": event("document.accepted", "The agent accepted the document; sequence 2", "DocumentEvent"),
+        "document.declined": event("document.declined", "The agent declined the document; sequence 2", "DocumentEvent"),
+        "webhook.test": event("webhook.test", "A test event asked for with POST /webhooks/{id}/test", "TestEvent"),
         "documentDecided": {"post": {
             "summary": "The decision, POSTed to the X-Callback-Url given at POST /document",
             "description": "Sent when the simulated agent has decided. Any 2xx ends the delivery; 410 Gone stops it; \

@@ -135,12 +135,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hookline_contract::{
-    AttemptView, BreakerState, CaseView, DeliveryState, DeliveryView, DocumentStatus, EndpointView,
+    AttemptView, BreakerState, CaseView, DeliveryState, DeliveryView, DocumentStatus, EndpointView, EventType,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation};
 
 use crate::endpoint::Endpoint;
+
+mod subscriptions;
+pub use subscriptions::{NewSubscriptionRecord, SubscriptionChange, SubscriptionRecord};
 
 /// The Lua every script starts with: the common arguments, the key names,
 /// the token bucket and `refresh`, which keeps an endpoint's place in the
@@ -149,6 +152,9 @@ const COMMON: &str = include_str!("queue/common.lua");
 
 /// The longest a circuit breaker stays open between probes.
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(10 * 60);
+
+/// What starts the id of an event's job (never a documentId's character).
+pub const EVENT_JOB_MARK: char = '~';
 
 /// Most jobs a lease takeover or a migration step handles at once.
 const MIGRATION_BATCH: isize = 1000;
@@ -230,6 +236,24 @@ impl Keys {
         format!("{}:case:{document_id}", self.tag)
     }
 
+    /// The hash of a job: a case (its callback; the id is the documentId)
+    /// or one event for one subscription (the id is `~` and its webhook-id).
+    pub fn job(&self, id: &str) -> String {
+        match id.strip_prefix(EVENT_JOB_MARK) {
+            Some(webhook_id) => format!("{}:event:{webhook_id}", self.tag),
+            None => self.case(id),
+        }
+    }
+
+    pub fn subscription(&self, id: &str) -> String {
+        format!("{}:sub:{id}", self.tag)
+    }
+
+    /// A tenant's subscriptions, scored by creation time.
+    pub fn subscriptions(&self, tenant: &str) -> String {
+        format!("{}:subs:{tenant}", self.tag)
+    }
+
     /// The waiting jobs of one endpoint.
     pub fn due(&self, endpoint: &Endpoint) -> String {
         format!("{}:due:{endpoint}", self.tag)
@@ -286,11 +310,21 @@ pub struct NewCase {
     pub document_id: String,
     pub agent_id: String,
     pub document_url: String,
-    pub callback_url: String,
+    /// Where its decision goes (`X-Callback-Url`); `None`: only to the
+    /// tenant's subscriptions.
+    pub callback_url: Option<String>,
     /// The `id` of the request (the client's own), which makes a retry of
     /// the same request find the same case.
     pub request_id: Option<String>,
     pub webhook_id: String,
+    /// Whose subscriptions receive its events.
+    pub tenant: String,
+    /// The agent's decision, kept hidden until the case is due (`None`: the
+    /// worker draws it when it claims the callback; nothing to tell
+    /// subscriptions then, so no decision event is queued).
+    pub verdict: Option<DocumentStatus>,
+    /// The webhook-id prefix of its events (each adds `_<n>`).
+    pub event_prefix: String,
     /// How long the agent takes: the case is due this long after it is
     /// stored (by the queue's clock).
     pub delay: Duration,
@@ -299,14 +333,29 @@ pub struct NewCase {
 /// What [`Queue::schedule`] did with a new case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheduled {
-    /// Stored; due in `due_in` (by the queue's clock), for the worker's wake-up.
-    Created { due_in: Duration },
+    /// Stored; due in `due_in` (by the queue's clock), for the worker's
+    /// wake-up; `received` and `decided` event jobs queued for the tenant's
+    /// subscriptions (`document.received`, the decision's event).
+    Created { due_in: Duration, received: u64, decided: u64 },
     /// A request with this `id`, document and callback was accepted before:
     /// this is its case, nothing new was stored.
     Replayed { document_id: String, agent_id: String },
     /// A request with this `id` was accepted before for another document or
     /// callback: nothing was stored.
     Conflict { document_id: String },
+}
+
+/// What makes a job the delivery of an event to a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventJob {
+    pub event_type: EventType,
+    pub subscription_id: String,
+    /// The job's own id (`~` and its webhook-id).
+    pub job_id: String,
+    /// The order of its document's events (1 received, 2 decided; 0 test).
+    pub sequence: u32,
+    /// The text of a `webhook.test`.
+    pub message: Option<String>,
 }
 
 /// A case as stored, with its delivery bookkeeping.
@@ -334,6 +383,8 @@ pub struct CaseRecord {
     pub log: Vec<AttemptView>,
     /// The endpoint its webhook goes to (`scheme://host:port`).
     pub endpoint: Option<String>,
+    /// Set when the job delivers an event to a subscription.
+    pub event: Option<EventJob>,
     lease: Option<String>,
 }
 
@@ -348,7 +399,18 @@ impl CaseRecord {
         let required_time = |raw: String| parse_millis(&raw).ok_or_else(|| corrupt(format!("bad time {raw:?}")));
         let status = take("status")?;
         let delivery = take("delivery")?;
-        let record = Self {
+        let event = match take("event").ok() {
+            None => None,
+            Some(raw) => Some(EventJob {
+                event_type: raw.parse().map_err(|_| corrupt(format!("bad event {raw:?}")))?,
+                subscription_id: take("subscription")?,
+                job_id: String::new(), // below, from the webhook-id
+                sequence: take("sequence").ok().and_then(|raw| raw.parse().ok()).unwrap_or(0),
+                message: take("message").ok(),
+            }),
+        };
+        let verdict: Option<DocumentStatus> = take("verdict").ok().and_then(|raw| raw.parse().ok());
+        let mut record = Self {
             agent_id: take("agentId")?,
             document_url: take("documentUrl")?,
             callback_url: take("callbackUrl")?,
@@ -366,14 +428,38 @@ impl CaseRecord {
             decided_at: take("decidedAt").ok().and_then(|raw| parse_millis(&raw)),
             next_attempt_at: take("nextAttemptAt").ok().and_then(|raw| parse_millis(&raw)),
             delivered_at: take("deliveredAt").ok().and_then(|raw| parse_millis(&raw)),
-            last_error: take("lastError").ok(),
+            last_error: take("lastError").ok().filter(|error| !error.is_empty()),
             retry_base: take("retryBase").ok().and_then(|raw| raw.parse().ok()).unwrap_or(0),
             log: Vec::new(),
             endpoint: take("endpoint").ok(),
             lease: take("lease").ok(),
+            event,
             document_id: document_id.clone(),
         };
-        Ok(record)
+        if let Some(event) = &mut record.event {
+            event.job_id = format!("{EVENT_JOB_MARK}{}", record.webhook_id);
+        }
+        Ok(record.decided_if_due(verdict))
+    }
+
+    /// A case without a callback is never claimed: its decision, drawn when
+    /// it was accepted, is simply in force from its due time on.
+    fn decided_if_due(mut self, verdict: Option<DocumentStatus>) -> Self {
+        if self.delivery == DeliveryState::NoCallback
+            && self.status == DocumentStatus::PendingReview
+            && self.due_at <= Utc::now()
+            && let Some(verdict) = verdict.filter(|v| v.is_decided())
+        {
+            self.status = verdict;
+            self.decided_at = Some(self.due_at);
+        }
+        self
+    }
+
+    /// The id of its job: the documentId for a case's callback, `~` and the
+    /// webhook-id for an event.
+    pub fn job_id(&self) -> &str {
+        self.event.as_ref().map_or(&self.document_id, |event| &event.job_id)
     }
 
     /// The public view of `GET /document/{documentId}`.
@@ -382,7 +468,9 @@ impl CaseRecord {
             document_id: self.document_id.clone(),
             agent_id: self.agent_id.clone(),
             document_url: self.document_url.clone(),
-            callback_url: self.callback_url.clone(),
+            callback_url: Some(self.callback_url.clone()).filter(|url| !url.is_empty()),
+            event: self.event.as_ref().map(|event| event.event_type),
+            subscription_id: self.event.as_ref().map(|event| event.subscription_id.clone()),
             id: self.request_id.clone(),
             status: self.status,
             created_at: self.created_at,
@@ -418,6 +506,7 @@ fn parse_delivery(raw: &str) -> Option<DeliveryState> {
         "IN_FLIGHT" => DeliveryState::InFlight,
         "DELIVERED" => DeliveryState::Delivered,
         "DEAD" => DeliveryState::Dead,
+        "NO_CALLBACK" => DeliveryState::NoCallback,
         _ => return None,
     })
 }
@@ -509,6 +598,8 @@ pub enum Redelivery {
     InFlight,
     /// The agent has not decided yet: there is nothing to deliver.
     Undecided,
+    /// The case was created without a callback: nothing of its own to deliver.
+    NoCallback,
 }
 
 /// Jobs per state, and the due ones that the endpoints' limits hold back.
@@ -540,6 +631,8 @@ struct Scripts {
     set_rate: Script,
     migrate: Script,
     depth: Script,
+    test_event: Script,
+    sub_update: Script,
 }
 
 impl Scripts {
@@ -554,6 +647,8 @@ impl Scripts {
             set_rate: script(include_str!("queue/set_rate.lua")),
             migrate: script(include_str!("queue/migrate.lua")),
             depth: script(include_str!("queue/depth.lua")),
+            test_event: script(include_str!("queue/test_event.lua")),
+            sub_update: script(include_str!("queue/sub_update.lua")),
         }
     }
 }
@@ -675,31 +770,42 @@ impl Queue {
     /// returns `Created`, the review will be decided and delivered whatever
     /// happens to this process.
     pub async fn schedule(&self, case: &NewCase) -> Result<Scheduled, QueueError> {
-        let endpoint = Endpoint::of_str(&case.callback_url).map_err(|e| QueueError::Corrupt {
-            document_id: case.document_id.clone(),
-            problem: e.to_string(),
-        })?;
+        let endpoint = match &case.callback_url {
+            Some(url) => Endpoint::of_str(url)
+                .map_err(|e| QueueError::Corrupt {
+                    document_id: case.document_id.clone(),
+                    problem: e.to_string(),
+                })?
+                .to_string(),
+            None => String::new(),
+        };
         let request = case.request_id.as_deref().unwrap_or_default();
         let mut invocation = self.invocation(&self.scripts.schedule);
         invocation
             .key(self.keys.case(&case.document_id))
             .key(self.keys.request(request))
             .arg(&case.document_id)
-            .arg(endpoint.as_str())
+            .arg(endpoint)
             .arg(millis(case.delay))
             .arg(request)
             .arg(&case.document_url)
-            .arg(&case.callback_url)
+            .arg(case.callback_url.as_deref().unwrap_or_default())
             .arg(&case.agent_id)
-            .arg(&case.webhook_id);
+            .arg(&case.webhook_id)
+            .arg(&case.tenant)
+            .arg(case.verdict.map_or("", DocumentStatus::as_str))
+            .arg(&case.event_prefix)
+            .arg(millis(self.retention));
         let mut conn = self.conn.clone();
-        let (outcome, document_id, agent_id, due_in): (String, String, String, u64) =
+        let (outcome, document_id, agent_id, due_in, received, decided): (String, String, String, u64, u64, u64) =
             invocation.invoke_async(&mut conn).await?;
         Ok(match outcome.as_str() {
             "replayed" => Scheduled::Replayed { document_id, agent_id },
             "conflict" => Scheduled::Conflict { document_id },
             _ => Scheduled::Created {
                 due_in: Duration::from_millis(due_in),
+                received,
+                decided,
             },
         })
     }
@@ -716,7 +822,7 @@ impl Queue {
         }
         let mut pipe = redis::pipe();
         for id in document_ids {
-            pipe.hgetall(self.keys.case(id)).lrange(self.keys.attempts(id), 0, -1);
+            pipe.hgetall(self.keys.job(id)).lrange(self.keys.attempts(id), 0, -1);
         }
         let mut conn = self.conn.clone();
         let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
@@ -743,20 +849,23 @@ impl Queue {
     pub async fn redeliver(&self, document_id: &str) -> Result<Redelivery, QueueError> {
         let mut conn = self.conn.clone();
         let callback: Option<String> = redis::cmd("HGET")
-            .arg(self.keys.case(document_id))
+            .arg(self.keys.job(document_id))
             .arg("callbackUrl")
             .query_async(&mut conn)
             .await?;
         let Some(callback) = callback else {
             return Ok(Redelivery::NoSuchCase);
         };
+        if callback.is_empty() {
+            return Ok(Redelivery::NoCallback);
+        }
         let endpoint = Endpoint::of_str(&callback).map_err(|e| QueueError::Corrupt {
             document_id: document_id.to_owned(),
             problem: e.to_string(),
         })?;
         let result: String = self
             .invocation(&self.scripts.redeliver)
-            .key(self.keys.case(document_id))
+            .key(self.keys.job(document_id))
             .key(self.keys.inflight())
             .key(self.keys.dead())
             .arg(document_id)
@@ -884,10 +993,10 @@ impl Queue {
                 Health::Down => "down",
                 Health::Unknown => "unknown",
             };
-            let id = &job.case.document_id;
+            let id = job.case.job_id();
             let mut invocation = self.invocation(&self.scripts.finish);
             invocation
-                .key(self.keys.case(id))
+                .key(self.keys.job(id))
                 .key(self.keys.inflight())
                 .key(self.keys.dead())
                 .key(self.keys.attempts(id))

@@ -18,7 +18,7 @@ use crate::delivery::Deliverer;
 use crate::metrics::HelpdeskMetrics;
 use crate::queue::{Queue, QueueError};
 use crate::retention;
-use crate::routes::{self, document::Scheduling};
+use crate::routes::{self, document::Scheduling, webhooks::SubscriptionSettings};
 use crate::ssrf::CallbackPolicy;
 use crate::worker::{self, Wakeup, WorkerSettings};
 
@@ -79,12 +79,18 @@ impl Application {
         }
         let scheduling = web::Data::new(Scheduling {
             delay: settings.review_delay_ms,
+            accept_ratio: settings.accept_ratio,
+            wakeup: wakeup.clone(),
+        });
+        let subscription_settings = web::Data::new(SubscriptionSettings {
+            overlap: settings.secret_overlap,
             wakeup: wakeup.clone(),
         });
         let mut server = HttpServer::new(move || {
             hookline_kit::app::app(http_metrics.clone())
                 .app_data(queue_data.clone())
                 .app_data(scheduling.clone())
+                .app_data(subscription_settings.clone())
                 .app_data(policy_data.clone())
                 .app_data(metrics_data.clone())
                 .app_data(api_keys.clone())

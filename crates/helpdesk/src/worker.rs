@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hookline_contract::{AttemptView, DocumentStatus};
@@ -194,7 +194,8 @@ pub async fn run(
                         webhook_id = %job.case.webhook_id,
                         attempt = job.case.attempts + 1,
                     );
-                    let (outcomes, deliverer, schedule, metrics, shares) = (
+                    let (queue, outcomes, deliverer, schedule, metrics, shares) = (
+                        queue.clone(),
                         outcomes.clone(),
                         deliverer.clone(),
                         settings.retry_schedule.clone(),
@@ -204,7 +205,8 @@ pub async fn run(
                     actix_web::rt::spawn(
                         async move {
                             let endpoint = job.endpoint.clone();
-                            deliver(&outcomes, &deliverer, &schedule, &metrics, job).await;
+                            let attempt = attempt(&queue, &deliverer, &metrics, &job).await;
+                            record(&outcomes, &schedule, &metrics, job, attempt).await;
                             shares.released(&endpoint);
                             drop(permit);
                         }
@@ -327,21 +329,55 @@ fn note_breaker(metrics: &HelpdeskMetrics, endpoint: &Endpoint, recorded: Record
     }
 }
 
-async fn deliver(
-    outcomes: &mpsc::Sender<Outcome>,
-    deliverer: &Deliverer,
-    schedule: &RetrySchedule,
-    metrics: &HelpdeskMetrics,
-    job: ClaimedJob,
-) {
+/// Makes one attempt of `job`: a case's callback as it is, an event after
+/// looking up its subscription (its current secrets; not sent at all if it
+/// was deleted or disabled since the event was queued).
+async fn attempt(queue: &Queue, deliverer: &Deliverer, metrics: &HelpdeskMetrics, job: &ClaimedJob) -> Attempt {
     // A retry or a redelivery is due at its next-attempt time, a first attempt at the case's due time.
     let due = job.case.next_attempt_at.unwrap_or(job.case.due_at);
     metrics.attempt_started((Utc::now() - due).to_std().unwrap_or(Duration::ZERO));
-    let started = Instant::now();
-    let attempt = deliverer.send(&job.case).await;
-    let took = started.elapsed();
+    let Some(event) = &job.case.event else {
+        return deliverer.send(&job.case).await;
+    };
+    match queue.subscription(None, &event.subscription_id).await {
+        Ok(Some(sub)) if !sub.disabled => {
+            deliverer
+                .send_event(&job.case, event, &sub.signing_secrets(Utc::now()))
+                .await
+        }
+        Ok(Some(_)) => Attempt::Cancelled {
+            reason: "not sent: the subscription is disabled".to_owned(),
+        },
+        Ok(None) => Attempt::Cancelled {
+            reason: "not sent: the subscription was deleted".to_owned(),
+        },
+        Err(e) => Attempt::Failed {
+            error: format!("cannot read the subscription: {}", source_chain(&e)),
+            status: None,
+            retry_after: None,
+            took: Duration::ZERO,
+        },
+    }
+}
+
+/// Judges an attempt and hands its outcome to the recorder.
+async fn record(
+    outcomes: &mpsc::Sender<Outcome>,
+    schedule: &RetrySchedule,
+    metrics: &HelpdeskMetrics,
+    job: ClaimedJob,
+    attempt: Attempt,
+) {
+    let took = match &attempt {
+        Attempt::Delivered { took, .. } | Attempt::Failed { took, .. } | Attempt::Refused { took, .. } => *took,
+        Attempt::Cancelled { .. } => Duration::ZERO,
+    };
     let (record, outcome, signal) = judge(&attempt, schedule, job.case.attempt_in_round(), Utc::now());
-    metrics.attempt_finished(attempt_outcome(&attempt, &outcome), took);
+    metrics.attempt_finished(
+        attempt_outcome(&attempt, &outcome),
+        took,
+        job.case.event.as_ref().map(|event| event.event_type),
+    );
     if let Some(pause) = signal.pause {
         metrics.endpoint_paused();
         info!(endpoint = %job.endpoint, pause = %humantime::format_duration(pause), "the receiver asked for a pause (Retry-After): every job of the endpoint waits");
@@ -355,6 +391,9 @@ async fn deliver(
         }
         Finish::Dead { error } if matches!(attempt, Attempt::Refused { .. }) => {
             warn!(%error, "webhook not sent: the callback policy refuses its address; dead-lettered")
+        }
+        Finish::Dead { error } if matches!(attempt, Attempt::Cancelled { .. }) => {
+            info!(%error, "event not sent; dead-lettered (redeliverable)")
         }
         Finish::Dead { error } => {
             warn!(%error, took_ms = record.duration_ms, "webhook attempt failed; no retries left, dead-lettered")
@@ -386,6 +425,7 @@ async fn deliver(
 fn attempt_outcome(attempt: &Attempt, finish: &Finish) -> AttemptOutcome {
     match (attempt, finish) {
         (Attempt::Refused { .. }, _) => AttemptOutcome::Refused,
+        (Attempt::Cancelled { .. }, _) => AttemptOutcome::Cancelled,
         (_, Finish::Delivered) => AttemptOutcome::Delivered,
         (_, Finish::Retry { .. }) => AttemptOutcome::Retry,
         (_, Finish::Dead { .. }) => AttemptOutcome::Dead,
@@ -459,6 +499,16 @@ fn judge(
             };
             (record, outcome, endpoint)
         }
+        Attempt::Cancelled { reason } => (
+            AttemptView {
+                at: now,
+                status_code: None,
+                error: Some(reason.clone()),
+                duration_ms: 0,
+            },
+            Finish::Dead { error: reason.clone() },
+            signal(Health::Unknown),
+        ),
         Attempt::Refused { reason, took } => {
             let error = format!("refused by the callback policy: {reason}");
             (

@@ -5,6 +5,12 @@
 //! without downtime: add the new key, move the clients to it, drop the old
 //! one. No keys means open, as the tutorial's help desk is.
 //!
+//! A key may name its **tenant**: `acme:key1,acme:key2,globex:key3`. What a
+//! tenant owns (the help desk's subscriptions) is seen and changed only with
+//! one of its keys. A key without a name, and every request to an open
+//! service, belongs to the tenant [`DEFAULT_TENANT`]. (A key itself cannot
+//! contain `:`, so the first one always ends the name.)
+//!
 //! A handler that needs a key says so in its signature, by taking
 //! [`Authorized`] as an argument: the extractor checks
 //! `Authorization: Bearer <key>` before the handler runs, and a request
@@ -29,10 +35,13 @@ use crate::http::respond;
 /// reach of guessing; a short word is not.
 pub const MIN_KEY_LEN: usize = 16;
 
+/// The tenant of keys that name none, and of every request to an open service.
+pub const DEFAULT_TENANT: &str = "default";
+
 /// The keys a service accepts; empty means the private routes are open.
 #[derive(Clone, Default)]
 pub struct ApiKeys {
-    keys: Vec<Secret<String>>,
+    keys: Vec<(String, Secret<String>)>,
 }
 
 impl ApiKeys {
@@ -49,12 +58,28 @@ impl ApiKeys {
     /// Whether `presented` is one of the keys. Every key is compared, in
     /// constant time, whichever matches.
     pub fn accepts(&self, presented: &str) -> bool {
-        self.keys
-            .iter()
-            .fold(subtle::Choice::from(0), |found, key| {
-                found | key.expose().as_bytes().ct_eq(presented.as_bytes())
-            })
-            .into()
+        self.tenant_of(presented).is_some()
+    }
+
+    /// The tenant of `presented`, if it is one of the keys. Every key is
+    /// compared, in constant time, whichever matches.
+    pub fn tenant_of(&self, presented: &str) -> Option<&str> {
+        let mut tenant = None;
+        for (name, key) in &self.keys {
+            let matches: bool = key.expose().as_bytes().ct_eq(presented.as_bytes()).into();
+            if matches && tenant.is_none() {
+                tenant = Some(name.as_str());
+            }
+        }
+        tenant
+    }
+
+    /// The distinct tenants the keys name.
+    pub fn tenants(&self) -> Vec<&str> {
+        let mut tenants: Vec<&str> = self.keys.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        tenants
     }
 }
 
@@ -71,6 +96,8 @@ pub enum ApiKeysError {
     TooShort { position: usize },
     #[error("key {position} has a character that cannot be sent in a header (use letters, digits and -._~+/=)")]
     BadCharacter { position: usize },
+    #[error("key {position} names a tenant that is not 1-64 of a-z, 0-9, - and _ (write tenant:key)")]
+    BadTenant { position: usize },
 }
 
 impl FromStr for ApiKeys {
@@ -80,8 +107,20 @@ impl FromStr for ApiKeys {
     /// ignored, so an empty string is the open service.
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         let mut keys = Vec::new();
-        for (index, key) in raw.split(',').map(str::trim).filter(|k| !k.is_empty()).enumerate() {
+        for (index, entry) in raw.split(',').map(str::trim).filter(|k| !k.is_empty()).enumerate() {
             let position = index + 1;
+            let (tenant, key) = match entry.split_once(':') {
+                Some((tenant, key)) => (tenant.trim(), key.trim()),
+                None => (DEFAULT_TENANT, entry),
+            };
+            if tenant.is_empty()
+                || tenant.len() > 64
+                || !tenant
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            {
+                return Err(ApiKeysError::BadTenant { position });
+            }
             // RFC 6750's token68: what a Bearer credential may contain.
             if !key
                 .bytes()
@@ -92,16 +131,19 @@ impl FromStr for ApiKeys {
             if key.len() < MIN_KEY_LEN {
                 return Err(ApiKeysError::TooShort { position });
             }
-            keys.push(Secret::new(key.to_owned()));
+            keys.push((tenant.to_owned(), Secret::new(key.to_owned())));
         }
         Ok(Self { keys })
     }
 }
 
-/// A request that presented an accepted key (or reached an open service).
-/// Take it as a handler argument to make the route private.
-#[derive(Debug, Clone, Copy)]
-pub struct Authorized;
+/// A request that presented an accepted key (or reached an open service),
+/// and the tenant it acts for. Take it as a handler argument to make the
+/// route private.
+#[derive(Debug, Clone)]
+pub struct Authorized {
+    tenant: String,
+}
 
 /// Why a request is refused: `401`, `WWW-Authenticate: Bearer`.
 #[derive(Debug, thiserror::Error)]
@@ -130,21 +172,31 @@ impl ResponseError for Unauthorized {
 }
 
 impl Authorized {
+    /// The tenant the request acts for ([`DEFAULT_TENANT`] on an open service).
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn of(tenant: &str) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+        }
+    }
+
     /// Checks `request` against the [`ApiKeys`] in the app data (none
     /// registered is the same as none configured: open).
     pub fn check(request: &HttpRequest) -> Result<Self, Unauthorized> {
         let Some(keys) = request.app_data::<web::Data<ApiKeys>>() else {
-            return Ok(Self);
+            return Ok(Self::of(DEFAULT_TENANT));
         };
         if keys.is_open() {
-            return Ok(Self);
+            return Ok(Self::of(DEFAULT_TENANT));
         }
         let outcome = match request.headers().get(header::AUTHORIZATION) {
             None => Err(Unauthorized::Missing),
             Some(value) => match bearer(value) {
                 None => Err(Unauthorized::NotBearer),
-                Some(key) if keys.accepts(key) => Ok(Self),
-                Some(_) => Err(Unauthorized::Rejected),
+                Some(key) => keys.tenant_of(key).map(Self::of).ok_or(Unauthorized::Rejected),
             },
         };
         if let Err(why) = &outcome {
@@ -205,6 +257,33 @@ mod tests {
             ApiKeysError::BadCharacter { position: 1 }
         );
         assert!(!format!("{:?}", KEY.parse::<ApiKeys>().unwrap()).contains(KEY));
+    }
+
+    #[test]
+    fn keys_may_name_their_tenant_and_the_others_belong_to_the_default_one() {
+        let keys: ApiKeys = format!("acme:{KEY}, globex : {NEW},0123456789abcdef-bare").parse().unwrap();
+        assert_eq!(keys.tenant_of(KEY), Some("acme"));
+        assert_eq!(keys.tenant_of(NEW), Some("globex"));
+        assert_eq!(keys.tenant_of("0123456789abcdef-bare"), Some(DEFAULT_TENANT));
+        assert_eq!(keys.tenant_of("acme"), None);
+        assert_eq!(keys.tenants(), vec!["acme", DEFAULT_TENANT, "globex"]);
+        assert_eq!(
+            format!("Acme:{KEY}").parse::<ApiKeys>().unwrap_err(),
+            ApiKeysError::BadTenant { position: 1 }
+        );
+        assert_eq!(
+            format!(":{KEY}").parse::<ApiKeys>().unwrap_err(),
+            ApiKeysError::BadTenant { position: 1 }
+        );
+        let tenant = |authorization: &str| {
+            Authorized::check(&request(&format!("acme:{KEY},{NEW}"), Some(authorization)))
+                .unwrap()
+                .tenant()
+                .to_owned()
+        };
+        assert_eq!(tenant(&format!("Bearer {KEY}")), "acme");
+        assert_eq!(tenant(&format!("Bearer {NEW}")), DEFAULT_TENANT);
+        assert_eq!(Authorized::check(&request("", None)).unwrap().tenant(), DEFAULT_TENANT);
     }
 
     #[test]

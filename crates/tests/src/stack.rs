@@ -25,6 +25,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         delivery_timeout: Duration::from_secs(2),
         job_lease: Duration::from_secs(5),
         case_retention: helpdesk::queue::DEFAULT_RETENTION,
+        secret_overlap: std::time::Duration::from_secs(24 * 3600),
         role: helpdesk::config::Role::All,
         worker_concurrency: 64,
         endpoint_concurrency: 16,

@@ -20,15 +20,15 @@ end
 local touched = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do
   redis.call('ZREM', KEYS[2], id)
-  local e = redis.call('HGET', case_key(id), 'endpoint')
+  local e = redis.call('HGET', job_key(id), 'endpoint')
   if e then
     local ep = endpoint_key(e)
     if redis.call('HINCRBY', ep, 'inFlight', -1) < 0 then redis.call('HSET', ep, 'inFlight', 0) end
     if redis.call('HGET', ep, 'breaker') == 'probing' then
       redis.call('HSET', ep, 'breaker', 'open', 'openUntil', now)
     end
-    redis.call('HDEL', case_key(id), 'lease')
-    redis.call('HSET', case_key(id), 'delivery', 'SCHEDULED')
+    redis.call('HDEL', job_key(id), 'lease')
+    redis.call('HSET', job_key(id), 'delivery', 'SCHEDULED')
     redis.call('ZADD', due_key(e), now, id)
     touched[e] = true
   end
@@ -72,18 +72,27 @@ for _, e in ipairs(line) do
       local live = {}
       -- One HGETALL and one HSET per job: a call is what costs in a script.
       for _, id in ipairs(ids) do
-        local key = case_key(id)
+        local key = job_key(id)
         local hash = redis.call('HGETALL', key)
         if #hash > 0 then
           table.insert(live, id)
-          local status
+          local status, verdict, event
           for j = 1, #hash, 2 do
-            if hash[j] == 'status' then status = hash[j + 1]; break end
+            local field = hash[j]
+            if field == 'status' then status = hash[j + 1]
+            elseif field == 'verdict' then verdict = hash[j + 1]
+            elseif field == 'event' then event = hash[j + 1] end
           end
           set(hash, 'delivery', 'IN_FLIGHT')
           set(hash, 'lease', token)
-          if status == 'PENDING_REVIEW' then
-            local d = string.sub(verdicts, #cases + 1, #cases + 1) == 'A' and 'ACCEPTED' or 'DECLINED'
+          -- A case's callback carries the decision: the one drawn when the
+          -- case was accepted (cases stored before that was kept: the
+          -- worker's draw). An event's status is fixed when it is queued.
+          if status == 'PENDING_REVIEW' and not event then
+            local d = verdict
+            if d ~= 'ACCEPTED' and d ~= 'DECLINED' then
+              d = string.sub(verdicts, #cases + 1, #cases + 1) == 'A' and 'ACCEPTED' or 'DECLINED'
+            end
             set(hash, 'status', d)
             set(hash, 'decidedAt', tostring(now))
             redis.call('HSET', key, 'delivery', 'IN_FLIGHT', 'lease', token, 'status', d, 'decidedAt', now)

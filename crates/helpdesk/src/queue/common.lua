@@ -25,14 +25,22 @@ local function due_key(e) return tag .. ':due:' .. e end
 local function endpoint_key(e) return tag .. ':endpoint:' .. e end
 local function case_key(id) return tag .. ':case:' .. id end
 local function request_key(request) return tag .. ':request:' .. request end
+-- A job is a case's callback (its id is the documentId) or one event for
+-- one subscription (its id is '~' and its webhook-id: never a documentId,
+-- which cannot contain '~').
+local function job_key(id)
+  if string.sub(id, 1, 1) == '~' then return tag .. ':event:' .. string.sub(id, 2) end
+  return case_key(id)
+end
+local function sub_key(id) return tag .. ':sub:' .. id end
 
 -- A finished case (delivered or dead) expires at `at`: its hash, attempt log
 -- and request id get a TTL, so Redis frees them even if no worker ever
 -- trims, and `expiring` says when, so the trim takes it out of the listings.
 local function expire_later(id, at)
-  redis.call('PEXPIREAT', case_key(id), at)
+  redis.call('PEXPIREAT', job_key(id), at)
   redis.call('PEXPIREAT', tag .. ':attempts:' .. id, at)
-  local request = redis.call('HGET', case_key(id), 'id')
+  local request = redis.call('HGET', job_key(id), 'id')
   if request and redis.call('GET', request_key(request)) == id then
     redis.call('PEXPIREAT', request_key(request), at)
   end
@@ -41,9 +49,9 @@ end
 
 -- A case going back to its queue (a redelivery) is kept until it finishes again.
 local function keep(id)
-  redis.call('PERSIST', case_key(id))
+  redis.call('PERSIST', job_key(id))
   redis.call('PERSIST', tag .. ':attempts:' .. id)
-  local request = redis.call('HGET', case_key(id), 'id')
+  local request = redis.call('HGET', job_key(id), 'id')
   if request and redis.call('GET', request_key(request)) == id then
     redis.call('PERSIST', request_key(request))
   end
@@ -112,4 +120,32 @@ local function each_chunk(list, command, key, score)
     if #args >= 1000 then redis.call(command, key, unpack(args)); args = {} end
   end
   if #args > 0 then redis.call(command, key, unpack(args)) end
+end
+
+-- Queues one event for one subscription: its own job in the subscription's
+-- endpoint's queue, due at `due`, with its own attempts, retries and dead
+-- letter. `fields` describe the event (documentId, agentId, documentUrl,
+-- status, sequence, event, id...); `sub` is {id, url, endpoint}.
+local function add_event(webhook_id, sub, fields, due)
+  local id = '~' .. webhook_id
+  local all = {'webhookId', webhook_id, 'subscription', sub[1], 'callbackUrl', sub[2], 'endpoint', sub[3],
+    'delivery', 'SCHEDULED', 'attempts', 0, 'createdAt', now, 'dueAt', due}
+  for _, value in ipairs(fields) do table.insert(all, value) end
+  redis.call('HSET', job_key(id), unpack(all))
+  redis.call('ZADD', due_key(sub[3]), due, id)
+  redis.call('ZADD', ready_key, 'LT', due, sub[3])
+  redis.call('ZADD', tag .. ':endpoints', now, sub[3])
+  return id
+end
+
+-- The enabled subscriptions of `tenant` that want `event`, as {id, url, endpoint}.
+local function subscribers(tenant, event)
+  local found = {}
+  for _, id in ipairs(redis.call('ZRANGE', tag .. ':subs:' .. tenant, 0, -1)) do
+    local sub = redis.call('HMGET', sub_key(id), 'events', 'disabled', 'url', 'endpoint')
+    if sub[1] and sub[2] ~= '1' and string.find(sub[1], ' ' .. event .. ' ', 1, true) then
+      table.insert(found, {id, sub[3], sub[4]})
+    end
+  end
+  return found
 end

@@ -9,9 +9,20 @@
 -- Returns 0: the lease had passed on, nothing changed; 1: recorded;
 -- 2: recorded, and the endpoint's breaker opened; 3: ... closed.
 local id, outcome, error = ARGV[5], ARGV[7], ARGV[9]
-local current = redis.call('HMGET', KEYS[1], 'lease', 'attempts', 'endpoint')
+local current = redis.call('HMGET', KEYS[1], 'lease', 'attempts', 'endpoint', 'subscription')
 if current[1] ~= ARGV[6] then return 0 end
 local attempts = (tonumber(current[2]) or 0) + 1
+-- An event's subscription counts what became of it (if it still exists).
+if current[4] and redis.call('EXISTS', sub_key(current[4])) == 1 then
+  local sk = sub_key(current[4])
+  if outcome == 'delivered' then
+    redis.call('HINCRBY', sk, 'delivered', 1)
+  else
+    redis.call('HINCRBY', sk, 'failedAttempts', 1)
+    if outcome == 'dead' then redis.call('HINCRBY', sk, 'dead', 1) end
+  end
+  redis.call('HSET', sk, 'lastAttemptAt', now, 'lastError', error)
+end
 if redis.call('RPUSH', KEYS[4], ARGV[10]) > 100 then redis.call('LTRIM', KEYS[4], -100, -1) end
 redis.call('ZREM', KEYS[2], id)
 local e = current[3]

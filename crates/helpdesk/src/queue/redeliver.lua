@@ -4,7 +4,8 @@
 local id, e = ARGV[5], ARGV[6]
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 if redis.call('ZSCORE', KEYS[2], id) then return 'in_flight' end
-if redis.call('HGET', KEYS[1], 'status') == 'PENDING_REVIEW' then return 'undecided' end
+local job = redis.call('HMGET', KEYS[1], 'status', 'event')
+if job[1] == 'PENDING_REVIEW' and not job[2] then return 'undecided' end
 redis.call('ZREM', KEYS[3], id)
 keep(id)
 redis.call('ZADD', due_key(e), now, id)

@@ -8,11 +8,11 @@
 local max, retention = tonumber(ARGV[5]), tonumber(ARGV[6])
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max)
 for _, id in ipairs(ids) do
-  local key = case_key(id)
+  local key = job_key(id)
   local case = redis.call('HMGET', key, 'delivery', 'id')
   -- A case that went back to its queue meanwhile (a redelivery) is kept;
   -- redeliver took it off this list already, so this is only a safeguard.
-  if case[1] == false or case[1] == 'DELIVERED' or case[1] == 'DEAD' then
+  if case[1] == false or case[1] == 'DELIVERED' or case[1] == 'DEAD' or case[1] == 'NO_CALLBACK' then
     if case[2] and redis.call('GET', request_key(case[2])) == id then
       redis.call('DEL', request_key(case[2]))
     end

@@ -87,6 +87,10 @@ pub async fn redeliver(
             "a delivery of this case is in flight; try again when it has finished".to_owned(),
         )
         .into()),
+        Redelivery::NoCallback => Err(ApiError::Conflict(
+            "this case has no callback: its events go to subscriptions (see GET /dead-letters for theirs)".to_owned(),
+        )
+        .into()),
         Redelivery::Undecided => {
             Err(ApiError::Conflict("the agent has not decided yet: there is nothing to deliver".to_owned()).into())
         }

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use hookline_contract::{CaseView, ErrorBody};
+use hookline_contract::{CaseView, ErrorBody, EventType};
+use rand::Rng;
 use hookline_contract::{DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers};
 use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
@@ -24,23 +25,26 @@ use crate::worker::Wakeup;
 #[derive(Debug)]
 pub struct Scheduling {
     pub delay: DelayRange,
+    /// How likely the agent accepts (`ACCEPT_RATIO`).
+    pub accept_ratio: f64,
     pub wakeup: Arc<Wakeup>,
 }
 
 /// `POST /document`: accept the review at once (202) and schedule the
 /// agent's decision as a job due after the review delay. A callback the
 /// [callback policy](crate::ssrf) refuses is a 400 `callback_refused`, and
-/// nothing is stored.
+/// nothing is stored. Without `X-Callback-Url` the decision goes only to
+/// the caller's subscriptions, so one of them must be enabled.
 #[utoipa::path(
     post, path = "/document", tag = "cases", security(("api_key" = [])),
     request_body(content = DocumentRequest, content_type = "application/json"),
-    params(("X-Callback-Url" = String, Header, description = "Where to POST the decision (http/https; checked against the SSRF policy)")),
+    params(("X-Callback-Url" = Option<String>, Header, description = "Where to POST the decision (http/https; checked against the SSRF policy). May be left out when the caller has an enabled subscription (`POST /webhooks`): the events then go to the subscriptions only")),
     responses(
         (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` accepted before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`", body = DocumentAccepted,
             headers(("location" = String, description = "/document/{documentId}"),
                 ("idempotent-replayed" = String, description = "`true` on the answer to a retried request"))),
         (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
+        (status = 400, description = "Malformed request (the body names the field), or no X-Callback-Url and no enabled subscription", body = ErrorBody),
         (status = 409, description = "The `id` was used before for another document or callback", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
@@ -48,7 +52,7 @@ pub struct Scheduling {
     )
 )]
 pub async fn create(
-    _: Authorized,
+    auth: Authorized,
     request: HttpRequest,
     JsonBody(body): JsonBody<DocumentRequest>,
     queue: web::Data<Queue>,
@@ -64,31 +68,63 @@ pub async fn create(
         .map(ExternalId::parse)
         .transpose()
         .map_err(|e| ApiError::invalid("id", e))?;
-    // Last, as it may wait for DNS: malformed requests are answered without it.
-    policy
-        .check_url(callback.url())
-        .await
-        .map_err(|refusal| ApiError::BadRequest {
-            code: "callback_refused",
-            field: Some(CALLBACK_FIELD),
-            detail: format!("X-Callback-Url is refused: {refusal}"),
-        })?;
+    match &callback {
+        // Last, as it may wait for DNS: malformed requests are answered without it.
+        Some(callback) => policy
+            .check_url(callback.url())
+            .await
+            .map_err(|refusal| ApiError::BadRequest {
+                code: "callback_refused",
+                field: Some(CALLBACK_FIELD),
+                detail: format!("X-Callback-Url is refused: {refusal}"),
+            })?,
+        None if !queue.has_enabled_subscription(auth.tenant()).await? => {
+            return Err(ApiError::BadRequest {
+                code: "missing_header",
+                field: Some(CALLBACK_FIELD),
+                detail: "the X-Callback-Url header is required: where to POST the decision (or register a subscription first: POST /webhooks)".to_owned(),
+            }
+            .into());
+        }
+        None => {}
+    }
 
-    let delay = scheduling.delay.sample(&mut rand::rng());
+    let (delay, verdict) = {
+        let mut rng = rand::rng();
+        let verdict = if rng.random_bool(scheduling.accept_ratio) {
+            DocumentStatus::Accepted
+        } else {
+            DocumentStatus::Declined
+        };
+        (scheduling.delay.sample(&mut rng), verdict)
+    };
     let case = NewCase {
         document_id: Uuid::new_v4().to_string(),
         agent_id: Uuid::new_v4().to_string(),
         document_url: document_url.to_string(),
-        callback_url: callback.to_string(),
+        callback_url: callback.as_ref().map(HttpUrl::to_string),
         request_id: request_id.map(ExternalId::into_string),
         webhook_id: format!("msg_{}", Uuid::now_v7().simple()),
+        tenant: auth.tenant().to_owned(),
+        verdict: Some(verdict),
+        event_prefix: format!("msg_{}", Uuid::now_v7().simple()),
         delay,
     };
     let (document_id, agent_id, replayed) = match queue.schedule(&case).await? {
-        Scheduled::Created { due_in } => {
+        Scheduled::Created {
+            due_in,
+            received,
+            decided,
+        } => {
             metrics.job_scheduled();
-            scheduling.wakeup.job_scheduled(Utc::now() + due_in);
-            info!(document_id = %case.document_id, webhook_id = %case.webhook_id, delay_ms = delay.as_millis(), "review scheduled");
+            metrics.events_queued(EventType::DocumentReceived, received);
+            if let Some(event) = EventType::of_decision(verdict) {
+                metrics.events_queued(event, decided);
+            }
+            // Now: the document.received events are due at once.
+            let first_due = if received > 0 { Utc::now() } else { Utc::now() + due_in };
+            scheduling.wakeup.job_scheduled(first_due);
+            info!(document_id = %case.document_id, webhook_id = %case.webhook_id, delay_ms = delay.as_millis(), events = received + decided, "review scheduled");
             (case.document_id, case.agent_id, false)
         }
         // A retry of a request whose answer was lost: the same case again.
@@ -148,17 +184,13 @@ pub async fn show(_: Authorized, path: web::Path<String>, queue: web::Data<Queue
 
 const CALLBACK_FIELD: &str = "X-Callback-Url";
 
-fn callback_url(request: &HttpRequest) -> Result<HttpUrl, ApiError> {
-    let raw = request
-        .headers()
-        .get(headers::CALLBACK_URL)
-        .ok_or(ApiError::BadRequest {
-            code: "missing_header",
-            field: Some(CALLBACK_FIELD),
-            detail: "the X-Callback-Url header is required: where to POST the decision".to_owned(),
-        })?;
+/// `X-Callback-Url`, if the request has one.
+fn callback_url(request: &HttpRequest) -> Result<Option<HttpUrl>, ApiError> {
+    let Some(raw) = request.headers().get(headers::CALLBACK_URL) else {
+        return Ok(None);
+    };
     let raw = raw
         .to_str()
         .map_err(|_| ApiError::invalid(CALLBACK_FIELD, "is not visible ASCII"))?;
-    HttpUrl::parse(raw).map_err(|e| ApiError::invalid(CALLBACK_FIELD, e))
+    HttpUrl::parse(raw).map(Some).map_err(|e| ApiError::invalid(CALLBACK_FIELD, e))
 }

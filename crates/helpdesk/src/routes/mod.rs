@@ -6,6 +6,7 @@ pub mod document;
 pub mod endpoints;
 pub mod health;
 pub mod metrics;
+pub mod webhooks;
 
 use actix_web::web;
 use hookline_kit::http::ApiError;
@@ -45,6 +46,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
             .route("/document/{document_id}/redeliver", web::post().to(cases::redeliver))
             .route("/dead-letters", web::get().to(cases::dead_letters))
             .route("/cases", web::get().to(cases::recent))
+            .route("/webhooks", web::post().to(webhooks::create))
+            .route("/webhooks", web::get().to(webhooks::list))
+            .route("/webhooks/{id}", web::get().to(webhooks::show))
+            .route("/webhooks/{id}", web::patch().to(webhooks::update))
+            .route("/webhooks/{id}", web::delete().to(webhooks::delete))
+            .route("/webhooks/{id}/rotate-secret", web::post().to(webhooks::rotate_secret))
+            .route("/webhooks/{id}/test", web::post().to(webhooks::test))
             .route("/endpoints", web::get().to(endpoints::list))
             .route("/endpoints/{endpoint}", web::get().to(endpoints::show))
             .route("/endpoints/{endpoint}", web::put().to(endpoints::update))

@@ -32,7 +32,10 @@ fn case(document_id: &str) -> NewCase {
         document_id: document_id.to_owned(),
         agent_id: "agent-1".to_owned(),
         document_url: "http://example.com/doc.pdf".to_owned(),
-        callback_url: "http://127.0.0.1:9/document/update".to_owned(),
+        callback_url: Some("http://127.0.0.1:9/document/update".to_owned()),
+        tenant: hookline_kit::auth::DEFAULT_TENANT.to_owned(),
+        verdict: None,
+        event_prefix: "msg_test".to_owned(),
         request_id: None,
         webhook_id: format!("msg_{document_id}"),
         delay: Duration::ZERO,
@@ -230,7 +233,10 @@ async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_t
 /// A case for the endpoint `http://127.0.0.1:<port>`.
 fn case_to(document_id: &str, port: u16) -> NewCase {
     NewCase {
-        callback_url: format!("http://127.0.0.1:{port}/hook"),
+        callback_url: Some(format!("http://127.0.0.1:{port}/hook")),
+        tenant: hookline_kit::auth::DEFAULT_TENANT.to_owned(),
+        verdict: None,
+        event_prefix: "msg_test".to_owned(),
         ..case(document_id)
     }
 }

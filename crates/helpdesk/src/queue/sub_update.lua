@@ -1,0 +1,22 @@
+-- Changes a subscription, if it exists and belongs to the tenant.
+-- KEYS: the subscription, the tenant's list.
+-- ARGV[5..]: tenant, what to do ('set', 'rotate', 'delete'), then for 'set'
+-- field/value pairs; for 'rotate' the new secret, until when the old one
+-- still signs (unix ms) and the time of the change.
+-- Returns 1 if done, 0 if there is no such subscription for this tenant.
+if redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[5] then return 0 end
+local action = ARGV[6]
+if action == 'delete' then
+  redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+  redis.call('DEL', KEYS[1])
+  return 1
+elseif action == 'rotate' then
+  local current = redis.call('HGET', KEYS[1], 'secret')
+  redis.call('HSET', KEYS[1], 'secret', ARGV[7], 'previousSecret', current, 'previousUntil', ARGV[8],
+    'updatedAt', ARGV[9])
+  return 1
+end
+local fields = {}
+for i = 7, #ARGV do table.insert(fields, ARGV[i]) end
+if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+return 1

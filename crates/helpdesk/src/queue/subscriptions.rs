@@ -1,0 +1,319 @@
+//! Subscriptions, kept in Redis beside the queue (the help desk has no
+//! other store): `{p}:sub:<id>` a hash, `{p}:subs:<tenant>` a tenant's ids
+//! by creation time. The fan-out in `schedule.lua` reads them, so an
+//! event's jobs are queued in the same atomic step as its case.
+//!
+//! The secret has to be kept readable (the help desk signs with it); it is
+//! shown in full only when it is made (`POST /webhooks`, `rotate-secret`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hookline_contract::signature::{SecretSet, WebhookSecret};
+use hookline_contract::{EventType, Subscription, SubscriptionStats};
+
+use super::{EVENT_JOB_MARK, Queue, QueueError};
+use crate::endpoint::Endpoint;
+
+/// A subscription to store.
+#[derive(Debug, Clone)]
+pub struct NewSubscriptionRecord {
+    pub tenant: String,
+    pub url: String,
+    pub endpoint: Endpoint,
+    pub events: Vec<EventType>,
+    pub description: Option<String>,
+}
+
+/// What `PATCH /webhooks/{id}` changes (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionChange {
+    pub url: Option<(String, Endpoint)>,
+    pub events: Option<Vec<EventType>>,
+    pub disabled: Option<bool>,
+    pub description: Option<String>,
+}
+
+/// A subscription as stored.
+#[derive(Debug, Clone)]
+pub struct SubscriptionRecord {
+    pub id: String,
+    pub tenant: String,
+    pub url: String,
+    pub events: Vec<EventType>,
+    pub description: Option<String>,
+    secret: WebhookSecret,
+    previous: Option<(WebhookSecret, DateTime<Utc>)>,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub stats: SubscriptionStats,
+}
+
+impl SubscriptionRecord {
+    fn from_hash(id: &str, mut hash: HashMap<String, String>) -> Result<Self, QueueError> {
+        let corrupt = |problem: &str| QueueError::Corrupt {
+            document_id: format!("subscription {id}"),
+            problem: problem.to_owned(),
+        };
+        let time = |raw: Option<&String>| raw.and_then(|ms| ms.parse().ok()).and_then(DateTime::from_timestamp_millis);
+        let count = |raw: Option<&String>| raw.and_then(|n| n.parse().ok()).unwrap_or(0);
+        let secret: WebhookSecret = hash
+            .get("secret")
+            .and_then(|raw| raw.parse().ok())
+            .ok_or_else(|| corrupt("no readable secret"))?;
+        let previous = match (hash.get("previousSecret"), time(hash.get("previousUntil"))) {
+            (Some(raw), Some(until)) => raw.parse().ok().map(|old| (old, until)),
+            _ => None,
+        };
+        let created_at = time(hash.get("createdAt")).ok_or_else(|| corrupt("no createdAt"))?;
+        Ok(Self {
+            id: id.to_owned(),
+            tenant: hash.remove("tenant").ok_or_else(|| corrupt("no tenant"))?,
+            url: hash.remove("url").ok_or_else(|| corrupt("no url"))?,
+            events: hash
+                .get("events")
+                .map(|events| events.split_whitespace().filter_map(|e| e.parse().ok()).collect())
+                .unwrap_or_default(),
+            description: hash.remove("description").filter(|d| !d.is_empty()),
+            secret,
+            previous,
+            disabled: hash.get("disabled").is_some_and(|d| d == "1"),
+            created_at,
+            updated_at: time(hash.get("updatedAt")).unwrap_or(created_at),
+            stats: SubscriptionStats {
+                delivered: count(hash.get("delivered")),
+                failed_attempts: count(hash.get("failedAttempts")),
+                dead: count(hash.get("dead")),
+                last_attempt_at: time(hash.get("lastAttemptAt")),
+                last_error: hash.remove("lastError").filter(|e| !e.is_empty()),
+            },
+        })
+    }
+
+    /// The view of the API: the secret in full only when `reveal`.
+    pub fn to_view(&self, reveal: bool) -> Subscription {
+        let now = Utc::now();
+        Subscription {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            events: self.events.clone(),
+            description: self.description.clone(),
+            secret: if reveal {
+                self.secret.expose()
+            } else {
+                "whsec_********".to_owned()
+            },
+            previous_secret_until: self.previous.as_ref().map(|(_, until)| *until).filter(|until| *until > now),
+            disabled: self.disabled,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// What its events are signed with at `now`: its secret, and the one
+    /// before the last rotation while the overlap lasts.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> SecretSet {
+        let mut secrets = vec![self.secret.clone()];
+        if let Some((old, until)) = &self.previous
+            && *until > now
+        {
+            secrets.push(old.clone());
+        }
+        SecretSet::new(secrets).unwrap_or_else(|_| unreachable!("one secret at least"))
+    }
+
+    pub fn wants(&self, event: EventType) -> bool {
+        self.events.contains(&event)
+    }
+}
+
+/// The `events` field: space-separated with a space at either end, so the
+/// fan-out script finds ` name ` with a plain substring search.
+fn events_field(events: &[EventType]) -> String {
+    let names: Vec<&str> = events.iter().map(|event| event.as_str()).collect();
+    format!(" {} ", names.join(" "))
+}
+
+fn new_secret() -> WebhookSecret {
+    let bytes: [u8; 32] = rand::random();
+    WebhookSecret::from_bytes(bytes.to_vec()).unwrap_or_else(|_| unreachable!("32 bytes is a valid length"))
+}
+
+impl Queue {
+    /// Stores a subscription with a new secret, unless the tenant has
+    /// `max` already (then `None`).
+    pub async fn create_subscription(
+        &self,
+        new: &NewSubscriptionRecord,
+        max: u64,
+    ) -> Result<Option<SubscriptionRecord>, QueueError> {
+        let mut conn = self.conn.clone();
+        let list = self.keys.subscriptions(&new.tenant);
+        let count: u64 = redis::cmd("ZCARD").arg(&list).query_async(&mut conn).await?;
+        if count >= max {
+            return Ok(None);
+        }
+        let id = format!("sub_{}", uuid::Uuid::now_v7().simple());
+        let now = Utc::now().timestamp_millis();
+        let secret = new_secret().expose();
+        let key = self.keys.subscription(&id);
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("id", id.as_str()),
+                    ("tenant", new.tenant.as_str()),
+                    ("url", new.url.as_str()),
+                    ("endpoint", new.endpoint.as_str()),
+                    ("events", events_field(&new.events).as_str()),
+                    ("description", new.description.as_deref().unwrap_or_default()),
+                    ("secret", secret.as_str()),
+                    ("disabled", "0"),
+                    ("createdAt", now.to_string().as_str()),
+                ],
+            )
+            .zadd(&list, &id, now)
+            .query_async::<()>(&mut conn)
+            .await?;
+        self.subscription(Some(&new.tenant), &id).await
+    }
+
+    /// One subscription; with `tenant`, only if it is that tenant's.
+    pub async fn subscription(&self, tenant: Option<&str>, id: &str) -> Result<Option<SubscriptionRecord>, QueueError> {
+        if id.contains(EVENT_JOB_MARK) || id.contains(':') {
+            return Ok(None); // never a subscription id; keeps keys unambiguous
+        }
+        let mut conn = self.conn.clone();
+        let hash: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.subscription(id))
+            .query_async(&mut conn)
+            .await?;
+        if hash.is_empty() || tenant.is_some_and(|tenant| hash.get("tenant").map(String::as_str) != Some(tenant)) {
+            return Ok(None);
+        }
+        SubscriptionRecord::from_hash(id, hash).map(Some)
+    }
+
+    /// A tenant's subscriptions, oldest first.
+    pub async fn subscriptions(&self, tenant: &str) -> Result<Vec<SubscriptionRecord>, QueueError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.subscriptions(tenant))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(self.keys.subscription(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        ids.iter()
+            .zip(hashes)
+            .filter(|(_, hash)| !hash.is_empty())
+            .map(|(id, hash)| SubscriptionRecord::from_hash(id, hash))
+            .collect()
+    }
+
+    /// Whether the tenant has a subscription that receives events.
+    pub async fn has_enabled_subscription(&self, tenant: &str) -> Result<bool, QueueError> {
+        Ok(self.subscriptions(tenant).await?.iter().any(|sub| !sub.disabled))
+    }
+
+    /// Runs `sub_update.lua` for the tenant's subscription `id`; false if
+    /// there is none.
+    async fn change_subscription(&self, tenant: &str, id: &str, args: &[String]) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.invocation(&self.scripts.sub_update);
+        invocation
+            .key(self.keys.subscription(id))
+            .key(self.keys.subscriptions(tenant))
+            .arg(tenant);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let done: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(done == 1)
+    }
+
+    pub async fn update_subscription(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: &SubscriptionChange,
+    ) -> Result<Option<SubscriptionRecord>, QueueError> {
+        let mut args = vec!["set".to_owned()];
+        let mut field = |name: &str, value: String| {
+            args.push(name.to_owned());
+            args.push(value);
+        };
+        if let Some((url, endpoint)) = &change.url {
+            field("url", url.clone());
+            field("endpoint", endpoint.to_string());
+        }
+        if let Some(events) = &change.events {
+            field("events", events_field(events));
+        }
+        if let Some(disabled) = change.disabled {
+            field("disabled", if disabled { "1" } else { "0" }.to_owned());
+        }
+        if let Some(description) = &change.description {
+            field("description", description.clone());
+        }
+        field("updatedAt", Utc::now().timestamp_millis().to_string());
+        if !self.change_subscription(tenant, id, &args).await? {
+            return Ok(None);
+        }
+        self.subscription(Some(tenant), id).await
+    }
+
+    /// Deletes the tenant's subscription `id`; false if there is none.
+    pub async fn delete_subscription(&self, tenant: &str, id: &str) -> Result<bool, QueueError> {
+        self.change_subscription(tenant, id, &["delete".to_owned()]).await
+    }
+
+    /// Gives the subscription a new secret; the old one keeps signing
+    /// beside it for `overlap`.
+    pub async fn rotate_secret(
+        &self,
+        tenant: &str,
+        id: &str,
+        overlap: Duration,
+    ) -> Result<Option<SubscriptionRecord>, QueueError> {
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(overlap).unwrap_or(chrono::Duration::MAX);
+        let args = [
+            "rotate".to_owned(),
+            new_secret().expose(),
+            until.timestamp_millis().to_string(),
+            now.timestamp_millis().to_string(),
+        ];
+        if !self.change_subscription(tenant, id, &args).await? {
+            return Ok(None);
+        }
+        self.subscription(Some(tenant), id).await
+    }
+
+    /// Queues a `webhook.test` for the subscription; its job's webhook-id,
+    /// or `None` if the subscription does not exist.
+    pub async fn queue_test_event(&self, id: &str, message: &str) -> Result<Option<String>, QueueError> {
+        let webhook_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = self.conn.clone();
+        let job: Option<String> = self
+            .invocation(&self.scripts.test_event)
+            .key(self.keys.subscription(id))
+            .arg(id)
+            .arg(&webhook_id)
+            .arg(message)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(job.map(|_| webhook_id))
+    }
+}

@@ -1,0 +1,292 @@
+//! `/webhooks`: subscriptions to events (see [`hookline_contract::EventType`]).
+//!
+//! A subscription belongs to the tenant of the API key that made it (see
+//! [`hookline_kit::auth`]); another tenant's subscription is a `404` here,
+//! as if it did not exist. Its URL passes the [callback policy](crate::ssrf)
+//! when it is registered or changed, and again at every delivery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use hookline_contract::{
+    ErrorBody, EventType, HttpUrl, NewSubscription, Subscription, SubscriptionPage, SubscriptionUpdate,
+    TestEventQueued,
+};
+use hookline_kit::auth::Authorized;
+use hookline_kit::http::ApiError;
+use hookline_kit::json::JsonBody;
+use tracing::info;
+
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+use crate::metrics::HelpdeskMetrics;
+use crate::queue::{NewSubscriptionRecord, Queue, SubscriptionChange};
+use crate::ssrf::CallbackPolicy;
+use crate::worker::Wakeup;
+
+/// Most subscriptions one tenant may have.
+pub const MAX_SUBSCRIPTIONS: u64 = 100;
+/// Longest description kept.
+const MAX_DESCRIPTION: usize = 256;
+
+/// What the subscription routes need besides the queue.
+#[derive(Debug)]
+pub struct SubscriptionSettings {
+    /// How long the old secret keeps signing after a rotation (`SECRET_OVERLAP`).
+    pub overlap: Duration,
+    pub wakeup: Arc<Wakeup>,
+}
+
+/// The event types asked for: at least one, each known; duplicates dropped.
+fn parse_events(raw: &[String]) -> Result<Vec<EventType>, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::invalid("events", "must name at least one event type"));
+    }
+    let mut events = Vec::with_capacity(raw.len());
+    for name in raw {
+        let event: EventType = name.parse().map_err(|e: hookline_contract::UnknownEvent| ApiError::BadRequest {
+            code: "unknown_event",
+            field: Some("events"),
+            detail: e.to_string(),
+        })?;
+        events.push(event);
+    }
+    events.sort_unstable();
+    events.dedup();
+    Ok(events)
+}
+
+/// A URL to send events to: well-formed, and allowed by the callback policy.
+async fn checked_url(raw: &str, policy: &CallbackPolicy) -> Result<(String, Endpoint), ApiError> {
+    let url = HttpUrl::parse(raw).map_err(|e| ApiError::invalid("url", e))?;
+    let endpoint = Endpoint::of_str(url.as_str()).map_err(|e| ApiError::invalid("url", e.to_string()))?;
+    policy.check_url(url.url()).await.map_err(|refusal| ApiError::BadRequest {
+        code: "url_refused",
+        field: Some("url"),
+        detail: format!("url is refused: {refusal}"),
+    })?;
+    Ok((url.to_string(), endpoint))
+}
+
+fn checked_description(raw: &str) -> Result<String, ApiError> {
+    if raw.chars().count() > MAX_DESCRIPTION || raw.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "description",
+            "must be at most 256 characters, without control characters",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+const NOT_FOUND: &str = "no subscription has this id";
+
+/// `POST /webhooks`: subscribe a URL to event types.
+#[utoipa::path(
+    post, path = "/webhooks", tag = "subscriptions", security(("api_key" = [])),
+    request_body(content = NewSubscription, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Subscribed. The answer holds the signing secret in full: keep it, it is not shown again (rotate-secret makes a new one)", body = Subscription,
+            headers(("location" = String, description = "/webhooks/{id}"))),
+        (status = 400, description = "Malformed request, an unknown event type, or a URL the callback policy refuses (the body names the field)", body = ErrorBody),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
+        (status = 409, description = "The tenant has 100 subscriptions already", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
+    )
+)]
+pub async fn create(
+    auth: Authorized,
+    JsonBody(body): JsonBody<NewSubscription>,
+    queue: web::Data<Queue>,
+    policy: web::Data<CallbackPolicy>,
+) -> Result<HttpResponse, Error> {
+    let events = parse_events(&body.events)?;
+    let description = body.description.as_deref().map(checked_description).transpose()?;
+    let (url, endpoint) = checked_url(&body.url, &policy).await?;
+    let new = NewSubscriptionRecord {
+        tenant: auth.tenant().to_owned(),
+        url,
+        endpoint,
+        events,
+        description,
+    };
+    let Some(sub) = queue.create_subscription(&new, MAX_SUBSCRIPTIONS).await? else {
+        return Err(ApiError::Conflict(format!(
+            "this tenant has {MAX_SUBSCRIPTIONS} subscriptions already: delete one first"
+        ))
+        .into());
+    };
+    info!(subscription = %sub.id, tenant = %sub.tenant, url = %sub.url, events = ?sub.events, "subscription created");
+    Ok(HttpResponse::Created()
+        .insert_header((LOCATION, format!("/webhooks/{}", sub.id)))
+        .json(sub.to_view(true)))
+}
+
+/// `GET /webhooks`: the caller's subscriptions, oldest first, secrets masked.
+#[utoipa::path(
+    get, path = "/webhooks", tag = "subscriptions", security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The tenant's subscriptions with their delivery stats, oldest first", body = SubscriptionPage),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
+    )
+)]
+pub async fn list(auth: Authorized, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+    let items: Vec<Subscription> = queue
+        .subscriptions(auth.tenant())
+        .await?
+        .iter()
+        .map(|sub| sub.to_view(false))
+        .collect();
+    let total = items.len() as u64;
+    Ok(HttpResponse::Ok().json(SubscriptionPage { items, total }))
+}
+
+/// `GET /webhooks/{id}`: one subscription, secret masked.
+#[utoipa::path(
+    get, path = "/webhooks/{id}", tag = "subscriptions", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The id returned by POST /webhooks")),
+    responses(
+        (status = 200, description = "The subscription with its delivery stats", body = Subscription),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
+        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
+    )
+)]
+pub async fn show(auth: Authorized, path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+    let sub = queue
+        .subscription(Some(auth.tenant()), &path)
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    Ok(HttpResponse::Ok().json(sub.to_view(false)))
+}
+
+/// `PATCH /webhooks/{id}`: change the URL, the event types, the
+/// description, or disable it. Events already queued keep the URL they were
+/// queued for; a disabled subscription receives none of them.
+#[utoipa::path(
+    patch, path = "/webhooks/{id}", tag = "subscriptions", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The id returned by POST /webhooks")),
+    request_body(content = SubscriptionUpdate, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The subscription as changed", body = Subscription),
+        (status = 400, description = "Malformed request, an unknown event type, or a URL the callback policy refuses (the body names the field)", body = ErrorBody),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
+        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
+    )
+)]
+pub async fn update(
+    auth: Authorized,
+    path: web::Path<String>,
+    JsonBody(body): JsonBody<SubscriptionUpdate>,
+    queue: web::Data<Queue>,
+    policy: web::Data<CallbackPolicy>,
+) -> Result<HttpResponse, Error> {
+    let change = SubscriptionChange {
+        events: body.events.as_deref().map(parse_events).transpose()?,
+        description: body.description.as_deref().map(checked_description).transpose()?,
+        disabled: body.disabled,
+        url: match &body.url {
+            Some(raw) => Some(checked_url(raw, &policy).await?),
+            None => None,
+        },
+    };
+    let sub = queue
+        .update_subscription(auth.tenant(), &path, &change)
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    info!(subscription = %sub.id, url = %sub.url, events = ?sub.events, disabled = sub.disabled, "subscription changed");
+    Ok(HttpResponse::Ok().json(sub.to_view(false)))
+}
+
+/// `DELETE /webhooks/{id}`: no more events, including those queued.
+#[utoipa::path(
+    delete, path = "/webhooks/{id}", tag = "subscriptions", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The id returned by POST /webhooks")),
+    responses(
+        (status = 204, description = "Deleted; events queued for it are not sent"),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
+        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
+    )
+)]
+pub async fn delete(auth: Authorized, path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+    if !queue.delete_subscription(auth.tenant(), &path).await? {
+        return Err(ApiError::NotFound(NOT_FOUND).into());
+    }
+    info!(subscription = %path, "subscription deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /webhooks/{id}/rotate-secret`: a new secret, shown once; the old
+/// one keeps signing beside it for `SECRET_OVERLAP`, so the receiver can
+/// switch without losing a message.
+#[utoipa::path(
+    post, path = "/webhooks/{id}/rotate-secret", tag = "subscriptions", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The id returned by POST /webhooks")),
+    responses(
+        (status = 200, description = "The subscription with its new secret in full; `previousSecretUntil` says until when the old one signs too", body = Subscription),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
+        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
+    )
+)]
+pub async fn rotate_secret(
+    auth: Authorized,
+    path: web::Path<String>,
+    queue: web::Data<Queue>,
+    settings: web::Data<SubscriptionSettings>,
+) -> Result<HttpResponse, Error> {
+    let sub = queue
+        .rotate_secret(auth.tenant(), &path, settings.overlap)
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    info!(subscription = %sub.id, overlap = %humantime::format_duration(settings.overlap), "subscription secret rotated");
+    Ok(HttpResponse::Ok().json(sub.to_view(true)))
+}
+
+/// `POST /webhooks/{id}/test`: queue a `webhook.test` event for it now.
+#[utoipa::path(
+    post, path = "/webhooks/{id}/test", tag = "subscriptions", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The id returned by POST /webhooks")),
+    responses(
+        (status = 202, description = "The test event is queued; it is delivered (and retried) like any event", body = TestEventQueued),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
+        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
+        (status = 409, description = "The subscription is disabled", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
+    )
+)]
+pub async fn test(
+    auth: Authorized,
+    path: web::Path<String>,
+    queue: web::Data<Queue>,
+    settings: web::Data<SubscriptionSettings>,
+    metrics: web::Data<HelpdeskMetrics>,
+) -> Result<HttpResponse, Error> {
+    let sub = queue
+        .subscription(Some(auth.tenant()), &path)
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    if sub.disabled {
+        return Err(ApiError::Conflict("the subscription is disabled: enable it first (PATCH)".to_owned()).into());
+    }
+    let webhook_id = queue
+        .queue_test_event(&sub.id, "a test event from the hookline help desk")
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    metrics.events_queued(EventType::WebhookTest, 1);
+    settings.wakeup.job_scheduled(Utc::now());
+    info!(subscription = %sub.id, %webhook_id, "test event queued");
+    Ok(HttpResponse::Accepted().json(TestEventQueued {
+        webhook_id,
+        event_type: EventType::WebhookTest,
+    }))
+}
