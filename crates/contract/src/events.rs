@@ -73,9 +73,7 @@ impl fmt::Display for EventType {
 
 /// An event name that is not one of [`EventType::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown event type {0:?} (expected document.received, document.accepted, document.declined or webhook.test)"
-)]
+#[error("unknown event type {0:?} (expected document.received, document.accepted, document.declined or webhook.test)")]
 pub struct UnknownEvent(pub String);
 
 impl FromStr for EventType {
@@ -95,7 +93,10 @@ impl FromStr for EventType {
 #[serde(rename_all = "camelCase")]
 pub struct NewSubscription {
     /// Where the events go (http/https; checked against the SSRF policy).
-    #[cfg_attr(feature = "openapi", schema(max_length = 2048, example = "https://example.com/hooks"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 2048, example = "https://example.com/hooks")
+    )]
     pub url: String,
     /// The event types to receive (at least one).
     #[cfg_attr(feature = "openapi", schema(example = json!(["document.accepted", "document.declined"])))]

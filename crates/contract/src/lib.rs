@@ -18,14 +18,14 @@ pub mod signature;
 mod status;
 mod validate;
 
+pub use events::{
+    DocumentEvent, Event, EventType, NewSubscription, Subscription, SubscriptionPage, SubscriptionStats,
+    SubscriptionUpdate, TestEvent, TestEventQueued, UnknownEvent,
+};
 pub use payloads::{
     AckOutcome, AttemptView, BreakerState, CasePage, CaseView, CreateReview, DeliveryState, DeliveryView,
     DocumentAccepted, DocumentRequest, DocumentWebhook, EndpointPage, EndpointSettings, EndpointView, ErrorBody,
     Health, HealthStatus, Review, ReviewPage, WebhookAck,
-};
-pub use events::{
-    DocumentEvent, Event, EventType, NewSubscription, Subscription, SubscriptionPage, SubscriptionStats,
-    SubscriptionUpdate, TestEvent, TestEventQueued, UnknownEvent,
 };
 pub use status::{DocumentStatus, UnknownStatus};
 pub use validate::{ExternalId, HttpUrl, InvalidInput, MAX_ID_LEN, MAX_URL_LEN};

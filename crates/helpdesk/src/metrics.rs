@@ -52,13 +52,7 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
-    pub const ALL: [Self; 5] = [
-        Self::Delivered,
-        Self::Retry,
-        Self::Dead,
-        Self::Refused,
-        Self::Cancelled,
-    ];
+    pub const ALL: [Self; 5] = [Self::Delivered, Self::Retry, Self::Dead, Self::Refused, Self::Cancelled];
 
     pub const fn as_str(self) -> &'static str {
         match self {

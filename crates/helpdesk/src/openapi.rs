@@ -75,7 +75,10 @@ pub fn document() -> serde_json::Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": true, "description": description, "schema": {"type": "string"}});
     let signed = [
-        header("webhook-id", "Stable across the attempts of one delivery: deduplicate on it"),
+        header(
+            "webhook-id",
+            "Stable across the attempts of one delivery: deduplicate on it",
+        ),
         header("webhook-timestamp", "Unix seconds of this attempt"),
         header(
             "webhook-signature",

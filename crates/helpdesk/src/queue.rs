@@ -336,7 +336,11 @@ pub enum Scheduled {
     /// Stored; due in `due_in` (by the queue's clock), for the worker's
     /// wake-up; `received` and `decided` event jobs queued for the tenant's
     /// subscriptions (`document.received`, the decision's event).
-    Created { due_in: Duration, received: u64, decided: u64 },
+    Created {
+        due_in: Duration,
+        received: u64,
+        decided: u64,
+    },
     /// A request with this `id`, document and callback was accepted before:
     /// this is its case, nothing new was stored.
     Replayed { document_id: String, agent_id: String },

@@ -261,7 +261,9 @@ mod tests {
 
     #[test]
     fn keys_may_name_their_tenant_and_the_others_belong_to_the_default_one() {
-        let keys: ApiKeys = format!("acme:{KEY}, globex : {NEW},0123456789abcdef-bare").parse().unwrap();
+        let keys: ApiKeys = format!("acme:{KEY}, globex : {NEW},0123456789abcdef-bare")
+            .parse()
+            .unwrap();
         assert_eq!(keys.tenant_of(KEY), Some("acme"));
         assert_eq!(keys.tenant_of(NEW), Some("globex"));
         assert_eq!(keys.tenant_of("0123456789abcdef-bare"), Some(DEFAULT_TENANT));

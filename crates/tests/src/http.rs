@@ -79,6 +79,33 @@ pub async fn post_raw(url: &str, body: Vec<u8>, content_type: &str, headers: &[(
     (response.status().as_u16(), parse_body(&bytes))
 }
 
+/// Any method, with extra `headers` and an optional JSON body: the status,
+/// the answer's headers (names in lower case) and its JSON body.
+pub async fn call(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, std::collections::HashMap<String, String>, Value) {
+    let method = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client().request(method, url);
+    for (name, value) in headers {
+        request = request.insert_header((*name, *value));
+    }
+    let mut response = match body {
+        Some(body) => request.send_json(body).await,
+        None => request.send().await,
+    }
+    .unwrap();
+    let bytes = response.body().limit(1 << 20).await.unwrap();
+    let answer_headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    (response.status().as_u16(), answer_headers, parse_body(&bytes))
+}
+
 pub async fn get_json(url: &str) -> (u16, Value) {
     request_json("GET", url).await
 }

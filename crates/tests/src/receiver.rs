@@ -16,7 +16,26 @@ use crate::stack::Running;
 pub struct Received {
     pub headers: BTreeMap<String, String>,
     pub body: Value,
+    /// The body as sent (signatures are over these bytes).
+    pub raw: Vec<u8>,
     pub at: Instant,
+}
+
+impl Received {
+    /// Checks the Standard Webhooks signature with the scheme's reference
+    /// library (`standardwebhooks`), under `secret` (`whsec_...`).
+    pub fn verify_with(&self, secret: &str) -> Result<(), String> {
+        let mut headers = http::HeaderMap::new();
+        for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            if let Some(value) = self.headers.get(name) {
+                headers.insert(name, http::HeaderValue::from_str(value).map_err(|e| e.to_string())?);
+            }
+        }
+        standardwebhooks::Webhook::new(secret)
+            .map_err(|e| format!("{e:?}"))?
+            .verify(&self.raw, &headers)
+            .map_err(|e| format!("{e:?}"))
+    }
 }
 
 /// How a [`Receiver`] answers; change it while the test runs.
@@ -99,6 +118,7 @@ impl Receiver {
                     let _ = tx.send(Received {
                         headers,
                         body: parse_body(&body),
+                        raw: body.to_vec(),
                         at: Instant::now(),
                     });
                     let delay = behaviour.current_delay();

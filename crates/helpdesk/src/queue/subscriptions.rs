@@ -57,7 +57,10 @@ impl SubscriptionRecord {
             document_id: format!("subscription {id}"),
             problem: problem.to_owned(),
         };
-        let time = |raw: Option<&String>| raw.and_then(|ms| ms.parse().ok()).and_then(DateTime::from_timestamp_millis);
+        let time = |raw: Option<&String>| {
+            raw.and_then(|ms| ms.parse().ok())
+                .and_then(DateTime::from_timestamp_millis)
+        };
         let count = |raw: Option<&String>| raw.and_then(|n| n.parse().ok()).unwrap_or(0);
         let secret: WebhookSecret = hash
             .get("secret")
@@ -105,7 +108,11 @@ impl SubscriptionRecord {
             } else {
                 "whsec_********".to_owned()
             },
-            previous_secret_until: self.previous.as_ref().map(|(_, until)| *until).filter(|until| *until > now),
+            previous_secret_until: self
+                .previous
+                .as_ref()
+                .map(|(_, until)| *until)
+                .filter(|until| *until > now),
             disabled: self.disabled,
             created_at: self.created_at,
             updated_at: self.updated_at,

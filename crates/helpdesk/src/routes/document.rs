@@ -4,10 +4,10 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::{CaseView, ErrorBody, EventType};
-use rand::Rng;
 use hookline_contract::{DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers};
 use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
+use rand::Rng;
 
 use crate::error::Error;
 use hookline_kit::json::JsonBody;
@@ -192,5 +192,7 @@ fn callback_url(request: &HttpRequest) -> Result<Option<HttpUrl>, ApiError> {
     let raw = raw
         .to_str()
         .map_err(|_| ApiError::invalid(CALLBACK_FIELD, "is not visible ASCII"))?;
-    HttpUrl::parse(raw).map(Some).map_err(|e| ApiError::invalid(CALLBACK_FIELD, e))
+    HttpUrl::parse(raw)
+        .map(Some)
+        .map_err(|e| ApiError::invalid(CALLBACK_FIELD, e))
 }

@@ -12,8 +12,7 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::{
-    ErrorBody, EventType, HttpUrl, NewSubscription, Subscription, SubscriptionPage, SubscriptionUpdate,
-    TestEventQueued,
+    ErrorBody, EventType, HttpUrl, NewSubscription, Subscription, SubscriptionPage, SubscriptionUpdate, TestEventQueued,
 };
 use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
@@ -47,11 +46,13 @@ fn parse_events(raw: &[String]) -> Result<Vec<EventType>, ApiError> {
     }
     let mut events = Vec::with_capacity(raw.len());
     for name in raw {
-        let event: EventType = name.parse().map_err(|e: hookline_contract::UnknownEvent| ApiError::BadRequest {
-            code: "unknown_event",
-            field: Some("events"),
-            detail: e.to_string(),
-        })?;
+        let event: EventType = name
+            .parse()
+            .map_err(|e: hookline_contract::UnknownEvent| ApiError::BadRequest {
+                code: "unknown_event",
+                field: Some("events"),
+                detail: e.to_string(),
+            })?;
         events.push(event);
     }
     events.sort_unstable();
@@ -63,11 +64,14 @@ fn parse_events(raw: &[String]) -> Result<Vec<EventType>, ApiError> {
 async fn checked_url(raw: &str, policy: &CallbackPolicy) -> Result<(String, Endpoint), ApiError> {
     let url = HttpUrl::parse(raw).map_err(|e| ApiError::invalid("url", e))?;
     let endpoint = Endpoint::of_str(url.as_str()).map_err(|e| ApiError::invalid("url", e.to_string()))?;
-    policy.check_url(url.url()).await.map_err(|refusal| ApiError::BadRequest {
-        code: "url_refused",
-        field: Some("url"),
-        detail: format!("url is refused: {refusal}"),
-    })?;
+    policy
+        .check_url(url.url())
+        .await
+        .map_err(|refusal| ApiError::BadRequest {
+            code: "url_refused",
+            field: Some("url"),
+            detail: format!("url is refused: {refusal}"),
+        })?;
     Ok((url.to_string(), endpoint))
 }
 

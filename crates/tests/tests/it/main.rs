@@ -31,6 +31,8 @@ mod safe_retries;
 mod secrets;
 /// The callback policy: which addresses the help desk calls.
 mod ssrf;
+/// Subscriptions: event types, a secret per subscription, fan-out, tenants.
+mod subscriptions;
 /// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.
 mod tls;
 /// Forged webhooks refused, repeated ones absorbed, idempotent requests.
