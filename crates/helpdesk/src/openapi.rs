@@ -32,6 +32,7 @@ use crate::routes;
         routes::webhooks::delete,
         routes::webhooks::rotate_secret,
         routes::webhooks::test,
+        routes::webhooks::redeliver,
         routes::endpoints::list,
         routes::endpoints::show,
         routes::endpoints::update,

@@ -53,6 +53,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
             .route("/webhooks/{id}", web::delete().to(webhooks::delete))
             .route("/webhooks/{id}/rotate-secret", web::post().to(webhooks::rotate_secret))
             .route("/webhooks/{id}/test", web::post().to(webhooks::test))
+            .route(
+                "/webhooks/{id}/redeliver/{webhook_id}",
+                web::post().to(webhooks::redeliver),
+            )
             .route("/endpoints", web::get().to(endpoints::list))
             .route("/endpoints/{endpoint}", web::get().to(endpoints::show))
             .route("/endpoints/{endpoint}", web::put().to(endpoints::update))

@@ -12,7 +12,7 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::{
-    ErrorBody, EventType, HttpUrl, NewSubscription, Subscription, SubscriptionPage, SubscriptionUpdate, TestEventQueued,
+    CaseView, ErrorBody, EventType, ExternalId, HttpUrl, NewSubscription, Subscription, SubscriptionPage, SubscriptionUpdate, TestEventQueued,
 };
 use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
@@ -22,7 +22,7 @@ use tracing::info;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::metrics::HelpdeskMetrics;
-use crate::queue::{NewSubscriptionRecord, Queue, SubscriptionChange};
+use crate::queue::{EVENT_JOB_MARK, NewSubscriptionRecord, Queue, Redelivery, SubscriptionChange};
 use crate::ssrf::CallbackPolicy;
 use crate::worker::Wakeup;
 
@@ -293,4 +293,55 @@ pub async fn test(
         webhook_id,
         event_type: EventType::WebhookTest,
     }))
+}
+
+/// `POST /webhooks/{id}/redeliver/{webhookId}`: send one of the
+/// subscription's events again, now (a dead letter, say), with a fresh
+/// retry schedule and the same `webhook-id`.
+#[utoipa::path(
+    post, path = "/webhooks/{id}/redeliver/{webhookId}", tag = "subscriptions", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The id returned by POST /webhooks"),
+        ("webhookId" = String, Path, description = "The event's webhook-id (as in GET /dead-letters)")),
+    responses(
+        (status = 202, description = "Redelivery scheduled; the event's delivery as it stands now", body = CaseView),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
+        (status = 404, description = "No such subscription of this tenant, or no such event of it", body = ErrorBody),
+        (status = 409, description = "The event is being delivered right now, or the subscription is disabled", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
+    )
+)]
+pub async fn redeliver(
+    auth: Authorized,
+    path: web::Path<(String, String)>,
+    queue: web::Data<Queue>,
+    settings: web::Data<SubscriptionSettings>,
+) -> Result<HttpResponse, Error> {
+    let (id, webhook_id) = path.into_inner();
+    let sub = queue
+        .subscription(Some(auth.tenant()), &id)
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let no_event = || ApiError::NotFound("this subscription has no event with this webhook-id");
+    let webhook_id = ExternalId::parse(&webhook_id).map_err(|_| no_event())?;
+    let job_id = format!("{EVENT_JOB_MARK}{}", webhook_id.as_str());
+    let job = queue.case(&job_id).await?.ok_or_else(no_event)?;
+    if job.event.as_ref().is_none_or(|event| event.subscription_id != sub.id) {
+        return Err(no_event().into());
+    }
+    if sub.disabled {
+        return Err(ApiError::Conflict("the subscription is disabled: enable it first (PATCH)".to_owned()).into());
+    }
+    match queue.redeliver(&job_id).await? {
+        Redelivery::Scheduled => {
+            settings.wakeup.job_scheduled(Utc::now());
+            info!(subscription = %sub.id, %webhook_id, "event redelivery scheduled");
+            let job = queue.case(&job_id).await?;
+            Ok(HttpResponse::Accepted().json(job.map(|job| job.to_view())))
+        }
+        Redelivery::InFlight => Err(ApiError::Conflict(
+            "a delivery of this event is in flight; try again when it has finished".to_owned(),
+        )
+        .into()),
+        Redelivery::NoSuchCase | Redelivery::Undecided | Redelivery::NoCallback => Err(no_event().into()),
+    }
 }
