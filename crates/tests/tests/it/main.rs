@@ -32,7 +32,7 @@ mod secrets;
 /// The callback policy: which addresses the help desk calls.
 mod ssrf;
 /// HELPDESK_SUBSCRIBE: the subscription set-up and its events, against a stand-in.
-mod subscriptions;
+mod subscriber;
 /// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.
 mod tls;
 /// Forged webhooks refused, repeated ones absorbed, idempotent requests.
