@@ -58,10 +58,20 @@ pub struct Settings {
     pub helpdesk_ca_file: Option<PathBuf>,
 
     /// Base URL at which the Help Desk reaches this consumer; the callback
-    /// handed out is `{CONSUMER_PUBLIC_URL}/document/update`.
+    /// handed out is `{CONSUMER_PUBLIC_URL}/document/update`, the
+    /// subscription's URL `{CONSUMER_PUBLIC_URL}/helpdesk/events`.
     /// [default: http://127.0.0.1:<listen port>]
     #[arg(long, env = "CONSUMER_PUBLIC_URL")]
     pub public_url: Option<Url>,
+
+    /// Receive the Help Desk's events through a subscription
+    /// (`{CONSUMER_PUBLIC_URL}/helpdesk/events`, signed with the
+    /// subscription's own secret, kept in the database) instead of a
+    /// callback URL per request. The subscription is found or made at
+    /// start-up, in the background; until it is, and whenever it cannot be
+    /// used, requests still carry `X-Callback-Url`.
+    #[arg(long, env = "HELPDESK_SUBSCRIBE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub helpdesk_subscribe: bool,
 
     /// Standard Webhooks secret(s) shared with the Help Desk, `whsec_...`,
     /// comma-separated during a rotation (any one verifies).

@@ -1,5 +1,10 @@
 //! The consumer's side of the Help Desk API: `POST {HELPDESK_URL}/document`
-//! and `GET {HELPDESK_URL}/document/{documentId}`.
+//! and `GET {HELPDESK_URL}/document/{documentId}`, and the subscription
+//! calls (`GET`/`POST /webhooks`, `POST /webhooks/{id}/rotate-secret`).
+//!
+//! `POST /document` carries `X-Callback-Url` unless the client holds an
+//! active [`SubscriptionState`]: then the decision comes as a subscription
+//! event (`POST /helpdesk/events`) and a callback would only deliver it twice.
 //!
 //! Every call has one deadline, `HELPDESK_TIMEOUT`, for all of it: connect,
 //! send, the answer's head and its body. A help desk that answers its head
@@ -11,13 +16,21 @@ use std::time::Duration;
 
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
-use hookline_contract::{CaseView, DocumentAccepted, DocumentRequest, ExternalId, HttpUrl, headers};
+use hookline_contract::{
+    CaseView, DocumentAccepted, DocumentRequest, ExternalId, HttpUrl, NewSubscription, Subscription, SubscriptionPage,
+    headers,
+};
 use hookline_kit::config::Secret;
 use hookline_kit::request_id::{self, RequestId};
 use hookline_kit::tls::ClientConfig;
+use tracing::debug;
+
+use crate::subscription::SubscriptionState;
 
 /// Largest answer read from the help desk.
 const ANSWER_LIMIT: usize = 64 * 1024;
+/// Largest `GET /webhooks` read: up to 100 subscriptions with their stats.
+const LISTING_LIMIT: usize = 1024 * 1024;
 
 /// What can go wrong asking the help desk; each keeps its cause.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +73,10 @@ impl HelpdeskError {
 pub struct HelpdeskClient {
     client: awc::Client,
     document_endpoint: String,
+    webhooks_endpoint: String,
     callback_url: HttpUrl,
+    /// While it is active, `POST /document` goes without `X-Callback-Url`.
+    subscription: Option<SubscriptionState>,
     timeout: Duration,
     /// `Authorization: Bearer <HELPDESK_API_KEY>`, when there is a key.
     authorization: Option<HeaderValue>,
@@ -76,12 +92,30 @@ impl HelpdeskClient {
             .disable_redirects()
             .add_default_header(("user-agent", concat!("hookline-consumer/", env!("CARGO_PKG_VERSION"))))
             .finish();
+        let base = helpdesk_url.as_str().trim_end_matches('/');
         Self {
             client,
-            document_endpoint: format!("{}/document", helpdesk_url.as_str().trim_end_matches('/')),
+            document_endpoint: format!("{base}/document"),
+            webhooks_endpoint: format!("{base}/webhooks"),
             callback_url,
+            subscription: None,
             timeout,
             authorization: None,
+        }
+    }
+
+    /// Leaves out `X-Callback-Url` whenever `subscription` is active.
+    pub fn with_subscription(mut self, subscription: SubscriptionState) -> Self {
+        self.subscription = Some(subscription);
+        self
+    }
+
+    /// The callback URL to send with a review request: none while the
+    /// subscription delivers our events.
+    fn callback(&self) -> Option<&HttpUrl> {
+        match &self.subscription {
+            Some(subscription) if subscription.is_active() => None,
+            _ => Some(&self.callback_url),
         }
     }
 
@@ -114,14 +148,14 @@ impl HelpdeskClient {
             document_url: document_url.to_string(),
             id: Some(reference.to_owned()),
         };
-        let (status, body) = self
-            .answer(
-                self.request(Method::POST, &self.document_endpoint)
-                    .insert_header((headers::CALLBACK_URL, self.callback_url.as_str()))
-                    .insert_header((request_id::HEADER, request_id.as_str()))
-                    .send_json(&request),
-            )
-            .await?;
+        let mut call = self
+            .request(Method::POST, &self.document_endpoint)
+            .insert_header((request_id::HEADER, request_id.as_str()));
+        match self.callback() {
+            Some(callback) => call = call.insert_header((headers::CALLBACK_URL, callback.as_str())),
+            None => debug!(reference, "subscribed: the review is requested without X-Callback-Url"),
+        }
+        let (status, body) = self.answer(call.send_json(&request), ANSWER_LIMIT).await?;
         if !(200..300).contains(&status) {
             return Err(refused(status, &body));
         }
@@ -139,6 +173,7 @@ impl HelpdeskClient {
             .answer(
                 self.request(Method::GET, &format!("{}/{document_id}", self.document_endpoint))
                     .send(),
+                ANSWER_LIMIT,
             )
             .await?;
         match status {
@@ -148,6 +183,47 @@ impl HelpdeskClient {
             404 => Ok(None),
             status => Err(refused(status, &body)),
         }
+    }
+
+    /// Our subscriptions (`GET /webhooks`), their secrets masked.
+    pub async fn subscriptions(&self) -> Result<SubscriptionPage, HelpdeskError> {
+        let (status, body) = self
+            .answer(self.request(Method::GET, &self.webhooks_endpoint).send(), LISTING_LIMIT)
+            .await?;
+        if status != 200 {
+            return Err(refused(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(HelpdeskError::BadAnswer)
+    }
+
+    /// Makes a subscription (`POST /webhooks`); the answer holds its secret
+    /// in full, the only time besides a rotation.
+    pub async fn subscribe(&self, new: &NewSubscription) -> Result<Subscription, HelpdeskError> {
+        let (status, body) = self
+            .answer(
+                self.request(Method::POST, &self.webhooks_endpoint).send_json(new),
+                ANSWER_LIMIT,
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(refused(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(HelpdeskError::BadAnswer)
+    }
+
+    /// Gives subscription `id` a new secret (`POST /webhooks/{id}/rotate-secret`)
+    /// and returns it in full; the old one keeps signing for a while.
+    pub async fn rotate_secret(&self, id: &str) -> Result<Subscription, HelpdeskError> {
+        // It goes into the path: only an id of the safe alphabet.
+        let id = ExternalId::parse(id).map_err(|reason| HelpdeskError::BadId { field: "id", reason })?;
+        let url = format!("{}/{}/rotate-secret", self.webhooks_endpoint, id.as_str());
+        let (status, body) = self
+            .answer(self.request(Method::POST, &url).send(), ANSWER_LIMIT)
+            .await?;
+        if status != 200 {
+            return Err(refused(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(HelpdeskError::BadAnswer)
     }
 }
 
@@ -160,19 +236,19 @@ impl HelpdeskClient {
         }
     }
 
-    /// Sends a request and reads the help desk's answer (status and body),
-    /// all of it within `HELPDESK_TIMEOUT`.
-    async fn answer(&self, request: awc::SendClientRequest) -> Result<(u16, actix_web::web::Bytes), HelpdeskError> {
+    /// Sends a request and reads the help desk's answer (status and at most
+    /// `limit` bytes of body), all of it within `HELPDESK_TIMEOUT`.
+    async fn answer(
+        &self,
+        request: awc::SendClientRequest,
+        limit: usize,
+    ) -> Result<(u16, actix_web::web::Bytes), HelpdeskError> {
         let exchange = async {
             let mut response = request.await.map_err(|e| match e {
                 awc::error::SendRequestError::Timeout => HelpdeskError::TimedOut(self.timeout),
                 other => HelpdeskError::Unreachable(other),
             })?;
-            let body = response
-                .body()
-                .limit(ANSWER_LIMIT)
-                .await
-                .map_err(HelpdeskError::Unreadable)?;
+            let body = response.body().limit(limit).await.map_err(HelpdeskError::Unreadable)?;
             Ok((response.status().as_u16(), body))
         };
         tokio::time::timeout(self.timeout, exchange)

@@ -4,7 +4,8 @@
 //! records it in PostgreSQL, asks the Help Desk (`POST /document` with an
 //! `X-Callback-Url`), and shows the review as `PENDING_REVIEW` until the
 //! Help Desk's signed webhook (`POST /document/update`) says `ACCEPTED` or
-//! `DECLINED`.
+//! `DECLINED`. With `HELPDESK_SUBSCRIBE=true` it subscribes instead, and the
+//! decisions come as events of its subscription (`POST /helpdesk/events`).
 
 /// Settings: every one a flag with an environment variable (`consumer --help`).
 pub mod config;
@@ -30,6 +31,9 @@ pub mod routes;
 pub mod schema;
 /// `Application::build`: migrations, the pool, the listener, the server.
 pub mod startup;
+/// The subscription at the help desk: set up in the background, then the
+/// events replace the per-request callback.
+pub mod subscription;
 
 pub use config::Settings;
 pub use startup::Application;

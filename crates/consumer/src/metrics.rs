@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | `hookline_http_requests_total` | counter | `route`, `method`, `status` | requests answered ([`hookline_kit::metrics`]) |
 //! | `hookline_http_request_duration_seconds` | histogram | `route`, `method` | time to the response head |
-//! | `hookline_consumer_webhooks_total` | counter | `outcome` | webhooks received at `POST /document/update`, by what became of them: `applied`, `already_applied`, `duplicate` (a `webhook-id` seen before), `refused_unauthorized` (unsigned, forged or stale), `conflict` (contradicts the stored decision), `unknown_review`, `invalid` (malformed), `error` (storage failed: 5xx, retried by the help desk) |
+//! | `hookline_consumer_webhooks_total` | counter | `outcome` | webhooks received at `POST /document/update` and subscription events at `POST /helpdesk/events`, by what became of them: `applied`, `recorded` (a `document.received` noted), `ignored` (`webhook.test`, an event type this consumer does not know), `already_applied`, `duplicate` (a `webhook-id` seen before), `refused_unauthorized` (unsigned, forged or stale), `conflict` (contradicts the stored decision), `unknown_review`, `invalid` (malformed), `error` (storage failed, or an event came before the subscription's secret is known: 5xx, retried by the help desk) |
 //! | `hookline_consumer_reviews` | gauge | `status` | reviews stored, per `documentStatus`; counted in PostgreSQL at scrape time |
 //! | `hookline_consumer_reconciled_total` | counter | | reviews decided by reconciliation rather than by a webhook |
 //! | `hookline_consumer_reconcile_rounds_total` | counter | `result` | the reconciler's looks for stale reviews, `ok` or `failed` (the database did not answer) |
@@ -24,6 +24,10 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookOutcome {
     Applied,
+    /// A subscription's `document.received` noted on its review.
+    Recorded,
+    /// A subscription event taken but not acted on (`webhook.test`, an unknown type).
+    Ignored,
     AlreadyApplied,
     Duplicate,
     RefusedUnauthorized,
@@ -34,8 +38,10 @@ pub enum WebhookOutcome {
 }
 
 impl WebhookOutcome {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::Applied,
+        Self::Recorded,
+        Self::Ignored,
         Self::AlreadyApplied,
         Self::Duplicate,
         Self::RefusedUnauthorized,
@@ -48,6 +54,8 @@ impl WebhookOutcome {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Applied => "applied",
+            Self::Recorded => "recorded",
+            Self::Ignored => "ignored",
             Self::AlreadyApplied => "already_applied",
             Self::Duplicate => "duplicate",
             Self::RefusedUnauthorized => "refused_unauthorized",
@@ -80,7 +88,7 @@ impl ConsumerMetrics {
         let webhooks = IntCounterVec::new(
             Opts::new(
                 "hookline_consumer_webhooks_total",
-                "Webhooks received, by outcome (applied, already_applied, duplicate, refused_unauthorized, conflict, unknown_review, invalid, error).",
+                "Webhooks and subscription events received, by outcome (applied, recorded, ignored, already_applied, duplicate, refused_unauthorized, conflict, unknown_review, invalid, error).",
             ),
             &["outcome"],
         )?;

@@ -20,6 +20,7 @@ use crate::routes;
         routes::documents::list,
         routes::documents::show,
         routes::webhook::receive,
+        routes::helpdesk_events::receive,
         routes::dashboard::index,
         routes::dashboard::events,
         routes::health::healthz,

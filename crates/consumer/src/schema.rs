@@ -11,6 +11,17 @@ diesel::table! {
         updated_at -> Timestamptz,
         checked_at -> Nullable<Timestamptz>,
         lost_at -> Nullable<Timestamptz>,
+        received_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    helpdesk_subscription (id) {
+        id -> Text,
+        url -> Text,
+        secret -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -35,4 +46,9 @@ diesel::table! {
 
 diesel::joinable!(webhook_receipts -> document_reviews (review_id));
 
-diesel::allow_tables_to_appear_in_same_query!(document_reviews, idempotency_keys, webhook_receipts,);
+diesel::allow_tables_to_appear_in_same_query!(
+    document_reviews,
+    helpdesk_subscription,
+    idempotency_keys,
+    webhook_receipts,
+);

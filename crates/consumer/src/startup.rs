@@ -22,6 +22,7 @@ use crate::routes::{
     self,
     webhook::{WebhookPolicy, WebhookSlots},
 };
+use crate::subscription::{self, SubscriptionState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -29,6 +30,8 @@ pub enum StartupError {
     Config(String),
     #[error("database")]
     Database(#[from] DbSetupError),
+    #[error("cannot read the stored subscription")]
+    Subscription(#[from] subscription::SetupError),
     #[error("cannot listen")]
     Io(#[from] std::io::Error),
     #[error("cannot register the metrics")]
@@ -90,6 +93,31 @@ impl Application {
         let events = ReviewEvents::default();
         let metrics = ConsumerMetrics::new()?;
         let (reconciler, stop) = watch::channel(false);
+        // Inactive unless the set-up below succeeds: requests keep their callback.
+        let subscription = SubscriptionState::default();
+        if settings.helpdesk_subscribe {
+            let events_url = HttpUrl::parse(&format!(
+                "{}{}",
+                public_url.trim_end_matches('/'),
+                subscription::EVENTS_PATH
+            ))
+            .map_err(|e| StartupError::Config(format!("CONSUMER_PUBLIC_URL {e}")))?;
+            subscription::load_stored(&pool, &events_url, &subscription).await?;
+            info!(url = %events_url, "HELPDESK_SUBSCRIBE=true: setting up the subscription at the help desk");
+            actix_web::rt::spawn(subscription::run(
+                pool.clone(),
+                HelpdeskClient::new(
+                    &settings.helpdesk_url,
+                    callback_url.clone(),
+                    settings.helpdesk_timeout,
+                    helpdesk_tls.clone(),
+                )
+                .with_api_key(settings.helpdesk_api_key.as_ref()),
+                events_url,
+                subscription.clone(),
+                stop.clone(),
+            ));
+        }
         actix_web::rt::spawn(reconcile::run(
             pool.clone(),
             HelpdeskClient::new(
@@ -98,7 +126,8 @@ impl Application {
                 settings.helpdesk_timeout,
                 helpdesk_tls.clone(),
             )
-            .with_api_key(settings.helpdesk_api_key.as_ref()),
+            .with_api_key(settings.helpdesk_api_key.as_ref())
+            .with_subscription(subscription.clone()),
             events.clone(),
             metrics.clone(),
             settings.reconcile_after,
@@ -113,6 +142,7 @@ impl Application {
         let pool = web::Data::new(pool);
         let webhook_slots = web::Data::new(WebhookSlots::for_pool(settings.database_pool_size));
         let events_data = web::Data::new(events.clone());
+        let subscription_data = web::Data::new(subscription);
         let policy = web::Data::new(policy);
         let http_metrics = web::Data::new(metrics.http().clone());
         let metrics = web::Data::new(metrics);
@@ -125,9 +155,11 @@ impl Application {
                 .app_data(policy.clone())
                 .app_data(metrics.clone())
                 .app_data(events_data.clone())
+                .app_data(subscription_data.clone())
                 .app_data(web::Data::new(
                     HelpdeskClient::new(&helpdesk_url, callback_url.clone(), timeout, helpdesk_tls.clone())
-                        .with_api_key(api_key.as_ref()),
+                        .with_api_key(api_key.as_ref())
+                        .with_subscription(subscription_data.get_ref().clone()),
                 ))
                 .configure(routes::configure)
         })

@@ -34,6 +34,11 @@ pub struct Review {
     pub document_status: DocumentStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the help desk took the document for review, from its
+    /// `document.received` event; absent without a subscription, or until
+    /// that event arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 /// One page of the consumer's `GET /documents`, newest first.
@@ -311,6 +316,9 @@ pub enum AckOutcome {
     AlreadyApplied,
     /// This `webhook-id` was applied before: nothing changed.
     Duplicate,
+    /// A subscription's `document.received` was noted on the review (its
+    /// `receivedAt`); the status is never changed by it.
+    Recorded,
 }
 
 /// `GET /healthz` and `GET /readyz`.

@@ -52,6 +52,7 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         helpdesk_api_key: None,
         helpdesk_ca_file: None,
         public_url: None,
+        helpdesk_subscribe: false,
         webhook_secret: Some(secret_set()),
         allow_unsigned_webhooks: false,
         database_pool_size: 8,

@@ -6,7 +6,7 @@ WITH seen AS (
 ), target AS (
     -- Else the review, locked: by document id, or by the id we sent if the
     -- webhook overtook the help desk's answer. Two unique-index probes.
-    SELECT id, document_url, agent_id, document_id, document_status, created_at, updated_at
+    SELECT id, document_url, agent_id, document_id, document_status, created_at, updated_at, received_at
     FROM document_reviews
     WHERE id = COALESCE((SELECT id FROM document_reviews WHERE document_id = {document_id}), {request_id})
       AND (document_id = {document_id} OR document_id IS NULL)
@@ -20,7 +20,8 @@ WITH seen AS (
         document_id = {document_id}, agent_id = COALESCE(r.agent_id, {agent_id})
     FROM target t
     WHERE r.id = t.id AND t.document_status = {pending}
-    RETURNING r.id, r.document_url, r.agent_id, r.document_id, r.document_status, r.created_at, r.updated_at
+    RETURNING r.id, r.document_url, r.agent_id, r.document_id, r.document_status, r.created_at, r.updated_at,
+              r.received_at
 ), receipt AS (
     -- Recorded with the change, in the same statement.
     INSERT INTO webhook_receipts (webhook_id, review_id, document_status)
@@ -28,7 +29,8 @@ WITH seen AS (
     ON CONFLICT DO NOTHING
 )
 SELECT EXISTS (SELECT 1 FROM seen), o.applied,
-       o.id, o.document_url, o.agent_id, o.document_id, o.document_status, o.created_at, o.updated_at
+       o.id, o.document_url, o.agent_id, o.document_id, o.document_status, o.created_at, o.updated_at,
+       o.received_at
 FROM (VALUES (1)) AS one (x)
 LEFT JOIN (
     SELECT true AS applied, * FROM applied

@@ -136,6 +136,7 @@ impl diesel::query_builder::Query for DecideStatement<'_> {
             diesel::sql_types::Text,
             diesel::sql_types::Timestamptz,
             diesel::sql_types::Timestamptz,
+            Nullable<diesel::sql_types::Timestamptz>,
         )>,
     );
 }

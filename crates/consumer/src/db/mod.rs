@@ -20,6 +20,8 @@ mod reconcile;
 mod retention;
 /// Reviews: created, attached to their help desk case, read, listed, counted.
 mod reviews;
+/// The subscription at the help desk (its secret) and its `document.received`.
+mod subscription;
 
 pub use decision::{Decision, IncomingDecision, apply_decision};
 pub use idempotency::{KeyClaim, claim_key, complete_key, release_key};
@@ -27,6 +29,9 @@ pub use reconcile::{StaleReview, mark_lost, take_stale};
 pub use retention::{prune_idempotency_keys, prune_receipts};
 pub use reviews::{
     PageStart, ReviewRow, attach_ticket, count_by_status, delete_requested, find, insert_requested, list,
+};
+pub use subscription::{
+    IncomingReceipt, StoredSubscription, find_subscription, lock_subscription_setup, record_received, save_subscription,
 };
 
 pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;

@@ -15,7 +15,7 @@ diesel::define_sql_function! {
 }
 
 /// A row of `document_reviews`.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = document_reviews, check_for_backend(diesel::pg::Pg))]
 pub struct ReviewRow {
     pub id: Uuid,
@@ -25,6 +25,7 @@ pub struct ReviewRow {
     pub document_status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 impl ReviewRow {
@@ -42,6 +43,7 @@ impl ReviewRow {
             document_id: self.document_id,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            received_at: self.received_at,
         }
     }
 }

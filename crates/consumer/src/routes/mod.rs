@@ -3,6 +3,7 @@
 pub mod dashboard;
 pub mod documents;
 pub mod health;
+pub mod helpdesk_events;
 pub mod metrics;
 pub mod webhook;
 
@@ -26,5 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/documents", web::post().to(documents::create))
         .route("/documents", web::get().to(documents::list))
         .route("/documents/{id}", web::get().to(documents::show))
-        .route("/document/update", web::post().to(webhook::receive));
+        .route("/document/update", web::post().to(webhook::receive))
+        .route(
+            crate::subscription::EVENTS_PATH,
+            web::post().to(helpdesk_events::receive),
+        );
 }

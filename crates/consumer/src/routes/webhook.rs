@@ -8,6 +8,11 @@
 //! and changes nothing; a contradicting one is refused (409) and the stored
 //! decision stands; a webhook for a review we do not know (yet) gets a 404,
 //! so the help desk retries it.
+//!
+//! The subscription's events (`POST /helpdesk/events`,
+//! [`helpdesk_events`](super::helpdesk_events)) go through the same steps
+//! here — [`verify`], [`Ids::parse`], [`apply`], [`finish`] — so both ways
+//! in decide a review alike, answer alike and count alike.
 
 use std::sync::Arc;
 
@@ -38,23 +43,29 @@ pub enum WebhookPolicy {
 impl WebhookPolicy {
     /// Why the webhook is not believed, if it is not.
     fn check(&self, request: &HttpRequest, body: &[u8]) -> Result<(), String> {
-        let Self::Verify(secrets) = self else {
-            return Ok(());
-        };
-        let header = |name: &'static str| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .ok_or_else(|| format!("the {name} header is missing"))
-        };
-        let id = header(headers::WEBHOOK_ID)?;
-        let timestamp = header(headers::WEBHOOK_TIMESTAMP)?;
-        let signature = header(headers::WEBHOOK_SIGNATURE)?;
-        secrets
-            .verify(id, timestamp, signature, body, Utc::now().timestamp())
-            .map_err(|e| e.to_string())
+        match self {
+            Self::Verify(secrets) => verify(secrets, request, body),
+            Self::AllowUnsigned => Ok(()),
+        }
     }
+}
+
+/// Why a Standard Webhooks message is not signed with one of `secrets`, if
+/// it is not (the reason is safe to answer with).
+pub(crate) fn verify(secrets: &SecretSet, request: &HttpRequest, body: &[u8]) -> Result<(), String> {
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| format!("the {name} header is missing"))
+    };
+    let id = header(headers::WEBHOOK_ID)?;
+    let timestamp = header(headers::WEBHOOK_TIMESTAMP)?;
+    let signature = header(headers::WEBHOOK_SIGNATURE)?;
+    secrets
+        .verify(id, timestamp, signature, body, Utc::now().timestamp())
+        .map_err(|e| e.to_string())
 }
 
 /// A bulkhead between webhooks and the API on the database pool: webhooks
@@ -73,7 +84,7 @@ impl WebhookSlots {
         Self(Arc::new(Semaphore::new((pool_size / 2).max(1))))
     }
 
-    async fn take(&self) -> Result<OwnedSemaphorePermit, Error> {
+    pub(crate) async fn take(&self) -> Result<OwnedSemaphorePermit, Error> {
         match tokio::time::timeout(db::POOL_TIMEOUT, self.0.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(closed)) => Err(ApiError::unavailable("the database", closed).into()),
@@ -82,10 +93,19 @@ impl WebhookSlots {
     }
 }
 
-/// What became of one webhook. It decides both the answer and the
-/// `hookline_consumer_webhooks_total` label, so the two cannot disagree.
-enum Received {
+/// What became of one webhook or subscription event. It decides both the
+/// answer and the `hookline_consumer_webhooks_total` label, so the two
+/// cannot disagree.
+pub(crate) enum Received {
     Applied(db::ReviewRow, DocumentStatus),
+    /// A `document.received` was noted on the review (never its status).
+    Recorded(db::ReviewRow),
+    /// An event we take but do not act on (`webhook.test`, or a type newer
+    /// than this consumer): a 204.
+    Ignored(String),
+    /// No subscription secret to verify an event with (yet): 503, so the
+    /// help desk retries once the set-up has stored one.
+    NotSubscribed,
     /// The review already had this decision: a 2xx, nothing changed.
     AlreadyApplied(DocumentStatus),
     /// This `webhook-id` was applied before: a 2xx, nothing changed.
@@ -109,6 +129,9 @@ impl Received {
     fn outcome(&self) -> WebhookOutcome {
         match self {
             Self::Applied(..) => WebhookOutcome::Applied,
+            Self::Recorded(_) => WebhookOutcome::Recorded,
+            Self::Ignored(_) => WebhookOutcome::Ignored,
+            Self::NotSubscribed => WebhookOutcome::Error,
             Self::AlreadyApplied(_) => WebhookOutcome::AlreadyApplied,
             Self::Duplicate(_) => WebhookOutcome::Duplicate,
             Self::Refused(_) => WebhookOutcome::RefusedUnauthorized,
@@ -128,6 +151,9 @@ impl Received {
         };
         match self {
             Self::Applied(_, decision) => ack(AckOutcome::Applied, decision),
+            Self::Recorded(row) => ack(AckOutcome::Recorded, row.status()),
+            Self::Ignored(_) => Ok(HttpResponse::NoContent().finish()),
+            Self::NotSubscribed => Err(ApiError::unavailable("the subscription's secret", NoSecretYet).into()),
             Self::AlreadyApplied(decision) => ack(AckOutcome::AlreadyApplied, decision),
             Self::Duplicate(decision) => ack(AckOutcome::Duplicate, decision),
             Self::Refused(why) => Err(ApiError::Unauthorized(why).into()),
@@ -140,6 +166,11 @@ impl Received {
         }
     }
 }
+
+/// The cause of a 503 to an event that came before we hold its secret.
+#[derive(Debug, thiserror::Error)]
+#[error("no subscription secret is known yet (the set-up at the help desk has not succeeded)")]
+struct NoSecretYet;
 
 impl<E: Into<Error>> From<E> for Received {
     fn from(error: E) -> Self {
@@ -181,11 +212,27 @@ pub async fn receive(
     let received = match decide(&request, &body, &policy, &pool, &slots).await {
         Ok(received) | Err(received) => received,
     };
+    finish(received, &events, &metrics)
+}
+
+/// Logs what became of a webhook or event, tells the dashboard, counts it,
+/// and answers it.
+pub(crate) fn finish(
+    received: Received,
+    events: &ReviewEvents,
+    metrics: &ConsumerMetrics,
+) -> Result<HttpResponse, Error> {
     match &received {
         Received::Applied(row, decision) => {
             info!(review_id = %row.id, status = %decision, "decision applied");
             events.publish(&row.clone().into_review());
         }
+        Received::Recorded(row) => {
+            info!(review_id = %row.id, status = %row.status(), "the help desk's receipt of the document noted");
+            events.publish(&row.clone().into_review());
+        }
+        Received::Ignored(event_type) => info!(event_type, "event acknowledged and ignored"),
+        Received::NotSubscribed => warn!("event refused: no subscription secret yet (the help desk retries)"),
         Received::AlreadyApplied(decision) => info!(status = %decision, "decision already applied"),
         Received::Duplicate(_) => info!("duplicate webhook acknowledged"),
         Received::Refused(why) => warn!(error = %why, "webhook refused"),
@@ -196,6 +243,73 @@ pub async fn receive(
     }
     metrics.webhook(received.outcome());
     received.answer()
+}
+
+/// The ids of a webhook or event, checked.
+pub(crate) struct Ids {
+    pub(crate) document_id: ExternalId,
+    pub(crate) agent_id: ExternalId,
+    /// Our own requests carry our review id; anything else cannot match a review.
+    pub(crate) request_id: Option<Uuid>,
+}
+
+impl Ids {
+    /// Checks the ids and puts the document id on the current span.
+    pub(crate) fn parse(document_id: &str, agent_id: &str, id: Option<&str>) -> Result<Self, ApiError> {
+        let document_id = ExternalId::parse(document_id).map_err(|e| ApiError::invalid("documentId", e))?;
+        let agent_id = ExternalId::parse(agent_id).map_err(|e| ApiError::invalid("agentId", e))?;
+        tracing::Span::current().record("document_id", document_id.as_str());
+        Ok(Self {
+            document_id,
+            agent_id,
+            request_id: id.and_then(|id| Uuid::parse_str(id).ok()),
+        })
+    }
+}
+
+/// The `webhook-id` header, checked (absent only on unsigned webhooks), and
+/// put on the current span.
+pub(crate) fn webhook_id(request: &HttpRequest) -> Result<Option<ExternalId>, ApiError> {
+    let Some(raw) = request.headers().get(headers::WEBHOOK_ID) else {
+        return Ok(None);
+    };
+    let webhook_id = raw
+        .to_str()
+        .ok()
+        .and_then(|raw| ExternalId::parse(raw).ok())
+        .ok_or_else(|| ApiError::invalid("webhook-id", "must be 1-128 letters, digits or - _ . :"))?;
+    tracing::Span::current().record("webhook_id", webhook_id.as_str());
+    Ok(Some(webhook_id))
+}
+
+/// Applies a decision (in one statement with its receipt,
+/// [`db::apply_decision`]) within the webhooks' share of the pool.
+pub(crate) async fn apply(
+    pool: &Pool,
+    slots: &WebhookSlots,
+    ids: &Ids,
+    decision: DocumentStatus,
+    webhook_id: Option<&ExternalId>,
+) -> Result<Received, Received> {
+    let _slot = slots.take().await?;
+    let mut conn = pool.get().await?;
+    let incoming = db::IncomingDecision {
+        document_id: ids.document_id.as_str(),
+        agent_id: ids.agent_id.as_str(),
+        request_id: ids.request_id,
+        decision,
+        webhook_id: webhook_id.map(ExternalId::as_str),
+    };
+    Ok(match db::apply_decision(&mut conn, incoming).await? {
+        Decision::Duplicate => Received::Duplicate(decision),
+        Decision::Applied(row) => Received::Applied(row, decision),
+        Decision::AlreadyApplied(_) => Received::AlreadyApplied(decision),
+        Decision::Contradicts(row) => Received::Contradicts {
+            stored: row.status(),
+            received: decision,
+        },
+        Decision::UnknownReview => Received::UnknownReview,
+    })
 }
 
 /// Checks, parses and applies one webhook (an `Err` is a refusal or a
@@ -209,49 +323,12 @@ async fn decide(
 ) -> Result<Received, Received> {
     policy.check(request, body).map_err(Received::Refused)?;
     let webhook: DocumentWebhook = hookline_kit::json::parse(body)?;
-    let document_id = ExternalId::parse(&webhook.document_id).map_err(|e| ApiError::invalid("documentId", e))?;
-    let agent_id = ExternalId::parse(&webhook.agent_id).map_err(|e| ApiError::invalid("agentId", e))?;
+    let ids = Ids::parse(&webhook.document_id, &webhook.agent_id, webhook.id.as_deref())?;
     if !webhook.document_status.is_decided() {
         return Err(ApiError::invalid("documentStatus", "must be ACCEPTED or DECLINED").into());
     }
-    // Our own requests carry our review id; anything else cannot match a review.
-    let request_id = webhook.id.as_deref().and_then(|id| Uuid::parse_str(id).ok());
-
-    let webhook_id = match request.headers().get(headers::WEBHOOK_ID) {
-        None => None,
-        Some(raw) => Some(
-            raw.to_str()
-                .ok()
-                .and_then(|raw| ExternalId::parse(raw).ok())
-                .ok_or_else(|| ApiError::invalid("webhook-id", "must be 1-128 letters, digits or - _ . :"))?,
-        ),
-    };
-    let span = tracing::Span::current();
-    span.record("document_id", document_id.as_str());
-    if let Some(webhook_id) = &webhook_id {
-        span.record("webhook_id", webhook_id.as_str());
-    }
-
-    let _slot = slots.take().await?;
-    let mut conn = pool.get().await?;
-    let decision = webhook.document_status;
-    let incoming = db::IncomingDecision {
-        document_id: document_id.as_str(),
-        agent_id: agent_id.as_str(),
-        request_id,
-        decision,
-        webhook_id: webhook_id.as_ref().map(ExternalId::as_str),
-    };
-    Ok(match db::apply_decision(&mut conn, incoming).await? {
-        Decision::Duplicate => Received::Duplicate(decision),
-        Decision::Applied(row) => Received::Applied(row, decision),
-        Decision::AlreadyApplied(_) => Received::AlreadyApplied(decision),
-        Decision::Contradicts(row) => Received::Contradicts {
-            stored: row.status(),
-            received: decision,
-        },
-        Decision::UnknownReview => Received::UnknownReview,
-    })
+    let webhook_id = webhook_id(request)?;
+    apply(pool, slots, &ids, webhook.document_status, webhook_id.as_ref()).await
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ mod safe_retries;
 mod secrets;
 /// The callback policy: which addresses the help desk calls.
 mod ssrf;
+/// HELPDESK_SUBSCRIBE: the consumer subscribes at the help desk and takes its events.
+mod subscriber;
 /// Subscriptions: event types, a secret per subscription, fan-out, tenants.
 mod subscriptions;
 /// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.

@@ -1,0 +1,2 @@
+ALTER TABLE document_reviews DROP COLUMN received_at;
+DROP TABLE helpdesk_subscription;
