@@ -1,5 +1,6 @@
-// The help desk's dashboard: polls /cases, /endpoints and /dead-letters every
-// second and offers a redeliver button on dead letters. No framework, no build step.
+// The help desk's dashboard: polls /cases, /webhooks, /endpoints and
+// /dead-letters every second, offers a redeliver button on dead letters and a
+// test-event button on subscriptions. No framework, no build step.
 "use strict";
 
 // With HELPDESK_API_KEYS set, the data routes answer 401 without a key: the
@@ -62,11 +63,25 @@ function fill(tbody, empty, rows) {
 
 async function refresh() {
   try {
-    const [cases, dead, endpoints] = await Promise.all([
+    const [cases, dead, endpoints, subscriptions] = await Promise.all([
       getJson("/cases?limit=50"),
       getJson("/dead-letters?limit=50"),
       getJson("/endpoints?limit=20"),
+      getJson("/webhooks"),
     ]);
+    document.getElementById("subscriptions-total").textContent = `${subscriptions.total} in all`;
+    fill(document.getElementById("subscriptions"), document.getElementById("subscriptions-empty"), subscriptions.items.map((s) => `
+      <tr data-subscription="${escape(s.id)}">
+        <td>${short(s.id.replace(/^sub_/, ""))}${s.description ? ` <span class="muted">${escape(s.description)}</span>` : ""}</td>
+        <td class="url" title="${escape(s.url)}">${escape(s.url)}</td>
+        <td>${s.events.map((e) => `<span class="mono">${escape(e)}</span>`).join("<br>")}</td>
+        <td>${badge(s.disabled ? "DISABLED" : "ENABLED")}</td>
+        <td class="delivered">${escape(s.stats.delivered)}</td>
+        <td>${escape(s.stats.failedAttempts)}</td>
+        <td>${escape(s.stats.dead)}</td>
+        <td>${s.stats.lastAttemptAt ? `${escape(s.stats.lastError || "delivered")} <span class="muted">(${escape(clock(s.stats.lastAttemptAt))})</span>` : '<span class="muted">—</span>'}</td>
+        <td><button class="small" data-test="${escape(s.id)}" ${s.disabled ? "disabled" : ""}>Send test event</button></td>
+      </tr>`));
     if (status.textContent.startsWith("Cannot")) status.textContent = "";
     document.getElementById("cases-total").textContent = `${cases.total} in all`;
     document.getElementById("endpoints-total").textContent = `${endpoints.total} in all`;
@@ -91,14 +106,18 @@ async function refresh() {
         <td>${escape(clock(c.dueAt))}</td>
         <td>${lastAttempt(c.delivery)}</td>
       </tr>`));
+    // A dead letter is a case's callback or one event for one subscription
+    // (redelivered through the subscription).
     fill(document.getElementById("dead"), document.getElementById("dead-empty"), dead.items.map((c) => `
       <tr data-document-id="${escape(c.documentId)}">
-        <td>${short(c.documentId)}</td>
+        <td>${c.documentId ? short(c.documentId) : '<span class="muted">—</span>'}${c.event ? ` <span class="mono">${escape(c.event)}</span>` : ""}</td>
         <td class="url" title="${escape(c.callbackUrl)}">${escape(c.callbackUrl)}</td>
         <td>${badge(c.status)}</td>
         <td>${escape(c.delivery.attempts)}</td>
         <td>${escape(c.delivery.lastError)}</td>
-        <td><button class="small" data-redeliver="${escape(c.documentId)}">Redeliver</button></td>
+        <td><button class="small" data-redeliver="${escape(c.event
+          ? `/webhooks/${encodeURIComponent(c.subscriptionId)}/redeliver/${encodeURIComponent(c.delivery.webhookId)}`
+          : `/document/${encodeURIComponent(c.documentId)}/redeliver`)}" data-label="${escape(c.event ? c.delivery.webhookId : c.documentId)}">Redeliver</button></td>
       </tr>`));
   } catch (error) {
     status.className = "status-line error";
@@ -108,14 +127,25 @@ async function refresh() {
   }
 }
 
-document.getElementById("dead").addEventListener("click", async (event) => {
-  const id = event.target.dataset.redeliver;
-  if (!id) return;
-  const response = await api(`/document/${encodeURIComponent(id)}/redeliver`, { method: "POST" });
+// POSTs to `path` and says on the status line how it went.
+async function act(path, done, failed) {
+  const response = await api(path, { method: "POST" });
   const body = await response.json().catch(() => ({}));
   status.className = response.ok ? "status-line" : "status-line error";
-  status.textContent = response.ok ? `Redelivering ${id.slice(0, 8)}…` : `Not redelivered: ${body.detail || response.status}`;
+  status.textContent = response.ok ? done(body) : `${failed}: ${body.detail || response.status}`;
   refresh();
+}
+
+document.getElementById("dead").addEventListener("click", (event) => {
+  const { redeliver, label } = event.target.dataset;
+  if (redeliver) act(redeliver, () => `Redelivering ${label.slice(0, 12)}…`, "Not redelivered");
+});
+
+document.getElementById("subscriptions").addEventListener("click", (event) => {
+  const id = event.target.dataset.test;
+  if (id) {
+    act(`/webhooks/${encodeURIComponent(id)}/test`, (body) => `Test event ${body.webhookId} queued`, "No test event");
+  }
 });
 
 refresh();

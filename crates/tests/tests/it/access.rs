@@ -73,6 +73,22 @@ async fn private_routes_need_an_accepted_key_and_the_open_ones_do_not() {
         ("GET", format!("{base}/endpoints"), None),
         ("GET", format!("{base}/endpoints/{endpoint}"), None),
         ("PUT", format!("{base}/endpoints/{endpoint}"), Some(json!({"rate": 5}))),
+        (
+            "POST",
+            format!("{base}/webhooks"),
+            Some(json!({"url": "http://127.0.0.1:9/hook", "events": ["webhook.test"]})),
+        ),
+        ("GET", format!("{base}/webhooks"), None),
+        ("GET", format!("{base}/webhooks/sub_1"), None),
+        (
+            "PATCH",
+            format!("{base}/webhooks/sub_1"),
+            Some(json!({"disabled": true})),
+        ),
+        ("DELETE", format!("{base}/webhooks/sub_1"), None),
+        ("POST", format!("{base}/webhooks/sub_1/rotate-secret"), None),
+        ("POST", format!("{base}/webhooks/sub_1/test"), None),
+        ("POST", format!("{base}/webhooks/sub_1/redeliver/msg_1"), None),
     ];
     let refused = [
         (None, "needs an API key"),

@@ -301,3 +301,43 @@ async fn the_help_desk_dashboard_asks_for_the_api_key_once_and_again_only_if_ref
     );
     browser.quit().await;
 }
+
+#[actix_web::test]
+async fn the_help_desk_dashboard_lists_subscriptions_and_sends_a_test_event_on_a_click() {
+    let Some(browser) = Browser::start().await else { return };
+    let redis = hookline_tests::TestRedis::default();
+    let helpdesk = hookline_tests::start_helpdesk(hookline_tests::helpdesk_settings(&redis)).await;
+    let mut receiver = hookline_tests::Receiver::start(200).await;
+    let (status, _, sub) = hookline_tests::call(
+        "POST",
+        &format!("{}/webhooks", helpdesk.url),
+        &[],
+        Some(&json!({"url": receiver.url, "events": ["webhook.test"], "description": "from the browser test"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sub}");
+    let id = sub["id"].as_str().unwrap();
+
+    browser.goto(&format!("{}/", helpdesk.url)).await;
+    let delivered = format!(
+        "const row = document.querySelector('#subscriptions tr[data-subscription=\"{id}\"]');\
+         return row ? row.querySelector('.delivered').textContent : null;"
+    );
+    wait_for(DEADLINE, "the subscription's row", || async {
+        (browser.eval(&delivered).await == json!("0")).then_some(())
+    })
+    .await;
+    let button = browser.find(&format!("button[data-test=\"{id}\"]")).await;
+    browser
+        .call("POST", &format!("/element/{button}/click"), json!({}))
+        .await;
+    let test = receiver.next(DEADLINE).await;
+    assert_eq!(test.body["type"], "webhook.test");
+    test.verify_with(sub["secret"].as_str().unwrap()).unwrap();
+    wait_for(DEADLINE, "the row to count the delivery", || async {
+        (browser.eval(&delivered).await == json!("1")).then_some(())
+    })
+    .await;
+    browser.screenshot("dashboard-helpdesk-subscriptions.png").await;
+    browser.quit().await;
+}
