@@ -19,7 +19,21 @@
 //! | `{p}:attempts:<documentId>` | list | the attempt log (JSON, the latest 100) |
 //! | `{p}:cases` | sorted set | every case, scored by creation time (for listing) |
 //! | `{p}:request:<id>` | string | the `documentId` of the case a request `id` created (idempotent retries) |
-//! | `{p}:expiring` | sorted set | finished cases, scored by when retention forgets them |
+//! | `{p}:expiring` | sorted set | finished cases and events, scored by when retention forgets them |
+//! | `{p}:event:<webhookId>` | hash | one event for one subscription: a job like a case's callback (its id in the sets is `~<webhookId>`), with `event`, `subscription`, `sequence` |
+//! | `{p}:sub:<id>` | hash | a subscription: `tenant`, `url`, `endpoint`, `events`, `secret` (and `previousSecret` until `previousUntil`), `disabled`, delivery stats |
+//! | `{p}:subs:<tenant>` | sorted set | a tenant's subscriptions, by creation time |
+//!
+//! A **job** is either a case's callback (its id is the `documentId`, its
+//! hash the case) or one event for one subscription (see
+//! [`EventJob`]); both go through the same due sets, claims, leases,
+//! retries, endpoint limits and dead letters. `schedule` queues a case's
+//! events with the case itself: `document.received` due now and the
+//! decision's event due with the callback, one job per enabled subscription
+//! of the case's tenant that wants it (the verdict is drawn when the case is
+//! accepted, kept hidden in the case until it is due). A case without a
+//! callback has no job of its own (`NO_CALLBACK`): it is decided at its due
+//! time by the clock alone.
 //!
 //! An [endpoint](crate::endpoint) is the scheme, host and port of a callback
 //! URL. A job is in exactly one of its endpoint's due set, `inflight` and
