@@ -12,7 +12,8 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::{
-    CaseView, ErrorBody, EventType, ExternalId, HttpUrl, NewSubscription, Subscription, SubscriptionPage, SubscriptionUpdate, TestEventQueued,
+    CaseView, ErrorBody, EventType, ExternalId, HttpUrl, NewSubscription, Subscription, SubscriptionPage,
+    SubscriptionUpdate, TestEventQueued,
 };
 use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
