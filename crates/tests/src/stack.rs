@@ -130,6 +130,14 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Stops it now (not gracefully) and waits until it no longer listens,
+    /// so another can take its port.
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let handle = self.handle.clone();
