@@ -93,8 +93,22 @@ impl Application {
         let events = ReviewEvents::default();
         let metrics = ConsumerMetrics::new()?;
         let (reconciler, stop) = watch::channel(false);
+        // The background tasks' own clients (the routes' are made per worker below).
+        let helpdesk_client = || {
+            HelpdeskClient::new(
+                &settings.helpdesk_url,
+                callback_url.clone(),
+                settings.helpdesk_timeout,
+                helpdesk_tls.clone(),
+            )
+            .with_api_key(settings.helpdesk_api_key.as_ref())
+        };
         // Inactive unless the set-up below succeeds: requests keep their callback.
-        let subscription = SubscriptionState::default();
+        let subscription = if settings.helpdesk_subscribe {
+            SubscriptionState::subscribing()
+        } else {
+            SubscriptionState::default()
+        };
         if settings.helpdesk_subscribe {
             let events_url = HttpUrl::parse(&format!(
                 "{}{}",
@@ -106,13 +120,7 @@ impl Application {
             info!(url = %events_url, "HELPDESK_SUBSCRIBE=true: setting up the subscription at the help desk");
             actix_web::rt::spawn(subscription::run(
                 pool.clone(),
-                HelpdeskClient::new(
-                    &settings.helpdesk_url,
-                    callback_url.clone(),
-                    settings.helpdesk_timeout,
-                    helpdesk_tls.clone(),
-                )
-                .with_api_key(settings.helpdesk_api_key.as_ref()),
+                helpdesk_client(),
                 events_url,
                 subscription.clone(),
                 stop.clone(),
@@ -120,14 +128,7 @@ impl Application {
         }
         actix_web::rt::spawn(reconcile::run(
             pool.clone(),
-            HelpdeskClient::new(
-                &settings.helpdesk_url,
-                callback_url.clone(),
-                settings.helpdesk_timeout,
-                helpdesk_tls.clone(),
-            )
-            .with_api_key(settings.helpdesk_api_key.as_ref())
-            .with_subscription(subscription.clone()),
+            helpdesk_client().with_subscription(subscription.clone()),
             events.clone(),
             metrics.clone(),
             settings.reconcile_after,

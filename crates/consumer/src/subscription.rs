@@ -61,6 +61,8 @@ pub struct SubscriptionState(Arc<RwLock<Known>>);
 
 #[derive(Debug, Default)]
 struct Known {
+    /// `HELPDESK_SUBSCRIBE` is on: events are expected here.
+    subscribing: bool,
     /// The secret that verifies events, once we hold one.
     secrets: Option<SecretSet>,
     /// The help desk confirmed the subscription and it is [`usable`].
@@ -68,6 +70,19 @@ struct Known {
 }
 
 impl SubscriptionState {
+    /// The state of a consumer that subscribes (`HELPDESK_SUBSCRIBE=true`),
+    /// before the set-up has given it a secret.
+    pub fn subscribing() -> Self {
+        let state = Self::default();
+        state.0.write().unwrap_or_else(PoisonError::into_inner).subscribing = true;
+        state
+    }
+
+    /// Whether this consumer subscribes at all.
+    pub fn is_subscribing(&self) -> bool {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).subscribing
+    }
+
     /// The secret(s) events must be signed with; `None` until we hold one.
     pub fn secrets(&self) -> Option<SecretSet> {
         self.0.read().unwrap_or_else(PoisonError::into_inner).secrets.clone()

@@ -43,18 +43,8 @@ pub async fn post_json_with_headers(
     body: &Value,
     headers: &[(&str, &str)],
 ) -> (u16, Value, std::collections::HashMap<String, String>) {
-    let mut request = client().post(url);
-    for (name, value) in headers {
-        request = request.insert_header((*name, *value));
-    }
-    let mut response = request.send_json(body).await.unwrap();
-    let bytes = response.body().limit(1 << 20).await.unwrap();
-    let answer_headers = response
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_owned()))
-        .collect();
-    (response.status().as_u16(), parse_body(&bytes), answer_headers)
+    let (status, answer_headers, answer) = call("POST", url, headers, Some(body)).await;
+    (status, answer, answer_headers)
 }
 
 /// Sends `body` as JSON with any method (`PUT`, `PATCH`, ...).

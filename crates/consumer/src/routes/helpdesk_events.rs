@@ -98,7 +98,7 @@ pub fn classify(envelope: serde_json::Value) -> Result<Action, ApiError> {
         (status = 204, description = "webhook.test, or an event type this consumer does not act on: acknowledged, nothing done"),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 401, description = "Unsigned, forged or stale event", body = ErrorBody),
-        (status = 404, description = "No review has this documentId (yet)", body = ErrorBody),
+        (status = 404, description = "No review has this documentId (yet), or this consumer does not subscribe (HELPDESK_SUBSCRIBE off)", body = ErrorBody),
         (status = 409, description = "Contradicts the stored decision", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 503, description = "Storage unavailable, or no subscription secret yet; retry later", body = ErrorBody),
@@ -128,6 +128,9 @@ async fn handle(
     pool: &Pool,
     slots: &WebhookSlots,
 ) -> Result<Received, Received> {
+    if !subscription.is_subscribing() {
+        return Err(Received::NotSubscribing);
+    }
     let secrets = subscription.secrets().ok_or(Received::NotSubscribed)?;
     webhook::verify(&secrets, request, body).map_err(Received::Refused)?;
     let webhook_id = webhook::webhook_id(request)?;

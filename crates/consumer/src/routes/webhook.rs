@@ -106,6 +106,8 @@ pub(crate) enum Received {
     /// No subscription secret to verify an event with (yet): 503, so the
     /// help desk retries once the set-up has stored one.
     NotSubscribed,
+    /// This consumer does not subscribe (`HELPDESK_SUBSCRIBE` is off): 404.
+    NotSubscribing,
     /// The review already had this decision: a 2xx, nothing changed.
     AlreadyApplied(DocumentStatus),
     /// This `webhook-id` was applied before: a 2xx, nothing changed.
@@ -132,6 +134,7 @@ impl Received {
             Self::Recorded(_) => WebhookOutcome::Recorded,
             Self::Ignored(_) => WebhookOutcome::Ignored,
             Self::NotSubscribed => WebhookOutcome::Error,
+            Self::NotSubscribing => WebhookOutcome::Invalid,
             Self::AlreadyApplied(_) => WebhookOutcome::AlreadyApplied,
             Self::Duplicate(_) => WebhookOutcome::Duplicate,
             Self::Refused(_) => WebhookOutcome::RefusedUnauthorized,
@@ -154,6 +157,10 @@ impl Received {
             Self::Recorded(row) => ack(AckOutcome::Recorded, row.status()),
             Self::Ignored(_) => Ok(HttpResponse::NoContent().finish()),
             Self::NotSubscribed => Err(ApiError::unavailable("the subscription's secret", NoSecretYet).into()),
+            Self::NotSubscribing => Err(ApiError::NotFound(
+                "this consumer does not subscribe to help desk events (HELPDESK_SUBSCRIBE is off)",
+            )
+            .into()),
             Self::AlreadyApplied(decision) => ack(AckOutcome::AlreadyApplied, decision),
             Self::Duplicate(decision) => ack(AckOutcome::Duplicate, decision),
             Self::Refused(why) => Err(ApiError::Unauthorized(why).into()),
@@ -233,6 +240,7 @@ pub(crate) fn finish(
         }
         Received::Ignored(event_type) => info!(event_type, "event acknowledged and ignored"),
         Received::NotSubscribed => warn!("event refused: no subscription secret yet (the help desk retries)"),
+        Received::NotSubscribing => info!("event refused: HELPDESK_SUBSCRIBE is off"),
         Received::AlreadyApplied(decision) => info!(status = %decision, "decision already applied"),
         Received::Duplicate(_) => info!("duplicate webhook acknowledged"),
         Received::Refused(why) => warn!(error = %why, "webhook refused"),
