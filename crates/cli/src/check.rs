@@ -1,0 +1,595 @@
+//! `hookline check`: a Standard Webhooks conformance run against any
+//! receiver.
+//!
+//! Every case sends one request (the concurrent duplicate sends two) built
+//! from the tutorial's flat payload
+//! `{"documentId","agentId","documentStatus":"ACCEPTED"}` with fresh random
+//! ids, signed with [`SecretSet::sign`] and then spoilt in one way, and
+//! judges the answer ([`judge`]):
+//!
+//! * **accepted** — a 2xx, or a 404: the ids are made up, so a receiver
+//!   that checked the signature and then found no such document has still
+//!   accepted the message.
+//! * **refused** — any 4xx except 404, 409 and 429. A 404 to a forged or
+//!   stale message means the receiver looked the document up before it
+//!   checked the signature; 409 and 429 speak of state and load, not of
+//!   the signature.
+//! * A 5xx, or no answer within the timeout, fails every case: bad input
+//!   is the sender's fault, and a hang ties up its workers.
+//!
+//! The oversized body is the one exception: a receiver may also close the
+//! connection while the body is still being sent (as proxies do when a
+//! limit is hit); that counts as refused.
+
+use std::time::Duration;
+
+use awc::error::SendRequestError;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::Utc;
+use hookline_contract::headers;
+use hookline_contract::signature::{SecretSet, WebhookSecret};
+use serde::Serialize;
+
+/// The body size of the oversized case: far above any sensible limit for a
+/// status webhook, small enough to send quickly.
+pub const OVERSIZED_BYTES: usize = 2 * 1024 * 1024;
+/// How far the stale and future timestamps are from now.
+pub const SKEW_SECS: i64 = 10 * 60;
+
+/// The cases, in the order they run (the duplicates reuse the first
+/// case's webhook-id, so they come right after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Case {
+    Valid,
+    DuplicateSequential,
+    DuplicateConcurrent,
+    StaleTimestamp,
+    FutureTimestamp,
+    ForgedSignature,
+    OtherSecret,
+    TamperedBody,
+    MissingWebhookId,
+    MissingTimestamp,
+    MissingSignature,
+    UnknownVersionOnly,
+    UnknownVersionAndV1,
+    OversizedBody,
+    UnknownFields,
+}
+
+impl Case {
+    pub const ALL: [Case; 15] = [
+        Case::Valid,
+        Case::DuplicateSequential,
+        Case::DuplicateConcurrent,
+        Case::StaleTimestamp,
+        Case::FutureTimestamp,
+        Case::ForgedSignature,
+        Case::OtherSecret,
+        Case::TamperedBody,
+        Case::MissingWebhookId,
+        Case::MissingTimestamp,
+        Case::MissingSignature,
+        Case::UnknownVersionOnly,
+        Case::UnknownVersionAndV1,
+        Case::OversizedBody,
+        Case::UnknownFields,
+    ];
+
+    /// The short name in the table and the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::Valid => "valid webhook",
+            Case::DuplicateSequential => "same webhook-id again",
+            Case::DuplicateConcurrent => "same webhook-id twice at once",
+            Case::StaleTimestamp => "timestamp 10 min old",
+            Case::FutureTimestamp => "timestamp 10 min ahead",
+            Case::ForgedSignature => "forged signature",
+            Case::OtherSecret => "signed with another secret",
+            Case::TamperedBody => "body changed after signing",
+            Case::MissingWebhookId => "no webhook-id",
+            Case::MissingTimestamp => "no webhook-timestamp",
+            Case::MissingSignature => "no webhook-signature",
+            Case::UnknownVersionOnly => "only a v2 signature",
+            Case::UnknownVersionAndV1 => "v2 and a valid v1",
+            Case::OversizedBody => "2 MiB body",
+            Case::UnknownFields => "unknown JSON fields",
+        }
+    }
+
+    pub fn expected(self) -> Expected {
+        match self {
+            Case::Valid | Case::DuplicateSequential | Case::DuplicateConcurrent => Expected::Accepted,
+            Case::UnknownVersionAndV1 | Case::UnknownFields => Expected::Accepted,
+            Case::OversizedBody => Expected::TooLarge,
+            _ => Expected::Refused,
+        }
+    }
+}
+
+/// What a conforming receiver does with a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expected {
+    /// 2xx, or 404 (made-up document ids).
+    Accepted,
+    /// 4xx other than 404, 409, 429.
+    Refused,
+    /// As refused, or the connection closed while sending.
+    TooLarge,
+}
+
+impl Expected {
+    pub fn label(self) -> &'static str {
+        match self {
+            Expected::Accepted => "accepted (2xx/404)",
+            Expected::Refused => "refused (4xx)",
+            Expected::TooLarge => "refused (4xx/413)",
+        }
+    }
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
+pub enum Got {
+    Status(u16),
+    Timeout,
+    ConnectionError(String),
+}
+
+impl Got {
+    pub fn label(&self) -> String {
+        match self {
+            Got::Status(status) => status.to_string(),
+            Got::Timeout => "timeout".to_owned(),
+            Got::ConnectionError(_) => "connection error".to_owned(),
+        }
+    }
+}
+
+/// Whether `got` is what a conforming receiver answers to `case`; the
+/// one-line reason when it is not.
+pub fn judge(case: Case, got: &Got, timeout: Duration) -> Result<(), String> {
+    let status = match got {
+        Got::Status(status) => *status,
+        Got::Timeout => {
+            return Err(format!(
+                "no answer within {}: a receiver must answer quickly (queue slow work)",
+                humantime::format_duration(timeout)
+            ));
+        }
+        Got::ConnectionError(_) if case.expected() == Expected::TooLarge => return Ok(()),
+        Got::ConnectionError(why) => return Err(format!("no HTTP answer: {why}")),
+    };
+    if status >= 500 {
+        return Err(format!(
+            "{status}: a server error; bad input must get a 4xx, and a 5xx makes senders retry"
+        ));
+    }
+    match case.expected() {
+        Expected::Accepted if (200..300).contains(&status) || status == 404 => Ok(()),
+        Expected::Accepted => Err(format!("{status}: {}", why_accept(case))),
+        Expected::Refused | Expected::TooLarge => match status {
+            200..=299 => Err(format!("{status}: {}", why_refuse(case))),
+            404 => Err(format!(
+                "404: the receiver looked the document up before checking {}",
+                what_is_wrong(case)
+            )),
+            409 | 429 => Err(format!("{status} is about state or load, not a refusal of {}", what_is_wrong(case))),
+            400..=499 => Ok(()),
+            _ => Err(format!("{status}: expected a 4xx refusal")),
+        },
+    }
+}
+
+fn why_accept(case: Case) -> &'static str {
+    match case {
+        Case::DuplicateSequential | Case::DuplicateConcurrent => {
+            "a redelivery (same webhook-id) must be acknowledged, or the sender retries it for days"
+        }
+        Case::UnknownVersionAndV1 => "one valid v1 signature is enough; unknown versions must be skipped",
+        Case::UnknownFields => "senders add fields; a receiver must ignore the ones it does not know",
+        _ => "a correctly signed webhook was not accepted (wrong secret or URL?)",
+    }
+}
+
+fn why_refuse(case: Case) -> &'static str {
+    match case {
+        Case::StaleTimestamp | Case::FutureTimestamp => {
+            "accepted: the timestamp is not checked, so a captured request can be replayed"
+        }
+        Case::ForgedSignature | Case::OtherSecret => "accepted: the signature is not checked",
+        Case::TamperedBody => "accepted: the signature is not checked over the raw body",
+        Case::MissingWebhookId | Case::MissingTimestamp | Case::MissingSignature => {
+            "accepted without a required header"
+        }
+        Case::UnknownVersionOnly => "accepted: the signature's version prefix is ignored",
+        Case::OversizedBody => "accepted 2 MiB: a receiver must cap the body size",
+        _ => "accepted something it must refuse",
+    }
+}
+
+fn what_is_wrong(case: Case) -> &'static str {
+    match case {
+        Case::StaleTimestamp | Case::FutureTimestamp => "the timestamp",
+        Case::OversizedBody => "the body size",
+        Case::MissingWebhookId | Case::MissingTimestamp | Case::MissingSignature => "the headers",
+        _ => "the signature",
+    }
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub case: Case,
+    pub name: &'static str,
+    pub expected: Expected,
+    /// One answer per request the case sent.
+    pub got: Vec<Got>,
+    pub passed: bool,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub url: String,
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.outcomes.iter().all(|outcome| outcome.passed)
+    }
+
+    pub fn failed(&self) -> impl Iterator<Item = Case> + '_ {
+        self.outcomes.iter().filter(|o| !o.passed).map(|o| o.case)
+    }
+
+    /// The table, with ANSI colours when `colour`.
+    pub fn table(&self, colour: bool) -> String {
+        let paint = |text: &str, code: &str| {
+            if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+        };
+        let got = |o: &Outcome| o.got.iter().map(Got::label).collect::<Vec<_>>().join(", ");
+        let width = |f: &dyn Fn(&Outcome) -> usize, title: &str| {
+            self.outcomes.iter().map(f).max().unwrap_or(0).max(title.len())
+        };
+        let (w_case, w_exp, w_got) = (
+            width(&|o| o.name.len(), "case"),
+            width(&|o| o.expected.label().len(), "expected"),
+            width(&|o| got(o).len(), "got"),
+        );
+        let mut out = format!("{:w_case$}  {:w_exp$}  {:w_got$}  result\n", "case", "expected", "got");
+        for o in &self.outcomes {
+            let verdict = if o.passed { paint("pass", "32") } else { paint("FAIL", "1;31") };
+            out.push_str(&format!(
+                "{:w_case$}  {:w_exp$}  {:w_got$}  {verdict}",
+                o.name,
+                o.expected.label(),
+                got(o)
+            ));
+            if let Some(why) = &o.explanation {
+                out.push_str(&format!("  {why}"));
+            }
+            out.push('\n');
+        }
+        let failed = self.failed().count();
+        let summary = if failed == 0 {
+            paint(&format!("all {} cases passed", self.outcomes.len()), "32")
+        } else {
+            paint(&format!("{failed} of {} cases failed", self.outcomes.len()), "1;31")
+        };
+        out.push_str(&format!("{summary}\n"));
+        out
+    }
+}
+
+/// Where and how to run the battery.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub secrets: SecretSet,
+    pub timeout: Duration,
+}
+
+/// Why the run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("TLS set-up failed")]
+    Tls(#[from] hookline_kit::tls::TlsConfigError),
+}
+
+/// Runs every case against `target`, in order; `progress` is called
+/// before each.
+pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Result<Report, CheckError> {
+    let tls = hookline_kit::tls::client_config(None, None)?;
+    let client = awc::Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(tls))
+        .timeout(target.timeout)
+        // A redirect is the receiver's answer (a 3xx fails), not a hop to follow.
+        .disable_redirects()
+        .finish();
+    let sender = Sender { client, target };
+    let valid = Message::new();
+    let mut outcomes = Vec::with_capacity(Case::ALL.len());
+    for (index, case) in Case::ALL.into_iter().enumerate() {
+        progress(index, case);
+        let got = match case {
+            Case::DuplicateConcurrent => {
+                let (a, b) = futures_util::future::join(
+                    sender.send(valid.signed(&target.secrets)),
+                    sender.send(valid.signed(&target.secrets)),
+                )
+                .await;
+                vec![a, b]
+            }
+            Case::Valid | Case::DuplicateSequential => vec![sender.send(valid.signed(&target.secrets)).await],
+            other => vec![sender.send(request_for(other, &target.secrets)).await],
+        };
+        let verdicts: Vec<_> = got.iter().map(|got| judge(case, got, target.timeout)).collect();
+        let explanation = verdicts.into_iter().find_map(Result::err);
+        outcomes.push(Outcome {
+            case,
+            name: case.name(),
+            expected: case.expected(),
+            passed: explanation.is_none(),
+            explanation,
+            got,
+        });
+    }
+    Ok(Report {
+        url: target.url.clone(),
+        outcomes,
+    })
+}
+
+/// The request of a case other than the valid one and its duplicates.
+fn request_for(case: Case, secrets: &SecretSet) -> Request {
+    let message = Message::new();
+    let now = Utc::now().timestamp();
+    match case {
+        Case::StaleTimestamp => message.signed_at(secrets, now - SKEW_SECS),
+        Case::FutureTimestamp => message.signed_at(secrets, now + SKEW_SECS),
+        Case::ForgedSignature => message.signed(secrets).with_signature(format!("v1,{}", random_mac())),
+        Case::OtherSecret => message.signed(&other_secret()),
+        Case::TamperedBody => {
+            let mut request = message.signed(secrets);
+            request.body = message.tampered_body();
+            request
+        }
+        Case::MissingWebhookId => message.signed(secrets).without(headers::WEBHOOK_ID),
+        Case::MissingTimestamp => message.signed(secrets).without(headers::WEBHOOK_TIMESTAMP),
+        Case::MissingSignature => message.signed(secrets).without(headers::WEBHOOK_SIGNATURE),
+        Case::UnknownVersionOnly => {
+            let request = message.signed(secrets);
+            let v2 = request.signature().replace("v1,", "v2,");
+            request.with_signature(v2)
+        }
+        Case::UnknownVersionAndV1 => {
+            let request = message.signed(secrets);
+            let both = format!("v2,{} {}", random_mac(), request.signature());
+            request.with_signature(both)
+        }
+        Case::OversizedBody => message.with_extra("padding", "x".repeat(OVERSIZED_BYTES)).signed(secrets),
+        Case::UnknownFields => message
+            .with_extra("hooklineCheck", "an unknown field")
+            .with_extra("nested", serde_json::json!({"also": ["unknown", 1, true]}))
+            .signed(secrets),
+        Case::Valid | Case::DuplicateSequential | Case::DuplicateConcurrent => message.signed(secrets),
+    }
+}
+
+fn random_mac() -> String {
+    BASE64.encode(rand::random::<[u8; 32]>())
+}
+
+fn other_secret() -> SecretSet {
+    // 32 bytes are always a valid secret length; an empty set is impossible.
+    let secret = WebhookSecret::from_bytes(rand::random::<[u8; 32]>().to_vec()).unwrap_or_else(|_| unreachable!());
+    SecretSet::new(vec![secret]).unwrap_or_else(|_| unreachable!())
+}
+
+/// One webhook before it is signed: the tutorial's flat payload.
+#[derive(Debug, Clone)]
+struct Message {
+    id: String,
+    body: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Message {
+    fn new() -> Self {
+        let mut body = serde_json::Map::new();
+        body.insert("documentId".into(), uuid::Uuid::new_v4().to_string().into());
+        body.insert("agentId".into(), uuid::Uuid::new_v4().to_string().into());
+        body.insert("documentStatus".into(), "ACCEPTED".into());
+        Self {
+            id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
+            body,
+        }
+    }
+
+    fn with_extra(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.body.insert(key.into(), value.into());
+        self
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        serde_json::Value::Object(self.body.clone()).to_string().into_bytes()
+    }
+
+    /// The body with one byte changed: the last character of documentId
+    /// (a hex digit), so it stays valid JSON of the same length.
+    fn tampered_body(&self) -> Vec<u8> {
+        let mut changed = self.body.clone();
+        if let Some(serde_json::Value::String(id)) = changed.get_mut("documentId") {
+            let last = if id.ends_with('0') { '1' } else { '0' };
+            id.pop();
+            id.push(last);
+        }
+        serde_json::Value::Object(changed).to_string().into_bytes()
+    }
+
+    fn signed(&self, secrets: &SecretSet) -> Request {
+        self.signed_at(secrets, Utc::now().timestamp())
+    }
+
+    fn signed_at(&self, secrets: &SecretSet, timestamp: i64) -> Request {
+        let body = self.bytes();
+        let signature = secrets.sign(&self.id, timestamp, &body);
+        Request {
+            headers: vec![
+                (headers::WEBHOOK_ID, self.id.clone()),
+                (headers::WEBHOOK_TIMESTAMP, timestamp.to_string()),
+                (headers::WEBHOOK_SIGNATURE, signature),
+            ],
+            body,
+        }
+    }
+}
+
+/// One request as it goes on the wire.
+#[derive(Debug, Clone)]
+struct Request {
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn signature(&self) -> String {
+        self.headers
+            .iter()
+            .find(|(name, _)| *name == headers::WEBHOOK_SIGNATURE)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default()
+    }
+
+    fn with_signature(mut self, signature: String) -> Self {
+        for (name, value) in &mut self.headers {
+            if *name == headers::WEBHOOK_SIGNATURE {
+                *value = signature.clone();
+            }
+        }
+        self
+    }
+
+    fn without(mut self, header: &str) -> Self {
+        self.headers.retain(|(name, _)| *name != header);
+        self
+    }
+}
+
+struct Sender<'a> {
+    client: awc::Client,
+    target: &'a Target,
+}
+
+impl Sender<'_> {
+    async fn send(&self, request: Request) -> Got {
+        let mut builder = self
+            .client
+            .post(&self.target.url)
+            .insert_header(("content-type", "application/json"));
+        for (name, value) in request.headers {
+            builder = builder.insert_header((name, value));
+        }
+        match builder.send_body(request.body).await {
+            Ok(mut response) => {
+                // Read (a bounded part of) the body so the connection can be reused.
+                let _ = response.body().limit(64 * 1024).await;
+                Got::Status(response.status().as_u16())
+            }
+            Err(SendRequestError::Timeout) => Got::Timeout,
+            Err(error) => Got::ConnectionError(error.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_404_accepts_a_valid_webhook_but_fails_a_forged_one() {
+        assert_eq!(judge(Case::Valid, &Got::Status(404), T), Ok(()));
+        let why = judge(Case::ForgedSignature, &Got::Status(404), T).unwrap_err();
+        assert!(why.contains("before checking the signature"), "{why}");
+    }
+
+    #[test]
+    fn forged_and_stale_cases_pass_only_on_a_4xx_that_is_not_404_409_or_429() {
+        for case in [Case::ForgedSignature, Case::StaleTimestamp, Case::MissingSignature] {
+            for ok in [400, 401, 403, 422] {
+                assert_eq!(judge(case, &Got::Status(ok), T), Ok(()), "{case:?} {ok}");
+            }
+            for bad in [200, 204, 302, 404, 409, 429, 500, 503] {
+                assert!(judge(case, &Got::Status(bad), T).is_err(), "{case:?} {bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn accepted_cases_pass_on_2xx_or_404_only() {
+        for case in [Case::Valid, Case::DuplicateSequential, Case::UnknownVersionAndV1, Case::UnknownFields] {
+            for ok in [200, 202, 204, 404] {
+                assert_eq!(judge(case, &Got::Status(ok), T), Ok(()), "{case:?} {ok}");
+            }
+            for bad in [400, 401, 409, 500] {
+                assert!(judge(case, &Got::Status(bad), T).is_err(), "{case:?} {bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn timeouts_and_lost_connections_fail_every_case_except_a_broken_off_oversized_body() {
+        for case in Case::ALL {
+            assert!(judge(case, &Got::Timeout, T).is_err(), "{case:?}");
+        }
+        let lost = Got::ConnectionError("reset".into());
+        assert!(judge(Case::Valid, &lost, T).is_err());
+        assert!(judge(Case::ForgedSignature, &lost, T).is_err());
+        assert_eq!(judge(Case::OversizedBody, &lost, T), Ok(()));
+        assert_eq!(judge(Case::OversizedBody, &Got::Status(413), T), Ok(()));
+        assert!(judge(Case::OversizedBody, &Got::Status(200), T).is_err());
+    }
+
+    #[test]
+    fn the_spoilt_requests_fail_verification_and_the_good_ones_pass() {
+        let secrets: SecretSet = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
+        let now = Utc::now().timestamp();
+        let verify = |request: &Request| {
+            let header = |name| {
+                request
+                    .headers
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("")
+            };
+            secrets.verify(
+                header(headers::WEBHOOK_ID),
+                header(headers::WEBHOOK_TIMESTAMP),
+                header(headers::WEBHOOK_SIGNATURE),
+                &request.body,
+                now,
+            )
+        };
+        for case in Case::ALL {
+            let request = request_for(case, &secrets);
+            let verified = verify(&request).is_ok();
+            let should = case.expected() != Expected::Refused;
+            assert_eq!(verified, should, "{case:?}");
+        }
+        let message = Message::new();
+        let (body, tampered) = (message.bytes(), message.tampered_body());
+        assert_eq!(body.len(), tampered.len());
+        assert_eq!(body.iter().zip(&tampered).filter(|(a, b)| a != b).count(), 1);
+    }
+}

@@ -1,0 +1,259 @@
+//! `hookline listen`: a local webhook receiver for trying a sender, like
+//! `stripe listen`.
+//!
+//! Every POST, on any path, is verified with the contract crate's
+//! [`SecretSet`] (when a secret is given), noted as a duplicate when its
+//! `webhook-id` was seen before, held for a random delay, and answered:
+//! 401 when verification fails, otherwise 500 with probability
+//! `fail_rate` (to exercise the sender's retries), otherwise 200. One line
+//! per request is printed; the totals when the server stops.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use hookline_contract::headers;
+use hookline_contract::signature::SecretSet;
+use serde::Serialize;
+
+/// How the receiver behaves.
+#[derive(Debug, Clone)]
+pub struct ListenSettings {
+    pub secrets: Option<SecretSet>,
+    /// Probability (0–1) of a 500 to a verified request.
+    pub fail_rate: f64,
+    /// Milliseconds to wait before answering, drawn uniformly.
+    pub delay: DelayRange,
+    /// Print JSON lines instead of text.
+    pub json: bool,
+    /// Colour the text lines.
+    pub colour: bool,
+}
+
+/// `A-B` milliseconds (or a single `A`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelayRange(pub RangeInclusive<u64>);
+
+impl FromStr for DelayRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let number = |part: &str| {
+            part.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{part:?} is not a whole number of milliseconds"))
+        };
+        let (low, high) = match s.split_once('-') {
+            Some((low, high)) => (number(low)?, number(high)?),
+            None => (number(s)?, number(s)?),
+        };
+        if low > high {
+            return Err(format!("the delay range {low}-{high} is backwards"));
+        }
+        Ok(Self(low..=high))
+    }
+}
+
+/// The totals printed on Ctrl-C.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub received: u64,
+    pub verified: u64,
+    pub refused: u64,
+    pub duplicates: u64,
+    pub failed_on_purpose: u64,
+}
+
+/// One received request, as printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub time: String,
+    pub path: String,
+    pub webhook_id: Option<String>,
+    /// The envelope's `type`, else the body's `documentStatus`.
+    pub kind: Option<String>,
+    /// `None` when no secret was given.
+    pub verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_because: Option<String>,
+    pub duplicate: bool,
+    pub status: u16,
+}
+
+impl Line {
+    fn text(&self, colour: bool) -> String {
+        let paint = |text: &str, code: &str| {
+            if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+        };
+        let verdict = match (self.verified, &self.refused_because) {
+            (None, _) => paint("unverified (no secret)", "33"),
+            (Some(true), _) => paint("verified", "32"),
+            (Some(false), why) => paint(&format!("refused: {}", why.as_deref().unwrap_or("?")), "31"),
+        };
+        let mut line = format!(
+            "{}  {}  {}  {}  {}  {verdict}",
+            self.time,
+            self.status,
+            self.path,
+            self.webhook_id.as_deref().unwrap_or("-"),
+            self.kind.as_deref().unwrap_or("-"),
+        );
+        if self.duplicate {
+            line.push_str(&format!("  {}", paint("duplicate", "35")));
+        }
+        if self.status == 500 {
+            line.push_str(&format!("  {}", paint("failed on purpose", "33")));
+        }
+        line
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    seen: HashSet<String>,
+    totals: Totals,
+}
+
+/// A running receiver.
+pub struct Listener {
+    pub url: String,
+    server: Server,
+    state: Arc<Mutex<State>>,
+}
+
+impl Listener {
+    /// Binds `listener` and prepares the server (it runs once awaited).
+    pub fn build(listener: TcpListener, settings: ListenSettings) -> std::io::Result<Self> {
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = (Arc::new(settings), state.clone());
+        let server = actix_web::HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(shared.clone()))
+                .app_data(web::PayloadConfig::new(1024 * 1024))
+                .default_service(web::post().to(receive))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self { url, server, state })
+    }
+
+    /// Runs until Ctrl-C, then returns the totals.
+    pub async fn run_until_ctrl_c(self) -> std::io::Result<Totals> {
+        let handle = self.server.handle();
+        let server = actix_web::rt::spawn(self.server);
+        let _ = tokio::signal::ctrl_c().await;
+        handle.stop(true).await;
+        let _ = server.await;
+        Ok(self.state.lock().map(|s| s.totals.clone()).unwrap_or_default())
+    }
+}
+
+type Shared = (Arc<ListenSettings>, Arc<Mutex<State>>);
+
+async fn receive(request: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let (settings, state) = shared.get_ref();
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let webhook_id = header(headers::WEBHOOK_ID).map(str::to_owned);
+    let verdict = settings.secrets.as_ref().map(|secrets| {
+        let missing = |name: &'static str| format!("the {name} header is missing");
+        let id = header(headers::WEBHOOK_ID).ok_or_else(|| missing(headers::WEBHOOK_ID))?;
+        let ts = header(headers::WEBHOOK_TIMESTAMP).ok_or_else(|| missing(headers::WEBHOOK_TIMESTAMP))?;
+        let sig = header(headers::WEBHOOK_SIGNATURE).ok_or_else(|| missing(headers::WEBHOOK_SIGNATURE))?;
+        secrets
+            .verify(id, ts, sig, &body, Utc::now().timestamp())
+            .map_err(|e| e.to_string())
+    });
+    let believed = !matches!(verdict, Some(Err(_)));
+    let fail = believed && settings.fail_rate > 0.0 && rand::random_bool(settings.fail_rate.min(1.0));
+    let duplicate = {
+        let Ok(mut state) = state.lock() else {
+            return HttpResponse::InternalServerError().finish();
+        };
+        let duplicate = match (&webhook_id, believed) {
+            (Some(id), true) => !state.seen.insert(id.clone()),
+            _ => false,
+        };
+        let totals = &mut state.totals;
+        totals.received += 1;
+        totals.verified += u64::from(matches!(verdict, Some(Ok(()))));
+        totals.refused += u64::from(!believed);
+        totals.duplicates += u64::from(duplicate);
+        totals.failed_on_purpose += u64::from(fail);
+        duplicate
+    };
+    let status = if !believed {
+        401
+    } else if fail {
+        500
+    } else {
+        200
+    };
+    let line = Line {
+        time: Utc::now().format("%H:%M:%S%.3f").to_string(),
+        path: request.path().to_owned(),
+        webhook_id,
+        kind: kind_of(&body),
+        verified: verdict.as_ref().map(Result::is_ok),
+        refused_because: verdict.and_then(Result::err),
+        duplicate,
+        status,
+    };
+    if settings.json {
+        println!("{}", serde_json::to_string(&line).unwrap_or_default());
+    } else {
+        println!("{}", line.text(settings.colour));
+    }
+    let range = settings.delay.0.clone();
+    if *range.end() > 0 {
+        let millis = rand::random_range(range);
+        actix_web::rt::time::sleep(Duration::from_millis(millis)).await;
+    }
+    match status {
+        401 => HttpResponse::Unauthorized().json(serde_json::json!({"message": line.refused_because})),
+        500 => HttpResponse::InternalServerError().json(serde_json::json!({"message": "failed on purpose (--fail-rate)"})),
+        _ => HttpResponse::Ok().json(serde_json::json!({"received": true, "duplicate": duplicate})),
+    }
+}
+
+/// An envelope's `type`, else a flat payload's `documentStatus`.
+fn kind_of(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let field = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    if value.get("data").is_some() {
+        field("type")
+    } else {
+        field("documentStatus")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_read_as_a_range_or_one_number() {
+        assert_eq!("100-500".parse(), Ok(DelayRange(100..=500)));
+        assert_eq!("0".parse(), Ok(DelayRange(0..=0)));
+        assert!("500-100".parse::<DelayRange>().is_err());
+        assert!("soon".parse::<DelayRange>().is_err());
+    }
+
+    #[test]
+    fn the_kind_is_the_event_type_or_the_document_status() {
+        assert_eq!(
+            kind_of(br#"{"type":"document.accepted","data":{}}"#).as_deref(),
+            Some("document.accepted")
+        );
+        assert_eq!(kind_of(br#"{"documentStatus":"DECLINED"}"#).as_deref(), Some("DECLINED"));
+        assert_eq!(kind_of(b"not json"), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! `hookline`: `check` a webhook receiver, or `listen` as one.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hookline_cli::check::{self, Case, Target};
+use hookline_cli::listen::{DelayRange, ListenSettings, Listener, Totals};
+use hookline_contract::signature::SecretSet;
+
+/// A webhook test bench for anyone's receiver (Standard Webhooks).
+#[derive(Debug, Parser)]
+#[command(name = "hookline", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send a conformance battery to a receiver and print what it answered.
+    /// Exits 0 only if every case passes.
+    Check {
+        /// The receiver's URL, e.g. http://localhost:8080/document/update.
+        url: String,
+        /// The secret the receiver verifies with (whsec_…; comma-separated
+        /// for several).
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        secret: SecretSet,
+        /// How long to wait for each answer.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Receive webhooks on a local port and print one line per request.
+    Listen {
+        /// The port to listen on (0: any free port).
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// Verify with this secret (whsec_…); without it nothing is verified.
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<SecretSet>,
+        /// Probability (0-1) of answering a 500 on purpose.
+        #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+        fail_rate: f64,
+        /// Wait this many milliseconds before answering: `A-B` (random) or `A`.
+        #[arg(long, default_value = "0")]
+        delay: DelayRange,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
+    }
+}
+
+fn main() -> ExitCode {
+    // clap exits with 2 on usage errors.
+    let cli = Cli::parse();
+    let result = actix_web::rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Check {
+                url,
+                secret,
+                timeout,
+                json,
+            } => check(Target {
+                url,
+                secrets: secret,
+                timeout,
+            }, json)
+            .await,
+            Command::Listen {
+                port,
+                secret,
+                fail_rate,
+                delay,
+                json,
+            } => {
+                let settings = ListenSettings {
+                    secrets: secret,
+                    fail_rate,
+                    delay,
+                    json,
+                    colour: std::io::stdout().is_terminal(),
+                };
+                listen(port, settings).await
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            let mut message = format!("hookline: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+type Failure = Box<dyn std::error::Error>;
+
+async fn check(target: Target, json: bool) -> Result<ExitCode, Failure> {
+    let progress = std::io::stderr().is_terminal();
+    let report = check::run(&target, |index, case: Case| {
+        if progress {
+            eprint!("\r\x1b[2K[{}/{}] {}", index + 1, Case::ALL.len(), case.name());
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await?;
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table(std::io::stdout().is_terminal()));
+    }
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn listen(port: u16, settings: ListenSettings) -> Result<ExitCode, Failure> {
+    let json = settings.json;
+    let verifying = settings.secrets.is_some();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let server = Listener::build(listener, settings)?;
+    if json {
+        println!("{}", serde_json::json!({"listening": server.url, "verifying": verifying}));
+    } else {
+        println!(
+            "listening on {} ({}); Ctrl-C to stop",
+            server.url,
+            if verifying { "verifying signatures" } else { "not verifying: no --secret" }
+        );
+    }
+    let totals: Totals = server.run_until_ctrl_c().await?;
+    if json {
+        println!("{}", serde_json::json!({"totals": totals}));
+    } else {
+        println!(
+            "\nreceived {}, verified {}, refused {}, duplicates {}, failed on purpose {}",
+            totals.received, totals.verified, totals.refused, totals.duplicates, totals.failed_on_purpose
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
