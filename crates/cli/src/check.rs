@@ -178,7 +178,10 @@ pub fn judge(case: Case, got: &Got, timeout: Duration) -> Result<(), String> {
                 "404: the receiver looked the document up before checking {}",
                 what_is_wrong(case)
             )),
-            409 | 429 => Err(format!("{status} is about state or load, not a refusal of {}", what_is_wrong(case))),
+            409 | 429 => Err(format!(
+                "{status} is about state or load, not a refusal of {}",
+                what_is_wrong(case)
+            )),
             400..=499 => Ok(()),
             _ => Err(format!("{status}: expected a 4xx refusal")),
         },
@@ -240,6 +243,9 @@ pub struct Outcome {
 pub struct Report {
     pub url: String,
     pub outcomes: Vec<Outcome>,
+    /// See [`Report::hint`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl Report {
@@ -251,10 +257,25 @@ impl Report {
         self.outcomes.iter().filter(|o| !o.passed).map(|o| o.case)
     }
 
+    /// A 404 to every request says more about the URL than the receiver.
+    pub fn hint(&self) -> Option<String> {
+        let every_404 = self
+            .outcomes
+            .iter()
+            .flat_map(|o| &o.got)
+            .filter(|got| !matches!(got, Got::Status(413) | Got::ConnectionError(_)))
+            .all(|got| *got == Got::Status(404));
+        every_404.then(|| format!("every answer was a 404: is {} the receiver's URL?", self.url))
+    }
+
     /// The table, with ANSI colours when `colour`.
     pub fn table(&self, colour: bool) -> String {
         let paint = |text: &str, code: &str| {
-            if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+            if colour {
+                format!("\x1b[{code}m{text}\x1b[0m")
+            } else {
+                text.to_owned()
+            }
         };
         let got = |o: &Outcome| o.got.iter().map(Got::label).collect::<Vec<_>>().join(", ");
         let width = |f: &dyn Fn(&Outcome) -> usize, title: &str| {
@@ -267,7 +288,11 @@ impl Report {
         );
         let mut out = format!("{:w_case$}  {:w_exp$}  {:w_got$}  result\n", "case", "expected", "got");
         for o in &self.outcomes {
-            let verdict = if o.passed { paint("pass", "32") } else { paint("FAIL", "1;31") };
+            let verdict = if o.passed {
+                paint("pass", "32")
+            } else {
+                paint("FAIL", "1;31")
+            };
             out.push_str(&format!(
                 "{:w_case$}  {:w_exp$}  {:w_got$}  {verdict}",
                 o.name,
@@ -278,6 +303,9 @@ impl Report {
                 out.push_str(&format!("  {why}"));
             }
             out.push('\n');
+        }
+        if let Some(hint) = self.hint() {
+            out.push_str(&format!("{}\n", paint(&hint, "33")));
         }
         let failed = self.failed().count();
         let summary = if failed == 0 {
@@ -343,10 +371,13 @@ pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Resu
             got,
         });
     }
-    Ok(Report {
+    let mut report = Report {
         url: target.url.clone(),
         outcomes,
-    })
+        hint: None,
+    };
+    report.hint = report.hint();
+    Ok(report)
 }
 
 /// The request of a case other than the valid one and its duplicates.
@@ -376,7 +407,9 @@ fn request_for(case: Case, secrets: &SecretSet) -> Request {
             let both = format!("v2,{} {}", random_mac(), request.signature());
             request.with_signature(both)
         }
-        Case::OversizedBody => message.with_extra("padding", "x".repeat(OVERSIZED_BYTES)).signed(secrets),
+        Case::OversizedBody => message
+            .with_extra("padding", "x".repeat(OVERSIZED_BYTES))
+            .signed(secrets),
         Case::UnknownFields => message
             .with_extra("hooklineCheck", "an unknown field")
             .with_extra("nested", serde_json::json!({"also": ["unknown", 1, true]}))
@@ -537,7 +570,12 @@ mod tests {
 
     #[test]
     fn accepted_cases_pass_on_2xx_or_404_only() {
-        for case in [Case::Valid, Case::DuplicateSequential, Case::UnknownVersionAndV1, Case::UnknownFields] {
+        for case in [
+            Case::Valid,
+            Case::DuplicateSequential,
+            Case::UnknownVersionAndV1,
+            Case::UnknownFields,
+        ] {
             for ok in [200, 202, 204, 404] {
                 assert_eq!(judge(case, &Got::Status(ok), T), Ok(()), "{case:?} {ok}");
             }

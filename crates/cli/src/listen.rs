@@ -89,7 +89,11 @@ pub struct Line {
 impl Line {
     fn text(&self, colour: bool) -> String {
         let paint = |text: &str, code: &str| {
-            if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+            if colour {
+                format!("\x1b[{code}m{text}\x1b[0m")
+            } else {
+                text.to_owned()
+            }
         };
         let verdict = match (self.verified, &self.refused_because) {
             (None, _) => paint("unverified (no secret)", "33"),
@@ -219,7 +223,9 @@ async fn receive(request: HttpRequest, body: web::Bytes, shared: web::Data<Share
     }
     match status {
         401 => HttpResponse::Unauthorized().json(serde_json::json!({"message": line.refused_because})),
-        500 => HttpResponse::InternalServerError().json(serde_json::json!({"message": "failed on purpose (--fail-rate)"})),
+        500 => {
+            HttpResponse::InternalServerError().json(serde_json::json!({"message": "failed on purpose (--fail-rate)"}))
+        }
         _ => HttpResponse::Ok().json(serde_json::json!({"received": true, "duplicate": duplicate})),
     }
 }
@@ -253,7 +259,10 @@ mod tests {
             kind_of(br#"{"type":"document.accepted","data":{}}"#).as_deref(),
             Some("document.accepted")
         );
-        assert_eq!(kind_of(br#"{"documentStatus":"DECLINED"}"#).as_deref(), Some("DECLINED"));
+        assert_eq!(
+            kind_of(br#"{"documentStatus":"DECLINED"}"#).as_deref(),
+            Some("DECLINED")
+        );
         assert_eq!(kind_of(b"not json"), None);
     }
 }

@@ -72,12 +72,17 @@ fn main() -> ExitCode {
                 secret,
                 timeout,
                 json,
-            } => check(Target {
-                url,
-                secrets: secret,
-                timeout,
-            }, json)
-            .await,
+            } => {
+                check(
+                    Target {
+                        url,
+                        secrets: secret,
+                        timeout,
+                    },
+                    json,
+                )
+                .await
+            }
             Command::Listen {
                 port,
                 secret,
@@ -130,7 +135,11 @@ async fn check(target: Target, json: bool) -> Result<ExitCode, Failure> {
     } else {
         print!("{}", report.table(std::io::stdout().is_terminal()));
     }
-    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn listen(port: u16, settings: ListenSettings) -> Result<ExitCode, Failure> {
@@ -139,12 +148,19 @@ async fn listen(port: u16, settings: ListenSettings) -> Result<ExitCode, Failure
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     let server = Listener::build(listener, settings)?;
     if json {
-        println!("{}", serde_json::json!({"listening": server.url, "verifying": verifying}));
+        println!(
+            "{}",
+            serde_json::json!({"listening": server.url, "verifying": verifying})
+        );
     } else {
         println!(
             "listening on {} ({}); Ctrl-C to stop",
             server.url,
-            if verifying { "verifying signatures" } else { "not verifying: no --secret" }
+            if verifying {
+                "verifying signatures"
+            } else {
+                "not verifying: no --secret"
+            }
         );
     }
     let totals: Totals = server.run_until_ctrl_c().await?;

@@ -9,6 +9,8 @@ mod access;
 mod bad_input;
 /// The dashboards in a real headless browser.
 mod browser;
+/// `hookline check` against our consumer and against receivers that cut corners.
+mod cli;
 /// The consumer when the help desk or its database fail.
 mod failures;
 /// Delivery that survives killed processes, crashes and failing receivers.

@@ -1,0 +1,135 @@
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, web};
+use hookline_cli::check::{self, Case, Report, Target};
+use hookline_contract::headers;
+use hookline_tests::{Running, TestDb, closed_port, consumer_settings, secret_set, start_consumer};
+
+async fn check(url: &str) -> Report {
+    let target = Target {
+        url: url.to_owned(),
+        secrets: secret_set(),
+        timeout: Duration::from_secs(5),
+    };
+    check::run(&target, |_, _| {}).await.unwrap()
+}
+
+fn failed(report: &Report) -> BTreeSet<String> {
+    report.failed().map(|case| format!("{case:?}")).collect()
+}
+
+fn names(cases: &[Case]) -> BTreeSet<String> {
+    cases.iter().map(|case| format!("{case:?}")).collect()
+}
+
+#[actix_web::test]
+async fn our_consumer_passes_every_case_of_hookline_check() {
+    let db = TestDb::create().await;
+    let helpdesk = format!("http://127.0.0.1:{}", closed_port());
+    let consumer = start_consumer(consumer_settings(&db, &helpdesk)).await;
+
+    let report = check(&format!("{}/document/update", consumer.url)).await;
+
+    assert!(report.passed(), "{}", report.table(false));
+    assert_eq!(report.outcomes.len(), Case::ALL.len());
+    // The valid webhook's made-up documentId is unknown to it: 404 is its
+    // accepting answer, and only the refusals tell a wrong URL apart.
+    let wrong_path = check(&format!("{}/document/updat", consumer.url)).await;
+    assert!(!wrong_path.passed());
+    assert!(wrong_path.hint.is_some(), "{}", wrong_path.table(false));
+    assert!(report.hint.is_none());
+}
+
+#[actix_web::test]
+async fn a_receiver_that_verifies_nothing_fails_the_forged_stale_and_missing_header_cases() {
+    let naive = Running::serve(|| App::new().default_service(web::to(|| async { HttpResponse::Ok().finish() })));
+
+    let report = check(&naive.url).await;
+
+    assert!(!report.passed());
+    let expected = names(&[
+        Case::StaleTimestamp,
+        Case::FutureTimestamp,
+        Case::ForgedSignature,
+        Case::OtherSecret,
+        Case::TamperedBody,
+        Case::MissingWebhookId,
+        Case::MissingTimestamp,
+        Case::MissingSignature,
+        Case::UnknownVersionOnly,
+        Case::OversizedBody,
+    ]);
+    assert_eq!(failed(&report), expected, "{}", report.table(false));
+    let table = report.table(false);
+    assert!(
+        table.contains("forged signature") && table.contains("the signature is not checked"),
+        "{table}"
+    );
+    assert!(
+        table.contains("timestamp 10 min old") && table.contains("the timestamp is not checked"),
+        "{table}"
+    );
+}
+
+/// Verifies the signature, but against the message's own timestamp, so it
+/// never notices a stale one.
+async fn verifies_signatures_only(request: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let timestamp = header(headers::WEBHOOK_TIMESTAMP);
+    let its_own_clock = timestamp.parse().unwrap_or(0);
+    match secret_set().verify(
+        header(headers::WEBHOOK_ID),
+        timestamp,
+        header(headers::WEBHOOK_SIGNATURE),
+        &body,
+        its_own_clock,
+    ) {
+        Ok(()) => HttpResponse::Ok().finish(),
+        Err(_) => HttpResponse::Unauthorized().finish(),
+    }
+}
+
+#[actix_web::test]
+async fn a_receiver_that_ignores_timestamps_fails_only_the_stale_and_future_cases() {
+    let lax = Running::serve(|| {
+        App::new()
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .default_service(web::post().to(verifies_signatures_only))
+    });
+
+    let report = check(&lax.url).await;
+
+    assert_eq!(
+        failed(&report),
+        names(&[Case::StaleTimestamp, Case::FutureTimestamp]),
+        "{}",
+        report.table(false)
+    );
+}
+
+#[actix_web::test]
+async fn a_receiver_that_answers_404_to_a_forgery_fails_it_but_passes_the_valid_webhook() {
+    let lookup_first = Running::serve(|| {
+        App::new()
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .default_service(web::post().to(|_: web::Bytes| async { HttpResponse::NotFound().finish() }))
+    });
+
+    let report = check(&lookup_first.url).await;
+
+    let failed = failed(&report);
+    assert!(
+        failed.contains("ForgedSignature") && failed.contains("StaleTimestamp"),
+        "{failed:?}"
+    );
+    assert!(
+        !failed.contains("Valid") && !failed.contains("UnknownFields"),
+        "{failed:?}"
+    );
+    assert!(
+        report
+            .table(false)
+            .contains("looked the document up before checking the signature")
+    );
+}
