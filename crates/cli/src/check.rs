@@ -137,6 +137,9 @@ impl Expected {
 pub enum Got {
     Status(u16),
     Timeout,
+    /// No connection could be made (nothing listens, DNS, TLS).
+    NoConnection(String),
+    /// The connection broke off before an answer.
     ConnectionError(String),
 }
 
@@ -145,6 +148,7 @@ impl Got {
         match self {
             Got::Status(status) => status.to_string(),
             Got::Timeout => "timeout".to_owned(),
+            Got::NoConnection(_) => "no connection".to_owned(),
             Got::ConnectionError(_) => "connection error".to_owned(),
         }
     }
@@ -161,6 +165,7 @@ pub fn judge(case: Case, got: &Got, timeout: Duration) -> Result<(), String> {
                 humantime::format_duration(timeout)
             ));
         }
+        Got::NoConnection(why) => return Err(format!("could not connect: {why}")),
         Got::ConnectionError(_) if case.expected() == Expected::TooLarge => return Ok(()),
         Got::ConnectionError(why) => return Err(format!("no HTTP answer: {why}")),
     };
@@ -264,7 +269,8 @@ impl Report {
             .iter()
             .flat_map(|o| &o.got)
             .filter(|got| !matches!(got, Got::Status(413) | Got::ConnectionError(_)))
-            .all(|got| *got == Got::Status(404));
+            .collect::<Vec<_>>();
+        let every_404 = !every_404.is_empty() && every_404.iter().all(|got| **got == Got::Status(404));
         every_404.then(|| format!("every answer was a 404: is {} the receiver's URL?", self.url))
     }
 
@@ -538,6 +544,7 @@ impl Sender<'_> {
                 Got::Status(response.status().as_u16())
             }
             Err(SendRequestError::Timeout) => Got::Timeout,
+            Err(SendRequestError::Connect(error)) => Got::NoConnection(error.to_string()),
             Err(error) => Got::ConnectionError(error.to_string()),
         }
     }
@@ -594,8 +601,40 @@ mod tests {
         assert!(judge(Case::Valid, &lost, T).is_err());
         assert!(judge(Case::ForgedSignature, &lost, T).is_err());
         assert_eq!(judge(Case::OversizedBody, &lost, T), Ok(()));
+        let nobody_there = Got::NoConnection("refused".into());
+        for case in Case::ALL {
+            assert!(judge(case, &nobody_there, T).is_err(), "{case:?}");
+        }
         assert_eq!(judge(Case::OversizedBody, &Got::Status(413), T), Ok(()));
         assert!(judge(Case::OversizedBody, &Got::Status(200), T).is_err());
+    }
+
+    fn report_of(got: Got) -> Report {
+        let outcomes = Case::ALL
+            .into_iter()
+            .map(|case| Outcome {
+                case,
+                name: case.name(),
+                expected: case.expected(),
+                got: vec![got.clone()],
+                passed: false,
+                explanation: None,
+            })
+            .collect();
+        Report {
+            url: "http://example.test/hook".into(),
+            outcomes,
+            hint: None,
+        }
+    }
+
+    #[test]
+    fn only_a_run_of_404s_asks_whether_the_url_is_right() {
+        assert!(report_of(Got::Status(404)).hint().is_some());
+        assert!(report_of(Got::NoConnection("refused".into())).hint().is_none());
+        let mut mixed = report_of(Got::Status(404));
+        mixed.outcomes[5].got = vec![Got::Status(401)];
+        assert!(mixed.hint().is_none());
     }
 
     #[test]
