@@ -276,13 +276,7 @@ impl Report {
 
     /// The table, with ANSI colours when `colour`.
     pub fn table(&self, colour: bool) -> String {
-        let paint = |text: &str, code: &str| {
-            if colour {
-                format!("\x1b[{code}m{text}\x1b[0m")
-            } else {
-                text.to_owned()
-            }
-        };
+        let paint = |text: &str, code: &str| crate::paint(text, code, colour);
         let got = |o: &Outcome| o.got.iter().map(Got::label).collect::<Vec<_>>().join(", ");
         let width = |f: &dyn Fn(&Outcome) -> usize, title: &str| {
             self.outcomes.iter().map(f).max().unwrap_or(0).max(title.len())
@@ -429,9 +423,7 @@ fn random_mac() -> String {
 }
 
 fn other_secret() -> SecretSet {
-    // 32 bytes are always a valid secret length; an empty set is impossible.
-    let secret = WebhookSecret::from_bytes(rand::random::<[u8; 32]>().to_vec()).unwrap_or_else(|_| unreachable!());
-    SecretSet::new(vec![secret]).unwrap_or_else(|_| unreachable!())
+    SecretSet::single(WebhookSecret::from_array(rand::random()))
 }
 
 /// One webhook before it is signed: the tutorial's flat payload.

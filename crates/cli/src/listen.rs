@@ -2,13 +2,15 @@
 //! `stripe listen`.
 //!
 //! Every POST, on any path, is verified with the contract crate's
-//! [`SecretSet`] (when a secret is given), noted as a duplicate when its
-//! `webhook-id` was seen before, held for a random delay, and answered:
-//! 401 when verification fails, otherwise 500 with probability
-//! `fail_rate` (to exercise the sender's retries), otherwise 200. One line
-//! per request is printed; the totals when the server stops.
+//! [`SecretSet`] (when a secret is given), read as JSON, noted as a
+//! duplicate (same `webhook-id` and timestamp) or a replay (same
+//! `webhook-id`, new timestamp) of a message acknowledged before, held for a
+//! random delay, and answered: 401 when verification fails, 400 when the
+//! body is not JSON, otherwise 500 with probability `fail_rate` (to
+//! exercise the sender's retries), otherwise 200. One line per request is
+//! printed; the totals when the server stops.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
@@ -67,6 +69,7 @@ pub struct Totals {
     pub verified: u64,
     pub refused: u64,
     pub duplicates: u64,
+    pub replays: u64,
     pub failed_on_purpose: u64,
 }
 
@@ -82,23 +85,21 @@ pub struct Line {
     pub verified: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused_because: Option<String>,
+    /// The very same request as one acknowledged before.
     pub duplicate: bool,
+    /// A message acknowledged before, re-sent with a new timestamp.
+    pub replay: bool,
     pub status: u16,
 }
 
 impl Line {
     fn text(&self, colour: bool) -> String {
-        let paint = |text: &str, code: &str| {
-            if colour {
-                format!("\x1b[{code}m{text}\x1b[0m")
-            } else {
-                text.to_owned()
-            }
-        };
+        let paint = |text: &str, code: &str| crate::paint(text, code, colour);
         let verdict = match (self.verified, &self.refused_because) {
-            (None, _) => paint("unverified (no secret)", "33"),
-            (Some(true), _) => paint("verified", "32"),
-            (Some(false), why) => paint(&format!("refused: {}", why.as_deref().unwrap_or("?")), "31"),
+            (Some(true), Some(why)) => paint(&format!("signature verified, refused: {why}"), "31"),
+            (_, Some(why)) => paint(&format!("refused: {why}"), "31"),
+            (None, None) => paint("unverified (no secret)", "33"),
+            (Some(_), None) => paint("verified", "32"),
         };
         let mut line = format!(
             "{}  {}  {}  {}  {}  {verdict}",
@@ -111,6 +112,9 @@ impl Line {
         if self.duplicate {
             line.push_str(&format!("  {}", paint("duplicate", "35")));
         }
+        if self.replay {
+            line.push_str(&format!("  {}", paint("replay", "35")));
+        }
         if self.status == 500 {
             line.push_str(&format!("  {}", paint("failed on purpose", "33")));
         }
@@ -120,7 +124,8 @@ impl Line {
 
 #[derive(Debug, Default)]
 struct State {
-    seen: HashSet<String>,
+    /// Acknowledged webhook-ids, with the timestamp they first came with.
+    seen: HashMap<String, String>,
     totals: Totals,
 }
 
@@ -152,9 +157,17 @@ impl Listener {
 
     /// Runs until Ctrl-C, then returns the totals.
     pub async fn run_until_ctrl_c(self) -> std::io::Result<Totals> {
+        self.run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+    }
+
+    /// Runs until `stop` completes, then returns the totals.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> std::io::Result<Totals> {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
-        let _ = tokio::signal::ctrl_c().await;
+        stop.await;
         handle.stop(true).await;
         let _ = server.await;
         Ok(self.state.lock().map(|s| s.totals.clone()).unwrap_or_default())
@@ -167,6 +180,7 @@ async fn receive(request: HttpRequest, body: web::Bytes, shared: web::Data<Share
     let (settings, state) = shared.get_ref();
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let webhook_id = header(headers::WEBHOOK_ID).map(str::to_owned);
+    let timestamp = header(headers::WEBHOOK_TIMESTAMP).unwrap_or_default().to_owned();
     let verdict = settings.secrets.as_ref().map(|secrets| {
         let missing = |name: &'static str| format!("the {name} header is missing");
         let id = header(headers::WEBHOOK_ID).ok_or_else(|| missing(headers::WEBHOOK_ID))?;
@@ -176,39 +190,58 @@ async fn receive(request: HttpRequest, body: web::Bytes, shared: web::Data<Share
             .verify(id, ts, sig, &body, Utc::now().timestamp())
             .map_err(|e| e.to_string())
     });
-    let believed = !matches!(verdict, Some(Err(_)));
-    let fail = believed && settings.fail_rate > 0.0 && rand::random_bool(settings.fail_rate.min(1.0));
-    let duplicate = {
+    // A body that is not JSON is refused, signed or not: a receiver that
+    // cannot read it must not acknowledge it.
+    let malformed = serde_json::from_slice::<serde_json::Value>(&body)
+        .err()
+        .map(|e| format!("the body is not JSON ({e})"));
+    let verified = verdict.as_ref().map(Result::is_ok);
+    let refused_because = match verdict {
+        Some(Err(why)) => Some(why),
+        _ => malformed.clone(),
+    };
+    let fail = refused_because.is_none() && settings.fail_rate > 0.0 && rand::random_bool(settings.fail_rate.min(1.0));
+    let status = match (verified, &malformed) {
+        (Some(false), _) => 401,
+        (_, Some(_)) => 400,
+        _ if fail => 500,
+        _ => 200,
+    };
+    let repeat = {
         let Ok(mut state) = state.lock() else {
             return HttpResponse::InternalServerError().finish();
         };
-        let duplicate = match (&webhook_id, believed) {
-            (Some(id), true) => !state.seen.insert(id.clone()),
-            _ => false,
+        // Only what was acknowledged counts as seen: a retry after a 500
+        // is the sender doing its job, not a duplicate.
+        let repeat = match (&webhook_id, status) {
+            (Some(id), 200) => match state.seen.get(id) {
+                Some(first) if *first == timestamp => Some(Repeat::Duplicate),
+                Some(_) => Some(Repeat::Replay),
+                None => {
+                    state.seen.insert(id.clone(), timestamp.clone());
+                    None
+                }
+            },
+            _ => None,
         };
         let totals = &mut state.totals;
         totals.received += 1;
-        totals.verified += u64::from(matches!(verdict, Some(Ok(()))));
-        totals.refused += u64::from(!believed);
-        totals.duplicates += u64::from(duplicate);
+        totals.verified += u64::from(verified == Some(true));
+        totals.refused += u64::from(status == 401 || status == 400);
+        totals.duplicates += u64::from(repeat == Some(Repeat::Duplicate));
+        totals.replays += u64::from(repeat == Some(Repeat::Replay));
         totals.failed_on_purpose += u64::from(fail);
-        duplicate
-    };
-    let status = if !believed {
-        401
-    } else if fail {
-        500
-    } else {
-        200
+        repeat
     };
     let line = Line {
         time: Utc::now().format("%H:%M:%S%.3f").to_string(),
         path: request.path().to_owned(),
         webhook_id,
         kind: kind_of(&body),
-        verified: verdict.as_ref().map(Result::is_ok),
-        refused_because: verdict.and_then(Result::err),
-        duplicate,
+        verified,
+        refused_because,
+        duplicate: repeat == Some(Repeat::Duplicate),
+        replay: repeat == Some(Repeat::Replay),
         status,
     };
     if settings.json {
@@ -223,11 +256,20 @@ async fn receive(request: HttpRequest, body: web::Bytes, shared: web::Data<Share
     }
     match status {
         401 => HttpResponse::Unauthorized().json(serde_json::json!({"message": line.refused_because})),
+        400 => HttpResponse::BadRequest().json(serde_json::json!({"message": line.refused_because})),
         500 => {
             HttpResponse::InternalServerError().json(serde_json::json!({"message": "failed on purpose (--fail-rate)"}))
         }
-        _ => HttpResponse::Ok().json(serde_json::json!({"received": true, "duplicate": duplicate})),
+        _ => HttpResponse::Ok().json(serde_json::json!({"received": true, "duplicate": repeat.is_some()})),
     }
+}
+
+/// A message acknowledged before, again: the very same request
+/// (`webhook-id` and timestamp), or the message re-sent with a new timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    Duplicate,
+    Replay,
 }
 
 /// An envelope's `type`, else a flat payload's `documentStatus`.

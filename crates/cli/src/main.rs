@@ -1,4 +1,5 @@
-//! `hookline`: `check` a webhook receiver, or `listen` as one.
+//! `hookline`: `check` a webhook receiver, `listen` as one, or `trigger` a
+//! help desk's deliveries (with chaos) to one.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -7,6 +8,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use hookline_cli::check::{self, Case, Target};
 use hookline_cli::listen::{DelayRange, ListenSettings, Listener, Totals};
+use hookline_cli::trigger::{self, Trigger};
+use hookline_contract::chaos::ChaosProfile;
 use hookline_contract::signature::SecretSet;
 
 /// A webhook test bench for anyone's receiver (Standard Webhooks).
@@ -53,6 +56,48 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Have a help desk send reviews to a URL (with a chaos profile if
+    /// asked), wait for every delivery, and sum up how the receiver answered.
+    /// Exits 0 only if every review was delivered and every fault answered
+    /// as a correct receiver would.
+    Trigger {
+        /// Where the webhooks go (the receiver's URL).
+        #[arg(long)]
+        to: String,
+        /// The help desk's base URL.
+        #[arg(long, env = "HELPDESK_URL", default_value = "http://127.0.0.1:8080")]
+        helpdesk: String,
+        /// How many reviews.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// The reviews' chaos profile: `fault=rate,...` (duplicate, replay,
+        /// reorder, delay, forged_signature, stale_timestamp, malformed_body,
+        /// slow_send), `all=R` for every fault at R, or `none`. Without it,
+        /// the help desk's own CHAOS applies.
+        #[arg(long, value_parser = parse_chaos)]
+        chaos: Option<ChaosProfile>,
+        /// The chance (0-1) that a review is ACCEPTED. Without it, the help
+        /// desk's own ACCEPT_RATIO applies.
+        #[arg(long, value_parser = parse_rate)]
+        accept_ratio: Option<f64>,
+        /// One of the help desk's HELPDESK_API_KEYS, if it has any.
+        #[arg(long, env = "HELPDESK_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// How long to wait for the deliveries.
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        wait: Duration,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A chaos profile, or `all=R`: every fault at rate R.
+fn parse_chaos(s: &str) -> Result<ChaosProfile, String> {
+    match s.trim().strip_prefix("all=") {
+        Some(rate) => parse_rate(rate).map(ChaosProfile::every_fault),
+        None => s.parse().map_err(|e| format!("{e}")),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -99,6 +144,27 @@ fn main() -> ExitCode {
                 };
                 listen(port, settings).await
             }
+            Command::Trigger {
+                to,
+                helpdesk,
+                count,
+                chaos,
+                accept_ratio,
+                api_key,
+                wait,
+                json,
+            } => {
+                let settings = Trigger {
+                    helpdesk,
+                    to,
+                    count,
+                    chaos,
+                    accept_ratio,
+                    api_key,
+                    wait,
+                };
+                run_trigger(&settings, json).await
+            }
         }
     });
     match result {
@@ -142,6 +208,30 @@ async fn check(target: Target, json: bool) -> Result<ExitCode, Failure> {
     })
 }
 
+async fn run_trigger(settings: &Trigger, json: bool) -> Result<ExitCode, Failure> {
+    let progress = std::io::stderr().is_terminal();
+    let summary = trigger::run(settings, |stage, done, of| {
+        if progress {
+            eprint!("\r\x1b[2K{stage} {done}/{of}");
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await?;
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.text(std::io::stdout().is_terminal()));
+    }
+    Ok(if summary.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 async fn listen(port: u16, settings: ListenSettings) -> Result<ExitCode, Failure> {
     let json = settings.json;
     let verifying = settings.secrets.is_some();
@@ -168,8 +258,13 @@ async fn listen(port: u16, settings: ListenSettings) -> Result<ExitCode, Failure
         println!("{}", serde_json::json!({"totals": totals}));
     } else {
         println!(
-            "\nreceived {}, verified {}, refused {}, duplicates {}, failed on purpose {}",
-            totals.received, totals.verified, totals.refused, totals.duplicates, totals.failed_on_purpose
+            "\nreceived {}, verified {}, refused {}, duplicates {}, replays {}, failed on purpose {}",
+            totals.received,
+            totals.verified,
+            totals.refused,
+            totals.duplicates,
+            totals.replays,
+            totals.failed_on_purpose
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -8,3 +8,8 @@ pub const WEBHOOK_ID: &str = "webhook-id";
 pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 /// Standard Webhooks: one or more space-separated `v1,<base64>` signatures.
 pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+/// hookline's help desk: this case's chance of being `ACCEPTED` (0 to 1), in
+/// place of its `ACCEPT_RATIO`.
+pub const ACCEPT_RATIO: &str = "hookline-accept-ratio";
+/// hookline's help desk: this case's chaos profile (see [`crate::chaos`]).
+pub const CHAOS: &str = crate::chaos::CHAOS_HEADER;

@@ -11,6 +11,7 @@
 //! queues: it depends on serde and a few pure data/crypto crates only, so any
 //! client of the help desk can reuse it.
 
+pub mod chaos;
 mod events;
 pub mod headers;
 mod payloads;

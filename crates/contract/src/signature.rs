@@ -56,6 +56,11 @@ impl WebhookSecret {
         Ok(Self(bytes))
     }
 
+    /// A secret from 32 bytes (always a valid length): pass random ones.
+    pub fn from_array(bytes: [u8; 32]) -> Self {
+        Self(bytes.to_vec())
+    }
+
     /// The `whsec_...` spelling, for handing the secret to the other side.
     pub fn expose(&self) -> String {
         format!("{SECRET_PREFIX}{}", BASE64.encode(&self.0))
@@ -119,6 +124,11 @@ impl SecretSet {
             return Err(SecretError::Empty);
         }
         Ok(Self(secrets))
+    }
+
+    /// A set of one secret.
+    pub fn single(secret: WebhookSecret) -> Self {
+        Self(vec![secret])
     }
 
     /// The `webhook-signature` header value for one attempt.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use hookline_contract::chaos::ChaosProfile;
 use hookline_contract::signature::SecretSet;
 use hookline_kit::auth::ApiKeys;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
@@ -88,6 +89,16 @@ pub struct Settings {
     /// Prefix of every Redis key (also their Redis Cluster hash tag).
     #[arg(long, env = "REDIS_PREFIX", default_value = "helpdesk")]
     pub redis_prefix: String,
+
+    /// Faults injected around deliveries, to see whether receivers survive
+    /// the real world: `fault=rate,...` with the faults duplicate, replay,
+    /// reorder, delay, forged_signature, stale_timestamp, malformed_body,
+    /// slow_send and rates from 0 to 1 (e.g. `duplicate=0.3,delay=0.1`).
+    /// A case can set its own with the `Hookline-Chaos` header of `POST
+    /// /document`. Each fault is sent besides the real delivery, never
+    /// instead of it.
+    #[arg(long, env = "CHAOS", default_value = "none")]
+    pub chaos: ChaosProfile,
 
     /// Delays before each retry of a failed delivery; after the last one the
     /// case is dead-lettered.

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::error::ParseError;
+use actix_web::web::Bytes;
 use awc::error::{ConnectError, SendRequestError};
 use chrono::Utc;
 use hookline_contract::signature::SecretSet;
@@ -81,6 +82,52 @@ pub fn parse_retry_after(raw: &str, now: chrono::DateTime<Utc>) -> Option<Durati
     }
     let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
     Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// A webhook ready to send: where it goes, its id, its body, and the
+/// secret(s) that sign it (none: it goes out unsigned).
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    pub url: &'a str,
+    pub webhook_id: &'a str,
+    pub body: Bytes,
+    pub secrets: Option<&'a SecretSet>,
+}
+
+/// How one request of a delivery is sent: by default the message as it is,
+/// signed now with its own secrets. The [chaos](crate::chaos) faults send
+/// it otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct Sending {
+    /// The `webhook-timestamp` to sign and send (default: now).
+    pub timestamp: Option<i64>,
+    /// Another body, signed as the message's would be.
+    pub body: Option<Bytes>,
+    /// Sign with these instead of the message's secrets.
+    pub forged_with: Option<SecretSet>,
+    /// Trickle the body in small chunks over this long.
+    pub trickle: Option<Duration>,
+    /// A deadline shorter than `DELIVERY_TIMEOUT`.
+    pub timeout: Option<Duration>,
+}
+
+/// How many pieces a trickled body is sent in.
+const TRICKLE_PIECES: usize = 8;
+
+/// `body` in [`TRICKLE_PIECES`] pieces, `over` spread between them.
+fn trickled(body: Bytes, over: Duration) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    let piece = body.len().div_ceil(TRICKLE_PIECES).max(1);
+    let pause = over / u32::try_from(TRICKLE_PIECES).unwrap_or(1);
+    futures_util::stream::unfold((body, true), move |(mut rest, first)| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        if !first {
+            tokio::time::sleep(pause).await;
+        }
+        let chunk = rest.split_to(piece.min(rest.len()));
+        Some((Ok(chunk), (rest, false)))
+    })
 }
 
 /// Sends webhooks. Holds an `awc::Client`, so it lives on one thread.
@@ -179,45 +226,84 @@ impl Deliverer {
     /// signed with `WEBHOOK_SECRET`. Never panics and never takes longer
     /// than `DELIVERY_TIMEOUT` (plus the scheduling of this task).
     pub async fn send(&self, case: &CaseRecord) -> Attempt {
-        self.post(case, &Self::payload(case), self.secrets.as_ref()).await
+        match self.case_message(case) {
+            Ok(message) => self.transmit(&message, &Sending::default()).await,
+            Err(refused) => refused,
+        }
     }
 
-    /// Makes one attempt of an event for a subscription: the envelope,
-    /// signed with the subscription's own secret(s).
-    pub async fn send_event(&self, case: &CaseRecord, event: &EventJob, secrets: &SecretSet) -> Attempt {
-        self.post(case, &Self::event(case, event), Some(secrets)).await
+    /// The webhook of a case's callback, ready to send (an [`Attempt`] if it
+    /// cannot be: its address refused, its payload not encodable).
+    pub fn case_message<'a>(&'a self, case: &'a CaseRecord) -> Result<Message<'a>, Attempt> {
+        self.message(case, &Self::payload(case), self.secrets.as_ref())
     }
 
-    async fn post(&self, case: &CaseRecord, payload: &impl serde::Serialize, secrets: Option<&SecretSet>) -> Attempt {
+    /// An event for a subscription, ready to send: the envelope, signed with
+    /// the subscription's own secret(s).
+    pub fn event_message<'a>(
+        &'a self,
+        case: &'a CaseRecord,
+        event: &EventJob,
+        secrets: &'a SecretSet,
+    ) -> Result<Message<'a>, Attempt> {
+        self.message(case, &Self::event(case, event), Some(secrets))
+    }
+
+    fn message<'a>(
+        &self,
+        case: &'a CaseRecord,
+        payload: &impl serde::Serialize,
+        secrets: Option<&'a SecretSet>,
+    ) -> Result<Message<'a>, Attempt> {
         let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started + self.timeout);
-        let timed_out = |stage: &str| format!("timed out after {} {stage}", humantime::format_duration(self.timeout));
         if let Err(reason) = self.check_literal_host(&case.callback_url) {
-            return Attempt::Refused {
+            return Err(Attempt::Refused {
                 reason,
                 took: started.elapsed(),
-            };
+            });
         }
-        let body = match serde_json::to_vec(payload) {
-            Ok(body) => body,
-            Err(e) => {
-                return Attempt::failed(format!("cannot encode the payload: {e}"), started.elapsed());
-            }
-        };
-        let timestamp = Utc::now().timestamp();
+        let body = serde_json::to_vec(payload)
+            .map_err(|e| Attempt::failed(format!("cannot encode the payload: {e}"), started.elapsed()))?;
+        Ok(Message {
+            url: &case.callback_url,
+            webhook_id: &case.webhook_id,
+            body: Bytes::from(body),
+            secrets,
+        })
+    }
+
+    /// `DELIVERY_TIMEOUT`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends `message` once, as `how` says (by default: as it is, signed
+    /// now, within `DELIVERY_TIMEOUT`), and says how it went.
+    pub async fn transmit(&self, message: &Message<'_>, how: &Sending) -> Attempt {
+        let timeout = how.timeout.map_or(self.timeout, |t| t.min(self.timeout));
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + timeout);
+        let timed_out = |stage: &str| format!("timed out after {} {stage}", humantime::format_duration(timeout));
+        let body = how.body.clone().unwrap_or_else(|| message.body.clone());
+        let timestamp = how.timestamp.unwrap_or_else(|| Utc::now().timestamp());
         let mut request = self
             .client
-            .post(&case.callback_url)
+            .post(message.url)
+            .timeout(timeout)
             .insert_header(("content-type", "application/json"))
-            .insert_header((headers::WEBHOOK_ID, case.webhook_id.as_str()))
+            .insert_header((headers::WEBHOOK_ID, message.webhook_id))
             .insert_header((headers::WEBHOOK_TIMESTAMP, timestamp.to_string()));
-        if let Some(secrets) = secrets {
+        if let Some(secrets) = how.forged_with.as_ref().or(message.secrets) {
             request = request.insert_header((
                 headers::WEBHOOK_SIGNATURE,
-                secrets.sign(&case.webhook_id, timestamp, &body),
+                secrets.sign(message.webhook_id, timestamp, &body),
             ));
         }
-        let sent = match tokio::time::timeout_at(deadline, request.send_body(body)).await {
+        let sending = match how.trickle {
+            None => request.send_body(body),
+            Some(over) => request.send_stream(trickled(body, over)),
+        };
+        let sent = match tokio::time::timeout_at(deadline, sending).await {
             Ok(sent) => sent,
             Err(_) => return Attempt::failed(timed_out("waiting for the response"), started.elapsed()),
         };

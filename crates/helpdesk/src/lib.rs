@@ -9,8 +9,11 @@
 //! rate, a pause on `Retry-After`, a circuit breaker), so one bad receiver
 //! never delays the others.
 //! Callback addresses pass the [`ssrf`] policy when the case is created and
-//! again when each webhook goes out.
+//! again when each webhook goes out. With a [`chaos`] profile it also
+//! misbehaves on purpose, as providers do, to test receivers.
 
+/// Chaos: faults sent around the real delivery (duplicates, forgeries, ...).
+pub mod chaos;
 /// Settings: every one a flag with an environment variable (`helpdesk --help`).
 pub mod config;
 /// One webhook attempt: sign, POST, judge the answer, all within one deadline.

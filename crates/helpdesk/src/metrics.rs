@@ -9,6 +9,7 @@
 //! | `hookline_helpdesk_delivery_attempts_total` | counter | `outcome` | webhook attempts: `delivered` (2xx), `retry` (failed, rescheduled), `dead` (failed, no retries left or 410 Gone), `refused` (the callback policy refused the address; nothing was sent), `cancelled` (an event whose subscription was deleted or disabled; nothing was sent) |
 //! | `hookline_helpdesk_events_queued_total` | counter | `type` | events queued for subscriptions, one per matching subscription (`document.received`, `document.accepted`, `document.declined`, `webhook.test`) |
 //! | `hookline_helpdesk_event_attempts_total` | counter | `type`, `outcome` | attempts to deliver events to subscriptions, as `hookline_helpdesk_delivery_attempts_total` (which counts them too, with the callbacks) |
+//! | `hookline_helpdesk_chaos_faults_total` | counter | `fault`, `answer` | faults the [chaos profile](crate::chaos) injected, by fault and the receiver's answer to what it sent: `2xx`, `3xx`, `4xx`, `5xx`, or `none` (no answer, or a fault that sends nothing of its own: `delay`, `reorder`, `slow_send`) |
 //! | `hookline_helpdesk_delivery_duration_seconds` | histogram | | how long one attempt that was sent took (connect, request, answer), up to `DELIVERY_TIMEOUT` |
 //! | `hookline_helpdesk_delivery_lateness_seconds` | histogram | | when an attempt started minus when it was due (the case's due time, or its next-attempt time for retries and redeliveries): worker wake-up delay, backlog, lease take-overs |
 //! | `hookline_helpdesk_breaker_transitions_total` | counter | `to` | endpoints' circuit breakers that `open`ed (or reopened after a failed probe) or `closed` (a probe got through), as this worker recorded them |
@@ -91,6 +92,18 @@ pub struct HelpdeskMetrics {
     forgotten: IntCounterVec,
     events_queued: IntCounterVec,
     event_attempts: IntCounterVec,
+    chaos: IntCounterVec,
+}
+
+/// The `answer` label of a chaos fault: the class of the receiver's status.
+pub fn answer_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        _ => "none",
+    }
 }
 
 impl HelpdeskMetrics {
@@ -155,6 +168,14 @@ impl HelpdeskMetrics {
             ),
             &["type", "outcome"],
         )?;
+        let chaos = IntCounterVec::new(
+            Opts::new(
+                "hookline_helpdesk_chaos_faults_total",
+                "Faults injected by the chaos profile, by fault and the receiver's answer (2xx, 3xx, 4xx, 5xx, none).",
+            ),
+            &["fault", "answer"],
+        )?;
+        registry.register(Box::new(chaos.clone()))?;
         registry.register(Box::new(events_queued.clone()))?;
         registry.register(Box::new(event_attempts.clone()))?;
         for event in EventType::ALL {
@@ -192,6 +213,7 @@ impl HelpdeskMetrics {
             forgotten,
             events_queued,
             event_attempts,
+            chaos,
         })
     }
 
@@ -229,6 +251,14 @@ impl HelpdeskMetrics {
     pub fn forgotten(&self, cases: u64, endpoints: u64) {
         self.forgotten.with_label_values(&["case"]).inc_by(cases);
         self.forgotten.with_label_values(&["endpoint"]).inc_by(endpoints);
+    }
+
+    /// The chaos profile injected `fault`; the receiver answered `status`
+    /// to what it sent (if it sent anything and got an answer).
+    pub fn chaos_injected(&self, fault: hookline_contract::chaos::Fault, status: Option<u16>) {
+        self.chaos
+            .with_label_values(&[fault.as_str(), answer_class(status)])
+            .inc();
     }
 
     /// `count` events of `event` were queued for subscriptions.

@@ -342,6 +342,12 @@ pub struct NewCase {
     /// How long the agent takes: the case is due this long after it is
     /// stored (by the queue's clock).
     pub delay: Duration,
+    /// Its own chaos profile (`Hookline-Chaos`), for its jobs' attempts
+    /// (`None`: the help desk's `CHAOS`).
+    pub chaos: Option<String>,
+    /// The `reorder` fault: its `document.received` events are held back
+    /// until after its decision.
+    pub reorder: bool,
 }
 
 /// What [`Queue::schedule`] did with a new case.
@@ -403,6 +409,10 @@ pub struct CaseRecord {
     pub endpoint: Option<String>,
     /// Set when the job delivers an event to a subscription.
     pub event: Option<EventJob>,
+    /// The case's own chaos profile (`Hookline-Chaos`), as text.
+    pub chaos: Option<String>,
+    /// The job is a `document.received` event held back by the `reorder` fault.
+    pub chaos_reorder: bool,
     lease: Option<String>,
 }
 
@@ -451,6 +461,8 @@ impl CaseRecord {
             log: Vec::new(),
             endpoint: take("endpoint").ok(),
             lease: take("lease").ok(),
+            chaos: take("chaos").ok(),
+            chaos_reorder: take("chaosReorder").is_ok_and(|flag| flag == "1"),
             event,
             document_id: document_id.clone(),
         };
@@ -813,7 +825,9 @@ impl Queue {
             .arg(&case.tenant)
             .arg(case.verdict.map_or("", DocumentStatus::as_str))
             .arg(&case.event_prefix)
-            .arg(millis(self.retention));
+            .arg(millis(self.retention))
+            .arg(case.chaos.as_deref().unwrap_or_default())
+            .arg(if case.reorder { "1" } else { "" });
         let mut conn = self.conn.clone();
         let (outcome, document_id, agent_id, due_in, received, decided): (String, String, String, u64, u64, u64) =
             invocation.invoke_async(&mut conn).await?;
@@ -978,7 +992,9 @@ impl Queue {
         outcome: &Finish,
         signal: EndpointSignal,
     ) -> Result<Recorded, QueueError> {
-        let recorded = self.finish_many(&[(job, attempt, outcome, signal)]).await?;
+        let recorded = self
+            .finish_many(&[(job, std::slice::from_ref(attempt), outcome, signal)])
+            .await?;
         Ok(recorded.first().copied().unwrap_or(Recorded::Stale))
     }
 
@@ -991,18 +1007,26 @@ impl Queue {
     /// script erring), the error is reported for all of it: the jobs whose
     /// script did run stay finished in Redis, the others are retried once
     /// their lease expires.
+    ///
+    /// Each job's entries of the attempt log come in order: the attempt,
+    /// and the chaos faults sent around it (entries marked `chaos`).
     pub async fn finish_many(
         &self,
-        items: &[(&ClaimedJob, &AttemptView, &Finish, EndpointSignal)],
+        items: &[(&ClaimedJob, &[AttemptView], &Finish, EndpointSignal)],
     ) -> Result<Vec<Recorded>, QueueError> {
         let cooldown = millis(self.limits.circuit_cooldown);
         let retention = millis(self.retention);
         let longest = millis(MAX_COOLDOWN.max(self.limits.circuit_cooldown));
         let mut pipe = redis::pipe();
-        for (job, attempt, outcome, signal) in items {
-            let entry = serde_json::to_string(attempt).unwrap_or_default();
+        for (job, log, outcome, signal) in items {
+            let mut entries = log.iter().map(|entry| serde_json::to_string(entry).unwrap_or_default());
+            let first = entries.next().unwrap_or_default();
+            let attempt_error = log
+                .iter()
+                .find(|entry| entry.chaos.is_none())
+                .and_then(|attempt| attempt.error.as_deref());
             let (kind, next_at, error) = match outcome {
-                Finish::Delivered => ("delivered", 0, attempt.error.as_deref().unwrap_or_default()),
+                Finish::Delivered => ("delivered", 0, attempt_error.unwrap_or_default()),
                 Finish::Retry { after, error } => ("retry", millis(*after), error.as_str()),
                 Finish::Dead { error } => ("dead", 0, error.as_str()),
             };
@@ -1023,7 +1047,7 @@ impl Queue {
                 .arg(kind)
                 .arg(next_at)
                 .arg(error)
-                .arg(entry)
+                .arg(first)
                 .arg(health)
                 .arg(signal.pause.map_or(0, millis))
                 .arg(self.limits.circuit_failures.max(1))
@@ -1031,6 +1055,9 @@ impl Queue {
                 .arg(longest)
                 .arg(job.endpoint.as_str())
                 .arg(retention);
+            for entry in entries {
+                invocation.arg(entry);
+            }
             pipe.invoke_script(&invocation);
         }
         let mut conn = self.conn.clone();

@@ -81,6 +81,7 @@ impl Application {
             delay: settings.review_delay_ms,
             accept_ratio: settings.accept_ratio,
             wakeup: wakeup.clone(),
+            chaos: settings.chaos.clone(),
         });
         let subscription_settings = web::Data::new(SubscriptionSettings {
             overlap: settings.secret_overlap,
@@ -115,6 +116,9 @@ impl Application {
             None
         };
         info!(port, ?role, delay = %settings.review_delay_ms, callback_policy = %policy, api_keys = settings.api_keys.count(), "help desk started");
+        if !settings.chaos.is_none() {
+            warn!(chaos = %settings.chaos, "CHAOS is on: faults are sent besides every delivery's first attempt (forgeries, duplicates, ...), to test receivers");
+        }
         Ok(Self { port, server, worker })
     }
 
@@ -173,6 +177,7 @@ impl WorkerHandle {
             accept_ratio: settings.accept_ratio,
             retry_schedule: settings.retry_schedule.clone(),
             drain_limit: settings.shutdown_grace,
+            chaos: settings.chaos.clone(),
         };
         let secrets = settings.webhook_secret.clone();
         let timeout = settings.delivery_timeout;

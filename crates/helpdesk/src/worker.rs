@@ -35,8 +35,11 @@ use rand::Rng;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
 
+use hookline_contract::chaos::ChaosProfile;
+
+use crate::chaos::{self, Chaotic};
 use crate::config::RetrySchedule;
-use crate::delivery::{Attempt, Deliverer};
+use crate::delivery::{Attempt, Deliverer, Sending};
 use crate::endpoint::Endpoint;
 use crate::metrics::{AttemptOutcome, HelpdeskMetrics};
 use crate::queue::{Allowance, ClaimedJob, EndpointSignal, Finish, Health, Queue, QueueError, Recorded};
@@ -141,6 +144,9 @@ pub struct WorkerSettings {
     /// (`SHUTDOWN_GRACE`); a delivery still running then is retried when its
     /// lease expires.
     pub drain_limit: Duration,
+    /// The help desk's chaos profile (`CHAOS`), for jobs whose case has
+    /// none of its own.
+    pub chaos: ChaosProfile,
 }
 
 /// Runs until `stop` turns true, then waits (bounded) for in-flight
@@ -154,6 +160,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let deliverer = Rc::new(deliverer);
+    let settings = Rc::new(settings);
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let shares = Rc::new(Shares::new(settings.concurrency.max(1)));
     let worker_id = uuid::Uuid::new_v4().simple().to_string();
@@ -194,19 +201,19 @@ pub async fn run(
                         webhook_id = %job.case.webhook_id,
                         attempt = job.case.attempts + 1,
                     );
-                    let (queue, outcomes, deliverer, schedule, metrics, shares) = (
+                    let (queue, outcomes, deliverer, settings, metrics, shares) = (
                         queue.clone(),
                         outcomes.clone(),
                         deliverer.clone(),
-                        settings.retry_schedule.clone(),
+                        settings.clone(),
                         metrics.clone(),
                         shares.clone(),
                     );
                     actix_web::rt::spawn(
                         async move {
                             let endpoint = job.endpoint.clone();
-                            let attempt = attempt(&queue, &deliverer, &metrics, &job).await;
-                            record(&outcomes, &schedule, &metrics, job, attempt).await;
+                            let made = attempt(&queue, &deliverer, &settings, &metrics, &job).await;
+                            record(&outcomes, &settings.retry_schedule, &metrics, job, made).await;
                             shares.released(&endpoint);
                             drop(permit);
                         }
@@ -277,7 +284,9 @@ fn jittered(delay: Duration) -> Duration {
 /// recorded.
 struct Outcome {
     job: ClaimedJob,
-    record: AttemptView,
+    /// The attempt's entries of the attempt log, in order: the attempt
+    /// itself, and the chaos faults sent around it.
+    log: Vec<AttemptView>,
     finish: Finish,
     signal: EndpointSignal,
     /// A failed batch fails every outcome in it: they share its error.
@@ -297,7 +306,7 @@ async fn record_outcomes(
     while pending.recv_many(&mut batch, MAX_FINISH_BATCH).await > 0 {
         let items: Vec<_> = batch
             .iter()
-            .map(|outcome: &Outcome| (&outcome.job, &outcome.record, &outcome.finish, outcome.signal))
+            .map(|outcome: &Outcome| (&outcome.job, outcome.log.as_slice(), &outcome.finish, outcome.signal))
             .collect();
         let results = queue.finish_many(&items).await.map_err(Arc::new);
         wakeup.slot_freed();
@@ -331,33 +340,71 @@ fn note_breaker(metrics: &HelpdeskMetrics, endpoint: &Endpoint, recorded: Record
 
 /// Makes one attempt of `job`: a case's callback as it is, an event after
 /// looking up its subscription (its current secrets; not sent at all if it
-/// was deleted or disabled since the event was queued).
-async fn attempt(queue: &Queue, deliverer: &Deliverer, metrics: &HelpdeskMetrics, job: &ClaimedJob) -> Attempt {
+/// was deleted or disabled since the event was queued). A first attempt
+/// draws its [chaos](crate::chaos) faults from the case's profile, or the
+/// help desk's.
+async fn attempt(
+    queue: &Queue,
+    deliverer: &Deliverer,
+    settings: &WorkerSettings,
+    metrics: &HelpdeskMetrics,
+    job: &ClaimedJob,
+) -> Chaotic {
     // A retry or a redelivery is due at its next-attempt time, a first attempt at the case's due time.
     let due = job.case.next_attempt_at.unwrap_or(job.case.due_at);
     metrics.attempt_started((Utc::now() - due).to_std().unwrap_or(Duration::ZERO));
-    let Some(event) = &job.case.event else {
-        return deliverer.send(&job.case).await;
+    let plain = |attempt| Chaotic {
+        attempt,
+        at: Utc::now(),
+        before: Vec::new(),
+        after: Vec::new(),
     };
-    match queue.subscription(None, &event.subscription_id).await {
-        Ok(Some(sub)) if !sub.disabled => {
-            deliverer
-                .send_event(&job.case, event, &sub.signing_secrets(Utc::now()))
-                .await
-        }
-        Ok(Some(_)) => Attempt::Cancelled {
-            reason: "not sent: the subscription is disabled".to_owned(),
+    let secrets;
+    let message = match &job.case.event {
+        None => deliverer.case_message(&job.case),
+        Some(event) => match queue.subscription(None, &event.subscription_id).await {
+            Ok(Some(sub)) if !sub.disabled => {
+                secrets = sub.signing_secrets(Utc::now());
+                deliverer.event_message(&job.case, event, &secrets)
+            }
+            Ok(Some(_)) => {
+                return plain(Attempt::Cancelled {
+                    reason: "not sent: the subscription is disabled".to_owned(),
+                });
+            }
+            Ok(None) => {
+                return plain(Attempt::Cancelled {
+                    reason: "not sent: the subscription was deleted".to_owned(),
+                });
+            }
+            Err(e) => {
+                return plain(Attempt::Failed {
+                    error: format!("cannot read the subscription: {}", source_chain(&e)),
+                    status: None,
+                    retry_after: None,
+                    took: Duration::ZERO,
+                });
+            }
         },
-        Ok(None) => Attempt::Cancelled {
-            reason: "not sent: the subscription was deleted".to_owned(),
-        },
-        Err(e) => Attempt::Failed {
-            error: format!("cannot read the subscription: {}", source_chain(&e)),
-            status: None,
-            retry_after: None,
-            took: Duration::ZERO,
-        },
+    };
+    let message = match message {
+        Ok(message) => message,
+        Err(refused) => return plain(refused),
+    };
+    let first = job.case.attempts == 0;
+    // Its own profile, as POST /document stored it (parsed there).
+    let own: Option<ChaosProfile> = job.case.chaos.as_deref().and_then(|raw| raw.parse().ok());
+    let faults = if first {
+        chaos::draw(own.as_ref().unwrap_or(&settings.chaos))
+    } else {
+        Vec::new()
+    };
+    let reordered = first && job.case.chaos_reorder;
+    if faults.is_empty() && !reordered {
+        return plain(deliverer.transmit(&message, &Sending::default()).await);
     }
+    let budget = chaos::budget(settings.lease, deliverer.timeout());
+    chaos::deliver(deliverer, &message, &faults, reordered, budget, metrics).await
 }
 
 /// Judges an attempt and hands its outcome to the recorder.
@@ -366,13 +413,19 @@ async fn record(
     schedule: &RetrySchedule,
     metrics: &HelpdeskMetrics,
     job: ClaimedJob,
-    attempt: Attempt,
+    made: Chaotic,
 ) {
+    let Chaotic {
+        attempt,
+        at,
+        before,
+        after,
+    } = made;
     let took = match &attempt {
         Attempt::Delivered { took, .. } | Attempt::Failed { took, .. } | Attempt::Refused { took, .. } => *took,
         Attempt::Cancelled { .. } => Duration::ZERO,
     };
-    let (record, outcome, signal) = judge(&attempt, schedule, job.case.attempt_in_round(), Utc::now());
+    let (record, outcome, signal) = judge(&attempt, schedule, job.case.attempt_in_round(), at);
     metrics.attempt_finished(
         attempt_outcome(&attempt, &outcome),
         took,
@@ -400,9 +453,12 @@ async fn record(
         }
     }
     let (recorded, answer) = oneshot::channel();
+    let mut log = before;
+    log.push(record);
+    log.extend(after);
     let outcome = Outcome {
         job,
-        record,
+        log,
         finish: outcome,
         signal,
         recorded,
@@ -459,6 +515,8 @@ fn judge(
                 status_code: Some(*status),
                 error: None,
                 duration_ms: millis(*took),
+                chaos: None,
+                note: None,
             },
             Finish::Delivered,
             signal(Health::Up),
@@ -474,6 +532,8 @@ fn judge(
                 status_code: *status,
                 error: Some(error.clone()),
                 duration_ms: millis(*took),
+                chaos: None,
+                note: None,
             };
             let error = error.clone();
             if *status == Some(410) {
@@ -505,6 +565,8 @@ fn judge(
                 status_code: None,
                 error: Some(reason.clone()),
                 duration_ms: 0,
+                chaos: None,
+                note: None,
             },
             Finish::Dead { error: reason.clone() },
             signal(Health::Unknown),
@@ -517,6 +579,8 @@ fn judge(
                     status_code: None,
                     error: Some(error.clone()),
                     duration_ms: millis(*took),
+                    chaos: None,
+                    note: None,
                 },
                 Finish::Dead { error },
                 signal(Health::Unknown),

@@ -193,3 +193,15 @@ pub async fn get_text(url: &str) -> (u16, String) {
     let bytes = response.body().limit(1 << 22).await.unwrap();
     (response.status().as_u16(), String::from_utf8_lossy(&bytes).into_owned())
 }
+
+/// The sum of the series at `base_url/metrics` whose line starts with
+/// `prefix` (e.g. `hookline_helpdesk_chaos_faults_total{answer="2xx"`).
+pub async fn metric_sum(base_url: &str, prefix: &str) -> u64 {
+    let (status, metrics) = get_text(&format!("{base_url}/metrics")).await;
+    assert_eq!(status, 200, "{metrics}");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}

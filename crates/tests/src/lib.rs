@@ -34,8 +34,8 @@ pub mod tutorial;
 
 pub use db::TestDb;
 pub use http::{
-    assert_client_error, call, closed_port, get_json, get_text, post_json, post_json_with_headers, post_raw,
-    post_review, post_signed_webhook, request_json, send_json, wait_for, wait_for_delivery,
+    assert_client_error, call, closed_port, get_json, get_text, metric_sum, post_json, post_json_with_headers,
+    post_raw, post_review, post_signed_webhook, request_json, send_json, wait_for, wait_for_delivery,
 };
 pub use receiver::{Behaviour, Received, Receiver};
 pub use redis::{Footprint, TestRedis};

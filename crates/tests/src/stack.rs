@@ -26,6 +26,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         job_lease: Duration::from_secs(5),
         case_retention: helpdesk::queue::DEFAULT_RETENTION,
         secret_overlap: std::time::Duration::from_secs(24 * 3600),
+        chaos: Default::default(),
         role: helpdesk::config::Role::All,
         worker_concurrency: 64,
         endpoint_concurrency: 16,

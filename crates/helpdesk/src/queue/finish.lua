@@ -5,7 +5,8 @@
 -- entry (JSON), what the attempt says of the endpoint ('up', 'down',
 -- 'unknown'), how long to pause the endpoint (ms, 0: no pause),
 -- CIRCUIT_FAILURES, CIRCUIT_COOLDOWN (ms), longest cooldown (ms), the
--- endpoint of the case's callback URL, CASE_RETENTION (ms).
+-- endpoint of the case's callback URL, CASE_RETENTION (ms), then more
+-- entries of the attempt log (chaos faults), in order after ARGV[10].
 -- Returns 0: the lease had passed on, nothing changed; 1: recorded;
 -- 2: recorded, and the endpoint's breaker opened; 3: ... closed.
 local id, outcome, error = ARGV[5], ARGV[7], ARGV[9]
@@ -23,7 +24,10 @@ if current[4] and redis.call('EXISTS', sub_key(current[4])) == 1 then
   end
   redis.call('HSET', sk, 'lastAttemptAt', now, 'lastError', error)
 end
-if redis.call('RPUSH', KEYS[4], ARGV[10]) > 100 then redis.call('LTRIM', KEYS[4], -100, -1) end
+-- The attempt's entries: ARGV[10], then any chaos faults sent around it (ARGV[18..]).
+local entries = {ARGV[10]}
+for i = 18, #ARGV do entries[#entries + 1] = ARGV[i] end
+if redis.call('RPUSH', KEYS[4], unpack(entries)) > 100 then redis.call('LTRIM', KEYS[4], -100, -1) end
 redis.call('ZREM', KEYS[2], id)
 local e = current[3]
 -- An empty lease is no lease (a token is never empty), an empty time no time:

@@ -13,12 +13,15 @@
 -- ARGV[5..]: documentId, endpoint ('' without a callback), delay (ms),
 -- request id ('' for none), documentUrl, callbackUrl ('' for none), agentId,
 -- webhookId, tenant, verdict, the webhook-id prefix of its events,
--- CASE_RETENTION (ms).
+-- CASE_RETENTION (ms), the case's own chaos profile ('' for the help
+-- desk's), '1' when the reorder fault holds its document.received events
+-- back until a second after its decision is due.
 -- Returns {outcome, documentId, agentId, due in (ms), document.received
 -- events queued, decision events queued}.
 local id, e, delay, request = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local document_url, callback_url, agent_id = ARGV[9], ARGV[10], ARGV[11]
 local tenant, verdict, event_prefix, retention = ARGV[13], ARGV[14], ARGV[15], tonumber(ARGV[16])
+local chaos, reorder = ARGV[17], ARGV[18] == '1'
 if request ~= '' then
   local earlier = redis.call('GET', KEYS[2])
   if earlier then
@@ -38,6 +41,7 @@ local fields = {'documentId', id, 'agentId', agent_id, 'documentUrl', document_u
   'webhookId', ARGV[12], 'status', 'PENDING_REVIEW', 'verdict', verdict, 'tenant', tenant, 'attempts', 0,
   'createdAt', now, 'dueAt', due}
 if request ~= '' then table.insert(fields, 'id'); table.insert(fields, request) end
+if chaos ~= '' then table.insert(fields, 'chaos'); table.insert(fields, chaos) end
 if e ~= '' then
   table.insert(fields, 'endpoint'); table.insert(fields, e)
   table.insert(fields, 'delivery'); table.insert(fields, 'SCHEDULED')
@@ -60,16 +64,22 @@ else
 end
 
 local queued = 0
-local function events(event, status, sequence, at)
+local function events(event, status, sequence, at, held_back)
   for _, sub in ipairs(subscribers(tenant, event)) do
     queued = queued + 1
     local data = {'event', event, 'documentId', id, 'agentId', agent_id, 'documentUrl', document_url,
       'status', status, 'sequence', sequence, 'tenant', tenant}
     if request ~= '' then table.insert(data, 'id'); table.insert(data, request) end
+    if chaos ~= '' then table.insert(data, 'chaos'); table.insert(data, chaos) end
+    if held_back then table.insert(data, 'chaosReorder'); table.insert(data, '1') end
     add_event(event_prefix .. '_' .. queued, sub, data, at)
   end
 end
-events('document.received', 'PENDING_REVIEW', 1, now)
+if reorder then
+  events('document.received', 'PENDING_REVIEW', 1, due + 1000, true)
+else
+  events('document.received', 'PENDING_REVIEW', 1, now, false)
+end
 local received = queued
 if verdict == 'ACCEPTED' then
   events('document.accepted', verdict, 2, due)

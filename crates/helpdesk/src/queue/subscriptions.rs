@@ -145,8 +145,7 @@ fn events_field(events: &[EventType]) -> String {
 }
 
 fn new_secret() -> WebhookSecret {
-    let bytes: [u8; 32] = rand::random();
-    WebhookSecret::from_bytes(bytes.to_vec()).unwrap_or_else(|_| unreachable!("32 bytes is a valid length"))
+    WebhookSecret::from_array(rand::random())
 }
 
 impl Queue {

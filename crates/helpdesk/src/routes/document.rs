@@ -3,6 +3,7 @@ use std::sync::Arc;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
+use hookline_contract::chaos::{ChaosError, ChaosProfile, Fault};
 use hookline_contract::{CaseView, ErrorBody, EventType};
 use hookline_contract::{DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers};
 use hookline_kit::auth::Authorized;
@@ -28,6 +29,8 @@ pub struct Scheduling {
     /// How likely the agent accepts (`ACCEPT_RATIO`).
     pub accept_ratio: f64,
     pub wakeup: Arc<Wakeup>,
+    /// The help desk's chaos profile (`CHAOS`), for cases without their own.
+    pub chaos: ChaosProfile,
 }
 
 /// `POST /document`: accept the review at once (202) and schedule the
@@ -38,13 +41,17 @@ pub struct Scheduling {
 #[utoipa::path(
     post, path = "/document", tag = "cases", security(("api_key" = [])),
     request_body(content = DocumentRequest, content_type = "application/json"),
-    params(("X-Callback-Url" = Option<String>, Header, description = "Where to POST the decision (http/https; checked against the SSRF policy). May be left out when the caller has an enabled subscription (`POST /webhooks`): the events then go to the subscriptions only")),
+    params(
+        ("X-Callback-Url" = Option<String>, Header, description = "Where to POST the decision (http/https; checked against the SSRF policy). May be left out when the caller has an enabled subscription (`POST /webhooks`): the events then go to the subscriptions only"),
+        ("Hookline-Chaos" = Option<String>, Header, description = "This case's chaos profile, in place of the help desk's CHAOS: `fault=rate,...` with the faults duplicate, replay, reorder, delay, forged_signature, stale_timestamp, malformed_body, slow_send and rates from 0 to 1 (`none`: no faults). Each fault is sent besides the real delivery and recorded in the attempt log"),
+        ("Hookline-Accept-Ratio" = Option<f64>, Header, description = "The chance this case is ACCEPTED (0 to 1), in place of the help desk's ACCEPT_RATIO"),
+    ),
     responses(
         (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` accepted before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`", body = DocumentAccepted,
             headers(("location" = String, description = "/document/{documentId}"),
                 ("idempotent-replayed" = String, description = "`true` on the answer to a retried request"))),
         (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 400, description = "Malformed request (the body names the field), or no X-Callback-Url and no enabled subscription", body = ErrorBody),
+        (status = 400, description = "Malformed request (the body names the field), a Hookline-Chaos profile that does not parse (`invalid_chaos`), or no X-Callback-Url and no enabled subscription", body = ErrorBody),
         (status = 409, description = "The `id` was used before for another document or callback", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
@@ -61,6 +68,8 @@ pub async fn create(
     metrics: web::Data<HelpdeskMetrics>,
 ) -> Result<HttpResponse, Error> {
     let callback = callback_url(&request)?;
+    let own_chaos = chaos_profile(&request)?;
+    let accept_ratio = accept_ratio(&request)?.unwrap_or(scheduling.accept_ratio);
     let document_url = HttpUrl::parse(&body.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let request_id = body
         .id
@@ -89,14 +98,18 @@ pub async fn create(
         None => {}
     }
 
-    let (delay, verdict) = {
+    let (delay, verdict, reorder) = {
         let mut rng = rand::rng();
-        let verdict = if rng.random_bool(scheduling.accept_ratio) {
+        let verdict = if rng.random_bool(accept_ratio) {
             DocumentStatus::Accepted
         } else {
             DocumentStatus::Declined
         };
-        (scheduling.delay.sample(&mut rng), verdict)
+        let reorder = own_chaos
+            .as_ref()
+            .unwrap_or(&scheduling.chaos)
+            .draws(Fault::Reorder, || rng.random::<f64>());
+        (scheduling.delay.sample(&mut rng), verdict, reorder)
     };
     let case = NewCase {
         document_id: Uuid::new_v4().to_string(),
@@ -109,6 +122,8 @@ pub async fn create(
         verdict: Some(verdict),
         event_prefix: format!("msg_{}", Uuid::now_v7().simple()),
         delay,
+        chaos: own_chaos.as_ref().map(ChaosProfile::to_string),
+        reorder,
     };
     let (document_id, agent_id, replayed) = match queue.schedule(&case).await? {
         Scheduled::Created {
@@ -183,6 +198,34 @@ pub async fn show(_: Authorized, path: web::Path<String>, queue: web::Data<Queue
 }
 
 const CALLBACK_FIELD: &str = "X-Callback-Url";
+
+/// `Hookline-Chaos`: the case's own chaos profile, if the request has one.
+fn chaos_profile(request: &HttpRequest) -> Result<Option<ChaosProfile>, ApiError> {
+    let Some(raw) = request.headers().get(headers::CHAOS) else {
+        return Ok(None);
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| ApiError::invalid("Hookline-Chaos", "is not visible ASCII"))?;
+    raw.parse().map(Some).map_err(|e: ChaosError| ApiError::BadRequest {
+        code: "invalid_chaos",
+        field: Some("Hookline-Chaos"),
+        detail: format!("Hookline-Chaos: {e}"),
+    })
+}
+
+/// `Hookline-Accept-Ratio`, if the request has one.
+fn accept_ratio(request: &HttpRequest) -> Result<Option<f64>, ApiError> {
+    let Some(raw) = request.headers().get(headers::ACCEPT_RATIO) else {
+        return Ok(None);
+    };
+    raw.to_str()
+        .ok()
+        .and_then(|raw| raw.trim().parse::<f64>().ok())
+        .filter(|ratio| (0.0..=1.0).contains(ratio))
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid("Hookline-Accept-Ratio", "must be a number from 0 to 1"))
+}
 
 /// `X-Callback-Url`, if the request has one.
 fn callback_url(request: &HttpRequest) -> Result<Option<HttpUrl>, ApiError> {

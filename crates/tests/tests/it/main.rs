@@ -9,6 +9,8 @@ mod access;
 mod bad_input;
 /// The dashboards in a real headless browser.
 mod browser;
+/// Chaos: the help desk's faults against our consumer, `hookline listen`, a naive receiver.
+mod chaos;
 /// `hookline check` against our consumer and against receivers that cut corners.
 mod cli;
 /// The consumer when the help desk or its database fail.

@@ -39,6 +39,8 @@ fn case(document_id: &str) -> NewCase {
         request_id: None,
         webhook_id: format!("msg_{document_id}"),
         delay: Duration::ZERO,
+        chaos: None,
+        reorder: false,
     }
 }
 
@@ -56,6 +58,8 @@ fn attempt(at: DateTime<Utc>, status_code: Option<u16>) -> AttemptView {
             .filter(|code| *code >= 300)
             .map(|code| format!("HTTP {code}")),
         duration_ms: 3,
+        chaos: None,
+        note: None,
     }
 }
 
@@ -103,7 +107,7 @@ async fn a_batch_of_outcomes_lands_like_single_ones_even_after_the_script_cache_
         .jobs
         .iter()
         .zip(&outcomes)
-        .map(|(job, (record, finish))| (job, record, finish, UNKNOWN))
+        .map(|(job, (record, finish))| (job, std::slice::from_ref(record), finish, UNKNOWN))
         .collect();
     assert_eq!(
         queue.at(now).finish_many(&items).await.unwrap(),
@@ -162,8 +166,13 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
     let record = attempt(Utc::now(), Some(204));
     let applied = queue
         .finish_many(&[
-            (&first.jobs[0], &record, &Finish::Delivered, UNKNOWN),
-            (fresh, &record, &Finish::Delivered, UNKNOWN),
+            (
+                &first.jobs[0],
+                std::slice::from_ref(&record),
+                &Finish::Delivered,
+                UNKNOWN,
+            ),
+            (fresh, std::slice::from_ref(&record), &Finish::Delivered, UNKNOWN),
         ])
         .await
         .unwrap();

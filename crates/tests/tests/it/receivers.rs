@@ -361,6 +361,8 @@ async fn a_backlog_of_ten_thousand_on_one_endpoint_delays_another_endpoints_job_
         request_id: None,
         webhook_id: format!("msg_{id}"),
         delay,
+        chaos: None,
+        reorder: false,
     };
     let backlog: Vec<NewCase> = (0..10_000)
         .map(|n| new_case(format!("busy-{n}"), &busy.url, Duration::from_secs(3)))

@@ -26,6 +26,8 @@ fn case(id: &str, port: u16) -> NewCase {
         request_id: Some(format!("request-{id}")),
         webhook_id: format!("msg_{id}"),
         delay: Duration::ZERO,
+        chaos: None,
+        reorder: false,
     }
 }
 
@@ -35,6 +37,8 @@ fn attempt(status: u16) -> AttemptView {
         status_code: Some(status),
         error: (status >= 300).then(|| format!("HTTP {status}")),
         duration_ms: 1,
+        chaos: None,
+        note: None,
     }
 }
 
@@ -168,6 +172,8 @@ async fn fifty_thousand_cases_leave_redis_as_they_found_it() {
             request_id: Some(format!("request-{i}")),
             webhook_id: format!("msg_soak_{i}"),
             delay: Duration::ZERO,
+            chaos: None,
+            reorder: false,
         })
         .collect();
     for chunk in cases.chunks(2000) {

@@ -13,7 +13,7 @@ use hookline_contract::{
 use hookline_tests::proxy::AnswerCutter;
 use hookline_tests::{
     Running, Stack, TestDb, TestRedis, call, closed_port, consumer_settings, get_json, get_text, helpdesk_settings,
-    post_raw, post_review, start_consumer, start_helpdesk, wait_for,
+    metric_sum, post_raw, post_review, start_consumer, start_helpdesk, wait_for,
 };
 use serde_json::Value;
 
@@ -145,13 +145,7 @@ async fn webhooks_counted(consumer: &Running, outcome: &str) -> u64 {
 
 /// The sum of the help desk's series whose line starts with `prefix`.
 async fn helpdesk_counted(helpdesk: &Running, prefix: &str) -> u64 {
-    let (status, metrics) = get_text(&format!("{}/metrics", helpdesk.url)).await;
-    assert_eq!(status, 200);
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(prefix))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    metric_sum(&helpdesk.url, prefix).await
 }
 
 #[actix_web::test]
