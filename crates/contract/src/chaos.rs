@@ -98,6 +98,33 @@ impl FromStr for Fault {
     }
 }
 
+/// `GET /chaos`: the help desk's chaos profile and every fault injected so
+/// far (by every worker), with how receivers answered.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChaosReport {
+    /// This help desk's `CHAOS` (`none`: off; cases may still bring their own).
+    pub profile: String,
+    /// One row per fault injected at least once.
+    pub faults: Vec<FaultCount>,
+}
+
+/// How often one fault was injected, and how receivers answered it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultCount {
+    pub fault: Fault,
+    pub injected: u64,
+    /// By the class of the receiver's answer: `2xx`, `3xx`, `4xx`, `5xx`,
+    /// `none` (no answer, or a fault that sends nothing of its own).
+    pub answers: std::collections::BTreeMap<String, u64>,
+    /// Answered unlike a correct receiver (a forgery accepted, a duplicate
+    /// refused, a 5xx, no answer).
+    pub unexpected: u64,
+}
+
 /// Why a chaos profile does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChaosError {

@@ -171,10 +171,10 @@ pub struct AttemptView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub duration_ms: u64,
-    /// Set on a fault the chaos profile injected (see
-    /// [`chaos`](crate::chaos)): not an attempt of the delivery, but a
-    /// message sent besides it (or a change to how it was sent). `error`
-    /// then says how the receiver failed the test, if it did.
+    /// Set on a fault the chaos profile (`CHAOS`, `Hookline-Chaos`)
+    /// injected: not an attempt of the delivery, but a message sent besides
+    /// it (or a change to how it was sent). `error` then says how the
+    /// receiver failed the test, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chaos: Option<crate::chaos::Fault>,
     /// What was done, for a chaos entry (`signed with a secret the receiver

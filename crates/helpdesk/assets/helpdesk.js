@@ -1,4 +1,4 @@
-// The help desk's dashboard: polls /cases, /webhooks, /endpoints and
+// The help desk's dashboard: polls /cases, /webhooks, /endpoints, /chaos and
 // /dead-letters every second, offers a redeliver button on dead letters and a
 // test-event button on subscriptions. No framework, no build step.
 "use strict";
@@ -49,8 +49,17 @@ const badge = (value) => `<span class="badge ${escape(value)}">${escape(value)}<
 const short = (id) => `<span class="mono" title="${escape(id)}">${escape(id.slice(0, 8))}</span>`;
 const status = document.getElementById("action-status");
 
+// The faults chaos sent around a case's delivery, one badge each: red when
+// the receiver answered unlike a correct one.
+function faultsOf(delivery) {
+  const faults = delivery.log.filter((entry) => entry.chaos);
+  if (faults.length === 0) return '<span class="muted">—</span>';
+  return faults.map((f) => `<span class="badge ${f.error ? "DEAD" : "chaos"}" title="${escape(f.error || f.note)}">${escape(f.chaos)}</span>`).join(" ");
+}
+
 function lastAttempt(delivery) {
-  const last = delivery.log[delivery.log.length - 1];
+  const log = delivery.log.filter((entry) => !entry.chaos);
+  const last = log[log.length - 1];
   if (!last) return '<span class="muted">—</span>';
   const what = last.error ? escape(last.error) : `HTTP ${escape(last.statusCode)}`;
   return `${what} <span class="muted">(${escape(last.durationMs)} ms, ${escape(clock(last.at))})</span>`;
@@ -63,12 +72,21 @@ function fill(tbody, empty, rows) {
 
 async function refresh() {
   try {
-    const [cases, dead, endpoints, subscriptions] = await Promise.all([
+    const [cases, dead, endpoints, subscriptions, chaos] = await Promise.all([
       getJson("/cases?limit=50"),
       getJson("/dead-letters?limit=50"),
       getJson("/endpoints?limit=20"),
       getJson("/webhooks"),
+      getJson("/chaos"),
     ]);
+    document.getElementById("chaos-profile").textContent = chaos.profile === "none" ? "CHAOS off" : `CHAOS ${chaos.profile}`;
+    fill(document.getElementById("chaos"), document.getElementById("chaos-empty"), chaos.faults.map((f) => `
+      <tr data-fault="${escape(f.fault)}">
+        <td class="mono">${escape(f.fault)}</td>
+        <td>${escape(f.injected)}</td>
+        <td>${Object.entries(f.answers).map(([answer, n]) => `${escape(answer)}: ${escape(n)}`).join(", ")}</td>
+        <td class="${f.unexpected ? "error" : "delivered"}">${escape(f.unexpected)}</td>
+      </tr>`));
     document.getElementById("subscriptions-total").textContent = `${subscriptions.total} in all`;
     fill(document.getElementById("subscriptions"), document.getElementById("subscriptions-empty"), subscriptions.items.map((s) => `
       <tr data-subscription="${escape(s.id)}">
@@ -105,6 +123,7 @@ async function refresh() {
         <td>${escape(c.delivery.attempts)}</td>
         <td>${escape(clock(c.dueAt))}</td>
         <td>${lastAttempt(c.delivery)}</td>
+        <td>${faultsOf(c.delivery)}</td>
       </tr>`));
     // A dead letter is a case's callback or one event for one subscription
     // (redelivered through the subscription).

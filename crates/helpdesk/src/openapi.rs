@@ -25,6 +25,7 @@ use crate::routes;
         routes::cases::redeliver,
         routes::cases::recent,
         routes::cases::dead_letters,
+        routes::chaos::report,
         routes::webhooks::create,
         routes::webhooks::list,
         routes::webhooks::show,

@@ -23,6 +23,7 @@
 //! | `{p}:event:<webhookId>` | hash | one event for one subscription: a job like a case's callback (its id in the sets is `~<webhookId>`), with `event`, `subscription`, `sequence` |
 //! | `{p}:sub:<id>` | hash | a subscription: `tenant`, `url`, `endpoint`, `events`, `secret` (and `previousSecret` until `previousUntil`), `disabled`, delivery stats |
 //! | `{p}:subs:<tenant>` | sorted set | a tenant's subscriptions, by creation time |
+//! | `{p}:chaos` | hash | chaos faults injected, `<fault>:<answer class>` and `<fault>:unexpected` (for `GET /chaos`) |
 //!
 //! A **job** is either a case's callback (its id is the `documentId`, its
 //! hash the case) or one event for one subscription (see
@@ -148,11 +149,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hookline_contract::chaos::{Fault, FaultCount};
 use hookline_contract::{
     AttemptView, BreakerState, CaseView, DeliveryState, DeliveryView, DocumentStatus, EndpointView, EventType,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, ScriptInvocation};
+use redis::{AsyncCommands, Script, ScriptInvocation};
 
 use crate::endpoint::Endpoint;
 
@@ -293,6 +295,10 @@ impl Keys {
 
     pub fn dead(&self) -> String {
         format!("{}:dead", self.tag)
+    }
+
+    pub fn chaos(&self) -> String {
+        format!("{}:chaos", self.tag)
     }
 
     pub fn cases(&self) -> String {
@@ -1080,6 +1086,40 @@ impl Queue {
                 _ => Recorded::Recorded,
             })
             .collect())
+    }
+
+    /// The chaos faults injected so far, by fault: `(answer class or
+    /// "unexpected", count)` pairs, as the finish script tallies them.
+    pub async fn chaos_counts(&self) -> Result<Vec<FaultCount>, QueueError> {
+        let mut conn = self.conn.clone();
+        let tally: HashMap<String, u64> = conn.hgetall(self.keys.chaos()).await?;
+        let mut faults: Vec<FaultCount> = Vec::new();
+        for (field, count) in tally {
+            let Some((fault, answer)) = field.split_once(':') else {
+                continue;
+            };
+            let Ok(fault) = fault.parse::<Fault>() else { continue };
+            let row = match faults.iter_mut().find(|row| row.fault == fault) {
+                Some(row) => row,
+                None => {
+                    faults.push(FaultCount {
+                        fault,
+                        injected: 0,
+                        answers: Default::default(),
+                        unexpected: 0,
+                    });
+                    faults.last_mut().unwrap_or_else(|| unreachable!("just pushed"))
+                }
+            };
+            if answer == "unexpected" {
+                row.unexpected += count;
+            } else {
+                row.injected += count;
+                row.answers.insert(answer.to_owned(), count);
+            }
+        }
+        faults.sort_by_key(|row| row.fault);
+        Ok(faults)
     }
 
     /// Forgets up to `max` finished cases whose retention is over, and up

@@ -28,6 +28,17 @@ end
 local entries = {ARGV[10]}
 for i = 18, #ARGV do entries[#entries + 1] = ARGV[i] end
 if redis.call('RPUSH', KEYS[4], unpack(entries)) > 100 then redis.call('LTRIM', KEYS[4], -100, -1) end
+-- Chaos faults are tallied for GET /chaos: by fault and the class of the
+-- answer, and those answered unlike a correct receiver (they carry an error).
+for _, entry in ipairs(entries) do
+  if string.find(entry, '"chaos":', 1, true) then
+    local e = cjson.decode(entry)
+    local code = tonumber(e.statusCode)
+    local class = code and (math.floor(code / 100) .. 'xx') or 'none'
+    redis.call('HINCRBY', tag .. ':chaos', e.chaos .. ':' .. class, 1)
+    if e.error then redis.call('HINCRBY', tag .. ':chaos', e.chaos .. ':unexpected', 1) end
+  end
+end
 redis.call('ZREM', KEYS[2], id)
 local e = current[3]
 -- An empty lease is no lease (a token is never empty), an empty time no time:

@@ -1,6 +1,7 @@
 //! HTTP routes of the help desk, one file per resource.
 
 pub mod cases;
+pub mod chaos;
 pub mod dashboard;
 pub mod document;
 pub mod endpoints;
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
             .route("/document/{document_id}/redeliver", web::post().to(cases::redeliver))
             .route("/dead-letters", web::get().to(cases::dead_letters))
             .route("/cases", web::get().to(cases::recent))
+            .route("/chaos", web::get().to(chaos::report))
             .route("/webhooks", web::post().to(webhooks::create))
             .route("/webhooks", web::get().to(webhooks::list))
             .route("/webhooks/{id}", web::get().to(webhooks::show))

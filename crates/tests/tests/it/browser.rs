@@ -341,3 +341,56 @@ async fn the_help_desk_dashboard_lists_subscriptions_and_sends_a_test_event_on_a
     browser.screenshot("dashboard-helpdesk-subscriptions.png").await;
     browser.quit().await;
 }
+
+#[actix_web::test]
+async fn the_help_desk_dashboard_shows_the_faults_chaos_injected_and_who_failed_them() {
+    let Some(browser) = Browser::start().await else { return };
+    let redis = hookline_tests::TestRedis::default();
+    let mut settings = hookline_tests::helpdesk_settings(&redis);
+    settings.chaos = "duplicate=1".parse().unwrap();
+    let helpdesk = hookline_tests::start_helpdesk(settings).await;
+    // A receiver that verifies nothing: it takes the forgery as well.
+    let mut receiver = hookline_tests::Receiver::start(200).await;
+    let (status, _, accepted) = hookline_tests::call(
+        "POST",
+        &format!("{}/document", helpdesk.url),
+        &[
+            ("x-callback-url", &receiver.url),
+            ("hookline-chaos", "forged_signature=1,duplicate=1"),
+        ],
+        Some(&json!({"documentUrl": "https://example.com/a.pdf"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    for _ in 0..3 {
+        receiver.next(DEADLINE).await; // the forgery, the delivery, its duplicate
+    }
+
+    browser.goto(&format!("{}/", helpdesk.url)).await;
+    let row = |fault: &str| {
+        format!(
+            "const row = document.querySelector('#chaos tr[data-fault=\"{fault}\"]');\
+             return row ? [...row.querySelectorAll('td')].map((td) => td.textContent) : null;"
+        )
+    };
+    let forged = wait_for(DEADLINE, "the forged_signature row", || async {
+        let cells = browser.eval(&row("forged_signature")).await;
+        (!cells.is_null()).then_some(cells)
+    })
+    .await;
+    assert_eq!(forged, json!(["forged_signature", "1", "2xx: 1", "1"]));
+    let duplicate = browser.eval(&row("duplicate")).await;
+    assert_eq!(duplicate, json!(["duplicate", "1", "2xx: 1", "0"]));
+    let profile = browser
+        .eval("return document.getElementById('chaos-profile').textContent;")
+        .await;
+    assert_eq!(profile, json!("CHAOS duplicate=1"));
+    let id = accepted["documentId"].as_str().unwrap();
+    let badges = format!(
+        "return [...document.querySelectorAll('#cases tr[data-document-id=\"{id}\"] .badge.chaos, \
+         #cases tr[data-document-id=\"{id}\"] .badge.DEAD')].map((b) => b.textContent);"
+    );
+    assert_eq!(browser.eval(&badges).await, json!(["forged_signature", "duplicate"]));
+    browser.screenshot("dashboard-helpdesk-chaos.png").await;
+    browser.quit().await;
+}

@@ -1,0 +1,28 @@
+use actix_web::{HttpResponse, web};
+use hookline_contract::ErrorBody;
+use hookline_contract::chaos::ChaosReport;
+use hookline_kit::auth::Authorized;
+
+use crate::error::Error;
+use crate::queue::Queue;
+use crate::routes::document::Scheduling;
+
+/// `GET /chaos`: the help desk's chaos profile (`CHAOS`) and every fault
+/// injected so far by every worker sharing its Redis, with how the
+/// receivers answered (the dashboard's Chaos panel).
+#[utoipa::path(
+    get, path = "/chaos", tag = "cases", security(("api_key" = [])),
+    responses((status = 200, description = "The profile, and the faults injected so far", body = ChaosReport),
+        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
+        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+)]
+pub async fn report(
+    _: Authorized,
+    queue: web::Data<Queue>,
+    scheduling: web::Data<Scheduling>,
+) -> Result<HttpResponse, Error> {
+    Ok(HttpResponse::Ok().json(ChaosReport {
+        profile: scheduling.chaos.to_string(),
+        faults: queue.chaos_counts().await?,
+    }))
+}
