@@ -22,6 +22,7 @@
 #   HELPDESK_API_KEY  the help desk's API key (consumer sends it) [compose]
 #   REVIEW_DELAY_MS   helpdesk's simulated review time         [compose: 2000-5000]
 #   ACCEPT_RATIO      share of reviews accepted                [compose: 0.7]
+#   CHAOS             the help desk's chaos profile (README)   [none]
 #   RETRY_SCHEDULE    delays before each delivery retry        [compose]
 #   RECONCILE_AFTER   consumer polls reviews pending this long [compose: 1m]
 #   RUST_LOG          log filter                               [compose: info]
@@ -213,6 +214,7 @@ start_bg helpdesk "$logs/helpdesk.log" env \
     REDIS_URL="$REDIS_URL" \
     HELPDESK_LISTEN="127.0.0.1:$HELPDESK_PORT" \
     REVIEW_DELAY_MS="$REVIEW_DELAY_MS" \
+    CHAOS="${CHAOS:-none}" \
     HELPDESK_API_KEYS="$HELPDESK_API_KEY" \
     WEBHOOK_SECRET="$WEBHOOK_SECRET" \
     RUST_LOG="$RUST_LOG" \
@@ -229,6 +231,7 @@ start_bg worker "$logs/worker.log" env \
     REDIS_URL="$REDIS_URL" \
     HELPDESK_LISTEN="127.0.0.1:$worker_port" \
     ACCEPT_RATIO="$ACCEPT_RATIO" \
+    CHAOS="${CHAOS:-none}" \
     RETRY_SCHEDULE="$RETRY_SCHEDULE" \
     WEBHOOK_SECRET="$WEBHOOK_SECRET" \
     RUST_LOG="$RUST_LOG" \

@@ -69,6 +69,7 @@ async fn private_routes_need_an_accepted_key_and_the_open_ones_do_not() {
             None,
         ),
         ("GET", format!("{base}/cases"), None),
+        ("GET", format!("{base}/chaos"), None),
         ("GET", format!("{base}/dead-letters"), None),
         ("GET", format!("{base}/endpoints"), None),
         ("GET", format!("{base}/endpoints/{endpoint}"), None),
