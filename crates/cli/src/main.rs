@@ -184,52 +184,60 @@ fn main() -> ExitCode {
 
 type Failure = Box<dyn std::error::Error>;
 
-async fn check(target: Target, json: bool) -> Result<ExitCode, Failure> {
-    let progress = std::io::stderr().is_terminal();
-    let report = check::run(&target, |index, case: Case| {
-        if progress {
-            eprint!("\r\x1b[2K[{}/{}] {}", index + 1, Case::ALL.len(), case.name());
+/// A progress line on stderr, rewritten in place; on a terminal only.
+struct Progress(bool);
+
+impl Progress {
+    fn new() -> Self {
+        Self(std::io::stderr().is_terminal())
+    }
+
+    fn show(&self, text: &str) {
+        if self.0 {
+            eprint!("\r\x1b[2K{text}");
             let _ = std::io::stderr().flush();
         }
+    }
+
+    fn clear(&self) {
+        self.show("");
+    }
+}
+
+/// Prints a finished run as JSON or as text (coloured on a terminal); exit
+/// code 0 only if it passed.
+fn outcome(
+    json: bool,
+    report: &impl serde::Serialize,
+    text: impl FnOnce(bool) -> String,
+    passed: bool,
+) -> Result<ExitCode, Failure> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", text(std::io::stdout().is_terminal()));
+    }
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn check(target: Target, json: bool) -> Result<ExitCode, Failure> {
+    let progress = Progress::new();
+    let report = check::run(&target, |index, case: Case| {
+        progress.show(&format!("[{}/{}] {}", index + 1, Case::ALL.len(), case.name()));
     })
     .await?;
-    if progress {
-        eprint!("\r\x1b[2K");
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.table(std::io::stdout().is_terminal()));
-    }
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    progress.clear();
+    outcome(json, &report, |colour| report.table(colour), report.passed())
 }
 
 async fn run_trigger(settings: &Trigger, json: bool) -> Result<ExitCode, Failure> {
-    let progress = std::io::stderr().is_terminal();
+    let progress = Progress::new();
     let summary = trigger::run(settings, |stage, done, of| {
-        if progress {
-            eprint!("\r\x1b[2K{stage} {done}/{of}");
-            let _ = std::io::stderr().flush();
-        }
+        progress.show(&format!("{stage} {done}/{of}"));
     })
     .await?;
-    if progress {
-        eprint!("\r\x1b[2K");
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print!("{}", summary.text(std::io::stdout().is_terminal()));
-    }
-    Ok(if summary.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    progress.clear();
+    outcome(json, &summary, |colour| summary.text(colour), summary.passed())
 }
 
 async fn listen(port: u16, settings: ListenSettings) -> Result<ExitCode, Failure> {
