@@ -1,5 +1,5 @@
-//! `hookline`: `check` a webhook receiver, `listen` as one, or `trigger` a
-//! help desk's deliveries (with chaos) to one.
+//! `hookline`: `check` a webhook receiver, `listen` as one, `trigger` a
+//! help desk's deliveries (with chaos) to one, or `replay` them.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -90,6 +90,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Have a help desk deliver cases again, now: the same webhook-id and
+    /// body, a fresh timestamp (is the receiver idempotent?).
+    Replay {
+        /// The cases' documentIds.
+        #[arg(required = true)]
+        document_ids: Vec<String>,
+        /// The help desk's base URL.
+        #[arg(long, env = "HELPDESK_URL", default_value = "http://127.0.0.1:8080")]
+        helpdesk: String,
+        /// One of the help desk's HELPDESK_API_KEYS, if it has any.
+        #[arg(long, env = "HELPDESK_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A chaos profile, or `all=R`: every fault at rate R.
@@ -164,6 +180,24 @@ fn main() -> ExitCode {
                     wait,
                 };
                 run_trigger(&settings, json).await
+            }
+            Command::Replay {
+                document_ids,
+                helpdesk,
+                api_key,
+                json,
+            } => {
+                let replayed = trigger::replay(&helpdesk, api_key.as_deref(), &document_ids).await?;
+                let text = |_colour: bool| {
+                    replayed
+                        .iter()
+                        .map(|r| {
+                            let status = r.status.map_or_else(|| "-".to_owned(), |s| s.to_string());
+                            format!("{}  {status}  {}\n", r.document_id, r.detail)
+                        })
+                        .collect::<String>()
+                };
+                outcome(json, &replayed, text, replayed.iter().all(trigger::Replayed::scheduled))
             }
         }
     });

@@ -1,7 +1,9 @@
 //! `hookline trigger`: has a help desk send reviews to any URL, with a
 //! chaos profile if asked, waits until each is delivered or dead, and sums
 //! up what became of them and of every fault, from the help desk's own
-//! attempt logs (`GET /document/{id}`).
+//! attempt logs (`GET /document/{id}`). `hookline replay` has it deliver
+//! cases again (`POST /document/{id}/redeliver`): the same `webhook-id` and
+//! body with a fresh timestamp, for a receiver's idempotency.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -52,6 +54,8 @@ pub struct Summary {
     pub to: String,
     pub chaos: Option<String>,
     pub created: usize,
+    /// The cases created (for `hookline replay`).
+    pub document_ids: Vec<String>,
     /// `POST /document` refused or failed, with the first reason.
     pub not_created: usize,
     pub first_refusal: Option<String>,
@@ -178,14 +182,73 @@ pub enum TriggerError {
     NothingCreated(String, String),
 }
 
+/// How a help desk answered `POST /document/{id}/redeliver`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replayed {
+    pub document_id: String,
+    /// The help desk's status; `None` if it could not be reached.
+    pub status: Option<u16>,
+    /// The case's `webhook-id` when scheduled, else the help desk's reason.
+    pub detail: String,
+}
+
+impl Replayed {
+    pub fn scheduled(&self) -> bool {
+        self.status == Some(202)
+    }
+}
+
+/// Has the help desk at `helpdesk` deliver each case again, now.
+pub async fn replay(
+    helpdesk: &str,
+    api_key: Option<&str>,
+    document_ids: &[String],
+) -> Result<Vec<Replayed>, TriggerError> {
+    let client = client()?;
+    let base = helpdesk.trim_end_matches('/');
+    let mut replayed = Vec::with_capacity(document_ids.len());
+    for id in document_ids {
+        let request = client.post(format!("{base}/document/{id}/redeliver"));
+        let request = match api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
+        let (status, detail) = match request.send().await {
+            Err(e) => (None, format!("cannot reach the help desk: {e}")),
+            Ok(mut response) => {
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                let detail = match response.status().as_u16() {
+                    202 => format!(
+                        "scheduled again, webhook-id {}",
+                        body["delivery"]["webhookId"].as_str().unwrap_or("?")
+                    ),
+                    _ => body["detail"].as_str().unwrap_or("no reason given").to_owned(),
+                };
+                (Some(response.status().as_u16()), detail)
+            }
+        };
+        replayed.push(Replayed {
+            document_id: id.clone(),
+            status,
+            detail,
+        });
+    }
+    Ok(replayed)
+}
+
+fn client() -> Result<awc::Client, TriggerError> {
+    let tls = hookline_kit::tls::client_config(None, None)?;
+    Ok(awc::Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(tls))
+        .timeout(Duration::from_secs(10))
+        .finish())
+}
+
 /// Creates the reviews, then waits for their deliveries; `progress` hears
 /// `(stage, done, of)`.
 pub async fn run(trigger: &Trigger, mut progress: impl FnMut(&str, usize, usize)) -> Result<Summary, TriggerError> {
-    let tls = hookline_kit::tls::client_config(None, None)?;
-    let client = awc::Client::builder()
-        .connector(awc::Connector::new().rustls_0_23(tls))
-        .timeout(Duration::from_secs(10))
-        .finish();
+    let client = client()?;
     let base = trigger.helpdesk.trim_end_matches('/').to_owned();
     let mut summary = Summary {
         helpdesk: base.clone(),
@@ -212,6 +275,7 @@ pub async fn run(trigger: &Trigger, mut progress: impl FnMut(&str, usize, usize)
     }
     drop(creations);
     summary.created = created.len();
+    summary.document_ids.clone_from(&created);
     if created.is_empty() && trigger.count > 0 {
         let why = summary.first_refusal.clone().unwrap_or_default();
         return Err(TriggerError::NothingCreated(base, why));

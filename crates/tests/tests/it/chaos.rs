@@ -313,7 +313,25 @@ async fn chaos_profiles_are_checked_and_a_case_can_opt_out() {
     assert!(summary.passed(), "{}", summary.text(false));
     assert!(summary.faults.is_empty(), "{:?}", summary.faults);
     assert_eq!(summary.delivered, 3);
+
+    // `hookline replay`: each again, same webhook-id, fresh timestamp.
+    let mut ids = summary.document_ids.clone();
+    ids.push("7f1c2d9e-0000-4000-8000-000000000000".to_owned());
+    let replayed = trigger::replay(&helpdesk.url, None, &ids).await.unwrap();
+    let statuses: Vec<_> = replayed.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(202), Some(202), Some(202), Some(404)], "{replayed:?}");
+    assert!(
+        replayed[0].detail.starts_with("scheduled again, webhook-id msg_"),
+        "{replayed:?}"
+    );
+    for id in &summary.document_ids {
+        wait_for(Duration::from_secs(20), "the case delivered again", || async {
+            let (_, _, case) = call("GET", &format!("{}/document/{id}", helpdesk.url), &[], None).await;
+            (case["delivery"]["state"] == "DELIVERED" && case["delivery"]["attempts"] == 2).then_some(())
+        })
+        .await;
+    }
     stop.send(()).unwrap();
     let totals = totals.await.unwrap();
-    assert_eq!((totals.received, totals.refused), (3, 0));
+    assert_eq!((totals.received, totals.refused, totals.replays), (6, 0, 3));
 }
