@@ -4,31 +4,56 @@
 //!
 //! The channel is bounded: a browser that falls behind by more than
 //! [`CAPACITY`] updates gets a `resync` event and reloads the list, instead
-//! of slowing everyone down. Updates are per process; with several consumer
-//! replicas a browser sees the changes made by the one it is connected to
-//! (plus everything on reload).
+//! of slowing everyone down. With several consumer replicas on one
+//! database, the [relay](crate::relay) passes each replica's changes to the
+//! others (PostgreSQL `LISTEN`/`NOTIFY`), so a browser sees every change
+//! whichever replica made it; when the relay loses the database for a
+//! while, browsers get a `resync` once it is back.
 //!
 //! A stream never ends by itself, so a stopping consumer [closes](ReviewEvents::close)
 //! them all; browsers reconnect (EventSource does) to whichever consumer answers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use hookline_contract::Review;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 /// Updates a slow subscriber may fall behind by before it must resync.
 pub const CAPACITY: usize = 1024;
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// What a browser is told.
+#[derive(Debug, Clone)]
+enum Update {
+    Review(Box<Review>),
+    /// Updates may have been missed: reload the list.
+    Resync,
+}
+
 /// The broadcast of review changes; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ReviewEvents {
-    tx: broadcast::Sender<Review>,
+    tx: broadcast::Sender<Update>,
     closed: Arc<watch::Sender<bool>>,
+    /// Reviews changed here, for the relay to tell the other replicas.
+    outbox: Arc<Outbox>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    ids: Mutex<Vec<String>>,
+    pub(crate) filled: Notify,
+}
+
+impl Outbox {
+    /// Takes every id waiting.
+    pub(crate) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
 }
 
 impl Default for ReviewEvents {
@@ -36,15 +61,37 @@ impl Default for ReviewEvents {
         Self {
             tx: broadcast::channel(CAPACITY).0,
             closed: Arc::new(watch::channel(false).0),
+            outbox: Arc::default(),
         }
     }
 }
 
 impl ReviewEvents {
-    /// Tells every connected browser about `review`'s new state.
+    /// Tells every connected browser, here and (through the relay) at the
+    /// other replicas, about `review`'s new state.
     pub fn publish(&self, review: &Review) {
+        self.publish_here(review);
+        self.outbox
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(review.id.clone());
+        self.outbox.filled.notify_one();
+    }
+
+    /// Tells this replica's browsers only (a change another replica made).
+    pub(crate) fn publish_here(&self, review: &Review) {
         // No subscriber is not an error: nobody is watching.
-        let _ = self.tx.send(review.clone());
+        let _ = self.tx.send(Update::Review(Box::new(review.clone())));
+    }
+
+    /// Tells this replica's browsers to reload: changes may have been missed.
+    pub(crate) fn resync(&self) {
+        let _ = self.tx.send(Update::Resync);
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Ends every stream, now and to come (the consumer is stopping).
@@ -59,11 +106,13 @@ impl ReviewEvents {
             let frame = tokio::select! {
                 _ = closed.wait_for(|closed| *closed) => None,
                 update = rx.recv() => match update {
-                    Ok(review) => Some(match serde_json::to_string(&review) {
+                    Ok(Update::Review(review)) => Some(match serde_json::to_string(&review) {
                         Ok(json) => format!("event: review\ndata: {json}\n\n"),
                         Err(_) => String::new(),
                     }),
-                    Err(broadcast::error::RecvError::Lagged(_)) => Some("event: resync\ndata: {}\n\n".to_owned()),
+                    Ok(Update::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        Some("event: resync\ndata: {}\n\n".to_owned())
+                    }
                     Err(broadcast::error::RecvError::Closed) => None,
                 },
                 () = tokio::time::sleep(KEEP_ALIVE) => Some(": keep-alive\n\n".to_owned()),

@@ -23,6 +23,8 @@ pub mod metrics;
 pub mod openapi;
 /// Reconciliation: asking the help desk about reviews whose webhook never came.
 pub mod reconcile;
+/// Live updates across replicas: PostgreSQL LISTEN/NOTIFY.
+pub mod relay;
 /// Retention: old webhook receipts and idempotency keys removed in batches.
 pub mod retention;
 /// The HTTP routes, one file per resource.

@@ -16,13 +16,13 @@ use crate::db::{self, DbSetupError};
 use crate::events::ReviewEvents;
 use crate::helpdesk_client::HelpdeskClient;
 use crate::metrics::ConsumerMetrics;
-use crate::reconcile;
 use crate::retention::{self, Retention};
 use crate::routes::{
     self,
     webhook::{WebhookPolicy, WebhookSlots},
 };
 use crate::subscription::{self, SubscriptionState};
+use crate::{reconcile, relay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -132,6 +132,12 @@ impl Application {
             events.clone(),
             metrics.clone(),
             settings.reconcile_after,
+            stop.clone(),
+        ));
+        actix_web::rt::spawn(relay::run(
+            database_url.to_owned(),
+            pool.clone(),
+            events.clone(),
             stop.clone(),
         ));
         let retention = Retention {

@@ -23,7 +23,8 @@
 //!
 //! The extra requests share a budget (half of what `JOB_LEASE` leaves after
 //! `DELIVERY_TIMEOUT`) so that a job never outlives its lease because of
-//! them; each is cut off at 5 s, and what no longer fits is not sent.
+//! them; each is cut off at `DELIVERY_TIMEOUT` or when the budget runs out,
+//! and what no longer fits is not sent.
 
 use std::time::{Duration, Instant};
 
@@ -37,8 +38,6 @@ use tracing::{info, warn};
 use crate::delivery::{Attempt, Deliverer, Message, Sending};
 use crate::metrics::HelpdeskMetrics;
 
-/// The longest one extra request may take.
-const EXTRA_TIMEOUT: Duration = Duration::from_secs(5);
 /// How old a stale timestamp is (Standard Webhooks receivers allow 5 minutes).
 const STALE_BY: i64 = 10 * 60;
 /// How long a slow send takes at most.
@@ -221,7 +220,7 @@ impl Run<'_> {
     /// Sends one extra request, if the budget still allows one, and judges
     /// the receiver's answer.
     async fn extra(&self, fault: Fault, mut how: Sending, note: &str) -> Option<AttemptView> {
-        let timeout = EXTRA_TIMEOUT.min(self.left());
+        let timeout = self.deliverer.timeout().min(self.left());
         if timeout < Duration::from_millis(100) {
             info!(fault = %fault, "chaos: no time left in the budget; fault not sent");
             return None;

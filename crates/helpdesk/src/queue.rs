@@ -478,10 +478,14 @@ impl CaseRecord {
         Ok(record.decided_if_due(verdict))
     }
 
-    /// A case without a callback is never claimed: its decision, drawn when
-    /// it was accepted, is simply in force from its due time on.
+    /// The agent's decision, drawn when the case was accepted, is in force
+    /// from its due time on: for a case without a callback (never claimed),
+    /// and for one whose callback is not claimed yet (a backlog, a paused
+    /// endpoint, an open breaker). The help desk answers `GET
+    /// /document/{id}` with it, so a client's reconciler is not kept waiting
+    /// on the delivery it is there to replace.
     fn decided_if_due(mut self, verdict: Option<DocumentStatus>) -> Self {
-        if self.delivery == DeliveryState::NoCallback
+        if self.event.is_none()
             && self.status == DocumentStatus::PendingReview
             && self.due_at <= Utc::now()
             && let Some(verdict) = verdict.filter(|v| v.is_decided())

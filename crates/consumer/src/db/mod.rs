@@ -28,7 +28,7 @@ pub use idempotency::{KeyClaim, claim_key, complete_key, release_key};
 pub use reconcile::{StaleReview, mark_lost, take_stale};
 pub use retention::{prune_idempotency_keys, prune_receipts};
 pub use reviews::{
-    PageStart, ReviewRow, attach_ticket, count_by_status, delete_requested, find, insert_requested, list,
+    PageStart, ReviewRow, attach_ticket, count_by_status, delete_requested, find, find_many, insert_requested, list,
 };
 pub use subscription::{
     IncomingReceipt, StoredSubscription, find_subscription, lock_subscription_setup, record_received, save_subscription,

@@ -101,6 +101,15 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
         .optional()
 }
 
+/// The reviews with these ids (those that exist), in no particular order.
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<ReviewRow>> {
+    document_reviews::table
+        .filter(document_reviews::id.eq_any(ids))
+        .select(ReviewRow::as_select())
+        .load(conn)
+        .await
+}
+
 /// Where a page of `GET /documents` starts: strictly older than this row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageStart {

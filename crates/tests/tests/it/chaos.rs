@@ -63,16 +63,35 @@ async fn a_chaos_run_of_1000_reviews_ends_with_every_decision_at_the_consumer_an
             helpdesk.review_delay_ms = "200-1500".parse().unwrap();
             // Room for the faults' extra requests in every lease, and for
             // many deliveries at once to the one endpoint.
-            helpdesk.job_lease = Duration::from_secs(30);
-            helpdesk.delivery_timeout = Duration::from_secs(5);
+            helpdesk.job_lease = Duration::from_secs(60);
+            helpdesk.delivery_timeout = Duration::from_secs(10);
             helpdesk.worker_concurrency = 512;
             helpdesk.endpoint_concurrency = 256;
         },
         // Events for subscriptions too: reorder only happens to them.
-        |consumer| consumer.helpdesk_subscribe = true,
+        |consumer| {
+            consumer.helpdesk_subscribe = true;
+            consumer.http_workers = Some(2);
+        },
     )
     .await;
 
+    // Once the consumer holds its subscription's secret: before that, an
+    // event is rightly answered 503 (it cannot be verified yet) and retried,
+    // and this test counts every 5xx.
+    let mut warm_up = 0;
+    loop {
+        let (status, review) = post_review(&stack.consumer.url, "https://example.com/warm-up.pdf").await;
+        assert_eq!(status, 201, "{review}");
+        let review: Review = serde_json::from_value(review).unwrap();
+        let case = stack.case(review.document_id.as_deref().unwrap()).await;
+        warm_up += 1;
+        if case.callback_url.is_none() {
+            break;
+        }
+        assert!(warm_up < 300, "the consumer never confirmed its subscription");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
     let created: Vec<Review> = futures_util::stream::iter(0..REVIEWS)
         .map(|i| {
             let consumer = stack.consumer.url.clone();
@@ -85,8 +104,10 @@ async fn a_chaos_run_of_1000_reviews_ends_with_every_decision_at_the_consumer_an
         .buffer_unordered(32)
         .collect()
         .await;
-    let rows = stack.wait_until_all_decided(REVIEWS, Duration::from_secs(240)).await;
-    assert_eq!(rows.len(), created.len());
+    let rows = stack
+        .wait_until_all_decided(REVIEWS + warm_up, Duration::from_secs(240))
+        .await;
+    assert_eq!(rows.len(), created.len() + warm_up);
 
     // Every review holds the help desk's own decision: nothing a duplicate,
     // a replay or a late document.received did undid or changed it.
@@ -130,14 +151,25 @@ async fn a_chaos_run_of_1000_reviews_ends_with_every_decision_at_the_consumer_an
         let injected = faults(helpdesk, fault, &["2xx", "3xx", "4xx", "5xx", "none"]).await;
         assert!(injected > 0, "{fault} was never injected");
     }
-    for fault in [Fault::ForgedSignature, Fault::StaleTimestamp, Fault::MalformedBody] {
-        let refused = faults(helpdesk, fault, &["4xx"]).await;
-        let otherwise = faults(helpdesk, fault, &["2xx", "3xx", "5xx", "none"]).await;
-        assert_eq!(otherwise, 0, "{fault}: {refused} refused, {otherwise} not");
+    let mut tally = Vec::new();
+    for fault in Fault::ALL {
+        let mut answers = Vec::new();
+        for answer in ["2xx", "3xx", "4xx", "5xx", "none"] {
+            answers.push((answer, faults(helpdesk, fault, &[answer]).await));
+        }
+        tally.push((fault, answers));
     }
-    for fault in [Fault::Duplicate, Fault::Replay, Fault::SlowSend] {
-        let otherwise = faults(helpdesk, fault, &["3xx", "4xx", "5xx", "none"]).await;
-        assert_eq!(otherwise, 0, "{fault}: a correct receiver acknowledges it");
+    eprintln!("faults injected, by the consumer's answer: {tally:?}");
+    for (fault, answers) in &tally {
+        let expected = match fault {
+            Fault::ForgedSignature | Fault::StaleTimestamp | Fault::MalformedBody => "4xx",
+            Fault::Duplicate | Fault::Replay | Fault::SlowSend => "2xx",
+            Fault::Delay | Fault::Reorder => "none",
+        };
+        assert!(
+            answers.iter().all(|(answer, count)| *answer == expected || *count == 0),
+            "{fault}: {answers:?}"
+        );
     }
     // The real deliveries all got through at the first attempt: none was
     // answered with an error, none timed out.
@@ -333,5 +365,10 @@ async fn chaos_profiles_are_checked_and_a_case_can_opt_out() {
     }
     stop.send(()).unwrap();
     let totals = totals.await.unwrap();
-    assert_eq!((totals.received, totals.refused, totals.replays), (6, 0, 3));
+    // A redelivery within the second of the first delivery carries the same
+    // timestamp, hence the same signature: to the receiver it is a duplicate.
+    assert_eq!(
+        (totals.received, totals.refused, totals.duplicates + totals.replays),
+        (6, 0, 3)
+    );
 }

@@ -25,6 +25,8 @@ mod observability;
 mod queue;
 /// Receivers cannot break the help desk: deadlines, limits, breakers.
 mod receivers;
+/// Several consumer processes on one database behave as one.
+mod replicas;
 /// Retention: finished cases forgotten, live ones kept, tables pruned.
 mod retention;
 /// The whole flow through both real services.
