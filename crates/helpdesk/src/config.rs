@@ -86,6 +86,13 @@ pub struct Settings {
     )]
     pub api_keys: ApiKeys,
 
+    /// Replicas that must hold a new case before `POST /document` answers
+    /// `202` (Redis `WAIT`, at most 1 s; otherwise a `503`, and a retry
+    /// with the same `id` finds the case): a master's failover then cannot
+    /// lose an accepted review. 0: answer once the master has it.
+    #[arg(long, env = "REDIS_MIN_REPLICAS", default_value_t = 0)]
+    pub redis_min_replicas: u32,
+
     /// Prefix of every Redis key (also their Redis Cluster hash tag).
     #[arg(long, env = "REDIS_PREFIX", default_value = "helpdesk")]
     pub redis_prefix: String,

@@ -28,7 +28,9 @@ impl Error {
     fn answer(&self) -> (StatusCode, ErrorBody) {
         match self {
             Self::Request(e) => (e.status_code(), e.body()),
-            Self::Queue(QueueError::Redis(_)) => (StatusCode::SERVICE_UNAVAILABLE, unavailable_body("the job store")),
+            Self::Queue(QueueError::Redis(_) | QueueError::NotReplicated { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, unavailable_body("the job store"))
+            }
             Self::Queue(QueueError::Corrupt { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, internal_body()),
         }
     }

@@ -153,12 +153,14 @@ use hookline_contract::chaos::{Fault, FaultCount};
 use hookline_contract::{
     AttemptView, BreakerState, CaseView, DeliveryState, DeliveryView, DocumentStatus, EndpointView, EventType,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script, ScriptInvocation};
 
 use crate::endpoint::Endpoint;
 
+mod conn;
 mod subscriptions;
+
+pub use conn::RedisConnection;
 pub use subscriptions::{NewSubscriptionRecord, SubscriptionChange, SubscriptionRecord};
 
 /// The Lua every script starts with: the common arguments, the key names,
@@ -202,6 +204,17 @@ pub enum QueueError {
     Redis(#[from] redis::RedisError),
     #[error("case {document_id} is malformed in Redis: {problem}")]
     Corrupt { document_id: String, problem: String },
+    /// `REDIS_MIN_REPLICAS` replicas did not confirm the write in time: it
+    /// is on the master, but a failover now could lose it.
+    #[error("only {acknowledged} of {wanted} replicas confirmed the write")]
+    NotReplicated { acknowledged: u32, wanted: u32 },
+}
+
+/// How many replicas must confirm a new case before it is answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Durability {
+    min_replicas: u32,
+    timeout: Duration,
 }
 
 /// The limits every endpoint gets unless it has its own (`ENDPOINT_*`,
@@ -708,7 +721,8 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A handle on the queue; cheap to clone, safe to share between tasks.
 #[derive(Clone)]
 pub struct Queue {
-    conn: ConnectionManager,
+    conn: RedisConnection,
+    durability: Durability,
     keys: Keys,
     limits: EndpointLimits,
     retention: Duration,
@@ -728,18 +742,15 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Connects (reconnecting by itself later) to `redis_url`, and moves jobs
-    /// stored by a help desk from before per-endpoint queues into them.
+    /// Connects (reconnecting by itself later) to `redis_url` — a Redis
+    /// Cluster when it lists several nodes, comma-separated
+    /// ([`RedisConnection`]) — and moves jobs stored by a help desk from
+    /// before per-endpoint queues into them.
     pub async fn connect(redis_url: &str, prefix: &str, limits: EndpointLimits) -> Result<Self, QueueError> {
-        let client = redis::Client::open(redis_url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = RedisConnection::connect(redis_url).await?;
         let queue = Self {
             conn,
+            durability: Durability::default(),
             keys: Keys::new(prefix),
             limits,
             retention: DEFAULT_RETENTION,
@@ -761,6 +772,13 @@ impl Queue {
 
     /// The queue keeping finished cases (delivered or dead) for `retention`
     /// after they finished (`CASE_RETENTION`).
+    /// Answer a new case only once `min_replicas` replicas have it
+    /// (`REDIS_MIN_REPLICAS`), waiting at most `timeout` for them.
+    pub fn with_min_replicas(mut self, min_replicas: u32, timeout: Duration) -> Self {
+        self.durability = Durability { min_replicas, timeout };
+        self
+    }
+
     pub fn with_retention(self, retention: Duration) -> Self {
         Self { retention, ..self }
     }
@@ -799,6 +817,40 @@ impl Queue {
     }
 
     /// Is Redis answering?
+    /// Runs a script and, with `REDIS_MIN_REPLICAS`, waits in the same
+    /// round trip (`WAIT`, pipelined behind it, so a cluster sends both to
+    /// the master of their slot) until that many replicas have it.
+    async fn invoke_replicated<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, QueueError> {
+        let mut conn = self.conn.clone();
+        if self.durability.min_replicas == 0 {
+            return Ok(invocation.invoke_async(&mut conn).await?);
+        }
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(invocation)
+            .cmd("WAIT")
+            .arg(self.durability.min_replicas)
+            .arg(millis(self.durability.timeout));
+        // As in finish_many: a pipelined EVALSHA does not load its script.
+        let (value, acknowledged): (T, u32) = match pipe.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.prepare_invoke().load_async(&mut conn).await?;
+                pipe.query_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        if acknowledged < self.durability.min_replicas {
+            return Err(QueueError::NotReplicated {
+                acknowledged,
+                wanted: self.durability.min_replicas,
+            });
+        }
+        Ok(value)
+    }
+
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
@@ -838,9 +890,8 @@ impl Queue {
             .arg(millis(self.retention))
             .arg(case.chaos.as_deref().unwrap_or_default())
             .arg(if case.reorder { "1" } else { "" });
-        let mut conn = self.conn.clone();
         let (outcome, document_id, agent_id, due_in, received, decided): (String, String, String, u64, u64, u64) =
-            invocation.invoke_async(&mut conn).await?;
+            self.invoke_replicated(&self.scripts.schedule, &invocation).await?;
         Ok(match outcome.as_str() {
             "replayed" => Scheduled::Replayed { document_id, agent_id },
             "conflict" => Scheduled::Conflict { document_id },

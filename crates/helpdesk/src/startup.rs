@@ -36,6 +36,9 @@ pub enum StartupError {
     Tls(#[from] TlsConfigError),
 }
 
+/// The longest a new case waits for `REDIS_MIN_REPLICAS` replicas.
+const REPLICA_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A help desk, built and listening, not yet awaited.
 pub struct Application {
     port: u16,
@@ -57,7 +60,8 @@ impl Application {
             settings.endpoint_limits(),
         )
         .await?
-        .with_retention(settings.case_retention);
+        .with_retention(settings.case_retention)
+        .with_min_replicas(settings.redis_min_replicas, REPLICA_WAIT);
         queue.ping().await?;
 
         let wakeup = Arc::new(Wakeup::default());

@@ -11,6 +11,8 @@
 
 use hookline_contract::signature::SecretSet;
 
+/// A real Redis Cluster (three masters, three replicas) on loopback.
+pub mod cluster;
 /// A PostgreSQL database per test.
 pub mod db;
 /// Peers that misbehave on purpose, as raw TCP servers.

@@ -84,7 +84,7 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(program: PathBuf, args: &[&str], env: &[(&str, String)], port: u16) -> Self {
+    pub(crate) fn spawn(program: PathBuf, args: &[&str], env: &[(&str, String)], port: u16) -> Self {
         let quiet = std::env::var_os("TEST_LOG").is_none();
         let mut command = Command::new(program);
         command

@@ -27,6 +27,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         case_retention: helpdesk::queue::DEFAULT_RETENTION,
         secret_overlap: std::time::Duration::from_secs(24 * 3600),
         chaos: Default::default(),
+        redis_min_replicas: 0,
         role: helpdesk::config::Role::All,
         worker_concurrency: 64,
         endpoint_concurrency: 16,

@@ -13,6 +13,8 @@ mod browser;
 mod chaos;
 /// `hookline check` against our consumer and against receivers that cut corners.
 mod cli;
+/// The help desk on a real Redis Cluster.
+mod cluster;
 /// The consumer when the help desk or its database fail.
 mod failures;
 /// Delivery that survives killed processes, crashes and failing receivers.
