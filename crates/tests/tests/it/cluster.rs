@@ -1,12 +1,15 @@
 //! The help desk on a real Redis Cluster (three masters, three replicas on
-//! loopback): `REDIS_URL` listing the nodes connects in cluster mode.
+//! loopback): `REDIS_URL` listing the nodes connects in cluster mode. The
+//! whole flow, two worker processes sharing the jobs, a master's failover.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use hookline_contract::DeliveryState;
 use hookline_kit::config::Secret;
 use hookline_tests::cluster::RedisCluster;
+use hookline_tests::process::{free_port, helpdesk_process};
 use hookline_tests::{Receiver, Stack, TestRedis, call, helpdesk_settings, start_helpdesk};
 use serde_json::json;
 
@@ -143,4 +146,64 @@ async fn with_redis_min_replicas_a_master_killed_mid_run_loses_no_accepted_revie
         master,
         "a replica took over"
     );
+}
+
+#[actix_web::test]
+async fn two_workers_on_a_cluster_deliver_a_thousand_jobs_exactly_once() {
+    const JOBS: usize = 1000;
+    hookline_tests::process::binary("helpdesk"); // built before anything runs here
+    let cluster = RedisCluster::start().await;
+    let redis = TestRedis::default();
+    let url = cluster.url();
+    let prefix = format!("workers-{}", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_PREFIX", prefix.as_str()),
+        ("HELPDESK_ROLE", "worker"),
+    ];
+    let _workers = [
+        helpdesk_process(&redis, free_port(), &env).await,
+        helpdesk_process(&redis, free_port(), &env).await,
+    ];
+    let mut settings = helpdesk_settings(&redis);
+    settings.redis_url = Secret::new(url.clone());
+    settings.redis_prefix = prefix.clone();
+    settings.role = helpdesk::config::Role::Api;
+    let api = start_helpdesk(settings).await;
+    let mut receiver = Receiver::start(200).await;
+
+    let accepted: HashSet<String> = futures_util::stream::iter(0..JOBS)
+        .map(|i| {
+            let (api, to) = (api.url.clone(), receiver.url.clone());
+            async move {
+                let body = json!({"documentUrl": format!("https://example.com/{i}.pdf")});
+                let (status, _, answer) = call(
+                    "POST",
+                    &format!("{api}/document"),
+                    &[("x-callback-url", to.as_str())],
+                    Some(&body),
+                )
+                .await;
+                assert_eq!(status, 202, "{answer}");
+                answer["documentId"].as_str().unwrap().to_owned()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut got = receiver
+        .collect_until(Duration::from_secs(120), |got| got.len() >= JOBS)
+        .await;
+    // Anything delivered twice would arrive within a moment more.
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    while let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(100), receiver.received.recv()).await {
+        got.push(extra);
+    }
+    let ids: Vec<String> = got
+        .iter()
+        .map(|r| r.body["documentId"].as_str().unwrap().to_owned())
+        .collect();
+    let distinct: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(distinct, accepted, "every accepted job delivered");
+    assert_eq!(ids.len(), JOBS, "none twice");
 }
