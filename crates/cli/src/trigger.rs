@@ -209,11 +209,7 @@ pub async fn replay(
     let base = helpdesk.trim_end_matches('/');
     let mut replayed = Vec::with_capacity(document_ids.len());
     for id in document_ids {
-        let request = client.post(format!("{base}/document/{id}/redeliver"));
-        let request = match api_key {
-            Some(key) => request.bearer_auth(key),
-            None => request,
-        };
+        let request = authorized(client.post(format!("{base}/document/{id}/redeliver")), api_key);
         let (status, detail) = match request.send().await {
             Err(e) => (None, format!("cannot reach the help desk: {e}")),
             Ok(mut response) => {
@@ -319,8 +315,9 @@ pub async fn run(trigger: &Trigger, mut progress: impl FnMut(&str, usize, usize)
     Ok(summary)
 }
 
-fn authorized(request: awc::ClientRequest, trigger: &Trigger) -> awc::ClientRequest {
-    match &trigger.api_key {
+/// `request` with the help desk's API key, if there is one.
+fn authorized(request: awc::ClientRequest, api_key: Option<&str>) -> awc::ClientRequest {
+    match api_key {
         Some(key) => request.bearer_auth(key),
         None => request,
     }
@@ -340,7 +337,7 @@ async fn create(client: &awc::Client, base: &str, trigger: &Trigger, index: usiz
     let body = serde_json::json!({
         "documentUrl": format!("https://example.com/hookline-trigger/{index}.pdf"),
     });
-    let mut response = authorized(request, trigger)
+    let mut response = authorized(request, trigger.api_key.as_deref())
         .send_json(&body)
         .await
         .map_err(|e| format!("cannot reach the help desk: {e}"))?;
@@ -359,7 +356,7 @@ async fn create(client: &awc::Client, base: &str, trigger: &Trigger, index: usiz
 
 /// `GET /document/{id}`, `None` if it cannot be read now.
 async fn show(client: &awc::Client, base: &str, trigger: &Trigger, id: &str) -> Option<CaseView> {
-    let mut response = authorized(client.get(format!("{base}/document/{id}")), trigger)
+    let mut response = authorized(client.get(format!("{base}/document/{id}")), trigger.api_key.as_deref())
         .send()
         .await
         .ok()?;

@@ -392,9 +392,9 @@ async fn attempt(
         Err(refused) => return plain(refused),
     };
     let first = job.case.attempts == 0;
-    // Its own profile, as POST /document stored it (parsed there).
-    let own: Option<ChaosProfile> = job.case.chaos.as_deref().and_then(|raw| raw.parse().ok());
     let faults = if first {
+        // Its own profile, as POST /document stored it (checked there).
+        let own: Option<ChaosProfile> = job.case.chaos.as_deref().and_then(|raw| raw.parse().ok());
         chaos::draw(own.as_ref().unwrap_or(&settings.chaos))
     } else {
         Vec::new()

@@ -55,10 +55,6 @@ impl RedisConnection {
             .set_max_delay(Duration::from_secs(2));
         Ok(Self::Single(ConnectionManager::new_with_config(client, config).await?))
     }
-
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
-    }
 }
 
 impl ConnectionLike for RedisConnection {
