@@ -39,7 +39,8 @@ impl TestRedis {
     }
 
     async fn keys(&self, conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
-        let pattern = format!("{{{}}}:*", self.prefix);
+        // `{prefix}:…`, and `{prefix:k}:…` of a partitioned queue.
+        let pattern = format!("{{{}[}}:]*", self.prefix);
         let mut keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(conn).await.unwrap();
         keys.sort();
         keys
