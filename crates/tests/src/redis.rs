@@ -79,7 +79,10 @@ impl TestRedis {
     pub async fn snapshot(&self) -> BTreeMap<String, Vec<String>> {
         let mut conn = self.connection().await;
         let mut snapshot = BTreeMap::new();
-        for key in self.keys(&mut conn).await {
+        // The queue's layout (its partition count, each partition's anchor)
+        // is written when a help desk starts: it is not anything stored.
+        let layout = |key: &str| key.ends_with("}:partition") || key.ends_with("}:partition-count");
+        for key in self.keys(&mut conn).await.into_iter().filter(|key| !layout(key)) {
             let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
             let mut content: Vec<String> = match kind.as_str() {
                 "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.unwrap(),
