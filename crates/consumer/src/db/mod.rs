@@ -28,7 +28,8 @@ pub use idempotency::{KeyClaim, claim_key, complete_key, release_key};
 pub use reconcile::{StaleReview, mark_lost, take_stale};
 pub use retention::{prune_idempotency_keys, prune_receipts};
 pub use reviews::{
-    PageStart, ReviewRow, attach_ticket, count_by_status, delete_requested, find, find_many, insert_requested, list,
+    PageStart, ReviewRow, attach_ticket, attach_tickets, count_by_status, delete_requested, find, find_many,
+    insert_requested, insert_requested_many, list,
 };
 pub use subscription::{
     IncomingReceipt, StoredSubscription, find_subscription, lock_subscription_setup, record_received, save_subscription,

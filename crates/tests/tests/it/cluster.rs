@@ -15,6 +15,20 @@ use hookline_tests::process::{free_port, helpdesk_process};
 use hookline_tests::{Receiver, Stack, TestRedis, call, helpdesk_settings, start_helpdesk};
 use serde_json::json;
 
+/// The documentIds the receiver got, once it has every one of `accepted`
+/// (or `within` is over).
+async fn delivered(receiver: &mut Receiver, accepted: &HashSet<String>, within: Duration) -> HashSet<String> {
+    receiver
+        .collect_until(within, |got| {
+            let seen: HashSet<&str> = got.iter().filter_map(|r| r.body["documentId"].as_str()).collect();
+            accepted.iter().all(|id| seen.contains(id.as_str()))
+        })
+        .await
+        .iter()
+        .filter_map(|r| r.body["documentId"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// The hash tag of partition `k` of three (with its braces).
 fn tag(prefix: &str, k: usize) -> String {
     format!("{{{}}}", helpdesk::queue::partition_tag(prefix, k, 3))
@@ -136,15 +150,7 @@ async fn with_redis_min_replicas_a_master_killed_mid_run_loses_no_accepted_revie
         }
         actix_web::rt::time::sleep(Duration::from_millis(10)).await;
     }
-    let delivered: HashSet<String> = receiver
-        .collect_until(Duration::from_secs(90), |got| {
-            let seen: HashSet<&str> = got.iter().filter_map(|r| r.body["documentId"].as_str()).collect();
-            accepted.iter().all(|id| seen.contains(id.as_str()))
-        })
-        .await
-        .iter()
-        .filter_map(|r| r.body["documentId"].as_str().map(str::to_owned))
-        .collect();
+    let delivered = delivered(&mut receiver, &accepted, Duration::from_secs(90)).await;
     let lost = accepted.difference(&delivered).count();
     eprintln!(
         "failover: {} accepted, {} delivered, {lost} lost; the killed master's partition: {refused} answered 503, \
@@ -278,15 +284,7 @@ async fn a_partition_s_slot_moved_to_another_master_mid_run_loses_nothing() {
     let ((accepted, failed), (moved, took)) = tokio::join!(traffic, reshard);
     assert_eq!(cluster.master_of(&moving), to, "the slot moved");
     assert!(moved > 10, "the partition's keys moved with it ({moved})");
-    let delivered: HashSet<String> = receiver
-        .collect_until(Duration::from_secs(60), |got| {
-            let seen: HashSet<&str> = got.iter().filter_map(|r| r.body["documentId"].as_str()).collect();
-            accepted.iter().all(|id| seen.contains(id.as_str()))
-        })
-        .await
-        .iter()
-        .filter_map(|r| r.body["documentId"].as_str().map(str::to_owned))
-        .collect();
+    let delivered = delivered(&mut receiver, &accepted, Duration::from_secs(60)).await;
     let lost = accepted.difference(&delivered).count();
     eprintln!(
         "reshard: {moved} keys of {moving} moved from {from} to {to} in {took:?}; {} accepted, {} refused, {} delivered, {lost} lost",
