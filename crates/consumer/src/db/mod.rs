@@ -55,9 +55,15 @@ pub enum DbSetupError {
     Pool(#[from] diesel_async::pooled_connection::deadpool::BuildError),
 }
 
-/// Applies pending migrations. Diesel's migration harness is synchronous, so
-/// it runs on a thread of its own (with its own small runtime) rather than
-/// blocking an async thread.
+/// The session advisory lock that serializes migrations: replicas starting
+/// together take turns, the later ones finding nothing left to do (without
+/// it, two ran the same migration at once and one failed on the other's
+/// table). An arbitrary constant ("hookline" in ASCII).
+const MIGRATION_LOCK: i64 = 0x686f_6f6b_6c69_6e65;
+
+/// Applies pending migrations, one replica at a time ([`MIGRATION_LOCK`]).
+/// Diesel's migration harness is synchronous, so it runs on a thread of its
+/// own (with its own small runtime) rather than blocking an async thread.
 pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, DbSetupError> {
     let url = database_url.to_owned();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -65,6 +71,9 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, DbSetupEr
         let result = (|| {
             type SyncPg = diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection>;
             let mut conn = <SyncPg as diesel::Connection>::establish(&url)?;
+            // Released with the session, whatever happens below.
+            let lock = diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"));
+            diesel::RunQueryDsl::execute(lock, &mut conn).map_err(|e| DbSetupError::Migrate(e.to_string()))?;
             conn.run_pending_migrations(MIGRATIONS)
                 .map(|versions| versions.iter().map(ToString::to_string).collect())
                 .map_err(|e| DbSetupError::Migrate(e.to_string()))
