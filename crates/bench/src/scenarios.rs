@@ -1021,6 +1021,9 @@ fn count_label(n: u64) -> String {
 async fn probe(ctx: &mut Ctx, pending: u64) -> Result<Histogram<u64>, BoxError> {
     ctx.receipts.take();
     let (endpoint, callback) = (format!("{}/document", ctx.args.helpdesk_url), ctx.receiver_url.clone());
+    // The help desk takes `id` as an idempotency key: one of its own per level
+    // (the same id for another document is a 409).
+    let run = ctx.run.clone();
     let make: MakeCall = Arc::new(move |client: awc::Client, i: usize| -> Call {
         let (endpoint, callback) = (endpoint.clone(), callback.clone());
         let document_url = format!("https://bench.example/probe/{pending}/{i}.pdf");
@@ -1029,11 +1032,14 @@ async fn probe(ctx: &mut Ctx, pending: u64) -> Result<Histogram<u64>, BoxError> 
             endpoint,
             callback,
             document_url,
-            format!("probe-{i}"),
+            format!("probe-{run}-{pending}-{i}"),
         ))
     });
     // A few at a time, so the probes measure the schedule, not a burst.
     let result = drive(ctx.sizes.probes, 4, 1, "4 scheduling probes", make).await?;
+    if let Some(error) = &result.first_error {
+        return Err(format!("{} of {} probes were refused, e.g. {error}", result.errors, ctx.sizes.probes).into());
+    }
     let bar = progress(result.ok, "4 probes firing");
     let deadline = Instant::now() + Duration::from_secs(90);
     while (ctx.receipts.count() as u64) < result.ok && Instant::now() < deadline {
