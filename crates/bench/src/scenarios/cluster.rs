@@ -68,6 +68,8 @@ struct Node {
     keys: u64,
     /// `used_cpu_user + used_cpu_sys`, µs.
     cpu_us: u64,
+    /// `INFO commandstats`: calls and µs inside each command, by command.
+    commands: BTreeMap<String, (u64, u64)>,
 }
 
 /// `host:port` of a Redis URL, without its scheme, user or password.
@@ -85,14 +87,29 @@ fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
 
 async fn node(url: &str) -> Result<Node, BoxError> {
     let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
-    let (replication, cpu, keys): (String, String, u64) = redis::pipe()
+    let (replication, cpu, commandstats, keys): (String, String, String, u64) = redis::pipe()
         .cmd("INFO")
         .arg("replication")
         .cmd("INFO")
         .arg("cpu")
+        .cmd("INFO")
+        .arg("commandstats")
         .cmd("DBSIZE")
         .query_async(&mut conn)
         .await?;
+    // cmdstat_evalsha:calls=120,usec=4800,usec_per_call=40.00,...
+    let commands = commandstats
+        .lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let stat = |key: &str| {
+                stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
+            };
+            Some((name.to_owned(), (stat("calls")?, stat("usec")?)))
+        })
+        .collect();
     let seconds = |field| -> Result<f64, BoxError> {
         Ok(info_field(&cpu, field)
             .ok_or_else(|| format!("no {field} in INFO cpu of {}", address(url)))?
@@ -107,6 +124,7 @@ async fn node(url: &str) -> Result<Node, BoxError> {
             .unwrap_or(0),
         keys,
         cpu_us: (cpu_s * 1e6).round() as u64,
+        commands,
     })
 }
 
@@ -272,7 +290,22 @@ async fn measure(ctx: &Ctx, report: &mut Report, variant: &Variant) -> Result<(V
     let cores = cpu::cores_busy(before.machine, after.machine);
     let mut per_node = Vec::new();
     for (b, a) in before.nodes.iter().zip(&after.nodes) {
+        // Calls per job and µs per call of each command this batch used.
+        let commands: BTreeMap<&str, Value> = a
+            .commands
+            .iter()
+            .filter_map(|(name, (calls, usec))| {
+                let (calls_before, usec_before) = b.commands.get(name).copied().unwrap_or((0, 0));
+                let calls = calls.checked_sub(calls_before).filter(|c| *c > 0)?;
+                let usec = usec.saturating_sub(usec_before);
+                Some((
+                    name.as_str(),
+                    json!({"calls_per_job": calls as f64 / jobs, "usec_per_call": usec as f64 / calls as f64}),
+                ))
+            })
+            .collect();
         per_node.push(json!({
+            "commands": commands,
             "address": a.address,
             "role": if a.master { "master" } else { "replica" },
             "cpu_us_per_job": a.cpu_us.saturating_sub(b.cpu_us) as f64 / jobs,
