@@ -68,22 +68,32 @@ cluster_nodes=6
 cluster_masters=3
 
 # start_cluster DIR: $cluster_nodes redis-servers with --cluster-enabled on
-# free ports (each one's cluster bus on port + 10000 must be free too), files
-# in DIR/<port>, persistence as the single Redis (none: --save '' and
-# appendonly no), joined by `redis-cli --cluster create`; waits until every
-# node says cluster_state:ok and every replica's link is up. Ports in
-# cluster_ports; every node is stopped on exit like the other servers.
+# free ports, files in DIR/<port>, persistence as the single Redis (none:
+# --save '' and appendonly no), joined by `redis-cli --cluster create`;
+# waits until every node says cluster_state:ok and every replica's link is
+# up. Each node's cluster bus gets a free port of its own (`cluster-port`,
+# Redis >= 7): the default, port + 10000, can fall in the kernel's
+# ephemeral range, where an outgoing connection may hold it (see
+# free_port). Ports in cluster_ports; every node is stopped on exit like
+# the other servers.
 start_cluster() {
-    local dir=$1 port i state
+    local dir=$1 port bus i state
+    need_cmd redis-server "Install it: apt-get install redis-server"
+    need_cmd redis-cli "Install it: apt-get install redis-tools"
+    if ! [[ "$(redis-server --version)" =~ v=([0-9]+) ]] || ((BASH_REMATCH[1] < 7)); then
+        die "scenario 9 needs redis-server >= 7 (cluster-port); this is $(redis-server --version). \
+BENCH_CLUSTER=0 skips it"
+    fi
     cluster_ports=()
     mkdir -p "$dir"
     for ((i = 0; i < cluster_nodes; i++)); do
         port=$(free_port)
-        while port_in_use $((port + 10000)); do
-            port=$(free_port)
+        bus=$(free_port)
+        while [[ "$bus" == "$port" ]]; do
+            bus=$(free_port)
         done
         start_redis "$dir/$port" "$port" --cluster-enabled yes --cluster-config-file nodes.conf \
-            --cluster-node-timeout 5000 --appendonly no
+            --cluster-port "$bus" --cluster-node-timeout 5000 --appendonly no
         cluster_ports+=("$port")
     done
     redis-cli --cluster create "${cluster_ports[@]/#/127.0.0.1:}" --cluster-replicas 1 --cluster-yes \
