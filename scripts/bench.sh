@@ -71,7 +71,8 @@ cluster_masters=3
 # free ports, files in DIR/<port>, persistence as the single Redis (none:
 # --save '' and appendonly no), joined by `redis-cli --cluster create`;
 # waits until every node says cluster_state:ok and every replica's link is
-# up. Each node's cluster bus gets a free port of its own (`cluster-port`,
+# up (no 5 s wait before a replica's first sync: repl-diskless-sync-delay 0).
+# Each node's cluster bus gets a free port of its own (`cluster-port`,
 # Redis >= 7): the default, port + 10000, can fall in the kernel's
 # ephemeral range, where an outgoing connection may hold it (see
 # free_port). Ports in cluster_ports; every node is stopped on exit like
@@ -93,7 +94,7 @@ BENCH_CLUSTER=0 skips it"
             bus=$(free_port)
         done
         start_redis "$dir/$port" "$port" --cluster-enabled yes --cluster-config-file nodes.conf \
-            --cluster-port "$bus" --cluster-node-timeout 5000 --appendonly no
+            --cluster-port "$bus" --cluster-node-timeout 5000 --appendonly no --repl-diskless-sync-delay 0
         cluster_ports+=("$port")
     done
     redis-cli --cluster create "${cluster_ports[@]/#/127.0.0.1:}" --cluster-replicas 1 --cluster-yes \
