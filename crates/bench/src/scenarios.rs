@@ -680,7 +680,10 @@ async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
     let before = cpu_use(ctx).await;
     let done = deliver_batch(ctx, &fast, ctx.sizes.delivery, "3 delivery").await?;
     let loaded = cpu::machine().unwrap_or((0, 0));
-    if let Some((_, pid)) = named_pids(&ctx.args.pids).into_iter().find(|(name, _)| name == "helpdesk-fast") {
+    if let Some((_, pid)) = named_pids(&ctx.args.pids)
+        .into_iter()
+        .find(|(name, _)| name == "helpdesk-fast")
+    {
         quiet(pid).await;
     }
     let after = cpu_use(ctx).await;
@@ -1038,7 +1041,11 @@ async fn probe(ctx: &mut Ctx, pending: u64) -> Result<Histogram<u64>, BoxError> 
     // A few at a time, so the probes measure the schedule, not a burst.
     let result = drive(ctx.sizes.probes, 4, 1, "4 scheduling probes", make).await?;
     if let Some(error) = &result.first_error {
-        return Err(format!("{} of {} probes were refused, e.g. {error}", result.errors, ctx.sizes.probes).into());
+        return Err(format!(
+            "{} of {} probes were refused, e.g. {error}",
+            result.errors, ctx.sizes.probes
+        )
+        .into());
     }
     let bar = progress(result.ok, "4 probes firing");
     let deadline = Instant::now() + Duration::from_secs(90);
