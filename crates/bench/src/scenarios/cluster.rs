@@ -1,8 +1,9 @@
 //! Scenario 9, the queue on a Redis Cluster: the same delivery batch sent
 //! to help desks that differ only in their Redis settings, one after the
 //! other in one run. `bench.sh` starts them (zero delay, like scenario 3's):
-//! on the single Redis, on a throwaway 3-master/3-replica cluster with
-//! `REDIS_PARTITIONS=3`, and the same with `REDIS_MIN_REPLICAS=1`.
+//! on the single Redis (one partition, then three), on a throwaway
+//! 3-master/3-replica cluster with `REDIS_PARTITIONS=3`, and the same with
+//! `REDIS_MIN_REPLICAS=1`.
 //!
 //! For each: `POST /document` throughput and latency at the bench's
 //! concurrency (the requests share the help desk with the deliveries they
@@ -239,7 +240,7 @@ struct Measured {
 
 pub(super) async fn cluster(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
     if ctx.args.cluster_helpdesks.is_empty() {
-        eprintln!("9 cluster: skipped (no --cluster-helpdesks; scripts/bench.sh starts them)");
+        eprintln!("9 cluster: skipped (no --cluster-helpdesks: scripts/bench.sh starts them unless BENCH_CLUSTER=0)");
         return Ok(());
     }
     let variants = variants(ctx)?;
