@@ -10,10 +10,17 @@
 # help desks: on the single Redis (REDIS_PARTITIONS 1, then 3), on the
 # cluster (REDIS_PARTITIONS=3), and the same with REDIS_MIN_REPLICAS=1.
 #
-# Usage: scripts/bench.sh [--quick] [bench args...]
+# PostgreSQL runs with fsync on (every commit waits for its WAL flush, as
+# in production) and pg_stat_statements loaded; scenarios 1 and 2 are
+# compared with pgbench doing only their database writes on the same
+# server (the same-run ceiling).
+#
+# Usage: scripts/bench.sh [--fsync on|off] [--quick] [bench args...]
 #   (no flag)  the standard run, about 2 minutes on 2 cores after the build;
 #              Redis grows to about 1 GB while 1M pending jobs are measured
 #   --quick    a short smoke run with small counts (under a minute)
+#   --fsync off  the throwaway PostgreSQL without fsync (as scripts/test.sh);
+#              ignored with DATABASE_URL                              [on]
 #   e.g. scripts/bench.sh --only 1,6     (see target/release/bench --help)
 #
 # Environment:
@@ -22,6 +29,8 @@
 #   BENCH_OUT                where results go                        [docs/bench]
 #   BENCH_CLUSTER=0          no cluster, no scenario 9 (also when --only leaves out 9)
 #   HTTP_WORKERS             HTTP worker threads of each service     [one per core]
+#   WRITE_BATCH              the consumer's group commit; 1 turns it off [its default]
+#   PGBENCH                  pgbench for the ceilings        [next to postgres]
 #   KEEP_TEMP=1              keep the temp dir (service logs)
 #   PG_BINDIR, START_TIMEOUT, STOP_TIMEOUT: see scripts/lib.sh
 set -euo pipefail
@@ -43,6 +52,27 @@ need_cmd cargo "Install Rust: https://rustup.rs"
 need_cmd curl "apt-get install curl"
 install_cleanup
 command_line="scripts/bench.sh${*:+ $*}"
+
+# --fsync on|off is ours; every other argument goes to the bench tool.
+fsync=on
+bench_args=()
+while (($#)); do
+    case $1 in
+    --fsync | --fsync=*)
+        if [[ "$1" == --fsync ]]; then
+            (($# >= 2)) || die "--fsync needs a value: on or off"
+            fsync=$2
+            shift
+        else
+            fsync=${1#--fsync=}
+        fi
+        [[ "$fsync" == on || "$fsync" == off ]] || die "--fsync takes on or off, not '$fsync'"
+        ;;
+    *) bench_args+=("$1") ;;
+    esac
+    shift
+done
+set -- "${bench_args[@]}"
 
 # runs_scenario N ARGS...: true unless ARGS hold an --only that leaves out N.
 runs_scenario() {
@@ -144,9 +174,25 @@ tmp=$(make_temp_dir hookline-bench)
 track_dir "$tmp"
 if [[ -z "${DATABASE_URL:-}" ]]; then
     pg_port=$(free_port)
-    start_postgres "$tmp/pg" "$pg_port"
+    # start_postgres passes -c fsync=off first: a later -c wins.
+    start_postgres "$tmp/pg" "$pg_port" -c "fsync=$fsync" -c shared_preload_libraries=pg_stat_statements
     DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
-    say "PostgreSQL $("$HL_PG_BINDIR/postgres" -V | awk '{print $3}') on 127.0.0.1:$pg_port (fsync=off, throwaway)"
+    say "PostgreSQL $("$HL_PG_BINDIR/postgres" -V | awk '{print $3}') on 127.0.0.1:$pg_port \
+(fsync=$fsync, synchronous_commit=on, pg_stat_statements; throwaway)"
+else
+    say "PostgreSQL at DATABASE_URL: its own fsync setting (--fsync ignored; results.json records it)"
+fi
+pgbench=${PGBENCH:-}
+if [[ -z "$pgbench" ]]; then
+    if [[ -n "${HL_PG_BINDIR:-}" && -x "$HL_PG_BINDIR/pgbench" ]]; then
+        pgbench=$HL_PG_BINDIR/pgbench
+    elif bindir=$(pg_bindir_find) && [[ -x "$bindir/pgbench" ]]; then
+        pgbench=$bindir/pgbench
+    elif command -v pgbench >/dev/null 2>&1; then
+        pgbench=$(command -v pgbench)
+    else
+        warn "no pgbench (postgresql-15 ships it; or set PGBENCH): scenarios 1 and 2 go without their ceilings"
+    fi
 fi
 if [[ -z "${REDIS_URL:-}" ]]; then
     redis_port=$(free_port)
@@ -175,7 +221,7 @@ fast_pid=$HL_BG_PID
 consumer_port=$(free_port)
 start_bg consumer "$tmp/consumer.log" env "${workers[@]}" LOG_FORMAT=json RUST_LOG=warn \
     CONSUMER_LISTEN="127.0.0.1:$consumer_port" HELPDESK_URL="http://127.0.0.1:$helpdesk_port" \
-    WEBHOOK_SECRET="$secret" "$bin/consumer"
+    WEBHOOK_SECRET="$secret" ${WRITE_BATCH:+WRITE_BATCH="$WRITE_BATCH"} "$bin/consumer"
 consumer_pid=$HL_BG_PID
 
 # Scenario 9: a Redis Cluster and help desks on it, when it is to run.
@@ -208,7 +254,7 @@ for spec in "${cluster_helpdesks[@]}"; do
     wait_ready "helpdesk-$name" 60 "${cluster_pid_of[$name]}" "$tmp/helpdesk-$name.log" ready "${spec#*=}/readyz"
 done
 say "consumer :$consumer_port (pid $consumer_pid), helpdesk :$helpdesk_port (pid $helpdesk_pid), \
-helpdesk-fast :$fast_port (pid $fast_pid); logs in $tmp"
+helpdesk-fast :$fast_port (pid $fast_pid); WRITE_BATCH=${WRITE_BATCH:-default}; logs in $tmp"
 
 started=$(now_ms)
 rc=0
@@ -221,6 +267,7 @@ BENCH_COMMAND="$command_line" WEBHOOK_SECRET="$secret" "$bin/bench" \
     --pids "consumer=$consumer_pid,helpdesk=$helpdesk_pid,helpdesk-fast=$fast_pid" \
     --out "${BENCH_OUT:-docs/bench}" \
     ${HL_PG_PID:+--pg-pid "$HL_PG_PID"} \
+    ${pgbench:+--pgbench "$pgbench"} \
     "${cluster_args[@]}" \
     "$@" || rc=$?
 if ((rc != 0)); then

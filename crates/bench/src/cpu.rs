@@ -27,6 +27,13 @@ pub(crate) fn ticks(pid: u32) -> Option<u64> {
     Some(user + system)
 }
 
+/// CPU time of `pid`'s children that exited and were waited for
+/// (cutime + cstime), in ticks: a pgbench the bench ran, say.
+pub(crate) fn children_ticks(pid: u32) -> Option<u64> {
+    let (_, [_, _, user, system]) = stat(pid)?;
+    Some(user + system)
+}
+
 /// CPU time of `pid` and its children: the running ones' own, the exited
 /// ones' as `pid`'s cutime + cstime. A PostgreSQL postmaster and its
 /// backends, say.

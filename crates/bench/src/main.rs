@@ -3,9 +3,12 @@
 //! everything in release mode and runs it; see docs/BENCHMARKS.md.
 //!
 //! Scenarios, in the order they run (each one alone on the machine):
-//! 1. create-review: `POST /documents` at concurrency 50.
+//! 1. create-review: `POST /documents` at concurrency 50; then pgbench doing
+//!    only its database writes on the same server, the ceiling it is a
+//!    share of (one review per transaction, then 16).
 //! 2. ingestion: signed webhooks straight at the consumer, 10% duplicates,
-//!    for reviews seeded in PostgreSQL; then checks exactly those rows changed.
+//!    for reviews seeded in PostgreSQL; then checks exactly those rows
+//!    changed; then pgbench running decide.sql alone, its ceiling.
 //! 3. delivery: a zero-delay help desk firing webhooks at our own receiver.
 //! 7. noisy neighbours: 3 again, beside black holes and slow lorises.
 //! 5. end to end: reviews at the default 2–5 s delay until all are decided.
@@ -19,6 +22,7 @@
 //!    (before 7, like 8).
 //! 6. memory: RSS of the services idle and at their peak under load.
 
+mod ceiling;
 mod chart;
 mod cpu;
 mod hostile;
@@ -70,6 +74,10 @@ pub(crate) struct Args {
     /// what PostgreSQL spends per operation (left out without it).
     #[arg(long, env = "BENCH_PG_PID")]
     pub(crate) pg_pid: Option<u32>,
+    /// pgbench, for the same-run ceilings of scenarios 1 and 2 (pgbench
+    /// doing only their database writes); left out without it.
+    #[arg(long, env = "BENCH_PGBENCH")]
+    pub(crate) pgbench: Option<PathBuf>,
     /// Pids whose RSS (and CPU time) to watch, `name=pid`, comma-separated.
     #[arg(long, env = "BENCH_PIDS", value_delimiter = ',')]
     pub(crate) pids: Vec<String>,

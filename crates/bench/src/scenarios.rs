@@ -12,12 +12,13 @@ use hookline_contract::signature::SecretSet;
 use hookline_contract::{CreateReview, DocumentRequest, DocumentStatus, DocumentWebhook, headers};
 use serde_json::{Value, json};
 
+use crate::ceiling::{self, Pgbench};
 use crate::cpu;
 use crate::hostile;
 use crate::load::{self, Call, LoadResult, MakeCall};
 use crate::receiver::{self, Receipts};
 use crate::rss::RssWatch;
-use crate::store::{Pg, Rd};
+use crate::store::{Pg, PgSettings, Rd, WalCounters};
 use crate::{Args, BoxError, Sizes, progress, unix_us};
 
 /// One line of the results table.
@@ -144,6 +145,18 @@ struct Ctx {
     receipts: Arc<Receipts>,
     /// Scenario 3's figure, which scenario 7 is measured against.
     clean_delivery_per_second: Option<f64>,
+    /// Scenarios 1's and 2's figures, which their ceilings are measured against.
+    create_per_second: Option<f64>,
+    ingest_per_second: Option<f64>,
+    /// The consumer's PostgreSQL: what a commit costs there.
+    pg_settings: Option<PgSettings>,
+    /// pg_stat_statements is there to read.
+    statements: bool,
+    pgbench: Option<Pgbench>,
+    /// pgbench invocations so far (each gets its own ids).
+    pgbench_runs: u32,
+    /// The consumer's WRITE_BATCH, from its environment.
+    write_batch: String,
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
@@ -158,9 +171,34 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         sizes,
         receiver_url,
         receipts,
+        pgbench: args.pgbench.clone().map(|bin| Pgbench {
+            bin,
+            url: args.database_url.clone(),
+            dir: ceiling::script_dir(&format!("{}", std::process::id())),
+        }),
+        write_batch: consumer_write_batch(&named_pids(&args.pids)),
         args,
         clean_delivery_per_second: None,
+        create_per_second: None,
+        ingest_per_second: None,
+        pg_settings: None,
+        statements: false,
+        pgbench_runs: 0,
     };
+    ctx.pg_settings = ctx.pg.settings().await.ok();
+    ctx.statements = ctx.pg.statements_reset().await;
+    if let Some(pg) = &ctx.pg_settings {
+        eprintln!(
+            "PostgreSQL {}: fsync={}, synchronous_commit={}, wal_sync_method={}; pg_stat_statements {}; \
+             consumer WRITE_BATCH={}",
+            pg.server_version,
+            pg.fsync,
+            pg.synchronous_commit,
+            pg.wal_sync_method,
+            if ctx.statements { "on" } else { "not loaded" },
+            ctx.write_batch
+        );
+    }
     let mut report = Report::default();
     let started = Instant::now();
     let idle = ctx.rss.now();
@@ -177,12 +215,18 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
             failed(&mut report, "1 create_review", &e);
         }
         note_peaks(&ctx);
+        if let Err(e) = create_review_ceilings(&mut ctx, &mut report).await {
+            failed(&mut report, "1 create_review ceiling", &e);
+        }
     }
     if ctx.args.runs(2) {
         if let Err(e) = ingestion(&mut ctx, &mut report).await {
             failed(&mut report, "2 ingestion", &e);
         }
         note_peaks(&ctx);
+        if let Err(e) = ingestion_ceiling(&mut ctx, &mut report).await {
+            failed(&mut report, "2 ingestion ceiling", &e);
+        }
     }
     if ctx.args.runs(3) {
         if let Err(e) = delivery(&mut ctx, &mut report).await {
@@ -339,6 +383,234 @@ async fn quiet(pid: u32) {
     }
 }
 
+/// The consumer's `WRITE_BATCH` (its environment), or `default`.
+fn consumer_write_batch(pids: &[(String, u32)]) -> String {
+    let Some((_, pid)) = pids.iter().find(|(name, _)| name == "consumer") else {
+        return "unknown".to_owned();
+    };
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return "unknown".to_owned();
+    };
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(b"WRITE_BATCH=").map(|v| String::from_utf8_lossy(v).into_owned()))
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+/// Opens a window on the database's work: pg_stat_statements afresh, the WAL
+/// counters as they are. None when they cannot be read.
+async fn db_window_start(ctx: &mut Ctx) -> Option<WalCounters> {
+    if ctx.statements {
+        ctx.statements = ctx.pg.statements_reset().await;
+    }
+    ctx.pg.wal().await.ok()
+}
+
+/// Closes it: commits and WAL flushes per operation as a row, and the
+/// statements that took the most time, into the details (and on stderr).
+async fn db_window_end(
+    ctx: &mut Ctx,
+    report: &mut Report,
+    scenario: &str,
+    who: &str,
+    what: &str,
+    ops: u64,
+    before: Option<WalCounters>,
+) -> Value {
+    // A backend reports its counters when it exits (pgbench's do), or when
+    // idle, at most once a second and, after a burst, up to 10 s later
+    // (PGSTAT_IDLE_INTERVAL): the consumer's pooled connections stay open,
+    // so its figures wait for that; a quick run leaves them out.
+    let lingers = who == "consumer";
+    let wait = if lingers && !ctx.args.quick { 10_500 } else { 1_100 };
+    actix_web::rt::time::sleep(Duration::from_millis(wait)).await;
+    let mut detail = serde_json::Map::new();
+    if let (Some(before), Ok(after), false) = (before, ctx.pg.wal().await, lingers && ctx.args.quick) {
+        let per = after.per_op(&before, ops);
+        let f = |key: &str| per.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+        report.row(
+            scenario,
+            &format!(
+                "{who}: WAL flushes per {what} ({:.2} commits, {:.1} WAL records, {:.0} WAL bytes)",
+                f("commits"),
+                f("wal_records"),
+                f("wal_bytes")
+            ),
+            f("wal_flushes"),
+            "",
+            Target::None,
+        );
+        detail.insert("per_op".into(), per);
+    }
+    if ctx.statements
+        && let Ok(top) = ctx.pg.statements_top(6).await
+    {
+        eprintln!("{scenario}, {who}: pg_stat_statements (calls, total ms, mean ms, query)");
+        for st in &top {
+            eprintln!(
+                "  {:>8} {:>9.0} {:>7.3}  {}",
+                st.calls, st.total_exec_time, st.mean_exec_time, st.query
+            );
+        }
+        detail.insert("statements".into(), json!(top));
+    }
+    let detail = Value::Object(detail);
+    report
+        .details
+        .insert(format!("database {scenario} {who}"), detail.clone());
+    detail
+}
+
+/// One pgbench ceiling: `script` for `ops` operations (`per_txn` in each
+/// transaction), seeded by `seed` first; a row with its rate, the CPU
+/// PostgreSQL and pgbench spent per operation, and its database window.
+#[allow(clippy::too_many_arguments)]
+async fn pgbench_ceiling(
+    ctx: &mut Ctx,
+    report: &mut Report,
+    scenario: &str,
+    name: &str,
+    what: &str,
+    script: String,
+    per_txn: usize,
+    seed: bool,
+) -> Result<Option<f64>, BoxError> {
+    let Some(pgbench) = &ctx.pgbench else {
+        eprintln!("{scenario}: no ceiling (no --pgbench)");
+        return Ok(None);
+    };
+    let (bin, url, dir) = (pgbench.bin.clone(), pgbench.url.clone(), pgbench.dir.clone());
+    let clients = ctx.args.concurrency.max(1);
+    let ops = match scenario {
+        "2 ingestion" => ctx.sizes.ingest,
+        _ => ctx.sizes.create,
+    };
+    let per_client = (ops / clients / per_txn).max(1);
+    ctx.pgbench_runs += 1;
+    let tag = u32::try_from(unix_us() / 1_000_000 % 0x0fff_ffff)? * 16 + ctx.pgbench_runs % 16;
+    if seed {
+        ctx.pg.execute(&ceiling::seed_sql(tag, clients, per_client)).await?;
+    }
+    let db_before = db_window_start(ctx).await;
+    let pg_before = ctx.args.pg_pid.and_then(cpu::tree_ticks);
+    let bar = progress(1, &format!("{scenario}: pgbench {name}"));
+    let (name_owned, script_owned) = (name.to_owned(), script.clone());
+    let outcome = actix_web::rt::task::spawn_blocking(move || {
+        Pgbench { bin, url, dir }.run(&name_owned, &script_owned, clients, per_client, tag)
+    })
+    .await??;
+    bar.finish();
+    let pg_after = ctx.args.pg_pid.and_then(cpu::tree_ticks);
+    let done = outcome.transactions * per_txn as u64;
+    let rate = outcome.tps * per_txn as f64;
+    let per_op = |us: f64| us / done.max(1) as f64;
+    let pg_us = pg_before
+        .zip(pg_after)
+        .map(|(b, a)| per_op(a.saturating_sub(b) as f64 * cpu::TICK_US));
+    let cpu_text = match pg_us {
+        Some(pg) => format!(
+            "postgres {pg:.0} µs + pgbench {:.0} µs CPU per {what}",
+            per_op(outcome.client_cpu_us)
+        ),
+        None => format!("pgbench {:.0} µs CPU per {what}", per_op(outcome.client_cpu_us)),
+    };
+    report.row(
+        scenario,
+        &format!(
+            "pgbench ceiling, {name}: -M prepared -c {clients} -j {} ({cpu_text})",
+            clients.min(2)
+        ),
+        rate,
+        &format!("{what}s/s"),
+        Target::None,
+    );
+    let database = db_window_end(ctx, report, scenario, &format!("pgbench {name}"), what, done, db_before).await;
+    report.details.insert(
+        format!("ceiling {scenario} {name}"),
+        json!({
+            "per_second": rate,
+            "per_transaction": per_txn,
+            "pgbench": outcome.json(),
+            "postgres_cpu_us_per_op": pg_us,
+            "pgbench_cpu_us_per_op": per_op(outcome.client_cpu_us),
+            "database": database,
+            "script": script,
+        }),
+    );
+    Ok(Some(rate))
+}
+
+/// Our throughput as a share of a ceiling, as a row.
+fn share_row(report: &mut Report, scenario: &str, ours: Option<f64>, ceiling: Option<f64>, name: &str, target: Target) {
+    if let (Some(ours), Some(ceiling)) = (ours, ceiling)
+        && ceiling > 0.0
+    {
+        report.row(
+            scenario,
+            &format!("share of the same-run ceiling, {name} ({ours:.0} / {ceiling:.0})"),
+            ours / ceiling,
+            "",
+            target,
+        );
+    }
+}
+
+/// Scenario 1's ceilings: its two writes one review per transaction (the
+/// issue's yardstick: at least 0.7 of it), then [`ceiling::BATCH`] at once.
+async fn create_review_ceilings(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
+    let s = "1 create-review";
+    let one = pgbench_ceiling(
+        ctx,
+        report,
+        s,
+        "INSERT + UPDATE per review",
+        "review",
+        ceiling::create_review_script(),
+        1,
+        false,
+    )
+    .await?;
+    share_row(report, s, ctx.create_per_second, one, "1 review per commit", Target::AtLeast(0.7));
+    let batched = pgbench_ceiling(
+        ctx,
+        report,
+        s,
+        &format!("{} reviews per INSERT and UPDATE", ceiling::BATCH),
+        "review",
+        ceiling::create_review_batched_script(),
+        ceiling::BATCH,
+        false,
+    )
+    .await?;
+    share_row(
+        report,
+        s,
+        ctx.create_per_second,
+        batched,
+        &format!("{} reviews per commit", ceiling::BATCH),
+        Target::None,
+    );
+    Ok(())
+}
+
+/// Scenario 2's ceiling: decide.sql alone, one decision per transaction.
+async fn ingestion_ceiling(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
+    let s = "2 ingestion";
+    let one = pgbench_ceiling(
+        ctx,
+        report,
+        s,
+        "decide.sql per decision",
+        "decision",
+        ceiling::ingestion_script(),
+        1,
+        true,
+    )
+    .await?;
+    share_row(report, s, ctx.ingest_per_second, one, "decide.sql", Target::None);
+    Ok(())
+}
+
 /// A scenario that could not finish: say so, keep the others.
 fn failed(report: &mut Report, scenario: &str, error: &BoxError) {
     eprintln!("{scenario}: FAILED: {error}");
@@ -381,6 +653,7 @@ async fn settle(pg: &mut Pg, url_prefix: &str, deadline: Instant, what: &str) ->
 async fn create_review(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
     let (n, c) = (ctx.sizes.create, ctx.args.concurrency);
     let url_prefix = format!("https://bench.example/create/{}/", ctx.run);
+    let db_before = db_window_start(ctx).await;
     let before = cpu_use(ctx).await;
     let result = drive(
         n,
@@ -399,6 +672,7 @@ async fn create_review(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxErro
         "req/s",
         Target::AtLeast(5000.0),
     );
+    ctx.create_per_second = Some(result.per_second());
     report.latency_rows(s, "latency", &result.latency_us, Target::AtMost(50.0));
     report.row(s, "errors", result.errors as f64, "", Target::AtMost(0.0));
     report.details.insert("create_review".into(), load_json(&result));
@@ -418,6 +692,16 @@ async fn create_review(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxErro
         &after,
         busy,
     );
+    db_window_end(
+        ctx,
+        report,
+        s,
+        "consumer",
+        "review (request and decision webhook)",
+        u64::try_from(decided)?,
+        db_before,
+    )
+    .await;
     Ok(())
 }
 
@@ -485,9 +769,11 @@ async fn ingestion(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
             Ok(ack.get("outcome").and_then(Value::as_str).unwrap_or("?").to_owned())
         })
     });
+    let db_before = db_window_start(ctx).await;
     let before = cpu_use(ctx).await;
     let result = drive(total, ctx.args.concurrency, ctx.args.load_threads, "2 ingestion", make).await?;
     let after = cpu_use(ctx).await;
+    ctx.ingest_per_second = Some(result.per_second());
     let check = ctx.pg.check_ingest(&prefix, i64::try_from(n)?).await?;
     let applied = result.tags.get("applied").copied().unwrap_or(0);
     let repeats =
@@ -505,7 +791,7 @@ async fn ingestion(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
         &format!("throughput ({total} webhooks, {duplicates} dup)"),
         result.per_second(),
         "webhooks/s",
-        Target::AtLeast(5000.0),
+        Target::AtLeast(10_000.0),
     );
     report.latency_rows(s, "latency", &result.latency_us, Target::None);
     report.row(s, "errors", result.errors as f64, "", Target::AtMost(0.0));
@@ -529,6 +815,7 @@ async fn ingestion(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
     let busy = cpu::cores_busy(before.machine, after.machine);
     cpu_row(report, s, "webhook", total as u64, &before, &after, busy);
     report.series.push(("2 ingestion".into(), result.latency_us));
+    db_window_end(ctx, report, s, "consumer", "webhook", total as u64, db_before).await;
     Ok(())
 }
 
@@ -693,7 +980,7 @@ async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
         "deliveries/s, request to receipt",
         done.per_second,
         "/s",
-        Target::AtLeast(10_000.0),
+        Target::AtLeast(20_000.0),
     );
     report.latency_rows(s, "request→receipt", &done.latency, Target::None);
     report.row(s, "not delivered", done.not_delivered(), "", Target::AtMost(0.0));
@@ -1100,6 +1387,9 @@ fn finish(ctx: &Ctx, report: Report, took: Duration) -> Result<(), BoxError> {
         "machine": machine(),
         "sizes": ctx.sizes,
         "concurrency": ctx.args.concurrency,
+        "postgres": ctx.pg_settings,
+        "pg_stat_statements": ctx.statements,
+        "consumer_write_batch": ctx.write_batch,
         "failures": report.failures,
         "rows": report.rows,
         "details": report.details,
@@ -1145,6 +1435,12 @@ fn finish(ctx: &Ctx, report: Report, took: Duration) -> Result<(), BoxError> {
                 widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  ")
             );
         }
+    }
+    if let Some(pg) = &ctx.pg_settings {
+        println!(
+            "PostgreSQL {}: fsync={}, synchronous_commit={}; consumer WRITE_BATCH={}",
+            pg.server_version, pg.fsync, pg.synchronous_commit, ctx.write_batch
+        );
     }
     println!(
         "\n{mode} run in {:.0} s; wrote {} and {}",

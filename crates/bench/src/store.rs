@@ -118,6 +118,58 @@ impl Pg {
         Ok(ids.into_iter().map(|id| id.document_id).collect())
     }
 
+    /// Runs a statement that returns nothing worth keeping.
+    pub(crate) async fn execute(&mut self, sql: &str) -> Result<(), BoxError> {
+        diesel::sql_query(sql).execute(&mut self.0).await?;
+        Ok(())
+    }
+
+    /// The server's version and the settings that decide what a commit costs.
+    pub(crate) async fn settings(&mut self) -> Result<PgSettings, BoxError> {
+        Ok(diesel::sql_query(
+            "SELECT current_setting('server_version') AS server_version, current_setting('fsync') AS fsync, \
+                    current_setting('synchronous_commit') AS synchronous_commit, \
+                    current_setting('wal_sync_method') AS wal_sync_method, \
+                    current_setting('full_page_writes') AS full_page_writes, \
+                    current_setting('shared_preload_libraries') AS shared_preload_libraries",
+        )
+        .get_result(&mut self.0)
+        .await?)
+    }
+
+    /// The cluster's WAL counters and this database's commits so far.
+    pub(crate) async fn wal(&mut self) -> Result<WalCounters, BoxError> {
+        Ok(diesel::sql_query(
+            "SELECT w.wal_records, w.wal_bytes::bigint AS wal_bytes, w.wal_write, w.wal_sync, d.xact_commit \
+             FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()",
+        )
+        .get_result(&mut self.0)
+        .await?)
+    }
+
+    /// Starts pg_stat_statements afresh; false when it is not loaded
+    /// (shared_preload_libraries) and cannot be.
+    pub(crate) async fn statements_reset(&mut self) -> bool {
+        if self.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.is_err() {
+            return false;
+        }
+        self.execute("SELECT pg_stat_statements_reset()").await.is_ok()
+    }
+
+    /// The statements that took the most time since the last reset.
+    pub(crate) async fn statements_top(&mut self, limit: i64) -> Result<Vec<Statement>, BoxError> {
+        Ok(diesel::sql_query(
+            "SELECT calls, total_exec_time, mean_exec_time, rows, wal_records, \
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query \
+             FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND query !~* 'pg_stat_statements|pg_stat_wal' \
+             ORDER BY total_exec_time DESC LIMIT $1",
+        )
+        .bind::<BigInt, _>(limit)
+        .load(&mut self.0)
+        .await?)
+    }
+
     /// When the last review of a batch was decided (unix ms).
     pub(crate) async fn batch_last_decided_ms(&mut self, url_prefix: &str) -> Result<i64, BoxError> {
         let c = diesel::sql_query(
@@ -129,6 +181,72 @@ impl Pg {
         .await?;
         Ok(c.n)
     }
+}
+
+/// `SHOW`s of the server (see [`Pg::settings`]).
+#[derive(QueryableByName, Debug, Clone, serde::Serialize)]
+pub(crate) struct PgSettings {
+    #[diesel(sql_type = Text)]
+    pub(crate) server_version: String,
+    #[diesel(sql_type = Text)]
+    pub(crate) fsync: String,
+    #[diesel(sql_type = Text)]
+    pub(crate) synchronous_commit: String,
+    #[diesel(sql_type = Text)]
+    pub(crate) wal_sync_method: String,
+    #[diesel(sql_type = Text)]
+    pub(crate) full_page_writes: String,
+    #[diesel(sql_type = Text)]
+    pub(crate) shared_preload_libraries: String,
+}
+
+/// Cumulative counters: `pg_stat_wal` (the cluster's) and `xact_commit`.
+#[derive(QueryableByName, Debug, Clone, Copy, Default, serde::Serialize)]
+pub(crate) struct WalCounters {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) wal_records: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) wal_bytes: i64,
+    /// WAL writes (`write()` calls).
+    #[diesel(sql_type = BigInt)]
+    pub(crate) wal_write: i64,
+    /// WAL flushes to disk (`fdatasync`): zero with fsync off.
+    #[diesel(sql_type = BigInt)]
+    pub(crate) wal_sync: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) xact_commit: i64,
+}
+
+impl WalCounters {
+    /// What happened between `before` and `self`, per operation.
+    pub(crate) fn per_op(&self, before: &Self, ops: u64) -> serde_json::Value {
+        let per = |a: i64, b: i64| (a - b) as f64 / ops.max(1) as f64;
+        serde_json::json!({
+            "ops": ops,
+            "commits": per(self.xact_commit, before.xact_commit),
+            "wal_flushes": per(self.wal_sync, before.wal_sync),
+            "wal_writes": per(self.wal_write, before.wal_write),
+            "wal_records": per(self.wal_records, before.wal_records),
+            "wal_bytes": per(self.wal_bytes, before.wal_bytes),
+        })
+    }
+}
+
+/// A line of `pg_stat_statements` (times in ms).
+#[derive(QueryableByName, Debug, Clone, serde::Serialize)]
+pub(crate) struct Statement {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) calls: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub(crate) total_exec_time: f64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub(crate) mean_exec_time: f64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) rows: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) wal_records: i64,
+    #[diesel(sql_type = Text)]
+    pub(crate) query: String,
 }
 
 pub(crate) struct Rd {
