@@ -431,8 +431,8 @@ async fn db_window_end(
         report.row(
             scenario,
             &format!(
-                "{who}: WAL flushes per {what} ({:.2} commits, {:.1} WAL records, {:.0} WAL bytes)",
-                f("commits"),
+                "{who}: WAL flushes per {what} ({:.2} writing transactions, {:.1} WAL records, {:.0} WAL bytes)",
+                f("write_transactions"),
                 f("wal_records"),
                 f("wal_bytes")
             ),
@@ -443,7 +443,7 @@ async fn db_window_end(
         detail.insert("per_op".into(), per);
     }
     if ctx.statements
-        && let Ok(top) = ctx.pg.statements_top(6).await
+        && let Ok(top) = ctx.pg.statements_top(10).await
     {
         eprintln!("{scenario}, {who}: pg_stat_statements (calls, total ms, mean ms, query)");
         for st in &top {

@@ -213,8 +213,13 @@ pub(crate) struct WalCounters {
     /// WAL flushes to disk (`fdatasync`): zero with fsync off.
     #[diesel(sql_type = BigInt)]
     pub(crate) wal_sync: i64,
+    /// Commits, read-only ones too.
     #[diesel(sql_type = BigInt)]
     pub(crate) xact_commit: i64,
+    /// The next transaction id: how many transactions wrote (exact at once,
+    /// unlike the others, which backends report when idle).
+    #[diesel(sql_type = BigInt)]
+    pub(crate) next_xid: i64,
 }
 
 impl WalCounters {
@@ -224,6 +229,7 @@ impl WalCounters {
         serde_json::json!({
             "ops": ops,
             "commits": per(self.xact_commit, before.xact_commit),
+            "write_transactions": per(self.next_xid, before.next_xid),
             "wal_flushes": per(self.wal_sync, before.wal_sync),
             "wal_writes": per(self.wal_write, before.wal_write),
             "wal_records": per(self.wal_records, before.wal_records),
