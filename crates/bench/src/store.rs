@@ -140,7 +140,8 @@ impl Pg {
     /// The cluster's WAL counters and this database's commits so far.
     pub(crate) async fn wal(&mut self) -> Result<WalCounters, BoxError> {
         Ok(diesel::sql_query(
-            "SELECT w.wal_records, w.wal_bytes::bigint AS wal_bytes, w.wal_write, w.wal_sync, d.xact_commit \
+            "SELECT w.wal_records, w.wal_bytes::bigint AS wal_bytes, w.wal_write, w.wal_sync, d.xact_commit, \
+                    pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid \
              FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()",
         )
         .get_result(&mut self.0)
