@@ -30,6 +30,8 @@
 #   BENCH_CLUSTER=0          no cluster, no scenario 9 (also when --only leaves out 9)
 #   HTTP_WORKERS             HTTP worker threads of each service     [one per core]
 #   WRITE_BATCH              the consumer's group commit; 1 turns it off [its default]
+#   CONSUMER_BIN             another consumer build to measure (e.g. an older
+#                            commit's), same migrations     [the one built here]
 #   PGBENCH                  pgbench for the ceilings        [next to postgres]
 #   KEEP_TEMP=1              keep the temp dir (service logs)
 #   PG_BINDIR, START_TIMEOUT, STOP_TIMEOUT: see scripts/lib.sh
@@ -169,6 +171,8 @@ start_cluster_helpdesk() {
 say "==> cargo build --release (consumer, helpdesk, bench)"
 cargo build --quiet --release -p hookline-consumer -p hookline-helpdesk -p hookline-bench
 bin=${CARGO_TARGET_DIR:-target}/release
+consumer_bin=${CONSUMER_BIN:-$bin/consumer}
+[[ -x "$consumer_bin" ]] || die "CONSUMER_BIN=$consumer_bin is not an executable"
 
 tmp=$(make_temp_dir hookline-bench)
 track_dir "$tmp"
@@ -221,7 +225,7 @@ fast_pid=$HL_BG_PID
 consumer_port=$(free_port)
 start_bg consumer "$tmp/consumer.log" env "${workers[@]}" LOG_FORMAT=json RUST_LOG=warn \
     CONSUMER_LISTEN="127.0.0.1:$consumer_port" HELPDESK_URL="http://127.0.0.1:$helpdesk_port" \
-    WEBHOOK_SECRET="$secret" ${WRITE_BATCH:+WRITE_BATCH="$WRITE_BATCH"} "$bin/consumer"
+    WEBHOOK_SECRET="$secret" ${WRITE_BATCH:+WRITE_BATCH="$WRITE_BATCH"} "$consumer_bin"
 consumer_pid=$HL_BG_PID
 
 # Scenario 9: a Redis Cluster and help desks on it, when it is to run.
