@@ -178,7 +178,17 @@ impl Pgbench {
         tag: u32,
     ) -> Result<Outcome, BoxError> {
         std::fs::create_dir_all(&self.dir)?;
-        let file = self.dir.join(format!("{name}.sql"));
+        let slug: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let file = self.dir.join(format!("{slug}.sql"));
         std::fs::write(&file, script)?;
         let args: Vec<String> = vec![
             "-n".into(),
@@ -209,10 +219,24 @@ impl Pgbench {
         let cpu_after = cpu::children_ticks(std::process::id()).unwrap_or(0);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail = |text: &str| text.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
+        let tail = |text: &str| {
+            text.lines()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
         if !output.status.success() {
+            // pgbench's own complaint (a SQL error, a bad meta-command) first.
+            let cause = stderr
+                .lines()
+                .find(|line| line.contains("ERROR") || line.contains("error") || line.contains("FATAL"))
+                .unwrap_or_default();
             return Err(format!(
-                "pgbench {name} failed ({}; script {}): {}",
+                "pgbench {name} failed ({}; script {}): {cause} | {}",
                 output.status,
                 file.display(),
                 tail(&stderr)
@@ -249,7 +273,9 @@ impl Pgbench {
 
 /// The rest of the first line of `text` that starts with `prefix`.
 fn field<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    text.lines().find_map(|line| line.trim().strip_prefix(prefix)).map(str::trim)
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix(prefix))
+        .map(str::trim)
 }
 
 /// A directory for this run's scripts (results.json keeps their text too).

@@ -393,7 +393,10 @@ fn consumer_write_batch(pids: &[(String, u32)]) -> String {
     };
     environ
         .split(|b| *b == 0)
-        .find_map(|var| var.strip_prefix(b"WRITE_BATCH=").map(|v| String::from_utf8_lossy(v).into_owned()))
+        .find_map(|var| {
+            var.strip_prefix(b"WRITE_BATCH=")
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
         .unwrap_or_else(|| "default".to_owned())
 }
 
@@ -570,7 +573,14 @@ async fn create_review_ceilings(ctx: &mut Ctx, report: &mut Report) -> Result<()
         false,
     )
     .await?;
-    share_row(report, s, ctx.create_per_second, one, "1 review per commit", Target::AtLeast(0.7));
+    share_row(
+        report,
+        s,
+        ctx.create_per_second,
+        one,
+        "1 review per commit",
+        Target::AtLeast(0.7),
+    );
     let batched = pgbench_ceiling(
         ctx,
         report,

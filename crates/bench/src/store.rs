@@ -151,7 +151,11 @@ impl Pg {
     /// Starts pg_stat_statements afresh; false when it is not loaded
     /// (shared_preload_libraries) and cannot be.
     pub(crate) async fn statements_reset(&mut self) -> bool {
-        if self.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.is_err() {
+        if self
+            .execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await
+            .is_err()
+        {
             return false;
         }
         self.execute("SELECT pg_stat_statements_reset()").await.is_ok()
