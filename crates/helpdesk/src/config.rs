@@ -16,7 +16,7 @@ use hookline_kit::auth::ApiKeys;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
 use hookline_kit::tls;
 
-use crate::queue::EndpointLimits;
+use crate::queue::{EndpointLimits, MAX_PARTITIONS};
 use crate::ssrf::{CallbackPolicy, Rule};
 
 #[derive(Debug, Parser)]
@@ -96,6 +96,16 @@ pub struct Settings {
     /// Prefix of every Redis key (also their Redis Cluster hash tag).
     #[arg(long, env = "REDIS_PREFIX", default_value = "helpdesk")]
     pub redis_prefix: String,
+
+    /// Partitions the queue is spread over, each under its own hash tag
+    /// (`{prefix:k}`), so a Redis Cluster spreads its keys and work over its
+    /// masters; an endpoint's limits are shared out among them. 1: every
+    /// key under `{prefix}` (the layout before partitions). Every help desk
+    /// process of one prefix must use the same count; the help desk refuses
+    /// to start with another while the queue still holds cases.
+    #[arg(long, env = "REDIS_PARTITIONS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_PARTITIONS as i64))]
+    pub redis_partitions: u16,
 
     /// Faults injected around deliveries, to see whether receivers survive
     /// the real world: `fault=rate,...` with the faults duplicate, replay,

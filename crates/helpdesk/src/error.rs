@@ -31,7 +31,9 @@ impl Error {
             Self::Queue(QueueError::Redis(_) | QueueError::NotReplicated { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, unavailable_body("the job store"))
             }
-            Self::Queue(QueueError::Corrupt { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, internal_body()),
+            Self::Queue(QueueError::Corrupt { .. } | QueueError::Layout { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, internal_body())
+            }
         }
     }
 }

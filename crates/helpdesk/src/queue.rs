@@ -3,9 +3,12 @@
 //!
 //! # Design
 //!
-//! Every key starts with `{prefix}` (`REDIS_PREFIX` in braces), which is
-//! also the Redis Cluster hash tag, so all keys of one help desk live in one
-//! slot and every script below stays atomic on a cluster too.
+//! What follows is one [`Partition`]: every key starts with its tag,
+//! `{prefix}` (`REDIS_PREFIX` in braces) when the queue has one partition,
+//! `{prefix:k}` (roughly) for partition k of several (`REDIS_PARTITIONS`,
+//! see [`Queue`] for how cases, endpoints' limits and workers spread over
+//! them). The tag is also the Redis Cluster hash tag, so a partition's keys
+//! live in one slot and every script below stays atomic on a cluster too.
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -23,6 +26,8 @@
 //! | `{p}:event:<webhookId>` | hash | one event for one subscription: a job like a case's callback (its id in the sets is `~<webhookId>`), with `event`, `subscription`, `sequence` |
 //! | `{p}:sub:<id>` | hash | a subscription: `tenant`, `url`, `endpoint`, `events`, `secret` (and `previousSecret` until `previousUntil`), `disabled`, delivery stats |
 //! | `{p}:subs:<tenant>` | sorted set | a tenant's subscriptions, by creation time |
+//! | `{prefix}:partition-count` | string | how many partitions the queue was made with (checked at start-up) |
+//! | `{p}:partition` | string | the partition's number; every script names it first, so none runs on a half-migrated cluster slot |
 //! | `{p}:chaos` | hash | chaos faults injected, `<fault>:<answer class>` and `<fault>:unexpected` (for `GET /chaos`) |
 //!
 //! A **job** is either a case's callback (its id is the `documentId`, its
@@ -158,9 +163,11 @@ use redis::{AsyncCommands, Script, ScriptInvocation};
 use crate::endpoint::Endpoint;
 
 mod conn;
+mod partitions;
 mod subscriptions;
 
 pub use conn::RedisConnection;
+pub use partitions::{MAX_PARTITIONS, Queue, partition_of, partition_tag};
 pub use subscriptions::{NewSubscriptionRecord, SubscriptionChange, SubscriptionRecord};
 
 /// The Lua every script starts with: the common arguments, the key names,
@@ -208,6 +215,13 @@ pub enum QueueError {
     /// is on the master, but a failover now could lose it.
     #[error("only {acknowledged} of {wanted} replicas confirmed the write")]
     NotReplicated { acknowledged: u32, wanted: u32 },
+    /// `REDIS_PARTITIONS` differs from the count the queue was made with,
+    /// and the queue still holds cases that would be looked for elsewhere.
+    #[error(
+        "REDIS_PARTITIONS is {now}, but this REDIS_PREFIX's queue was made with {before} and still holds {held} \
+         cases: keep {before}, use another REDIS_PREFIX, or let the cases finish and expire first"
+    )]
+    Layout { before: usize, now: usize, held: u64 },
 }
 
 /// How many replicas must confirm a new case before it is answered.
@@ -330,6 +344,12 @@ impl Keys {
     /// Finished cases, scored by when they expire (`CASE_RETENTION`).
     pub fn expiring(&self) -> String {
         format!("{}:expiring", self.tag)
+    }
+
+    /// The partition's anchor: always there, named first by every script
+    /// (see `common.lua`); holds the partition's number.
+    pub fn anchor(&self) -> String {
+        format!("{}:partition", self.tag)
     }
 
     /// The single due set of the layout before per-endpoint queues.
@@ -571,6 +591,8 @@ pub struct ClaimedJob {
     pub case: CaseRecord,
     pub endpoint: Endpoint,
     lease: String,
+    /// The partition it was claimed from (where its finish goes).
+    partition: usize,
 }
 
 /// The result of one claim: the jobs, and when the next job may be claimed
@@ -718,9 +740,11 @@ pub enum Clock {
 /// How long finished cases are kept unless set otherwise (`CASE_RETENTION`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// A handle on the queue; cheap to clone, safe to share between tasks.
+/// One partition of the queue: every key under one hash tag, so each
+/// script is atomic on one Redis (or one cluster slot). [`Queue`] spreads
+/// cases over one or more of them.
 #[derive(Clone)]
-pub struct Queue {
+pub struct Partition {
     conn: RedisConnection,
     durability: Durability,
     keys: Keys,
@@ -730,9 +754,9 @@ pub struct Queue {
     scripts: std::sync::Arc<Scripts>,
 }
 
-impl std::fmt::Debug for Queue {
+impl std::fmt::Debug for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue")
+        f.debug_struct("Partition")
             .field("keys", &self.keys)
             .field("limits", &self.limits)
             .field("retention", &self.retention)
@@ -741,24 +765,30 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-impl Queue {
-    /// Connects (reconnecting by itself later) to `redis_url` — a Redis
-    /// Cluster when it lists several nodes, comma-separated
-    /// ([`RedisConnection`]) — and moves jobs stored by a help desk from
+impl Partition {
+    /// The partition whose keys start with `{tag}`, with `limits` as its
+    /// share of each endpoint's; moves jobs stored by a help desk from
     /// before per-endpoint queues into them.
-    pub async fn connect(redis_url: &str, prefix: &str, limits: EndpointLimits) -> Result<Self, QueueError> {
-        let conn = RedisConnection::connect(redis_url).await?;
-        let queue = Self {
+    async fn open(
+        conn: RedisConnection,
+        number: usize,
+        tag: &str,
+        limits: EndpointLimits,
+        scripts: std::sync::Arc<Scripts>,
+    ) -> Result<Self, QueueError> {
+        let partition = Self {
             conn,
             durability: Durability::default(),
-            keys: Keys::new(prefix),
+            keys: Keys::new(tag),
             limits,
             retention: DEFAULT_RETENTION,
             clock: Clock::Redis,
-            scripts: std::sync::Arc::new(Scripts::new()),
+            scripts,
         };
-        queue.migrate_legacy().await?;
-        Ok(queue)
+        let mut conn = partition.conn.clone();
+        let _: () = conn.set(partition.keys.anchor(), number).await?;
+        partition.migrate_legacy().await?;
+        Ok(partition)
     }
 
     pub fn limits(&self) -> EndpointLimits {
@@ -770,8 +800,6 @@ impl Queue {
         self.retention
     }
 
-    /// The queue keeping finished cases (delivered or dead) for `retention`
-    /// after they finished (`CASE_RETENTION`).
     /// Answer a new case only once `min_replicas` replicas have it
     /// (`REDIS_MIN_REPLICAS`), waiting at most `timeout` for them.
     pub fn with_min_replicas(mut self, min_replicas: u32, timeout: Duration) -> Self {
@@ -779,6 +807,8 @@ impl Queue {
         self
     }
 
+    /// The partition keeping finished cases (delivered or dead) for
+    /// `retention` after they finished (`CASE_RETENTION`).
     pub fn with_retention(self, retention: Duration) -> Self {
         Self { retention, ..self }
     }
@@ -809,6 +839,7 @@ impl Queue {
             Clock::At(now) => now.timestamp_millis().to_string(),
         };
         invocation
+            .key(self.keys.anchor())
             .arg(now)
             .arg(self.keys.tag())
             .arg(self.limits.concurrency)
@@ -816,7 +847,6 @@ impl Queue {
         invocation
     }
 
-    /// Is Redis answering?
     /// Runs a script and, with `REDIS_MIN_REPLICAS`, waits in the same
     /// round trip (`WAIT`, pipelined behind it, so a cluster sends both to
     /// the master of their slot) until that many replicas have it.
@@ -851,6 +881,7 @@ impl Queue {
         Ok(value)
     }
 
+    /// Is Redis answering?
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
@@ -973,25 +1004,13 @@ impl Queue {
         })
     }
 
-    /// The most recent `limit` cases, newest first, and how many there are in all.
-    pub async fn recent_cases(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), QueueError> {
-        let (ids, total) = self.newest(&self.keys.cases(), limit).await?;
-        Ok((self.cases(&ids).await?.into_iter().flatten().collect(), total))
-    }
-
-    /// The most recent `limit` dead letters and how many there are in all.
-    pub async fn dead_letters(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), QueueError> {
-        let (ids, total) = self.newest(&self.keys.dead(), limit).await?;
-        Ok((self.cases(&ids).await?.into_iter().flatten().collect(), total))
-    }
-
-    /// The members of the `limit` highest scores of the sorted set `key`,
-    /// and its size.
-    async fn newest(&self, key: &str, limit: usize) -> Result<(Vec<String>, u64), QueueError> {
+    /// The members of the `limit` highest scores of the sorted set `key`
+    /// with their scores, and its size.
+    async fn newest(&self, key: &str, limit: usize) -> Result<(Vec<(String, f64)>, u64), QueueError> {
         let mut conn = self.conn.clone();
         let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
         Ok(redis::pipe()
-            .zrevrange(key, 0, stop)
+            .zrevrange_withscores(key, 0, stop)
             .zcard(key)
             .query_async(&mut conn)
             .await?)
@@ -1037,7 +1056,12 @@ impl Queue {
             let case = CaseRecord::from_hash(hash)?;
             let lease = case.lease.clone().unwrap_or_default();
             let endpoint = endpoint_of(&case)?;
-            jobs.push(ClaimedJob { case, endpoint, lease });
+            jobs.push(ClaimedJob {
+                case,
+                endpoint,
+                lease,
+                partition: 0,
+            });
         }
         Ok(Claim {
             jobs,
@@ -1219,23 +1243,8 @@ impl Queue {
         })
     }
 
-    /// The `limit` most recently active endpoints and how many there are.
-    pub async fn endpoints(&self, limit: usize) -> Result<(Vec<EndpointView>, u64), QueueError> {
-        let (names, total) = self.newest(&self.keys.endpoints(), limit).await?;
-        let endpoints: Vec<Endpoint> = names.iter().filter_map(|name| name.parse().ok()).collect();
-        Ok((self.endpoint_views(&endpoints).await?, total))
-    }
-
-    /// One endpoint's state (its defaults if the help desk never saw it).
-    pub async fn endpoint(&self, endpoint: &Endpoint) -> Result<EndpointView, QueueError> {
-        let mut views = self.endpoint_views(std::slice::from_ref(endpoint)).await?;
-        Ok(views
-            .pop()
-            .unwrap_or_else(|| self.endpoint_view(endpoint, HashMap::new(), 0, None)))
-    }
-
-    /// Sets an endpoint's own rate limit (`None`: back to `ENDPOINT_RATE`).
-    pub async fn set_rate(&self, endpoint: &Endpoint, rate: Option<f64>) -> Result<EndpointView, QueueError> {
+    /// Sets an endpoint's own rate limit here (`None`: back to the default).
+    async fn set_rate(&self, endpoint: &Endpoint, rate: Option<f64>) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
         self.invocation(&self.scripts.set_rate)
             .key(self.keys.endpoint(endpoint))
@@ -1243,7 +1252,7 @@ impl Queue {
             .arg(rate.map(|rate| rate.to_string()).unwrap_or_default())
             .invoke_async::<i64>(&mut conn)
             .await?;
-        self.endpoint(endpoint).await
+        Ok(())
     }
 
     async fn endpoint_views(&self, endpoints: &[Endpoint]) -> Result<Vec<EndpointView>, QueueError> {

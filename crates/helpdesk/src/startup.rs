@@ -54,12 +54,17 @@ impl Application {
             ));
         }
         let callback_tls = settings.callback_tls()?;
-        let queue = Queue::connect(
+        let queue = Queue::connect_partitioned(
             settings.redis_url.expose(),
             &settings.redis_prefix,
+            usize::from(settings.redis_partitions),
             settings.endpoint_limits(),
         )
-        .await?
+        .await
+        .map_err(|e| match e {
+            QueueError::Layout { .. } => StartupError::Config(e.to_string()),
+            other => other.into(),
+        })?
         .with_retention(settings.case_retention)
         .with_min_replicas(settings.redis_min_replicas, REPLICA_WAIT);
         queue.ping().await?;

@@ -163,6 +163,49 @@ impl RedisCluster {
             .collect()
     }
 
+    /// Moves the slot of `key` from its master to the master on `to`, the
+    /// way `redis-cli --cluster reshard` does (IMPORTING on the target,
+    /// MIGRATING on the source, MIGRATE, then the new owner announced to
+    /// every master), holding each state for `pause` so clients meet it.
+    /// The keys go in one MIGRATE (all or none: see the README on
+    /// resharding). Returns how many keys moved.
+    pub async fn move_slot(&self, key: &str, to: u16, pause: Duration) -> usize {
+        let from = self.master_of(key);
+        assert_ne!(from, to, "the slot is on {to} already");
+        let slot = cli(from, &["cluster", "keyslot", key]).trim().to_owned();
+        let id = |port: u16| cli(port, &["cluster", "myid"]).trim().to_owned();
+        let (from_id, to_id) = (id(from), id(to));
+        let ok = |port: u16, args: &[&str]| {
+            let out = cli(port, args);
+            assert!(out.trim() == "OK", "{args:?} on {port}: {out}");
+        };
+        ok(to, &["cluster", "setslot", &slot, "importing", &from_id]);
+        ok(from, &["cluster", "setslot", &slot, "migrating", &to_id]);
+        tokio::time::sleep(pause).await;
+        let listed = cli(from, &["cluster", "getkeysinslot", &slot, "1000000"]);
+        let keys: Vec<&str> = listed.lines().filter(|k| !k.is_empty()).collect();
+        if !keys.is_empty() {
+            let to_port = to.to_string();
+            let mut args = vec!["migrate", "127.0.0.1", &to_port, "", "0", "30000", "KEYS"];
+            args.extend(&keys);
+            ok(from, &args);
+        }
+        tokio::time::sleep(pause).await;
+        ok(to, &["cluster", "setslot", &slot, "node", &to_id]);
+        ok(from, &["cluster", "setslot", &slot, "node", &to_id]);
+        for node in self.nodes.iter().filter(|n| n.process.is_some()) {
+            if ![from, to].contains(&node.port) && cli(node.port, &["role"]).starts_with("master") {
+                ok(node.port, &["cluster", "setslot", &slot, "node", &to_id]);
+            }
+        }
+        keys.len()
+    }
+
+    /// The ports of the masters now.
+    pub fn masters(&self) -> Vec<u16> {
+        self.keys_per_master().into_iter().map(|(port, _)| port).collect()
+    }
+
     pub fn node(&mut self, port: u16) -> &mut ClusterNode {
         self.nodes
             .iter_mut()

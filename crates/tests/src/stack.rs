@@ -28,6 +28,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         secret_overlap: std::time::Duration::from_secs(24 * 3600),
         chaos: Default::default(),
         redis_min_replicas: 0,
+        redis_partitions: 1,
         role: helpdesk::config::Role::All,
         worker_concurrency: 64,
         endpoint_concurrency: 16,

@@ -7,6 +7,13 @@
 -- cooldown, expiry) is read from one clock, Redis's: a worker whose clock is
 -- ahead cannot take over live leases, nor one behind hold jobs back. Tests
 -- pass a time instead, to step through it without sleeping.
+--
+-- KEYS[1] is the partition's anchor, `{tag}:partition`, which always
+-- exists: naming it makes Redis Cluster refuse (TRYAGAIN) to run a script
+-- while its slot is half-migrated (some keys here, some moved), so no
+-- script ever reads half a partition. It is taken off: the scripts' own
+-- KEYS start at 1.
+table.remove(KEYS, 1)
 local now = tonumber(ARGV[1])
 if not now then
   local time = redis.call('TIME')

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use hookline_contract::signature::{SecretSet, WebhookSecret};
 use hookline_contract::{EventType, Subscription, SubscriptionStats};
 
-use super::{EVENT_JOB_MARK, Queue, QueueError};
+use super::{EVENT_JOB_MARK, Partition, QueueError};
 use crate::endpoint::Endpoint;
 
 /// A subscription to store.
@@ -132,6 +132,18 @@ impl SubscriptionRecord {
         SecretSet::new(secrets).unwrap_or_else(|_| unreachable!("one secret at least"))
     }
 
+    /// Adds the delivery counts another partition keeps for it.
+    pub(super) fn add_stats(&mut self, other: &SubscriptionRecord) {
+        let (mine, theirs) = (&mut self.stats, &other.stats);
+        mine.delivered += theirs.delivered;
+        mine.failed_attempts += theirs.failed_attempts;
+        mine.dead += theirs.dead;
+        if theirs.last_attempt_at > mine.last_attempt_at {
+            mine.last_attempt_at = theirs.last_attempt_at;
+            mine.last_error = theirs.last_error.clone();
+        }
+    }
+
     pub fn wants(&self, event: EventType) -> bool {
         self.events.contains(&event)
     }
@@ -148,44 +160,60 @@ fn new_secret() -> WebhookSecret {
     WebhookSecret::from_array(rand::random())
 }
 
-impl Queue {
-    /// Stores a subscription with a new secret, unless the tenant has
-    /// `max` already (then `None`).
-    pub async fn create_subscription(
+/// A new subscription as stored, the same in every partition.
+#[derive(Debug, Clone)]
+pub(super) struct StoredSubscription {
+    pub(super) id: String,
+    fields: Vec<(&'static str, String)>,
+    created_at: i64,
+}
+
+impl Partition {
+    /// The fields of a new subscription (with a new id and secret), unless
+    /// the tenant has `max` already (then `None`).
+    pub(super) async fn new_subscription_fields(
         &self,
         new: &NewSubscriptionRecord,
         max: u64,
-    ) -> Result<Option<SubscriptionRecord>, QueueError> {
+    ) -> Result<Option<StoredSubscription>, QueueError> {
         let mut conn = self.conn.clone();
-        let list = self.keys.subscriptions(&new.tenant);
-        let count: u64 = redis::cmd("ZCARD").arg(&list).query_async(&mut conn).await?;
+        let count: u64 = redis::cmd("ZCARD")
+            .arg(self.keys.subscriptions(&new.tenant))
+            .query_async(&mut conn)
+            .await?;
         if count >= max {
             return Ok(None);
         }
         let id = format!("sub_{}", uuid::Uuid::now_v7().simple());
         let now = Utc::now().timestamp_millis();
-        let secret = new_secret().expose();
-        let key = self.keys.subscription(&id);
+        let fields = vec![
+            ("id", id.clone()),
+            ("tenant", new.tenant.clone()),
+            ("url", new.url.clone()),
+            ("endpoint", new.endpoint.to_string()),
+            ("events", events_field(&new.events)),
+            ("description", new.description.clone().unwrap_or_default()),
+            ("secret", new_secret().expose()),
+            ("disabled", "0".to_owned()),
+            ("createdAt", now.to_string()),
+        ];
+        Ok(Some(StoredSubscription {
+            id,
+            fields,
+            created_at: now,
+        }))
+    }
+
+    /// Writes a new subscription into this partition.
+    pub(super) async fn store_subscription(&self, tenant: &str, stored: &StoredSubscription) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
         redis::pipe()
             .atomic()
-            .hset_multiple(
-                &key,
-                &[
-                    ("id", id.as_str()),
-                    ("tenant", new.tenant.as_str()),
-                    ("url", new.url.as_str()),
-                    ("endpoint", new.endpoint.as_str()),
-                    ("events", events_field(&new.events).as_str()),
-                    ("description", new.description.as_deref().unwrap_or_default()),
-                    ("secret", secret.as_str()),
-                    ("disabled", "0"),
-                    ("createdAt", now.to_string().as_str()),
-                ],
-            )
-            .zadd(&list, &id, now)
+            .hset_multiple(self.keys.subscription(&stored.id), &stored.fields)
+            .zadd(self.keys.subscriptions(tenant), &stored.id, stored.created_at)
             .query_async::<()>(&mut conn)
             .await?;
-        self.subscription(Some(&new.tenant), &id).await
+        Ok(())
     }
 
     /// One subscription; with `tenant`, only if it is that tenant's.
@@ -235,7 +263,12 @@ impl Queue {
 
     /// Runs `sub_update.lua` for the tenant's subscription `id`; false if
     /// there is none.
-    async fn change_subscription(&self, tenant: &str, id: &str, args: &[String]) -> Result<bool, QueueError> {
+    pub(super) async fn change_subscription(
+        &self,
+        tenant: &str,
+        id: &str,
+        args: &[String],
+    ) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let mut invocation = self.invocation(&self.scripts.sub_update);
         invocation
@@ -249,12 +282,8 @@ impl Queue {
         Ok(done == 1)
     }
 
-    pub async fn update_subscription(
-        &self,
-        tenant: &str,
-        id: &str,
-        change: &SubscriptionChange,
-    ) -> Result<Option<SubscriptionRecord>, QueueError> {
+    /// The arguments of `sub_update.lua` that apply `change`.
+    pub(super) fn update_args(change: &SubscriptionChange) -> Vec<String> {
         let mut args = vec!["set".to_owned()];
         let mut field = |name: &str, value: String| {
             args.push(name.to_owned());
@@ -274,37 +303,20 @@ impl Queue {
             field("description", description.clone());
         }
         field("updatedAt", Utc::now().timestamp_millis().to_string());
-        if !self.change_subscription(tenant, id, &args).await? {
-            return Ok(None);
-        }
-        self.subscription(Some(tenant), id).await
+        args
     }
 
-    /// Deletes the tenant's subscription `id`; false if there is none.
-    pub async fn delete_subscription(&self, tenant: &str, id: &str) -> Result<bool, QueueError> {
-        self.change_subscription(tenant, id, &["delete".to_owned()]).await
-    }
-
-    /// Gives the subscription a new secret; the old one keeps signing
-    /// beside it for `overlap`.
-    pub async fn rotate_secret(
-        &self,
-        tenant: &str,
-        id: &str,
-        overlap: Duration,
-    ) -> Result<Option<SubscriptionRecord>, QueueError> {
+    /// The arguments of `sub_update.lua` that give a subscription a new
+    /// secret, the old one signing beside it for `overlap`.
+    pub(super) fn rotate_args(overlap: Duration) -> Vec<String> {
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(overlap).unwrap_or(chrono::Duration::MAX);
-        let args = [
+        vec![
             "rotate".to_owned(),
             new_secret().expose(),
             until.timestamp_millis().to_string(),
             now.timestamp_millis().to_string(),
-        ];
-        if !self.change_subscription(tenant, id, &args).await? {
-            return Ok(None);
-        }
-        self.subscription(Some(tenant), id).await
+        ]
     }
 
     /// Queues a `webhook.test` for the subscription; its job's webhook-id,

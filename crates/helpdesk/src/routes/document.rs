@@ -112,7 +112,7 @@ pub async fn create(
         (scheduling.delay.sample(&mut rng), verdict, reorder)
     };
     let case = NewCase {
-        document_id: Uuid::new_v4().to_string(),
+        document_id: queue.new_document_id(request_id.as_ref().map(ExternalId::as_str)),
         agent_id: Uuid::new_v4().to_string(),
         document_url: document_url.to_string(),
         callback_url: callback.as_ref().map(HttpUrl::to_string),

@@ -1,6 +1,8 @@
 //! The help desk on a real Redis Cluster (three masters, three replicas on
-//! loopback): `REDIS_URL` listing the nodes connects in cluster mode. The
-//! whole flow, two worker processes sharing the jobs, a master's failover.
+//! loopback): `REDIS_URL` listing the nodes connects in cluster mode, and
+//! `REDIS_PARTITIONS=3` spreads the queue over the three masters. The whole
+//! flow, two worker processes sharing the jobs, a master's failover, a
+//! partition's slot moved to another master mid-run.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -13,6 +15,11 @@ use hookline_tests::process::{free_port, helpdesk_process};
 use hookline_tests::{Receiver, Stack, TestRedis, call, helpdesk_settings, start_helpdesk};
 use serde_json::json;
 
+/// The hash tag of partition `k` of three (with its braces).
+fn tag(prefix: &str, k: usize) -> String {
+    format!("{{{}}}", helpdesk::queue::partition_tag(prefix, k, 3))
+}
+
 #[actix_web::test]
 async fn the_whole_review_flow_runs_on_a_redis_cluster() {
     let cluster = RedisCluster::start().await;
@@ -22,6 +29,7 @@ async fn the_whole_review_flow_runs_on_a_redis_cluster() {
         |helpdesk| {
             helpdesk.redis_url = Secret::new(url.clone());
             helpdesk.redis_prefix = prefix.clone();
+            helpdesk.redis_partitions = 3;
         },
         // Subscriptions too: their writes are MULTI/EXEC pipelines.
         |consumer| consumer.helpdesk_subscribe = true,
@@ -47,17 +55,16 @@ async fn the_whole_review_flow_runs_on_a_redis_cluster() {
             "{case:?}"
         );
     }
-    // One hash tag, one slot: every key of the queue is on one master.
-    let owner = cluster.master_of(&format!("{{{prefix}}}"));
+    // Three partitions, three hash tags, one on each master: the queue's
+    // keys and work spread over the whole cluster.
+    let owners: HashSet<u16> = (0..3).map(|k| cluster.master_of(&tag(&prefix, k))).collect();
+    assert_eq!(owners.len(), 3, "each partition on its own master");
     let per_master = cluster.keys_per_master();
     assert_eq!(per_master.len(), 3, "{per_master:?}");
-    for (port, keys) in per_master {
-        if port == owner {
-            assert!(keys > 0, "the tag's master holds the queue");
-        } else {
-            assert_eq!(keys, 0, "master {port} holds none of it");
-        }
+    for (port, keys) in &per_master {
+        assert!(*keys > 20, "master {port} holds a share of the queue: {per_master:?}");
     }
+    eprintln!("keys per master: {per_master:?}");
     assert_eq!(reviews.len(), 20);
 }
 
@@ -69,6 +76,7 @@ async fn with_redis_min_replicas_a_master_killed_mid_run_loses_no_accepted_revie
     let mut settings = helpdesk_settings(&redis);
     settings.redis_url = Secret::new(cluster.url());
     settings.redis_prefix = prefix.clone();
+    settings.redis_partitions = 3;
     settings.redis_min_replicas = 1;
     settings.review_delay_ms = "200-1000".parse().unwrap();
     // Room to retry deliveries through the failover.
@@ -76,7 +84,7 @@ async fn with_redis_min_replicas_a_master_killed_mid_run_loses_no_accepted_revie
     let helpdesk = start_helpdesk(settings).await;
     let mut receiver = Receiver::start(200).await;
 
-    let master = cluster.master_of(&format!("{{{prefix}}}"));
+    let master = cluster.master_of(&tag(&prefix, 0));
     let mut accepted = HashSet::new();
     let (mut refused, mut killed_at, mut restarted, mut recovered_in) = (0, None::<Instant>, false, None);
     let mut after_recovery = 0;
@@ -141,11 +149,7 @@ async fn with_redis_min_replicas_a_master_killed_mid_run_loses_no_accepted_revie
         recovered_in.is_some(),
         "the help desk accepted reviews again after the failover"
     );
-    assert_ne!(
-        cluster.master_of(&format!("{{{prefix}}}")),
-        master,
-        "a replica took over"
-    );
+    assert_ne!(cluster.master_of(&tag(&prefix, 0)), master, "a replica took over");
 }
 
 #[actix_web::test]
@@ -159,6 +163,7 @@ async fn two_workers_on_a_cluster_deliver_a_thousand_jobs_exactly_once() {
     let env = [
         ("REDIS_URL", url.as_str()),
         ("REDIS_PREFIX", prefix.as_str()),
+        ("REDIS_PARTITIONS", "3"),
         ("HELPDESK_ROLE", "worker"),
     ];
     let _workers = [
@@ -168,6 +173,7 @@ async fn two_workers_on_a_cluster_deliver_a_thousand_jobs_exactly_once() {
     let mut settings = helpdesk_settings(&redis);
     settings.redis_url = Secret::new(url.clone());
     settings.redis_prefix = prefix.clone();
+    settings.redis_partitions = 3;
     settings.role = helpdesk::config::Role::Api;
     let api = start_helpdesk(settings).await;
     let mut receiver = Receiver::start(200).await;
@@ -206,4 +212,83 @@ async fn two_workers_on_a_cluster_deliver_a_thousand_jobs_exactly_once() {
     let distinct: HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(distinct, accepted, "every accepted job delivered");
     assert_eq!(ids.len(), JOBS, "none twice");
+}
+
+#[actix_web::test]
+async fn a_partition_s_slot_moved_to_another_master_mid_run_loses_nothing() {
+    let cluster = RedisCluster::start().await;
+    let prefix = format!("reshard-{}", uuid::Uuid::new_v4().simple());
+    let redis = TestRedis::default();
+    let mut settings = helpdesk_settings(&redis);
+    settings.redis_url = Secret::new(cluster.url());
+    settings.redis_prefix = prefix.clone();
+    settings.redis_partitions = 3;
+    settings.review_delay_ms = "300-1500".parse().unwrap();
+    let helpdesk = start_helpdesk(settings).await;
+    let mut receiver = Receiver::start(200).await;
+
+    let moving = tag(&prefix, 0);
+    let from = cluster.master_of(&moving);
+    let to = *cluster.masters().iter().find(|&&port| port != from).unwrap();
+    let create = |i: usize| {
+        let (url, to) = (helpdesk.url.clone(), receiver.url.clone());
+        async move {
+            let body = json!({"documentUrl": "https://example.com/reshard.pdf", "id": format!("request-{i}")});
+            call(
+                "POST",
+                &format!("{url}/document"),
+                &[("x-callback-url", to.as_str())],
+                Some(&body),
+            )
+            .await
+        }
+    };
+    // Reviews keep arriving (and being claimed and delivered) while the slot moves.
+    let traffic = async {
+        let mut accepted = HashSet::new();
+        let mut failed = Vec::new();
+        for i in 0..400 {
+            let (status, _, answer) = create(i).await;
+            match status {
+                202 => {
+                    accepted.insert(answer["documentId"].as_str().unwrap().to_owned());
+                }
+                _ => failed.push(format!("{status}: {answer}")),
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        (accepted, failed)
+    };
+    let reshard = async {
+        actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        let moved = cluster.move_slot(&moving, to, Duration::from_millis(300)).await;
+        (moved, started.elapsed())
+    };
+    let ((accepted, failed), (moved, took)) = tokio::join!(traffic, reshard);
+    assert_eq!(cluster.master_of(&moving), to, "the slot moved");
+    assert!(moved > 10, "the partition's keys moved with it ({moved})");
+    let delivered: HashSet<String> = receiver
+        .collect_until(Duration::from_secs(60), |got| {
+            let seen: HashSet<&str> = got.iter().filter_map(|r| r.body["documentId"].as_str()).collect();
+            accepted.iter().all(|id| seen.contains(id.as_str()))
+        })
+        .await
+        .iter()
+        .filter_map(|r| r.body["documentId"].as_str().map(str::to_owned))
+        .collect();
+    let lost = accepted.difference(&delivered).count();
+    eprintln!(
+        "reshard: {moved} keys of {moving} moved from {from} to {to} in {took:?}; {} accepted, {} refused, {} delivered, {lost} lost",
+        accepted.len(),
+        failed.len(),
+        delivered.len()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(lost, 0);
+    // Every case is still whole where its partition now lives.
+    for id in accepted.iter().take(50) {
+        let (status, _, case) = call("GET", &format!("{}/document/{id}", helpdesk.url), &[], None).await;
+        assert_eq!(status, 200, "{case}");
+    }
 }

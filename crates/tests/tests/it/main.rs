@@ -23,6 +23,8 @@ mod fault_tolerance;
 mod fuzz;
 /// Metrics and request ids, seen from outside.
 mod observability;
+/// `REDIS_PARTITIONS`: one queue spread over several hash tags.
+mod partitions;
 /// The help desk's queue on a real Redis, below HTTP.
 mod queue;
 /// Receivers cannot break the help desk: deadlines, limits, breakers.
