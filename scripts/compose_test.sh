@@ -149,6 +149,7 @@ unpause() {
 finish() {
     local rc=$?
     set +e
+    trap - ERR
     unpause
     local pid
     for pid in "${bg_pids[@]}"; do
@@ -567,7 +568,7 @@ cluster_phase() {
     redis=$(container_of redis) # the first node, redis-1
     local proxy
     proxy=$(container_of consumer)
-    ok "up (the images from the layer cache) returned after $cluster_up_time; every container healthy, the init done, $cluster_healthy_time after the start"
+    ok "up --build -d returned after $cluster_up_time; every container healthy, the init done, $cluster_healthy_time after the start"
 
     # --- 9. the cluster -------------------------------------------------------------------
     step "9. a Redis Cluster: 3 masters holding every slot, each with a synced replica; nodes known by name"
