@@ -543,7 +543,7 @@ cluster_phase() {
     export COMPOSE_PROJECT_NAME=$cluster_project
     export COMPOSE_FILE=docker-compose.yml${COMPOSE_PATH_SEPARATOR:-:}docker-compose.cluster.yml
     project=$cluster_project
-    stack_services=(consumer consumer-replica helpdesk worker redis-cluster-init redis db)
+    stack_services=(consumer consumer-1 consumer-2 consumer-3 helpdesk worker redis-cluster-init redis db)
     down_hint="${HL_COMPOSE[*]} -p $project -f docker-compose.yml -f docker-compose.cluster.yml down -v"
     local phase_started t_up t_started up_log
     phase_started=$(now_ms)
@@ -636,23 +636,25 @@ cluster_phase() {
     # every replica, the victim's included), then the other half: nginx must
     # route the POSTs and the webhooks around the dead replica.
     local half=$((CLUSTER_BATCH / 2)) c log_mark t_batch victim victim_ip decided_at_kill t_kill
-    local -A replica_of=()
-    for c in $(compose ps -q consumer-replica); do
-        replica_of[$(ip_of "$c"):3333]=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$c")
+    local name addresses=() address
+    local -A replica_of=() # nginx's upstream address -> service
+    for name in consumer-1 consumer-2 consumer-3; do
+        address=$(ip_of "$(container_of "$name")"):3333
+        replica_of[$address]=$name
+        addresses+=("$address")
     done
-    ((${#replica_of[@]} == 3)) || fail "want 3 consumer replicas, found ${#replica_of[@]}"
     log_mark=$(docker logs "$proxy" 2>/dev/null | wc -l)
     t_batch=$(now_ms)
     post_many cluster-a "$half"
     landing() { (($(decided_count cluster-a) >= half / 3)); }
     poll_until 30 "decisions of the first half landing" landing
-    victim=$(compose ps -q consumer-replica | head -n 1)
+    victim=$(container_of consumer-2)
     victim_ip=$(ip_of "$victim")
     decided_at_kill=$(decided_count cluster-a)
     docker kill "$victim" >/dev/null
     t_kill=$(now_ms)
     ((decided_at_kill < half)) || fail "every review of the first half was decided before the kill: it came too late to hit deliveries"
-    say "    killed consumer replica ${replica_of[$victim_ip:3333]} (${victim:0:12}) with $decided_at_kill of $half decided"
+    say "    killed ${replica_of[$victim_ip:3333]} (${victim:0:12}) with $decided_at_kill of $half decided"
     post_many cluster-b "$half"
     all_decided() { none_pending cluster-a && none_pending cluster-b; }
     poll_until 120 "every review of the batch decided after the kill" all_decided
@@ -699,15 +701,15 @@ cluster_phase() {
             print "502 /document/update", failed["/document/update"] + 0
             print "502 /documents", failed["/documents"] + 0
         }')
-    local address route n spread="" rerouted webhook_502
-    for address in "${!replica_of[@]}"; do
-        spread+=" replica ${replica_of[$address]}"
+    local route n spread="" rerouted webhook_502
+    for address in "${addresses[@]}"; do
+        spread+=" ${replica_of[$address]}"
         if [[ "$address" == "$victim_ip:3333" ]]; then
             spread+=" (killed)"
         fi
         for route in POSTs:/documents webhooks:/document/update; do
             n=$(awk -v key="${route#*:} $address" '$1 " " $2 == key { print $3 }' <<<"$served")
-            ((${n:-0} > 0)) || fail "replica ${replica_of[$address]} answered no POST ${route#*:}: nginx does not spread the load"$'\n'"$served"
+            ((${n:-0} > 0)) || fail "${replica_of[$address]} answered no POST ${route#*:}: nginx does not spread the load"$'\n'"$served"
             spread+=" $n ${route%%:*}"
         done
         spread+=";"
@@ -717,7 +719,7 @@ cluster_phase() {
     [[ "$(awk '$1 == "502" && $2 == "/documents" { print $3 }' <<<"$served")" == 0 ]] ||
         fail "nginx answered POST /documents with a 502"
     cluster_spread=${spread%;}
-    cluster_kill="replica ${replica_of[$victim_ip:3333]} killed with $decided_at_kill of $half decided; $rerouted requests sent on after it failed them, $webhook_502 webhooks answered 502 (in flight at the kill) and delivered again"
+    cluster_kill="${replica_of[$victim_ip:3333]} killed with $decided_at_kill of $half decided; $rerouted requests sent on after it failed them, $webhook_502 webhooks answered 502 (in flight at the kill) and delivered again"
     cluster_attempts=$attempts
     ok "all $CLUSTER_BATCH created once and decided once in $cluster_batch_time (the last $cluster_after_kill after the kill); cases: $attempts"
     say "    $cluster_kill"
@@ -725,7 +727,7 @@ cluster_phase() {
 
     # --- 12. the queue's keys on the masters ---------------------------------------------------
     step "12. the queue's keys on the cluster's masters"
-    local name role keys masters=0 with_keys=0
+    local role keys masters=0 with_keys=0
     cluster_keys=""
     for c in $(compose ps -q redis redis-2 redis-3 redis-4 redis-5 redis-6); do
         role=$(docker exec "$c" redis-cli role | head -n 1)
