@@ -32,6 +32,12 @@ pub enum Error {
     Pool(#[from] PoolError),
     #[error("the help desk did not take the review")]
     Helpdesk(#[from] HelpdeskError),
+    /// A batched write found the database gone (`crate::writer`).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A batched write failed (`crate::writer`).
+    #[error("the write failed: {0}")]
+    Write(String),
 }
 
 impl Error {
@@ -44,7 +50,8 @@ impl Error {
                 ErrorBody::new("not_found").with_detail("no such review"),
             ),
             Self::Database(e) if connection_lost(e) => (StatusCode::SERVICE_UNAVAILABLE, unavailable_body(DATABASE)),
-            Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, unavailable_body(DATABASE)),
+            Self::Pool(_) | Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, unavailable_body(DATABASE)),
+            Self::Write(_) => (StatusCode::INTERNAL_SERVER_ERROR, internal_body()),
             Self::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, internal_body()),
             Self::Helpdesk(e) => (
                 StatusCode::BAD_GATEWAY,
@@ -65,7 +72,7 @@ impl Error {
 
 /// A database error that means the connection is gone, not that the
 /// statement was wrong.
-fn connection_lost(error: &DieselError) -> bool {
+pub(crate) fn connection_lost(error: &DieselError) -> bool {
     match error {
         // diesel-async reports an error without an SQLSTATE (the socket
         // closed or failed mid-query) as UnableToSendCommand.

@@ -36,6 +36,8 @@ pub mod startup;
 /// The subscription at the help desk: set up in the background, then the
 /// events replace the per-request callback.
 pub mod subscription;
+/// Group commit: the writes of `POST /documents` that arrive together share a statement.
+pub mod writer;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -22,6 +22,7 @@ use crate::routes::{
     webhook::{WebhookPolicy, WebhookSlots},
 };
 use crate::subscription::{self, SubscriptionState};
+use crate::writer::{self, Writer};
 use crate::{reconcile, relay};
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +164,11 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(events_data.clone())
                 .app_data(subscription_data.clone())
+                // One batched writer per worker thread (crate::writer).
+                .app_data(web::Data::new(Writer::new(
+                    pool.get_ref().clone(),
+                    writer::DEFAULT_LANES,
+                )))
                 .app_data(web::Data::new(
                     HelpdeskClient::new(&helpdesk_url, callback_url.clone(), timeout, helpdesk_tls.clone())
                         .with_api_key(api_key.as_ref())

@@ -28,7 +28,8 @@ pub use idempotency::{KeyClaim, claim_key, complete_key, release_key};
 pub use reconcile::{StaleReview, mark_lost, take_stale};
 pub use retention::{prune_idempotency_keys, prune_receipts};
 pub use reviews::{
-    PageStart, ReviewRow, attach_ticket, count_by_status, delete_requested, find, find_many, insert_requested, list,
+    PageStart, ReviewRow, attach_ticket, attach_tickets, count_by_status, delete_requested, find, find_many,
+    insert_requested, insert_requested_many, list,
 };
 pub use subscription::{
     IncomingReceipt, StoredSubscription, find_subscription, lock_subscription_setup, record_received, save_subscription,
@@ -54,9 +55,15 @@ pub enum DbSetupError {
     Pool(#[from] diesel_async::pooled_connection::deadpool::BuildError),
 }
 
-/// Applies pending migrations. Diesel's migration harness is synchronous, so
-/// it runs on a thread of its own (with its own small runtime) rather than
-/// blocking an async thread.
+/// The session advisory lock that serializes migrations: replicas starting
+/// together take turns, the later ones finding nothing left to do (without
+/// it, two ran the same migration at once and one failed on the other's
+/// table). An arbitrary constant ("hookline" in ASCII).
+const MIGRATION_LOCK: i64 = 0x686f_6f6b_6c69_6e65;
+
+/// Applies pending migrations, one replica at a time ([`MIGRATION_LOCK`]).
+/// Diesel's migration harness is synchronous, so it runs on a thread of its
+/// own (with its own small runtime) rather than blocking an async thread.
 pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, DbSetupError> {
     let url = database_url.to_owned();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -64,6 +71,9 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, DbSetupEr
         let result = (|| {
             type SyncPg = diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection>;
             let mut conn = <SyncPg as diesel::Connection>::establish(&url)?;
+            // Released with the session, whatever happens below.
+            let lock = diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"));
+            diesel::RunQueryDsl::execute(lock, &mut conn).map_err(|e| DbSetupError::Migrate(e.to_string()))?;
             conn.run_pending_migrations(MIGRATIONS)
                 .map(|versions| versions.iter().map(ToString::to_string).collect())
                 .map_err(|e| DbSetupError::Migrate(e.to_string()))

@@ -51,12 +51,24 @@ impl ReviewRow {
 /// Records a review before the help desk is asked, so that a webhook racing
 /// the help desk's answer finds it (by the `id` the help desk echoes).
 pub async fn insert_requested(conn: &mut AsyncPgConnection, id: Uuid, document_url: &str) -> QueryResult<()> {
+    insert_requested_many(conn, &[(id, document_url)]).await
+}
+
+/// Records several new reviews in one statement (one commit).
+pub async fn insert_requested_many(conn: &mut AsyncPgConnection, rows: &[(Uuid, &str)]) -> QueryResult<()> {
+    let pending = DocumentStatus::PendingReview.as_str();
+    let values: Vec<_> = rows
+        .iter()
+        .map(|(id, url)| {
+            (
+                document_reviews::id.eq(*id),
+                document_reviews::document_url.eq(*url),
+                document_reviews::document_status.eq(pending),
+            )
+        })
+        .collect();
     diesel::insert_into(document_reviews::table)
-        .values((
-            document_reviews::id.eq(id),
-            document_reviews::document_url.eq(document_url),
-            document_reviews::document_status.eq(DocumentStatus::PendingReview.as_str()),
-        ))
+        .values(values)
         .execute(conn)
         .await
         .map(drop)
@@ -70,14 +82,39 @@ pub async fn attach_ticket(
     agent_id: &str,
     document_id: &str,
 ) -> QueryResult<ReviewRow> {
-    diesel::update(document_reviews::table.find(id))
-        .set((
-            document_reviews::agent_id.eq(coalesce(document_reviews::agent_id, agent_id)),
-            document_reviews::document_id.eq(coalesce(document_reviews::document_id, document_id)),
-        ))
-        .returning(ReviewRow::as_returning())
-        .get_result(conn)
-        .await
+    attach_tickets(conn, &[(id, agent_id, document_id)])
+        .await?
+        .pop()
+        .ok_or(diesel::result::Error::NotFound)
+}
+
+/// Stores several answers in one statement (one commit), as
+/// [`attach_ticket`] does each: the reviews found, updated in the order of
+/// their ids (so two of these never wait on each other in a cycle).
+pub async fn attach_tickets(
+    conn: &mut AsyncPgConnection,
+    tickets: &[(Uuid, &str, &str)],
+) -> QueryResult<Vec<ReviewRow>> {
+    use diesel::sql_types::{Array, Text};
+    let mut sorted = tickets.to_vec();
+    sorted.sort_by_key(|(id, _, _)| *id);
+    let ids: Vec<Uuid> = sorted.iter().map(|(id, _, _)| *id).collect();
+    let agents: Vec<&str> = sorted.iter().map(|(_, agent, _)| *agent).collect();
+    let documents: Vec<&str> = sorted.iter().map(|(_, _, document)| *document).collect();
+    diesel::sql_query(
+        "WITH ticket AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t (id, agent_id, document_id)), \
+         locked AS (SELECT r.id FROM document_reviews r JOIN ticket USING (id) ORDER BY r.id FOR UPDATE OF r) \
+         UPDATE document_reviews r \
+         SET agent_id = COALESCE(r.agent_id, ticket.agent_id), document_id = COALESCE(r.document_id, ticket.document_id) \
+         FROM ticket, locked WHERE r.id = ticket.id AND locked.id = r.id \
+         RETURNING r.id, r.document_url, r.agent_id, r.document_id, r.document_status, r.created_at, r.updated_at, \
+                   r.received_at",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+    .bind::<Array<Text>, _>(agents)
+    .bind::<Array<Text>, _>(documents)
+    .load(conn)
+    .await
 }
 
 /// Forgets a review the help desk never accepted.

@@ -19,6 +19,7 @@ use crate::db::{self, KeyClaim, PageStart, Pool};
 use crate::error::Error;
 use crate::events::ReviewEvents;
 use crate::helpdesk_client::{HelpdeskClient, HelpdeskError};
+use crate::writer::{NewRow, Ticket, Writer};
 
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
@@ -56,6 +57,7 @@ pub async fn create(
     pool: web::Data<Pool>,
     helpdesk: web::Data<HelpdeskClient>,
     events: web::Data<ReviewEvents>,
+    writer: web::Data<Writer>,
 ) -> Result<HttpResponse, Error> {
     let document_url = HttpUrl::parse(&body.0.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let key = idempotency_key(&request)?;
@@ -86,7 +88,7 @@ pub async fn create(
     }
 
     let request_id = RequestId::of(&request);
-    let outcome = request_review(&pool, &helpdesk, &events, &document_url, &request_id).await;
+    let outcome = request_review(&pool, &writer, &helpdesk, &events, &document_url, &request_id).await;
     if let Some(key) = &key
         && let Err(e) = record_key(&pool, key, outcome.as_ref().ok()).await
     {
@@ -146,16 +148,21 @@ const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_
 /// client gets a 502.
 async fn request_review(
     pool: &Pool,
+    writer: &Writer,
     helpdesk: &HelpdeskClient,
     events: &ReviewEvents,
     document_url: &HttpUrl,
     request_id: &RequestId,
 ) -> Result<String, Error> {
     let id = Uuid::now_v7();
-    {
-        let mut conn = pool.get().await?;
-        db::insert_requested(&mut conn, id, document_url.as_str()).await?;
-    } // the connection goes back to the pool while we wait on the help desk
+    // Committed (with whatever other new reviews arrived meanwhile) before
+    // the help desk is asked; no connection is held while we wait on it.
+    writer
+        .insert(NewRow {
+            id,
+            document_url: document_url.to_string(),
+        })
+        .await?;
 
     let tries = async {
         let mut pauses = RETRY_PAUSES.iter();
@@ -195,8 +202,13 @@ async fn request_review(
     // On the request's span, so a grep for the document id finds this request too.
     tracing::Span::current().record("document_id", accepted.document_id.as_str());
 
-    let mut conn = pool.get().await?;
-    let row = db::attach_ticket(&mut conn, id, &accepted.agent_id, &accepted.document_id).await?;
+    let row = writer
+        .attach(Ticket {
+            id,
+            agent_id: accepted.agent_id.clone(),
+            document_id: accepted.document_id.clone(),
+        })
+        .await?;
     info!(review_id = %id, document_id = %accepted.document_id, "review requested");
     let review = row.into_review();
     events.publish(&review);

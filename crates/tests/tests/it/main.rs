@@ -7,6 +7,8 @@
 mod access;
 /// Every malformed request: a 4xx with a JSON body, nothing stored changed.
 mod bad_input;
+/// The consumer's group commit: writes that arrive together share a commit.
+mod batched_writes;
 /// The dashboards in a real headless browser.
 mod browser;
 /// Chaos: the help desk's faults against our consumer, `hookline listen`, a naive receiver.

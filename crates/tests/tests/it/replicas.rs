@@ -224,3 +224,22 @@ async fn one_idempotency_key_makes_one_review_whichever_replicas_it_reaches() {
         assert_eq!((status, &review["id"]), (201, ids[0]), "{review}");
     }
 }
+
+#[actix_web::test]
+async fn replicas_started_together_on_a_new_database_take_turns_at_the_migrations() {
+    binary("consumer"); // built before anything runs here
+    let db = TestDb::create().await;
+    let redis = TestRedis::default();
+    let helpdesk = start_helpdesk(helpdesk_settings(&redis)).await;
+    // Three first starts at once, each applying every migration: without the
+    // migration lock, two ran the same one and one replica exited.
+    let (a, b, c) = tokio::join!(
+        consumer_process(&db, free_port(), &helpdesk.url, &[]),
+        consumer_process(&db, free_port(), &helpdesk.url, &[]),
+        consumer_process(&db, free_port(), &helpdesk.url, &[]),
+    );
+    for replica in [&a, &b, &c] {
+        let (status, _, _) = call("GET", &format!("{}/readyz", url(replica.port)), &[], None).await;
+        assert_eq!(status, 200, "replica on {} is up", replica.port);
+    }
+}

@@ -1,0 +1,262 @@
+//! Group commit: the writes of `POST /documents` that arrive together share
+//! one statement and one commit.
+//!
+//! Each review costs two writes on this path: its row before the help desk
+//! is asked (so a webhook that overtakes the answer finds it), and the
+//! help desk's ids once it answers. Done one by one, each is its own
+//! statement, commit and WAL flush; under load PostgreSQL's work was mostly
+//! that overhead, not the rows (docs/BENCHMARKS.md).
+//!
+//! A [`Writer`] takes each write from its request and gives back the
+//! outcome once it is **committed**: the request answers `201` only for what
+//! is durably stored, exactly as before. Writes queue while every lane (a
+//! connection's worth of work) is busy and go together when one frees: at
+//! most [`MAX_BATCH`] rows in one multi-row statement and one commit. Nothing
+//! waits on a timer: a lone write goes at once, so a quiet consumer answers
+//! as fast as before, and a busy one gathers as many writes as arrived
+//! during the previous batch's round trip.
+//!
+//! What stays as it was:
+//! - a batch that fails is tried again write by write, so one bad write
+//!   fails alone, with its own error;
+//! - the attach updates rows in the order of their ids, so two batches (or a
+//!   batch and the reconciler) never wait on each other in a cycle; each
+//!   review is attached once, so batches do not even meet;
+//! - decisions are not batched: each is one statement with its receipt
+//!   ([`db::apply_decision`]) that locks one row; holding several locks
+//!   until a batch commits would let two batches deadlock;
+//! - a batch that takes longer than [`BATCH_DEADLINE`] is given up and its
+//!   writes answered `503` (the database is gone or stuck), like a request
+//!   that waited that long for a connection.
+
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::warn;
+use uuid::Uuid;
+
+use crate::db::{self, Pool, ReviewRow};
+use crate::error::Error;
+
+/// The most writes in one statement.
+pub const MAX_BATCH: usize = 256;
+
+/// How long a batch may take before its writes are answered `503`.
+pub const BATCH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How many batches of one kind are in flight at once, by default.
+pub const DEFAULT_LANES: usize = 2;
+
+/// A new review's row, written before the help desk is asked.
+#[derive(Debug, Clone)]
+pub struct NewRow {
+    pub id: Uuid,
+    pub document_url: String,
+}
+
+/// The help desk's ids for a review.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub id: Uuid,
+    pub agent_id: String,
+    pub document_id: String,
+}
+
+/// What a batch failed with, for each of its writes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// No connection, a lost one, or a batch past [`BATCH_DEADLINE`].
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The statement failed for this write.
+    #[error("the write failed: {0}")]
+    Failed(String),
+    /// The attach found no such review.
+    #[error("no such review")]
+    NotFound,
+}
+
+type Reply<R> = oneshot::Sender<Result<R, WriteError>>;
+
+/// One kind of write, batched (see the module).
+struct Lane<T, R> {
+    queue: mpsc::UnboundedSender<(T, Reply<R>)>,
+}
+
+impl<T: 'static, R: 'static> Lane<T, R> {
+    /// Starts the loop that gathers writes and runs `run` on each batch,
+    /// at most `lanes` batches at once. `run` answers every write, in order.
+    fn start<F, Fut>(lanes: usize, run: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + 'static,
+        Fut: Future<Output = Vec<Result<R, WriteError>>> + 'static,
+    {
+        let (queue, mut waiting) = mpsc::unbounded_channel::<(T, Reply<R>)>();
+        let run = Rc::new(run);
+        let lanes = Arc::new(Semaphore::new(lanes.max(1)));
+        actix_web::rt::spawn(async move {
+            while let Some(first) = waiting.recv().await {
+                let Ok(lane) = lanes.clone().acquire_owned().await else {
+                    break;
+                };
+                // Whatever queued while every lane was busy goes together.
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH
+                    && let Ok(next) = waiting.try_recv()
+                {
+                    batch.push(next);
+                }
+                let run = run.clone();
+                actix_web::rt::spawn(async move {
+                    let (items, replies): (Vec<T>, Vec<Reply<R>>) = batch.into_iter().unzip();
+                    let count = items.len();
+                    let results = match tokio::time::timeout(BATCH_DEADLINE, run(items)).await {
+                        Ok(results) => results,
+                        Err(_) => {
+                            warn!(
+                                writes = count,
+                                "a batch of writes took longer than {BATCH_DEADLINE:?}: answered 503"
+                            );
+                            (0..count)
+                                .map(|_| Err(WriteError::Unavailable("the batch timed out".to_owned())))
+                                .collect()
+                        }
+                    };
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result); // the request may have gone
+                    }
+                    drop(lane);
+                });
+            }
+        });
+        Self { queue }
+    }
+
+    async fn write(&self, item: T) -> Result<R, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((item, reply))
+            .map_err(|_| WriteError::Unavailable("the writer has stopped".to_owned()))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer has stopped".to_owned())))
+    }
+}
+
+/// The batched writes of `POST /documents`, one per HTTP worker thread:
+/// its loops start on that thread's runtime at the first write.
+pub struct Writer {
+    pool: Pool,
+    lanes: usize,
+    started: std::cell::OnceCell<(Lane<NewRow, ()>, Lane<Ticket, ReviewRow>)>,
+}
+
+impl Writer {
+    pub fn new(pool: Pool, lanes: usize) -> Self {
+        Self {
+            pool,
+            lanes,
+            started: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn lanes(&self) -> &(Lane<NewRow, ()>, Lane<Ticket, ReviewRow>) {
+        self.started.get_or_init(|| {
+            let (inserts, attaches) = (self.pool.clone(), self.pool.clone());
+            (
+                Lane::start(self.lanes, move |rows| insert_batch(inserts.clone(), rows)),
+                Lane::start(self.lanes, move |tickets| attach_batch(attaches.clone(), tickets)),
+            )
+        })
+    }
+
+    /// Records a review before the help desk is asked (committed on return).
+    pub async fn insert(&self, row: NewRow) -> Result<(), WriteError> {
+        self.lanes().0.write(row).await
+    }
+
+    /// Stores the help desk's answer (committed on return); a webhook that
+    /// came first may have filled the ids already, which stand.
+    pub async fn attach(&self, ticket: Ticket) -> Result<ReviewRow, WriteError> {
+        self.lanes().1.write(ticket).await
+    }
+}
+
+/// What a failed statement means for a write.
+fn classify(e: &diesel::result::Error) -> WriteError {
+    if crate::error::connection_lost(e) {
+        WriteError::Unavailable(e.to_string())
+    } else if matches!(e, diesel::result::Error::NotFound) {
+        WriteError::NotFound
+    } else {
+        WriteError::Failed(e.to_string())
+    }
+}
+
+async fn insert_batch(pool: Pool, rows: Vec<NewRow>) -> Vec<Result<(), WriteError>> {
+    let mut conn = match pool.get().await {
+        Ok(conn) => conn,
+        Err(e) => return vec![Err(WriteError::Unavailable(e.to_string())); rows.len()],
+    };
+    let all: Vec<(Uuid, &str)> = rows.iter().map(|row| (row.id, row.document_url.as_str())).collect();
+    match db::insert_requested_many(&mut conn, &all).await {
+        Ok(()) => vec![Ok(()); rows.len()],
+        Err(e) if rows.len() == 1 => vec![Err(classify(&e))],
+        Err(e) => {
+            warn!(error = %e, writes = rows.len(), "a batch of new reviews failed: writing them one by one");
+            let mut results = Vec::with_capacity(rows.len());
+            for one in &all {
+                results.push(
+                    db::insert_requested_many(&mut conn, std::slice::from_ref(one))
+                        .await
+                        .map_err(|e| classify(&e)),
+                );
+            }
+            results
+        }
+    }
+}
+
+async fn attach_batch(pool: Pool, tickets: Vec<Ticket>) -> Vec<Result<ReviewRow, WriteError>> {
+    let mut conn = match pool.get().await {
+        Ok(conn) => conn,
+        Err(e) => return vec![Err(WriteError::Unavailable(e.to_string())); tickets.len()],
+    };
+    let all: Vec<(Uuid, &str, &str)> = tickets
+        .iter()
+        .map(|t| (t.id, t.agent_id.as_str(), t.document_id.as_str()))
+        .collect();
+    let rows = match db::attach_tickets(&mut conn, &all).await {
+        Ok(rows) => rows,
+        Err(e) if tickets.len() == 1 => return vec![Err(classify(&e))],
+        Err(e) => {
+            warn!(error = %e, writes = tickets.len(), "a batch of tickets failed: writing them one by one");
+            let mut results = Vec::with_capacity(tickets.len());
+            for one in &all {
+                results.push(match db::attach_tickets(&mut conn, std::slice::from_ref(one)).await {
+                    Ok(mut rows) => rows.pop().ok_or(WriteError::NotFound),
+                    Err(e) => Err(classify(&e)),
+                });
+            }
+            return results;
+        }
+    };
+    let mut by_id: std::collections::HashMap<Uuid, ReviewRow> = rows.into_iter().map(|row| (row.id, row)).collect();
+    tickets
+        .iter()
+        .map(|t| by_id.remove(&t.id).ok_or(WriteError::NotFound))
+        .collect()
+}
+
+impl From<WriteError> for Error {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Unavailable(why) => Self::Unavailable(why),
+            WriteError::NotFound => Self::Database(diesel::result::Error::NotFound),
+            WriteError::Failed(why) => Self::Write(why),
+        }
+    }
+}
