@@ -543,7 +543,7 @@ cluster_phase() {
     export COMPOSE_PROJECT_NAME=$cluster_project
     export COMPOSE_FILE=docker-compose.yml${COMPOSE_PATH_SEPARATOR:-:}docker-compose.cluster.yml
     project=$cluster_project
-    stack_services=(consumer consumer-1 consumer-2 consumer-3 helpdesk worker redis-cluster-init redis db)
+    stack_services=(consumer consumer-replica helpdesk worker redis-cluster-init redis db)
     down_hint="${HL_COMPOSE[*]} -p $project -f docker-compose.yml -f docker-compose.cluster.yml down -v"
     local phase_started t_up t_started up_log
     phase_started=$(now_ms)
@@ -636,19 +636,20 @@ cluster_phase() {
     # every replica, the victim's included), then the other half: nginx must
     # route the POSTs and the webhooks around the dead replica.
     local half=$((CLUSTER_BATCH / 2)) c log_mark t_batch victim victim_ip decided_at_kill t_kill
-    local name addresses=() address
-    local -A replica_of=() # nginx's upstream address -> service
-    for name in consumer-1 consumer-2 consumer-3; do
-        address=$(ip_of "$(container_of "$name")"):3333
-        replica_of[$address]=$name
+    local addresses=() address
+    local -A replica_of=() # nginx's upstream address -> "replica N"
+    for c in $(compose ps -q consumer-replica); do
+        address=$(ip_of "$c"):3333
+        replica_of[$address]="replica $(docker inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$c")"
         addresses+=("$address")
     done
+    ((${#addresses[@]} == 3)) || fail "want 3 consumer replicas, found ${#addresses[@]}"
     log_mark=$(docker logs "$proxy" 2>/dev/null | wc -l)
     t_batch=$(now_ms)
     post_many cluster-a "$half"
     landing() { (($(decided_count cluster-a) >= half / 3)); }
     poll_until 30 "decisions of the first half landing" landing
-    victim=$(container_of consumer-2)
+    victim=$(compose ps -q consumer-replica | head -n 1)
     victim_ip=$(ip_of "$victim")
     decided_at_kill=$(decided_count cluster-a)
     docker kill "$victim" >/dev/null
@@ -702,7 +703,7 @@ cluster_phase() {
             print "502 /documents", failed["/documents"] + 0
         }')
     local route n spread="" rerouted webhook_502
-    for address in "${addresses[@]}"; do
+    for address in $(printf '%s\n' "${addresses[@]}" | sort -t. -k4 -n); do
         spread+=" ${replica_of[$address]}"
         if [[ "$address" == "$victim_ip:3333" ]]; then
             spread+=" (killed)"
