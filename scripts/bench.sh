@@ -5,6 +5,10 @@
 # delay, and a zero-delay one for the delivery scenarios, trusting the CA of
 # the HTTPS receivers that `bench make-tls` makes for scenario 8), runs every
 # scenario, prints the table and writes results.json and latency.svg.
+# Scenario 9 (cluster) gets a throwaway Redis Cluster on loopback (3 masters,
+# 3 replicas, no persistence, like the single Redis) and four more zero-delay
+# help desks: on the single Redis (REDIS_PARTITIONS 1, then 3), on the
+# cluster (REDIS_PARTITIONS=3), and the same with REDIS_MIN_REPLICAS=1.
 #
 # Usage: scripts/bench.sh [--quick] [bench args...]
 #   (no flag)  the standard run, about 2 minutes on 2 cores after the build;
@@ -16,6 +20,7 @@
 #   DATABASE_URL, REDIS_URL  use these servers instead of throwaway ones (the
 #                            bench adds rows and keys, and removes its filler jobs)
 #   BENCH_OUT                where results go                        [docs/bench]
+#   BENCH_CLUSTER=0          no cluster, no scenario 9 (also when --only leaves out 9)
 #   HTTP_WORKERS             HTTP worker threads of each service     [one per core]
 #   KEEP_TEMP=1              keep the temp dir (service logs)
 #   PG_BINDIR, START_TIMEOUT, STOP_TIMEOUT: see scripts/lib.sh
@@ -38,6 +43,98 @@ need_cmd cargo "Install Rust: https://rustup.rs"
 need_cmd curl "apt-get install curl"
 install_cleanup
 command_line="scripts/bench.sh${*:+ $*}"
+
+# runs_scenario N ARGS...: true unless ARGS hold an --only that leaves out N.
+runs_scenario() {
+    local n=$1 arg only="" take=""
+    shift
+    for arg in "$@"; do
+        if [[ -n "$take" ]]; then
+            only+=",$arg"
+            take=""
+            continue
+        fi
+        case $arg in
+        --only) take=1 ;;
+        --only=*) only+=",${arg#--only=}" ;;
+        esac
+    done
+    [[ -z "$only" || "$only," == *",$n,"* ]]
+}
+
+# The cluster's shape: `redis-cli --cluster create --cluster-replicas 1`
+# makes half of the nodes masters, each with one replica.
+cluster_nodes=6
+cluster_masters=3
+
+# start_cluster DIR: $cluster_nodes redis-servers with --cluster-enabled on
+# free ports, files in DIR/<port>, persistence as the single Redis (none:
+# --save '' and appendonly no), joined by `redis-cli --cluster create`;
+# waits until every node says cluster_state:ok and every replica's link is
+# up (no 5 s wait before a replica's first sync: repl-diskless-sync-delay 0).
+# Each node's cluster bus gets a free port of its own (`cluster-port`,
+# Redis >= 7): the default, port + 10000, can fall in the kernel's
+# ephemeral range, where an outgoing connection may hold it (see
+# free_port). Ports in cluster_ports; every node is stopped on exit like
+# the other servers.
+start_cluster() {
+    local dir=$1 port bus i state
+    need_cmd redis-server "Install it: apt-get install redis-server"
+    need_cmd redis-cli "Install it: apt-get install redis-tools"
+    if ! [[ "$(redis-server --version)" =~ v=([0-9]+) ]] || ((BASH_REMATCH[1] < 7)); then
+        die "scenario 9 needs redis-server >= 7 (cluster-port); this is $(redis-server --version). \
+BENCH_CLUSTER=0 skips it"
+    fi
+    cluster_ports=()
+    mkdir -p "$dir"
+    for ((i = 0; i < cluster_nodes; i++)); do
+        port=$(free_port)
+        bus=$(free_port)
+        while [[ "$bus" == "$port" ]]; do
+            bus=$(free_port)
+        done
+        start_redis "$dir/$port" "$port" --cluster-enabled yes --cluster-config-file nodes.conf \
+            --cluster-port "$bus" --cluster-node-timeout 5000 --appendonly no --repl-diskless-sync-delay 0
+        cluster_ports+=("$port")
+    done
+    redis-cli --cluster create "${cluster_ports[@]/#/127.0.0.1:}" --cluster-replicas 1 --cluster-yes \
+        >"$dir/create.log" 2>&1 || {
+        show_log_tail "$dir/create.log"
+        die "redis-cli --cluster create failed (log: $dir/create.log)"
+    }
+    for port in "${cluster_ports[@]}"; do
+        wait_ready "cluster node :$port" "$START_TIMEOUT" - "$dir/$port/redis.log" cluster_node_ready "$port"
+    done
+    state=$(redis-cli -p "${cluster_ports[0]}" cluster info | tr -d '\r')
+    [[ "$state" == *"cluster_size:$cluster_masters"* && "$state" == *"cluster_known_nodes:$cluster_nodes"* ]] ||
+        die "the Redis Cluster is not $cluster_masters masters among $cluster_nodes nodes: \
+$(grep -E 'cluster_(size|known_nodes)' <<<"$state" | tr '\n' ' ')(log: $dir/create.log)"
+}
+
+# cluster_node_ready PORT: the node sees the cluster ok, and if it is a
+# replica its link to the master is up (REDIS_MIN_REPLICAS waits on it).
+# shellcheck disable=SC2317 # called through wait_ready
+cluster_node_ready() {
+    local info
+    [[ "$(redis-cli -p "$1" cluster info)" == *cluster_state:ok* ]] || return 1
+    info=$(redis-cli -p "$1" info replication)
+    [[ "$info" == *role:master* || "$info" == *master_link_status:up* ]]
+}
+
+# start_cluster_helpdesk NAME REDIS_URL [VAR=VALUE...]: a zero-delay help
+# desk for scenario 9 under its own key prefix, like helpdesk-fast.
+declare -A cluster_pid_of=()
+start_cluster_helpdesk() {
+    local name=$1 url=$2 port
+    shift 2
+    port=$(free_port)
+    start_bg "helpdesk-$name" "$tmp/helpdesk-$name.log" env "${workers[@]}" LOG_FORMAT=json RUST_LOG=warn \
+        HELPDESK_LISTEN="127.0.0.1:$port" REDIS_URL="$url" REDIS_PREFIX="$prefix-$name" REVIEW_DELAY_MS=0 \
+        WEBHOOK_SECRET="$secret" "$@" "$bin/helpdesk"
+    cluster_helpdesks+=("$name=http://127.0.0.1:$port")
+    cluster_pids+=("$name=$HL_BG_PID")
+    cluster_pid_of[$name]=$HL_BG_PID
+}
 
 say "==> cargo build --release (consumer, helpdesk, bench)"
 cargo build --quiet --release -p hookline-consumer -p hookline-helpdesk -p hookline-bench
@@ -81,11 +178,35 @@ start_bg consumer "$tmp/consumer.log" env "${workers[@]}" LOG_FORMAT=json RUST_L
     WEBHOOK_SECRET="$secret" "$bin/consumer"
 consumer_pid=$HL_BG_PID
 
+# Scenario 9: a Redis Cluster and help desks on it, when it is to run.
+cluster_args=() cluster_helpdesks=() cluster_pids=()
+if runs_scenario 9 "$@" && [[ "${BENCH_CLUSTER:-1}" != 0 ]]; then
+    start_cluster "$tmp/cluster"
+    cluster_url=$(printf 'redis://127.0.0.1:%s,' "${cluster_ports[@]}")
+    cluster_url=${cluster_url%,}
+    say "Redis Cluster on 127.0.0.1, ports ${cluster_ports[*]} ($cluster_masters masters + replicas, no persistence, throwaway)"
+    start_cluster_helpdesk single "$REDIS_URL"
+    start_cluster_helpdesk single-p3 "$REDIS_URL" REDIS_PARTITIONS=3
+    start_cluster_helpdesk cluster-p3 "$cluster_url" REDIS_PARTITIONS=3
+    start_cluster_helpdesk cluster-p3-wait1 "$cluster_url" REDIS_PARTITIONS=3 REDIS_MIN_REPLICAS=1
+    cluster_args=(--cluster-helpdesks "$(
+        IFS=,
+        printf '%s' "${cluster_helpdesks[*]}"
+    )" --cluster-pids "$(
+        IFS=,
+        printf '%s' "${cluster_pids[*]}"
+    )")
+fi
+
 # shellcheck disable=SC2317 # called through wait_ready
 ready() { [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1")" == 200 ]]; }
 wait_ready helpdesk 60 "$helpdesk_pid" "$tmp/helpdesk.log" ready "http://127.0.0.1:$helpdesk_port/readyz"
 wait_ready helpdesk-fast 60 "$fast_pid" "$tmp/helpdesk-fast.log" ready "http://127.0.0.1:$fast_port/readyz"
 wait_ready consumer 60 "$consumer_pid" "$tmp/consumer.log" ready "http://127.0.0.1:$consumer_port/readyz"
+for spec in "${cluster_helpdesks[@]}"; do
+    name=${spec%%=*}
+    wait_ready "helpdesk-$name" 60 "${cluster_pid_of[$name]}" "$tmp/helpdesk-$name.log" ready "${spec#*=}/readyz"
+done
 say "consumer :$consumer_port (pid $consumer_pid), helpdesk :$helpdesk_port (pid $helpdesk_pid), \
 helpdesk-fast :$fast_port (pid $fast_pid); logs in $tmp"
 
@@ -99,10 +220,15 @@ BENCH_COMMAND="$command_line" WEBHOOK_SECRET="$secret" "$bin/bench" \
     --redis-prefix "$prefix" \
     --pids "consumer=$consumer_pid,helpdesk=$helpdesk_pid,helpdesk-fast=$fast_pid" \
     --out "${BENCH_OUT:-docs/bench}" \
+    ${HL_PG_PID:+--pg-pid "$HL_PG_PID"} \
+    "${cluster_args[@]}" \
     "$@" || rc=$?
 if ((rc != 0)); then
     show_log_tail "$tmp/consumer.log"
     show_log_tail "$tmp/helpdesk.log"
+    for spec in "${cluster_helpdesks[@]}"; do
+        show_log_tail "$tmp/helpdesk-${spec%%=*}.log"
+    done
     say "==> bench FAILED (exit $rc) after $(since "$started")"
 else
     say "==> bench done in $(since "$started")"

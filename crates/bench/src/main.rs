@@ -13,9 +13,14 @@
 //! 8. HTTPS delivery: 3 over TLS and not, connections kept or one per
 //!    delivery: what the handshake costs (run before 7, whose hostile jobs
 //!    would share the help desk).
+//! 9. cluster: 3 again through help desks on the single Redis and on a
+//!    3-master Redis Cluster (partitioned, then also waiting for a replica):
+//!    throughput, latency, CPU per job of each process, keys per master
+//!    (before 7, like 8).
 //! 6. memory: RSS of the services idle and at their peak under load.
 
 mod chart;
+mod cpu;
 mod hostile;
 mod load;
 mod receiver;
@@ -61,7 +66,11 @@ pub(crate) struct Args {
     /// The WEBHOOK_SECRET the consumer verifies with.
     #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
     pub(crate) webhook_secret: String,
-    /// Pids whose RSS to watch, `name=pid`, comma-separated.
+    /// The PostgreSQL postmaster's pid: its CPU time and its backends' say
+    /// what PostgreSQL spends per operation (left out without it).
+    #[arg(long, env = "BENCH_PG_PID")]
+    pub(crate) pg_pid: Option<u32>,
+    /// Pids whose RSS (and CPU time) to watch, `name=pid`, comma-separated.
     #[arg(long, env = "BENCH_PIDS", value_delimiter = ',')]
     pub(crate) pids: Vec<String>,
     /// Where results.json and latency.svg go.
@@ -76,7 +85,7 @@ pub(crate) struct Args {
     /// A short smoke run with small counts (well under a minute).
     #[arg(long)]
     pub(crate) quick: bool,
-    /// Only these scenarios (1-8), comma-separated.
+    /// Only these scenarios (1-9), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<u8>,
     /// The command line to record in results.json.
@@ -87,6 +96,15 @@ pub(crate) struct Args {
     /// it, scenario 8 is skipped.
     #[arg(long, env = "BENCH_TLS_DIR")]
     pub(crate) tls_dir: Option<PathBuf>,
+    /// The help desks of scenario 9, `name=url`, comma-separated, measured
+    /// in this order: zero delay, each on its own Redis settings (bench.sh
+    /// starts them). Without them, scenario 9 is skipped.
+    #[arg(long, env = "BENCH_CLUSTER_HELPDESKS", value_delimiter = ',')]
+    pub(crate) cluster_helpdesks: Vec<String>,
+    /// Their pids, `name=pid`, comma-separated: their settings and Redis
+    /// nodes are read from their environment, their CPU time from /proc.
+    #[arg(long, env = "BENCH_CLUSTER_PIDS", value_delimiter = ',')]
+    pub(crate) cluster_pids: Vec<String>,
 }
 
 /// `bench make-tls DIR`, apart from [`Args`], whose required settings it
@@ -115,6 +133,7 @@ impl Args {
                 probes: 200,
                 pending: vec![1_000, 10_000],
                 tls: 500,
+                cluster: 2_000,
             }
         } else {
             Sizes {
@@ -126,6 +145,7 @@ impl Args {
                 probes: 1_000,
                 pending: vec![1_000, 100_000, 1_000_000],
                 tls: 5_000,
+                cluster: 20_000,
             }
         }
     }
@@ -144,6 +164,8 @@ pub(crate) struct Sizes {
     pub(crate) pending: Vec<u64>,
     /// Deliveries per receiver of scenario 8.
     pub(crate) tls: usize,
+    /// Jobs per help desk of scenario 9.
+    pub(crate) cluster: usize,
 }
 
 pub(crate) fn unix_us() -> i64 {

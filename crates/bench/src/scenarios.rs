@@ -1,4 +1,6 @@
-//! The eight scenarios and the report they fill (table, JSON, chart).
+//! The nine scenarios and the report they fill (table, JSON, chart).
+
+mod cluster;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use hookline_contract::signature::SecretSet;
 use hookline_contract::{CreateReview, DocumentRequest, DocumentStatus, DocumentWebhook, headers};
 use serde_json::{Value, json};
 
+use crate::cpu;
 use crate::hostile;
 use crate::load::{self, Call, LoadResult, MakeCall};
 use crate::receiver::{self, Receipts};
@@ -31,6 +34,8 @@ struct Row {
 #[derive(Default)]
 struct Report {
     rows: Vec<Row>,
+    /// Scenarios (or parts of one) that could not finish.
+    failures: usize,
     details: serde_json::Map<String, Value>,
     series: Vec<(String, Histogram<u64>)>,
 }
@@ -143,14 +148,7 @@ struct Ctx {
 
 pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     let sizes = args.sizes();
-    let pids = args
-        .pids
-        .iter()
-        .filter_map(|spec| {
-            let (name, pid) = spec.split_once('=')?;
-            Some((name.trim().to_owned(), pid.trim().parse().ok()?))
-        })
-        .collect();
+    let pids = named_pids(&args.pids);
     let (receiver_url, receipts) = receiver::start(None, true)?;
     let mut ctx = Ctx {
         pg: Pg::connect(&args.database_url).await?,
@@ -195,6 +193,13 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     if ctx.args.runs(8) {
         if let Err(e) = https_delivery(&mut ctx, &mut report).await {
             failed(&mut report, "8 https delivery", &e);
+        }
+        note_peaks(&ctx);
+    }
+    // Before 7, whose hostile jobs would keep the bench's receiver company.
+    if ctx.args.runs(9) {
+        if let Err(e) = cluster::cluster(&mut ctx, &mut report).await {
+            failed(&mut report, "9 cluster", &e);
         }
         note_peaks(&ctx);
     }
@@ -244,9 +249,100 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     finish(&ctx, report, started.elapsed())
 }
 
+/// `name=pid` specs (`--pids`), the malformed ones left out.
+fn named_pids(specs: &[String]) -> Vec<(String, u32)> {
+    specs
+        .iter()
+        .filter_map(|spec| {
+            let (name, pid) = spec.split_once('=')?;
+            Some((name.trim().to_owned(), pid.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// CPU time (µs) each process has used so far: PostgreSQL (the postmaster
+/// and its backends, with `--pg-pid`), Redis (its `INFO cpu`), the
+/// services of `--pids`, the bench itself; and the machine's busy ticks.
+struct CpuUse {
+    us: BTreeMap<String, f64>,
+    machine: (u64, u64),
+}
+
+async fn cpu_use(ctx: &mut Ctx) -> CpuUse {
+    let mut us = BTreeMap::new();
+    if let Some(ticks) = ctx.args.pg_pid.and_then(cpu::tree_ticks) {
+        us.insert("postgres".to_owned(), ticks as f64 * cpu::TICK_US);
+    }
+    if let Ok(redis) = ctx.rd.cpu_us().await {
+        us.insert("redis".to_owned(), redis);
+    }
+    for (name, pid) in named_pids(&ctx.args.pids) {
+        if let Some(ticks) = cpu::ticks(pid) {
+            us.insert(name, ticks as f64 * cpu::TICK_US);
+        }
+    }
+    if let Some(ticks) = cpu::ticks(std::process::id()) {
+        us.insert("bench".to_owned(), ticks as f64 * cpu::TICK_US);
+    }
+    CpuUse {
+        us,
+        machine: cpu::machine().unwrap_or((0, 0)),
+    }
+}
+
+/// One row: the CPU each process spent per operation between `before` and
+/// `after` (µs; the processes that spent under 0.5 µs left out), their sum
+/// as the value; the cores busy while the load ran (`busy`), in the figure.
+fn cpu_row(report: &mut Report, scenario: &str, what: &str, ops: u64, before: &CpuUse, after: &CpuUse, busy: f64) {
+    let per_op: BTreeMap<&str, f64> = after
+        .us
+        .iter()
+        .filter_map(|(name, now)| {
+            let used = now - before.us.get(name)?;
+            Some((name.as_str(), used / ops.max(1) as f64))
+        })
+        .filter(|(_, us)| *us >= 0.5)
+        .collect();
+    let mut parts: Vec<(&str, f64)> = per_op.iter().map(|(name, us)| (*name, *us)).collect();
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let split = parts
+        .iter()
+        .map(|(name, us)| format!("{name} {us:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    report.row(
+        scenario,
+        &format!("CPU per {what} ({split}; {busy:.2} cores busy)"),
+        per_op.values().sum(),
+        "µs",
+        Target::None,
+    );
+    let key = format!("cpu_us_per_op {scenario}");
+    report.details.insert(
+        key,
+        json!({"per": what, "ops": ops, "per_process": per_op, "cores_busy_under_load": busy}),
+    );
+}
+
+/// Waits (at most 3 s) until `pid`'s CPU time stops moving: a help desk
+/// records the outcomes of its last deliveries after their receipt.
+async fn quiet(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = cpu::ticks(pid);
+    while Instant::now() < deadline {
+        actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+        let now = cpu::ticks(pid);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
 /// A scenario that could not finish: say so, keep the others.
 fn failed(report: &mut Report, scenario: &str, error: &BoxError) {
     eprintln!("{scenario}: FAILED: {error}");
+    report.failures += 1;
     report.row(scenario, &format!("FAILED: {error}"), 1.0, "", Target::AtMost(0.0));
 }
 
@@ -285,6 +381,7 @@ async fn settle(pg: &mut Pg, url_prefix: &str, deadline: Instant, what: &str) ->
 async fn create_review(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
     let (n, c) = (ctx.sizes.create, ctx.args.concurrency);
     let url_prefix = format!("https://bench.example/create/{}/", ctx.run);
+    let before = cpu_use(ctx).await;
     let result = drive(
         n,
         c,
@@ -293,6 +390,7 @@ async fn create_review(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxErro
         review_call(&ctx.args.consumer_url, &url_prefix),
     )
     .await?;
+    let loaded = cpu::machine().unwrap_or((0, 0));
     let s = "1 create-review";
     report.row(
         s,
@@ -307,7 +405,19 @@ async fn create_review(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxErro
     report.series.push(("1 create-review".into(), result.latency_us));
     // Let its webhooks land before the next scenario, so they do not disturb it.
     let deadline = Instant::now() + Duration::from_secs(60);
-    settle(&mut ctx.pg, &url_prefix, deadline, "  …its webhooks landing").await?;
+    let (_, decided) = settle(&mut ctx.pg, &url_prefix, deadline, "  …its webhooks landing").await?;
+    // From the first request to the last decision: a review's whole life.
+    let after = cpu_use(ctx).await;
+    let busy = cpu::cores_busy(before.machine, loaded);
+    cpu_row(
+        report,
+        s,
+        "review, request and decision webhook",
+        u64::try_from(decided)?,
+        &before,
+        &after,
+        busy,
+    );
     Ok(())
 }
 
@@ -375,7 +485,9 @@ async fn ingestion(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
             Ok(ack.get("outcome").and_then(Value::as_str).unwrap_or("?").to_owned())
         })
     });
+    let before = cpu_use(ctx).await;
     let result = drive(total, ctx.args.concurrency, ctx.args.load_threads, "2 ingestion", make).await?;
+    let after = cpu_use(ctx).await;
     let check = ctx.pg.check_ingest(&prefix, i64::try_from(n)?).await?;
     let applied = result.tags.get("applied").copied().unwrap_or(0);
     let repeats =
@@ -414,6 +526,8 @@ async fn ingestion(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
         map.insert("seeding".into(), json!("rows inserted directly in PostgreSQL"));
     }
     report.details.insert("ingestion".into(), detail);
+    let busy = cpu::cores_busy(before.machine, after.machine);
+    cpu_row(report, s, "webhook", total as u64, &before, &after, busy);
     report.series.push(("2 ingestion".into(), result.latency_us));
     Ok(())
 }
@@ -563,7 +677,16 @@ async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
         eprintln!("3 delivery: skipped (no --fast-helpdesk-url)");
         return Ok(());
     };
+    let before = cpu_use(ctx).await;
     let done = deliver_batch(ctx, &fast, ctx.sizes.delivery, "3 delivery").await?;
+    let loaded = cpu::machine().unwrap_or((0, 0));
+    if let Some((_, pid)) = named_pids(&ctx.args.pids)
+        .into_iter()
+        .find(|(name, _)| name == "helpdesk-fast")
+    {
+        quiet(pid).await;
+    }
+    let after = cpu_use(ctx).await;
     let s = "3 delivery";
     report.row(
         s,
@@ -575,6 +698,8 @@ async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxError> {
     report.latency_rows(s, "request→receipt", &done.latency, Target::None);
     report.row(s, "not delivered", done.not_delivered(), "", Target::AtMost(0.0));
     report.details.insert("delivery".into(), done.json());
+    let busy = cpu::cores_busy(before.machine, loaded);
+    cpu_row(report, s, "job", done.requests.ok, &before, &after, busy);
     ctx.clean_delivery_per_second = Some(done.per_second);
     report.series.push(("3 delivery request→receipt".into(), done.latency));
     Ok(())
@@ -622,12 +747,12 @@ async fn https_delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), BoxErr
             None => None,
         };
         let (url, receipts) = receiver::start(tls, keep_alive)?;
-        let before = pid.and_then(crate::tls::cpu_ticks);
+        let before = pid.and_then(crate::cpu::ticks);
         let done = deliver_batch_to(ctx, &fast, url, &receipts, n, &format!("8 {name}")).await?;
-        let after = pid.and_then(crate::tls::cpu_ticks);
+        let after = pid.and_then(crate::cpu::ticks);
         let cpu = before
             .zip(after)
-            .map(|(before, after)| (after - before) as f64 * 10_000.0 / done.delivered.max(1) as f64);
+            .map(|(before, after)| (after - before) as f64 * crate::cpu::TICK_US / done.delivered.max(1) as f64);
         report.row(s, &format!("{name}: deliveries/s"), done.per_second, "/s", Target::None);
         let p50 = ms(done.latency.value_at_quantile(0.5));
         report.row(s, &format!("{name}: request→receipt p50"), p50, "ms", Target::None);
@@ -899,6 +1024,9 @@ fn count_label(n: u64) -> String {
 async fn probe(ctx: &mut Ctx, pending: u64) -> Result<Histogram<u64>, BoxError> {
     ctx.receipts.take();
     let (endpoint, callback) = (format!("{}/document", ctx.args.helpdesk_url), ctx.receiver_url.clone());
+    // The help desk takes `id` as an idempotency key: one of its own per level
+    // (the same id for another document is a 409).
+    let run = ctx.run.clone();
     let make: MakeCall = Arc::new(move |client: awc::Client, i: usize| -> Call {
         let (endpoint, callback) = (endpoint.clone(), callback.clone());
         let document_url = format!("https://bench.example/probe/{pending}/{i}.pdf");
@@ -907,11 +1035,18 @@ async fn probe(ctx: &mut Ctx, pending: u64) -> Result<Histogram<u64>, BoxError> 
             endpoint,
             callback,
             document_url,
-            format!("probe-{i}"),
+            format!("probe-{run}-{pending}-{i}"),
         ))
     });
     // A few at a time, so the probes measure the schedule, not a burst.
     let result = drive(ctx.sizes.probes, 4, 1, "4 scheduling probes", make).await?;
+    if let Some(error) = &result.first_error {
+        return Err(format!(
+            "{} of {} probes were refused, e.g. {error}",
+            result.errors, ctx.sizes.probes
+        )
+        .into());
+    }
     let bar = progress(result.ok, "4 probes firing");
     let deadline = Instant::now() + Duration::from_secs(90);
     while (ctx.receipts.count() as u64) < result.ok && Instant::now() < deadline {
@@ -965,6 +1100,7 @@ fn finish(ctx: &Ctx, report: Report, took: Duration) -> Result<(), BoxError> {
         "machine": machine(),
         "sizes": ctx.sizes,
         "concurrency": ctx.args.concurrency,
+        "failures": report.failures,
         "rows": report.rows,
         "details": report.details,
         "distributions": report.series.iter().map(|(n, h)| (n.clone(), percentiles(h))).collect::<serde_json::Map<_, _>>(),
@@ -1016,5 +1152,9 @@ fn finish(ctx: &Ctx, report: Report, took: Duration) -> Result<(), BoxError> {
         json_path.display(),
         svg.display()
     );
-    Ok(())
+    // A missed target is a finding; a scenario that could not run is a broken bench.
+    match report.failures {
+        0 => Ok(()),
+        n => Err(format!("{n} scenario(s) or part(s) of one FAILED (the table says which)").into()),
+    }
 }

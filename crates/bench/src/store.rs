@@ -163,6 +163,18 @@ impl Rd {
             .ok_or_else(|| "no used_memory in INFO memory".into())
     }
 
+    /// CPU time Redis has used (`used_cpu_user + used_cpu_sys` of `INFO cpu`), µs.
+    pub(crate) async fn cpu_us(&mut self) -> Result<f64, BoxError> {
+        let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut self.conn).await?;
+        let seconds = |field: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .ok_or_else(|| format!("no {field} in INFO cpu"))
+        };
+        Ok((seconds("used_cpu_user")? + seconds("used_cpu_sys")?) * 1e6)
+    }
+
     /// `dueAt` (unix ms) of each case, where it exists.
     pub(crate) async fn due_at_ms(&mut self, document_ids: &[String]) -> Result<Vec<Option<i64>>, BoxError> {
         let mut out = Vec::with_capacity(document_ids.len());

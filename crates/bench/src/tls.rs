@@ -1,8 +1,7 @@
 //! The certificates of scenario 8 (HTTPS delivery): `bench make-tls DIR`
 //! writes a CA and a receiver certificate for `localhost` and `127.0.0.1`
 //! before the help desk starts (it trusts the CA through CALLBACK_CA_FILE),
-//! and the bench's TLS receivers present that certificate. Also the help
-//! desk's CPU time, which says what the handshakes cost it.
+//! and the bench's TLS receivers present that certificate.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -56,16 +55,4 @@ pub(crate) fn server_config(dir: &Path, resumption: bool) -> Result<rustls::Serv
         config.send_tls13_tickets = 0;
     }
     Ok(config)
-}
-
-/// CPU time (user + system) `pid` has used, in clock ticks of 10 ms
-/// (`/proc/<pid>/stat`; USER_HZ is 100 on Linux).
-pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may hold spaces: field 3 is
-    // index 0, utime (14) and stime (15) are 11 and 12.
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(user + system)
 }

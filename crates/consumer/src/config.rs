@@ -87,6 +87,13 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: usize,
 
+    /// The most new reviews (and help desk answers) written in one
+    /// statement and commit when they arrive together (group commit,
+    /// `writer.rs`); 1 writes each on its own (to compare).
+    #[arg(long, env = "WRITE_BATCH", default_value_t = 256,
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub write_batch: u16,
+
     /// Time limit of a call to the Help Desk.
     #[arg(long, env = "HELPDESK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub helpdesk_timeout: Duration,

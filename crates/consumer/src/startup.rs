@@ -156,6 +156,7 @@ impl Application {
         let metrics = web::Data::new(metrics);
         let (helpdesk_url, timeout) = (settings.helpdesk_url.clone(), settings.helpdesk_timeout);
         let api_key = settings.helpdesk_api_key.clone();
+        let write_batch = settings.write_batch;
         let mut server = HttpServer::new(move || {
             hookline_kit::app::app(http_metrics.clone())
                 .app_data(pool.clone())
@@ -168,6 +169,7 @@ impl Application {
                 .app_data(web::Data::new(Writer::new(
                     pool.get_ref().clone(),
                     writer::DEFAULT_LANES,
+                    usize::from(write_batch),
                 )))
                 .app_data(web::Data::new(
                     HelpdeskClient::new(&helpdesk_url, callback_url.clone(), timeout, helpdesk_tls.clone())

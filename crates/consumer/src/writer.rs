@@ -41,7 +41,7 @@ use uuid::Uuid;
 use crate::db::{self, Pool, ReviewRow};
 use crate::error::Error;
 
-/// The most writes in one statement.
+/// The most writes in one statement, by default (`WRITE_BATCH`).
 pub const MAX_BATCH: usize = 256;
 
 /// How long a batch may take before its writes are answered `503`.
@@ -89,7 +89,7 @@ struct Lane<T, R> {
 impl<T: 'static, R: 'static> Lane<T, R> {
     /// Starts the loop that gathers writes and runs `run` on each batch,
     /// at most `lanes` batches at once. `run` answers every write, in order.
-    fn start<F, Fut>(lanes: usize, run: F) -> Self
+    fn start<F, Fut>(lanes: usize, most: usize, run: F) -> Self
     where
         F: Fn(Vec<T>) -> Fut + 'static,
         Fut: Future<Output = Vec<Result<R, WriteError>>> + 'static,
@@ -104,7 +104,7 @@ impl<T: 'static, R: 'static> Lane<T, R> {
                 };
                 // Whatever queued while every lane was busy goes together.
                 let mut batch = vec![first];
-                while batch.len() < MAX_BATCH
+                while batch.len() < most
                     && let Ok(next) = waiting.try_recv()
                 {
                     batch.push(next);
@@ -151,14 +151,18 @@ impl<T: 'static, R: 'static> Lane<T, R> {
 pub struct Writer {
     pool: Pool,
     lanes: usize,
+    most: usize,
     started: std::cell::OnceCell<(Lane<NewRow, ()>, Lane<Ticket, ReviewRow>)>,
 }
 
 impl Writer {
-    pub fn new(pool: Pool, lanes: usize) -> Self {
+    /// A writer of at most `most` writes a statement, `lanes` statements
+    /// of each kind at once.
+    pub fn new(pool: Pool, lanes: usize, most: usize) -> Self {
         Self {
             pool,
             lanes,
+            most: most.max(1),
             started: std::cell::OnceCell::new(),
         }
     }
@@ -167,8 +171,10 @@ impl Writer {
         self.started.get_or_init(|| {
             let (inserts, attaches) = (self.pool.clone(), self.pool.clone());
             (
-                Lane::start(self.lanes, move |rows| insert_batch(inserts.clone(), rows)),
-                Lane::start(self.lanes, move |tickets| attach_batch(attaches.clone(), tickets)),
+                Lane::start(self.lanes, self.most, move |rows| insert_batch(inserts.clone(), rows)),
+                Lane::start(self.lanes, self.most, move |tickets| {
+                    attach_batch(attaches.clone(), tickets)
+                }),
             )
         })
     }

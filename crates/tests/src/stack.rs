@@ -59,6 +59,7 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         webhook_secret: Some(secret_set()),
         allow_unsigned_webhooks: false,
         database_pool_size: 8,
+        write_batch: 256,
         helpdesk_timeout: Duration::from_secs(5),
         reconcile_after: Duration::from_secs(600),
         receipt_retention: Duration::from_secs(30 * 24 * 3600),

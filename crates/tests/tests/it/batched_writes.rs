@@ -39,7 +39,7 @@ async fn writes_that_arrive_together_share_a_commit_and_a_bad_one_fails_alone() 
     let db = TestDb::create().await;
     consumer::db::run_migrations(&db.url).await.unwrap();
     let pool = consumer::db::pool(&db.url, 4).unwrap();
-    let writer = Writer::new(pool, 1);
+    let writer = Writer::new(pool, 1, consumer::writer::MAX_BATCH);
     // Warm up (the loops start, a connection opens).
     writer.insert(row(Uuid::now_v7())).await.unwrap();
 
@@ -105,7 +105,7 @@ async fn a_batch_on_a_lost_database_is_answered_unavailable() {
     let db = TestDb::create().await;
     consumer::db::run_migrations(&db.url).await.unwrap();
     let pool = consumer::db::pool(&db.url, 2).unwrap();
-    let writer = Writer::new(pool, 1);
+    let writer = Writer::new(pool, 1, consumer::writer::MAX_BATCH);
     writer.insert(row(Uuid::now_v7())).await.unwrap();
     db.cut().await;
     let results = join_all((0..20).map(|_| writer.insert(row(Uuid::now_v7())))).await;
