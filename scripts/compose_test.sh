@@ -97,7 +97,8 @@ cd "$root"
 : "${ENDPOINT_CONCURRENCY:=16}" # the help desk's default: deliveries in flight to the consumer at most
 : "${OUTAGE_SECONDS:=20}"
 : "${CLUSTER_BATCH:=200}"
-((CLUSTER_BATCH >= 6 && CLUSTER_BATCH % 2 == 0)) || die "CLUSTER_BATCH must be an even number, 6 or more"
+# Half of it is killed into; each replica must have answered some of it.
+((CLUSTER_BATCH >= 60 && CLUSTER_BATCH % 2 == 0)) || die "CLUSTER_BATCH must be an even number, 60 or more"
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-hookline-compose-test}
 project=$COMPOSE_PROJECT_NAME
 cluster_project=$COMPOSE_PROJECT_NAME-cluster
@@ -642,14 +643,12 @@ cluster_phase() {
     # No POST is in flight at the kill: one cut there gets a 502, and a
     # retry with its Idempotency-Key a 409 until the key counts as abandoned.
     local half=$((CLUSTER_BATCH / 2)) c log_mark t_batch victim victim_ip decided_at_kill t_kill
-    local addresses=() address
+    local address
     local -A replica_of=() # nginx's upstream address -> "replica N"
     for c in $(compose ps -q consumer-replica); do
-        address=$(ip_of "$c"):3333
-        replica_of[$address]="replica $(docker inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$c")"
-        addresses+=("$address")
+        replica_of[$(ip_of "$c"):3333]="replica $(docker inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$c")"
     done
-    ((${#addresses[@]} == 3)) || fail "want 3 consumer replicas, found ${#addresses[@]}"
+    ((${#replica_of[@]} == 3)) || fail "want 3 consumer replicas, found ${#replica_of[@]}"
     log_mark=$(docker logs "$proxy" 2>/dev/null | wc -l)
     t_batch=$(now_ms)
     post_many cluster-a "$half"
@@ -709,7 +708,8 @@ cluster_phase() {
             print "502 /documents", failed["/documents"] + 0
         }')
     local route n spread="" rerouted webhook_502
-    for address in $(printf '%s\n' "${addresses[@]}" | sort -t. -k4 -n); do
+    # By replica number: "replica N address" sorted, the address kept.
+    for address in $(for a in "${!replica_of[@]}"; do echo "${replica_of[$a]} $a"; done | sort | cut -d' ' -f3); do
         spread+=" ${replica_of[$address]}"
         if [[ "$address" == "$victim_ip:3333" ]]; then
             spread+=" (killed)"
