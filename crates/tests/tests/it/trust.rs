@@ -404,3 +404,33 @@ async fn concurrent_requests_with_one_idempotency_key_create_one_review() {
     let (_, cases) = hookline_tests::get_json(&format!("{}/cases", stack.helpdesk.url)).await;
     assert_eq!(cases["total"], 1, "the help desk was asked once: {cases}");
 }
+
+#[actix_web::test]
+async fn a_retry_after_its_first_request_died_mid_way_resumes_that_review_instead_of_making_another() {
+    let stack = Stack::start(|_| {}).await;
+    let url = format!("{}/documents", stack.consumer.url);
+    let mut conn = stack.db.connect().await;
+    // Two requests that died two minutes ago (a replica SIGKILLed): one after
+    // its review was stored, before the help desk answered; one before even that.
+    let (stored, never_stored) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    conn.batch_execute(&format!(
+        "INSERT INTO document_reviews (id, document_url, document_status) \
+           VALUES ('{stored}', 'https://example.com/died.pdf', 'PENDING_REVIEW'); \
+         INSERT INTO idempotency_keys (key, document_url, review_id, created_at) VALUES \
+           ('died-after-insert', 'https://example.com/died.pdf', '{stored}', now() - interval '2 minutes'), \
+           ('died-before-insert', 'https://example.com/early.pdf', '{never_stored}', now() - interval '2 minutes')"
+    ))
+    .await
+    .unwrap();
+
+    let body = json!({"documentUrl": "https://example.com/died.pdf"});
+    let (status, review) = post_json(&url, &body, &[("idempotency-key", "died-after-insert")]).await;
+    assert_eq!(status, 201, "{review}");
+    assert_eq!(review["id"], stored.to_string(), "the stored review, resumed");
+    assert!(review["documentId"].is_string(), "and sent to the help desk: {review}");
+    let body = json!({"documentUrl": "https://example.com/early.pdf"});
+    let (status, review) = post_json(&url, &body, &[("idempotency-key", "died-before-insert")]).await;
+    assert_eq!(status, 201, "{review}");
+    assert_eq!(review["id"], never_stored.to_string(), "the id claimed with the key");
+    assert_eq!(stack.db.reviews().await.len(), 2, "one review per key");
+}
