@@ -32,6 +32,7 @@ diesel::table! {
         response_status -> Nullable<Int2>,
         response_body -> Nullable<Text>,
         created_at -> Timestamptz,
+        review_id -> Nullable<Uuid>,
     }
 }
 

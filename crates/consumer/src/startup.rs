@@ -157,6 +157,14 @@ impl Application {
         let (helpdesk_url, timeout) = (settings.helpdesk_url.clone(), settings.helpdesk_timeout);
         let api_key = settings.helpdesk_api_key.clone();
         let write_batch = settings.write_batch;
+        // Batching, a few lanes gather the writes; one write a transaction
+        // (WRITE_BATCH=1), as many at once as the webhooks' share of the pool,
+        // as before there were batches.
+        let write_lanes = if write_batch == 1 {
+            (settings.database_pool_size / 2).max(1)
+        } else {
+            writer::DEFAULT_LANES
+        };
         let mut server = HttpServer::new(move || {
             hookline_kit::app::app(http_metrics.clone())
                 .app_data(pool.clone())
@@ -168,7 +176,7 @@ impl Application {
                 // One batched writer per worker thread (crate::writer).
                 .app_data(web::Data::new(Writer::new(
                     pool.get_ref().clone(),
-                    writer::DEFAULT_LANES,
+                    write_lanes,
                     usize::from(write_batch),
                 )))
                 .app_data(web::Data::new(

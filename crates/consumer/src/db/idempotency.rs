@@ -5,14 +5,20 @@
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
 
 use crate::schema::idempotency_keys;
 
 /// What an `Idempotency-Key` says about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyClaim {
-    /// First use (or an abandoned earlier one): go ahead, then [`complete_key`].
-    Fresh,
+    /// First use: go ahead with review `review_id` (the one claimed with
+    /// the key), then [`complete_key`].
+    Fresh { review_id: Uuid },
+    /// An earlier request with this key died mid-way: go on with its review,
+    /// `review_id` (which may or may not have been stored yet), then
+    /// [`complete_key`].
+    Resume { review_id: Uuid },
     /// Done before: answer exactly this.
     Replay { status: u16, body: String },
     /// The first request with this key is still running.
@@ -25,20 +31,30 @@ pub enum KeyClaim {
 /// (its request died mid-way).
 const ABANDONED_AFTER_SECS: i64 = 60;
 
-/// Claims `key` for a request about `document_url`.
-pub async fn claim_key(conn: &mut AsyncPgConnection, key: &str, document_url: &str) -> QueryResult<KeyClaim> {
+/// Claims `key` for a request about `document_url` that would make review
+/// `review_id`.
+pub async fn claim_key(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+    document_url: &str,
+    review_id: Uuid,
+) -> QueryResult<KeyClaim> {
     use idempotency_keys::dsl as k;
     let inserted = diesel::insert_into(k::idempotency_keys)
-        .values((k::key.eq(key), k::document_url.eq(document_url)))
+        .values((
+            k::key.eq(key),
+            k::document_url.eq(document_url),
+            k::review_id.eq(review_id),
+        ))
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
     if inserted == 1 {
-        return Ok(KeyClaim::Fresh);
+        return Ok(KeyClaim::Fresh { review_id });
     }
-    let (url, status, body): (String, Option<i16>, Option<String>) = k::idempotency_keys
+    let (url, status, body, earlier): (String, Option<i16>, Option<String>, Option<Uuid>) = k::idempotency_keys
         .find(key)
-        .select((k::document_url, k::response_status, k::response_body))
+        .select((k::document_url, k::response_status, k::response_body, k::review_id))
         .first(conn)
         .await?;
     if url != document_url {
@@ -56,13 +72,19 @@ pub async fn claim_key(conn: &mut AsyncPgConnection, key: &str, document_url: &s
             .filter(k::response_status.is_null())
             .filter(k::created_at.lt(Utc::now() - chrono::Duration::seconds(ABANDONED_AFTER_SECS))),
     )
-    .set(k::created_at.eq(diesel::dsl::now))
+    .set((
+        k::created_at.eq(diesel::dsl::now),
+        k::review_id.eq(earlier.unwrap_or(review_id)),
+    ))
     .execute(conn)
     .await?;
-    Ok(if abandoned == 1 {
-        KeyClaim::Fresh
-    } else {
-        KeyClaim::InProgress
+    Ok(match (abandoned, earlier) {
+        // Its request died after claiming: its review (if it got that far)
+        // goes on under the same id; a key from before review ids were kept
+        // starts afresh.
+        (1, Some(earlier)) => KeyClaim::Resume { review_id: earlier },
+        (1, None) => KeyClaim::Fresh { review_id },
+        _ => KeyClaim::InProgress,
     })
 }
 

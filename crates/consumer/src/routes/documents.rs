@@ -61,10 +61,21 @@ pub async fn create(
 ) -> Result<HttpResponse, Error> {
     let document_url = HttpUrl::parse(&body.0.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let key = idempotency_key(&request)?;
+    let mut review = Planned {
+        id: Uuid::now_v7(),
+        resumed: false,
+    };
     if let Some(key) = &key {
         let mut conn = pool.get().await?;
-        match db::claim_key(&mut conn, key, document_url.as_str()).await? {
-            KeyClaim::Fresh => {}
+        match db::claim_key(&mut conn, key, document_url.as_str(), review.id).await? {
+            KeyClaim::Fresh { review_id } => review.id = review_id,
+            KeyClaim::Resume { review_id } => {
+                info!(review_id = %review_id, "an Idempotency-Key whose request died mid-way: resuming its review");
+                review = Planned {
+                    id: review_id,
+                    resumed: true,
+                };
+            }
             KeyClaim::Replay { status, body } => {
                 let mut replay = created(status, body)?;
                 replay
@@ -88,7 +99,7 @@ pub async fn create(
     }
 
     let request_id = RequestId::of(&request);
-    let outcome = request_review(&pool, &writer, &helpdesk, &events, &document_url, &request_id).await;
+    let outcome = request_review(&pool, &writer, &helpdesk, &events, &document_url, review, &request_id).await;
     if let Some(key) = &key
         && let Err(e) = record_key(&pool, key, outcome.as_ref().ok()).await
     {
@@ -130,6 +141,15 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// The review a request makes: a new id, or, resuming an `Idempotency-Key`
+/// whose first request died mid-way, that request's (its row may exist; the
+/// help desk answers the same `id` with the same case).
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    id: Uuid,
+    resumed: bool,
+}
+
 /// The pause before each retry of the help desk call within one request
 /// (the help desk answers a retry with the same `id` with the same case, so
 /// a retry never makes a second one). All tries together get one
@@ -152,17 +172,21 @@ async fn request_review(
     helpdesk: &HelpdeskClient,
     events: &ReviewEvents,
     document_url: &HttpUrl,
+    review: Planned,
     request_id: &RequestId,
 ) -> Result<String, Error> {
-    let id = Uuid::now_v7();
+    let id = review.id;
+    let stored = review.resumed && db::find(&mut *pool.get().await?, id).await?.is_some();
     // Committed (with whatever other new reviews arrived meanwhile) before
     // the help desk is asked; no connection is held while we wait on it.
-    writer
-        .insert(NewRow {
-            id,
-            document_url: document_url.to_string(),
-        })
-        .await?;
+    if !stored {
+        writer
+            .insert(NewRow {
+                id,
+                document_url: document_url.to_string(),
+            })
+            .await?;
+    }
 
     let tries = async {
         let mut pauses = RETRY_PAUSES.iter();

@@ -27,12 +27,13 @@ use chrono::{DateTime, Utc};
 use hookline_contract::{DocumentEvent, DocumentStatus, ErrorBody, Event, EventType, WebhookAck};
 use hookline_kit::http::ApiError;
 
-use crate::db::{self, Pool};
+use crate::db;
 use crate::error::Error;
 use crate::events::ReviewEvents;
 use crate::metrics::ConsumerMetrics;
 use crate::routes::webhook::{self, Ids, Received, WebhookSlots};
 use crate::subscription::SubscriptionState;
+use crate::writer::Writer;
 
 /// What an event asks of us.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,12 +109,12 @@ pub async fn receive(
     request: HttpRequest,
     body: web::Bytes,
     subscription: web::Data<SubscriptionState>,
-    pool: web::Data<Pool>,
+    writer: web::Data<Writer>,
     slots: web::Data<WebhookSlots>,
     events: web::Data<ReviewEvents>,
     metrics: web::Data<ConsumerMetrics>,
 ) -> Result<HttpResponse, Error> {
-    let received = match handle(&request, &body, &subscription, &pool, &slots).await {
+    let received = match handle(&request, &body, &subscription, &writer, &slots).await {
         Ok(received) | Err(received) => received,
     };
     webhook::finish(received, &events, &metrics)
@@ -125,9 +126,10 @@ async fn handle(
     request: &HttpRequest,
     body: &[u8],
     subscription: &SubscriptionState,
-    pool: &Pool,
+    writer: &Writer,
     slots: &WebhookSlots,
 ) -> Result<Received, Received> {
+    let pool = writer.pool();
     if !subscription.is_subscribing() {
         return Err(Received::NotSubscribing);
     }
@@ -151,7 +153,7 @@ async fn handle(
                 EventType::of_decision(decision).map_or("?", EventType::as_str),
             );
             let ids = Ids::parse(&data.document_id, &data.agent_id, data.id.as_deref())?;
-            webhook::apply(pool, slots, &ids, decision, webhook_id.as_ref()).await
+            webhook::apply(writer, slots, &ids, decision, webhook_id.as_ref()).await
         }
         Action::Received(data, at) => {
             span.record("event_type", EventType::DocumentReceived.as_str());

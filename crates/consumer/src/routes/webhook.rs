@@ -26,10 +26,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::db::{self, Decision, Pool};
+use crate::db::{self, Decision};
 use crate::error::Error;
 use crate::events::ReviewEvents;
 use crate::metrics::{ConsumerMetrics, WebhookOutcome};
+use crate::writer::{NewDecision, Writer};
 
 /// Which webhooks the receiver believes.
 #[derive(Debug, Clone)]
@@ -211,12 +212,12 @@ pub async fn receive(
     request: HttpRequest,
     body: web::Bytes,
     policy: web::Data<WebhookPolicy>,
-    pool: web::Data<Pool>,
+    writer: web::Data<Writer>,
     slots: web::Data<WebhookSlots>,
     events: web::Data<ReviewEvents>,
     metrics: web::Data<ConsumerMetrics>,
 ) -> Result<HttpResponse, Error> {
-    let received = match decide(&request, &body, &policy, &pool, &slots).await {
+    let received = match decide(&request, &body, &policy, &writer, &slots).await {
         Ok(received) | Err(received) => received,
     };
     finish(received, &events, &metrics)
@@ -293,22 +294,21 @@ pub(crate) fn webhook_id(request: &HttpRequest) -> Result<Option<ExternalId>, Ap
 /// Applies a decision (in one statement with its receipt,
 /// [`db::apply_decision`]) within the webhooks' share of the pool.
 pub(crate) async fn apply(
-    pool: &Pool,
+    writer: &Writer,
     slots: &WebhookSlots,
     ids: &Ids,
     decision: DocumentStatus,
     webhook_id: Option<&ExternalId>,
 ) -> Result<Received, Received> {
     let _slot = slots.take().await?;
-    let mut conn = pool.get().await?;
-    let incoming = db::IncomingDecision {
-        document_id: ids.document_id.as_str(),
-        agent_id: ids.agent_id.as_str(),
+    let incoming = NewDecision {
+        document_id: ids.document_id.as_str().to_owned(),
+        agent_id: ids.agent_id.as_str().to_owned(),
         request_id: ids.request_id,
         decision,
-        webhook_id: webhook_id.map(ExternalId::as_str),
+        webhook_id: webhook_id.map(|id| id.as_str().to_owned()),
     };
-    Ok(match db::apply_decision(&mut conn, incoming).await? {
+    Ok(match writer.decide(incoming).await? {
         Decision::Duplicate => Received::Duplicate(decision),
         Decision::Applied(row) => Received::Applied(row, decision),
         Decision::AlreadyApplied(_) => Received::AlreadyApplied(decision),
@@ -326,7 +326,7 @@ async fn decide(
     request: &HttpRequest,
     body: &[u8],
     policy: &WebhookPolicy,
-    pool: &Pool,
+    writer: &Writer,
     slots: &WebhookSlots,
 ) -> Result<Received, Received> {
     policy.check(request, body).map_err(Received::Refused)?;
@@ -336,7 +336,7 @@ async fn decide(
         return Err(ApiError::invalid("documentStatus", "must be ACCEPTED or DECLINED").into());
     }
     let webhook_id = webhook_id(request)?;
-    apply(pool, slots, &ids, webhook.document_status, webhook_id.as_ref()).await
+    apply(writer, slots, &ids, webhook.document_status, webhook_id.as_ref()).await
 }
 
 #[cfg(test)]

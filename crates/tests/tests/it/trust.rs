@@ -15,7 +15,17 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// A stack whose one review is pending for an hour: webhooks in these tests
 /// come from the test, not from the help desk.
 async fn stack_with_a_pending_review() -> (Stack, String, String) {
-    let stack = Stack::start(|hd| hd.review_delay_ms = "3600000".parse().unwrap()).await;
+    stack_with_a_pending_review_batching(consumer::writer::MAX_BATCH).await
+}
+
+/// The same, its consumer writing at most `write_batch` decisions a
+/// transaction (`WRITE_BATCH`).
+async fn stack_with_a_pending_review_batching(write_batch: usize) -> (Stack, String, String) {
+    let stack = Stack::start_with(
+        |hd| hd.review_delay_ms = "3600000".parse().unwrap(),
+        |consumer| consumer.write_batch = u16::try_from(write_batch).unwrap(),
+    )
+    .await;
     let review = stack.request_review("https://example.com/a.pdf").await;
     (stack, review.document_id.unwrap(), review.agent_id.unwrap())
 }
@@ -168,7 +178,10 @@ async fn a_redelivered_webhook_id_is_acknowledged_and_changes_nothing() {
 
 #[actix_web::test]
 async fn two_contradicting_webhooks_at_once_decide_the_review_once_and_the_other_is_refused() {
-    let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
+    // One decision a transaction, so each webhook races on a connection of
+    // its own, as webhooks landing on two replicas do (copies that arrive at
+    // one replica together share a transaction: tests/it/batched_writes.rs).
+    let (stack, document_id, agent_id) = stack_with_a_pending_review_batching(1).await;
     let now = Utc::now().timestamp();
     let (accept, decline) = (
         body(&document_id, &agent_id, "ACCEPTED"),
@@ -256,7 +269,8 @@ struct Waiting {
 
 #[actix_web::test]
 async fn concurrent_copies_of_one_webhook_apply_it_exactly_once() {
-    let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
+    // Each copy on a connection of its own (see the test above).
+    let (stack, document_id, agent_id) = stack_with_a_pending_review_batching(1).await;
     let now = Utc::now().timestamp();
     let payload = body(&document_id, &agent_id, "ACCEPTED");
     let signature = secret_set().sign("msg_race", now, &payload);
@@ -389,4 +403,34 @@ async fn concurrent_requests_with_one_idempotency_key_create_one_review() {
     );
     let (_, cases) = hookline_tests::get_json(&format!("{}/cases", stack.helpdesk.url)).await;
     assert_eq!(cases["total"], 1, "the help desk was asked once: {cases}");
+}
+
+#[actix_web::test]
+async fn a_retry_after_its_first_request_died_mid_way_resumes_that_review_instead_of_making_another() {
+    let stack = Stack::start(|_| {}).await;
+    let url = format!("{}/documents", stack.consumer.url);
+    let mut conn = stack.db.connect().await;
+    // Two requests that died two minutes ago (a replica SIGKILLed): one after
+    // its review was stored, before the help desk answered; one before even that.
+    let (stored, never_stored) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    conn.batch_execute(&format!(
+        "INSERT INTO document_reviews (id, document_url, document_status) \
+           VALUES ('{stored}', 'https://example.com/died.pdf', 'PENDING_REVIEW'); \
+         INSERT INTO idempotency_keys (key, document_url, review_id, created_at) VALUES \
+           ('died-after-insert', 'https://example.com/died.pdf', '{stored}', now() - interval '2 minutes'), \
+           ('died-before-insert', 'https://example.com/early.pdf', '{never_stored}', now() - interval '2 minutes')"
+    ))
+    .await
+    .unwrap();
+
+    let body = json!({"documentUrl": "https://example.com/died.pdf"});
+    let (status, review) = post_json(&url, &body, &[("idempotency-key", "died-after-insert")]).await;
+    assert_eq!(status, 201, "{review}");
+    assert_eq!(review["id"], stored.to_string(), "the stored review, resumed");
+    assert!(review["documentId"].is_string(), "and sent to the help desk: {review}");
+    let body = json!({"documentUrl": "https://example.com/early.pdf"});
+    let (status, review) = post_json(&url, &body, &[("idempotency-key", "died-before-insert")]).await;
+    assert_eq!(status, 201, "{review}");
+    assert_eq!(review["id"], never_stored.to_string(), "the id claimed with the key");
+    assert_eq!(stack.db.reviews().await.len(), 2, "one review per key");
 }
