@@ -1,6 +1,5 @@
-//! Group commit: writes that arrive together share one commit — the new
-//! reviews and help desk answers of `POST /documents` one statement too, the
-//! decisions of webhooks one transaction.
+//! Group commit: the writes of `POST /documents` that arrive together share
+//! one statement and one commit.
 //!
 //! Each review costs two writes on this path: its row before the help desk
 //! is asked (so a webhook that overtakes the answer finds it), and the
@@ -23,14 +22,12 @@
 //! - the attach updates rows in the order of their ids, so two batches (or a
 //!   batch and the reconciler) never wait on each other in a cycle; each
 //!   review is attached once, so batches do not even meet;
-//! - decisions keep their statement ([`db::apply_decision`]: the change and
-//!   its receipt together, the row re-checked under its lock); a batch runs
-//!   them one after another in one transaction, in the order of their
-//!   document ids, so two batches lock rows in the same order. A batch
-//!   could still meet an attach (which locks in review id order) in a
-//!   cycle; it waits at most [`DECISION_LOCK_WAIT`] for a row (`SET LOCAL
-//!   lock_timeout`), then the batch is rolled back and its decisions go one
-//!   by one, each its own transaction, as before;
+//! - decisions are not batched: each is one statement with its receipt
+//!   ([`db::apply_decision`]) on a connection of its own. Batched into one
+//!   transaction (tried), they ran one after another on one connection and
+//!   ingestion got slower (3.4–3.8k against 4.4k webhooks/s, fsync on,
+//!   docs/BENCHMARKS.md): concurrent commits already share WAL flushes, and
+//!   the statement, not its commit, is the cost;
 //! - a batch that takes longer than [`BATCH_DEADLINE`] is given up and its
 //!   writes answered `503` (the database is gone or stuck), like a request
 //!   that waited that long for a connection.
@@ -40,24 +37,18 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, RunQueryDsl};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::warn;
 use uuid::Uuid;
 
-use crate::db::{self, Decision, IncomingDecision, Pool, ReviewRow};
+use crate::db::{self, Pool, ReviewRow};
 use crate::error::Error;
-use hookline_contract::DocumentStatus;
 
 /// The most writes in one statement, by default (`WRITE_BATCH`).
 pub const MAX_BATCH: usize = 256;
 
 /// How long a batch may take before its writes are answered `503`.
 pub const BATCH_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The longest a batch of decisions waits for a row lock before it is
-/// rolled back and its decisions applied one by one.
-pub const DECISION_LOCK_WAIT: &str = "100ms";
 
 /// How many batches of one kind are in flight at once, by default.
 pub const DEFAULT_LANES: usize = 2;
@@ -75,28 +66,6 @@ pub struct Ticket {
     pub id: Uuid,
     pub agent_id: String,
     pub document_id: String,
-}
-
-/// A decision of the help desk, owned (see [`IncomingDecision`]).
-#[derive(Debug, Clone)]
-pub struct NewDecision {
-    pub document_id: String,
-    pub agent_id: String,
-    pub request_id: Option<Uuid>,
-    pub decision: DocumentStatus,
-    pub webhook_id: Option<String>,
-}
-
-impl NewDecision {
-    fn incoming(&self) -> IncomingDecision<'_> {
-        IncomingDecision {
-            document_id: &self.document_id,
-            agent_id: &self.agent_id,
-            request_id: self.request_id,
-            decision: self.decision,
-            webhook_id: self.webhook_id.as_deref(),
-        }
-    }
 }
 
 /// What a batch failed with, for each of its writes.
@@ -183,7 +152,6 @@ impl<T: 'static, R: 'static> Lane<T, R> {
 struct Lanes {
     inserts: Lane<NewRow, ()>,
     attaches: Lane<Ticket, ReviewRow>,
-    decisions: Lane<NewDecision, Decision>,
 }
 
 /// The batched writes of `POST /documents`, one per HTTP worker thread:
@@ -207,21 +175,18 @@ impl Writer {
         }
     }
 
-    /// The pool it writes through (for what is not batched).
+    /// The pool it writes through (for what is not batched: decisions).
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
     fn lanes(&self) -> &Lanes {
         self.started.get_or_init(|| {
-            let (inserts, attaches, decisions) = (self.pool.clone(), self.pool.clone(), self.pool.clone());
+            let (inserts, attaches) = (self.pool.clone(), self.pool.clone());
             Lanes {
                 inserts: Lane::start(self.lanes, self.most, move |rows| insert_batch(inserts.clone(), rows)),
                 attaches: Lane::start(self.lanes, self.most, move |tickets| {
                     attach_batch(attaches.clone(), tickets)
-                }),
-                decisions: Lane::start(self.lanes, self.most, move |decided| {
-                    decide_batch(decisions.clone(), decided)
                 }),
             }
         })
@@ -236,12 +201,6 @@ impl Writer {
     /// came first may have filled the ids already, which stand.
     pub async fn attach(&self, ticket: Ticket) -> Result<ReviewRow, WriteError> {
         self.lanes().attaches.write(ticket).await
-    }
-
-    /// Applies the help desk's decision with its receipt (committed on
-    /// return; see [`db::apply_decision`]).
-    pub async fn decide(&self, decision: NewDecision) -> Result<Decision, WriteError> {
-        self.lanes().decisions.write(decision).await
     }
 }
 
@@ -309,44 +268,6 @@ async fn attach_batch(pool: Pool, tickets: Vec<Ticket>) -> Vec<Result<ReviewRow,
         .iter()
         .map(|t| by_id.remove(&t.id).ok_or(WriteError::NotFound))
         .collect()
-}
-
-async fn decide_batch(pool: Pool, decided: Vec<NewDecision>) -> Vec<Result<Decision, WriteError>> {
-    let mut conn = match pool.get().await {
-        Ok(conn) => conn,
-        Err(e) => return vec![Err(WriteError::Unavailable(e.to_string())); decided.len()],
-    };
-    if decided.len() > 1 {
-        let mut order: Vec<usize> = (0..decided.len()).collect();
-        order.sort_by(|a, b| decided[*a].document_id.cmp(&decided[*b].document_id));
-        let together = conn
-            .transaction(async |conn| {
-                diesel::sql_query(format!("SET LOCAL lock_timeout = '{DECISION_LOCK_WAIT}'"))
-                    .execute(conn)
-                    .await?;
-                let mut done: Vec<Option<Decision>> = vec![None; decided.len()];
-                for &i in &order {
-                    done[i] = Some(db::apply_decision(conn, decided[i].incoming()).await?);
-                }
-                diesel::QueryResult::Ok(done)
-            })
-            .await;
-        match together {
-            Ok(done) => return done.into_iter().map(|d| d.ok_or(WriteError::NotFound)).collect(),
-            Err(e) => {
-                warn!(error = %e, writes = decided.len(), "a batch of decisions failed: applying them one by one")
-            }
-        }
-    }
-    let mut results = Vec::with_capacity(decided.len());
-    for one in &decided {
-        results.push(
-            db::apply_decision(&mut conn, one.incoming())
-                .await
-                .map_err(|e| classify(&e)),
-        );
-    }
-    results
 }
 
 impl From<WriteError> for Error {

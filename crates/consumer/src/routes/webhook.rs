@@ -30,7 +30,7 @@ use crate::db::{self, Decision};
 use crate::error::Error;
 use crate::events::ReviewEvents;
 use crate::metrics::{ConsumerMetrics, WebhookOutcome};
-use crate::writer::{NewDecision, Writer};
+use crate::writer::Writer;
 
 /// Which webhooks the receiver believes.
 #[derive(Debug, Clone)]
@@ -301,14 +301,18 @@ pub(crate) async fn apply(
     webhook_id: Option<&ExternalId>,
 ) -> Result<Received, Received> {
     let _slot = slots.take().await?;
-    let incoming = NewDecision {
-        document_id: ids.document_id.as_str().to_owned(),
-        agent_id: ids.agent_id.as_str().to_owned(),
+    // Not through the group commit: decisions batched into one transaction
+    // run one after another on one connection, and measured slower than
+    // each on a connection of its own (docs/BENCHMARKS.md, issue 16).
+    let mut conn = writer.pool().get().await?;
+    let incoming = db::IncomingDecision {
+        document_id: ids.document_id.as_str(),
+        agent_id: ids.agent_id.as_str(),
         request_id: ids.request_id,
         decision,
-        webhook_id: webhook_id.map(|id| id.as_str().to_owned()),
+        webhook_id: webhook_id.map(ExternalId::as_str),
     };
-    Ok(match writer.decide(incoming).await? {
+    Ok(match db::apply_decision(&mut conn, incoming).await? {
         Decision::Duplicate => Received::Duplicate(decision),
         Decision::Applied(row) => Received::Applied(row, decision),
         Decision::AlreadyApplied(_) => Received::AlreadyApplied(decision),

@@ -1,14 +1,11 @@
 //! The consumer's group commit (`consumer::writer`): writes that arrive
-//! together share one commit (new reviews and tickets one statement too),
-//! each is answered only once committed, one bad write fails alone, and a
-//! decision is applied once however many copies arrive together.
+//! together share one statement and one commit, each is answered only once
+//! committed, and one bad write fails alone.
 
-use consumer::db::Decision;
-use consumer::writer::{NewDecision, NewRow, Ticket, WriteError, Writer};
+use consumer::writer::{NewRow, Ticket, WriteError, Writer};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
-use hookline_contract::DocumentStatus;
 use hookline_tests::TestDb;
 use uuid::Uuid;
 
@@ -119,71 +116,4 @@ async fn a_batch_on_a_lost_database_is_answered_unavailable() {
     db.restore().await;
     let back = writer.insert(row(Uuid::now_v7())).await;
     assert!(back.is_ok(), "{back:?}");
-}
-
-fn decision(document_id: &str, status: DocumentStatus, webhook_id: &str) -> NewDecision {
-    NewDecision {
-        document_id: document_id.to_owned(),
-        agent_id: "agent".to_owned(),
-        request_id: None,
-        decision: status,
-        webhook_id: Some(webhook_id.to_owned()),
-    }
-}
-
-#[actix_web::test]
-async fn decisions_that_arrive_together_share_a_transaction_and_each_is_applied_once() {
-    let db = TestDb::create().await;
-    consumer::db::run_migrations(&db.url).await.unwrap();
-    let pool = consumer::db::pool(&db.url, 4).unwrap();
-    let writer = Writer::new(pool, 1, consumer::writer::MAX_BATCH);
-    let ids: Vec<Uuid> = (0..200).map(|_| Uuid::now_v7()).collect();
-    join_all(ids.iter().map(|id| writer.insert(row(*id)))).await;
-    let attached = join_all(ids.iter().map(|id| {
-        writer.attach(Ticket {
-            id: *id,
-            agent_id: "agent".to_owned(),
-            document_id: format!("doc-{id}"),
-        })
-    }))
-    .await;
-    assert!(attached.iter().all(Result::is_ok));
-
-    // Every review decided at once, and in the same burst: a copy of one
-    // webhook (same webhook-id), and a contradicting decision for another.
-    let mut burst: Vec<NewDecision> = ids
-        .iter()
-        .map(|id| decision(&format!("doc-{id}"), DocumentStatus::Accepted, &format!("msg_{id}")))
-        .collect();
-    burst.push(decision(
-        &format!("doc-{}", ids[0]),
-        DocumentStatus::Accepted,
-        &format!("msg_{}", ids[0]),
-    ));
-    burst.push(decision(
-        &format!("doc-{}", ids[1]),
-        DocumentStatus::Declined,
-        "msg_contradiction",
-    ));
-    let decided = join_all(burst.into_iter().map(|d| writer.decide(d))).await;
-    let applied = decided.iter().filter(|d| matches!(d, Ok(Decision::Applied(_)))).count();
-    assert_eq!(applied, 200, "{decided:?}");
-    assert!(matches!(decided[200], Ok(Decision::Duplicate)), "{:?}", decided[200]);
-    assert!(
-        matches!(decided[201], Ok(Decision::Contradicts(_))),
-        "{:?}",
-        decided[201]
-    );
-
-    let stored = db.reviews().await;
-    assert!(stored.iter().all(|row| row.status() == DocumentStatus::Accepted));
-    let mut conn = db.connect().await;
-    let receipts = diesel::sql_query("SELECT count(DISTINCT xmin::text) AS count FROM webhook_receipts")
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .count;
-    let decided_in = transactions(&db, &ids).await;
-    eprintln!("200 decisions in {receipts} transactions (the reviews' latest versions: {decided_in})");
-    assert!(receipts <= 3, "200 decisions at once took {receipts} transactions");
 }

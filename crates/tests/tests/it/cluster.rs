@@ -75,8 +75,10 @@ async fn the_whole_review_flow_runs_on_a_redis_cluster() {
     assert_eq!(owners.len(), 3, "each partition on its own master");
     let per_master = cluster.keys_per_master();
     assert_eq!(per_master.len(), 3, "{per_master:?}");
+    // 20 random documentIds over three partitions: a few cases each at
+    // least (all 20 in two partitions: 3 × (2/3)^20, about 1 in 1,100 runs).
     for (port, keys) in &per_master {
-        assert!(*keys > 20, "master {port} holds a share of the queue: {per_master:?}");
+        assert!(*keys >= 5, "master {port} holds cases of its partition: {per_master:?}");
     }
     eprintln!("keys per master: {per_master:?}");
     assert_eq!(reviews.len(), 20);

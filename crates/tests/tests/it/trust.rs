@@ -15,17 +15,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// A stack whose one review is pending for an hour: webhooks in these tests
 /// come from the test, not from the help desk.
 async fn stack_with_a_pending_review() -> (Stack, String, String) {
-    stack_with_a_pending_review_batching(consumer::writer::MAX_BATCH).await
-}
-
-/// The same, its consumer writing at most `write_batch` decisions a
-/// transaction (`WRITE_BATCH`).
-async fn stack_with_a_pending_review_batching(write_batch: usize) -> (Stack, String, String) {
-    let stack = Stack::start_with(
-        |hd| hd.review_delay_ms = "3600000".parse().unwrap(),
-        |consumer| consumer.write_batch = u16::try_from(write_batch).unwrap(),
-    )
-    .await;
+    let stack = Stack::start(|hd| hd.review_delay_ms = "3600000".parse().unwrap()).await;
     let review = stack.request_review("https://example.com/a.pdf").await;
     (stack, review.document_id.unwrap(), review.agent_id.unwrap())
 }
@@ -178,10 +168,7 @@ async fn a_redelivered_webhook_id_is_acknowledged_and_changes_nothing() {
 
 #[actix_web::test]
 async fn two_contradicting_webhooks_at_once_decide_the_review_once_and_the_other_is_refused() {
-    // One decision a transaction, so each webhook races on a connection of
-    // its own, as webhooks landing on two replicas do (copies that arrive at
-    // one replica together share a transaction: tests/it/batched_writes.rs).
-    let (stack, document_id, agent_id) = stack_with_a_pending_review_batching(1).await;
+    let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
     let now = Utc::now().timestamp();
     let (accept, decline) = (
         body(&document_id, &agent_id, "ACCEPTED"),
@@ -269,8 +256,7 @@ struct Waiting {
 
 #[actix_web::test]
 async fn concurrent_copies_of_one_webhook_apply_it_exactly_once() {
-    // Each copy on a connection of its own (see the test above).
-    let (stack, document_id, agent_id) = stack_with_a_pending_review_batching(1).await;
+    let (stack, document_id, agent_id) = stack_with_a_pending_review().await;
     let now = Utc::now().timestamp();
     let payload = body(&document_id, &agent_id, "ACCEPTED");
     let signature = secret_set().sign("msg_race", now, &payload);
