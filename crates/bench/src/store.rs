@@ -1,12 +1,12 @@
 //! Direct access to the services' storage, for seeding and checking: the
 //! consumer's PostgreSQL (raw SQL through diesel-async) and the help desk's
-//! Redis (its own key layout, [`helpdesk::queue::Keys`]).
+//! Redis (its own key layout, [`helpdesk::store::Keys`]).
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use helpdesk::endpoint::Endpoint;
-use helpdesk::queue::Keys;
+use helpdesk::store::Keys;
 use redis::aio::MultiplexedConnection;
 
 use crate::BoxError;
@@ -324,7 +324,7 @@ impl Rd {
     }
 
     /// Adds filler jobs `from..to` for `callback`, pending far in the
-    /// future, written as `Queue::schedule` writes a real one (same fields,
+    /// future, written as `Store::schedule` writes a real one (same fields,
     /// same sizes, in the same endpoint's queue as the real jobs to it).
     pub(crate) async fn fill(
         &mut self,

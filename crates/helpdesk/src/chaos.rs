@@ -12,7 +12,7 @@
 //! | `slow_send` | the real one, its body trickled in 8 pieces | 2xx |
 //! | `duplicate` | after it got through: the very same request again | 2xx, nothing changes |
 //! | `replay` | 0.5–1.5 s after it got through: the same message, fresh timestamp and signature | 2xx, nothing changes |
-//! | `reorder` | (events) `document.received` held back until after the decision; drawn when the case is accepted, see `queue/schedule.lua` | 2xx, the decision stays |
+//! | `reorder` | (events) `document.received` held back until after the decision; drawn when the case is accepted, see `store/cases/schedule.lua` | 2xx, the decision stays |
 //!
 //! A fault never replaces the real delivery: the real attempt is made and
 //! judged exactly as without chaos (retries, dead letters, breakers), and

@@ -16,8 +16,8 @@ use hookline_kit::auth::ApiKeys;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
 use hookline_kit::tls;
 
-use crate::queue::{EndpointLimits, MAX_PARTITIONS};
 use crate::ssrf::{CallbackPolicy, Rule};
+use crate::store::{EndpointLimits, MAX_PARTITIONS};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -36,8 +36,8 @@ use hookline_contract::signature::SecretSet;
 use hookline_contract::{DocumentEvent, DocumentWebhook, Event, EventType, TestEvent, headers};
 use hookline_kit::tls::{self, ClientConfig, TlsFailure};
 
-use crate::queue::{CaseRecord, EventJob};
 use crate::ssrf::{CallbackPolicy, GuardedResolver, refusal_in};
+use crate::store::{CaseRecord, EventJob};
 
 /// How much of a receiver's answer is read (and thrown away) so the
 /// connection can be reused.

@@ -3,7 +3,7 @@
 //! An endpoint is the scheme, host and port of a callback URL
 //! (`https://hooks.example.com:443`): one receiver, whatever the path. Every
 //! limit that protects receivers from us, and the other receivers from a
-//! bad one, is kept per endpoint in Redis (see the [queue](crate::queue)):
+//! bad one, is kept per endpoint in Redis (see the [store](crate::store)):
 //! deliveries in flight (`ENDPOINT_CONCURRENCY`), the rate (`ENDPOINT_RATE`
 //! or an override set through `PUT /endpoints/{endpoint}`), a pause asked for
 //! with `Retry-After`, and the circuit breaker.

@@ -1,6 +1,6 @@
 //! The help desk's errors, by boundary.
 //!
-//! [`Error`] is what its routes answer with. A queue failure converts into
+//! [`Error`] is what its routes answer with. A store failure converts into
 //! it with `?`, and this file alone decides what it becomes on the wire:
 //! Redis unreachable is a 503 (retry later), a case Redis holds in a shape
 //! we cannot read an opaque 500 whose cause is logged. A malformed request is
@@ -12,7 +12,7 @@ use actix_web::{HttpResponse, ResponseError};
 use hookline_contract::ErrorBody;
 use hookline_kit::http::{ApiError, internal_body, respond, unavailable_body};
 
-use crate::queue::QueueError;
+use crate::store::StoreError;
 
 /// What a route of the help desk answers with when it does not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -20,18 +20,18 @@ pub enum Error {
     /// The request itself is at fault (or the route refuses it).
     #[error(transparent)]
     Request(#[from] ApiError),
-    #[error("the job store failed")]
-    Queue(#[from] QueueError),
+    #[error("the store failed")]
+    Store(#[from] StoreError),
 }
 
 impl Error {
     fn answer(&self) -> (StatusCode, ErrorBody) {
         match self {
             Self::Request(e) => (e.status_code(), e.body()),
-            Self::Queue(QueueError::Redis(_) | QueueError::NotReplicated { .. }) => {
+            Self::Store(StoreError::Redis(_) | StoreError::NotReplicated { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, unavailable_body("the job store"))
             }
-            Self::Queue(QueueError::Corrupt { .. } | QueueError::Layout { .. }) => {
+            Self::Store(StoreError::Corrupt { .. } | StoreError::Layout { .. } | StoreError::OldLayout { .. }) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, internal_body())
             }
         }

@@ -1,7 +1,7 @@
 //! hookline's fake third-party Help Desk.
 //!
 //! `POST /document` accepts a review at once and schedules it as a job in
-//! Redis ([`queue`]); after the review delay a [`worker`] claims the job,
+//! Redis ([`store`]); after the review delay a [`worker`] claims the job,
 //! the simulated agent decides (ACCEPTED with probability `ACCEPT_RATIO`),
 //! and the decision is POSTed as a signed webhook to the client's callback
 //! URL ([`delivery`]), retried until it gets through or runs out of retries.
@@ -26,8 +26,6 @@ pub mod error;
 pub mod metrics;
 /// The OpenAPI document, generated from the routes.
 pub mod openapi;
-/// The queue in Redis: cases, per-endpoint jobs and limits, the Lua scripts.
-pub mod queue;
 /// Retention: finished cases forgotten after CASE_RETENTION.
 pub mod retention;
 /// The HTTP routes, one file per resource.
@@ -36,6 +34,8 @@ pub mod routes;
 pub mod ssrf;
 /// `Application::build`: Redis, the listener, the server and the worker.
 pub mod startup;
+/// The store in Redis: cases and their jobs, endpoints, subscriptions, the Lua scripts.
+pub mod store;
 /// The delivery worker: claims due jobs, delivers them, records each outcome.
 pub mod worker;
 

@@ -34,7 +34,7 @@ use hookline_kit::metrics::HttpMetrics;
 
 use hookline_contract::{BreakerState, EndpointView, EventType};
 
-use crate::queue::QueueDepth;
+use crate::store::QueueDepth;
 
 /// Endpoints that get per-endpoint series: the most recently active. The
 /// endpoint label takes values from the callback URLs clients send, so it
@@ -290,7 +290,7 @@ fn count(n: u64) -> i64 {
 pub fn queue_depth(depth: QueueDepth) -> prometheus::Result<Vec<MetricFamily>> {
     let mut families = hookline_kit::metrics::gauge_family(
         "hookline_helpdesk_queue_depth",
-        "Jobs in the queue, by state (due, in_flight, dead); read from Redis at scrape time.",
+        "Jobs in the store, by state (due, in_flight, dead); read from Redis at scrape time.",
         "state",
         &[
             ("due", count(depth.due)),

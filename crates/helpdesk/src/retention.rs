@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::metrics::HelpdeskMetrics;
-use crate::queue::Queue;
+use crate::store::Store;
 
 /// The most cases (and endpoints) one trim forgets: a short script, so
 /// Redis keeps answering everyone else in between.
@@ -31,13 +31,13 @@ pub fn period(retention: Duration) -> Duration {
 }
 
 /// Trims every [`period`] until `stop` says so.
-pub async fn run(queue: Queue, metrics: HelpdeskMetrics, mut stop: watch::Receiver<bool>) {
-    let every = period(queue.retention());
+pub async fn run(store: Store, metrics: HelpdeskMetrics, mut stop: watch::Receiver<bool>) {
+    let every = period(store.retention());
     loop {
         // Batch after batch while there is a backlog (a help desk that was
         // down, or a retention just shortened), then wait.
         loop {
-            match queue.trim(BATCH).await {
+            match store.trim(BATCH).await {
                 Ok(trimmed) => {
                     metrics.forgotten(trimmed.cases, trimmed.endpoints);
                     if trimmed.cases > 0 || trimmed.endpoints > 0 {

@@ -16,10 +16,10 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use crate::delivery::Deliverer;
 use crate::metrics::HelpdeskMetrics;
-use crate::queue::{Queue, QueueError};
 use crate::retention;
 use crate::routes::{self, document::Scheduling, webhooks::SubscriptionSettings};
 use crate::ssrf::CallbackPolicy;
+use crate::store::{Store, StoreError};
 use crate::worker::{self, Wakeup, WorkerSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum StartupError {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot reach Redis")]
-    Redis(#[from] QueueError),
+    Redis(#[from] StoreError),
     #[error("cannot listen")]
     Io(#[from] std::io::Error),
     #[error("cannot register the metrics")]
@@ -54,7 +54,7 @@ impl Application {
             ));
         }
         let callback_tls = settings.callback_tls()?;
-        let queue = Queue::connect_partitioned(
+        let store = Store::connect_partitioned(
             settings.redis_url.expose(),
             &settings.redis_prefix,
             usize::from(settings.redis_partitions),
@@ -62,12 +62,12 @@ impl Application {
         )
         .await
         .map_err(|e| match e {
-            QueueError::Layout { .. } => StartupError::Config(e.to_string()),
+            StoreError::Layout { .. } | StoreError::OldLayout { .. } => StartupError::Config(e.to_string()),
             other => other.into(),
         })?
         .with_retention(settings.case_retention)
         .with_min_replicas(settings.redis_min_replicas, REPLICA_WAIT);
-        queue.ping().await?;
+        store.ping().await?;
 
         let wakeup = Arc::new(Wakeup::default());
         let metrics = HelpdeskMetrics::new()?;
@@ -77,7 +77,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
         let role = settings.role;
-        let queue_data = web::Data::new(queue.clone());
+        let queue_data = web::Data::new(store.clone());
         let policy_data = web::Data::from(policy.clone());
         let api_keys = web::Data::new(settings.api_keys.clone());
         if settings.role.serves_api() && api_keys.is_open() && !settings.listen.ip().is_loopback() {
@@ -114,7 +114,7 @@ impl Application {
         let server = server.run();
         let worker = if role.runs_worker() {
             Some(WorkerHandle::spawn(
-                queue,
+                store,
                 &settings,
                 wakeup,
                 policy.clone(),
@@ -172,7 +172,7 @@ struct WorkerHandle {
 
 impl WorkerHandle {
     fn spawn(
-        queue: Queue,
+        store: Store,
         settings: &Settings,
         wakeup: Arc<Wakeup>,
         policy: Arc<CallbackPolicy>,
@@ -197,8 +197,8 @@ impl WorkerHandle {
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
                     let deliverer = Deliverer::new(secrets, timeout, worker_settings.concurrency, policy, tls);
-                    let trimmer = retention::run(queue.clone(), metrics.clone(), stop_rx.clone());
-                    let worker = worker::run(queue, deliverer, worker_settings, wakeup, metrics, stop_rx);
+                    let trimmer = retention::run(store.clone(), metrics.clone(), stop_rx.clone());
+                    let worker = worker::run(store, deliverer, worker_settings, wakeup, metrics, stop_rx);
                     tokio::join!(worker, trimmer);
                 });
             })?;

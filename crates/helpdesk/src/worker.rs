@@ -1,4 +1,4 @@
-//! The delivery worker: claims due jobs from the [queue](crate::queue),
+//! The delivery worker: claims due jobs from the [store](crate::store),
 //! sends their webhooks concurrently, and records each outcome (delivered,
 //! retry later per `RETRY_SCHEDULE` with ±10% jitter, or dead).
 //!
@@ -8,7 +8,7 @@
 //! freed). A Redis outage makes it back off and try again. A receiver that
 //! refuses connections, hangs or trickles only costs that job one attempt,
 //! cut off at `DELIVERY_TIMEOUT`; its endpoint's limits (see the
-//! [queue](crate::queue)) keep it from taking more than its share: at most
+//! [store](crate::store)) keep it from taking more than its share: at most
 //! `ENDPOINT_CONCURRENCY` attempts in flight over all workers, and at most
 //! a quarter of this worker's slots. A callback the
 //! [callback policy](crate::ssrf) refuses is dead at once: retrying would
@@ -16,7 +16,7 @@
 //!
 //! Outcomes are recorded by one task per worker ([`record_outcomes`]) that
 //! takes every outcome waiting and records them in one pipelined round trip
-//! ([`Queue::finish_many`]): under load a round trip carries dozens, when
+//! ([`Store::finish_many`]): under load a round trip carries dozens, when
 //! idle it carries one, with no added wait either way. A delivery keeps its
 //! concurrency permit until its outcome is recorded, so shutdown still waits
 //! for every outcome to reach Redis.
@@ -42,7 +42,7 @@ use crate::config::RetrySchedule;
 use crate::delivery::{Attempt, Deliverer, Sending};
 use crate::endpoint::Endpoint;
 use crate::metrics::{AttemptOutcome, HelpdeskMetrics};
-use crate::queue::{Allowance, ClaimedJob, EndpointSignal, Finish, Health, Queue, QueueError, Recorded};
+use crate::store::{Allowance, ClaimedJob, EndpointSignal, Finish, Health, Recorded, Store, StoreError};
 
 /// Longest the worker sleeps without looking at the queue (jobs scheduled by
 /// another process do not wake it).
@@ -152,7 +152,7 @@ pub struct WorkerSettings {
 /// Runs until `stop` turns true, then waits (bounded) for in-flight
 /// deliveries to finish. Must run on an actix runtime (awc is thread-local).
 pub async fn run(
-    queue: Queue,
+    store: Store,
     deliverer: Deliverer,
     settings: WorkerSettings,
     wakeup: Arc<Wakeup>,
@@ -167,7 +167,7 @@ pub async fn run(
     let mut claims: u64 = 0;
     let (outcomes, pending_outcomes) = mpsc::channel(settings.concurrency.max(1));
     actix_web::rt::spawn(record_outcomes(
-        queue.clone(),
+        store.clone(),
         pending_outcomes,
         wakeup.clone(),
         metrics.clone(),
@@ -187,7 +187,7 @@ pub async fn run(
         let token = format!("{worker_id}:{claims}");
         let decisions = draw_decisions(settings.accept_ratio, free);
         let allowance = shares.allowance();
-        match queue.claim(settings.lease, &token, &decisions, &allowance).await {
+        match store.claim(settings.lease, &token, &decisions, &allowance).await {
             Ok(claim) => {
                 let claimed = claim.jobs.len();
                 for job in claim.jobs {
@@ -201,8 +201,8 @@ pub async fn run(
                         webhook_id = %job.case.webhook_id,
                         attempt = job.case.attempts + 1,
                     );
-                    let (queue, outcomes, deliverer, settings, metrics, shares) = (
-                        queue.clone(),
+                    let (store, outcomes, deliverer, settings, metrics, shares) = (
+                        store.clone(),
                         outcomes.clone(),
                         deliverer.clone(),
                         settings.clone(),
@@ -212,7 +212,7 @@ pub async fn run(
                     actix_web::rt::spawn(
                         async move {
                             let endpoint = job.endpoint.clone();
-                            let made = attempt(&queue, &deliverer, &settings, &metrics, &job).await;
+                            let made = attempt(&store, &deliverer, &settings, &metrics, &job).await;
                             record(&outcomes, &settings.retry_schedule, &metrics, job, made).await;
                             shares.released(&endpoint);
                             drop(permit);
@@ -290,14 +290,14 @@ struct Outcome {
     finish: Finish,
     signal: EndpointSignal,
     /// A failed batch fails every outcome in it: they share its error.
-    recorded: oneshot::Sender<Result<Recorded, Arc<QueueError>>>,
+    recorded: oneshot::Sender<Result<Recorded, Arc<StoreError>>>,
 }
 
 /// Records outcomes as they come, every waiting one in one round trip, and
 /// wakes the worker (slots were freed); ends when the worker and all its
 /// deliveries are gone.
 async fn record_outcomes(
-    queue: Queue,
+    store: Store,
     mut pending: mpsc::Receiver<Outcome>,
     wakeup: Arc<Wakeup>,
     metrics: HelpdeskMetrics,
@@ -308,7 +308,7 @@ async fn record_outcomes(
             .iter()
             .map(|outcome: &Outcome| (&outcome.job, outcome.log.as_slice(), &outcome.finish, outcome.signal))
             .collect();
-        let results = queue.finish_many(&items).await.map_err(Arc::new);
+        let results = store.finish_many(&items).await.map_err(Arc::new);
         wakeup.slot_freed();
         for (index, outcome) in batch.drain(..).enumerate() {
             let result = match &results {
@@ -344,7 +344,7 @@ fn note_breaker(metrics: &HelpdeskMetrics, endpoint: &Endpoint, recorded: Record
 /// draws its [chaos](crate::chaos) faults from the case's profile, or the
 /// help desk's.
 async fn attempt(
-    queue: &Queue,
+    store: &Store,
     deliverer: &Deliverer,
     settings: &WorkerSettings,
     metrics: &HelpdeskMetrics,
@@ -362,7 +362,7 @@ async fn attempt(
     let secrets;
     let message = match &job.case.event {
         None => deliverer.case_message(&job.case),
-        Some(event) => match queue.subscription(None, &event.subscription_id).await {
+        Some(event) => match store.subscription(None, &event.subscription_id).await {
             Ok(Some(sub)) if !sub.disabled => {
                 secrets = sub.signing_secrets(Utc::now());
                 deliverer.event_message(&job.case, event, &secrets)

@@ -67,12 +67,12 @@ impl TestRedis {
     }
 
     /// Jobs per state under this prefix, as the help desk counts them.
-    pub async fn queue_depth(&self) -> helpdesk::queue::QueueDepth {
-        let limits = helpdesk::queue::EndpointLimits::default();
-        let queue = helpdesk::queue::Queue::connect(&self.url, &self.prefix, limits)
+    pub async fn queue_depth(&self) -> helpdesk::store::QueueDepth {
+        let limits = helpdesk::store::EndpointLimits::default();
+        let store = helpdesk::store::Store::connect(&self.url, &self.prefix, limits)
             .await
             .unwrap();
-        queue.depth().await.unwrap()
+        store.depth().await.unwrap()
     }
 
     /// Every key of this prefix with its content, to prove a request changed nothing.

@@ -24,7 +24,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         retry_schedule: "50ms,100ms,200ms".parse().unwrap(),
         delivery_timeout: Duration::from_secs(2),
         job_lease: Duration::from_secs(5),
-        case_retention: helpdesk::queue::DEFAULT_RETENTION,
+        case_retention: helpdesk::store::DEFAULT_RETENTION,
         secret_overlap: std::time::Duration::from_secs(24 * 3600),
         chaos: Default::default(),
         redis_min_replicas: 0,

@@ -7,9 +7,9 @@ use hookline_kit::http::ApiError;
 use tracing::info;
 
 use crate::error::Error;
-use crate::queue::{CaseRecord, Queue, Redelivery};
 use crate::routes::ListQuery;
 use crate::routes::document::Scheduling;
+use crate::store::{CaseRecord, Redelivery, Store};
 
 /// `GET /dead-letters?limit=50`: cases whose every attempt failed, newest first.
 #[utoipa::path(
@@ -23,10 +23,10 @@ use crate::routes::document::Scheduling;
 pub async fn dead_letters(
     _: Authorized,
     query: web::Query<ListQuery>,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
 ) -> Result<HttpResponse, Error> {
     let limit = query.limit()?;
-    Ok(page(queue.dead_letters(limit).await?))
+    Ok(page(store.dead_letters(limit).await?))
 }
 
 /// `GET /cases?limit=50`: the most recent cases, newest first (the dashboard's list).
@@ -41,10 +41,10 @@ pub async fn dead_letters(
 pub async fn recent(
     _: Authorized,
     query: web::Query<ListQuery>,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
 ) -> Result<HttpResponse, Error> {
     let limit = query.limit()?;
-    Ok(page(queue.recent_cases(limit).await?))
+    Ok(page(store.recent_cases(limit).await?))
 }
 
 fn page((cases, total): (Vec<CaseRecord>, u64)) -> HttpResponse {
@@ -70,16 +70,16 @@ fn page((cases, total): (Vec<CaseRecord>, u64)) -> HttpResponse {
 pub async fn redeliver(
     _: Authorized,
     path: web::Path<String>,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
     scheduling: web::Data<Scheduling>,
 ) -> Result<HttpResponse, Error> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
     let now = Utc::now();
-    match queue.redeliver(document_id.as_str()).await? {
+    match store.redeliver(document_id.as_str()).await? {
         Redelivery::Scheduled => {
             scheduling.wakeup.job_scheduled(now);
             info!(document_id = %document_id, "redelivery scheduled");
-            let case = queue.case(document_id.as_str()).await?;
+            let case = store.case(document_id.as_str()).await?;
             Ok(HttpResponse::Accepted().json(case.map(|case| case.to_view())))
         }
         Redelivery::NoSuchCase => Err(ApiError::NotFound("no case has this documentId").into()),

@@ -4,8 +4,8 @@ use hookline_contract::chaos::ChaosReport;
 use hookline_kit::auth::Authorized;
 
 use crate::error::Error;
-use crate::queue::Queue;
 use crate::routes::document::Scheduling;
+use crate::store::Store;
 
 /// `GET /chaos`: the help desk's chaos profile (`CHAOS`) and every fault
 /// injected so far by every worker sharing its Redis, with how the
@@ -18,11 +18,11 @@ use crate::routes::document::Scheduling;
 )]
 pub async fn report(
     _: Authorized,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
     scheduling: web::Data<Scheduling>,
 ) -> Result<HttpResponse, Error> {
     Ok(HttpResponse::Ok().json(ChaosReport {
         profile: scheduling.chaos.to_string(),
-        faults: queue.chaos_counts().await?,
+        faults: store.chaos_counts().await?,
     }))
 }

@@ -18,8 +18,8 @@ use uuid::Uuid;
 use crate::config::DelayRange;
 use crate::endpoint::Endpoint;
 use crate::metrics::HelpdeskMetrics;
-use crate::queue::{NewCase, Queue, Scheduled};
 use crate::ssrf::CallbackPolicy;
+use crate::store::{NewCase, Scheduled, Store};
 use crate::worker::Wakeup;
 
 /// How `POST /document` schedules reviews.
@@ -62,7 +62,7 @@ pub async fn create(
     auth: Authorized,
     request: HttpRequest,
     JsonBody(body): JsonBody<DocumentRequest>,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
     scheduling: web::Data<Scheduling>,
     policy: web::Data<CallbackPolicy>,
     metrics: web::Data<HelpdeskMetrics>,
@@ -87,7 +87,7 @@ pub async fn create(
                 field: Some(CALLBACK_FIELD),
                 detail: format!("X-Callback-Url is refused: {refusal}"),
             })?,
-        None if !queue.has_enabled_subscription(auth.tenant()).await? => {
+        None if !store.has_enabled_subscription(auth.tenant()).await? => {
             return Err(ApiError::BadRequest {
                 code: "missing_header",
                 field: Some(CALLBACK_FIELD),
@@ -112,7 +112,7 @@ pub async fn create(
         (scheduling.delay.sample(&mut rng), verdict, reorder)
     };
     let case = NewCase {
-        document_id: queue.new_document_id(request_id.as_ref().map(ExternalId::as_str)),
+        document_id: store.new_document_id(request_id.as_ref().map(ExternalId::as_str)),
         agent_id: Uuid::new_v4().to_string(),
         document_url: document_url.to_string(),
         callback_url: callback.as_ref().map(HttpUrl::to_string),
@@ -125,7 +125,7 @@ pub async fn create(
         chaos: own_chaos.as_ref().map(ChaosProfile::to_string),
         reorder,
     };
-    let (document_id, agent_id, replayed) = match queue.schedule(&case).await? {
+    let (document_id, agent_id, replayed) = match store.schedule(&case).await? {
         Scheduled::Created {
             due_in,
             received,
@@ -185,14 +185,14 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
     )
 )]
-pub async fn show(_: Authorized, path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+pub async fn show(_: Authorized, path: web::Path<String>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
-    let Some(case) = queue.case(document_id.as_str()).await? else {
+    let Some(case) = store.case(document_id.as_str()).await? else {
         return Err(ApiError::NotFound("no case has this documentId").into());
     };
     let mut view = case.to_view();
     if let Some(endpoint) = case.endpoint.as_deref().and_then(|e| e.parse::<Endpoint>().ok()) {
-        view.endpoint = Some(queue.endpoint(&endpoint).await?);
+        view.endpoint = Some(store.endpoint(&endpoint).await?);
     }
     Ok(HttpResponse::Ok().json(view))
 }

@@ -11,8 +11,8 @@ use tracing::info;
 use crate::config::MAX_RATE;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::queue::Queue;
 use crate::routes::ListQuery;
+use crate::store::Store;
 
 /// `GET /endpoints?limit=50`: the endpoints, most recently active first.
 #[utoipa::path(
@@ -23,9 +23,9 @@ use crate::routes::ListQuery;
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
-pub async fn list(_: Authorized, query: web::Query<ListQuery>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+pub async fn list(_: Authorized, query: web::Query<ListQuery>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     let limit = query.limit()?;
-    let (items, total) = queue.endpoints(limit).await?;
+    let (items, total) = store.endpoints(limit).await?;
     Ok(HttpResponse::Ok().json(EndpointPage { items, total }))
 }
 
@@ -38,9 +38,9 @@ pub async fn list(_: Authorized, query: web::Query<ListQuery>, queue: web::Data<
         (status = 400, description = "Not an endpoint", body = ErrorBody),
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
 )]
-pub async fn show(_: Authorized, path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
+pub async fn show(_: Authorized, path: web::Path<String>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     let endpoint = parse_endpoint(&path)?;
-    let view = queue.endpoint(&endpoint).await?;
+    let view = store.endpoint(&endpoint).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -62,7 +62,7 @@ pub async fn update(
     _: Authorized,
     path: web::Path<String>,
     JsonBody(settings): JsonBody<EndpointSettings>,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
 ) -> Result<HttpResponse, Error> {
     let endpoint = parse_endpoint(&path)?;
     if let Some(rate) = settings.rate
@@ -74,7 +74,7 @@ pub async fn update(
         )
         .into());
     }
-    let view = queue.set_rate(&endpoint, settings.rate).await?;
+    let view = store.set_rate(&endpoint, settings.rate).await?;
     info!(%endpoint, rate = ?settings.rate, "endpoint rate limit set");
     Ok(HttpResponse::Ok().json(view))
 }

@@ -2,7 +2,7 @@ use actix_web::{HttpResponse, web};
 use hookline_contract::{ErrorBody, Health, HealthStatus};
 
 use crate::error::Error;
-use crate::queue::Queue;
+use crate::store::Store;
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
@@ -17,8 +17,8 @@ pub async fn healthz() -> HttpResponse {
     (status = 200, description = "Alive and Redis answers", body = Health),
     (status = 503, description = "Redis unavailable", body = ErrorBody),
 ))]
-pub async fn readyz(queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
-    queue.ping().await?;
+pub async fn readyz(store: web::Data<Store>) -> Result<HttpResponse, Error> {
+    store.ping().await?;
     Ok(HttpResponse::Ok().json(Health {
         status: HealthStatus::Ready,
     }))

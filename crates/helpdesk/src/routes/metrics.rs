@@ -4,7 +4,7 @@ use tracing::warn;
 
 use crate::error::Error;
 use crate::metrics::{self, ENDPOINT_SERIES, HelpdeskMetrics};
-use crate::queue::Queue;
+use crate::store::Store;
 
 /// `GET /metrics`: the Prometheus text exposition (see [`crate::metrics`]).
 /// The queue depth and the endpoints are read from Redis now; if it does
@@ -12,15 +12,15 @@ use crate::queue::Queue;
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
 ))]
-pub async fn serve(metrics: web::Data<HelpdeskMetrics>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
-    let mut extra = match queue.depth().await {
+pub async fn serve(metrics: web::Data<HelpdeskMetrics>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
+    let mut extra = match store.depth().await {
         Ok(depth) => metrics::queue_depth(depth).map_err(ApiError::internal)?,
         Err(e) => {
-            warn!(error = %source_chain(&e), "cannot read the queue depth for /metrics");
+            warn!(error = %source_chain(&e), "cannot read the store depth for /metrics");
             Vec::new()
         }
     };
-    match queue.endpoints(ENDPOINT_SERIES).await {
+    match store.endpoints(ENDPOINT_SERIES).await {
         Ok((endpoints, _)) => extra.extend(metrics::endpoint_series(&endpoints).map_err(ApiError::internal)?),
         Err(e) => warn!(error = %source_chain(&e), "cannot read the endpoints for /metrics"),
     }

@@ -23,8 +23,8 @@ use tracing::info;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::metrics::HelpdeskMetrics;
-use crate::queue::{EVENT_JOB_MARK, NewSubscriptionRecord, Queue, Redelivery, SubscriptionChange};
 use crate::ssrf::CallbackPolicy;
+use crate::store::{EVENT_JOB_MARK, NewSubscriptionRecord, Redelivery, Store, SubscriptionChange};
 use crate::worker::Wakeup;
 
 /// Most subscriptions one tenant may have.
@@ -106,7 +106,7 @@ const NOT_FOUND: &str = "no subscription has this id";
 pub async fn create(
     auth: Authorized,
     JsonBody(body): JsonBody<NewSubscription>,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
     policy: web::Data<CallbackPolicy>,
 ) -> Result<HttpResponse, Error> {
     let events = parse_events(&body.events)?;
@@ -119,7 +119,7 @@ pub async fn create(
         events,
         description,
     };
-    let Some(sub) = queue.create_subscription(&new, MAX_SUBSCRIPTIONS).await? else {
+    let Some(sub) = store.create_subscription(&new, MAX_SUBSCRIPTIONS).await? else {
         return Err(ApiError::Conflict(format!(
             "this tenant has {MAX_SUBSCRIPTIONS} subscriptions already: delete one first"
         ))
@@ -140,8 +140,8 @@ pub async fn create(
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
     )
 )]
-pub async fn list(auth: Authorized, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
-    let items: Vec<Subscription> = queue
+pub async fn list(auth: Authorized, store: web::Data<Store>) -> Result<HttpResponse, Error> {
+    let items: Vec<Subscription> = store
         .subscriptions(auth.tenant())
         .await?
         .iter()
@@ -162,8 +162,8 @@ pub async fn list(auth: Authorized, queue: web::Data<Queue>) -> Result<HttpRespo
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
     )
 )]
-pub async fn show(auth: Authorized, path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
-    let sub = queue
+pub async fn show(auth: Authorized, path: web::Path<String>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
+    let sub = store
         .subscription(Some(auth.tenant()), &path)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
@@ -191,7 +191,7 @@ pub async fn update(
     auth: Authorized,
     path: web::Path<String>,
     JsonBody(body): JsonBody<SubscriptionUpdate>,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
     policy: web::Data<CallbackPolicy>,
 ) -> Result<HttpResponse, Error> {
     let change = SubscriptionChange {
@@ -203,7 +203,7 @@ pub async fn update(
             None => None,
         },
     };
-    let sub = queue
+    let sub = store
         .update_subscription(auth.tenant(), &path, &change)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
@@ -222,8 +222,8 @@ pub async fn update(
         (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
     )
 )]
-pub async fn delete(auth: Authorized, path: web::Path<String>, queue: web::Data<Queue>) -> Result<HttpResponse, Error> {
-    if !queue.delete_subscription(auth.tenant(), &path).await? {
+pub async fn delete(auth: Authorized, path: web::Path<String>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
+    if !store.delete_subscription(auth.tenant(), &path).await? {
         return Err(ApiError::NotFound(NOT_FOUND).into());
     }
     info!(subscription = %path, "subscription deleted");
@@ -246,10 +246,10 @@ pub async fn delete(auth: Authorized, path: web::Path<String>, queue: web::Data<
 pub async fn rotate_secret(
     auth: Authorized,
     path: web::Path<String>,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
     settings: web::Data<SubscriptionSettings>,
 ) -> Result<HttpResponse, Error> {
-    let sub = queue
+    let sub = store
         .rotate_secret(auth.tenant(), &path, settings.overlap)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
@@ -272,18 +272,18 @@ pub async fn rotate_secret(
 pub async fn test(
     auth: Authorized,
     path: web::Path<String>,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
     settings: web::Data<SubscriptionSettings>,
     metrics: web::Data<HelpdeskMetrics>,
 ) -> Result<HttpResponse, Error> {
-    let sub = queue
+    let sub = store
         .subscription(Some(auth.tenant()), &path)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
     if sub.disabled {
         return Err(ApiError::Conflict("the subscription is disabled: enable it first (PATCH)".to_owned()).into());
     }
-    let webhook_id = queue
+    let webhook_id = store
         .queue_test_event(&sub.id, "a test event from the hookline help desk")
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
@@ -314,29 +314,29 @@ pub async fn test(
 pub async fn redeliver(
     auth: Authorized,
     path: web::Path<(String, String)>,
-    queue: web::Data<Queue>,
+    store: web::Data<Store>,
     settings: web::Data<SubscriptionSettings>,
 ) -> Result<HttpResponse, Error> {
     let (id, webhook_id) = path.into_inner();
-    let sub = queue
+    let sub = store
         .subscription(Some(auth.tenant()), &id)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
     let no_event = || ApiError::NotFound("this subscription has no event with this webhook-id");
     let webhook_id = ExternalId::parse(&webhook_id).map_err(|_| no_event())?;
     let job_id = format!("{EVENT_JOB_MARK}{}", webhook_id.as_str());
-    let job = queue.case(&job_id).await?.ok_or_else(no_event)?;
+    let job = store.case(&job_id).await?.ok_or_else(no_event)?;
     if job.event.as_ref().is_none_or(|event| event.subscription_id != sub.id) {
         return Err(no_event().into());
     }
     if sub.disabled {
         return Err(ApiError::Conflict("the subscription is disabled: enable it first (PATCH)".to_owned()).into());
     }
-    match queue.redeliver(&job_id).await? {
+    match store.redeliver(&job_id).await? {
         Redelivery::Scheduled => {
             settings.wakeup.job_scheduled(Utc::now());
             info!(subscription = %sub.id, %webhook_id, "event redelivery scheduled");
-            let job = queue.case(&job_id).await?;
+            let job = store.case(&job_id).await?;
             Ok(HttpResponse::Accepted().json(job.map(|job| job.to_view())))
         }
         Redelivery::InFlight => Err(ApiError::Conflict(

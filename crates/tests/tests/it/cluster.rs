@@ -31,7 +31,7 @@ async fn delivered(receiver: &mut Receiver, accepted: &HashSet<String>, within: 
 
 /// The hash tag of partition `k` of three (with its braces).
 fn tag(prefix: &str, k: usize) -> String {
-    format!("{{{}}}", helpdesk::queue::partition_tag(prefix, k, 3))
+    format!("{{{}}}", helpdesk::store::partition_tag(prefix, k, 3))
 }
 
 #[actix_web::test]
@@ -122,7 +122,7 @@ async fn with_redis_min_replicas_a_master_killed_mid_run_loses_no_accepted_revie
             restarted = true;
         }
         let request = format!("request-{i}");
-        let on_killed = helpdesk::queue::partition_of(&request, 3) == 0;
+        let on_killed = helpdesk::store::partition_of(&request, 3) == 0;
         let body = json!({"documentUrl": "https://example.com/failover.pdf", "id": request});
         let (status, _, answer) = call(
             "POST",

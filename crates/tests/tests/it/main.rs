@@ -25,10 +25,8 @@ mod fault_tolerance;
 mod fuzz;
 /// Metrics and request ids, seen from outside.
 mod observability;
-/// `REDIS_PARTITIONS`: one queue spread over several hash tags.
+/// `REDIS_PARTITIONS`: one store spread over several hash tags.
 mod partitions;
-/// The help desk's queue on a real Redis, below HTTP.
-mod queue;
 /// Receivers cannot break the help desk: deadlines, limits, breakers.
 mod receivers;
 /// Several consumer processes on one database behave as one.
@@ -43,6 +41,8 @@ mod safe_retries;
 mod secrets;
 /// The callback policy: which addresses the help desk calls.
 mod ssrf;
+/// The help desk's store on a real Redis, below HTTP.
+mod store;
 /// HELPDESK_SUBSCRIBE: the consumer subscribes at the help desk and takes its events.
 mod subscriber;
 /// Subscriptions: event types, a secret per subscription, fan-out, tenants.

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use helpdesk::queue::{EndpointLimits, NewCase, Queue, QueueError, partition_tag};
+use helpdesk::store::{EndpointLimits, NewCase, Store, StoreError, partition_tag};
 use hookline_tests::hostile::{Hostile, Hostility};
 use hookline_tests::{Receiver, TestRedis, call, helpdesk_settings, start_helpdesk, wait_for};
 use serde_json::json;
@@ -121,7 +121,7 @@ async fn an_endpoint_s_limit_holds_over_all_partitions_together() {
 async fn a_help_desk_refuses_another_partition_count_while_the_queue_holds_cases() {
     let redis = TestRedis::default();
     let limits = EndpointLimits::default();
-    let one = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let one = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
     let case = NewCase {
         document_id: one.new_document_id(None),
         agent_id: "agent".to_owned(),
@@ -137,9 +137,9 @@ async fn a_help_desk_refuses_another_partition_count_while_the_queue_holds_cases
         reorder: false,
     };
     one.schedule(&case).await.unwrap();
-    let refused = Queue::connect_partitioned(&redis.url, &redis.prefix, 3, limits).await;
+    let refused = Store::connect_partitioned(&redis.url, &redis.prefix, 3, limits).await;
     let Err(
-        error @ QueueError::Layout {
+        error @ StoreError::Layout {
             before: 1,
             now: 3,
             held: 1,
@@ -156,9 +156,9 @@ async fn a_help_desk_refuses_another_partition_count_while_the_queue_holds_cases
     let Err(error) = started else { panic!("started") };
     assert!(error.to_string().contains("made with 1"), "{error}");
     // The same count is fine; an empty queue may change its count.
-    Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
     let fresh = TestRedis::default();
-    let three = Queue::connect_partitioned(&fresh.url, &fresh.prefix, 3, limits)
+    let three = Store::connect_partitioned(&fresh.url, &fresh.prefix, 3, limits)
         .await
         .unwrap();
     assert_eq!(three.partitions(), 3);

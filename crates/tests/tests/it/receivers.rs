@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::future::join_all;
-use helpdesk::queue::{EndpointLimits, NewCase, Queue};
+use helpdesk::store::{EndpointLimits, NewCase, Store};
 use hookline_tests::hostile::{Hostile, Hostility};
 use hookline_tests::process::{free_port, helpdesk_process};
 use hookline_tests::{
@@ -344,7 +344,7 @@ async fn a_backlog_of_ten_thousand_on_one_endpoint_delays_another_endpoints_job_
     let mut quiet = Receiver::start(200).await;
     // Stored directly (the worker is the process under test): 10,000 jobs
     // for one endpoint, all due at once, then one for another, just after.
-    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+    let store = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap();
     // Stored as of `stored`, so every job of the backlog is due at once.
@@ -367,7 +367,7 @@ async fn a_backlog_of_ten_thousand_on_one_endpoint_delays_another_endpoints_job_
     let backlog: Vec<NewCase> = (0..10_000)
         .map(|n| new_case(format!("busy-{n}"), &busy.url, Duration::from_secs(3)))
         .collect();
-    let then = queue.at(stored);
+    let then = store.at(stored);
     for chunk in backlog.chunks(1000) {
         futures_util::future::try_join_all(chunk.iter().map(|c| then.schedule(c)))
             .await

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use helpdesk::queue::{Allowance, EndpointLimits, Finish, Health, NewCase, Queue, Redelivery};
+use helpdesk::store::{Allowance, EndpointLimits, Finish, Health, NewCase, Redelivery, Store};
 use hookline_contract::{AttemptView, DocumentStatus};
 use hookline_tests::{Footprint, Receiver, Stack, TestRedis, get_text, helpdesk_settings, start_helpdesk, wait_for};
 use serde_json::json;
@@ -45,7 +45,7 @@ fn attempt(status: u16) -> AttemptView {
 #[actix_web::test]
 async fn finished_cases_are_forgotten_after_the_retention_and_live_ones_never() {
     let redis = TestRedis::default();
-    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+    let store = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap()
         .with_retention(Duration::from_secs(60));
@@ -57,16 +57,16 @@ async fn finished_cases_are_forgotten_after_the_retention_and_live_ones_never() 
         ("retrying", 1003),
         ("redelivered", 1004),
     ] {
-        queue.at(now).schedule(&case(id, port)).await.unwrap();
+        store.at(now).schedule(&case(id, port)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 4];
-    let claim = queue
+    let claim = store
         .at(now)
         .claim(LEASE, "w:1", &decisions, &Allowance::unlimited())
         .await
         .unwrap();
     assert_eq!(claim.jobs.len(), 4);
-    let signal = helpdesk::queue::EndpointSignal {
+    let signal = helpdesk::store::EndpointSignal {
         health: Health::Unknown,
         pause: None,
     };
@@ -87,7 +87,7 @@ async fn finished_cases_are_forgotten_after_the_retention_and_live_ones_never() 
                 },
             ),
         };
-        queue.at(now).finish(job, &record, &finish, signal).await.unwrap();
+        store.at(now).finish(job, &record, &finish, signal).await.unwrap();
     }
     // Finished cases carry a TTL (Redis frees them even if nothing trims);
     // the one still retrying does not.
@@ -96,7 +96,7 @@ async fn finished_cases_are_forgotten_after_the_retention_and_live_ones_never() 
         let mut conn = conn.clone();
         async move { redis::cmd("PTTL").arg(key).query_async::<i64>(&mut conn).await.unwrap() }
     };
-    let keys = helpdesk::queue::Keys::new(&redis.prefix);
+    let keys = helpdesk::store::Keys::new(&redis.prefix);
     for id in ["delivered", "dead"] {
         for key in [keys.case(id), keys.attempts(id), keys.request(&format!("request-{id}"))] {
             let left = ttl(key.clone()).await;
@@ -109,21 +109,21 @@ async fn finished_cases_are_forgotten_after_the_retention_and_live_ones_never() 
         "a case that will be retried never expires"
     );
     // A redelivery takes the expiry off again.
-    assert_eq!(queue.redeliver("redelivered").await.unwrap(), Redelivery::Scheduled);
+    assert_eq!(store.redeliver("redelivered").await.unwrap(), Redelivery::Scheduled);
     assert_eq!(ttl(keys.case("redelivered")).await, -1);
     assert_eq!(ttl(keys.attempts("redelivered")).await, -1);
 
     // Before the retention is over, nothing is forgotten.
-    let trimmed = queue.at(now + chrono::Duration::seconds(59)).trim(100).await.unwrap();
+    let trimmed = store.at(now + chrono::Duration::seconds(59)).trim(100).await.unwrap();
     assert_eq!((trimmed.cases, trimmed.endpoints), (0, 0));
     // After it: the two finished cases and everything pointing at them, and
     // the endpoints that have nothing left.
-    let later = queue.at(now + chrono::Duration::seconds(61));
+    let later = store.at(now + chrono::Duration::seconds(61));
     let trimmed = later.trim(100).await.unwrap();
     assert_eq!((trimmed.cases, trimmed.endpoints), (2, 2), "{trimmed:?}");
     let snapshot = redis.snapshot().await;
     for id in ["delivered", "dead"] {
-        assert!(queue.case(id).await.unwrap().is_none(), "{id} is forgotten");
+        assert!(store.case(id).await.unwrap().is_none(), "{id} is forgotten");
         assert!(
             !snapshot
                 .keys()
@@ -155,7 +155,7 @@ async fn fifty_thousand_cases_leave_redis_as_they_found_it() {
     let mut receiver = Receiver::start(200).await;
     // Stored straight into the queue (the HTTP path is the same schedule
     // script), delivered by a real worker with a retention of two seconds.
-    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+    let store = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap();
     // An empty queue: its two fixed keys (the partition count, the anchor).
@@ -178,7 +178,7 @@ async fn fifty_thousand_cases_leave_redis_as_they_found_it() {
         })
         .collect();
     for chunk in cases.chunks(2000) {
-        futures_util::future::try_join_all(chunk.iter().map(|c| queue.schedule(c)))
+        futures_util::future::try_join_all(chunk.iter().map(|c| store.schedule(c)))
             .await
             .unwrap();
     }

@@ -1,10 +1,10 @@
-//! The queue's connection to Redis: one server (`redis://host:port`), or a
+//! The store's connection to Redis: one server (`redis://host:port`), or a
 //! Redis Cluster when `REDIS_URL` lists several nodes, comma-separated
 //! (`redis://10.0.0.1:6379,redis://10.0.0.2:6379`): the cluster client
 //! learns the slot map from any of them, follows `MOVED` and `ASK`
 //! redirections, and refreshes its map through failovers and resharding.
 //!
-//! Every key of the queue carries one hash tag (`{prefix}`), so every script
+//! Every key of the store carries one hash tag (`{prefix}`), so every script
 //! and pipeline touches a single slot: the cluster routes each to the
 //! master that owns it, and the scripts stay atomic as on one server.
 

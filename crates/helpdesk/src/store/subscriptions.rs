@@ -1,20 +1,28 @@
-//! Subscriptions, kept in Redis beside the queue (the help desk has no
-//! other store): `{p}:sub:<id>` a hash, `{p}:subs:<tenant>` a tenant's ids
-//! by creation time. The fan-out in `schedule.lua` reads them, so an
-//! event's jobs are queued in the same atomic step as its case.
+//! Subscriptions: `{p}:sub:<id>` a hash, `{p}:subs:<tenant>` a tenant's ids
+//! by creation time. The fan-out in `cases/schedule.lua` reads them, so an
+//! event's jobs are queued in the same atomic step as its case. With
+//! several partitions each holds a copy (every scheduling script reads its
+//! own), written to partition 0, the one read, last.
 //!
 //! The secret has to be kept readable (the help desk signs with it); it is
 //! shown in full only when it is made (`POST /webhooks`, `rotate-secret`).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hookline_contract::signature::{SecretSet, WebhookSecret};
 use hookline_contract::{EventType, Subscription, SubscriptionStats};
+use redis::Script;
 
-use super::{EVENT_JOB_MARK, Partition, QueueError};
+use super::keys::EVENT_JOB_MARK;
+use super::partition::{Partition, script};
+use super::{Store, StoreError};
 use crate::endpoint::Endpoint;
+
+static UPDATE: LazyLock<Script> = LazyLock::new(|| script(include_str!("subscriptions/update.lua")));
+static TEST_EVENT: LazyLock<Script> = LazyLock::new(|| script(include_str!("subscriptions/test_event.lua")));
 
 /// A subscription to store.
 #[derive(Debug, Clone)]
@@ -52,8 +60,8 @@ pub struct SubscriptionRecord {
 }
 
 impl SubscriptionRecord {
-    fn from_hash(id: &str, mut hash: HashMap<String, String>) -> Result<Self, QueueError> {
-        let corrupt = |problem: &str| QueueError::Corrupt {
+    fn from_hash(id: &str, mut hash: HashMap<String, String>) -> Result<Self, StoreError> {
+        let corrupt = |problem: &str| StoreError::Corrupt {
             document_id: format!("subscription {id}"),
             problem: problem.to_owned(),
         };
@@ -175,7 +183,7 @@ impl Partition {
         &self,
         new: &NewSubscriptionRecord,
         max: u64,
-    ) -> Result<Option<StoredSubscription>, QueueError> {
+    ) -> Result<Option<StoredSubscription>, StoreError> {
         let mut conn = self.conn.clone();
         let count: u64 = redis::cmd("ZCARD")
             .arg(self.keys.subscriptions(&new.tenant))
@@ -205,7 +213,7 @@ impl Partition {
     }
 
     /// Writes a new subscription into this partition.
-    pub(super) async fn store_subscription(&self, tenant: &str, stored: &StoredSubscription) -> Result<(), QueueError> {
+    pub(super) async fn store_subscription(&self, tenant: &str, stored: &StoredSubscription) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         redis::pipe()
             .atomic()
@@ -217,7 +225,11 @@ impl Partition {
     }
 
     /// One subscription; with `tenant`, only if it is that tenant's.
-    pub async fn subscription(&self, tenant: Option<&str>, id: &str) -> Result<Option<SubscriptionRecord>, QueueError> {
+    pub(super) async fn subscription(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
         if id.contains(EVENT_JOB_MARK) || id.contains(':') {
             return Ok(None); // never a subscription id; keeps keys unambiguous
         }
@@ -233,7 +245,7 @@ impl Partition {
     }
 
     /// A tenant's subscriptions, oldest first.
-    pub async fn subscriptions(&self, tenant: &str) -> Result<Vec<SubscriptionRecord>, QueueError> {
+    pub(super) async fn subscriptions(&self, tenant: &str) -> Result<Vec<SubscriptionRecord>, StoreError> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = redis::cmd("ZRANGE")
             .arg(self.keys.subscriptions(tenant))
@@ -257,20 +269,20 @@ impl Partition {
     }
 
     /// Whether the tenant has a subscription that receives events.
-    pub async fn has_enabled_subscription(&self, tenant: &str) -> Result<bool, QueueError> {
+    pub(super) async fn has_enabled_subscription(&self, tenant: &str) -> Result<bool, StoreError> {
         Ok(self.subscriptions(tenant).await?.iter().any(|sub| !sub.disabled))
     }
 
-    /// Runs `sub_update.lua` for the tenant's subscription `id`; false if
+    /// Runs `subscriptions/update.lua` for the tenant's subscription `id`; false if
     /// there is none.
     pub(super) async fn change_subscription(
         &self,
         tenant: &str,
         id: &str,
         args: &[String],
-    ) -> Result<bool, QueueError> {
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let mut invocation = self.invocation(&self.scripts.sub_update);
+        let mut invocation = self.invocation(&UPDATE);
         invocation
             .key(self.keys.subscription(id))
             .key(self.keys.subscriptions(tenant))
@@ -282,7 +294,7 @@ impl Partition {
         Ok(done == 1)
     }
 
-    /// The arguments of `sub_update.lua` that apply `change`.
+    /// The arguments of `subscriptions/update.lua` that apply `change`.
     pub(super) fn update_args(change: &SubscriptionChange) -> Vec<String> {
         let mut args = vec!["set".to_owned()];
         let mut field = |name: &str, value: String| {
@@ -306,7 +318,7 @@ impl Partition {
         args
     }
 
-    /// The arguments of `sub_update.lua` that give a subscription a new
+    /// The arguments of `subscriptions/update.lua` that give a subscription a new
     /// secret, the old one signing beside it for `overlap`.
     pub(super) fn rotate_args(overlap: Duration) -> Vec<String> {
         let now = Utc::now();
@@ -321,11 +333,11 @@ impl Partition {
 
     /// Queues a `webhook.test` for the subscription; its job's webhook-id,
     /// or `None` if the subscription does not exist.
-    pub async fn queue_test_event(&self, id: &str, message: &str) -> Result<Option<String>, QueueError> {
+    pub(super) async fn queue_test_event(&self, id: &str, message: &str) -> Result<Option<String>, StoreError> {
         let webhook_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
         let mut conn = self.conn.clone();
         let job: Option<String> = self
-            .invocation(&self.scripts.test_event)
+            .invocation(&TEST_EVENT)
             .key(self.keys.subscription(id))
             .arg(id)
             .arg(&webhook_id)
@@ -333,5 +345,111 @@ impl Partition {
             .invoke_async(&mut conn)
             .await?;
         Ok(job.map(|_| webhook_id))
+    }
+}
+
+impl Store {
+    /// Stores a subscription with a new secret in every partition, unless
+    /// the tenant has `max` already (then `None`).
+    pub async fn create_subscription(
+        &self,
+        new: &NewSubscriptionRecord,
+        max: u64,
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        let Some(stored) = self.parts[0].new_subscription_fields(new, max).await? else {
+            return Ok(None);
+        };
+        for part in self.parts.iter().rev() {
+            part.store_subscription(&new.tenant, &stored).await?;
+        }
+        self.subscription(Some(&new.tenant), &stored.id).await
+    }
+
+    /// One subscription; with `tenant`, only if it is that tenant's. Its
+    /// delivery counts are summed over the partitions.
+    pub async fn subscription(&self, tenant: Option<&str>, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
+        let Some(mut record) = self.parts[0].subscription(tenant, id).await? else {
+            return Ok(None);
+        };
+        for part in self.parts.iter().skip(1) {
+            if let Some(other) = part.subscription(tenant, id).await? {
+                record.add_stats(&other);
+            }
+        }
+        Ok(Some(record))
+    }
+
+    /// A tenant's subscriptions, oldest first, their counts summed.
+    pub async fn subscriptions(&self, tenant: &str) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        let mut records = self.parts[0].subscriptions(tenant).await?;
+        for part in self.parts.iter().skip(1) {
+            let others = part.subscriptions(tenant).await?;
+            for record in &mut records {
+                if let Some(other) = others.iter().find(|other| other.id == record.id) {
+                    record.add_stats(other);
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Whether the tenant has a subscription that receives events.
+    pub async fn has_enabled_subscription(&self, tenant: &str) -> Result<bool, StoreError> {
+        self.parts[0].has_enabled_subscription(tenant).await
+    }
+
+    /// Changes the tenant's subscription `id` in every partition
+    /// (partition 0, the one read, last); `None` if there is none.
+    pub async fn update_subscription(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: &SubscriptionChange,
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        self.change_everywhere(tenant, id, &Partition::update_args(change))
+            .await
+    }
+
+    /// Deletes the tenant's subscription `id`; false if there is none.
+    pub async fn delete_subscription(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let mut found = false;
+        for part in self.parts.iter().rev() {
+            found = part.change_subscription(tenant, id, &["delete".to_owned()]).await?;
+        }
+        Ok(found)
+    }
+
+    /// Gives the subscription a new secret (the same in every partition);
+    /// the old one keeps signing beside it for `overlap`.
+    pub async fn rotate_secret(
+        &self,
+        tenant: &str,
+        id: &str,
+        overlap: Duration,
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        self.change_everywhere(tenant, id, &Partition::rotate_args(overlap))
+            .await
+    }
+
+    async fn change_everywhere(
+        &self,
+        tenant: &str,
+        id: &str,
+        args: &[String],
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        let mut found = false;
+        for part in self.parts.iter().rev() {
+            found = part.change_subscription(tenant, id, args).await?;
+        }
+        if !found {
+            return Ok(None);
+        }
+        self.subscription(Some(tenant), id).await
+    }
+
+    /// Queues a `webhook.test` for the subscription (in the partition of its
+    /// id); its job's webhook-id, or `None` if the subscription does not exist.
+    pub async fn queue_test_event(&self, id: &str, message: &str) -> Result<Option<String>, StoreError> {
+        self.part_of(id).queue_test_event(id, message).await
     }
 }

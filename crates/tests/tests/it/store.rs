@@ -1,6 +1,6 @@
 //! The help desk's queue on a real Redis, below the HTTP layer (the time is
 //! passed in, so nothing sleeps): outcomes recorded in one pipelined batch
-//! (`Queue::finish_many`) land exactly as lone `finish` calls would, even on
+//! (`Store::finish_many`) land exactly as lone `finish` calls would, even on
 //! a Redis that has forgotten the script; a stale lease changes nothing; and
 //! each endpoint's limits hold — its concurrency, its turn in the line, a
 //! worker's share, the circuit breaker, a `Retry-After` pause, the rate
@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use helpdesk::queue::{Allowance, Claim, EndpointLimits, EndpointSignal, Finish, Health, NewCase, Queue, Recorded};
+use helpdesk::store::{
+    Allowance, Claim, EndpointLimits, EndpointSignal, Finish, Health, NewCase, Recorded, Store, StoreError,
+};
 use hookline_contract::{AttemptView, DeliveryState, DocumentStatus};
 use hookline_tests::TestRedis;
 
@@ -17,8 +19,8 @@ const LEASE: Duration = Duration::from_secs(60);
 
 /// What `token` claims at `at`, one job per decision, with no worker-side
 /// limit (the endpoint's own limits still apply).
-async fn claim_due(queue: &Queue, at: DateTime<Utc>, token: &str, decisions: &[DocumentStatus]) -> Claim {
-    queue
+async fn claim_due(store: &Store, at: DateTime<Utc>, token: &str, decisions: &[DocumentStatus]) -> Claim {
+    store
         .at(at)
         .claim(LEASE, token, decisions, &Allowance::unlimited())
         .await
@@ -66,15 +68,15 @@ fn attempt(at: DateTime<Utc>, status_code: Option<u16>) -> AttemptView {
 #[actix_web::test]
 async fn a_batch_of_outcomes_lands_like_single_ones_even_after_the_script_cache_is_flushed() {
     let redis = TestRedis::default();
-    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+    let store = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap();
     let now = Utc::now();
     for id in ["delivered", "retried", "dead"] {
-        queue.at(now).schedule(&case(id)).await.unwrap();
+        store.at(now).schedule(&case(id)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 3];
-    let claim = claim_due(&queue, Utc::now(), "worker-a:1", &decisions).await;
+    let claim = claim_due(&store, Utc::now(), "worker-a:1", &decisions).await;
     assert_eq!(claim.jobs.len(), 3);
 
     // A Redis that restarted without its script cache: the pipelined EVALSHA
@@ -110,39 +112,39 @@ async fn a_batch_of_outcomes_lands_like_single_ones_even_after_the_script_cache_
         .map(|(job, (record, finish))| (job, std::slice::from_ref(record), finish, UNKNOWN))
         .collect();
     assert_eq!(
-        queue.at(now).finish_many(&items).await.unwrap(),
+        store.at(now).finish_many(&items).await.unwrap(),
         vec![Recorded::Recorded; 3]
     );
 
-    let delivered = queue.case("delivered").await.unwrap().unwrap();
+    let delivered = store.case("delivered").await.unwrap().unwrap();
     assert_eq!(delivered.delivery, DeliveryState::Delivered);
     assert_eq!((delivered.attempts, delivered.log.len()), (1, 1));
-    let retried = queue.case("retried").await.unwrap().unwrap();
+    let retried = store.case("retried").await.unwrap().unwrap();
     assert_eq!(retried.delivery, DeliveryState::Scheduled);
     assert_eq!(
         retried.next_attempt_at.map(|at| at.timestamp_millis()),
         Some(retry_at.timestamp_millis())
     );
     assert_eq!(retried.last_error.as_deref(), Some("HTTP 500"));
-    let dead = queue.case("dead").await.unwrap().unwrap();
+    let dead = store.case("dead").await.unwrap().unwrap();
     assert_eq!(dead.delivery, DeliveryState::Dead);
-    let depth = queue.depth().await.unwrap();
+    let depth = store.depth().await.unwrap();
     assert_eq!((depth.due, depth.inflight, depth.dead), (1, 0, 1));
 }
 
 #[actix_web::test]
 async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_touching_the_rest_of_its_batch() {
     let redis = TestRedis::default();
-    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+    let store = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap();
     let now = Utc::now();
-    queue.at(now).schedule(&case("stale")).await.unwrap();
+    store.at(now).schedule(&case("stale")).await.unwrap();
     let decisions = [DocumentStatus::Declined; 2];
     // Worker A takes "stale" with a one-second lease...
     // Claims come after the scheduling: a job is claimable from when it was stored.
     let now = Utc::now();
-    let first = queue
+    let first = store
         .at(now)
         .claim(
             Duration::from_secs(1),
@@ -156,15 +158,15 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
     // ...and worker B, claiming "two seconds later" (the claim takes the
     // time as an argument: no sleeping), finds that lease expired and takes
     // the job again, together with a fresh one.
-    queue.at(now).schedule(&case("fresh")).await.unwrap();
+    store.at(now).schedule(&case("fresh")).await.unwrap();
     let later = now + chrono::Duration::seconds(2);
-    let second = claim_due(&queue, later, "worker-b:1", &decisions).await;
+    let second = claim_due(&store, later, "worker-b:1", &decisions).await;
     assert_eq!(second.jobs.len(), 2);
     let fresh = second.jobs.iter().find(|job| job.case.document_id == "fresh").unwrap();
 
     // A late outcome from A, batched with B's outcome for the fresh job.
     let record = attempt(Utc::now(), Some(204));
-    let applied = queue
+    let applied = store
         .finish_many(&[
             (
                 &first.jobs[0],
@@ -178,7 +180,7 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
         .unwrap();
     assert_eq!(applied, vec![Recorded::Stale, Recorded::Recorded]);
 
-    let stale = queue.case("stale").await.unwrap().unwrap();
+    let stale = store.case("stale").await.unwrap().unwrap();
     assert_eq!(
         stale.delivery,
         DeliveryState::InFlight,
@@ -186,7 +188,7 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
     );
     assert_eq!((stale.attempts, stale.log.len()), (0, 0));
     assert_eq!(
-        queue.case("fresh").await.unwrap().unwrap().delivery,
+        store.case("fresh").await.unwrap().unwrap().delivery,
         DeliveryState::Delivered
     );
 }
@@ -194,17 +196,17 @@ async fn an_outcome_whose_lease_expired_and_was_reclaimed_is_refused_without_tou
 #[actix_web::test]
 async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_them_all() {
     let redis = TestRedis::default();
-    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+    let store = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap();
     let start = Utc::now();
-    queue.at(start).schedule(&case("stubborn")).await.unwrap();
+    store.at(start).schedule(&case("stubborn")).await.unwrap();
     let start = Utc::now();
     let decisions = [DocumentStatus::Accepted];
     for round in 0..105_i64 {
         // Each round is claimed "one second later" than the last, and retried for then.
         let at = start + chrono::Duration::seconds(round);
-        let claim = claim_due(&queue, at, &format!("worker:{round}"), &decisions).await;
+        let claim = claim_due(&store, at, &format!("worker:{round}"), &decisions).await;
         assert_eq!(claim.jobs.len(), 1, "round {round}");
         let record = attempt(at, Some(500 + u16::try_from(round % 2).unwrap()));
         let retry = Finish::Retry {
@@ -213,14 +215,14 @@ async fn the_attempt_log_keeps_the_latest_hundred_attempts_and_the_count_keeps_t
         };
         // Unknown to the breaker: this test is about the log, and 105 failures
         // in a row would (rightly) open it.
-        let recorded = queue
+        let recorded = store
             .at(at)
             .finish(&claim.jobs[0], &record, &retry, UNKNOWN)
             .await
             .unwrap();
         assert_eq!(recorded, Recorded::Recorded);
     }
-    let case = queue.case("stubborn").await.unwrap().unwrap();
+    let case = store.case("stubborn").await.unwrap().unwrap();
     assert_eq!(case.attempts, 105);
     assert_eq!(case.log.len(), 100, "only the latest 100 attempts are kept");
     assert_eq!(
@@ -257,7 +259,7 @@ fn signal(health: Health) -> EndpointSignal {
 #[actix_web::test]
 async fn a_backlog_on_one_endpoint_never_holds_up_the_due_job_of_another() {
     let redis = TestRedis::default();
-    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+    let store = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap();
     let start = Utc::now() - chrono::Duration::seconds(60);
@@ -266,11 +268,11 @@ async fn a_backlog_on_one_endpoint_never_holds_up_the_due_job_of_another() {
     for i in 0..10_000 {
         pipe_cases.push(case_to(&format!("a-{i}"), 1001));
     }
-    let then = queue.at(start);
+    let then = store.at(start);
     futures_util::future::try_join_all(pipe_cases.iter().map(|c| then.schedule(c)))
         .await
         .unwrap();
-    queue
+    store
         .at(start + chrono::Duration::seconds(1))
         .schedule(&case_to("b-0", 1002))
         .await
@@ -278,13 +280,13 @@ async fn a_backlog_on_one_endpoint_never_holds_up_the_due_job_of_another() {
     let decisions = [DocumentStatus::Accepted; 128];
     // A takes at most its ENDPOINT_CONCURRENCY (16) slots; B's job comes next
     // in the very same claim.
-    let claim = claim_due(&queue, Utc::now(), "w:1", &decisions).await;
+    let claim = claim_due(&store, Utc::now(), "w:1", &decisions).await;
     let ids: Vec<&str> = claim.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
     assert_eq!(ids.len(), 17, "{ids:?}");
     assert_eq!(ids.iter().filter(|id| id.starts_with("a-")).count(), 16);
     assert!(ids.contains(&"b-0"), "B's only job waits behind A's backlog: {ids:?}");
     // With A's slots all taken, A is out of the line: nothing more to claim.
-    let next = claim_due(&queue, Utc::now(), "w:2", &decisions).await;
+    let next = claim_due(&store, Utc::now(), "w:2", &decisions).await;
     assert!(next.jobs.is_empty(), "A is at ENDPOINT_CONCURRENCY");
 }
 
@@ -295,45 +297,45 @@ async fn an_endpoint_never_has_more_than_its_concurrency_in_flight_and_a_finish_
         concurrency: 4,
         ..EndpointLimits::default()
     };
-    let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let store = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
     let now = Utc::now();
     for i in 0..10 {
-        queue.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
+        store.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 100];
     let now = Utc::now();
-    let first = claim_due(&queue, now, "w:1", &decisions).await;
+    let first = claim_due(&store, now, "w:1", &decisions).await;
     assert_eq!(first.jobs.len(), 4);
     // Another worker finds nothing: the limit is in Redis, not in a process.
-    let other = claim_due(&queue, now, "v:1", &decisions).await;
+    let other = claim_due(&store, now, "v:1", &decisions).await;
     assert!(other.jobs.is_empty());
     let record = attempt(Utc::now(), Some(204));
-    let recorded = queue
+    let recorded = store
         .finish(&first.jobs[0], &record, &Finish::Delivered, signal(Health::Up))
         .await
         .unwrap();
     assert_eq!(recorded, Recorded::Recorded);
-    let after = claim_due(&queue, Utc::now(), "v:2", &decisions).await;
+    let after = claim_due(&store, Utc::now(), "v:2", &decisions).await;
     assert_eq!(after.jobs.len(), 1, "one slot was freed");
-    let view = queue.endpoint(&first.jobs[0].endpoint).await.unwrap();
+    let view = store.endpoint(&first.jobs[0].endpoint).await.unwrap();
     assert_eq!((view.in_flight, view.due, view.concurrency), (4, 5, 4));
 }
 
 #[actix_web::test]
 async fn a_worker_gives_each_endpoint_only_its_share_of_its_slots_and_leaves_the_rest_to_others() {
     let redis = TestRedis::default();
-    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+    let store = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap();
     let now = Utc::now();
-    queue.at(now).schedule(&case_to("slow", 1001)).await.unwrap();
+    store.at(now).schedule(&case_to("slow", 1001)).await.unwrap();
     for i in 0..3 {
-        queue
+        store
             .at(now)
             .schedule(&case_to(&format!("half-{i}"), 1002))
             .await
             .unwrap();
-        queue
+        store
             .at(now)
             .schedule(&case_to(&format!("new-{i}"), 1003))
             .await
@@ -347,7 +349,7 @@ async fn a_worker_gives_each_endpoint_only_its_share_of_its_slots_and_leaves_the
         per_endpoint: 2,
         in_flight: vec![(endpoint(1001), 2), (endpoint(1002), 1)],
     };
-    let claim = queue.at(now).claim(LEASE, "w:1", &decisions, &allowance).await.unwrap();
+    let claim = store.at(now).claim(LEASE, "w:1", &decisions, &allowance).await.unwrap();
     let mut ids: Vec<&str> = claim.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
     ids.sort_unstable();
     assert_eq!(
@@ -359,7 +361,7 @@ async fn a_worker_gives_each_endpoint_only_its_share_of_its_slots_and_leaves_the
         claim.next_wake.unwrap() > now + chrono::Duration::seconds(30),
         "the skipped endpoint is no reason for this worker to wake (only the leases are)"
     );
-    let claim = claim_due(&queue, now, "v:1", &decisions).await;
+    let claim = claim_due(&store, now, "v:1", &decisions).await;
     assert_eq!(claim.jobs.len(), 4, "another worker takes what this one left");
 }
 
@@ -371,14 +373,14 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
         circuit_cooldown: Duration::from_secs(30),
         ..EndpointLimits::default()
     };
-    let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let store = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
     let now = Utc::now();
     for i in 0..6 {
-        queue.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
+        store.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 3];
     let now = Utc::now();
-    let claim = claim_due(&queue, now, "w:1", &decisions).await;
+    let claim = claim_due(&store, now, "w:1", &decisions).await;
     assert_eq!(claim.jobs.len(), 3);
     let failed = attempt(Utc::now(), Some(500));
     let retry = Finish::Retry {
@@ -387,44 +389,44 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
     };
     let mut recorded = Vec::new();
     for job in &claim.jobs {
-        recorded.push(queue.finish(job, &failed, &retry, signal(Health::Down)).await.unwrap());
+        recorded.push(store.finish(job, &failed, &retry, signal(Health::Down)).await.unwrap());
     }
     assert_eq!(
         recorded,
         [Recorded::Recorded, Recorded::Recorded, Recorded::BreakerOpened]
     );
     let endpoint = claim.jobs[0].endpoint.clone();
-    let view = queue.endpoint(&endpoint).await.unwrap();
+    let view = store.endpoint(&endpoint).await.unwrap();
     assert_eq!(view.breaker, hookline_contract::BreakerState::Open);
     assert_eq!(view.consecutive_failures, 3);
     assert_eq!(view.last_error.as_deref(), Some("HTTP 500"));
 
     // Open: all six jobs are due, none is claimed, no attempt is spent.
     let decisions = [DocumentStatus::Accepted; 10];
-    let held = claim_due(&queue, Utc::now(), "w:2", &decisions).await;
+    let held = claim_due(&store, Utc::now(), "w:2", &decisions).await;
     assert!(held.jobs.is_empty());
-    assert_eq!(queue.depth().await.unwrap().circuit_open, 6);
+    assert_eq!(store.depth().await.unwrap().circuit_open, 6);
 
     // After the cooldown, exactly one probe goes out, and nothing beside it.
     let after = Utc::now() + chrono::Duration::seconds(31);
-    let probe = claim_due(&queue, after, "w:3", &decisions).await;
+    let probe = claim_due(&store, after, "w:3", &decisions).await;
     assert_eq!(probe.jobs.len(), 1);
-    assert!(claim_due(&queue, after, "w:4", &decisions).await.jobs.is_empty());
+    assert!(claim_due(&store, after, "w:4", &decisions).await.jobs.is_empty());
     // A failed probe reopens it for twice as long.
-    let reopened = queue
+    let reopened = store
         .finish(&probe.jobs[0], &failed, &retry, signal(Health::Down))
         .await
         .unwrap();
     assert_eq!(reopened, Recorded::BreakerOpened);
-    let view = queue.endpoint(&endpoint).await.unwrap();
+    let view = store.endpoint(&endpoint).await.unwrap();
     let open_for = view.open_until.unwrap() - Utc::now();
     assert!((55..=60).contains(&open_for.num_seconds()), "{open_for:?}");
 
     // A probe that gets through closes it, and the rest flows.
     let later = Utc::now() + chrono::Duration::seconds(61);
-    let probe = claim_due(&queue, later, "w:5", &decisions).await;
+    let probe = claim_due(&store, later, "w:5", &decisions).await;
     assert_eq!(probe.jobs.len(), 1);
-    let closed = queue
+    let closed = store
         .finish(
             &probe.jobs[0],
             &attempt(Utc::now(), Some(200)),
@@ -434,9 +436,9 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
         .await
         .unwrap();
     assert_eq!(closed, Recorded::BreakerClosed);
-    let rest = claim_due(&queue, later, "w:6", &decisions).await;
+    let rest = claim_due(&store, later, "w:6", &decisions).await;
     assert_eq!(rest.jobs.len(), 5);
-    let view = queue.endpoint(&endpoint).await.unwrap();
+    let view = store.endpoint(&endpoint).await.unwrap();
     assert_eq!(
         (view.breaker, view.consecutive_failures),
         (hookline_contract::BreakerState::Closed, 0)
@@ -446,23 +448,23 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
 #[actix_web::test]
 async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
     let redis = TestRedis::default();
-    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
+    let store = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap();
     let now = Utc::now();
-    queue.at(now).schedule(&case_to("busy-1", 1001)).await.unwrap();
+    store.at(now).schedule(&case_to("busy-1", 1001)).await.unwrap();
     let decisions = [DocumentStatus::Accepted; 10];
     let now = Utc::now();
-    let claim = claim_due(&queue, now, "w:1", &decisions).await;
+    let claim = claim_due(&store, now, "w:1", &decisions).await;
     assert_eq!(claim.jobs.len(), 1);
     for i in 2..5 {
-        queue
+        store
             .at(now)
             .schedule(&case_to(&format!("busy-{i}"), 1001))
             .await
             .unwrap();
     }
-    queue.at(now).schedule(&case_to("calm", 1002)).await.unwrap();
+    store.at(now).schedule(&case_to("calm", 1002)).await.unwrap();
     let finished = Utc::now();
     let until = finished + chrono::Duration::seconds(10);
     let paused = EndpointSignal {
@@ -473,12 +475,12 @@ async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
         after: Duration::from_secs(10),
         error: "HTTP 503".to_owned(),
     };
-    queue
+    store
         .at(finished)
         .finish(&claim.jobs[0], &attempt(Utc::now(), Some(503)), &retry, paused)
         .await
         .unwrap();
-    let during = claim_due(&queue, Utc::now(), "w:2", &decisions).await;
+    let during = claim_due(&store, Utc::now(), "w:2", &decisions).await;
     let ids: Vec<&str> = during.jobs.iter().map(|job| job.case.document_id.as_str()).collect();
     assert_eq!(ids, ["calm"], "the paused endpoint's due jobs wait; the other's go");
     assert_eq!(
@@ -486,13 +488,13 @@ async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
         Some(until.timestamp_millis()),
         "the worker wakes when the pause ends"
     );
-    let view = queue.endpoint(&claim.jobs[0].endpoint).await.unwrap();
+    let view = store.endpoint(&claim.jobs[0].endpoint).await.unwrap();
     assert_eq!(
         view.paused_until.map(|at| at.timestamp_millis()),
         Some(until.timestamp_millis())
     );
     assert_eq!(view.consecutive_failures, 0, "a pause asked for is not a failure");
-    let after = claim_due(&queue, until + chrono::Duration::milliseconds(1), "w:3", &decisions).await;
+    let after = claim_due(&store, until + chrono::Duration::milliseconds(1), "w:3", &decisions).await;
     assert_eq!(after.jobs.len(), 4);
 }
 
@@ -503,13 +505,13 @@ async fn the_rate_limit_spaces_claims_whoever_claims() {
         concurrency: 1000,
         ..EndpointLimits::default()
     };
-    let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let store = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
     let now = Utc::now();
     for i in 0..100 {
-        queue.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
+        store.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
     }
     let endpoint: helpdesk::endpoint::Endpoint = "http://127.0.0.1:1001".parse().unwrap();
-    let view = queue.set_rate(&endpoint, Some(20.0)).await.unwrap();
+    let view = store.set_rate(&endpoint, Some(20.0)).await.unwrap();
     assert_eq!((view.rate, view.rate_overridden), (Some(20.0), true));
     let now = Utc::now();
     // Two workers claiming every 10 ms of (simulated) time for two seconds.
@@ -519,64 +521,47 @@ async fn the_rate_limit_spaces_claims_whoever_claims() {
     for step in 0..200_i64 {
         let at = now + chrono::Duration::milliseconds(step * 10);
         let worker = if step % 2 == 0 { "w" } else { "v" };
-        let claim = claim_due(&queue, at, &format!("{worker}:{step}"), &decisions).await;
+        let claim = claim_due(&store, at, &format!("{worker}:{step}"), &decisions).await;
         claimed += claim.jobs.len();
         finished.extend(claim.jobs);
     }
     // 20 a second over 2 s, plus the two tokens (a tenth of a second's
     // worth, at least one) a fresh bucket holds.
     assert!((40..=42).contains(&claimed), "{claimed} claimed in 2 s at 20/s");
-    let view = queue.set_rate(&endpoint, None).await.unwrap();
+    let view = store.set_rate(&endpoint, None).await.unwrap();
     assert_eq!((view.rate, view.rate_overridden), (None, false));
 }
 
 #[actix_web::test]
-async fn jobs_stored_before_per_endpoint_queues_are_moved_into_them_at_start() {
+async fn a_prefix_holding_jobs_stored_before_per_endpoint_queues_is_refused_at_start_and_left_as_it_was() {
     let redis = TestRedis::default();
     let mut conn = redis.connection().await;
     let tag = format!("{{{}}}", redis.prefix);
-    let now = Utc::now().timestamp_millis();
-    // A case as the previous help desk stored it: no endpoint, one global due set.
-    let fields = [
-        ("documentId", "old-1"),
-        ("agentId", "agent-1"),
-        ("documentUrl", "http://example.com/doc.pdf"),
-        ("callbackUrl", "http://127.0.0.1:1001/document/update"),
-        ("webhookId", "msg_old"),
-        ("status", "PENDING_REVIEW"),
-        ("delivery", "SCHEDULED"),
-        ("attempts", "0"),
-    ];
+    // A job as a help desk from before per-endpoint queues stored it: one
+    // global due set, the case without its endpoint.
     let () = redis::pipe()
-        .hset_multiple(format!("{tag}:case:old-1"), &fields)
+        .hset(
+            format!("{tag}:case:old-1"),
+            "callbackUrl",
+            "http://127.0.0.1:1001/document/update",
+        )
         .ignore()
-        .hset(format!("{tag}:case:old-1"), "createdAt", now)
-        .ignore()
-        .hset(format!("{tag}:case:old-1"), "dueAt", now)
-        .ignore()
-        .zadd(format!("{tag}:due"), "old-1", now)
+        .zadd(format!("{tag}:due"), "old-1", Utc::now().timestamp_millis())
         .ignore()
         .query_async(&mut conn)
         .await
         .unwrap();
-    let queue = Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
-        .await
-        .unwrap();
-    let exists: bool = redis::cmd("EXISTS")
-        .arg(format!("{tag}:due"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(!exists, "the old due set is emptied");
-    let claim = claim_due(&queue, Utc::now(), "w:1", &[DocumentStatus::Declined]).await;
-    assert_eq!(claim.jobs.len(), 1);
-    assert_eq!(claim.jobs[0].endpoint.as_str(), "http://127.0.0.1:1001");
-    // Connecting again (another process starting) changes nothing.
-    Queue::connect(&redis.url, &redis.prefix, EndpointLimits::default())
-        .await
-        .unwrap();
-    let view = queue.endpoint(&claim.jobs[0].endpoint).await.unwrap();
-    assert_eq!(view.in_flight, 1);
+    let before = redis.snapshot().await;
+    let refused = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default()).await;
+    let Err(error @ StoreError::OldLayout { .. }) = refused else {
+        panic!("connected to a prefix of the old layout: {refused:?}");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("{tag}:due")) && message.contains("1 jobs"),
+        "{message}"
+    );
+    assert_eq!(redis.snapshot().await, before, "nothing is changed");
 }
 
 #[actix_web::test]
@@ -586,18 +571,18 @@ async fn endpoints_take_turns_an_endpoint_just_served_goes_to_the_back_of_the_li
         concurrency: 1000,
         ..EndpointLimits::default()
     };
-    let queue = Queue::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let store = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
     let due = Utc::now();
     for i in 0..50 {
-        queue.at(due).schedule(&case_to(&format!("a-{i}"), 1001)).await.unwrap();
+        store.at(due).schedule(&case_to(&format!("a-{i}"), 1001)).await.unwrap();
     }
     for i in 0..50 {
-        queue.at(due).schedule(&case_to(&format!("b-{i}"), 1002)).await.unwrap();
+        store.at(due).schedule(&case_to(&format!("b-{i}"), 1002)).await.unwrap();
     }
     let decisions = [DocumentStatus::Accepted; 10];
     let mut turns = String::new();
     for round in 0..6 {
-        let claim = claim_due(&queue, Utc::now(), &format!("w:{round}"), &decisions).await;
+        let claim = claim_due(&store, Utc::now(), &format!("w:{round}"), &decisions).await;
         assert_eq!(claim.jobs.len(), 10);
         let first = &claim.jobs[0].case.document_id[..1];
         assert!(

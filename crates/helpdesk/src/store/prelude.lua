@@ -1,4 +1,4 @@
--- Shared by every script of the queue (prepended to each). ARGV[1..4] are
+-- Shared by every script of the store (prepended to each). ARGV[1..4] are
 -- the same in all of them: now (unix ms; empty: Redis's own clock), the key
 -- tag ("{prefix}"), and the default limits ENDPOINT_CONCURRENCY and
 -- ENDPOINT_RATE (0: unlimited).

@@ -1,0 +1,329 @@
+//! Endpoints as the limits see them: [`EndpointLimits`] (every endpoint's
+//! unless it has its own), one endpoint's state as the API shows it, its own
+//! rate (`endpoints/set_rate.lua`), and how many due jobs the limits hold
+//! back ([`QueueDepth`], `endpoints/depth.lua`). The limits themselves are
+//! applied where jobs are claimed and finished (`jobs/claim.lua`,
+//! `jobs/finish.lua`, `refresh` in `prelude.lua`); with several partitions
+//! each has its [share](EndpointLimits::share) of every endpoint's.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::try_join_all;
+use hookline_contract::{BreakerState, EndpointView};
+use redis::Script;
+
+use super::partition::{Partition, script};
+use super::{Store, StoreError};
+use crate::endpoint::Endpoint;
+
+static SET_RATE: LazyLock<Script> = LazyLock::new(|| script(include_str!("endpoints/set_rate.lua")));
+static DEPTH: LazyLock<Script> = LazyLock::new(|| script(include_str!("endpoints/depth.lua")));
+
+/// The longest a circuit breaker stays open between probes.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(10 * 60);
+
+/// The limits every endpoint gets unless it has its own (`ENDPOINT_*`,
+/// `CIRCUIT_*`). Every help desk process of one prefix must use the same.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndpointLimits {
+    /// Attempts in flight at most, over all workers.
+    pub concurrency: u32,
+    /// Deliveries per second at most; `None`: unlimited.
+    pub rate: Option<f64>,
+    /// Failed attempts in a row that open the circuit breaker.
+    pub circuit_failures: u32,
+    /// How long the breaker first stays open; doubles after each failed
+    /// probe, up to [`MAX_COOLDOWN`].
+    pub circuit_cooldown: Duration,
+}
+
+impl Default for EndpointLimits {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            rate: None,
+            circuit_failures: 10,
+            circuit_cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+impl EndpointLimits {
+    /// Partition `k`'s share of these limits among `partitions`: of the
+    /// concurrency, shares that add up to the whole (the first ones take the
+    /// remainder) and are never below one; of the rate, an equal part.
+    pub(super) fn share(&self, k: usize, partitions: usize) -> Self {
+        let n = u32::try_from(partitions).unwrap_or(u32::MAX);
+        let k = u32::try_from(k).unwrap_or(u32::MAX);
+        Self {
+            concurrency: (self.concurrency / n + u32::from(k < self.concurrency % n)).max(1),
+            rate: self.rate.map(|rate| rate / partitions as f64),
+            ..*self
+        }
+    }
+}
+
+/// Jobs per state, and the due ones that the endpoints' limits hold back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    pub due: u64,
+    pub inflight: u64,
+    pub dead: u64,
+    /// Due now, held by a `Retry-After` pause.
+    pub paused: u64,
+    /// Due now, held by an open circuit breaker.
+    pub circuit_open: u64,
+    /// Due now, held by the rate limit.
+    pub throttled: u64,
+    /// Due now, held because every slot of the endpoint is taken.
+    pub saturated: u64,
+    /// Endpoints whose breaker is open, or probing.
+    pub endpoints_open: u64,
+    pub endpoints_probing: u64,
+}
+
+impl Partition {
+    /// Jobs per state, and the due ones held back by the endpoints' limits
+    /// (reads every endpoint: for `/metrics`, not for a hot path).
+    pub(super) async fn depth(&self) -> Result<QueueDepth, StoreError> {
+        let mut conn = self.conn.clone();
+        let counts: Vec<u64> = self
+            .invocation(&DEPTH)
+            .key(self.keys.inflight())
+            .key(self.keys.dead())
+            .invoke_async(&mut conn)
+            .await?;
+        let count = |i: usize| counts.get(i).copied().unwrap_or(0);
+        Ok(QueueDepth {
+            due: count(0),
+            inflight: count(1),
+            dead: count(2),
+            paused: count(3),
+            circuit_open: count(4),
+            throttled: count(5),
+            saturated: count(6),
+            endpoints_open: count(7),
+            endpoints_probing: count(8),
+        })
+    }
+
+    /// Sets an endpoint's own rate limit here (`None`: back to the default).
+    async fn set_rate(&self, endpoint: &Endpoint, rate: Option<f64>) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.invocation(&SET_RATE)
+            .key(self.keys.endpoint(endpoint))
+            .arg(endpoint.as_str())
+            .arg(rate.map(|rate| rate.to_string()).unwrap_or_default())
+            .invoke_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn endpoint_views(&self, endpoints: &[Endpoint]) -> Result<Vec<EndpointView>, StoreError> {
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for endpoint in endpoints {
+            pipe.hgetall(self.keys.endpoint(endpoint))
+                .zcard(self.keys.due(endpoint))
+                .zscore(self.keys.ready(), endpoint.as_str());
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let mut views = Vec::with_capacity(endpoints.len());
+        for (endpoint, reply) in endpoints.iter().zip(replies.chunks(3)) {
+            let [hash, due, ready] = reply else { continue };
+            let hash: HashMap<String, String> =
+                redis::from_redis_value(hash.clone()).map_err(redis::RedisError::from)?;
+            let due: u64 = redis::from_redis_value(due.clone()).map_err(redis::RedisError::from)?;
+            let ready: Option<f64> = redis::from_redis_value(ready.clone()).map_err(redis::RedisError::from)?;
+            views.push(self.endpoint_view(endpoint, hash, due, ready));
+        }
+        Ok(views)
+    }
+
+    fn endpoint_view(
+        &self,
+        endpoint: &Endpoint,
+        hash: HashMap<String, String>,
+        due: u64,
+        ready: Option<f64>,
+    ) -> EndpointView {
+        let field = |name: &str| hash.get(name).map(String::as_str);
+        let number = |name: &str| field(name).and_then(|raw| raw.parse::<f64>().ok());
+        let time = |name: &str| {
+            number(name)
+                .filter(|ms| ms.is_finite())
+                .and_then(|ms| DateTime::from_timestamp_millis(ms as i64))
+        };
+        let own_rate = number("rate").filter(|rate| *rate > 0.0);
+        let breaker = match field("breaker") {
+            Some("open") => BreakerState::Open,
+            Some("probing") => BreakerState::Probing,
+            _ => BreakerState::Closed,
+        };
+        let now = Utc::now();
+        EndpointView {
+            endpoint: endpoint.to_string(),
+            in_flight: number("inFlight").map_or(0, |n| n.max(0.0) as u32),
+            due,
+            concurrency: self.limits.concurrency,
+            rate: own_rate.or(self.limits.rate),
+            rate_overridden: own_rate.is_some(),
+            breaker,
+            consecutive_failures: number("failures").map_or(0, |n| n.max(0.0) as u32),
+            open_until: time("openUntil").filter(|_| breaker == BreakerState::Open),
+            paused_until: time("pausedUntil").filter(|at| *at > now),
+            last_error: field("lastError").map(str::to_owned),
+            last_error_at: time("lastErrorAt"),
+            next_attempt_at: ready.and_then(|ms| DateTime::from_timestamp_millis(ms as i64)),
+        }
+    }
+}
+
+impl Store {
+    /// Jobs per state over every partition (for `/metrics`, not a hot path).
+    pub async fn depth(&self) -> Result<QueueDepth, StoreError> {
+        let depths = try_join_all(self.parts.iter().map(Partition::depth)).await?;
+        Ok(depths.into_iter().fold(QueueDepth::default(), |all, one| QueueDepth {
+            due: all.due + one.due,
+            inflight: all.inflight + one.inflight,
+            dead: all.dead + one.dead,
+            paused: all.paused + one.paused,
+            circuit_open: all.circuit_open + one.circuit_open,
+            throttled: all.throttled + one.throttled,
+            saturated: all.saturated + one.saturated,
+            endpoints_open: all.endpoints_open + one.endpoints_open,
+            endpoints_probing: all.endpoints_probing + one.endpoints_probing,
+        }))
+    }
+
+    /// The `limit` most recently active endpoints and how many there are.
+    pub async fn endpoints(&self, limit: usize) -> Result<(Vec<EndpointView>, u64), StoreError> {
+        let listed = try_join_all(
+            self.parts
+                .iter()
+                .map(|part| async move { part.newest(&part.keys.endpoints(), limit).await }),
+        )
+        .await?;
+        let mut last: HashMap<String, f64> = HashMap::new();
+        let mut total = 0;
+        for (members, count) in listed {
+            total = total.max(count); // at least; an endpoint is usually in every partition
+            for (name, score) in members {
+                let seen = last.entry(name).or_insert(score);
+                *seen = seen.max(score);
+            }
+        }
+        let mut newest: Vec<(String, f64)> = last.into_iter().collect();
+        newest.sort_by(|a, b| b.1.total_cmp(&a.1));
+        newest.truncate(limit);
+        let endpoints: Vec<Endpoint> = newest.iter().filter_map(|(name, _)| name.parse().ok()).collect();
+        Ok((
+            self.endpoint_views(&endpoints).await?,
+            total.max(endpoints.len() as u64),
+        ))
+    }
+
+    /// One endpoint's state over every partition.
+    pub async fn endpoint(&self, endpoint: &Endpoint) -> Result<EndpointView, StoreError> {
+        let mut views = self.endpoint_views(std::slice::from_ref(endpoint)).await?;
+        Ok(views
+            .pop()
+            .unwrap_or_else(|| self.parts[0].endpoint_view(endpoint, HashMap::new(), 0, None)))
+    }
+
+    /// Sets an endpoint's own rate limit (`None`: back to `ENDPOINT_RATE`),
+    /// each partition its share.
+    pub async fn set_rate(&self, endpoint: &Endpoint, rate: Option<f64>) -> Result<EndpointView, StoreError> {
+        let share = rate.map(|rate| rate / self.parts.len() as f64);
+        try_join_all(self.parts.iter().map(|part| part.set_rate(endpoint, share))).await?;
+        self.endpoint(endpoint).await
+    }
+
+    async fn endpoint_views(&self, endpoints: &[Endpoint]) -> Result<Vec<EndpointView>, StoreError> {
+        let per_part = try_join_all(self.parts.iter().map(|part| part.endpoint_views(endpoints))).await?;
+        let mut merged: Vec<Option<EndpointView>> = vec![None; endpoints.len()];
+        for views in per_part {
+            for (slot, view) in merged.iter_mut().zip(views) {
+                *slot = Some(match slot.take() {
+                    None => view,
+                    Some(all) => merge_views(all, view),
+                });
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .flatten()
+            .map(|view| EndpointView {
+                concurrency: self.limits.concurrency,
+                // The shares' sum, without the float dust of dividing.
+                rate: view.rate.map(|rate| (rate * 1e6).round() / 1e6),
+                ..view
+            })
+            .collect())
+    }
+}
+
+/// One endpoint's views from two partitions as one: counts add up, the
+/// breaker shows the worst state, times the latest (the next attempt: the
+/// soonest).
+fn merge_views(all: EndpointView, one: EndpointView) -> EndpointView {
+    let worst = |a: BreakerState, b: BreakerState| {
+        let rank = |state| match state {
+            BreakerState::Closed => 0,
+            BreakerState::Probing => 1,
+            BreakerState::Open => 2,
+        };
+        if rank(b) > rank(a) { b } else { a }
+    };
+    let later = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| a.max(b);
+    let (last_error, last_error_at) = if one.last_error_at > all.last_error_at {
+        (one.last_error, one.last_error_at)
+    } else {
+        (all.last_error, all.last_error_at)
+    };
+    EndpointView {
+        endpoint: all.endpoint,
+        in_flight: all.in_flight + one.in_flight,
+        due: all.due + one.due,
+        concurrency: all.concurrency + one.concurrency,
+        rate: all.rate.zip(one.rate).map(|(a, b)| a + b),
+        rate_overridden: all.rate_overridden || one.rate_overridden,
+        breaker: worst(all.breaker, one.breaker),
+        consecutive_failures: all.consecutive_failures.max(one.consecutive_failures),
+        open_until: later(all.open_until, one.open_until),
+        paused_until: later(all.paused_until, one.paused_until),
+        last_error,
+        last_error_at,
+        next_attempt_at: match (all.next_attempt_at, one.next_attempt_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_shares_add_up_to_the_whole_and_are_never_zero() {
+        let limits = |concurrency| EndpointLimits {
+            concurrency,
+            ..EndpointLimits::default()
+        };
+        let shares = |total, n| {
+            (0..n)
+                .map(|k| limits(total).share(k, n).concurrency)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shares(16, 3), [6, 5, 5]);
+        assert_eq!(shares(16, 3).iter().sum::<u32>(), 16);
+        assert_eq!(shares(2, 4), [1, 1, 1, 1]);
+    }
+}

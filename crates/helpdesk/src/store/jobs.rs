@@ -1,0 +1,396 @@
+//! A job's life after it is scheduled: claimed with a lease
+//! (`jobs/claim.lua`), finished with its outcome (`jobs/finish.lua`),
+//! redelivered on request (`jobs/redeliver.lua`). "Jobs" and "Guarantee" in
+//! `docs/store.md` say what each does and why the lease makes delivery
+//! at-least-once.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::try_join_all;
+use hookline_contract::{AttemptView, DocumentStatus};
+use redis::Script;
+
+use super::cases::CaseRecord;
+use super::endpoints::MAX_COOLDOWN;
+use super::partition::{Partition, query_loading, script};
+use super::{Store, StoreError, millis};
+use crate::endpoint::Endpoint;
+
+static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("jobs/claim.lua")));
+static FINISH: LazyLock<Script> = LazyLock::new(|| script(include_str!("jobs/finish.lua")));
+static REDELIVER: LazyLock<Script> = LazyLock::new(|| script(include_str!("jobs/redeliver.lua")));
+
+/// How much of one worker's slots endpoints may take in a claim: a worker
+/// gives one endpoint at most `per_endpoint` of them, so a few slow
+/// endpoints cannot take every slot of a small worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowance {
+    pub per_endpoint: usize,
+    /// The endpoints this worker has attempts in flight to, and how many.
+    pub in_flight: Vec<(Endpoint, usize)>,
+}
+
+impl Allowance {
+    /// No share per worker: only the endpoints' own limits apply.
+    pub fn unlimited() -> Self {
+        Self {
+            per_endpoint: usize::MAX >> 12,
+            in_flight: Vec::new(),
+        }
+    }
+}
+
+/// A job a worker now holds: the case as claimed, the endpoint it goes to,
+/// and the lease token that proves the claim when finishing.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub case: CaseRecord,
+    pub endpoint: Endpoint,
+    lease: String,
+    /// The partition it was claimed from (where its finish goes).
+    partition: usize,
+}
+
+/// The result of one claim: the jobs, and when the next job may be claimed
+/// (or the next lease expire), for the worker to sleep until then (by this
+/// process's clock: the store's answer is a delay, so the clocks need not agree).
+#[derive(Debug)]
+pub struct Claim {
+    pub jobs: Vec<ClaimedJob>,
+    pub next_wake: Option<DateTime<Utc>>,
+}
+
+/// How one delivery attempt ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    Delivered,
+    /// Try again this long from now (by the store's clock).
+    Retry {
+        after: Duration,
+        error: String,
+    },
+    Dead {
+        error: String,
+    },
+}
+
+/// What an attempt tells about its endpoint's health, for the circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// It answered as a receiver should (a 2xx, or `410 Gone`).
+    Up,
+    /// It failed: no connection, a timeout, an error status.
+    Down,
+    /// Nothing either way: nothing was sent (the callback policy refused),
+    /// or it asked for a pause (`Retry-After`), which is honoured instead.
+    Unknown,
+}
+
+/// What a finished attempt does to its endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointSignal {
+    pub health: Health,
+    /// Hold every job of the endpoint this long from now (`Retry-After` on a
+    /// 429 or 503).
+    pub pause: Option<Duration>,
+}
+
+/// What recording an outcome did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The job's lease had passed to another worker: nothing changed.
+    Stale,
+    Recorded,
+    /// Recorded, and the endpoint's circuit breaker opened (or reopened).
+    BreakerOpened,
+    /// Recorded, and the endpoint's circuit breaker closed.
+    BreakerClosed,
+}
+
+impl Recorded {
+    pub fn applied(self) -> bool {
+        self != Self::Stale
+    }
+}
+
+/// What `redeliver` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    Scheduled,
+    NoSuchCase,
+    /// A worker holds the job right now.
+    InFlight,
+    /// The agent has not decided yet: there is nothing to deliver.
+    Undecided,
+    /// The case was created without a callback: nothing of its own to deliver.
+    NoCallback,
+}
+
+impl Partition {
+    /// Sends a dead or delivered case again, now (see [`Redelivery`]).
+    pub(super) async fn redeliver(&self, document_id: &str) -> Result<Redelivery, StoreError> {
+        let mut conn = self.conn.clone();
+        let callback: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.job(document_id))
+            .arg("callbackUrl")
+            .query_async(&mut conn)
+            .await?;
+        let Some(callback) = callback else {
+            return Ok(Redelivery::NoSuchCase);
+        };
+        if callback.is_empty() {
+            return Ok(Redelivery::NoCallback);
+        }
+        let endpoint = Endpoint::of_str(&callback).map_err(|e| StoreError::Corrupt {
+            document_id: document_id.to_owned(),
+            problem: e.to_string(),
+        })?;
+        let result: String = self
+            .invocation(&REDELIVER)
+            .key(self.keys.job(document_id))
+            .key(self.keys.inflight())
+            .key(self.keys.dead())
+            .arg(document_id)
+            .arg(endpoint.as_str())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match result.as_str() {
+            "scheduled" => Redelivery::Scheduled,
+            "in_flight" => Redelivery::InFlight,
+            "undecided" => Redelivery::Undecided,
+            _ => Redelivery::NoSuchCase,
+        })
+    }
+
+    /// Claims up to `decisions.len()` jobs that are due, in the order of the
+    /// endpoints' line and within their limits and the worker's `allowance`,
+    /// holding them for `lease` (jobs whose lease ran out go back to their
+    /// queues first). `decisions[i]` is the agent's verdict for the i-th job
+    /// should its case still be undecided.
+    pub(super) async fn claim(
+        &self,
+        lease: Duration,
+        lease_token: &str,
+        decisions: &[DocumentStatus],
+        allowance: &Allowance,
+    ) -> Result<Claim, StoreError> {
+        let verdicts: String = decisions
+            .iter()
+            .map(|d| if *d == DocumentStatus::Accepted { 'A' } else { 'D' })
+            .collect();
+        let in_flight: String = allowance
+            .in_flight
+            .iter()
+            .map(|(endpoint, count)| format!("{endpoint}\t{count}\n"))
+            .collect();
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        let mut conn = self.conn.clone();
+        let (hashes, wake_in): (Vec<HashMap<String, String>>, Option<u64>) = self
+            .invocation(&CLAIM)
+            .key(self.keys.ready())
+            .key(self.keys.inflight())
+            .arg(lease_ms)
+            .arg(decisions.len())
+            .arg(lease_token)
+            .arg(verdicts)
+            .arg(allowance.per_endpoint)
+            .arg(in_flight)
+            .invoke_async(&mut conn)
+            .await?;
+        let mut jobs = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            let case = CaseRecord::from_hash(hash)?;
+            let lease = case.lease.clone().unwrap_or_default();
+            let endpoint = endpoint_of(&case)?;
+            jobs.push(ClaimedJob {
+                case,
+                endpoint,
+                lease,
+                partition: 0,
+            });
+        }
+        Ok(Claim {
+            jobs,
+            next_wake: wake_in.map(|ms| self.local_now() + chrono::Duration::milliseconds(ms as i64)),
+        })
+    }
+
+    /// Records attempts and how their jobs go on, in one round trip: one
+    /// `EVALSHA` of the finish script per job, pipelined. Each script runs
+    /// atomically on its own, exactly as a lone `finish` would; only the
+    /// network round trip (and its syscalls, on both sides) is shared. A job
+    /// whose lease had already passed to another worker is [`Recorded::Stale`]
+    /// and changes nothing. If the batch fails (Redis unreachable, or one
+    /// script erring), the error is reported for all of it: the jobs whose
+    /// script did run stay finished in Redis, the others are retried once
+    /// their lease expires.
+    ///
+    /// Each job's entries of the attempt log come in order: the attempt,
+    /// and the chaos faults sent around it (entries marked `chaos`).
+    pub(super) async fn finish_many(
+        &self,
+        items: &[(&ClaimedJob, &[AttemptView], &Finish, EndpointSignal)],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let cooldown = millis(self.limits.circuit_cooldown);
+        let retention = millis(self.retention);
+        let longest = millis(MAX_COOLDOWN.max(self.limits.circuit_cooldown));
+        let mut pipe = redis::pipe();
+        for (job, log, outcome, signal) in items {
+            let mut entries = log.iter().map(|entry| serde_json::to_string(entry).unwrap_or_default());
+            let first = entries.next().unwrap_or_default();
+            let attempt_error = log
+                .iter()
+                .find(|entry| entry.chaos.is_none())
+                .and_then(|attempt| attempt.error.as_deref());
+            let (kind, next_at, error) = match outcome {
+                Finish::Delivered => ("delivered", 0, attempt_error.unwrap_or_default()),
+                Finish::Retry { after, error } => ("retry", millis(*after), error.as_str()),
+                Finish::Dead { error } => ("dead", 0, error.as_str()),
+            };
+            let health = match signal.health {
+                Health::Up => "up",
+                Health::Down => "down",
+                Health::Unknown => "unknown",
+            };
+            let id = job.case.job_id();
+            let mut invocation = self.invocation(&FINISH);
+            invocation
+                .key(self.keys.job(id))
+                .key(self.keys.inflight())
+                .key(self.keys.dead())
+                .key(self.keys.attempts(id))
+                .arg(id)
+                .arg(&job.lease)
+                .arg(kind)
+                .arg(next_at)
+                .arg(error)
+                .arg(first)
+                .arg(health)
+                .arg(signal.pause.map_or(0, millis))
+                .arg(self.limits.circuit_failures.max(1))
+                .arg(cooldown)
+                .arg(longest)
+                .arg(job.endpoint.as_str())
+                .arg(retention);
+            for entry in entries {
+                invocation.arg(entry);
+            }
+            pipe.invoke_script(&invocation);
+        }
+        let mut conn = self.conn.clone();
+        let results: Vec<i64> = query_loading(&pipe, &FINISH, &mut conn).await?;
+        Ok(results
+            .into_iter()
+            .map(|result| match result {
+                0 => Recorded::Stale,
+                2 => Recorded::BreakerOpened,
+                3 => Recorded::BreakerClosed,
+                _ => Recorded::Recorded,
+            })
+            .collect())
+    }
+}
+
+impl Store {
+    /// Sends a dead or delivered case (or event) again, now (see [`Redelivery`]).
+    pub async fn redeliver(&self, id: &str) -> Result<Redelivery, StoreError> {
+        self.part_of_job(id).await?.redeliver(id).await
+    }
+
+    /// Claims up to `decisions.len()` due jobs (see `Partition::claim`),
+    /// from the partitions in turn: each claim starts at the next one and
+    /// goes on to the others while it has room.
+    pub async fn claim(
+        &self,
+        lease: Duration,
+        lease_token: &str,
+        decisions: &[DocumentStatus],
+        allowance: &Allowance,
+    ) -> Result<Claim, StoreError> {
+        let n = self.parts.len();
+        let start = self.turn.fetch_add(1, Ordering::Relaxed) % n;
+        let mut claim = Claim {
+            jobs: Vec::new(),
+            next_wake: None,
+        };
+        for k in (start..n).chain(0..start) {
+            let room = decisions.len() - claim.jobs.len();
+            if room == 0 {
+                break;
+            }
+            let got = self.parts[k]
+                .claim(lease, lease_token, &decisions[claim.jobs.len()..], allowance)
+                .await?;
+            claim
+                .jobs
+                .extend(got.jobs.into_iter().map(|job| ClaimedJob { partition: k, ..job }));
+            claim.next_wake = match (claim.next_wake, got.next_wake) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(claim)
+    }
+
+    /// Records an attempt and how the job goes on (see [`finish_many`](Self::finish_many)).
+    pub async fn finish(
+        &self,
+        job: &ClaimedJob,
+        attempt: &AttemptView,
+        outcome: &Finish,
+        signal: EndpointSignal,
+    ) -> Result<Recorded, StoreError> {
+        let recorded = self
+            .finish_many(&[(job, std::slice::from_ref(attempt), outcome, signal)])
+            .await?;
+        Ok(recorded.first().copied().unwrap_or(Recorded::Stale))
+    }
+
+    /// Records attempts (see `Partition::finish_many`): one round trip
+    /// per partition the jobs came from.
+    pub async fn finish_many(
+        &self,
+        items: &[(&ClaimedJob, &[AttemptView], &Finish, EndpointSignal)],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        if self.parts.len() == 1 {
+            return self.parts[0].finish_many(items).await;
+        }
+        let mut by_part: Vec<Vec<usize>> = vec![Vec::new(); self.parts.len()];
+        for (i, item) in items.iter().enumerate() {
+            by_part[item.0.partition].push(i);
+        }
+        let done = try_join_all(
+            by_part
+                .iter()
+                .enumerate()
+                .filter(|(_, at)| !at.is_empty())
+                .map(|(k, at)| {
+                    let mine: Vec<_> = at.iter().map(|&i| items[i]).collect();
+                    async move { self.parts[k].finish_many(&mine).await.map(|recorded| (at, recorded)) }
+                }),
+        )
+        .await?;
+        let mut recorded = vec![Recorded::Stale; items.len()];
+        for (at, results) in done {
+            for (&i, result) in at.iter().zip(results) {
+                recorded[i] = result;
+            }
+        }
+        Ok(recorded)
+    }
+}
+
+/// The endpoint a claimed case goes to: the one stored with it.
+fn endpoint_of(case: &CaseRecord) -> Result<Endpoint, StoreError> {
+    let stored = case.endpoint.as_deref().unwrap_or_default();
+    stored
+        .parse()
+        .map_err(|e: crate::endpoint::EndpointError| StoreError::Corrupt {
+            document_id: case.document_id.clone(),
+            problem: format!("bad endpoint {stored:?}: {e}"),
+        })
+}
