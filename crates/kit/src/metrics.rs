@@ -143,10 +143,17 @@ pub fn gauge_family(
     Ok(prometheus::core::Collector::collect(&gauge))
 }
 
-/// `families` in the Prometheus text format.
+/// `families` in the Prometheus text format. A family without a series (a
+/// per-endpoint gauge before any endpoint exists) is left out: the encoder
+/// refuses one, and the registry's own gathering leaves such families out too.
 pub fn render(families: &[MetricFamily]) -> Result<String, prometheus::Error> {
+    let families: Vec<MetricFamily> = families
+        .iter()
+        .filter(|family| !family.get_metric().is_empty())
+        .cloned()
+        .collect();
     let mut out = Vec::new();
-    TextEncoder::new().encode(families, &mut out)?;
+    TextEncoder::new().encode(&families, &mut out)?;
     String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
 }
 
@@ -161,6 +168,15 @@ mod tests {
             Err(_) => panic!("the body is not in memory"),
         };
         String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_scrape_time_family_without_series_is_left_out_not_an_error() {
+        let registry = Registry::new();
+        HttpMetrics::register(&registry).unwrap();
+        let empty = gauge_family("hookline_test_per_endpoint", "Nothing yet.", "endpoint", &[]).unwrap();
+        let text = render(&registry, empty);
+        assert!(!text.contains("hookline_test_per_endpoint"), "{text}");
     }
 
     #[test]

@@ -21,6 +21,8 @@ mod cluster;
 mod failures;
 /// Delivery that survives killed processes, crashes and failing receivers.
 mod fault_tolerance;
+/// A fresh service answers every documented GET route as documented.
+mod first_minute;
 /// Property-based fuzzing of both services over real HTTP.
 mod fuzz;
 /// Metrics and request ids, seen from outside.
