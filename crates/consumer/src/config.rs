@@ -6,31 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
 use hookline_contract::signature::SecretSet;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
 use url::Url;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "consumer",
-    version,
-    about = "The client app: asks the Help Desk for document reviews and receives their webhooks"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub settings: Settings,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve the API (the default).
-    Serve,
-    /// Exit 0 if the consumer listening on CONSUMER_LISTEN is ready.
-    Healthcheck,
-}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {

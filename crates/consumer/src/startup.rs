@@ -224,3 +224,26 @@ impl Application {
         result
     }
 }
+
+impl hookline_kit::service::Service for Application {
+    type Settings = Settings;
+    type Error = StartupError;
+    const NAME: &'static str = "consumer";
+    const ABOUT: &'static str = "The client app: asks the Help Desk for document reviews and receives their webhooks";
+
+    fn listen(settings: &Settings) -> std::net::SocketAddr {
+        settings.listen
+    }
+
+    fn log_format(settings: &Settings) -> hookline_kit::config::LogFormat {
+        settings.log_format
+    }
+
+    async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build(settings).await
+    }
+
+    async fn run_until_stopped(self) -> std::io::Result<()> {
+        Self::run_until_stopped(self).await
+    }
+}

@@ -9,36 +9,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
 use hookline_contract::chaos::ChaosProfile;
 use hookline_contract::signature::SecretSet;
 use hookline_kit::auth::ApiKeys;
-use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
+use hookline_kit::config::{InvalidValue, LogFormat, Secret, parse_duration, secret};
 use hookline_kit::tls;
 
 use crate::ssrf::{CallbackPolicy, Rule};
 use crate::store::{EndpointLimits, MAX_PARTITIONS};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "helpdesk",
-    version,
-    about = "A fake third-party Help Desk that reviews documents and answers by webhook"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub settings: Settings,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve the API and/or run the delivery worker (the default).
-    Serve,
-    /// Exit 0 if the help desk listening on HELPDESK_LISTEN answers /healthz.
-    Healthcheck,
-}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -250,12 +228,12 @@ impl Settings {
 }
 
 /// A rate limit: deliveries per second, positive and finite.
-pub fn parse_rate(raw: &str) -> Result<f64, String> {
+pub fn parse_rate(raw: &str) -> Result<f64, InvalidValue> {
     match raw.trim().parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE => Ok(rate),
-        _ => Err(format!(
+        _ => Err(InvalidValue(format!(
             "{raw:?} is not a rate: deliveries per second, above 0 and at most {MAX_RATE}"
-        )),
+        ))),
     }
 }
 
@@ -280,10 +258,10 @@ impl Role {
     }
 }
 
-fn parse_ratio(raw: &str) -> Result<f64, String> {
+fn parse_ratio(raw: &str) -> Result<f64, InvalidValue> {
     match raw.trim().parse::<f64>() {
         Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
-        _ => Err(format!("{raw:?} is not a probability between 0 and 1")),
+        _ => Err(InvalidValue(format!("{raw:?} is not a probability between 0 and 1"))),
     }
 }
 
@@ -301,10 +279,10 @@ impl DelayRange {
 }
 
 impl FromStr for DelayRange {
-    type Err = String;
+    type Err = InvalidValue;
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{raw:?} is not a delay in milliseconds like 2000-5000 or 0");
+        let bad = || InvalidValue(format!("{raw:?} is not a delay in milliseconds like 2000-5000 or 0"));
         let (min, max) = match raw.trim().split_once('-') {
             Some((min, max)) => (min.trim(), max.trim()),
             None => (raw.trim(), raw.trim()),
@@ -312,7 +290,7 @@ impl FromStr for DelayRange {
         let min_ms: u64 = min.parse().map_err(|_| bad())?;
         let max_ms: u64 = max.parse().map_err(|_| bad())?;
         if min_ms > max_ms {
-            return Err(format!("{raw:?}: the minimum is above the maximum"));
+            return Err(InvalidValue(format!("{raw:?}: the minimum is above the maximum")));
         }
         Ok(Self { min_ms, max_ms })
     }
@@ -339,7 +317,7 @@ impl RetrySchedule {
 }
 
 impl FromStr for RetrySchedule {
-    type Err = String;
+    type Err = InvalidValue;
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         if raw.trim().is_empty() || raw.trim() == "none" {
@@ -352,6 +330,7 @@ impl FromStr for RetrySchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookline_kit::service::Cli;
 
     #[test]
     fn delay_ranges_read_like_the_design_says() {
@@ -399,20 +378,23 @@ mod tests {
 
     #[test]
     fn callback_rules_are_comma_separated_lists_checked_at_startup() {
-        let cli = Cli::try_parse_from([
+        let cli = Cli::<Settings>::try_parse_as(
             "helpdesk",
-            "--callback-deny",
-            "127.0.0.0/8, ::1/128",
-            "--callback-allow",
-            "127.0.0.1,*.example.com",
-        ])
+            [
+                "helpdesk",
+                "--callback-deny",
+                "127.0.0.0/8, ::1/128",
+                "--callback-allow",
+                "127.0.0.1,*.example.com",
+            ],
+        )
         .unwrap();
         let policy = cli.settings.callback_policy();
         assert_eq!(
             policy.to_string(),
             "allow [127.0.0.1/32,*.example.com], deny [127.0.0.0/8,::1/128]"
         );
-        let error = Cli::try_parse_from(["helpdesk", "--callback-deny", "10.0.0.1/8"])
+        let error = Cli::<Settings>::try_parse_as("helpdesk", ["helpdesk", "--callback-deny", "10.0.0.1/8"])
             .unwrap_err()
             .to_string();
         assert!(error.contains("did you mean 10.0.0.0/8"), "{error}");
@@ -420,11 +402,13 @@ mod tests {
 
     #[test]
     fn a_client_certificate_needs_its_key() {
-        let error = Cli::try_parse_from(["helpdesk", "--callback-client-cert", "/c.pem"])
+        let error = Cli::<Settings>::try_parse_as("helpdesk", ["helpdesk", "--callback-client-cert", "/c.pem"])
             .unwrap_err()
             .to_string();
         assert!(error.contains("--callback-client-key"), "{error}");
-        let mut settings = Cli::try_parse_from(["helpdesk"]).unwrap().settings;
+        let mut settings = Cli::<Settings>::try_parse_as("helpdesk", ["helpdesk"])
+            .unwrap()
+            .settings;
         settings.callback_client_key = Some("/k.pem".into());
         let error = settings.callback_tls().unwrap_err().to_string();
         assert_eq!(

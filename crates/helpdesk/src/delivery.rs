@@ -36,7 +36,7 @@ use hookline_contract::signature::SecretSet;
 use hookline_contract::{DocumentEvent, DocumentWebhook, Event, EventType, TestEvent, headers};
 use hookline_kit::tls::{self, ClientConfig, TlsFailure};
 
-use crate::ssrf::{CallbackPolicy, GuardedResolver, refusal_in};
+use crate::ssrf::{CallbackPolicy, GuardedResolver, Refusal, refusal_in};
 use crate::store::{CaseRecord, EventJob};
 
 /// How much of a receiver's answer is read (and thrown away) so the
@@ -177,12 +177,12 @@ impl Deliverer {
     /// Checks an IP-literal callback host, which awc connects to without
     /// asking the resolver. Names are left to the [`GuardedResolver`], and
     /// so are bracketed IPv6 hosts (awc hands those to it as they are).
-    fn check_literal_host(&self, callback_url: &str) -> Result<(), String> {
+    fn check_literal_host(&self, callback_url: &str) -> Result<(), Refusal> {
         let Ok(uri) = callback_url.parse::<awc::http::Uri>() else {
             return Ok(()); // awc will refuse to send it
         };
         match uri.host().map(str::parse::<IpAddr>) {
-            Some(Ok(ip)) => self.policy.check_ip(None, ip).map_err(|r| r.to_string()),
+            Some(Ok(ip)) => self.policy.check_ip(None, ip),
             _ => Ok(()),
         }
     }
@@ -256,9 +256,9 @@ impl Deliverer {
         secrets: Option<&'a SecretSet>,
     ) -> Result<Message<'a>, Attempt> {
         let started = Instant::now();
-        if let Err(reason) = self.check_literal_host(&case.callback_url) {
+        if let Err(refusal) = self.check_literal_host(&case.callback_url) {
             return Err(Attempt::Refused {
-                reason,
+                reason: refusal.to_string(),
                 took: started.elapsed(),
             });
         }
@@ -410,8 +410,8 @@ mod tests {
     #[actix_web::test]
     async fn ip_literal_callbacks_are_checked_before_sending() {
         let deliverer = deliverer(&["127.0.0.0/8"]);
-        let reason = deliverer.check_literal_host("http://127.0.0.1:9/hook").unwrap_err();
-        assert_eq!(reason, "127.0.0.1 matches CALLBACK_DENY 127.0.0.0/8");
+        let refusal = deliverer.check_literal_host("http://127.0.0.1:9/hook").unwrap_err();
+        assert_eq!(refusal.to_string(), "127.0.0.1 matches CALLBACK_DENY 127.0.0.0/8");
         assert!(
             deliverer
                 .check_literal_host("http://169.254.169.254/latest/meta-data")

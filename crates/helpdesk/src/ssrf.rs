@@ -46,6 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
+use hookline_kit::config::InvalidValue;
 use ipnet::{IpNet, Ipv4Net};
 use url::{Host, Url};
 
@@ -78,10 +79,10 @@ pub struct Cidr(IpNet);
 impl Cidr {
     /// The network `network/prefix`; refuses a prefix too long for the family
     /// and host bits set beyond the prefix (likely a typo).
-    pub fn new(network: IpAddr, prefix: u8) -> Result<Self, String> {
+    pub fn new(network: IpAddr, prefix: u8) -> Result<Self, InvalidValue> {
         let too_long = |_| {
             let bits = if network.is_ipv4() { 32 } else { 128 };
-            format!("{network}/{prefix}: the prefix length must be 0 to {bits}")
+            InvalidValue(format!("{network}/{prefix}: the prefix length must be 0 to {bits}"))
         };
         let net = match network {
             IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
@@ -92,9 +93,9 @@ impl Cidr {
         };
         let truncated = net.trunc();
         if truncated != net {
-            return Err(format!(
+            return Err(InvalidValue(format!(
                 "{network}/{prefix} has bits set beyond its prefix; did you mean {truncated}?"
-            ));
+            )));
         }
         Ok(Self(net))
     }
@@ -174,21 +175,22 @@ impl fmt::Display for Rule {
 }
 
 impl FromStr for Rule {
-    type Err = String;
+    type Err = InvalidValue;
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         let rule = raw.trim();
         if rule.is_empty() {
-            return Err(
+            return Err(InvalidValue(
                 "an empty rule: expected a CIDR (10.0.0.0/8), an address or a host name (example.com, *.example.com)"
                     .to_owned(),
-            );
+            ));
         }
         if let Some((address, prefix)) = rule.split_once('/') {
-            let network = parse_ip(address).ok_or_else(|| format!("{rule:?}: {address:?} is not an IP address"))?;
+            let network =
+                parse_ip(address).ok_or_else(|| InvalidValue(format!("{rule:?}: {address:?} is not an IP address")))?;
             let prefix = prefix
                 .parse::<u8>()
-                .map_err(|_| format!("{rule:?}: {prefix:?} is not a prefix length"))?;
+                .map_err(|_| InvalidValue(format!("{rule:?}: {prefix:?} is not a prefix length")))?;
             return Cidr::new(network, prefix).map(Self::Net);
         }
         if let Some(ip) = parse_ip(rule) {
@@ -203,9 +205,9 @@ impl FromStr for Rule {
         if is_host_name(name) {
             Ok(Self::Host(pattern))
         } else {
-            Err(format!(
+            Err(InvalidValue(format!(
                 "{rule:?} is neither a CIDR (10.0.0.0/8, ::1/128), an IP address nor a host name (example.com, *.example.com)"
-            ))
+            )))
         }
     }
 }
@@ -481,7 +483,7 @@ mod tests {
             ("300.1.1.1", "neither a CIDR"),
         ] {
             let error = raw.parse::<Rule>().expect_err(raw);
-            assert!(error.contains(says), "{raw:?}: {error}");
+            assert!(error.0.contains(says), "{raw:?}: {error}");
         }
     }
 

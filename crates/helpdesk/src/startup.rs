@@ -223,3 +223,26 @@ impl Drop for WorkerHandle {
         let _ = self.stop.send(true);
     }
 }
+
+impl hookline_kit::service::Service for Application {
+    type Settings = Settings;
+    type Error = StartupError;
+    const NAME: &'static str = "helpdesk";
+    const ABOUT: &'static str = "A fake third-party Help Desk that reviews documents and answers by webhook";
+
+    fn listen(settings: &Settings) -> std::net::SocketAddr {
+        settings.listen
+    }
+
+    fn log_format(settings: &Settings) -> hookline_kit::config::LogFormat {
+        settings.log_format
+    }
+
+    async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build(settings).await
+    }
+
+    async fn run_until_stopped(self) -> std::io::Result<()> {
+        Self::run_until_stopped(self).await
+    }
+}

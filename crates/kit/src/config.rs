@@ -77,9 +77,16 @@ where
     }
 }
 
+/// A setting's value that does not parse: the message says why, and what
+/// would (clap shows it beside the flag's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
 /// Parses `250ms`, `5s`, `10m`, `2h`... (for clap's `value_parser`).
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    humantime::parse_duration(raw.trim()).map_err(|e| format!("{raw:?} is not a duration like 500ms, 5s or 2h: {e}"))
+pub fn parse_duration(raw: &str) -> Result<Duration, InvalidValue> {
+    humantime::parse_duration(raw.trim())
+        .map_err(|e| InvalidValue(format!("{raw:?} is not a duration like 500ms, 5s or 2h: {e}")))
 }
 
 /// `LOG_FORMAT`: human-readable lines for a terminal, or one JSON object per

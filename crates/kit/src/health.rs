@@ -22,7 +22,26 @@ pub fn check(listen: SocketAddr) -> ExitCode {
     }
 }
 
-fn probe(listen: SocketAddr) -> Result<(), String> {
+/// Why the server did not look healthy.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("{addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no answer from {addr}: {source}")]
+    NoAnswer {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{addr} answered {head:?}")]
+    Unhealthy { addr: SocketAddr, head: String },
+}
+
+fn probe(listen: SocketAddr) -> Result<(), ProbeError> {
     // A server bound to 0.0.0.0 / [::] is reached through loopback.
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -30,20 +49,24 @@ fn probe(listen: SocketAddr) -> Result<(), String> {
         ip => ip,
     };
     let addr = SocketAddr::new(ip, listen.port());
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+    let io = |source| ProbeError::Io { addr, source };
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(io)?;
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
     write!(
         stream,
         "GET {PATH} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(io)?;
     let mut head = [0_u8; 12];
     stream
         .read_exact(&mut head)
-        .map_err(|e| format!("no answer from {addr}: {e}"))?;
+        .map_err(|source| ProbeError::NoAnswer { addr, source })?;
     match &head {
         b"HTTP/1.1 200" | b"HTTP/1.0 200" => Ok(()),
-        other => Err(format!("{addr} answered {:?}", String::from_utf8_lossy(other))),
+        other => Err(ProbeError::Unhealthy {
+            addr,
+            head: String::from_utf8_lossy(other).into_owned(),
+        }),
     }
 }

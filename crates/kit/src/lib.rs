@@ -24,6 +24,8 @@ pub mod metrics;
 pub mod openapi;
 /// `x-request-id`: kept, made, echoed, on every span.
 pub mod request_id;
+/// A service binary's whole `main`: command line, telemetry, build, serve.
+pub mod service;
 /// Stopping inside an orchestrator's grace period.
 pub mod shutdown;
 /// Tracing set-up: pretty or JSON, quiet in tests.

@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-use clap::Parser;
-
 use futures_util::StreamExt;
 use hookline_cli::listen::{DelayRange, ListenSettings, Listener, Totals};
 use hookline_cli::trigger::{self, Summary, Trigger};
@@ -354,9 +352,15 @@ async fn a_receiver_that_verifies_nothing_is_caught_by_the_case_s_own_chaos_prof
 #[actix_web::test]
 async fn chaos_profiles_are_checked_and_a_case_can_opt_out() {
     // At start-up: a clear error.
-    let error = helpdesk::config::Cli::try_parse_from(["helpdesk", "--chaos", "duplicate=0.3,forged=0.1"]).unwrap_err();
+    let error = hookline_kit::service::Cli::<helpdesk::Settings>::try_parse_as(
+        "helpdesk",
+        ["helpdesk", "--chaos", "duplicate=0.3,forged=0.1"],
+    )
+    .unwrap_err();
     assert!(error.to_string().contains("unknown fault \"forged\""), "{error}");
-    let error = helpdesk::config::Cli::try_parse_from(["helpdesk", "--chaos", "delay=2"]).unwrap_err();
+    let error =
+        hookline_kit::service::Cli::<helpdesk::Settings>::try_parse_as("helpdesk", ["helpdesk", "--chaos", "delay=2"])
+            .unwrap_err();
     assert!(error.to_string().contains("from 0 to 1"), "{error}");
 
     // Per case: a 400 with a JSON body, nothing stored.
