@@ -9,16 +9,14 @@ use tracing::info;
 use crate::error::Error;
 use crate::routes::ListQuery;
 use crate::routes::document::Scheduling;
+use crate::routes::{Malformed, PrivateErrors};
 use crate::store::{CaseRecord, Redelivery, Store};
 
 /// `GET /dead-letters?limit=50`: cases whose every attempt failed, newest first.
 #[utoipa::path(
     get, path = "/dead-letters", tag = "cases", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 200, description = "Dead letters, newest first", body = CasePage),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+    responses((status = 200, description = "Dead letters, newest first", body = CasePage), Malformed, PrivateErrors)
 )]
 pub async fn dead_letters(
     _: Authorized,
@@ -33,10 +31,7 @@ pub async fn dead_letters(
 #[utoipa::path(
     get, path = "/cases", tag = "cases", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 200, description = "The most recent cases, newest first", body = CasePage),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+    responses((status = 200, description = "The most recent cases, newest first", body = CasePage), Malformed, PrivateErrors)
 )]
 pub async fn recent(
     _: Authorized,
@@ -61,11 +56,8 @@ fn page((cases, total): (Vec<CaseRecord>, u64)) -> HttpResponse {
     post, path = "/document/{documentId}/redeliver", tag = "cases", security(("api_key" = [])),
     params(("documentId" = String, Path, description = "A dead or delivered case")),
     responses((status = 202, description = "Scheduled now, same webhook-id, fresh retry schedule", body = CaseView),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 404, description = "No case has this documentId", body = ErrorBody),
-        (status = 409, description = "In flight or not decided yet", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+        (status = 409, description = "In flight or not decided yet", body = ErrorBody), Malformed, PrivateErrors)
 )]
 pub async fn redeliver(
     _: Authorized,

@@ -1,9 +1,9 @@
 use actix_web::{HttpResponse, web};
-use hookline_contract::ErrorBody;
 use hookline_contract::chaos::ChaosReport;
 use hookline_kit::auth::Authorized;
 
 use crate::error::Error;
+use crate::routes::PrivateErrors;
 use crate::routes::document::Scheduling;
 use crate::store::Store;
 
@@ -12,9 +12,7 @@ use crate::store::Store;
 /// receivers answered (the dashboard's Chaos panel).
 #[utoipa::path(
     get, path = "/chaos", tag = "cases", security(("api_key" = [])),
-    responses((status = 200, description = "The profile, and the faults injected so far", body = ChaosReport),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+    responses((status = 200, description = "The profile, and the faults injected so far", body = ChaosReport), PrivateErrors)
 )]
 pub async fn report(
     _: Authorized,

@@ -11,6 +11,7 @@ use hookline_kit::http::ApiError;
 use rand::Rng;
 
 use crate::error::Error;
+use crate::routes::{Malformed, PrivateErrors};
 use hookline_kit::json::JsonBody;
 use tracing::info;
 use uuid::Uuid;
@@ -50,13 +51,10 @@ pub struct Scheduling {
         (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` accepted before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`", body = DocumentAccepted,
             headers(("location" = String, description = "/document/{documentId}"),
                 ("idempotent-replayed" = String, description = "`true` on the answer to a retried request"))),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 400, description = "Malformed request (the body names the field), a Hookline-Chaos profile that does not parse (`invalid_chaos`), or no X-Callback-Url and no enabled subscription", body = ErrorBody),
         (status = 409, description = "The `id` was used before for another document or callback", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
-    )
+        (status = 415, description = "Body is not JSON", body = ErrorBody), PrivateErrors)
 )]
 pub async fn create(
     auth: Authorized,
@@ -179,11 +177,7 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
     params(("documentId" = String, Path, description = "The id returned by POST /document")),
     responses(
         (status = 200, description = "The case, its decision once made, its delivery with every attempt, and its endpoint's state", body = CaseView),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
-        (status = 404, description = "No case has this documentId", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
-    )
+        (status = 404, description = "No case has this documentId", body = ErrorBody), Malformed, PrivateErrors)
 )]
 pub async fn show(_: Authorized, path: web::Path<String>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;

@@ -12,16 +12,14 @@ use crate::config::MAX_RATE;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::routes::ListQuery;
+use crate::routes::{Malformed, PrivateErrors};
 use crate::store::Store;
 
 /// `GET /endpoints?limit=50`: the endpoints, most recently active first.
 #[utoipa::path(
     get, path = "/endpoints", tag = "endpoints", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 200, description = "Endpoints with their limits and breakers, most recently active first", body = EndpointPage),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+    responses((status = 200, description = "Endpoints with their limits and breakers, most recently active first", body = EndpointPage), Malformed, PrivateErrors)
 )]
 pub async fn list(_: Authorized, query: web::Query<ListQuery>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     let limit = query.limit()?;
@@ -34,9 +32,7 @@ pub async fn list(_: Authorized, query: web::Query<ListQuery>, store: web::Data<
     get, path = "/endpoints/{endpoint}", tag = "endpoints", security(("api_key" = [])),
     params(("endpoint" = String, Path, description = "scheme://host:port, URL-encoded, e.g. http%3A%2F%2F127.0.0.1%3A3333")),
     responses((status = 200, description = "The endpoint (with the defaults if no webhook went there yet)", body = EndpointView),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 400, description = "Not an endpoint", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+        (status = 400, description = "Not an endpoint", body = ErrorBody), PrivateErrors)
 )]
 pub async fn show(_: Authorized, path: web::Path<String>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     let endpoint = parse_endpoint(&path)?;
@@ -52,11 +48,9 @@ pub async fn show(_: Authorized, path: web::Path<String>, store: web::Data<Store
     params(("endpoint" = String, Path, description = "scheme://host:port, URL-encoded, e.g. http%3A%2F%2F127.0.0.1%3A3333")),
     request_body(content = EndpointSettings, content_type = "application/json"),
     responses((status = 200, description = "The endpoint with its new settings", body = EndpointView),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 400, description = "Not an endpoint, or not a rate (the body names the field)", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),)
+        (status = 415, description = "Body is not JSON", body = ErrorBody), PrivateErrors)
 )]
 pub async fn update(
     _: Authorized,

@@ -10,10 +10,28 @@ pub mod metrics;
 pub mod webhooks;
 
 use actix_web::web;
+use hookline_contract::ErrorBody;
 use hookline_kit::http::ApiError;
 use serde::Deserialize;
 
 use crate::config::Role;
+
+/// What every private route may answer besides its own (in its OpenAPI
+/// `responses`): no accepted key, or the store unreachable.
+#[derive(utoipa::IntoResponses)]
+pub enum PrivateErrors {
+    /// HELPDESK_API_KEYS is set and no accepted key was sent
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Redis unavailable; retry later
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// A request that does not parse, answered 400 (in a route's OpenAPI `responses`).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 400, description = "Malformed request (the body names the field)")]
+pub struct Malformed(pub ErrorBody);
 
 /// `?limit=`, of the listings (`/cases`, `/dead-letters`, `/endpoints`).
 #[derive(Debug, Deserialize)]

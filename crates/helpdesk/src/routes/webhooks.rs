@@ -23,6 +23,7 @@ use tracing::info;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::metrics::HelpdeskMetrics;
+use crate::routes::PrivateErrors;
 use crate::ssrf::CallbackPolicy;
 use crate::store::{EVENT_JOB_MARK, NewSubscriptionRecord, Redelivery, Store, SubscriptionChange};
 use crate::worker::Wakeup;
@@ -96,12 +97,9 @@ const NOT_FOUND: &str = "no subscription has this id";
         (status = 201, description = "Subscribed. The answer holds the signing secret in full: keep it, it is not shown again (rotate-secret makes a new one)", body = Subscription,
             headers(("location" = String, description = "/webhooks/{id}"))),
         (status = 400, description = "Malformed request, an unknown event type, or a URL the callback policy refuses (the body names the field)", body = ErrorBody),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 409, description = "The tenant has 100 subscriptions already", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
-    )
+        (status = 415, description = "Body is not JSON", body = ErrorBody), PrivateErrors)
 )]
 pub async fn create(
     auth: Authorized,
@@ -135,10 +133,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/webhooks", tag = "subscriptions", security(("api_key" = [])),
     responses(
-        (status = 200, description = "The tenant's subscriptions with their delivery stats, oldest first", body = SubscriptionPage),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
-    )
+        (status = 200, description = "The tenant's subscriptions with their delivery stats, oldest first", body = SubscriptionPage), PrivateErrors)
 )]
 pub async fn list(auth: Authorized, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     let items: Vec<Subscription> = store
@@ -157,10 +152,7 @@ pub async fn list(auth: Authorized, store: web::Data<Store>) -> Result<HttpRespo
     params(("id" = String, Path, description = "The id returned by POST /webhooks")),
     responses(
         (status = 200, description = "The subscription with its delivery stats", body = Subscription),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
-    )
+        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody), PrivateErrors)
 )]
 pub async fn show(auth: Authorized, path: web::Path<String>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     let sub = store
@@ -180,12 +172,9 @@ pub async fn show(auth: Authorized, path: web::Path<String>, store: web::Data<St
     responses(
         (status = 200, description = "The subscription as changed", body = Subscription),
         (status = 400, description = "Malformed request, an unknown event type, or a URL the callback policy refuses (the body names the field)", body = ErrorBody),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
-    )
+        (status = 415, description = "Body is not JSON", body = ErrorBody), PrivateErrors)
 )]
 pub async fn update(
     auth: Authorized,
@@ -217,10 +206,7 @@ pub async fn update(
     params(("id" = String, Path, description = "The id returned by POST /webhooks")),
     responses(
         (status = 204, description = "Deleted; events queued for it are not sent"),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
-    )
+        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody), PrivateErrors)
 )]
 pub async fn delete(auth: Authorized, path: web::Path<String>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     if !store.delete_subscription(auth.tenant(), &path).await? {
@@ -238,10 +224,7 @@ pub async fn delete(auth: Authorized, path: web::Path<String>, store: web::Data<
     params(("id" = String, Path, description = "The id returned by POST /webhooks")),
     responses(
         (status = 200, description = "The subscription with its new secret in full; `previousSecretUntil` says until when the old one signs too", body = Subscription),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
-        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
-    )
+        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody), PrivateErrors)
 )]
 pub async fn rotate_secret(
     auth: Authorized,
@@ -263,11 +246,8 @@ pub async fn rotate_secret(
     params(("id" = String, Path, description = "The id returned by POST /webhooks")),
     responses(
         (status = 202, description = "The test event is queued; it is delivered (and retried) like any event", body = TestEventQueued),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
-        (status = 409, description = "The subscription is disabled", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
-    )
+        (status = 409, description = "The subscription is disabled", body = ErrorBody), PrivateErrors)
 )]
 pub async fn test(
     auth: Authorized,
@@ -305,11 +285,8 @@ pub async fn test(
         ("webhookId" = String, Path, description = "The event's webhook-id (as in GET /dead-letters)")),
     responses(
         (status = 202, description = "Redelivery scheduled; the event's delivery as it stands now", body = CaseView),
-        (status = 401, description = "HELPDESK_API_KEYS is set and no accepted key was sent", body = ErrorBody),
         (status = 404, description = "No such subscription of this tenant, or no such event of it", body = ErrorBody),
-        (status = 409, description = "The event is being delivered right now, or the subscription is disabled", body = ErrorBody),
-        (status = 503, description = "Redis unavailable; retry later", body = ErrorBody),
-    )
+        (status = 409, description = "The event is being delivered right now, or the subscription is disabled", body = ErrorBody), PrivateErrors)
 )]
 pub async fn redeliver(
     auth: Authorized,
