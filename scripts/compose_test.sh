@@ -9,7 +9,8 @@
 #   1. POST /documents on the consumer: the review is PENDING_REVIEW, through
 #      the API and through scripts/local_db.sh, and flips to ACCEPTED or
 #      DECLINED 2-5 s later
-#   2. both dashboards answer
+#   2. both dashboards answer; only on loopback, the help desk's API behind
+#      the demo key
 #   3. --scale worker=3 and 500 reviews: each decided exactly once on the
 #      consumer, every case delivered once by the help desk
 #   4. a worker SIGKILLed (docker kill) with deliveries in flight: nothing lost
@@ -41,6 +42,10 @@
 # and prints the figures: engine and compose versions, build time, time to
 # healthy, the flip time, image sizes; the cluster's time to healthy, the
 # batch, the kill, the spread over replicas and masters, each phase's time.
+#
+# Each phase is a list of steps (run_step, below): a step's checks stop the
+# test at the first that fails, and the report then shows the containers and
+# the last log lines of the services that step involves.
 #
 # Usage: scripts/compose_test.sh [--keep] [--no-cluster | --cluster-only]
 #   --keep           leave the stack running at the end (and after a failure),
@@ -100,11 +105,8 @@ cd "$root"
 # Half of it is killed into; each replica must have answered some of it.
 ((CLUSTER_BATCH >= 60 && CLUSTER_BATCH % 2 == 0)) || die "CLUSTER_BATCH must be an even number, 60 or more"
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-hookline-compose-test}
-project=$COMPOSE_PROJECT_NAME
+single_project=$COMPOSE_PROJECT_NAME
 cluster_project=$COMPOSE_PROJECT_NAME-cluster
-# What show_stack_state shows, and how to remove a stack kept by --keep.
-stack_services=(consumer helpdesk worker redis db)
-down_hint="${HL_COMPOSE[*]} -p $project down -v"
 
 need_cmd docker "Install Docker (apt-get install docker.io docker-compose) and start its engine"
 need_cmd curl "Install it: apt-get install curl"
@@ -112,27 +114,79 @@ docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker in
 compose_cmd || die "neither 'docker compose' nor 'docker-compose' is installed (apt-get install docker-compose)"
 compose() { "${HL_COMPOSE[@]}" "$@"; }
 
+export CONSUMER_PORT=${CONSUMER_PORT:-$(port_or_free 3333)}
+export HELPDESK_PORT=${HELPDESK_PORT:-$(port_or_free 8080)}
+consumer=http://127.0.0.1:$CONSUMER_PORT
+helpdesk=http://127.0.0.1:$HELPDESK_PORT
+# The demo's API key, as demo.env gives it to the consumer (one of the help
+# desk's HELPDESK_API_KEYS).
+api_key=$(env_file_value "$root/demo.env" HELPDESK_API_KEY) || die "no HELPDESK_API_KEY in $root/demo.env"
+
+# --- the stack under test --------------------------------------------------------------
+# compose, and every helper below, follows COMPOSE_FILE and
+# COMPOSE_PROJECT_NAME: a phase only points them at its topology.
+project="" stack_services=() front="" down_hint=""
+
+# use_stack single | cluster: docker-compose.yml alone, or with
+# docker-compose.cluster.yml under a project of its own.
+use_stack() {
+    case "$1" in
+    single)
+        export COMPOSE_PROJECT_NAME=$single_project
+        stack_services=(consumer helpdesk worker redis db)
+        front=consumer
+        down_hint="${HL_COMPOSE[*]} -p $single_project down -v"
+        ;;
+    cluster)
+        export COMPOSE_PROJECT_NAME=$cluster_project
+        export COMPOSE_FILE=docker-compose.yml${COMPOSE_PATH_SEPARATOR:-:}docker-compose.cluster.yml
+        stack_services=(consumer consumer-replica helpdesk worker redis-cluster-init redis db)
+        front=nginx
+        down_hint="${HL_COMPOSE[*]} -p $cluster_project -f docker-compose.yml -f docker-compose.cluster.yml down -v"
+        ;;
+    esac
+    project=$COMPOSE_PROJECT_NAME
+}
+
+# --- steps, and what a failed one shows ------------------------------------------------
 started_all=$(now_ms)
+step_title=""   # the step running; empty between steps
+step_logs=()    # the services whose logs explain its failure
 step_started=0
-step() {
+
+# run_step FUNC TITLE [SERVICE... | all]: announce TITLE and run FUNC, a
+# step: its checks call fail, and it ends with an ok line and its figures.
+# When it fails, by a check or by a command nothing checks, the report at
+# exit (failure_report) shows the stack's containers and the last log lines
+# of each SERVICE ("all": every service of the stack; none: no logs).
+run_step() {
+    local fn=$1
+    step_title=$2
+    shift 2
+    step_logs=("$@")
     step_started=$(now_ms)
     say ""
-    say "==> $*"
+    say "==> $step_title"
+    "$fn"
+    step_title=""
 }
 ok() { say "    ok: $* ($(since "$step_started"))"; }
 fail() {
     say ""
     say "FAILED: $*"
-    show_stack_state
     exit 1
 }
 
-# What the stack looked like when something failed: states and the logs' tails.
-show_stack_state() {
-    say "---- containers ----"
+# failure_report: the failed step, the containers and the logs it names.
+failure_report() {
+    local service services=("${step_logs[@]}")
+    say ""
+    say "==> FAILED: $step_title (after $(since "$step_started"))"
+    ((${#services[@]} > 0)) || return 0
+    [[ "${services[0]}" == all ]] && services=("${stack_services[@]}")
+    say "---- containers of $project ----"
     compose ps >&2 || true
-    local service
-    for service in "${stack_services[@]}"; do
+    for service in "${services[@]}"; do
         say "---- last log lines of $service ----"
         compose logs --no-color --tail 25 "$service" >&2 2>/dev/null || true
     done
@@ -152,6 +206,10 @@ finish() {
     set +e
     trap - ERR
     unpause
+    # Not after Ctrl-C or a SIGTERM: nothing failed.
+    if ((rc != 0 && rc != 130 && rc != 143)) && [[ -n "$step_title" ]]; then
+        failure_report
+    fi
     local pid
     for pid in "${bg_pids[@]}"; do
         kill "$pid" 2>/dev/null
@@ -159,7 +217,7 @@ finish() {
     done
     if [[ -n "$keep" ]]; then
         say "the stack is still up (--keep): $down_hint"
-    else
+    elif [[ -n "$project" ]]; then
         compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1
     fi
     return "$rc"
@@ -182,36 +240,7 @@ poll_until() {
     done
 }
 
-# --- 0. images ------------------------------------------------------------------
-step "0. base images"
-say "    docker engine $(docker version -f '{{.Server.Version}}'), client $(docker version -f '{{.Client.Version}}'), $("${HL_COMPOSE[@]}" version --short 2>/dev/null || "${HL_COMPOSE[@]}" version | head -n 1) (${HL_COMPOSE[*]})"
-engine_version=$(docker version -f '{{.Server.Version}}')
-compose_version=$("${HL_COMPOSE[@]}" version --short 2>/dev/null || "${HL_COMPOSE[@]}" version | head -n 1)
-
-if [[ "${STANDIN_IMAGES:-1}" != 0 ]]; then
-    t=$(now_ms)
-    standins=$("$here/compose_images.sh")
-    standin_time=$(since "$t")
-    say "    stand-in base images ready in $standin_time:"
-    while IFS= read -r line; do
-        export "${line?}"
-        say "      $line"
-    done <<<"$standins"
-else
-    standin_time="(official images)"
-fi
-ok "base images ready"
-
-pick_port() {
-    if port_in_use "$1"; then free_port; else printf '%s\n' "$1"; fi
-}
-export CONSUMER_PORT=${CONSUMER_PORT:-$(pick_port 3333)}
-export HELPDESK_PORT=${HELPDESK_PORT:-$(pick_port 8080)}
-consumer=http://127.0.0.1:$CONSUMER_PORT
-helpdesk=http://127.0.0.1:$HELPDESK_PORT
-# The demo's API key, as docker-compose.yml gives it to the help desk.
-api_key=$(sed -n 's/^ *HELPDESK_API_KEYS: *"\(.*\)"$/\1/p' "$here/../docker-compose.yml" | head -n 1)
-[[ -n "$api_key" ]] || fail "no HELPDESK_API_KEYS in docker-compose.yml"
+# --- helpers the steps share -----------------------------------------------------------
 # helpdesk_get PATH: GET from the help desk's API, with the demo key.
 helpdesk_get() { curl -sS --max-time 5 -H "Authorization: Bearer $api_key" "$helpdesk$1"; }
 
@@ -220,7 +249,26 @@ helpdesk_get() { curl -sS --max-time 5 -H "Authorization: Bearer $api_key" "$hel
 container_of() { compose ps -a -q "$1" | head -n 1; }
 containers() { compose ps -a -q; }
 health_of() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null; }
+# ip_of CONTAINER: its address on the project's network.
+ip_of() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"; }
+# exit_code_of CONTAINER: how its last run ended (137: SIGKILLed).
+exit_code_of() { docker inspect -f '{{.State.ExitCode}}' "$1"; }
 
+# healthy_count N [SERVICE]: N containers of SERVICE (of the stack when
+# none is named), every one healthy.
+healthy_count() {
+    local want=$1 c n=0
+    shift
+    for c in $(compose ps -a -q "$@"); do
+        [[ "$(health_of "$c")" == healthy ]] || return 1
+        n=$((n + 1))
+    done
+    ((n == want))
+}
+
+# The stack's db and redis (the cluster's first node) containers, set by the
+# step that waits for the stack to be healthy.
+db="" redis=""
 sql() { docker exec -i "$db" psql -U hookline -d hookline -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 redis_cli() { docker exec -i "$redis" redis-cli "$@"; }
 
@@ -258,16 +306,84 @@ post_many() {
 count_reviews() {
     sql "SELECT count(*) FROM document_reviews WHERE document_url LIKE 'https://example.com/$1/%' AND document_status = '$2'"
 }
-none_pending() { [[ "$(count_reviews "$1" PENDING_REVIEW)" == 0 ]]; }
+# none_pending TAG...: no review of any TAG is still PENDING_REVIEW.
+none_pending() {
+    local tag
+    for tag in "$@"; do
+        [[ "$(count_reviews "$tag" PENDING_REVIEW)" == 0 ]] || return 1
+    done
+}
+# decided_count TAG: reviews of TAG that are ACCEPTED or DECLINED.
+decided_count() {
+    sql "SELECT count(*) FROM document_reviews WHERE document_url LIKE 'https://example.com/$1/%' AND document_status <> 'PENDING_REVIEW'"
+}
+# decided_at_least TAG N: N reviews of TAG or more are decided.
+decided_at_least() { (($(decided_count "$1") >= $2)); }
+# review_decided ID: the review is ACCEPTED or DECLINED, which review_status says.
+review_status=""
+review_decided() {
+    review_status=$(json_field documentStatus "$(curl -sS --max-time 5 "$consumer/documents/$1")") &&
+        [[ "$review_status" == ACCEPTED || "$review_status" == DECLINED ]]
+}
+# cases_of WHERE: "STATE ATTEMPTS" of the help desk's case of each review
+# matching the SQL condition WHERE.
+cases_of() {
+    local doc json
+    sql "SELECT document_id FROM document_reviews WHERE $1" |
+        while read -r doc; do
+            json=$(helpdesk_get "/document/$doc")
+            printf '%s %s\n' "$(json_field state "$json")" "$(json_field attempts "$json")"
+        done
+}
 
 # metric URL NAME{labels}: a sample's value (0 when absent).
 metric() {
     curl -sS --max-time 5 "$1/metrics" | awk -v name="$2" '$1 == name { print $2; found = 1 } END { if (!found) print 0 }'
 }
 
+# --- steps of both phases ----------------------------------------------------------------
+step_base_images() {
+    engine_version=$(docker version -f '{{.Server.Version}}')
+    compose_version=$(compose version --short 2>/dev/null || compose version | head -n 1)
+    say "    docker engine $engine_version, client $(docker version -f '{{.Client.Version}}'), $compose_version (${HL_COMPOSE[*]})"
+    if [[ "${STANDIN_IMAGES:-1}" != 0 ]]; then
+        local t standins line
+        t=$(now_ms)
+        standins=$("$here/compose_images.sh")
+        standin_time=$(since "$t")
+        say "    stand-in base images ready in $standin_time:"
+        while IFS= read -r line; do
+            export "${line?}"
+            say "      $line"
+        done <<<"$standins"
+    else
+        standin_time="(official images)"
+    fi
+    ok "base images ready"
+}
+
+# step_up: `up --build -d` from a clean start; its output shown if it fails.
+# Sets t_up and t_started (when it returned).
+step_up() {
+    local up_log
+    # A clean start: whatever an earlier, interrupted run of this project left.
+    compose down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || true
+    say "    ${HL_COMPOSE[*]} up --build -d   (project $project, $front :$CONSUMER_PORT, helpdesk :$HELPDESK_PORT)"
+    t_up=$(now_ms)
+    up_log=$(mktemp "${TMPDIR:-/tmp}/hookline-compose-up.XXXXXX")
+    if ! compose up --build -d >"$up_log" 2>&1; then
+        tail -n 60 "$up_log" >&2
+        rm -f "$up_log"
+        fail "up --build -d (the last lines of its output above)"
+    fi
+    rm -f "$up_log"
+    t_started=$(now_ms)
+    ok "up returned after $(fmt_ms $((t_started - t_up)))"
+}
+
 # down_leaves_nothing: `down -v`, then no container, network or volume of
 # the project may be left.
-down_leaves_nothing() {
+step_down() {
     local kind found left=""
     compose down -v --remove-orphans || fail "docker compose down -v"
     for kind in container network volume; do
@@ -278,34 +394,13 @@ down_leaves_nothing() {
         [[ -z "$found" ]] || left+=" $kind(s): $found"
     done
     [[ -z "$left" ]] || fail "docker compose down -v left behind:$left"
+    ok "no container, network or volume left"
 }
 
 # --- the single-server stack: docker-compose.yml ------------------------------------
-single_phase() {
-    step "0b. the README's command: ${HL_COMPOSE[*]} up --build -d"
-    # A clean start: whatever an earlier, interrupted run of this project left.
-    compose down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || true
-
-    say "    ${HL_COMPOSE[*]} up --build -d   (project $project, consumer :$CONSUMER_PORT, helpdesk :$HELPDESK_PORT)"
-    t_up=$(now_ms)
-    up_log=$(mktemp "${TMPDIR:-/tmp}/hookline-compose-up.XXXXXX")
-    if ! compose up --build -d >"$up_log" 2>&1; then
-        tail -n 60 "$up_log" >&2
-        rm -f "$up_log"
-        fail "docker compose up --build -d (the last lines of its output above)"
-    fi
-    rm -f "$up_log"
-    t_started=$(now_ms)
-
-    all_healthy() {
-        local c n=0
-        for c in $(containers); do
-            [[ "$(health_of "$c")" == healthy ]] || return 1
-            n=$((n + 1))
-        done
-        ((n >= 5))
-    }
-    poll_until 120 "every container healthy" all_healthy
+step_healthy() {
+    poll_until 120 "every container healthy" healthy_count 5
+    local t_healthy built_at built_ms
     t_healthy=$(now_ms)
     # The build ends when the last image is written; compose v1 builds before it
     # starts anything, so the time from then to healthy is the start-up itself.
@@ -320,10 +415,11 @@ single_phase() {
     fi
     db=$(container_of db)
     redis=$(container_of redis)
-    ok "built in $build_time; every container healthy $healthy_time after (up returned after $(fmt_ms $((t_started - t_up))))"
+    ok "built in $build_time; every container healthy $healthy_time after"
+}
 
-    # --- 1. one review, end to end --------------------------------------------------
-    step "1. one review flips from PENDING_REVIEW to a decision"
+step_one_review() {
+    local review t_posted id document_id in_db flip_ms case_json
     review=$(post_review https://example.com/contract.pdf)
     t_posted=$(now_ms)
     id=$(json_field id "$review") || fail "no id in $review"
@@ -332,30 +428,29 @@ single_phase() {
     in_db=$("$here/local_db.sh" -XAtq -c "SELECT document_status FROM document_reviews WHERE id = '$id'") ||
         fail "scripts/local_db.sh cannot reach the compose stack's database"
     [[ "$in_db" == PENDING_REVIEW ]] || fail "scripts/local_db.sh shows '$in_db' for the new review, not PENDING_REVIEW"
-    decided() {
-        status=$(json_field documentStatus "$(curl -sS --max-time 5 "$consumer/documents/$id")") &&
-            [[ "$status" == ACCEPTED || "$status" == DECLINED ]]
-    }
-    poll_until 30 "the review's decision" decided
+    poll_until 30 "the review's decision" review_decided "$id"
     flip_ms=$(($(now_ms) - t_posted))
     ((flip_ms >= 1900 && flip_ms <= 8000)) || fail "the review flipped after ${flip_ms} ms; the help desk takes 2-5 s"
     in_db=$("$here/local_db.sh" -XAtq -c "SELECT document_status FROM document_reviews WHERE id = '$id'")
-    [[ "$in_db" == "$status" ]] || fail "the API says $status, scripts/local_db.sh says $in_db"
+    [[ "$in_db" == "$review_status" ]] || fail "the API says $review_status, scripts/local_db.sh says $in_db"
     case_json=$(helpdesk_get "/document/$document_id")
     [[ "$(json_field state "$case_json")" == DELIVERED ]] || fail "the help desk's case is not DELIVERED: $case_json"
     flip_time=$(fmt_ms "$flip_ms")
-    ok "$status after $flip_time; scripts/local_db.sh agrees; the help desk's case is DELIVERED"
+    ok "$review_status after $flip_time; scripts/local_db.sh agrees; the help desk's case is DELIVERED"
+}
 
-    # --- 2. dashboards ---------------------------------------------------------------
-    step "2. both dashboards answer"
+step_dashboards() {
+    local page html
     for page in "$consumer/|hookline · consumer" "$helpdesk/|hookline · help desk"; do
         html=$(curl -sS --max-time 5 -w '\n%{http_code} %{content_type}' "${page%%|*}") || fail "GET ${page%%|*}: no answer"
         [[ "${html##*$'\n'}" == "200 text/html"* ]] || fail "GET ${page%%|*}: ${html##*$'\n'}"
         [[ "$html" == *"<title>${page#*|}</title>"* ]] || fail "GET ${page%%|*} is not the ${page#*|} dashboard"
     done
     ok "$consumer/ and $helpdesk/"
+}
 
-    step "2b. exposed only as meant: loopback ports, the help desk's API behind the demo key"
+step_exposure() {
+    local service published code
     for service in consumer helpdesk; do
         published=$(docker port "$(container_of "$service")")
         [[ -n "$published" && "$(grep -vc '^[^ ]* -> 127\.0\.0\.1:' <<<"$published")" == 0 ]] ||
@@ -365,62 +460,52 @@ single_phase() {
     [[ "$code" == 401 ]] || fail "GET /cases without the key: HTTP $code, want 401"
     [[ "$(json_field total "$(helpdesk_get /cases)")" -ge 1 ]] || fail "GET /cases with the key shows no case"
     ok "ports on 127.0.0.1 only; /cases is 401 without the key, served with it"
+}
 
-    # --- 3. three workers, exactly once -------------------------------------------------
-    step "3. --scale worker=3, $BATCH reviews: each decided exactly once"
+step_exactly_once() {
+    local applied_before duplicates_before decided applied duplicates attempts
     compose up -d --scale worker=3 || fail "docker compose up -d --scale worker=3"
-    workers_healthy() {
-        local c n=0
-        for c in $(compose ps -q worker); do
-            [[ "$(health_of "$c")" == healthy ]] || return 1
-            n=$((n + 1))
-        done
-        ((n == 3))
-    }
-    poll_until 60 "three healthy workers" workers_healthy
+    poll_until 60 "three healthy workers" healthy_count 3 worker
     applied_before=$(metric "$consumer" 'hookline_consumer_webhooks_total{outcome="applied"}')
     duplicates_before=$(metric "$consumer" 'hookline_consumer_webhooks_total{outcome="duplicate"}')
     post_many batch "$BATCH"
     poll_until 60 "every review of the batch decided" none_pending batch
-    decided_count=$(($(count_reviews batch ACCEPTED) + $(count_reviews batch DECLINED)))
-    ((decided_count == BATCH)) || fail "$decided_count of $BATCH reviews decided"
+    decided=$(($(count_reviews batch ACCEPTED) + $(count_reviews batch DECLINED)))
+    ((decided == BATCH)) || fail "$decided of $BATCH reviews decided"
     applied=$(($(metric "$consumer" 'hookline_consumer_webhooks_total{outcome="applied"}') - applied_before))
     duplicates=$(($(metric "$consumer" 'hookline_consumer_webhooks_total{outcome="duplicate"}') - duplicates_before))
     ((applied == BATCH && duplicates == 0)) ||
         fail "want $BATCH webhooks applied and none twice; the consumer applied $applied and saw $duplicates duplicates"
     # The help desk's side: every case of the batch delivered, in one attempt.
-    attempts=$(sql "SELECT document_id FROM document_reviews WHERE document_url LIKE 'https://example.com/batch/%'" |
-        while read -r doc; do
-            json=$(helpdesk_get "/document/$doc")
-            printf '%s %s\n' "$(json_field state "$json")" "$(json_field attempts "$json")"
-        done | sort | uniq -c | tr -s ' ')
+    attempts=$(cases_of "document_url LIKE 'https://example.com/batch/%'" | sort | uniq -c | tr -s ' ')
     [[ "$attempts" == " $BATCH DELIVERED 1" ]] || fail "want $BATCH cases DELIVERED in 1 attempt, got:$attempts"
     ok "$BATCH decided, $applied webhooks applied, 0 duplicates, every case delivered in one attempt"
+}
 
-    # --- 4. a worker killed mid-delivery ------------------------------------------------
-    step "4. docker kill a worker with deliveries in flight: nothing lost"
+inflight() { redis_cli ZCARD '{helpdesk}:inflight'; }
+# in_flight_of WORKER_ID: jobs in flight under that worker's lease tokens.
+in_flight_of() {
+    redis_cli EVAL "local n = 0
+        for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+          local lease = redis.call('HGET', ARGV[1] .. id, 'lease')
+          if lease and string.sub(lease, 1, #ARGV[2]) == ARGV[2] then n = n + 1 end
+        end
+        return n" 1 '{helpdesk}:inflight' '{helpdesk}:case:' "$1:"
+}
+many_in_flight() { (($(inflight) >= ENDPOINT_CONCURRENCY)); }
+
+step_worker_killed() {
     # The consumer answers in milliseconds, so few deliveries are ever in flight
     # at one instant. Pausing it (its kernel still accepts the connections, its
     # process answers nothing) holds them in flight until the kill; it is let go
     # right after. They are one endpoint's, so at most ENDPOINT_CONCURRENCY of
     # them are in flight at once, over all workers.
+    local consumer_container victim="" victim_jobs=0 c wid n t_kill decided
     post_many kill "$KILL_BATCH"
     consumer_container=$(container_of consumer)
     docker pause "$consumer_container" >/dev/null
     paused=$consumer_container
-    inflight() { redis_cli ZCARD '{helpdesk}:inflight'; }
-    # in_flight_of WORKER_ID: jobs in flight under that worker's lease tokens.
-    in_flight_of() {
-        redis_cli EVAL "local n = 0
-            for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-              local lease = redis.call('HGET', ARGV[1] .. id, 'lease')
-              if lease and string.sub(lease, 1, #ARGV[2]) == ARGV[2] then n = n + 1 end
-            end
-            return n" 1 '{helpdesk}:inflight' '{helpdesk}:case:' "$1:"
-    }
-    many_in_flight() { (($(inflight) >= ENDPOINT_CONCURRENCY)); }
     poll_until 20 "deliveries in flight" many_in_flight
-    victim="" victim_jobs=0
     for c in $(compose ps -q worker); do
         wid=$(docker logs "$c" 2>&1 | sed -n 's/.*worker_id="\{0,1\}\([0-9a-f]\{32\}\).*/\1/p' | head -n 1)
         [[ -n "$wid" ]] || continue
@@ -435,14 +520,16 @@ single_phase() {
     unpause
     say "    killed worker ${victim:0:12} holding $victim_jobs of $(inflight) deliveries in flight"
     poll_until 120 "every review decided after the kill" none_pending kill
-    decided_count=$(($(count_reviews kill ACCEPTED) + $(count_reviews kill DECLINED)))
-    ((decided_count == KILL_BATCH)) || fail "$decided_count of $KILL_BATCH reviews decided after the kill"
-    [[ "$(docker inspect -f '{{.State.ExitCode}}' "$victim")" == 137 ]] || fail "the worker was not SIGKILLed"
+    decided=$(($(count_reviews kill ACCEPTED) + $(count_reviews kill DECLINED)))
+    ((decided == KILL_BATCH)) || fail "$decided of $KILL_BATCH reviews decided after the kill"
+    [[ "$(exit_code_of "$victim")" == 137 ]] || fail "the worker was not SIGKILLed"
     ok "all $KILL_BATCH decided, the last $(fmt_ms $(($(now_ms) - t_kill))) after the kill (JOB_LEASE is 30s)"
     compose up -d --scale worker=3 >/dev/null 2>&1 || fail "bringing the killed worker back"
+}
 
-    # --- 5. the consumer off the network ------------------------------------------------
-    step "5. the consumer cut off the network for ${OUTAGE_SECONDS}s: the webhooks land after it returns"
+step_network_cut() {
+    local consumer_container network t_cut failed_cases=0 doc n
+    consumer_container=$(container_of consumer)
     network=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$consumer_container" | awk '{print $1}')
     post_many outage 20
     docker network disconnect "$network" "$consumer_container"
@@ -452,19 +539,19 @@ single_phase() {
     docker network connect --alias consumer "$network" "$consumer_container"
     say "    reconnected after $(since "$t_cut")"
     poll_until 180 "every review decided after the outage" none_pending outage
-    failed_cases=0
     for doc in $(sql "SELECT document_id FROM document_reviews WHERE document_url LIKE 'https://example.com/outage/%'"); do
         n=$(json_field attempts "$(helpdesk_get "/document/$doc")")
         ((n > 1)) && failed_cases=$((failed_cases + 1))
     done
     ((failed_cases > 0)) || fail "no delivery failed during the outage: was the consumer really cut off?"
     ok "all 20 decided, $failed_cases after failed attempts, the last $(fmt_ms $(($(now_ms) - t_cut))) after the cut"
+}
 
-    # --- 6. Redis restarted, and killed, with jobs pending --------------------------------
-    step "6. docker compose restart redis with jobs pending: nothing lost (AOF)"
+step_redis_crash() {
     # A restart stops Redis cleanly, and a clean stop saves even without the
     # AOF; a SIGKILL saves nothing, so only `appendfsync always` keeps every
     # accepted job through the second one.
+    local pending crash_pending
     post_many restart 50
     pending=$(jobs_pending)
     ((pending > 0)) || fail "no job pending in Redis before the restart"
@@ -476,20 +563,20 @@ single_phase() {
     compose kill redis >/dev/null 2>&1 || fail "docker compose kill redis"
     compose start redis >/dev/null 2>&1 || fail "docker compose start redis"
     poll_until 120 "every review decided after Redis was killed" none_pending crash
-    review=$(post_review https://example.com/after-restart.pdf)
+    post_review https://example.com/after-restart.pdf >/dev/null
     ok "all 100 decided ($pending pending at the restart, $crash_pending at the SIGKILL); POST /documents works after"
+}
 
-    # --- 7. clean stop and nothing left behind --------------------------------------------
-    step "7. docker compose stop is clean; down -v leaves nothing"
+step_clean_stop() {
+    local t_stop stop_time unclean="" c code service image size user
     curl -sSN --max-time 60 "$consumer/events" >/dev/null 2>&1 &
     bg_pids+=($!)
     sleep 0.5
     t_stop=$(now_ms)
     compose stop || fail "docker compose stop"
     stop_time=$(since "$t_stop")
-    unclean=""
     for c in $(containers); do
-        code=$(docker inspect -f '{{.State.ExitCode}}' "$c")
+        code=$(exit_code_of "$c")
         [[ "$code" == 0 ]] || unclean+=" $(docker inspect -f '{{.Name}}' "$c")=$code"
     done
     [[ -z "$unclean" ]] || fail "not stopped cleanly (exit codes):$unclean"
@@ -501,15 +588,26 @@ single_phase() {
     while read -r service size user; do
         [[ "$user" == 10001:10001 ]] || fail "the $service image runs as '$user', not the unprivileged 10001"
     done <<<"$image_sizes"
+    ok "every container exited 0 in $stop_time (with an event stream open); both images run as 10001"
+}
 
-    down_leaves_nothing
-    ok "every container exited 0 in $stop_time (with an event stream open); no container, network or volume left"
+single_phase() {
+    use_stack single
+    run_step step_up "0b. the README's command: ${HL_COMPOSE[*]} up --build -d" all
+    run_step step_healthy "0c. every container healthy" all
+    run_step step_one_review "1. one review flips from PENDING_REVIEW to a decision" consumer helpdesk worker db
+    run_step step_dashboards "2. both dashboards answer" consumer helpdesk
+    run_step step_exposure "2b. exposed only as meant: loopback ports, the help desk's API behind the demo key" consumer helpdesk
+    run_step step_exactly_once "3. --scale worker=3, $BATCH reviews: each decided exactly once" consumer helpdesk worker
+    run_step step_worker_killed "4. docker kill a worker with deliveries in flight: nothing lost" worker consumer
+    run_step step_network_cut "5. the consumer cut off the network for ${OUTAGE_SECONDS}s: the webhooks land after it returns" consumer worker
+    run_step step_redis_crash "6. docker compose restart redis with jobs pending, then kill it: nothing lost (AOF)" redis helpdesk worker
+    run_step step_clean_stop "7. docker compose stop is clean" all
+    run_step step_down "7b. down -v leaves nothing of $project"
 }
 
 # --- the cluster topology: docker-compose.cluster.yml ---------------------------------
 # The same images in the "beyond one box" topology, under a project of its own.
-# compose, and every helper above, follows COMPOSE_FILE and
-# COMPOSE_PROJECT_NAME: the phase only points them at it.
 
 # cluster_ready: the cluster's init exited 0 (a failed init fails the test at
 # once) and the 14 long-running containers are healthy: 6 Redis nodes, db,
@@ -532,47 +630,17 @@ cluster_ready() {
     ((n == 14))
 }
 
-# ip_of CONTAINER: its address on the project's network.
-ip_of() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"; }
-
-# decided_count TAG: reviews of TAG that are ACCEPTED or DECLINED.
-decided_count() {
-    sql "SELECT count(*) FROM document_reviews WHERE document_url LIKE 'https://example.com/$1/%' AND document_status <> 'PENDING_REVIEW'"
-}
-
-cluster_phase() {
-    export COMPOSE_PROJECT_NAME=$cluster_project
-    export COMPOSE_FILE=docker-compose.yml${COMPOSE_PATH_SEPARATOR:-:}docker-compose.cluster.yml
-    project=$cluster_project
-    stack_services=(consumer consumer-replica helpdesk worker redis-cluster-init redis db)
-    down_hint="${HL_COMPOSE[*]} -p $project -f docker-compose.yml -f docker-compose.cluster.yml down -v"
-    local phase_started t_up t_started up_log
-    phase_started=$(now_ms)
-
-    # --- 8. up ------------------------------------------------------------------------
-    step "8. the cluster topology: ${HL_COMPOSE[*]} -f docker-compose.yml -f docker-compose.cluster.yml up --build -d"
-    compose down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || true
-    say "    project $project, nginx :$CONSUMER_PORT, helpdesk :$HELPDESK_PORT"
-    t_up=$(now_ms)
-    up_log=$(mktemp "${TMPDIR:-/tmp}/hookline-compose-up.XXXXXX")
-    if ! compose up --build -d >"$up_log" 2>&1; then
-        tail -n 60 "$up_log" >&2
-        rm -f "$up_log"
-        fail "up --build -d of the cluster topology (the last lines of its output above)"
-    fi
-    rm -f "$up_log"
-    t_started=$(now_ms)
+step_cluster_healthy() {
     poll_until 120 "every container of the cluster topology healthy, the cluster's init done" cluster_ready
     cluster_up_time=$(fmt_ms $((t_started - t_up)))
     cluster_healthy_time=$(since "$t_up")
     db=$(container_of db)
     redis=$(container_of redis) # the first node, redis-1
-    local proxy
     proxy=$(container_of consumer)
-    ok "up --build -d returned after $cluster_up_time; every container healthy, the init done, $cluster_healthy_time after the start"
+    ok "every container healthy, the init done, $cluster_healthy_time after the start"
+}
 
-    # --- 9. the cluster -------------------------------------------------------------------
-    step "9. a Redis Cluster: 3 masters holding every slot, each with a synced replica; nodes known by name"
+step_cluster_shape() {
     local info want shape init again
     info=$(redis_cli cluster info | tr -d '\r')
     for want in cluster_state:ok cluster_slots_assigned:16384 cluster_slots_ok:16384 cluster_known_nodes:6 cluster_size:3; do
@@ -607,44 +675,56 @@ cluster_phase() {
     grep -q 'exists already' <<<"$again" || fail "redis-cluster-init run again did not find the cluster made:"$'\n'"$again"
     cluster_shape=$(tr '\n' ';' <<<"$shape" | sed 's/;$//; s/;/; /g')
     ok "$cluster_shape; CLUSTER SLOTS names the six nodes; the init made the cluster in $init_time, run again it created nothing"
+}
 
-    # --- 10. the event stream through nginx ---------------------------------------------
-    step "10. the dashboard's event stream through nginx: a review's creation and decision arrive as they happen"
+# stream_open DIR: the event stream whose headers go to DIR/head answered 200.
+stream_open() { grep -q '^HTTP/1.1 200' "$1/head" 2>/dev/null; }
+# event_of DIR ID STATUS...: the stream whose body goes to DIR/body carried
+# review ID in one of the STATUSes.
+event_of() {
+    local dir=$1 id=$2 status
+    shift 2
+    for status in "$@"; do
+        grep "^data: .*\"id\":\"$id\"" "$dir/body" | grep -q "\"documentStatus\":\"$status\"" && return 0
+    done
+    return 1
+}
+
+step_event_stream() {
     local events_dir stream_pid review id t_posted
     events_dir=$(mktemp -d "${TMPDIR:-/tmp}/hookline-events.XXXXXX")
     curl -sSN --max-time 60 -D "$events_dir/head" "$consumer/events" >"$events_dir/body" 2>/dev/null &
     stream_pid=$!
     bg_pids+=("$stream_pid")
-    stream_open() { grep -q '^HTTP/1.1 200' "$events_dir/head" 2>/dev/null; }
-    poll_until 10 "GET /events through nginx" stream_open
+    poll_until 10 "GET /events through nginx" stream_open "$events_dir"
     grep -qi '^content-type: text/event-stream' "$events_dir/head" ||
         fail "GET /events through nginx is not an event stream:"$'\n'"$(cat "$events_dir/head")"
     review=$(post_review https://example.com/cluster-events.pdf)
     t_posted=$(now_ms)
     id=$(json_field id "$review") || fail "no id in $review"
-    # event_of STATUS: the stream carried the review in that state.
-    event_of() { grep "^data: .*\"id\":\"$id\"" "$events_dir/body" | grep -q "\"documentStatus\":\"$1\""; }
-    poll_until 5 "the new review's event through nginx" event_of PENDING_REVIEW
+    poll_until 5 "the new review's event through nginx" event_of "$events_dir" "$id" PENDING_REVIEW
     events_created_time=$(since "$t_posted")
-    decision_event() { event_of ACCEPTED || event_of DECLINED; }
-    poll_until 15 "the review's decision on the event stream through nginx" decision_event
+    poll_until 15 "the review's decision on the event stream through nginx" event_of "$events_dir" "$id" ACCEPTED DECLINED
     events_decided_time=$(since "$t_posted")
     kill "$stream_pid" 2>/dev/null
     wait "$stream_pid" 2>/dev/null || true
     rm -rf "$events_dir"
     ok "the creation $events_created_time after the POST, the decision $events_decided_time after"
+}
 
-    # --- 11. the batch, a replica killed -------------------------------------------------
-    step "11. $CLUSTER_BATCH reviews through nginx, a consumer replica SIGKILLed mid-run: each created once, decided once"
+# Step 11's kill, for the spread over replicas that follows it.
+declare -A replica_of=() # nginx's upstream address -> "replica N"
+victim_ip="" log_mark=0 half=$((CLUSTER_BATCH / 2)) decided_at_kill=0
+
+step_replica_killed() {
     # Half the batch, the kill once their decisions are landing (webhooks to
     # every replica, the victim's included; those of the last 2 s of POSTs
     # still to come, the review delay being 2-5 s), then the other half:
     # nginx must route the POSTs and the webhooks around the dead replica.
     # No POST is in flight at the kill: one cut there gets a 502, and a
     # retry with its Idempotency-Key a 409 until the key counts as abandoned.
-    local half=$((CLUSTER_BATCH / 2)) c log_mark t_batch victim victim_ip decided_at_kill t_kill
-    local address
-    local -A replica_of=() # nginx's upstream address -> "replica N"
+    local c t_batch victim t_kill created decided not_once cases undelivered
+    replica_of=()
     for c in $(compose ps -q consumer-replica); do
         replica_of[$(ip_of "$c"):3333]="replica $(docker inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$c")"
     done
@@ -652,8 +732,7 @@ cluster_phase() {
     log_mark=$(docker logs "$proxy" 2>/dev/null | wc -l)
     t_batch=$(now_ms)
     post_many cluster-a "$half"
-    landing() { (($(decided_count cluster-a) >= half / 10)); }
-    poll_until 30 "decisions of the first half landing" landing
+    poll_until 30 "decisions of the first half landing" decided_at_least cluster-a $((half / 10))
     victim=$(compose ps -q consumer-replica | head -n 1)
     victim_ip=$(ip_of "$victim")
     decided_at_kill=$(decided_count cluster-a)
@@ -662,12 +741,10 @@ cluster_phase() {
     ((decided_at_kill < half)) || fail "every review of the first half was decided before the kill: it came too late to hit deliveries"
     say "    killed ${replica_of[$victim_ip:3333]} (${victim:0:12}) with $decided_at_kill of $half decided"
     post_many cluster-b "$half"
-    all_decided() { none_pending cluster-a && none_pending cluster-b; }
-    poll_until 120 "every review of the batch decided after the kill" all_decided
+    poll_until 120 "every review of the batch decided after the kill" none_pending cluster-a cluster-b
     cluster_batch_time=$(since "$t_batch")
     cluster_after_kill=$(since "$t_kill")
 
-    local created decided not_once cases undelivered attempts
     created=$(sql "SELECT count(*) FROM document_reviews WHERE document_url ~ '^https://example\.com/cluster-[ab]/'")
     ((created == CLUSTER_BATCH)) || fail "$created reviews for $CLUSTER_BATCH POSTs answered 201"
     decided=$(($(decided_count cluster-a) + $(decided_count cluster-b)))
@@ -677,22 +754,21 @@ cluster_phase() {
     not_once=$(sql "SELECT count(*) FROM document_reviews r WHERE r.document_url ~ '^https://example\.com/cluster-[ab]/'
         AND (SELECT count(*) FROM webhook_receipts w WHERE w.review_id = r.id) <> 1")
     ((not_once == 0)) || fail "$not_once reviews were not decided by exactly one webhook"
-    [[ "$(docker inspect -f '{{.State.ExitCode}}' "$victim")" == 137 ]] || fail "the consumer replica was not SIGKILLed"
+    [[ "$(exit_code_of "$victim")" == 137 ]] || fail "the consumer replica was not SIGKILLed"
     # The help desk's side: every case delivered; how many attempts it took.
-    cases=$(sql "SELECT document_id FROM document_reviews WHERE document_url ~ '^https://example\.com/cluster-[ab]/'" |
-        while read -r doc; do
-            json=$(helpdesk_get "/document/$doc")
-            printf '%s %s\n' "$(json_field state "$json")" "$(json_field attempts "$json")"
-        done)
+    cases=$(cases_of "document_url ~ '^https://example\.com/cluster-[ab]/'")
     undelivered=$(grep -vc '^DELIVERED ' <<<"$cases" || true)
     ((undelivered == 0)) ||
         fail "$undelivered cases not DELIVERED:"$'\n'"$(grep -v '^DELIVERED ' <<<"$cases" | sort | uniq -c)"
-    attempts=$(awk '{ n[$2]++ } END { for (a in n) printf "%s%d in %d attempt(s)", (sep++ ? ", " : ""), n[a], a }' <<<"$cases")
+    cluster_attempts=$(awk '{ n[$2]++ } END { for (a in n) printf "%s%d in %d attempt(s)", (sep++ ? ", " : ""), n[a], a }' <<<"$cases")
+    ok "all $CLUSTER_BATCH created once and decided once in $cluster_batch_time (the last $cluster_after_kill after the kill); cases: $cluster_attempts"
+}
 
-    # nginx's log: which replica answered each POST /documents and each
-    # webhook (the last address tried), and how many went elsewhere after
-    # the dead replica failed them.
-    local served
+step_replica_spread() {
+    # nginx's log since step 11 began: which replica answered each POST
+    # /documents and each webhook (the last address tried), and how many went
+    # elsewhere after the dead replica failed them.
+    local served address a route n spread="" rerouted webhook_502
     served=$(docker logs "$proxy" 2>/dev/null | tail -n "+$((log_mark + 1))" | awk '
         $2 == "\"POST" && ($3 == "/documents" || $3 == "/document/update") {
             from = index($0, "upstream=") + 9
@@ -707,7 +783,6 @@ cluster_phase() {
             print "502 /document/update", failed["/document/update"] + 0
             print "502 /documents", failed["/documents"] + 0
         }')
-    local route n spread="" rerouted webhook_502
     # By replica number: "replica N address" sorted, the address kept.
     for address in $(for a in "${!replica_of[@]}"; do echo "${replica_of[$a]} $a"; done | sort | cut -d' ' -f3); do
         spread+=" ${replica_of[$address]}"
@@ -727,14 +802,12 @@ cluster_phase() {
         fail "nginx answered POST /documents with a 502"
     cluster_spread=${spread%;}
     cluster_kill="${replica_of[$victim_ip:3333]} killed with $decided_at_kill of $half decided; $rerouted requests sent on after it failed them, $webhook_502 webhooks answered 502 (in flight at the kill) and delivered again"
-    cluster_attempts=$attempts
-    ok "all $CLUSTER_BATCH created once and decided once in $cluster_batch_time (the last $cluster_after_kill after the kill); cases: $attempts"
     say "    $cluster_kill"
-    say "    by replica:$cluster_spread"
+    ok "by replica:$cluster_spread"
+}
 
-    # --- 12. the queue's keys on the masters ---------------------------------------------------
-    step "12. the queue's keys on the cluster's masters"
-    local role keys masters=0 with_keys=0
+step_keys_on_masters() {
+    local c role name keys masters=0 with_keys=0
     cluster_keys=""
     for c in $(compose ps -q redis redis-2 redis-3 redis-4 redis-5 redis-6); do
         role=$(docker exec "$c" redis-cli role | head -n 1)
@@ -754,21 +827,32 @@ cluster_phase() {
         ((with_keys >= 1)) || fail "no key on any master"
         ok "keys on $with_keys of 3 masters:$cluster_keys (this help desk has no REDIS_PARTITIONS: one hash tag, one slot)"
     fi
-
-    # --- 13. nothing left -----------------------------------------------------------------
-    step "13. down -v leaves nothing of $project"
-    down_leaves_nothing
-    ok "no container, network or volume left"
-    cluster_time=$(since "$phase_started")
 }
 
+redis_nodes=(redis-cluster-init redis redis-2 redis-3 redis-4 redis-5 redis-6)
+cluster_phase() {
+    use_stack cluster
+    run_step step_up "8. the cluster topology: ${HL_COMPOSE[*]} -f docker-compose.yml -f docker-compose.cluster.yml up --build -d" all
+    run_step step_cluster_healthy "8b. every container of the cluster topology healthy, the cluster's init done" all
+    run_step step_cluster_shape "9. a Redis Cluster: 3 masters holding every slot, each with a synced replica; nodes known by name" "${redis_nodes[@]}"
+    run_step step_event_stream "10. the dashboard's event stream through nginx: a review's creation and decision arrive as they happen" consumer consumer-replica helpdesk worker
+    run_step step_replica_killed "11. $CLUSTER_BATCH reviews through nginx, a consumer replica SIGKILLed mid-run: each created once, decided once" consumer consumer-replica helpdesk worker
+    run_step step_replica_spread "11b. nginx spread the batch over every replica, and sent it around the dead one" consumer consumer-replica
+    run_step step_keys_on_masters "12. the queue's keys on the cluster's masters" helpdesk worker "${redis_nodes[@]:1}"
+    run_step step_down "13. down -v leaves nothing of $project"
+}
+
+# --- the run --------------------------------------------------------------------------
+run_step step_base_images "0. base images"
 if [[ "$phases" != cluster ]]; then
     single_started=$(now_ms)
     single_phase
     single_time=$(since "$single_started")
 fi
 if [[ "$phases" != single ]]; then
+    cluster_started=$(now_ms)
     cluster_phase
+    cluster_time=$(since "$cluster_started")
 fi
 
 say ""
@@ -776,7 +860,7 @@ say "==> compose test passed in $(since "$started_all")"
 say "    engine $engine_version, $compose_version (${HL_COMPOSE[*]})"
 say "    stand-in base images: $standin_time"
 if [[ "$phases" != cluster ]]; then
-    say "    single server, steps 0b-7: $single_time"
+    say "    single server, steps 0b-7b: $single_time"
     say "      cold build: $build_time; healthy $healthy_time after; a review flipped after $flip_time"
     while read -r service size user; do
         say "      image $service: $(awk -v s="$size" 'BEGIN { printf "%.1f MB", s / 1e6 }') (user $user)"

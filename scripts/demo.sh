@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The end-to-end demo without Docker: PostgreSQL, Redis, helpdesk and
-# consumer as local processes, configured like docker-compose.yml.
+# consumer as local processes, configured like docker-compose.yml: the same
+# settings, from demo.env; addresses on 127.0.0.1.
 #
 # Usage: scripts/demo.sh [--once] [--no-build]
 #   --once       request one review, show it go from PENDING_REVIEW to
 #                ACCEPTED/DECLINED, stop everything and exit 0 (CI uses this)
-#   --no-build   use the binaries already in target/ (skip cargo build)
+#   --no-build   use the binaries already built (skip cargo build)
 #   default      the same, then keep the services running and tail their
 #                logs until Ctrl-C, then stop everything it started
 #
@@ -14,18 +15,17 @@
 # .demo/env (the URLs of this run, read by scripts/local_db.sh).
 # PostgreSQL and Redis get free ports; the services listen on fixed ones.
 #
-# Environment (defaults in brackets; "compose" = read from docker-compose.yml):
+# Every service gets every setting of demo.env (as in compose), where each
+# one is described; a variable of the same name in the environment wins, e.g.
+#   REVIEW_DELAY_MS=0 scripts/demo.sh
+# HELPDESK_API_KEY alone sets the help desk's HELPDESK_API_KEYS too.
+#
+# Environment (defaults in brackets):
 #   PROFILE           release | debug                          [release]
 #   CONSUMER_PORT     consumer's port                          [3333]
 #   HELPDESK_PORT     helpdesk's port                          [8080]
-#   WEBHOOK_SECRET    shared webhook secret                    [compose]
-#   HELPDESK_API_KEY  the help desk's API key (consumer sends it) [compose]
-#   REVIEW_DELAY_MS   helpdesk's simulated review time         [compose: 2000-5000]
-#   ACCEPT_RATIO      share of reviews accepted                [compose: 0.7]
 #   CHAOS             the help desk's chaos profile (README)   [none]
-#   RETRY_SCHEDULE    delays before each delivery retry        [compose]
-#   RECONCILE_AFTER   consumer polls reviews pending this long [compose: 1m]
-#   RUST_LOG          log filter                               [compose: info]
+#   any setting of demo.env                                    [demo.env]
 #   DOCUMENT_URL      document to get reviewed      [https://example.com/contract.pdf]
 #   HEALTH_TIMEOUT    seconds to wait for /healthz             [60]
 #   REVIEW_TIMEOUT    seconds to wait for the review decision  [30]
@@ -57,30 +57,29 @@ done
 root=$(cd "$here/.." && pwd)
 cd "$root"
 
-compose_file=$root/docker-compose.yml
-
-# compose_env KEY: the value of the first "KEY: value" line in
-# docker-compose.yml (quotes and trailing comments removed), so the demo and
-# the compose stack share one definition of each setting.
-compose_env() {
-    local line value
-    [[ -r "$compose_file" ]] || return 1
-    line=$(grep -E -m 1 "^[[:space:]]+$1:[[:space:]]" "$compose_file") || return 1
-    value=${line#*:}
-    value=${value%%[[:space:]]#*}
-    value=${value#"${value%%[![:space:]]*}"}
-    value=${value%"${value##*[![:space:]]}"}
-    value=${value#[\"\']}
-    value=${value%[\"\']}
-    [[ -n "$value" ]] || return 1
-    printf '%s\n' "$value"
-}
-
-# setting NAME FALLBACK: $NAME from the environment, else compose, else FALLBACK.
+# The settings compose gives the services (demo.env), each overridden by a
+# non-empty variable of the same name in the environment.
+settings_file=$root/demo.env
+settings_lines=$(env_file_lines "$settings_file") || die "cannot read the demo's settings from $settings_file"
+if [[ -n "${HELPDESK_API_KEY:-}" && -z "${HELPDESK_API_KEYS:-}" ]]; then
+    HELPDESK_API_KEYS=$HELPDESK_API_KEY
+fi
+settings=() # KEY=value, for `env`
+while IFS= read -r line; do
+    key=${line%%=*}
+    if [[ -n "${!key:-}" ]]; then
+        settings+=("$key=${!key}")
+    else
+        settings+=("$line")
+    fi
+done <<<"$settings_lines"
+# setting KEY: its value as the services get it.
 setting() {
-    local v=${!1:-}
-    [[ -n "$v" ]] || v=$(compose_env "$1") || v=$2
-    printf '%s\n' "$v"
+    local entry value=""
+    for entry in "${settings[@]}"; do
+        [[ "${entry%%=*}" == "$1" ]] && value=${entry#*=}
+    done
+    printf '%s\n' "$value"
 }
 
 PROFILE=${PROFILE:-release}
@@ -90,15 +89,8 @@ DOCUMENT_URL=${DOCUMENT_URL:-https://example.com/contract.pdf}
 HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-60}
 REVIEW_TIMEOUT=${REVIEW_TIMEOUT:-30}
 DEMO_DIR=${DEMO_DIR:-$root/.demo}
-REVIEW_DELAY_MS=$(setting REVIEW_DELAY_MS 2000-5000)
-ACCEPT_RATIO=$(setting ACCEPT_RATIO 0.7)
-RETRY_SCHEDULE=$(setting RETRY_SCHEDULE 5s,5m,30m,2h,5h,10h,10h)
-RECONCILE_AFTER=$(setting RECONCILE_AFTER 10m)
-RUST_LOG=$(setting RUST_LOG info)
-WEBHOOK_SECRET=$(setting WEBHOOK_SECRET "")
-HELPDESK_API_KEY=$(setting HELPDESK_API_KEY "")
-[[ -n "$WEBHOOK_SECRET" ]] ||
-    die "no WEBHOOK_SECRET: set it, or restore the one in $compose_file"
+[[ -n "$(setting WEBHOOK_SECRET)" ]] ||
+    die "no WEBHOOK_SECRET: set it, or restore the one in $settings_file"
 
 case "$PROFILE" in
 release) build_cmd=(cargo build --release --bin consumer --bin helpdesk) ;;
@@ -203,21 +195,17 @@ CONSUMER_URL=$consumer_url
 HELPDESK_URL=$helpdesk_url
 EOF
 
-# --- the services, with docker-compose.yml's environment ---------------------
+# --- the services: demo.env, and addresses as docker-compose.yml's ------------
 http_200() {
     [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1")" == 200 ]]
 }
 
 : >"$logs/helpdesk.log"
-start_bg helpdesk "$logs/helpdesk.log" env \
+start_bg helpdesk "$logs/helpdesk.log" env "${settings[@]}" \
     HELPDESK_ROLE=api \
     REDIS_URL="$REDIS_URL" \
     HELPDESK_LISTEN="127.0.0.1:$HELPDESK_PORT" \
-    REVIEW_DELAY_MS="$REVIEW_DELAY_MS" \
     CHAOS="${CHAOS:-none}" \
-    HELPDESK_API_KEYS="$HELPDESK_API_KEY" \
-    WEBHOOK_SECRET="$WEBHOOK_SECRET" \
-    RUST_LOG="$RUST_LOG" \
     "$bin_dir/helpdesk"
 helpdesk_pid=$HL_BG_PID
 wait_ready helpdesk "$HEALTH_TIMEOUT" "$helpdesk_pid" "$logs/helpdesk.log" http_200 "$helpdesk_url/readyz"
@@ -226,30 +214,22 @@ say "helpdesk API on $helpdesk_url (pid $helpdesk_pid, log $logs/helpdesk.log)"
 # The delivery worker, like compose's `worker` service (its port only serves /readyz).
 worker_port=$(free_port)
 : >"$logs/worker.log"
-start_bg worker "$logs/worker.log" env \
+start_bg worker "$logs/worker.log" env "${settings[@]}" \
     HELPDESK_ROLE=worker \
     REDIS_URL="$REDIS_URL" \
     HELPDESK_LISTEN="127.0.0.1:$worker_port" \
-    ACCEPT_RATIO="$ACCEPT_RATIO" \
     CHAOS="${CHAOS:-none}" \
-    RETRY_SCHEDULE="$RETRY_SCHEDULE" \
-    WEBHOOK_SECRET="$WEBHOOK_SECRET" \
-    RUST_LOG="$RUST_LOG" \
     "$bin_dir/helpdesk"
 worker_pid=$HL_BG_PID
 wait_ready worker "$HEALTH_TIMEOUT" "$worker_pid" "$logs/worker.log" http_200 "http://127.0.0.1:$worker_port/readyz"
 say "helpdesk worker (pid $worker_pid, log $logs/worker.log)"
 
 : >"$logs/consumer.log"
-start_bg consumer "$logs/consumer.log" env \
+start_bg consumer "$logs/consumer.log" env "${settings[@]}" \
     DATABASE_URL="$DATABASE_URL" \
     CONSUMER_LISTEN="127.0.0.1:$CONSUMER_PORT" \
     HELPDESK_URL="$helpdesk_url" \
-    HELPDESK_API_KEY="$HELPDESK_API_KEY" \
     CONSUMER_PUBLIC_URL="$consumer_url" \
-    RECONCILE_AFTER="$RECONCILE_AFTER" \
-    WEBHOOK_SECRET="$WEBHOOK_SECRET" \
-    RUST_LOG="$RUST_LOG" \
     "$bin_dir/consumer"
 consumer_pid=$HL_BG_PID
 wait_ready consumer "$HEALTH_TIMEOUT" "$consumer_pid" "$logs/consumer.log" http_200 "$consumer_url/readyz"
@@ -324,7 +304,7 @@ cat <<EOF
 
 The demo is running:
   consumer   $consumer_url/   (try: curl -sS $consumer_url/documents)
-  helpdesk   $helpdesk_url/   (its dashboard asks for the API key: ${HELPDESK_API_KEY:-none set})
+  helpdesk   $helpdesk_url/   (its dashboard asks for the API key: $(setting HELPDESK_API_KEY))
   database   scripts/local_db.sh -c 'SELECT * FROM document_reviews;'
   logs       $logs/{consumer,helpdesk,worker}.log (tailed below)
 Press Ctrl-C to stop everything.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Helpers shared by scripts/test.sh, scripts/demo.sh and .ci/run.
+# Helpers shared by scripts/*.sh and .ci/run.
 #
 # Source it, don't run it:   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
@@ -9,12 +9,15 @@
 #   now_ms, fmt_ms, since     wall-clock timing of steps
 #   pg_bindir                 the newest PostgreSQL server bin directory
 #   free_port, port_in_use    TCP ports on 127.0.0.1
+#   port_or_free PORT         PORT, or a free one when PORT is taken
 #   make_temp_dir             a temp dir the postgres user can reach
 #   start_postgres DIR PORT   a throwaway (or reused) cluster, pid in HL_PG_PID
 #   start_redis DIR PORT ...  a redis-server, pid in HL_REDIS_PID
 #   start_bg NAME LOG CMD...  any background process, pid in HL_BG_PID
 #   install_cleanup           trap that stops what we started, removes temp dirs
 #   json_field KEY JSON       the first "KEY": "string" | number in a JSON text
+#   env_file_lines FILE       the KEY=value lines of an env file (demo.env)
+#   env_file_value FILE KEY   one value of it
 #   compose_cmd               HL_COMPOSE: `docker compose` (v2) or `docker-compose` (v1)
 #
 # Only pids this script started are ever signalled: every start_* registers
@@ -153,6 +156,16 @@ free_port() {
         fi
     done
     die "no free TCP port found on 127.0.0.1 after 100 tries"
+}
+
+# port_or_free PORT: PORT when nothing listens on it, else a free port (a
+# fixed port of the demo may be taken on a shared machine).
+port_or_free() {
+    if port_in_use "$1"; then
+        free_port
+    else
+        printf '%s\n' "$1"
+    fi
 }
 
 # ----------------------------------------------------------------------------
@@ -420,6 +433,45 @@ json_field() {
     local re="\"$1\"[[:space:]]*:[[:space:]]*(\"([^\"]*)\"|(-?[0-9][0-9.]*))"
     [[ "$2" =~ $re ]] || return 1
     printf '%s\n' "${BASH_REMATCH[2]}${BASH_REMATCH[3]}"
+}
+
+# ----------------------------------------------------------------------------
+# Env files
+
+# env_file_lines FILE: its KEY=value lines, as Compose's env_file reads them:
+# blank lines and # comments skipped, the value taken as it stands (demo.env
+# writes none that quotes, escapes or expansion would change). Fails, naming
+# the line, on anything else.
+env_file_lines() {
+    local file=$1 line n=0
+    [[ -r "$file" ]] || {
+        warn "$file: cannot read it"
+        return 1
+    }
+    while IFS= read -r line || [[ -n "$line" ]]; do
+        n=$((n + 1))
+        [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+        if [[ ! "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; then
+            warn "$file:$n: not a KEY=value line: $line"
+            return 1
+        fi
+        printf '%s\n' "$line"
+    done <"$file"
+}
+
+# env_file_value FILE KEY: the value of KEY in FILE (the last, as Compose
+# does when a key repeats); fails when FILE does not set it.
+env_file_value() {
+    local lines line value="" found=""
+    lines=$(env_file_lines "$1") || return 1
+    while IFS= read -r line; do
+        if [[ "${line%%=*}" == "$2" ]]; then
+            value=${line#*=}
+            found=1
+        fi
+    done <<<"$lines"
+    [[ -n "$found" ]] || return 1
+    printf '%s\n' "$value"
 }
 
 # ----------------------------------------------------------------------------
