@@ -166,9 +166,10 @@ pub struct Receiver {
     pub received: mpsc::UnboundedReceiver<Received>,
     pub behaviour: Arc<Behaviour>,
     handle: ServerHandle,
-    /// The server's task when it runs on the caller's runtime; a thread of
-    /// its own ends by itself once the server stops.
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The server's task when it runs on the caller's runtime. It carries
+    /// out the stop that dropping the receiver sends, then ends (as does a
+    /// thread of its own).
+    _task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Receiver {
@@ -182,7 +183,7 @@ impl Receiver {
             received,
             behaviour,
             handle,
-            task: Some(actix_web::rt::spawn(server)),
+            _task: Some(actix_web::rt::spawn(server)),
         })
     }
 
@@ -212,7 +213,7 @@ impl Receiver {
             received,
             behaviour,
             handle,
-            task: None,
+            _task: None,
         })
     }
 
@@ -275,11 +276,8 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        // The stop command is sent at once, without waiting for the server.
+        // The command is sent at once; the server's task or thread stops it.
         drop(self.handle.stop(false));
-        if let Some(task) = &self.task {
-            task.abort();
-        }
     }
 }
 
