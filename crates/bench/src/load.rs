@@ -16,9 +16,45 @@ use indicatif::ProgressBar;
 use crate::BoxError;
 
 /// What one call ended as: `Ok(tag)` counts under `tag`, `Err` as an error.
-pub(crate) type Outcome = Result<String, String>;
+pub(crate) type Outcome = Result<String, CallError>;
 pub(crate) type Call = Pin<Box<dyn Future<Output = Outcome>>>;
 pub(crate) type MakeCall = Arc<dyn Fn(awc::Client, usize) -> Call + Send + Sync>;
+
+/// Why one call failed (the first one's text goes into the results).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    #[error(transparent)]
+    Send(#[from] awc::error::SendRequestError),
+    #[error(transparent)]
+    Body(#[from] awc::error::PayloadError),
+    #[error("HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("call {0} has nothing to send")]
+    NothingToSend(usize),
+}
+
+impl CallError {
+    /// An answer with an unexpected `status`, and its body.
+    pub(crate) fn status(status: u16, body: &[u8]) -> Self {
+        Self::Status {
+            status,
+            body: String::from_utf8_lossy(body).into_owned(),
+        }
+    }
+}
+
+/// Why a load run could not be driven to its end.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    #[error("cannot make a latency histogram")]
+    Histogram(#[from] hdrhistogram::CreationError),
+    #[error("a load task failed")]
+    Task(#[from] actix_web::rt::task::JoinError),
+    #[error("a load thread panicked")]
+    ThreadPanicked,
+}
 
 /// The figures of one load run.
 #[derive(Debug)]
@@ -37,8 +73,11 @@ impl LoadResult {
     }
 }
 
+/// The longest latency a histogram holds: an hour.
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+
 pub(crate) fn histogram() -> Result<Histogram<u64>, BoxError> {
-    Ok(Histogram::new_with_bounds(1, 3_600_000_000, 3)?)
+    Ok(Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?)
 }
 
 /// The awc client of one load thread: a connection pool as large as its share of the load.
@@ -85,7 +124,7 @@ pub(crate) fn drive(
         elapsed: Duration::ZERO,
     };
     for handle in handles {
-        let parts = handle.join().map_err(|_| "a load thread panicked")??;
+        let parts = handle.join().map_err(|_| LoadError::ThreadPanicked)??;
         for part in parts {
             result.latency_us.add(&part.latency_us)?;
             result.ok += part.ok;
@@ -107,14 +146,14 @@ async fn run_thread(
     next: Arc<AtomicUsize>,
     make: MakeCall,
     progress: ProgressBar,
-) -> Result<Vec<Part>, String> {
+) -> Result<Vec<Part>, LoadError> {
     let client = client(share);
     let mut tasks = Vec::with_capacity(share);
     for _ in 0..share {
         let (client, next, make, progress) = (client.clone(), next.clone(), make.clone(), progress.clone());
         tasks.push(actix_web::rt::spawn(async move {
             let mut part = Part {
-                latency_us: histogram().map_err(|e| e.to_string())?,
+                latency_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?,
                 ok: 0,
                 errors: 0,
                 tags: BTreeMap::new(),
@@ -136,17 +175,17 @@ async fn run_thread(
                     }
                     Err(e) => {
                         part.errors += 1;
-                        part.first_error.get_or_insert(e);
+                        part.first_error.get_or_insert_with(|| e.to_string());
                     }
                 }
                 progress.inc(1);
             }
-            Ok::<_, String>(part)
+            Ok::<_, LoadError>(part)
         }));
     }
     let mut parts = Vec::with_capacity(share);
     for task in tasks {
-        parts.push(task.await.map_err(|e| e.to_string())??);
+        parts.push(task.await??);
     }
     Ok(parts)
 }

@@ -25,18 +25,17 @@
 mod ceiling;
 mod chart;
 mod cpu;
-mod hostile;
 mod load;
-mod receiver;
 mod rss;
 mod scenarios;
 mod store;
-mod tls;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use hookline_testkit::TestCa;
+use hookline_testkit::tls::SERVER_NAMES;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -121,7 +120,7 @@ pub(crate) struct Args {
 #[command(name = "bench make-tls", version)]
 struct MakeTls {
     /// Where to write a CA (`ca.pem`) and a receiver certificate for
-    /// localhost and 127.0.0.1 (`receiver.pem`, `receiver.key`).
+    /// localhost and 127.0.0.1 (`server.pem`, `server.key`).
     dir: PathBuf,
 }
 
@@ -194,13 +193,25 @@ pub(crate) fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// `error` and every error under it, `: `-separated.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 fn main() -> std::process::ExitCode {
     if std::env::args().nth(1).as_deref() == Some("make-tls") {
         let MakeTls { dir } = MakeTls::parse_from(std::env::args().skip(1));
-        return match tls::make(&dir) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
+        let made = TestCa::in_dir("hookline bench CA", &dir).and_then(|ca| ca.server_certificate(SERVER_NAMES));
+        return match made {
+            Ok(_) => std::process::ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("bench make-tls: {e}");
+                eprintln!("bench make-tls: {}", causes(&e));
                 std::process::ExitCode::FAILURE
             }
         };
@@ -209,7 +220,7 @@ fn main() -> std::process::ExitCode {
     match actix_web::rt::System::new().block_on(scenarios::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bench: {e}");
+            eprintln!("bench: {}", causes(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

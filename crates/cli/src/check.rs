@@ -154,41 +154,54 @@ impl Got {
     }
 }
 
-/// Whether `got` is what a conforming receiver answers to `case`; the
-/// one-line reason when it is not.
-pub fn judge(case: Case, got: &Got, timeout: Duration) -> Result<(), String> {
+/// How an answer fell short of what a conforming receiver answers; its
+/// text is the table's one-line explanation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Nonconforming {
+    #[error("no answer within {}: a receiver must answer quickly (queue slow work)", humantime::format_duration(*.0))]
+    NoAnswer(Duration),
+    #[error("could not connect: {0}")]
+    NoConnection(String),
+    #[error("no HTTP answer: {0}")]
+    NoHttpAnswer(String),
+    #[error("{0}: a server error; bad input must get a 4xx, and a 5xx makes senders retry")]
+    ServerError(u16),
+    /// Refused what it must accept ([`why_accept`]).
+    #[error("{0}: {why}", why = why_accept(*.1))]
+    NotAccepted(u16, Case),
+    /// Accepted what it must refuse ([`why_refuse`]).
+    #[error("{0}: {why}", why = why_refuse(*.1))]
+    NotRefused(u16, Case),
+    #[error("404: the receiver looked the document up before checking {what}", what = what_is_wrong(*.0))]
+    LookedUpFirst(Case),
+    #[error("{0} is about state or load, not a refusal of {what}", what = what_is_wrong(*.1))]
+    StateOrLoad(u16, Case),
+    #[error("{0}: expected a 4xx refusal")]
+    NotARefusal(u16),
+}
+
+/// Whether `got` is what a conforming receiver answers to `case`; how it
+/// fell short when it is not.
+pub fn judge(case: Case, got: &Got, timeout: Duration) -> Result<(), Nonconforming> {
     let status = match got {
         Got::Status(status) => *status,
-        Got::Timeout => {
-            return Err(format!(
-                "no answer within {}: a receiver must answer quickly (queue slow work)",
-                humantime::format_duration(timeout)
-            ));
-        }
-        Got::NoConnection(why) => return Err(format!("could not connect: {why}")),
+        Got::Timeout => return Err(Nonconforming::NoAnswer(timeout)),
+        Got::NoConnection(why) => return Err(Nonconforming::NoConnection(why.clone())),
         Got::ConnectionError(_) if case.expected() == Expected::TooLarge => return Ok(()),
-        Got::ConnectionError(why) => return Err(format!("no HTTP answer: {why}")),
+        Got::ConnectionError(why) => return Err(Nonconforming::NoHttpAnswer(why.clone())),
     };
     if status >= 500 {
-        return Err(format!(
-            "{status}: a server error; bad input must get a 4xx, and a 5xx makes senders retry"
-        ));
+        return Err(Nonconforming::ServerError(status));
     }
     match case.expected() {
         Expected::Accepted if (200..300).contains(&status) || status == 404 => Ok(()),
-        Expected::Accepted => Err(format!("{status}: {}", why_accept(case))),
+        Expected::Accepted => Err(Nonconforming::NotAccepted(status, case)),
         Expected::Refused | Expected::TooLarge => match status {
-            200..=299 => Err(format!("{status}: {}", why_refuse(case))),
-            404 => Err(format!(
-                "404: the receiver looked the document up before checking {}",
-                what_is_wrong(case)
-            )),
-            409 | 429 => Err(format!(
-                "{status} is about state or load, not a refusal of {}",
-                what_is_wrong(case)
-            )),
+            200..=299 => Err(Nonconforming::NotRefused(status, case)),
+            404 => Err(Nonconforming::LookedUpFirst(case)),
+            409 | 429 => Err(Nonconforming::StateOrLoad(status, case)),
             400..=499 => Ok(()),
-            _ => Err(format!("{status}: expected a 4xx refusal")),
+            _ => Err(Nonconforming::NotARefusal(status)),
         },
     }
 }
@@ -361,7 +374,7 @@ pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Resu
             other => vec![sender.send(request_for(other, &target.secrets)).await],
         };
         let verdicts: Vec<_> = got.iter().map(|got| judge(case, got, target.timeout)).collect();
-        let explanation = verdicts.into_iter().find_map(Result::err);
+        let explanation = verdicts.into_iter().find_map(Result::err).map(|why| why.to_string());
         outcomes.push(Outcome {
             case,
             name: case.name(),
@@ -551,7 +564,9 @@ mod tests {
     #[test]
     fn a_404_accepts_a_valid_webhook_but_fails_a_forged_one() {
         assert_eq!(judge(Case::Valid, &Got::Status(404), T), Ok(()));
-        let why = judge(Case::ForgedSignature, &Got::Status(404), T).unwrap_err();
+        let why = judge(Case::ForgedSignature, &Got::Status(404), T)
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("before checking the signature"), "{why}");
     }
 

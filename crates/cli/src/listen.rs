@@ -9,6 +9,10 @@
 //! body is not JSON, otherwise 500 with probability `fail_rate` (to
 //! exercise the sender's retries), otherwise 200. One line per request is
 //! printed; the totals when the server stops.
+//!
+//! The HTTP server under it is the test kit's ([`hookline_testkit::serve`]),
+//! the one the tests' and the bench's receivers run on; what is verified,
+//! counted, printed and answered is decided here.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -17,11 +21,12 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix_web::HttpResponse;
 use actix_web::dev::Server;
-use actix_web::{App, HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::headers;
 use hookline_contract::signature::SecretSet;
+use hookline_testkit::serve::{Arrival, Served, Serving, serve};
 use serde::Serialize;
 
 /// How the receiver behaves.
@@ -42,21 +47,30 @@ pub struct ListenSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DelayRange(pub RangeInclusive<u64>);
 
+/// Why a `--delay` is not a [`DelayRange`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDelay {
+    #[error("{0:?} is not a whole number of milliseconds")]
+    NotANumber(String),
+    #[error("the delay range {0}-{1} is backwards")]
+    Backwards(u64, u64),
+}
+
 impl FromStr for DelayRange {
-    type Err = String;
+    type Err = BadDelay;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let number = |part: &str| {
             part.trim()
                 .parse::<u64>()
-                .map_err(|_| format!("{part:?} is not a whole number of milliseconds"))
+                .map_err(|_| BadDelay::NotANumber(part.to_owned()))
         };
         let (low, high) = match s.split_once('-') {
             Some((low, high)) => (number(low)?, number(high)?),
             None => (number(s)?, number(s)?),
         };
         if low > high {
-            return Err(format!("the delay range {low}-{high} is backwards"));
+            return Err(BadDelay::Backwards(low, high));
         }
         Ok(Self(low..=high))
     }
@@ -139,19 +153,12 @@ pub struct Listener {
 impl Listener {
     /// Binds `listener` and prepares the server (it runs once awaited).
     pub fn build(listener: TcpListener, settings: ListenSettings) -> std::io::Result<Self> {
-        let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State::default()));
-        let shared = (Arc::new(settings), state.clone());
-        let server = actix_web::HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::new(shared.clone()))
-                .app_data(web::PayloadConfig::new(1024 * 1024))
-                .default_service(web::post().to(receive))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)?
-        .run();
+        let shared = Arc::new((settings, state.clone()));
+        let Served { url, server } = serve(Serving::on(listener), move |arrival| {
+            let shared = shared.clone();
+            async move { receive(arrival, &shared.0, &shared.1).await }
+        })?;
         Ok(Self { url, server, state })
     }
 
@@ -174,10 +181,8 @@ impl Listener {
     }
 }
 
-type Shared = (Arc<ListenSettings>, Arc<Mutex<State>>);
-
-async fn receive(request: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
-    let (settings, state) = shared.get_ref();
+async fn receive(arrival: Arrival, settings: &ListenSettings, state: &Mutex<State>) -> HttpResponse {
+    let Arrival { request, body, .. } = arrival;
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let webhook_id = header(headers::WEBHOOK_ID).map(str::to_owned);
     let timestamp = header(headers::WEBHOOK_TIMESTAMP).unwrap_or_default().to_owned();

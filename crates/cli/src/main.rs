@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use hookline_cli::check::{self, Case, Target};
 use hookline_cli::listen::{DelayRange, ListenSettings, Listener, Totals};
 use hookline_cli::trigger::{self, Trigger};
-use hookline_contract::chaos::ChaosProfile;
+use hookline_contract::chaos::{ChaosError, ChaosProfile};
 use hookline_contract::signature::SecretSet;
 
 /// A webhook test bench for anyone's receiver (Standard Webhooks).
@@ -108,18 +108,32 @@ enum Command {
     },
 }
 
+/// A probability argument that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a probability between 0 and 1")]
+struct NotAProbability(String);
+
+/// Why a `--chaos` argument is not a profile.
+#[derive(Debug, thiserror::Error)]
+enum BadChaos {
+    #[error(transparent)]
+    Rate(#[from] NotAProbability),
+    #[error(transparent)]
+    Profile(#[from] ChaosError),
+}
+
 /// A chaos profile, or `all=R`: every fault at rate R.
-fn parse_chaos(s: &str) -> Result<ChaosProfile, String> {
+fn parse_chaos(s: &str) -> Result<ChaosProfile, BadChaos> {
     match s.trim().strip_prefix("all=") {
-        Some(rate) => parse_rate(rate).map(ChaosProfile::every_fault),
-        None => s.parse().map_err(|e| format!("{e}")),
+        Some(rate) => Ok(parse_rate(rate).map(ChaosProfile::every_fault)?),
+        None => Ok(s.parse()?),
     }
 }
 
-fn parse_rate(s: &str) -> Result<f64, String> {
+fn parse_rate(s: &str) -> Result<f64, NotAProbability> {
     match s.parse::<f64>() {
         Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
-        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
+        _ => Err(NotAProbability(s.to_owned())),
     }
 }
 

@@ -265,7 +265,7 @@ pub async fn run(trigger: &Trigger, mut progress: impl FnMut(&str, usize, usize)
             Ok(document_id) => created.push(document_id),
             Err(refusal) => {
                 summary.not_created += 1;
-                summary.first_refusal.get_or_insert(refusal);
+                summary.first_refusal.get_or_insert_with(|| refusal.to_string());
             }
         }
     }
@@ -323,8 +323,19 @@ fn authorized(request: awc::ClientRequest, api_key: Option<&str>) -> awc::Client
     }
 }
 
+/// Why the help desk created no case for one `POST /document`.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("cannot reach the help desk: {0}")]
+    Unreachable(awc::error::SendRequestError),
+    #[error("HTTP {status}: {body}")]
+    Refused { status: u16, body: String },
+    #[error("an answer that is not a DocumentAccepted: {0}")]
+    NotAccepted(serde_json::Error),
+}
+
 /// `POST /document`: the new case's id, or why not.
-async fn create(client: &awc::Client, base: &str, trigger: &Trigger, index: usize) -> Result<String, String> {
+async fn create(client: &awc::Client, base: &str, trigger: &Trigger, index: usize) -> Result<String, Refusal> {
     let mut request = client
         .post(format!("{base}/document"))
         .insert_header((headers::CALLBACK_URL, trigger.to.as_str()));
@@ -340,18 +351,17 @@ async fn create(client: &awc::Client, base: &str, trigger: &Trigger, index: usiz
     let mut response = authorized(request, trigger.api_key.as_deref())
         .send_json(&body)
         .await
-        .map_err(|e| format!("cannot reach the help desk: {e}"))?;
+        .map_err(Refusal::Unreachable)?;
     let bytes = response.body().await.unwrap_or_default();
     if !response.status().is_success() {
-        return Err(format!(
-            "HTTP {}: {}",
-            response.status().as_u16(),
-            String::from_utf8_lossy(&bytes)
-        ));
+        return Err(Refusal::Refused {
+            status: response.status().as_u16(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        });
     }
     serde_json::from_slice::<DocumentAccepted>(&bytes)
         .map(|accepted| accepted.document_id)
-        .map_err(|e| format!("an answer that is not a DocumentAccepted: {e}"))
+        .map_err(Refusal::NotAccepted)
 }
 
 /// `GET /document/{id}`, `None` if it cannot be read now.

@@ -5,20 +5,13 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use hookline_contract::DeliveryState;
+use hookline_testkit::receiver::json_or_text as parse_body;
 use serde_json::Value;
 
 use crate::secret_set;
 
 fn client() -> awc::Client {
     awc::Client::builder().timeout(Duration::from_secs(30)).finish()
-}
-
-pub(crate) fn parse_body(bytes: &[u8]) -> Value {
-    if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
-    }
 }
 
 /// POSTs `body` as JSON with extra `headers`; returns the status and the

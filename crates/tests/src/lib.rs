@@ -15,7 +15,7 @@ use hookline_contract::signature::SecretSet;
 pub mod cluster;
 /// A PostgreSQL database per test.
 pub mod db;
-/// Peers that misbehave on purpose, as raw TCP servers.
+/// Peers that misbehave on purpose (the test kit's), started as a test wants.
 pub mod hostile;
 /// Requests to the services, polls with deadlines, assertions on answers.
 pub mod http;
@@ -23,13 +23,13 @@ pub mod http;
 pub mod process;
 /// A TCP proxy that loses the answers to the first few requests.
 pub mod proxy;
-/// A stand-in webhook receiver that records and answers as told.
+/// A stand-in webhook receiver (the test kit's) with waits that fail the test.
 pub mod receiver;
 /// A Redis key prefix per test.
 pub mod redis;
 /// Our services in-process, alone or wired together.
 pub mod stack;
-/// Certificates made on the spot, TLS receivers and a TLS-terminating proxy.
+/// Certificates made on the spot (the test kit's) and a TLS-terminating proxy.
 pub mod tls;
 /// Stand-ins for the original tutorial's help desk and consumer.
 pub mod tutorial;

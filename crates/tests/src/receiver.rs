@@ -1,172 +1,58 @@
-//! A stand-in for a client's webhook endpoint: records what it gets and
-//! answers as the test says, over plain HTTP or TLS.
+//! The test kit's recording receiver ([`hookline_testkit::receiver`]), with
+//! the waits a test wants: they fail the test when the webhooks do not come.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, web};
-use serde_json::Value;
-use tokio::sync::mpsc;
+use hookline_testkit::Serving;
+pub use hookline_testkit::receiver::{Behaviour, Received};
 
-use crate::http::parse_body;
-use crate::stack::Running;
-
-/// A webhook as a test receiver got it.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub headers: BTreeMap<String, String>,
-    pub body: Value,
-    /// The body as sent (signatures are over these bytes).
-    pub raw: Vec<u8>,
-    pub at: Instant,
-}
-
-impl Received {
-    /// Checks the Standard Webhooks signature with the scheme's reference
-    /// library (`standardwebhooks`), under `secret` (`whsec_...`).
-    pub fn verify_with(&self, secret: &str) -> Result<(), String> {
-        let mut headers = http::HeaderMap::new();
-        for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
-            if let Some(value) = self.headers.get(name) {
-                headers.insert(name, http::HeaderValue::from_str(value).map_err(|e| e.to_string())?);
-            }
-        }
-        standardwebhooks::Webhook::new(secret)
-            .map_err(|e| format!("{e:?}"))?
-            .verify(&self.raw, &headers)
-            .map_err(|e| format!("{e:?}"))
-    }
-}
-
-/// How a [`Receiver`] answers; change it while the test runs.
-#[derive(Debug, Default)]
-pub struct Behaviour {
-    /// The status to answer with (0 means 200).
-    pub status: std::sync::atomic::AtomicU16,
-    /// Wait this long before answering, to keep deliveries in flight.
-    pub delay_ms: std::sync::atomic::AtomicU64,
-    /// Answers to give first, in order, before falling back to `status`:
-    /// `(status, Retry-After)`.
-    pub script: std::sync::Mutex<std::collections::VecDeque<(u16, Option<String>)>>,
-}
-
-impl Behaviour {
-    pub fn answer(&self, status: u16) {
-        self.status.store(status, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    pub fn delay(&self, delay: Duration) {
-        self.delay_ms.store(
-            u64::try_from(delay.as_millis()).unwrap(),
-            std::sync::atomic::Ordering::SeqCst,
-        );
-    }
-
-    fn current_delay(&self) -> Duration {
-        Duration::from_millis(std::sync::atomic::AtomicU64::load(
-            &self.delay_ms,
-            std::sync::atomic::Ordering::SeqCst,
-        ))
-    }
-
-    fn next(&self) -> (u16, Option<String>) {
-        if let Some(scripted) = self.script.lock().unwrap().pop_front() {
-            return scripted;
-        }
-        match std::sync::atomic::AtomicU16::load(&self.status, std::sync::atomic::Ordering::SeqCst) {
-            0 => (200, None),
-            status => (status, None),
-        }
-    }
-}
-
-/// A stand-in for a client's webhook endpoint (not one of our services):
-/// records what it receives and answers as its [`Behaviour`] says.
-pub struct Receiver {
-    pub url: String,
-    pub received: mpsc::UnboundedReceiver<Received>,
-    pub behaviour: std::sync::Arc<Behaviour>,
-    _server: Running,
-}
+/// A stand-in for a client's webhook endpoint on a free loopback port,
+/// stopped when dropped; everything else is the kit's
+/// [`Receiver`](hookline_testkit::Receiver), reached through it.
+pub struct Receiver(hookline_testkit::Receiver);
 
 impl Receiver {
+    /// Answering `status` over plain HTTP.
     pub async fn start(status: u16) -> Self {
-        Self::start_with(status, None)
+        Self(hookline_testkit::Receiver::start(Serving::default(), status).unwrap())
     }
 
-    /// A receiver served over TLS with `config` (its certificate, and
-    /// whether it demands one of the client) at `https://localhost:<port>/hook`.
+    /// Answering `status` over TLS with `config` (its certificate, and
+    /// whether it demands one of the client), at `https://localhost:<port>/hook`.
     pub async fn start_tls(status: u16, config: rustls::ServerConfig) -> Self {
-        Self::start_with(status, Some(config))
-    }
-
-    fn start_with(status: u16, tls: Option<rustls::ServerConfig>) -> Self {
-        let behaviour = std::sync::Arc::new(Behaviour::default());
-        behaviour.answer(status);
-        let (tx, received) = mpsc::unbounded_channel();
-        let shared = behaviour.clone();
-        let app = move || {
-            let (tx, behaviour) = (tx.clone(), shared.clone());
-            App::new().default_service(web::to(move |request: HttpRequest, body: web::Bytes| {
-                let (tx, behaviour) = (tx.clone(), behaviour.clone());
-                async move {
-                    let headers = request
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
-                        .collect();
-                    let _ = tx.send(Received {
-                        headers,
-                        body: parse_body(&body),
-                        raw: body.to_vec(),
-                        at: Instant::now(),
-                    });
-                    let delay = behaviour.current_delay();
-                    if !delay.is_zero() {
-                        actix_web::rt::time::sleep(delay).await;
-                    }
-                    let (status, retry_after) = behaviour.next();
-                    let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
-                    if let Some(retry_after) = retry_after {
-                        response.insert_header(("retry-after", retry_after));
-                    }
-                    response.finish()
-                }
-            }))
-        };
-        let server = Running::serve_with(app, tls);
-        Self {
-            url: format!("{}/hook", server.url),
-            received,
-            behaviour,
-            _server: server,
-        }
+        let serving = Serving::default().tls(config, "localhost");
+        Self(hookline_testkit::Receiver::start(serving, status).unwrap())
     }
 
     /// The next webhook, or panics after `deadline`.
     pub async fn next(&mut self, deadline: Duration) -> Received {
-        tokio::time::timeout(deadline, self.received.recv())
+        self.0
+            .next(deadline)
             .await
-            .expect("no webhook arrived in time")
-            .expect("the receiver stopped")
+            .unwrap_or_else(|e| panic!("no webhook: {e}"))
     }
 
     /// Collects webhooks until `done` says the collection is complete, or
     /// panics after `deadline`.
-    pub async fn collect_until(
-        &mut self,
-        deadline: Duration,
-        mut done: impl FnMut(&[Received]) -> bool,
-    ) -> Vec<Received> {
-        let started = Instant::now();
-        let mut all = Vec::new();
-        while !done(&all) {
-            let left = deadline.checked_sub(started.elapsed()).unwrap_or_default();
-            match tokio::time::timeout(left, self.received.recv()).await {
-                Ok(Some(received)) => all.push(received),
-                _ => panic!("timed out after {deadline:?} with {} webhooks received", all.len()),
-            }
-        }
-        all
+    pub async fn collect_until(&mut self, deadline: Duration, done: impl FnMut(&[Received]) -> bool) -> Vec<Received> {
+        self.0
+            .collect_until(deadline, done)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl Deref for Receiver {
+    type Target = hookline_testkit::Receiver;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Receiver {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }

@@ -88,24 +88,8 @@ impl Running {
 
 impl Running {
     /// Serves the app that `app` builds on a free loopback port, with one
-    /// worker: the stand-in receivers and help desks of the tests.
+    /// worker: the stand-in help desks and hand-made receivers of the tests.
     pub fn serve<F, T, B>(app: F) -> Self
-    where
-        F: Fn() -> actix_web::App<T> + Send + Clone + 'static,
-        T: actix_web::dev::ServiceFactory<
-                actix_web::dev::ServiceRequest,
-                Config = (),
-                Response = actix_web::dev::ServiceResponse<B>,
-                Error = actix_web::Error,
-                InitError = (),
-            > + 'static,
-        B: actix_web::body::MessageBody + 'static,
-    {
-        Self::serve_with(app, None)
-    }
-
-    /// As [`Running::serve`]; with `tls`, over TLS at `https://localhost:<port>`.
-    pub fn serve_with<F, T, B>(app: F, tls: Option<rustls::ServerConfig>) -> Self
     where
         F: Fn() -> actix_web::App<T> + Send + Clone + 'static,
         T: actix_web::dev::ServiceFactory<
@@ -119,18 +103,14 @@ impl Running {
     {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = actix_web::HttpServer::new(app).workers(1);
-        let (server, url) = match tls {
-            None => (server.listen(listener), format!("http://127.0.0.1:{port}")),
-            Some(config) => (
-                server.listen_rustls_0_23(listener, config),
-                format!("https://localhost:{port}"),
-            ),
-        };
-        let server = server.unwrap().run();
+        let server = actix_web::HttpServer::new(app)
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
-        Self { url, handle }
+        Self::new(port, handle)
     }
 }
 

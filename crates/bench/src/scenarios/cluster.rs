@@ -21,7 +21,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Ctx, Delivered, Report, Target, deliver_batch_to, load_json, ms, percentiles};
+use super::Ctx;
+use super::delivery::{Delivered, deliver_batch};
+use super::measure::quiet;
+use super::report::{Report, Target, load_json, ms, percentiles};
 use crate::BoxError;
 use crate::cpu::{self, TICK_US};
 
@@ -252,7 +255,7 @@ pub(super) async fn cluster(ctx: &mut Ctx, report: &mut Report) -> Result<(), Bo
                 details.push(detail);
                 measured.push(figures);
             }
-            Err(e) => super::failed(report, &format!("{S}: {}", variant.name), &e),
+            Err(e) => report.failed(&format!("{S}: {}", variant.name), &e),
         }
     }
     let wait_cost = wait_cost(report, &measured);
@@ -268,23 +271,14 @@ pub(super) async fn cluster(ctx: &mut Ctx, report: &mut Report) -> Result<(), Bo
     Ok(())
 }
 
-async fn measure(ctx: &Ctx, report: &mut Report, variant: &Variant) -> Result<(Value, Measured), BoxError> {
+async fn measure(ctx: &mut Ctx, report: &mut Report, variant: &Variant) -> Result<(Value, Measured), BoxError> {
     let n = ctx.sizes.cluster;
     let before = Snapshot::take(variant).await?;
     if variant.is_cluster() {
         check_shape(variant, &before.nodes)?;
     }
-    let (callback, receipts) = (ctx.receiver_url.clone(), ctx.receipts.clone());
-    let done = deliver_batch_to(
-        ctx,
-        &variant.url,
-        callback,
-        &receipts,
-        n,
-        &format!("9 {}", variant.name),
-    )
-    .await?;
-    super::quiet(variant.pid).await;
+    let done = deliver_batch(ctx, &variant.url, n, &format!("9 {}", variant.name)).await?;
+    quiet(variant.pid).await;
     let after = Snapshot::take(variant).await?;
 
     let jobs = done.requests.ok.max(1) as f64;

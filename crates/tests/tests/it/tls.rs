@@ -65,7 +65,7 @@ async fn an_https_callback_whose_certificate_callback_ca_file_trusts_is_delivere
 async fn an_https_callback_whose_certificate_is_not_trusted_fails_as_such_and_is_retried() {
     // The same receiver, but the help desk was not told about its CA.
     let ca = TestCa::new("unknown CA");
-    let receiver = Receiver::start_tls(200, ca.server_config(None)).await;
+    let mut receiver = Receiver::start_tls(200, ca.server_config(None)).await;
     let redis = TestRedis::default();
     let helpdesk = start_helpdesk(helpdesk_settings(&redis)).await;
 
@@ -80,8 +80,10 @@ async fn an_https_callback_whose_certificate_is_not_trusted_fails_as_such_and_is
             "certificate not trusted: issued by a certificate authority that is not trusted (UnknownIssuer)"
         );
     }
-    let mut received = receiver.received;
-    assert!(received.try_recv().is_err(), "nothing may reach an untrusted receiver");
+    assert!(
+        receiver.received.try_recv().is_err(),
+        "nothing may reach an untrusted receiver"
+    );
 }
 
 #[actix_web::test]
