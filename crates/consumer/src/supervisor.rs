@@ -197,7 +197,7 @@ impl Supervisor {
 }
 
 /// The text of a panic, where it has one.
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
         .copied()

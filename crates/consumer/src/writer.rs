@@ -30,6 +30,10 @@
 //! - a batch that takes longer than [`BATCH_DEADLINE`] is given up and its
 //!   writes answered `503` (the database is gone or stuck), like a request
 //!   that waited that long for a connection.
+//!
+//! Each kind of write has a loop, on the worker's thread, that gathers the
+//! writes and spawns their batches into a `JoinSet` it owns: a batch that
+//! panics is logged, and its writes are answered `503`.
 
 use std::future::Future;
 use std::rc::Rc;
@@ -38,7 +42,8 @@ use std::time::Duration;
 
 use hookline_kit::http::source_chain;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::warn;
+use tokio::task::{JoinError, JoinHandle, JoinSet};
+use tracing::{error, warn};
 use uuid::Uuid;
 
 use crate::db::{self, Pool, PoolError, ReviewRow};
@@ -107,6 +112,10 @@ type Reply<R> = oneshot::Sender<Result<R, WriteError>>;
 /// One kind of write, batched (see the module).
 struct Lane<T, R> {
     queue: mpsc::UnboundedSender<(T, Reply<R>)>,
+    /// The loop that gathers writes: it ends once the writer (the queue's
+    /// sender) is gone and its batches have answered; a write that finds it
+    /// gone is answered unavailable.
+    _gatherer: JoinHandle<()>,
 }
 
 impl<T: 'static, R: 'static> Lane<T, R> {
@@ -120,8 +129,21 @@ impl<T: 'static, R: 'static> Lane<T, R> {
         let (queue, mut waiting) = mpsc::unbounded_channel::<(T, Reply<R>)>();
         let run = Rc::new(run);
         let lanes = Arc::new(Semaphore::new(lanes.max(1)));
-        actix_web::rt::spawn(async move {
-            while let Some(first) = waiting.recv().await {
+        let gatherer = actix_web::rt::spawn(async move {
+            // The batches in flight, owned here: one that panics is logged
+            // (its writes are answered unavailable, their replies dropped).
+            let mut batches = JoinSet::new();
+            loop {
+                let first = tokio::select! {
+                    next = waiting.recv() => match next {
+                        Some(first) => first,
+                        None => break,
+                    },
+                    Some(ended) = batches.join_next() => {
+                        batch_ended(ended);
+                        continue;
+                    }
+                };
                 let Ok(lane) = lanes.clone().acquire_owned().await else {
                     break;
                 };
@@ -133,7 +155,7 @@ impl<T: 'static, R: 'static> Lane<T, R> {
                     batch.push(next);
                 }
                 let run = run.clone();
-                actix_web::rt::spawn(async move {
+                batches.spawn_local(async move {
                     let (items, replies): (Vec<T>, Vec<Reply<R>>) = batch.into_iter().unzip();
                     let count = items.len();
                     let results = match tokio::time::timeout(BATCH_DEADLINE, run(items)).await {
@@ -154,8 +176,14 @@ impl<T: 'static, R: 'static> Lane<T, R> {
                     drop(lane);
                 });
             }
+            while let Some(ended) = batches.join_next().await {
+                batch_ended(ended);
+            }
         });
-        Self { queue }
+        Self {
+            queue,
+            _gatherer: gatherer,
+        }
     }
 
     async fn write(&self, item: T) -> Result<R, WriteError> {
@@ -166,6 +194,19 @@ impl<T: 'static, R: 'static> Lane<T, R> {
         answer
             .await
             .unwrap_or(Err(WriteError::Unavailable(Unavailable::Stopped)))
+    }
+}
+
+/// Logs a batch that panicked (a bug): its writes were answered unavailable.
+fn batch_ended(ended: Result<(), JoinError>) {
+    if let Err(e) = ended
+        && e.is_panic()
+    {
+        let payload = e.into_panic();
+        error!(
+            panic = crate::supervisor::panic_message(&*payload),
+            "a batch of writes panicked: its writes were answered 503"
+        );
     }
 }
 
