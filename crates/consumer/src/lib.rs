@@ -35,10 +35,9 @@ pub mod reviews;
 pub mod routes;
 /// The tables, as `diesel print-schema` writes them from the migrations.
 pub mod schema;
-/// `Application::build`: migrations, the pool, the listener, the server.
+/// `Application::build`: migrations, the pool, the listener, the tasks, the server.
 pub mod startup;
-/// The subscription at the help desk: set up in the background, then the
-/// events replace the per-request callback.
+/// The subscription at the help desk, set up in the background; then its events replace the callback.
 pub mod subscription;
 /// The background tasks' owner: a dead task is logged and fails `/readyz`.
 pub mod supervisor;
