@@ -4,8 +4,9 @@
 //! converts into it with `?` (the `#[from]`s below, as crates.io converts
 //! Diesel's errors), and this file alone decides what each becomes on the
 //! wire: a missing row is a 404; a lost or exhausted database a 503 (retry
-//! later); a help desk that is unreachable, slow or refusing a 502; anything
-//! else an opaque 500 whose whole cause chain is logged. A malformed request
+//! later); a help desk that is unreachable, slow or refusing a 502; a dead
+//! background task a 503 at `/readyz`, naming it; anything else an opaque
+//! 500 whose whole cause chain is logged. A malformed request
 //! is the shared [`ApiError`] of `hookline-kit`, answered as it is. Every
 //! answer goes out in the JSON envelope through [`hookline_kit::http::respond`].
 
@@ -17,6 +18,8 @@ use hookline_kit::http::{ApiError, internal_body, respond, unavailable_body};
 
 use crate::db::PoolError;
 use crate::helpdesk_client::HelpdeskError;
+use crate::supervisor::TasksDied;
+use crate::writer::WriteError;
 
 const DATABASE: &str = "the database";
 
@@ -32,12 +35,12 @@ pub enum Error {
     Pool(#[from] PoolError),
     #[error("the help desk did not take the review")]
     Helpdesk(#[from] HelpdeskError),
-    /// A batched write found the database gone (`crate::writer`).
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
     /// A batched write failed (`crate::writer`).
-    #[error("the write failed: {0}")]
-    Write(String),
+    #[error("a batched write failed")]
+    Write(#[from] WriteError),
+    /// A background task died (`crate::supervisor`): not ready.
+    #[error("not ready")]
+    TasksDied(#[from] TasksDied),
 }
 
 impl Error {
@@ -50,8 +53,20 @@ impl Error {
                 ErrorBody::new("not_found").with_detail("no such review"),
             ),
             Self::Database(e) if connection_lost(e) => (StatusCode::SERVICE_UNAVAILABLE, unavailable_body(DATABASE)),
-            Self::Pool(_) | Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, unavailable_body(DATABASE)),
-            Self::Write(_) => (StatusCode::INTERNAL_SERVER_ERROR, internal_body()),
+            Self::Pool(_) | Self::Write(WriteError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, unavailable_body(DATABASE))
+            }
+            Self::Write(WriteError::NotFound) => (
+                StatusCode::NOT_FOUND,
+                ErrorBody::new("not_found").with_detail("no such review"),
+            ),
+            Self::Write(WriteError::Failed(_)) => (StatusCode::INTERNAL_SERVER_ERROR, internal_body()),
+            Self::TasksDied(died) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorBody::new("unavailable").with_detail(format!(
+                    "{died}: the consumer must be restarted (the cause is in its log)"
+                )),
+            ),
             Self::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, internal_body()),
             Self::Helpdesk(e) => (
                 StatusCode::BAD_GATEWAY,
@@ -85,6 +100,20 @@ pub(crate) fn connection_lost(error: &DieselError) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether a database error may go away by itself, so a background task
+/// tries again rather than dying (`crate::supervisor`): a lost connection, a
+/// serialization failure, a read-only database (a failover under way).
+pub(crate) fn retryable(error: &DieselError) -> bool {
+    connection_lost(error)
+        || matches!(
+            error,
+            DieselError::DatabaseError(
+                DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ReadOnlyTransaction,
+                _
+            )
+        )
 }
 
 impl ResponseError for Error {

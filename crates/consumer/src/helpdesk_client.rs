@@ -2,9 +2,9 @@
 //! and `GET {HELPDESK_URL}/document/{documentId}`, and the subscription
 //! calls (`GET`/`POST /webhooks`, `POST /webhooks/{id}/rotate-secret`).
 //!
-//! `POST /document` carries `X-Callback-Url` unless the client holds an
-//! active [`SubscriptionState`]: then the decision comes as a subscription
-//! event (`POST /helpdesk/events`) and a callback would only deliver it twice.
+//! `POST /document` carries the `X-Callback-Url` its caller passes, or none
+//! (while our subscription delivers the decisions as events, a callback
+//! would only deliver them twice; `subscription::Callback` decides which).
 //!
 //! Every call has one deadline, `HELPDESK_TIMEOUT`, for all of it: connect,
 //! send, the answer's head and its body. A help desk that answers its head
@@ -24,8 +24,6 @@ use hookline_kit::config::Secret;
 use hookline_kit::request_id::{self, RequestId};
 use hookline_kit::tls::ClientConfig;
 use tracing::debug;
-
-use crate::subscription::SubscriptionState;
 
 /// Largest answer read from the help desk.
 const ANSWER_LIMIT: usize = 64 * 1024;
@@ -74,9 +72,6 @@ pub struct HelpdeskClient {
     client: awc::Client,
     document_endpoint: String,
     webhooks_endpoint: String,
-    callback_url: HttpUrl,
-    /// While it is active, `POST /document` goes without `X-Callback-Url`.
-    subscription: Option<SubscriptionState>,
     timeout: Duration,
     /// `Authorization: Bearer <HELPDESK_API_KEY>`, when there is a key.
     authorization: Option<HeaderValue>,
@@ -85,7 +80,7 @@ pub struct HelpdeskClient {
 impl HelpdeskClient {
     /// `tls` is used when `helpdesk_url` is `https://`
     /// ([`hookline_kit::tls::client_config`], with `HELPDESK_CA_FILE`).
-    pub fn new(helpdesk_url: &url::Url, callback_url: HttpUrl, timeout: Duration, tls: Arc<ClientConfig>) -> Self {
+    pub fn new(helpdesk_url: &url::Url, timeout: Duration, tls: Arc<ClientConfig>) -> Self {
         let client = awc::Client::builder()
             .connector(awc::Connector::new().rustls_0_23(tls))
             .timeout(timeout)
@@ -97,25 +92,8 @@ impl HelpdeskClient {
             client,
             document_endpoint: format!("{base}/document"),
             webhooks_endpoint: format!("{base}/webhooks"),
-            callback_url,
-            subscription: None,
             timeout,
             authorization: None,
-        }
-    }
-
-    /// Leaves out `X-Callback-Url` whenever `subscription` is active.
-    pub fn with_subscription(mut self, subscription: SubscriptionState) -> Self {
-        self.subscription = Some(subscription);
-        self
-    }
-
-    /// The callback URL to send with a review request: none while the
-    /// subscription delivers our events.
-    fn callback(&self) -> Option<&HttpUrl> {
-        match &self.subscription {
-            Some(subscription) if subscription.is_active() => None,
-            _ => Some(&self.callback_url),
         }
     }
 
@@ -137,12 +115,15 @@ impl HelpdeskClient {
 
     /// Asks for a review of `document_url`; `reference` comes back in the
     /// webhook's `id`. `request_id` (the id of the request being served) goes
-    /// as `x-request-id`, so the help desk logs the same id.
+    /// as `x-request-id`, so the help desk logs the same id. The decision is
+    /// delivered to `callback` (`X-Callback-Url`), or, with `None`, to our
+    /// subscription only.
     pub async fn request_review(
         &self,
         document_url: &HttpUrl,
         reference: &str,
         request_id: &RequestId,
+        callback: Option<&HttpUrl>,
     ) -> Result<DocumentAccepted, HelpdeskError> {
         let request = DocumentRequest {
             document_url: document_url.to_string(),
@@ -151,7 +132,7 @@ impl HelpdeskClient {
         let mut call = self
             .request(Method::POST, &self.document_endpoint)
             .insert_header((request_id::HEADER, request_id.as_str()));
-        match self.callback() {
+        match callback {
             Some(callback) => call = call.insert_header((headers::CALLBACK_URL, callback.as_str())),
             None => debug!(reference, "subscribed: the review is requested without X-Callback-Url"),
         }

@@ -17,6 +17,8 @@ pub mod error;
 pub mod events;
 /// The help desk's API as the consumer calls it, within `HELPDESK_TIMEOUT`.
 pub mod helpdesk_client;
+/// Webhooks and subscription events taken in: verified, applied with their receipt, answered.
+pub mod inbox;
 /// The Prometheus metrics, each listed with its labels.
 pub mod metrics;
 /// The OpenAPI document, generated from the routes.
@@ -27,15 +29,18 @@ pub mod reconcile;
 pub mod relay;
 /// Retention: old webhook receipts and idempotency keys removed in batches.
 pub mod retention;
-/// The HTTP routes, one file per resource.
+/// Creating a review: the help desk call, its retries, the `Idempotency-Key`.
+pub mod reviews;
+/// The HTTP routes, one file per resource, thin over the services above.
 pub mod routes;
 /// The tables, as `diesel print-schema` writes them from the migrations.
 pub mod schema;
-/// `Application::build`: migrations, the pool, the listener, the server.
+/// `Application::build`: migrations, the pool, the listener, the tasks, the server.
 pub mod startup;
-/// The subscription at the help desk: set up in the background, then the
-/// events replace the per-request callback.
+/// The subscription at the help desk, set up in the background; then its events replace the callback.
 pub mod subscription;
+/// The background tasks' owner: a dead task is logged and fails `/readyz`.
+pub mod supervisor;
 /// Group commit: the writes of `POST /documents` that arrive together share a statement.
 pub mod writer;
 

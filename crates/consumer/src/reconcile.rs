@@ -6,7 +6,7 @@
 //! `RECONCILE_AFTER` after they were requested (and not checked within that
 //! time), asks the help desk for each case (`GET /document/{documentId}`)
 //! and, where it has decided, applies the decision through exactly the same
-//! [`db::apply_decision`] as the webhook, so a late webhook after a
+//! [`inbox::apply`] as the webhook, so a late webhook after a
 //! reconciliation is an ordinary duplicate. Taking rows uses `FOR UPDATE
 //! SKIP LOCKED` and stamps `checked_at`, so several consumers share the work
 //! without asking twice.
@@ -28,24 +28,31 @@
 //! - one the help desk no longer knows (404: its case expired after the
 //!   help desk's `CASE_RETENTION`, or was lost) is marked **lost**, counted,
 //!   logged once, and not asked about again; a webhook can still decide it.
+//!
+//! A question that fails is logged and asked again at a later look; a look
+//! that fails because the database cannot be reached is counted (`failed`)
+//! and tried again. A look the database refuses otherwise (a table missing,
+//! a permission) ends the reconciler with that error ([`ReconcileError`]),
+//! which its [supervisor](crate::supervisor) reports.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use hookline_contract::{ExternalId, HttpUrl};
-use hookline_kit::http::{ApiError, source_chain};
+use hookline_contract::{ExternalId, HttpUrl, InvalidInput};
+use hookline_kit::http::source_chain;
 use hookline_kit::request_id::RequestId;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::db::{self, Decision, Pool, StaleReview};
-use crate::error::Error;
+use crate::db::{self, Decision, Pool, PoolError, StaleReview};
 use crate::events::ReviewEvents;
 use crate::helpdesk_client::{HelpdeskClient, HelpdeskError};
+use crate::inbox;
 use crate::metrics::ConsumerMetrics;
+use crate::subscription::Callback;
 
 /// Reviews asked about at once.
 pub const CONCURRENCY: usize = 16;
@@ -60,12 +67,47 @@ pub fn interval(after: Duration) -> Duration {
     (after / 4).clamp(Duration::from_millis(50), Duration::from_secs(60))
 }
 
+/// What the reconciler met.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("no database connection")]
+    Pool(#[from] PoolError),
+    #[error("the database failed")]
+    Database(#[from] diesel::result::Error),
+    #[error("the help desk did not answer as expected")]
+    Helpdesk(#[from] HelpdeskError),
+    #[error("the stored document URL of review {review_id} is unusable")]
+    StoredUrl {
+        review_id: uuid::Uuid,
+        #[source]
+        reason: InvalidInput,
+    },
+}
+
+impl ReconcileError {
+    /// Whether a look may succeed later: the database comes back; one that
+    /// refuses the statement otherwise does not.
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Pool(_) | Self::Helpdesk(_) | Self::StoredUrl { .. } => true,
+            Self::Database(e) => crate::error::retryable(e),
+        }
+    }
+}
+
+/// The help desk and where its decisions go, as the reconciler asks it.
+pub struct Helpdesk {
+    pub client: HelpdeskClient,
+    /// Where a request sent again asks for its decision.
+    pub callback: Callback,
+}
+
 /// What a task of the reconciler came back with.
 enum Done {
     /// A look for stale reviews.
-    Looked(Result<Vec<StaleReview>, Error>),
+    Looked(Result<Vec<StaleReview>, ReconcileError>),
     /// A question about one review.
-    Asked(StaleReview, Result<Answer, Error>),
+    Asked(StaleReview, Result<Answer, ReconcileError>),
 }
 
 /// What the help desk's answer about one review led to.
@@ -137,19 +179,20 @@ impl Unknowns {
     }
 }
 
-/// Runs until `stop` turns true. Must run on an actix runtime (awc).
+/// Runs until `stop` turns true, or a look meets an error that a retry
+/// cannot fix. Must run on an actix runtime (awc).
 ///
 /// The look for stale reviews runs beside the questions already asked, in
 /// one set of futures: awaiting it alone would leave the others unpolled,
 /// holding the pool connections it waits for.
 pub async fn run(
     pool: Pool,
-    helpdesk: HelpdeskClient,
+    helpdesk: Helpdesk,
     events: ReviewEvents,
     metrics: ConsumerMetrics,
     after: Duration,
     mut stop: watch::Receiver<bool>,
-) {
+) -> Result<(), ReconcileError> {
     let every = interval(after);
     let mut next_look = Instant::now() + every;
     let (mut looking, mut asked_for, mut asking) = (false, 0, 0);
@@ -182,6 +225,9 @@ pub async fn run(
                 Done::Looked(Err(e)) => {
                     looking = false;
                     metrics.reconcile_round(false);
+                    if !e.is_retryable() {
+                        return Err(e);
+                    }
                     warn!(error = %source_chain(&e), "cannot look for reviews to reconcile; trying again later");
                     next_look = Instant::now() + every;
                 }
@@ -211,10 +257,11 @@ pub async fn run(
             _ = stop.changed() => break,
         }
     }
+    Ok(())
 }
 
 /// Up to `limit` reviews pending since before `now - after`, marked checked.
-async fn take_stale(pool: &Pool, after: Duration, limit: usize) -> Result<Vec<StaleReview>, Error> {
+async fn take_stale(pool: &Pool, after: Duration, limit: usize) -> Result<Vec<StaleReview>, ReconcileError> {
     let cutoff = Utc::now() - after;
     let mut conn = pool.get().await?;
     Ok(db::take_stale(&mut conn, cutoff, i64::try_from(limit).unwrap_or(i64::MAX)).await?)
@@ -224,14 +271,14 @@ async fn take_stale(pool: &Pool, after: Duration, limit: usize) -> Result<Vec<St
 /// sends a request whose answer was lost again.
 async fn reconcile_one(
     pool: &Pool,
-    helpdesk: &HelpdeskClient,
+    helpdesk: &Helpdesk,
     events: &ReviewEvents,
     review: &StaleReview,
-) -> Result<Answer, Error> {
+) -> Result<Answer, ReconcileError> {
     let Some(document_id) = review.document_id.as_deref() else {
         return heal(pool, helpdesk, events, review).await;
     };
-    let Some(case) = helpdesk.case(document_id).await? else {
+    let Some(case) = helpdesk.client.case(document_id).await? else {
         let mut conn = pool.get().await?;
         db::mark_lost(&mut conn, review.id).await?;
         warn!(review_id = %review.id, %document_id,
@@ -253,9 +300,8 @@ async fn reconcile_one(
         decision: case.status,
         webhook_id: None,
     };
-    match db::apply_decision(&mut conn, incoming).await? {
-        Decision::Applied(row) => {
-            events.publish(&row.into_review());
+    match inbox::apply(&mut conn, events, incoming).await? {
+        Decision::Applied(_) => {
             info!(review_id = %review.id, %document_id, status = %case.status, "decision reconciled from the help desk");
             Ok(Answer::Decided)
         }
@@ -273,14 +319,19 @@ async fn reconcile_one(
 /// not a lost answer) marks it lost.
 async fn heal(
     pool: &Pool,
-    helpdesk: &HelpdeskClient,
+    helpdesk: &Helpdesk,
     events: &ReviewEvents,
     review: &StaleReview,
-) -> Result<Answer, Error> {
-    let document_url = HttpUrl::parse(&review.document_url).map_err(ApiError::internal)?;
+) -> Result<Answer, ReconcileError> {
+    let document_url = HttpUrl::parse(&review.document_url).map_err(|reason| ReconcileError::StoredUrl {
+        review_id: review.id,
+        reason,
+    })?;
     let request_id = RequestId::generate();
+    let callback = helpdesk.callback.current();
     match helpdesk
-        .request_review(&document_url, &review.id.to_string(), &request_id)
+        .client
+        .request_review(&document_url, &review.id.to_string(), &request_id, callback)
         .await
     {
         Ok(accepted) => {

@@ -19,6 +19,13 @@
 //! replica calls the roll of the others' listening connections (named
 //! `hookline-relay:<id>` in `pg_stat_activity`), and when one has vanished
 //! its browsers reload too.
+//!
+//! Notifying, the roll call and reading others' changes only ever cost
+//! live updates (browsers reload), so their failures are logged and the
+//! relay goes on. Only setting up the listening connection can end it: a
+//! database that refuses `LISTEN` for another reason than a lost connection
+//! would refuse it again, and the relay ends with that error, which its
+//! [supervisor](crate::supervisor) reports.
 
 use std::time::Duration;
 
@@ -30,7 +37,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::db::{self, Pool};
+use crate::db::{self, Pool, PoolError};
 use crate::events::ReviewEvents;
 
 /// The channel every replica notifies and listens on.
@@ -46,14 +53,44 @@ const APPLICATION: &str = "hookline-relay:";
 /// The longest pause before reconnecting the listener.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Runs the relay of this replica until `stop` turns true.
-pub async fn run(database_url: String, pool: Pool, events: ReviewEvents, stop: watch::Receiver<bool>) {
+/// What the relay met.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("no database connection")]
+    Pool(#[from] PoolError),
+    #[error("cannot connect to the database to listen")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("the database refused a statement")]
+    Database(#[from] diesel::result::Error),
+}
+
+impl RelayError {
+    /// Whether trying again may succeed (the database comes back).
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            Self::Connect(e) => !matches!(e, diesel::ConnectionError::InvalidConnectionUrl(_)),
+            Self::Database(e) => crate::error::retryable(e),
+        }
+    }
+}
+
+/// Runs the relay of this replica until `stop` turns true; ends with the
+/// error that a retry cannot fix.
+pub async fn run(
+    database_url: String,
+    pool: Pool,
+    events: ReviewEvents,
+    stop: watch::Receiver<bool>,
+) -> Result<(), RelayError> {
     let origin = Uuid::new_v4().simple().to_string();
     info!(replica = %origin, channel = CHANNEL, "relaying live updates between replicas");
-    tokio::join!(
-        notify(&origin, &pool, &events, stop.clone()),
-        listen(&origin, &database_url, &pool, &events, stop),
-    );
+    // Both end when told to stop; the listener also on an error a retry
+    // cannot fix, which ends the relay, its notifier with it.
+    tokio::select! {
+        listened = listen(&origin, &database_url, &pool, &events, stop.clone()) => listened,
+        () = notify(&origin, &pool, &events, stop) => Ok(()),
+    }
 }
 
 /// Sends this replica's changes to the others.
@@ -69,20 +106,19 @@ async fn notify(origin: &str, pool: &Pool, events: &ReviewEvents, mut stop: watc
             continue;
         }
         let sent = async {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            let mut conn = pool.get().await?;
             for payload in payloads(origin, &ids) {
                 diesel::sql_query("SELECT pg_notify($1, $2)")
                     .bind::<Text, _>(CHANNEL)
                     .bind::<Text, _>(payload)
                     .execute(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
             }
-            Ok::<_, String>(())
+            Ok::<_, RelayError>(())
         }
         .await;
-        if let Err(error) = sent {
-            warn!(%error, changes = ids.len(), "cannot tell the other replicas about changes; their dashboards show them on reload");
+        if let Err(e) = sent {
+            warn!(error = %source_chain(&e), changes = ids.len(), "cannot tell the other replicas about changes; their dashboards show them on reload");
         }
     }
 }
@@ -117,35 +153,39 @@ fn foreign_ids(origin: &str, payload: &str) -> Option<Vec<Uuid>> {
     Some(ids.split(',').filter_map(|id| id.parse().ok()).collect())
 }
 
-/// Streams the other replicas' changes to this replica's browsers.
-async fn listen(origin: &str, database_url: &str, pool: &Pool, events: &ReviewEvents, mut stop: watch::Receiver<bool>) {
+/// Streams the other replicas' changes to this replica's browsers, until
+/// `stop` turns true or the database refuses to let it listen.
+async fn listen(
+    origin: &str,
+    database_url: &str,
+    pool: &Pool,
+    events: &ReviewEvents,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), RelayError> {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     while !*stop.borrow() {
         let listening = async {
-            let mut conn = AsyncPgConnection::establish(database_url)
-                .await
-                .map_err(|e| source_chain(&e))?;
+            let mut conn = AsyncPgConnection::establish(database_url).await?;
             // Named, so that the others see this replica in pg_stat_activity.
             diesel::sql_query(format!("SET application_name = '{APPLICATION}{origin}'"))
                 .execute(&mut conn)
-                .await
-                .map_err(|e| source_chain(&e))?;
+                .await?;
             diesel::sql_query(format!("LISTEN {CHANNEL}"))
                 .execute(&mut conn)
-                .await
-                .map_err(|e| source_chain(&e))?;
-            Ok::<_, String>(conn)
+                .await?;
+            Ok::<_, RelayError>(conn)
         };
         let mut conn = tokio::select! {
             conn = listening => match conn {
                 Ok(conn) => conn,
-                Err(error) => {
-                    warn!(%error, retry_in = ?backoff, "cannot listen for the other replicas' changes");
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => {
+                    warn!(error = %source_chain(&e), retry_in = ?backoff, "cannot listen for the other replicas' changes");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         // Told to stop, or the application is gone.
-                        _ = stop.changed() => return,
+                        _ = stop.changed() => return Ok(()),
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
@@ -169,7 +209,7 @@ async fn listen(origin: &str, database_url: &str, pool: &Pool, events: &ReviewEv
                     present = roll_call_of(pool, events, present).await;
                     continue;
                 }
-                _ = stop.changed() => return,
+                _ = stop.changed() => return Ok(()),
             };
             let payload = match notification {
                 Some(Ok(notification)) => notification.payload,
@@ -188,6 +228,7 @@ async fn listen(origin: &str, database_url: &str, pool: &Pool, events: &ReviewEv
             relay(pool, events, &ids).await;
         }
     }
+    Ok(())
 }
 
 /// The relays listening now (their `application_name`s). One that was
@@ -200,18 +241,18 @@ async fn roll_call_of(pool: &Pool, events: &ReviewEvents, before: Option<Vec<Str
         application_name: String,
     }
     let now = async {
-        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-        diesel::sql_query("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE $1")
+        let mut conn = pool.get().await?;
+        let relays = diesel::sql_query("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE $1")
             .bind::<Text, _>(format!("{APPLICATION}%"))
             .load::<Relay>(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
+            .await?;
+        Ok::<_, RelayError>(relays)
     }
     .await;
     let now: Vec<String> = match now {
         Ok(relays) => relays.into_iter().map(|relay| relay.application_name).collect(),
-        Err(error) => {
-            debug!(%error, "no roll call of the replicas this time");
+        Err(e) => {
+            debug!(error = %source_chain(&e), "no roll call of the replicas this time");
             return before;
         }
     };
@@ -230,8 +271,8 @@ async fn roll_call_of(pool: &Pool, events: &ReviewEvents, before: Option<Vec<Str
 /// Reads the reviews another replica changed and streams them here.
 async fn relay(pool: &Pool, events: &ReviewEvents, ids: &[Uuid]) {
     let rows = async {
-        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-        db::find_many(&mut conn, ids).await.map_err(|e| e.to_string())
+        let mut conn = pool.get().await?;
+        Ok::<_, RelayError>(db::find_many(&mut conn, ids).await?)
     }
     .await;
     match rows {
@@ -241,8 +282,8 @@ async fn relay(pool: &Pool, events: &ReviewEvents, ids: &[Uuid]) {
                 events.publish_here(&row.into_review());
             }
         }
-        Err(error) => {
-            warn!(%error, "cannot read another replica's changes; browsers reload");
+        Err(e) => {
+            warn!(error = %source_chain(&e), "cannot read another replica's changes; browsers reload");
             events.resync();
         }
     }

@@ -3,6 +3,11 @@
 //! the decided review itself refuses to change) and `Idempotency-Key`s for
 //! `IDEMPOTENCY_RETENTION` (a retry within it gets the first answer); older
 //! rows are removed in small batches, so the tables stop growing.
+//!
+//! A database that cannot be reached is tried again at the next period; one
+//! that refuses the statements otherwise (a table missing, a permission)
+//! ends the task with that error, which its [supervisor](crate::supervisor)
+//! reports.
 
 use std::time::Duration;
 
@@ -11,8 +16,7 @@ use hookline_kit::http::source_chain;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::db::{self, Pool};
-use crate::error::Error;
+use crate::db::{self, Pool, PoolError};
 use crate::metrics::ConsumerMetrics;
 
 /// Rows one statement removes at most.
@@ -33,8 +37,33 @@ impl Retention {
     }
 }
 
-/// Prunes every [`Retention::period`] until `stop` turns true.
-pub async fn run(pool: Pool, retention: Retention, metrics: ConsumerMetrics, mut stop: watch::Receiver<bool>) {
+/// Why old rows could not be removed.
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error("no database connection")]
+    Pool(#[from] PoolError),
+    #[error("the database refused to remove old rows")]
+    Database(#[from] diesel::result::Error),
+}
+
+impl RetentionError {
+    /// Whether the next period may succeed (the database comes back).
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            Self::Database(e) => crate::error::retryable(e),
+        }
+    }
+}
+
+/// Prunes every [`Retention::period`] until `stop` turns true; ends with
+/// the error that a retry cannot fix.
+pub async fn run(
+    pool: Pool,
+    retention: Retention,
+    metrics: ConsumerMetrics,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), RetentionError> {
     loop {
         match prune(&pool, retention).await {
             Ok((receipts, keys)) => {
@@ -43,19 +72,20 @@ pub async fn run(pool: Pool, retention: Retention, metrics: ConsumerMetrics, mut
                     debug!(receipts, idempotency_keys = keys, "retention removed old rows");
                 }
             }
+            Err(e) if !e.is_retryable() => return Err(e),
             Err(e) => {
                 warn!(error = %source_chain(&e), "cannot remove old receipts and idempotency keys; trying again later")
             }
         }
         tokio::select! {
             () = tokio::time::sleep(retention.period()) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => return Ok(()),
         }
     }
 }
 
 /// Removes everything past its retention, batch after batch.
-async fn prune(pool: &Pool, retention: Retention) -> Result<(u64, u64), Error> {
+async fn prune(pool: &Pool, retention: Retention) -> Result<(u64, u64), RetentionError> {
     let now = Utc::now();
     let receipts_before = now - retention.receipts;
     let keys_before = now - retention.idempotency_keys;

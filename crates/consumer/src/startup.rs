@@ -1,5 +1,6 @@
 //! Builds the consumer from its settings: migrates the database, opens the
-//! pool, binds the listener and starts the HTTP server.
+//! pool, binds the listener, starts the background tasks under their
+//! [supervisor](crate::supervisor) and the HTTP server.
 
 use std::net::TcpListener;
 
@@ -8,20 +9,19 @@ use actix_web::{HttpServer, web};
 use hookline_contract::HttpUrl;
 use hookline_kit::shutdown;
 use hookline_kit::tls::{self, PemFile, TlsConfigError};
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::db::{self, DbSetupError};
 use crate::events::ReviewEvents;
 use crate::helpdesk_client::HelpdeskClient;
+use crate::inbox::{Inbox, WebhookPolicy, WebhookSlots};
 use crate::metrics::ConsumerMetrics;
 use crate::retention::{self, Retention};
-use crate::routes::{
-    self,
-    webhook::{WebhookPolicy, WebhookSlots},
-};
-use crate::subscription::{self, SubscriptionState};
+use crate::reviews::Reviews;
+use crate::routes;
+use crate::subscription::{self, Callback, SubscriptionState};
+use crate::supervisor::Supervisor;
 use crate::writer::{self, Writer};
 use crate::{reconcile, relay};
 
@@ -46,8 +46,8 @@ pub struct Application {
     port: u16,
     server: Server,
     events: ReviewEvents,
-    /// Stops the reconciler and retention when the application goes (dropped or stopped).
-    _reconciler: watch::Sender<bool>,
+    /// The background tasks; dropped with the application, they stop.
+    tasks: Supervisor,
 }
 
 impl Application {
@@ -93,16 +93,10 @@ impl Application {
 
         let events = ReviewEvents::default();
         let metrics = ConsumerMetrics::new()?;
-        let (reconciler, stop) = watch::channel(false);
-        // The background tasks' own clients (the routes' are made per worker below).
+        let mut tasks = Supervisor::default();
         let helpdesk_client = || {
-            HelpdeskClient::new(
-                &settings.helpdesk_url,
-                callback_url.clone(),
-                settings.helpdesk_timeout,
-                helpdesk_tls.clone(),
-            )
-            .with_api_key(settings.helpdesk_api_key.as_ref())
+            HelpdeskClient::new(&settings.helpdesk_url, settings.helpdesk_timeout, helpdesk_tls.clone())
+                .with_api_key(settings.helpdesk_api_key.as_ref())
         };
         // Inactive unless the set-up below succeeds: requests keep their callback.
         let subscription = if settings.helpdesk_subscribe {
@@ -110,6 +104,7 @@ impl Application {
         } else {
             SubscriptionState::default()
         };
+        let callback = Callback::new(callback_url, subscription.clone());
         if settings.helpdesk_subscribe {
             let events_url = HttpUrl::parse(&format!(
                 "{}{}",
@@ -119,71 +114,91 @@ impl Application {
             .map_err(|e| StartupError::Config(format!("CONSUMER_PUBLIC_URL {e}")))?;
             subscription::load_stored(&pool, &events_url, &subscription).await?;
             info!(url = %events_url, "HELPDESK_SUBSCRIBE=true: setting up the subscription at the help desk");
-            actix_web::rt::spawn(subscription::run(
-                pool.clone(),
-                helpdesk_client(),
-                events_url,
-                subscription.clone(),
-                stop.clone(),
-            ));
+            tasks.spawn_until_done(
+                "subscription",
+                subscription::run(
+                    pool.clone(),
+                    helpdesk_client(),
+                    events_url,
+                    subscription.clone(),
+                    tasks.stop_signal(),
+                ),
+            );
         }
-        actix_web::rt::spawn(reconcile::run(
-            pool.clone(),
-            helpdesk_client().with_subscription(subscription.clone()),
-            events.clone(),
-            metrics.clone(),
-            settings.reconcile_after,
-            stop.clone(),
-        ));
-        actix_web::rt::spawn(relay::run(
-            database_url.to_owned(),
-            pool.clone(),
-            events.clone(),
-            stop.clone(),
-        ));
+        let reconciler_helpdesk = reconcile::Helpdesk {
+            client: helpdesk_client(),
+            callback: callback.clone(),
+        };
+        tasks.spawn_until_stopped(
+            "reconciler",
+            reconcile::run(
+                pool.clone(),
+                reconciler_helpdesk,
+                events.clone(),
+                metrics.clone(),
+                settings.reconcile_after,
+                tasks.stop_signal(),
+            ),
+        );
+        tasks.spawn_until_stopped(
+            "relay",
+            relay::run(
+                database_url.to_owned(),
+                pool.clone(),
+                events.clone(),
+                tasks.stop_signal(),
+            ),
+        );
         let retention = Retention {
             receipts: settings.receipt_retention,
             idempotency_keys: settings.idempotency_retention,
         };
-        actix_web::rt::spawn(retention::run(pool.clone(), retention, metrics.clone(), stop));
+        tasks.spawn_until_stopped(
+            "retention",
+            retention::run(pool.clone(), retention, metrics.clone(), tasks.stop_signal()),
+        );
 
+        let inbox = web::Data::new(Inbox::new(
+            policy,
+            subscription,
+            pool.clone(),
+            WebhookSlots::for_pool(settings.database_pool_size),
+            events.clone(),
+            metrics.clone(),
+        ));
         let pool = web::Data::new(pool);
-        let webhook_slots = web::Data::new(WebhookSlots::for_pool(settings.database_pool_size));
         let events_data = web::Data::new(events.clone());
-        let subscription_data = web::Data::new(subscription);
-        let policy = web::Data::new(policy);
+        let task_health = web::Data::new(tasks.health());
         let http_metrics = web::Data::new(metrics.http().clone());
         let metrics = web::Data::new(metrics);
         let (helpdesk_url, timeout) = (settings.helpdesk_url.clone(), settings.helpdesk_timeout);
         let api_key = settings.helpdesk_api_key.clone();
         let write_batch = settings.write_batch;
         // Batching, a few lanes gather the writes; one write a transaction
-        // (WRITE_BATCH=1), as many at once as the webhooks' share of the pool,
-        // as before there were batches.
+        // (WRITE_BATCH=1) runs as many at once as the webhooks' share of the
+        // pool.
         let write_lanes = if write_batch == 1 {
             (settings.database_pool_size / 2).max(1)
         } else {
             writer::DEFAULT_LANES
         };
         let mut server = HttpServer::new(move || {
+            // The batched writer and the help desk client are bound to this
+            // worker's thread (crate::writer, awc), hence one per worker.
+            let reviews = Reviews::new(
+                pool.get_ref().clone(),
+                Writer::new(pool.get_ref().clone(), write_lanes, usize::from(write_batch)),
+                HelpdeskClient::new(&helpdesk_url, timeout, helpdesk_tls.clone()).with_api_key(api_key.as_ref()),
+                events_data.get_ref().clone(),
+                callback.clone(),
+            );
             hookline_kit::app::app(http_metrics.clone())
                 .app_data(pool.clone())
-                .app_data(webhook_slots.clone())
-                .app_data(policy.clone())
+                .app_data(inbox.clone())
                 .app_data(metrics.clone())
                 .app_data(events_data.clone())
-                .app_data(subscription_data.clone())
-                // One batched writer per worker thread (crate::writer).
-                .app_data(web::Data::new(Writer::new(
-                    pool.get_ref().clone(),
-                    write_lanes,
-                    usize::from(write_batch),
-                )))
-                .app_data(web::Data::new(
-                    HelpdeskClient::new(&helpdesk_url, callback_url.clone(), timeout, helpdesk_tls.clone())
-                        .with_api_key(api_key.as_ref())
-                        .with_subscription(subscription_data.get_ref().clone()),
-                ))
+                .app_data(task_health.clone())
+                .app_data(web::Data::new(reviews))
                 .configure(routes::configure)
         })
         .listen(listener)?
@@ -195,7 +210,7 @@ impl Application {
             port,
             server: server.run(),
             events,
-            _reconciler: reconciler,
+            tasks,
         })
     }
 
@@ -209,18 +224,28 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]). On a
-    /// signal, actix stops the server and waits up to `SHUTDOWN_GRACE` for
-    /// requests in progress; the dashboards' event streams, which would hold
-    /// it that long, are ended at once.
+    /// Serves until stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]),
+    /// watching the background tasks meanwhile. On a signal, actix stops the
+    /// server and waits up to `SHUTDOWN_GRACE` for requests in progress; the
+    /// dashboards' event streams, which would hold it that long, are ended
+    /// at once. Then the background tasks are stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let events = self.events;
+        let Self {
+            server,
+            events,
+            mut tasks,
+            ..
+        } = self;
         let closer = actix_web::rt::spawn(async move {
             shutdown::signal().await;
             events.close();
         });
-        let result = self.server.await;
+        let result = tokio::select! {
+            result = server => result,
+            never = tasks.watch() => match never {},
+        };
         closer.abort();
+        tasks.shutdown().await;
         result
     }
 }

@@ -19,9 +19,14 @@
 //! not one each. A help desk that cannot be reached, or refuses, is tried
 //! again with a growing pause (up to [`MAX_PAUSE`]); start-up never waits.
 //!
-//! **Which flow a request uses** ([`SubscriptionState`]): `POST /document`
-//! leaves out `X-Callback-Url` only once the set-up has succeeded and the
-//! subscription is enabled and takes both decisions ([`usable`]). Until then
+//! A database that refuses the set-up's statements for another reason than
+//! a lost connection (its table is missing, say) ends the set-up with that
+//! error, which its [supervisor](crate::supervisor) reports.
+//!
+//! **Which flow a request uses** ([`SubscriptionState`], read through
+//! [`Callback`]): `POST /document` leaves out `X-Callback-Url` only once the
+//! set-up has succeeded and the subscription is enabled and takes both
+//! decisions ([`usable`]). Until then
 //! (and for good if it is disabled) every request still carries its
 //! callback, so no decision depends on a subscription that may not exist.
 //! The secret stored from an earlier run verifies events from the start,
@@ -103,7 +108,31 @@ impl SubscriptionState {
     }
 }
 
-/// Why the set-up did not succeed (it is tried again).
+/// Where a review request asks the help desk to deliver the decision: our
+/// callback URL, or nowhere but our subscription once it is active. Cheap to
+/// clone (shared).
+#[derive(Debug, Clone)]
+pub struct Callback {
+    url: HttpUrl,
+    subscription: SubscriptionState,
+}
+
+impl Callback {
+    /// `url` (`{CONSUMER_PUBLIC_URL}/document/update`), left out while
+    /// `subscription` is active.
+    pub fn new(url: HttpUrl, subscription: SubscriptionState) -> Self {
+        Self { url, subscription }
+    }
+
+    /// The `X-Callback-Url` to send with a review request now: none while
+    /// the subscription delivers our decisions.
+    pub fn current(&self) -> Option<&HttpUrl> {
+        (!self.subscription.is_active()).then_some(&self.url)
+    }
+}
+
+/// Why the set-up did not succeed (it is tried again, unless the database
+/// refuses it: [`SetupError::is_retryable`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("the help desk did not answer as expected")]
@@ -118,6 +147,19 @@ pub enum SetupError {
         #[source]
         reason: SecretError,
     },
+}
+
+impl SetupError {
+    /// Whether trying again later may succeed: a help desk that cannot be
+    /// reached, refuses or answers nonsense may be back or fixed, and a lost
+    /// database comes back; a statement the database refuses otherwise stays
+    /// refused.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Helpdesk(_) | Self::Pool(_) | Self::BadSecret { .. } => true,
+            Self::Database(e) => crate::error::retryable(e),
+        }
+    }
 }
 
 /// What to do, given the help desk's subscriptions and what we hold.
@@ -263,14 +305,15 @@ fn pause(failures: u32) -> Duration {
 }
 
 /// Sets the subscription up, trying again until it succeeds or `stop`
-/// turns true. Must run on an actix runtime (awc).
+/// turns true; ends with the error that a retry cannot fix. Must run on an
+/// actix runtime (awc).
 pub async fn run(
     pool: Pool,
     helpdesk: HelpdeskClient,
     url: HttpUrl,
     state: SubscriptionState,
     mut stop: watch::Receiver<bool>,
-) {
+) -> Result<(), SetupError> {
     let mut failures = 0u32;
     loop {
         match establish(&pool, &helpdesk, &url).await {
@@ -290,8 +333,9 @@ pub async fn run(
                         "our subscription at the help desk is disabled or lacks a decision event: \
                          reviews keep their X-Callback-Url (enable it, or delete it to have it made again at the next start)");
                 }
-                return;
+                return Ok(());
             }
+            Err(e) if !e.is_retryable() => return Err(e),
             Err(e) => {
                 failures += 1;
                 let wait = pause(failures);
@@ -299,7 +343,7 @@ pub async fn run(
                     "cannot set up the subscription at the help desk; reviews keep their X-Callback-Url meanwhile");
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|stopped| *stopped) => return,
+                    _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
                 }
             }
         }

@@ -4,45 +4,49 @@
 //! Each review costs two writes on this path: its row before the help desk
 //! is asked (so a webhook that overtakes the answer finds it), and the
 //! help desk's ids once it answers. Done one by one, each is its own
-//! statement, commit and WAL flush; under load PostgreSQL's work was mostly
-//! that overhead, not the rows (docs/BENCHMARKS.md).
+//! statement, commit and WAL flush, and that overhead, not the rows, is
+//! what PostgreSQL spends its time on under load.
 //!
 //! A [`Writer`] takes each write from its request and gives back the
 //! outcome once it is **committed**: the request answers `201` only for what
-//! is durably stored, exactly as before. Writes queue while every lane (a
-//! connection's worth of work) is busy and go together when one frees: at
-//! most [`MAX_BATCH`] rows in one multi-row statement and one commit. Nothing
-//! waits on a timer: a lone write goes at once, so a quiet consumer answers
-//! as fast as before, and a busy one gathers as many writes as arrived
-//! during the previous batch's round trip.
+//! is durably stored. Writes queue while every lane (a connection's worth of
+//! work) is busy and go together when one frees: at most [`MAX_BATCH`] rows
+//! in one multi-row statement and one commit. Nothing waits on a timer: a
+//! lone write goes at once, so a quiet consumer answers without delay, and
+//! a busy one gathers as many writes as arrived during the previous batch's
+//! round trip.
 //!
-//! What stays as it was:
+//! Guarantees:
 //! - a batch that fails is tried again write by write, so one bad write
 //!   fails alone, with its own error;
 //! - the attach updates rows in the order of their ids, so two batches (or a
 //!   batch and the reconciler) never wait on each other in a cycle; each
 //!   review is attached once, so batches do not even meet;
 //! - decisions are not batched: each is one statement with its receipt
-//!   ([`db::apply_decision`]) on a connection of its own. Batched into one
-//!   transaction (tried), they ran one after another on one connection and
-//!   ingestion got slower (3.4–3.8k against 4.4k webhooks/s, fsync on,
-//!   docs/BENCHMARKS.md): concurrent commits already share WAL flushes, and
-//!   the statement, not its commit, is the cost;
+//!   ([`db::apply_decision`]) on a connection of its own. In one transaction
+//!   they would run one after another on one connection, while concurrent
+//!   commits already share WAL flushes: the statement, not its commit, is
+//!   the cost;
 //! - a batch that takes longer than [`BATCH_DEADLINE`] is given up and its
 //!   writes answered `503` (the database is gone or stuck), like a request
 //!   that waited that long for a connection.
+//!
+//! Each kind of write has a loop, on the worker's thread, that gathers the
+//! writes and spawns their batches into a `JoinSet` it owns: a batch that
+//! panics is logged, and its writes are answered `503`.
 
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_kit::http::source_chain;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::warn;
+use tokio::task::{JoinError, JoinHandle, JoinSet};
+use tracing::{error, warn};
 use uuid::Uuid;
 
-use crate::db::{self, Pool, ReviewRow};
-use crate::error::Error;
+use crate::db::{self, Pool, PoolError, ReviewRow};
 
 /// The most writes in one statement, by default (`WRITE_BATCH`).
 pub const MAX_BATCH: usize = 256;
@@ -68,18 +72,39 @@ pub struct Ticket {
     pub document_id: String,
 }
 
-/// What a batch failed with, for each of its writes.
+/// What a batch failed with, for each of its writes (shared by all of
+/// them, hence the `Arc`s).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
-    /// No connection, a lost one, or a batch past [`BATCH_DEADLINE`].
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
+    /// No connection, a lost one, or a batch past [`BATCH_DEADLINE`]: a
+    /// retry later may succeed.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Unavailable),
     /// The statement failed for this write.
-    #[error("the write failed: {0}")]
-    Failed(String),
+    #[error("the write failed")]
+    Failed(#[source] Arc<diesel::result::Error>),
     /// The attach found no such review.
     #[error("no such review")]
     NotFound,
+}
+
+/// Why the database could not take a write.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unavailable {
+    #[error("no database connection")]
+    Pool(#[source] Arc<PoolError>),
+    #[error("the connection was lost")]
+    ConnectionLost(#[source] Arc<diesel::result::Error>),
+    #[error("the batch took longer than {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    #[error("the writer has stopped")]
+    Stopped,
+}
+
+impl WriteError {
+    fn pool(error: PoolError) -> Self {
+        Self::Unavailable(Unavailable::Pool(Arc::new(error)))
+    }
 }
 
 type Reply<R> = oneshot::Sender<Result<R, WriteError>>;
@@ -87,6 +112,10 @@ type Reply<R> = oneshot::Sender<Result<R, WriteError>>;
 /// One kind of write, batched (see the module).
 struct Lane<T, R> {
     queue: mpsc::UnboundedSender<(T, Reply<R>)>,
+    /// The loop that gathers writes: it ends once the writer (the queue's
+    /// sender) is gone and its batches have answered; a write that finds it
+    /// gone is answered unavailable.
+    _gatherer: JoinHandle<()>,
 }
 
 impl<T: 'static, R: 'static> Lane<T, R> {
@@ -100,8 +129,21 @@ impl<T: 'static, R: 'static> Lane<T, R> {
         let (queue, mut waiting) = mpsc::unbounded_channel::<(T, Reply<R>)>();
         let run = Rc::new(run);
         let lanes = Arc::new(Semaphore::new(lanes.max(1)));
-        actix_web::rt::spawn(async move {
-            while let Some(first) = waiting.recv().await {
+        let gatherer = actix_web::rt::spawn(async move {
+            // The batches in flight, owned here: one that panics is logged
+            // (its writes are answered unavailable, their replies dropped).
+            let mut batches = JoinSet::new();
+            loop {
+                let first = tokio::select! {
+                    next = waiting.recv() => match next {
+                        Some(first) => first,
+                        None => break,
+                    },
+                    Some(ended) = batches.join_next() => {
+                        batch_ended(ended);
+                        continue;
+                    }
+                };
                 let Ok(lane) = lanes.clone().acquire_owned().await else {
                     break;
                 };
@@ -113,7 +155,7 @@ impl<T: 'static, R: 'static> Lane<T, R> {
                     batch.push(next);
                 }
                 let run = run.clone();
-                actix_web::rt::spawn(async move {
+                batches.spawn_local(async move {
                     let (items, replies): (Vec<T>, Vec<Reply<R>>) = batch.into_iter().unzip();
                     let count = items.len();
                     let results = match tokio::time::timeout(BATCH_DEADLINE, run(items)).await {
@@ -124,7 +166,7 @@ impl<T: 'static, R: 'static> Lane<T, R> {
                                 "a batch of writes took longer than {BATCH_DEADLINE:?}: answered 503"
                             );
                             (0..count)
-                                .map(|_| Err(WriteError::Unavailable("the batch timed out".to_owned())))
+                                .map(|_| Err(WriteError::Unavailable(Unavailable::TimedOut(BATCH_DEADLINE))))
                                 .collect()
                         }
                     };
@@ -134,18 +176,37 @@ impl<T: 'static, R: 'static> Lane<T, R> {
                     drop(lane);
                 });
             }
+            while let Some(ended) = batches.join_next().await {
+                batch_ended(ended);
+            }
         });
-        Self { queue }
+        Self {
+            queue,
+            _gatherer: gatherer,
+        }
     }
 
     async fn write(&self, item: T) -> Result<R, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send((item, reply))
-            .map_err(|_| WriteError::Unavailable("the writer has stopped".to_owned()))?;
+            .map_err(|_| WriteError::Unavailable(Unavailable::Stopped))?;
         answer
             .await
-            .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer has stopped".to_owned())))
+            .unwrap_or(Err(WriteError::Unavailable(Unavailable::Stopped)))
+    }
+}
+
+/// Logs a batch that panicked (a bug): its writes were answered unavailable.
+fn batch_ended(ended: Result<(), JoinError>) {
+    if let Err(e) = ended
+        && e.is_panic()
+    {
+        let payload = e.into_panic();
+        error!(
+            panic = crate::supervisor::panic_message(&*payload),
+            "a batch of writes panicked: its writes were answered 503"
+        );
     }
 }
 
@@ -205,33 +266,33 @@ impl Writer {
 }
 
 /// What a failed statement means for a write.
-fn classify(e: &diesel::result::Error) -> WriteError {
-    if crate::error::connection_lost(e) {
-        WriteError::Unavailable(e.to_string())
+fn classify(e: diesel::result::Error) -> WriteError {
+    if crate::error::connection_lost(&e) {
+        WriteError::Unavailable(Unavailable::ConnectionLost(Arc::new(e)))
     } else if matches!(e, diesel::result::Error::NotFound) {
         WriteError::NotFound
     } else {
-        WriteError::Failed(e.to_string())
+        WriteError::Failed(Arc::new(e))
     }
 }
 
 async fn insert_batch(pool: Pool, rows: Vec<NewRow>) -> Vec<Result<(), WriteError>> {
     let mut conn = match pool.get().await {
         Ok(conn) => conn,
-        Err(e) => return vec![Err(WriteError::Unavailable(e.to_string())); rows.len()],
+        Err(e) => return vec![Err(WriteError::pool(e)); rows.len()],
     };
     let all: Vec<(Uuid, &str)> = rows.iter().map(|row| (row.id, row.document_url.as_str())).collect();
     match db::insert_requested_many(&mut conn, &all).await {
         Ok(()) => vec![Ok(()); rows.len()],
-        Err(e) if rows.len() == 1 => vec![Err(classify(&e))],
+        Err(e) if rows.len() == 1 => vec![Err(classify(e))],
         Err(e) => {
-            warn!(error = %e, writes = rows.len(), "a batch of new reviews failed: writing them one by one");
+            warn!(error = %source_chain(&e), writes = rows.len(), "a batch of new reviews failed: writing them one by one");
             let mut results = Vec::with_capacity(rows.len());
             for one in &all {
                 results.push(
                     db::insert_requested_many(&mut conn, std::slice::from_ref(one))
                         .await
-                        .map_err(|e| classify(&e)),
+                        .map_err(classify),
                 );
             }
             results
@@ -242,7 +303,7 @@ async fn insert_batch(pool: Pool, rows: Vec<NewRow>) -> Vec<Result<(), WriteErro
 async fn attach_batch(pool: Pool, tickets: Vec<Ticket>) -> Vec<Result<ReviewRow, WriteError>> {
     let mut conn = match pool.get().await {
         Ok(conn) => conn,
-        Err(e) => return vec![Err(WriteError::Unavailable(e.to_string())); tickets.len()],
+        Err(e) => return vec![Err(WriteError::pool(e)); tickets.len()],
     };
     let all: Vec<(Uuid, &str, &str)> = tickets
         .iter()
@@ -250,14 +311,14 @@ async fn attach_batch(pool: Pool, tickets: Vec<Ticket>) -> Vec<Result<ReviewRow,
         .collect();
     let rows = match db::attach_tickets(&mut conn, &all).await {
         Ok(rows) => rows,
-        Err(e) if tickets.len() == 1 => return vec![Err(classify(&e))],
+        Err(e) if tickets.len() == 1 => return vec![Err(classify(e))],
         Err(e) => {
-            warn!(error = %e, writes = tickets.len(), "a batch of tickets failed: writing them one by one");
+            warn!(error = %source_chain(&e), writes = tickets.len(), "a batch of tickets failed: writing them one by one");
             let mut results = Vec::with_capacity(tickets.len());
             for one in &all {
                 results.push(match db::attach_tickets(&mut conn, std::slice::from_ref(one)).await {
                     Ok(mut rows) => rows.pop().ok_or(WriteError::NotFound),
-                    Err(e) => Err(classify(&e)),
+                    Err(e) => Err(classify(e)),
                 });
             }
             return results;
@@ -268,14 +329,4 @@ async fn attach_batch(pool: Pool, tickets: Vec<Ticket>) -> Vec<Result<ReviewRow,
         .iter()
         .map(|t| by_id.remove(&t.id).ok_or(WriteError::NotFound))
         .collect()
-}
-
-impl From<WriteError> for Error {
-    fn from(e: WriteError) -> Self {
-        match e {
-            WriteError::Unavailable(why) => Self::Unavailable(why),
-            WriteError::NotFound => Self::Database(diesel::result::Error::NotFound),
-            WriteError::Failed(why) => Self::Write(why),
-        }
-    }
 }

@@ -2,6 +2,11 @@
 
 /// Where the help desk must POST the decision (`X-Callback-Url` in the tutorial).
 pub const CALLBACK_URL: &str = "x-callback-url";
+/// `true` on an answer given again to a retried request (as Stripe's
+/// `Idempotent-Replayed`): the consumer's `POST /documents` with an
+/// `Idempotency-Key` it has answered, the help desk's `POST /document` with
+/// an `id` it has taken.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 /// Standard Webhooks: the message id, identical across retries of one delivery.
 pub const WEBHOOK_ID: &str = "webhook-id";
 /// Standard Webhooks: unix seconds at which this attempt was signed.

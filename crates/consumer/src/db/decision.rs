@@ -47,8 +47,7 @@ pub struct IncomingDecision<'a> {
 ///
 /// It is one statement (`decide.sql`, see [`DecideStatement`]), so one round
 /// trip on a cached prepared statement, where a transaction of separate
-/// queries would take several; this was the largest share of the consumer's
-/// database time under load (docs/BENCHMARKS.md).
+/// queries would take several: it is the webhook path's whole database work.
 pub async fn apply_decision(conn: &mut AsyncPgConnection, incoming: IncomingDecision<'_>) -> QueryResult<Decision> {
     let (duplicate, applied, row): (bool, Option<bool>, Option<ReviewRow>) =
         DecideStatement(incoming).get_result(conn).await?;
@@ -77,9 +76,8 @@ pub async fn apply_decision(conn: &mut AsyncPgConnection, incoming: IncomingDeci
 /// - a contradicting webhook racing this one finds the first decision and is
 ///   refused;
 /// - if `attach_ticket` stores the document id while this runs, the newest
-///   version matches by `document_id` (a lookup in two statements would miss
-///   the review in between: a webhook lost, which happened in an early
-///   version).
+///   version matches by `document_id` (a lookup in two statements could
+///   miss the review in between, and lose the webhook).
 ///
 /// The lookup is written so that its plan is two unique-index probes (by
 /// `document_id`, then the primary key) whatever the parameters: the plain
@@ -87,7 +85,7 @@ pub async fn apply_decision(conn: &mut AsyncPgConnection, incoming: IncomingDeci
 /// plan (prepared statements switch to one after five runs) that scans the
 /// `document_id IS NULL` entries of the unique index, where every review ever
 /// created leaves a dead one until vacuum, so it slows down as reviews
-/// accumulate (the figures: docs/BENCHMARKS.md).
+/// accumulate.
 ///
 /// `tests/trust.rs` and `tests/review_flow.rs` race these cases on purpose.
 ///

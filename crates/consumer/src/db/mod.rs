@@ -49,16 +49,20 @@ pub(crate) const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum DbSetupError {
     #[error("cannot connect to the database")]
     Connect(#[from] diesel::ConnectionError),
-    #[error("cannot run the migrations: {0}")]
-    Migrate(String),
+    #[error("cannot take the migration lock")]
+    Lock(#[source] diesel::result::Error),
+    #[error("cannot run the migrations")]
+    Migrate(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the migration thread died")]
+    Thread,
     #[error("cannot build the connection pool")]
     Pool(#[from] diesel_async::pooled_connection::deadpool::BuildError),
 }
 
 /// The session advisory lock that serializes migrations: replicas starting
 /// together take turns, the later ones finding nothing left to do (without
-/// it, two ran the same migration at once and one failed on the other's
-/// table). An arbitrary constant ("hookline" in ASCII).
+/// it, two could run the same migration at once, and one fail on the
+/// other's table). An arbitrary constant ("hookline" in ASCII).
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_6c69_6e65;
 
 /// Applies pending migrations, one replica at a time ([`MIGRATION_LOCK`]).
@@ -73,15 +77,14 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, DbSetupEr
             let mut conn = <SyncPg as diesel::Connection>::establish(&url)?;
             // Released with the session, whatever happens below.
             let lock = diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"));
-            diesel::RunQueryDsl::execute(lock, &mut conn).map_err(|e| DbSetupError::Migrate(e.to_string()))?;
+            diesel::RunQueryDsl::execute(lock, &mut conn).map_err(DbSetupError::Lock)?;
             conn.run_pending_migrations(MIGRATIONS)
                 .map(|versions| versions.iter().map(ToString::to_string).collect())
-                .map_err(|e| DbSetupError::Migrate(e.to_string()))
+                .map_err(DbSetupError::Migrate)
         })();
         let _ = tx.send(result);
     });
-    rx.await
-        .unwrap_or_else(|_| Err(DbSetupError::Migrate("the migration thread died".to_owned())))
+    rx.await.unwrap_or(Err(DbSetupError::Thread))
 }
 
 /// A pool of `size` connections that gives up after [`POOL_TIMEOUT`].

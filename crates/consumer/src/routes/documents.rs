@@ -1,33 +1,29 @@
+//! The reviews: `POST /documents` (created by [`crate::reviews`]),
+//! `GET /documents/{id}`, and `GET /documents`, newest first, a page at a time.
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use std::time::Duration;
-
 use chrono::DateTime;
-use hookline_contract::ErrorBody;
-use hookline_contract::{CreateReview, DocumentStatus, HttpUrl, Review, ReviewPage};
-use hookline_kit::http::{ApiError, source_chain};
+use hookline_contract::headers::IDEMPOTENT_REPLAYED;
+use hookline_contract::{CreateReview, DocumentStatus, ErrorBody, HttpUrl, Review, ReviewPage};
+use hookline_kit::http::ApiError;
 use hookline_kit::json::JsonBody;
 use hookline_kit::request_id::RequestId;
 use serde::Deserialize;
-use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::db::{self, KeyClaim, PageStart, Pool};
+use crate::db::{self, PageStart, Pool};
 use crate::error::Error;
-use crate::events::ReviewEvents;
-use crate::helpdesk_client::{HelpdeskClient, HelpdeskError};
-use crate::writer::{NewRow, Ticket, Writer};
+use crate::reviews::{Created, Reviews};
 
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
 /// Header that makes `POST /documents` safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// Set on a response that replays the first answer to an `Idempotency-Key`.
-pub const REPLAYED: &str = "idempotent-replayed";
 
 /// `POST /documents`: record the review, ask the help desk, store its ids.
 ///
@@ -54,72 +50,25 @@ pub const REPLAYED: &str = "idempotent-replayed";
 pub async fn create(
     request: HttpRequest,
     body: JsonBody<CreateReview>,
-    pool: web::Data<Pool>,
-    helpdesk: web::Data<HelpdeskClient>,
-    events: web::Data<ReviewEvents>,
-    writer: web::Data<Writer>,
+    reviews: web::Data<Reviews>,
 ) -> Result<HttpResponse, Error> {
     let document_url = HttpUrl::parse(&body.0.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let key = idempotency_key(&request)?;
-    let mut review = Planned {
-        id: Uuid::now_v7(),
-        resumed: false,
-    };
-    if let Some(key) = &key {
-        let mut conn = pool.get().await?;
-        match db::claim_key(&mut conn, key, document_url.as_str(), review.id).await? {
-            KeyClaim::Fresh { review_id } => review.id = review_id,
-            KeyClaim::Resume { review_id } => {
-                info!(review_id = %review_id, "an Idempotency-Key whose request died mid-way: resuming its review");
-                review = Planned {
-                    id: review_id,
-                    resumed: true,
-                };
-            }
-            KeyClaim::Replay { status, body } => {
-                let mut replay = created(status, body)?;
-                replay
-                    .headers_mut()
-                    .insert(HeaderName::from_static(REPLAYED), HeaderValue::from_static("true"));
-                return Ok(replay);
-            }
-            KeyClaim::InProgress => {
-                return Err(ApiError::Conflict(
-                    "a request with this Idempotency-Key is still in progress; retry later".to_owned(),
-                )
-                .into());
-            }
-            KeyClaim::Mismatch => {
-                return Err(ApiError::Unprocessable(
-                    "this Idempotency-Key was used for a different request".to_owned(),
-                )
-                .into());
-            }
+    let request_id = RequestId::of(&request);
+    match reviews.create(&document_url, key.as_deref(), &request_id).await? {
+        Created::New(body) => created(201, body),
+        Created::Replayed { status, body } => {
+            let mut replay = created(status, body)?;
+            replay.headers_mut().insert(
+                HeaderName::from_static(IDEMPOTENT_REPLAYED),
+                HeaderValue::from_static("true"),
+            );
+            Ok(replay)
         }
     }
-
-    let request_id = RequestId::of(&request);
-    let outcome = request_review(&pool, &writer, &helpdesk, &events, &document_url, review, &request_id).await;
-    if let Some(key) = &key
-        && let Err(e) = record_key(&pool, key, outcome.as_ref().ok()).await
-    {
-        warn!(error = %source_chain(&e), "cannot record the outcome of an Idempotency-Key");
-    }
-    created(201, outcome?)
 }
 
-/// Stores the answer to an `Idempotency-Key` (`Some`), or frees the key for
-/// the next try (`None`: the request failed).
-async fn record_key(pool: &Pool, key: &str, answer: Option<&String>) -> Result<(), Error> {
-    let mut conn = pool.get().await?;
-    match answer {
-        Some(body) => db::complete_key(&mut conn, key, 201, body).await?,
-        None => db::release_key(&mut conn, key).await?,
-    }
-    Ok(())
-}
-
-/// The review as a `201` with its `Location`, from its JSON.
+/// The review as its `Location` and JSON, with `status`.
 fn created(status: u16, body: String) -> Result<HttpResponse, Error> {
     let review: Review = serde_json::from_str(&body).map_err(ApiError::internal)?;
     let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
@@ -139,116 +88,6 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
         .filter(|key| (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| ApiError::invalid("Idempotency-Key", "must be 1-255 visible ASCII characters"))?;
     Ok(Some(key.to_owned()))
-}
-
-/// The review a request makes: a new id, or, resuming an `Idempotency-Key`
-/// whose first request died mid-way, that request's (its row may exist; the
-/// help desk answers the same `id` with the same case).
-#[derive(Debug, Clone, Copy)]
-struct Planned {
-    id: Uuid,
-    resumed: bool,
-}
-
-/// The pause before each retry of the help desk call within one request
-/// (the help desk answers a retry with the same `id` with the same case, so
-/// a retry never makes a second one). All tries together get one
-/// `HELPDESK_TIMEOUT`.
-const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
-
-/// The review, as the JSON of the first answer.
-///
-/// The row is written *before* the help desk is called, with our id sent as
-/// the request's `id`: if the webhook overtakes the help desk's answer (zero
-/// delay), it still finds the review. A call whose answer is lost or says
-/// "not now" is tried again; if the help desk still has not answered, the
-/// review is kept without its ticket (`documentId` null) and the reconciler
-/// sends the request again later, so nothing the client was told exists is
-/// ever lost. If the help desk refuses it, the row is removed again and the
-/// client gets a 502.
-async fn request_review(
-    pool: &Pool,
-    writer: &Writer,
-    helpdesk: &HelpdeskClient,
-    events: &ReviewEvents,
-    document_url: &HttpUrl,
-    review: Planned,
-    request_id: &RequestId,
-) -> Result<String, Error> {
-    let id = review.id;
-    let stored = review.resumed && db::find(&mut *pool.get().await?, id).await?.is_some();
-    // Committed (with whatever other new reviews arrived meanwhile) before
-    // the help desk is asked; no connection is held while we wait on it.
-    if !stored {
-        writer
-            .insert(NewRow {
-                id,
-                document_url: document_url.to_string(),
-            })
-            .await?;
-    }
-
-    let tries = async {
-        let mut pauses = RETRY_PAUSES.iter();
-        loop {
-            match helpdesk.request_review(document_url, &id.to_string(), request_id).await {
-                Err(e) if e.is_transient() => match pauses.next() {
-                    Some(pause) => {
-                        debug!(review_id = %id, error = %source_chain(&e), "no answer from the help desk; trying again");
-                        tokio::time::sleep(*pause).await;
-                    }
-                    None => return Err(e),
-                },
-                answer => return answer,
-            }
-        }
-    };
-    let answer = tokio::time::timeout(helpdesk.timeout(), tries)
-        .await
-        .unwrap_or(Err(HelpdeskError::TimedOut(helpdesk.timeout())));
-    let accepted = match answer {
-        Ok(accepted) => accepted,
-        Err(e) if e.is_transient() => {
-            warn!(review_id = %id, error = %source_chain(&e),
-                "no answer from the help desk: the review is kept, and the reconciler sends it again");
-            let mut conn = pool.get().await?;
-            let row = db::find(&mut conn, id).await?.ok_or(Error::Helpdesk(e))?;
-            let review = row.into_review();
-            events.publish(&review);
-            return Ok(serde_json::to_string(&review).map_err(ApiError::internal)?);
-        }
-        Err(e) => {
-            forget(pool, id).await;
-            warn!(review_id = %id, error = %source_chain(&e), "the help desk refused the review");
-            return Err(e.into());
-        }
-    };
-    // On the request's span, so a grep for the document id finds this request too.
-    tracing::Span::current().record("document_id", accepted.document_id.as_str());
-
-    let row = writer
-        .attach(Ticket {
-            id,
-            agent_id: accepted.agent_id.clone(),
-            document_id: accepted.document_id.clone(),
-        })
-        .await?;
-    info!(review_id = %id, document_id = %accepted.document_id, "review requested");
-    let review = row.into_review();
-    events.publish(&review);
-    Ok(serde_json::to_string(&review).map_err(ApiError::internal)?)
-}
-
-/// Removes a review the help desk did not take (logged if that fails too).
-async fn forget(pool: &Pool, id: Uuid) {
-    async fn delete(pool: &Pool, id: Uuid) -> Result<(), Error> {
-        let mut conn = pool.get().await?;
-        db::delete_requested(&mut conn, id).await?;
-        Ok(())
-    }
-    if let Err(e) = delete(pool, id).await {
-        warn!(review_id = %id, error = %source_chain(&e), "cannot remove the review the help desk did not take");
-    }
 }
 
 /// `GET /documents/{id}`.

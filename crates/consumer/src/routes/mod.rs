@@ -1,4 +1,6 @@
-//! HTTP routes of the consumer, one file per resource.
+//! HTTP routes of the consumer, one file per resource: each parses its
+//! request, calls the service (`crate::inbox`, `crate::reviews`, `crate::db`)
+//! and turns what it gets into the answer.
 
 pub mod dashboard;
 pub mod documents;

@@ -49,6 +49,8 @@ mod store;
 mod subscriber;
 /// Subscriptions: event types, a secret per subscription, fan-out, tenants.
 mod subscriptions;
+/// The consumer's background tasks: one that dies is logged and fails `/readyz`.
+mod supervision;
 /// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.
 mod tls;
 /// Forged webhooks refused, repeated ones absorbed, idempotent requests.
