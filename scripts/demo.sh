@@ -24,7 +24,7 @@
 #   PROFILE           release | debug                          [release]
 #   CONSUMER_PORT     consumer's port                          [3333]
 #   HELPDESK_PORT     helpdesk's port                          [8080]
-#   CHAOS             the help desk's chaos profile (README)   [none]
+#   CHAOS             the help desk's chaos profile (docs/test-bench.md) [none]
 #   any setting of demo.env                                    [demo.env]
 #   DOCUMENT_URL      document to get reviewed      [https://example.com/contract.pdf]
 #   HEALTH_TIMEOUT    seconds to wait for /healthz             [60]

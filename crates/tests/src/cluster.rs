@@ -167,8 +167,8 @@ impl RedisCluster {
     /// way `redis-cli --cluster reshard` does (IMPORTING on the target,
     /// MIGRATING on the source, MIGRATE, then the new owner announced to
     /// every master), holding each state for `pause` so clients meet it.
-    /// The keys go in one MIGRATE (all or none: see the README on
-    /// resharding). Returns how many keys moved.
+    /// The keys go in one MIGRATE (all or none: see "Redis Cluster and
+    /// partitions" in docs/operations.md). Returns how many keys moved.
     pub async fn move_slot(&self, key: &str, to: u16, pause: Duration) -> usize {
         let from = self.master_of(key);
         assert_ne!(from, to, "the slot is on {to} already");

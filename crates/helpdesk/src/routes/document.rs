@@ -157,7 +157,7 @@ pub async fn create(
     let mut answer = HttpResponse::Accepted();
     answer.insert_header((LOCATION, format!("/document/{document_id}")));
     if replayed {
-        answer.insert_header((IDEMPOTENT_REPLAYED, "true"));
+        answer.insert_header((headers::IDEMPOTENT_REPLAYED, "true"));
     }
     Ok(answer.json(DocumentAccepted {
         agent_id,
@@ -165,10 +165,6 @@ pub async fn create(
         status: DocumentStatus::PendingReview,
     }))
 }
-
-/// Marks an answer given again to a retried request (as Stripe's
-/// `Idempotent-Replayed`).
-pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// `GET /document/{documentId}`: the case, its decision once made, and its
 /// delivery state.
