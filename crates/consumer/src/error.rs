@@ -12,11 +12,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use hookline_contract::ErrorBody;
 use hookline_kit::http::{ApiError, internal_body, respond, unavailable_body};
 
-use crate::db::PoolError;
+use crate::db::{PoolError, connection_lost};
 use crate::helpdesk_client::HelpdeskError;
 use crate::supervisor::TasksDied;
 use crate::writer::WriteError;
@@ -83,37 +83,6 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         self.answer().0 == StatusCode::SERVICE_UNAVAILABLE
     }
-}
-
-/// A database error that means the connection is gone, not that the
-/// statement was wrong.
-pub(crate) fn connection_lost(error: &DieselError) -> bool {
-    match error {
-        // diesel-async reports an error without an SQLSTATE (the socket
-        // closed or failed mid-query) as UnableToSendCommand.
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
-        | DieselError::BrokenTransactionManager => true,
-        // tokio-postgres reports a connection lost mid-query (server shut
-        // down, backend terminated) as an error of unknown kind.
-        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
-            info.message().contains("connection") || info.message().contains("terminating")
-        }
-        _ => false,
-    }
-}
-
-/// Whether a database error may go away by itself, so a background task
-/// tries again rather than dying (`crate::supervisor`): a lost connection, a
-/// serialization failure, a read-only database (a failover under way).
-pub(crate) fn retryable(error: &DieselError) -> bool {
-    connection_lost(error)
-        || matches!(
-            error,
-            DieselError::DatabaseError(
-                DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ReadOnlyTransaction,
-                _
-            )
-        )
 }
 
 impl ResponseError for Error {

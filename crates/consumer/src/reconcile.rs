@@ -90,7 +90,7 @@ impl ReconcileError {
     fn is_retryable(&self) -> bool {
         match self {
             Self::Pool(_) | Self::Helpdesk(_) | Self::StoredUrl { .. } => true,
-            Self::Database(e) => crate::error::retryable(e),
+            Self::Database(e) => crate::db::retryable(e),
         }
     }
 }

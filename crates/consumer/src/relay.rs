@@ -70,7 +70,7 @@ impl RelayError {
         match self {
             Self::Pool(_) => true,
             Self::Connect(e) => !matches!(e, diesel::ConnectionError::InvalidConnectionUrl(_)),
-            Self::Database(e) => crate::error::retryable(e),
+            Self::Database(e) => crate::db::retryable(e),
         }
     }
 }

@@ -51,7 +51,7 @@ impl RetentionError {
     fn is_retryable(&self) -> bool {
         match self {
             Self::Pool(_) => true,
-            Self::Database(e) => crate::error::retryable(e),
+            Self::Database(e) => crate::db::retryable(e),
         }
     }
 }

@@ -157,7 +157,7 @@ impl SetupError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Helpdesk(_) | Self::Pool(_) | Self::BadSecret { .. } => true,
-            Self::Database(e) => crate::error::retryable(e),
+            Self::Database(e) => crate::db::retryable(e),
         }
     }
 }

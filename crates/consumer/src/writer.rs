@@ -267,7 +267,7 @@ impl Writer {
 
 /// What a failed statement means for a write.
 fn classify(e: diesel::result::Error) -> WriteError {
-    if crate::error::connection_lost(&e) {
+    if crate::db::connection_lost(&e) {
         WriteError::Unavailable(Unavailable::ConnectionLost(Arc::new(e)))
     } else if matches!(e, diesel::result::Error::NotFound) {
         WriteError::NotFound

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -116,4 +117,35 @@ pub async fn ping(conn: &mut AsyncPgConnection) -> QueryResult<()> {
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// A database error that means the connection is gone, not that the
+/// statement was wrong.
+pub fn connection_lost(error: &DieselError) -> bool {
+    match error {
+        // diesel-async reports an error without an SQLSTATE (the socket
+        // closed or failed mid-query) as UnableToSendCommand.
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
+        | DieselError::BrokenTransactionManager => true,
+        // tokio-postgres reports a connection lost mid-query (server shut
+        // down, backend terminated) as an error of unknown kind.
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            info.message().contains("connection") || info.message().contains("terminating")
+        }
+        _ => false,
+    }
+}
+
+/// Whether a database error may go away by itself, so a background task
+/// tries again rather than dying (`crate::supervisor`): a lost connection, a
+/// serialization failure, a read-only database (a failover under way).
+pub fn retryable(error: &DieselError) -> bool {
+    connection_lost(error)
+        || matches!(
+            error,
+            DieselError::DatabaseError(
+                DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ReadOnlyTransaction,
+                _
+            )
+        )
 }

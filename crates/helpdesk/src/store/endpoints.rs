@@ -1,14 +1,13 @@
-//! Endpoints as the limits see them: [`EndpointLimits`] (every endpoint's
-//! unless it has its own), one endpoint's state as the API shows it, its own
-//! rate (`endpoints/set_rate.lua`), and how many due jobs the limits hold
-//! back ([`QueueDepth`], `endpoints/depth.lua`). The limits themselves are
+//! Endpoints as the API sees them: one endpoint's state (its share of the
+//! [limits](super::limits) in use, its breaker, pauses), its own rate
+//! (`endpoints/set_rate.lua`), and how many due jobs the limits hold back
+//! ([`QueueDepth`], `endpoints/depth.lua`). The limits themselves are
 //! applied where jobs are claimed and finished (`jobs/claim.lua`,
 //! `jobs/finish.lua`, `refresh` in `prelude.lua`); with several partitions
 //! each has its [share](EndpointLimits::share) of every endpoint's.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
@@ -21,50 +20,6 @@ use crate::endpoint::Endpoint;
 
 static SET_RATE: LazyLock<Script> = LazyLock::new(|| script(include_str!("endpoints/set_rate.lua")));
 static DEPTH: LazyLock<Script> = LazyLock::new(|| script(include_str!("endpoints/depth.lua")));
-
-/// The longest a circuit breaker stays open between probes.
-pub const MAX_COOLDOWN: Duration = Duration::from_secs(10 * 60);
-
-/// The limits every endpoint gets unless it has its own (`ENDPOINT_*`,
-/// `CIRCUIT_*`). Every help desk process of one prefix must use the same.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EndpointLimits {
-    /// Attempts in flight at most, over all workers.
-    pub concurrency: u32,
-    /// Deliveries per second at most; `None`: unlimited.
-    pub rate: Option<f64>,
-    /// Failed attempts in a row that open the circuit breaker.
-    pub circuit_failures: u32,
-    /// How long the breaker first stays open; doubles after each failed
-    /// probe, up to [`MAX_COOLDOWN`].
-    pub circuit_cooldown: Duration,
-}
-
-impl Default for EndpointLimits {
-    fn default() -> Self {
-        Self {
-            concurrency: 16,
-            rate: None,
-            circuit_failures: 10,
-            circuit_cooldown: Duration::from_secs(30),
-        }
-    }
-}
-
-impl EndpointLimits {
-    /// Partition `k`'s share of these limits among `partitions`: of the
-    /// concurrency, shares that add up to the whole (the first ones take the
-    /// remainder) and are never below one; of the rate, an equal part.
-    pub(super) fn share(&self, k: usize, partitions: usize) -> Self {
-        let n = u32::try_from(partitions).unwrap_or(u32::MAX);
-        let k = u32::try_from(k).unwrap_or(u32::MAX);
-        Self {
-            concurrency: (self.concurrency / n + u32::from(k < self.concurrency % n)).max(1),
-            rate: self.rate.map(|rate| rate / partitions as f64),
-            ..*self
-        }
-    }
-}
 
 /// Jobs per state, and the due ones that the endpoints' limits hold back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -304,26 +259,5 @@ fn merge_views(all: EndpointView, one: EndpointView) -> EndpointView {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_shares_add_up_to_the_whole_and_are_never_zero() {
-        let limits = |concurrency| EndpointLimits {
-            concurrency,
-            ..EndpointLimits::default()
-        };
-        let shares = |total, n| {
-            (0..n)
-                .map(|k| limits(total).share(k, n).concurrency)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(shares(16, 3), [6, 5, 5]);
-        assert_eq!(shares(16, 3).iter().sum::<u32>(), 16);
-        assert_eq!(shares(2, 4), [1, 1, 1, 1]);
     }
 }

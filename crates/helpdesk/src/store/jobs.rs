@@ -15,7 +15,7 @@ use hookline_contract::{AttemptView, DocumentStatus};
 use redis::Script;
 
 use super::cases::CaseRecord;
-use super::endpoints::MAX_COOLDOWN;
+use super::limits::MAX_COOLDOWN;
 use super::partition::{Partition, query_loading, script};
 use super::{Store, StoreError, millis};
 use crate::endpoint::Endpoint;

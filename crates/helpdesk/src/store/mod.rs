@@ -12,7 +12,8 @@
 //! | `partition` | one partition (one hash tag), routing a case to it, calling its scripts |
 //! | `cases` | new cases with their events ([`Store::schedule`]), reading and listing them |
 //! | `jobs` | a job's life: [`Store::claim`], [`Store::finish_many`], [`Store::redeliver`] |
-//! | `endpoints` | [`EndpointLimits`], an endpoint's state, rate overrides, [`QueueDepth`] |
+//! | `limits` | [`EndpointLimits`]: every endpoint's, and a partition's share of them |
+//! | `endpoints` | an endpoint's state as the API shows it, rate overrides, [`QueueDepth`] |
 //! | `subscriptions` | subscriptions and test events |
 //! | `chaos` | the tally of chaos faults ([`Store::chaos_counts`]) |
 //! | `retention` | forgetting finished cases and idle endpoints ([`Store::trim`]) |
@@ -35,17 +36,19 @@ pub mod conn;
 mod endpoints;
 mod jobs;
 pub mod keys;
+mod limits;
 mod partition;
 mod retention;
 mod subscriptions;
 
 pub use cases::{CaseRecord, EventJob, NewCase, Scheduled};
 pub use conn::RedisConnection;
-pub use endpoints::{EndpointLimits, MAX_COOLDOWN, QueueDepth};
+pub use endpoints::QueueDepth;
 pub use jobs::{Allowance, Claim, ClaimedJob, EndpointSignal, Finish, Health, Recorded, Redelivery};
 pub use keys::{EVENT_JOB_MARK, Keys};
-pub use partition::{MAX_PARTITIONS, partition_of, partition_tag};
-pub use retention::{DEFAULT_RETENTION, Trimmed};
+pub use limits::{EndpointLimits, MAX_COOLDOWN};
+pub use partition::{DEFAULT_RETENTION, MAX_PARTITIONS, partition_of, partition_tag};
+pub use retention::Trimmed;
 pub use subscriptions::{NewSubscriptionRecord, SubscriptionChange, SubscriptionRecord};
 
 use partition::Partition;

@@ -17,13 +17,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use redis::{AsyncCommands, Script, ScriptInvocation};
 
-use super::endpoints::EndpointLimits;
 use super::keys::Keys;
-use super::retention::DEFAULT_RETENTION;
+use super::limits::EndpointLimits;
 use super::{RedisConnection, StoreError, millis};
 
 /// The most partitions a store may have.
 pub const MAX_PARTITIONS: usize = 1024;
+
+/// How long finished cases are kept unless set otherwise (`CASE_RETENTION`).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The Lua every script starts with: the common arguments, the key names,
 /// the token bucket and `refresh`, which keeps an endpoint's place in the

@@ -6,7 +6,6 @@
 //! endpoints idle as long.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use redis::Script;
@@ -15,9 +14,6 @@ use super::partition::{Partition, script};
 use super::{Store, StoreError, millis};
 
 static TRIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("retention/trim.lua")));
-
-/// How long finished cases are kept unless set otherwise (`CASE_RETENTION`).
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What one [`Store::trim`] forgot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
