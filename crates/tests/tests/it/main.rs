@@ -53,6 +53,8 @@ mod subscriptions;
 mod supervision;
 /// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.
 mod tls;
+/// The security review (issue 23): a module per threat, each attack run for real.
+mod threats;
 /// Forged webhooks refused, repeated ones absorbed, idempotent requests.
 mod trust;
 /// Both ways with the original tutorial's code, through stand-ins.

@@ -1,0 +1,1 @@
+//! The consumer as an app exposed to the internet.

@@ -1,0 +1,1 @@
+//! Per-key request rates, `/metrics` in O(1) and behind a token.

@@ -1,0 +1,1 @@
+//! Callbacks signed per tenant; the consumer matches its own ids exactly.

@@ -1,0 +1,1 @@
+//! Deadlines on our own servers: slow bodies, idle and too many event streams.

@@ -1,0 +1,1 @@
+//! Every spelling of an internal address, and a strict policy that reads alike.

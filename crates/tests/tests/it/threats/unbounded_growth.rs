@@ -1,0 +1,1 @@
+//! Endpoints only through cases, caps that hold under concurrency.
