@@ -15,7 +15,7 @@ use hookline_kit::auth::ApiKeys;
 use hookline_kit::config::{InvalidValue, LogFormat, Secret, parse_duration, secret};
 use hookline_kit::tls;
 
-use crate::ssrf::{CallbackPolicy, Rule};
+use crate::ssrf::{CallbackPolicy, Preset, Rule};
 use crate::store::{EndpointLimits, MAX_PARTITIONS};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -162,11 +162,20 @@ pub struct Settings {
     #[arg(long, env = "HTTP_WORKERS")]
     pub http_workers: Option<usize>,
 
+    /// `permissive`: callbacks may reach public, private and loopback
+    /// addresses (the tutorial's help desk calls localhost). `strict`: public
+    /// addresses only (CALLBACK_ALLOW opens exceptions), and every refused or
+    /// unreachable internal address reads the same to a client, in the 400
+    /// and in the attempt log. Use `strict` anywhere beyond a laptop.
+    #[arg(long = "callback-policy", env = "CALLBACK_POLICY", default_value = "permissive", value_enum)]
+    pub callback_preset: Preset,
+
     /// Addresses and host names callbacks may always reach, comma-separated:
     /// CIDRs (`10.0.0.0/8`, `::1/128`; a bare address is one host) or names
     /// (`hooks.example.com`, `*.example.com` for its subdomains). It wins
-    /// over CALLBACK_DENY; when set, everything else is refused.
-    /// Link-local and cloud metadata addresses are refused regardless.
+    /// over CALLBACK_DENY; when set under the permissive policy, everything
+    /// else is refused. Link-local and cloud metadata addresses are refused
+    /// regardless.
     #[arg(long, env = "CALLBACK_ALLOW", value_delimiter = ',')]
     pub callback_allow: Vec<Rule>,
 
@@ -197,9 +206,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Where callbacks may go, from `CALLBACK_ALLOW` and `CALLBACK_DENY`.
+    /// Where callbacks may go, from `CALLBACK_POLICY`, `CALLBACK_ALLOW` and `CALLBACK_DENY`.
     pub fn callback_policy(&self) -> CallbackPolicy {
-        CallbackPolicy::new(self.callback_allow.clone(), self.callback_deny.clone())
+        CallbackPolicy::new(self.callback_allow.clone(), self.callback_deny.clone()).with_preset(self.callback_preset)
     }
 
     /// The TLS of deliveries to `https://` callbacks, from `CALLBACK_CA_FILE`,
@@ -398,6 +407,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("did you mean 10.0.0.0/8"), "{error}");
+    }
+
+    #[test]
+    fn the_callback_policy_is_permissive_unless_set_to_strict() {
+        let parse = |args: &[&str]| Cli::<Settings>::try_parse_as("helpdesk", args.iter().copied());
+        let default = parse(&["helpdesk"]).unwrap().settings;
+        assert_eq!(default.callback_preset, Preset::Permissive);
+        let strict = parse(&["helpdesk", "--callback-policy", "strict", "--callback-allow", "10.0.0.5"])
+            .unwrap()
+            .settings
+            .callback_policy();
+        assert!(strict.is_strict());
+        assert_eq!(
+            strict.to_string(),
+            "strict (public addresses only), allow [10.0.0.5/32], deny []"
+        );
+        let error = parse(&["helpdesk", "--callback-policy", "paranoid"]).unwrap_err().to_string();
+        assert!(error.contains("strict"), "{error}");
     }
 
     #[test]

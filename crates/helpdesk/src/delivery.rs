@@ -13,6 +13,9 @@
 //! at that moment: names resolve through the policy's
 //! [`GuardedResolver`], and IP-literal hosts, which awc does not resolve,
 //! are checked here before sending. A refusal is an [`Attempt::Refused`].
+//! Under `CALLBACK_POLICY=strict`, an attempt that got no HTTP answer from
+//! an address that is not public reads like a refusal ([`UNANSWERED`]), so
+//! the attempt log tells no closed port from a silent or non-HTTP one.
 //!
 //! `https://` callbacks go over rustls ([`hookline_kit::tls`]: the system's
 //! roots plus `CALLBACK_CA_FILE`, a client certificate for mutual TLS when
@@ -36,7 +39,7 @@ use hookline_contract::signature::SecretSet;
 use hookline_contract::{DocumentEvent, DocumentWebhook, Event, EventType, TestEvent, headers};
 use hookline_kit::tls::{self, ClientConfig, TlsFailure};
 
-use crate::ssrf::{CallbackPolicy, GuardedResolver, Refusal, refusal_in};
+use crate::ssrf::{CallbackPolicy, GuardedResolver, Refusal, UNANSWERED, refusal_in};
 use crate::store::{CaseRecord, EventJob};
 
 /// How much of a receiver's answer is read (and thrown away) so the
@@ -57,7 +60,8 @@ pub enum Attempt {
         retry_after: Option<Duration>,
         took: Duration,
     },
-    /// The callback policy refused the address: nothing was sent.
+    /// The callback policy refused the address: nothing was sent. `reason`
+    /// is the attempt log's words ([`Refusal::attempt_error`]).
     Refused { reason: String, took: Duration },
     /// Not sent: the event's subscription was deleted or disabled.
     Cancelled { reason: String },
@@ -135,6 +139,7 @@ pub struct Deliverer {
     client: awc::Client,
     secrets: Option<SecretSet>,
     policy: Arc<CallbackPolicy>,
+    resolver: GuardedResolver,
     timeout: Duration,
 }
 
@@ -148,9 +153,8 @@ impl Deliverer {
         policy: Arc<CallbackPolicy>,
         tls: Arc<ClientConfig>,
     ) -> Self {
-        let guarded = actix_tls::connect::Connector::new(actix_tls::connect::Resolver::custom(GuardedResolver::new(
-            policy.clone(),
-        )));
+        let resolver = GuardedResolver::new(policy.clone());
+        let guarded = actix_tls::connect::Connector::new(actix_tls::connect::Resolver::custom(resolver.clone()));
         // The TLS connector wraps this same guarded TCP connector (awc's
         // `finish` composes them), so https callbacks resolve through the
         // policy too.
@@ -170,6 +174,7 @@ impl Deliverer {
             client,
             secrets,
             policy,
+            resolver,
             timeout,
         }
     }
@@ -258,7 +263,7 @@ impl Deliverer {
         let started = Instant::now();
         if let Err(refusal) = self.check_literal_host(&case.callback_url) {
             return Err(Attempt::Refused {
-                reason: refusal.to_string(),
+                reason: refusal.attempt_error(),
                 took: started.elapsed(),
             });
         }
@@ -280,6 +285,36 @@ impl Deliverer {
     /// Sends `message` once, as `how` says (by default: as it is, signed
     /// now, within `DELIVERY_TIMEOUT`), and says how it went.
     pub async fn transmit(&self, message: &Message<'_>, how: &Sending) -> Attempt {
+        let attempt = self.send_once(message, how).await;
+        self.screened(message.url, attempt)
+    }
+
+    /// Under the strict preset, a failure without an HTTP answer (refused,
+    /// timed out, TLS, not HTTP, no such name) from anything but a public
+    /// address reads [`UNANSWERED`], taking no time, as a refusal does:
+    /// the attempt log is no port scanner. The server's log keeps the cause.
+    fn screened(&self, url: &str, attempt: Attempt) -> Attempt {
+        match attempt {
+            Attempt::Failed {
+                status: None, error, ..
+            } if self.policy.is_strict() && !self.reaches_public(url) => {
+                tracing::info!(%error, "attempt to a non-public callback address failed; the attempt log says only that it did not answer");
+                Attempt::failed(UNANSWERED.to_owned(), Duration::ZERO)
+            }
+            attempt => attempt,
+        }
+    }
+
+    /// Whether the URL's host is a public address, or a name that last
+    /// resolved to public addresses only.
+    fn reaches_public(&self, url: &str) -> bool {
+        let uri = url.parse::<awc::http::Uri>().ok();
+        uri.as_ref()
+            .and_then(awc::http::Uri::host)
+            .is_some_and(|host| self.resolver.is_public(host))
+    }
+
+    async fn send_once(&self, message: &Message<'_>, how: &Sending) -> Attempt {
         let timeout = how.timeout.map_or(self.timeout, |t| t.min(self.timeout));
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + timeout);
@@ -362,7 +397,7 @@ impl Deliverer {
 fn refused_by_policy(error: &SendRequestError) -> Option<String> {
     match error {
         SendRequestError::Connect(ConnectError::Resolver(e)) => {
-            refusal_in(e.as_ref()).map(|refusal| refusal.reason().to_owned())
+            refusal_in(e.as_ref()).map(Refusal::attempt_error)
         }
         _ => None,
     }

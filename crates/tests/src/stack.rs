@@ -37,6 +37,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         circuit_cooldown: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(3),
         http_workers: Some(1),
+        callback_preset: Default::default(),
         callback_allow: Vec::new(),
         callback_deny: Vec::new(),
         callback_ca_file: None,

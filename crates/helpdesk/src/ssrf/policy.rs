@@ -208,6 +208,7 @@ impl fmt::Display for CallbackPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ssrf::UNANSWERED;
 
     fn rules(raw: &[&str]) -> Vec<Rule> {
         raw.iter().map(|r| r.parse().unwrap()).collect()
@@ -239,6 +240,7 @@ mod tests {
             ("fe80::1", "link-local"),
             ("febf::1", "link-local"),
             ("fd00:ec2::254", "cloud metadata"),
+            ("168.63.129.16", "cloud metadata"),
             ("100.100.100.200", "cloud metadata"),
             ("192.0.0.192", "cloud metadata"),
             ("0.0.0.0", "unspecified"),
@@ -252,26 +254,97 @@ mod tests {
             let reason = refusal(&generous, None, address);
             assert!(reason.contains(says), "{address}: {reason}");
         }
-        let reason = refusal(&generous, Some("metadata.google.internal"), "169.254.169.254");
-        assert!(
-            reason.starts_with("metadata.google.internal (169.254.169.254)"),
-            "{reason}"
+        let refused = generous
+            .check_ip(Some("metadata.google.internal"), ip("169.254.169.254"))
+            .unwrap_err();
+        assert_eq!(
+            refused.reason(),
+            "metadata.google.internal (one of its addresses) is a link-local/metadata address",
+            "the client never reads the address a name resolved to"
+        );
+        assert_eq!(
+            refused.logged(),
+            "metadata.google.internal (169.254.169.254) is a link-local/metadata address",
+            "the server's log does"
         );
     }
 
     #[test]
-    fn mapped_and_nat64_ipv6_addresses_are_judged_as_their_ipv4_address() {
+    fn ipv6_addresses_carrying_an_ipv4_address_are_judged_as_it_by_every_rule() {
         let default = CallbackPolicy::default();
-        let reason = refusal(&default, None, "::ffff:169.254.169.254");
         assert_eq!(
-            reason,
-            "::ffff:169.254.169.254 (that is 169.254.169.254) is a link-local/metadata address"
+            refusal(&default, None, "::ffff:169.254.169.254"),
+            "::ffff:169.254.169.254 (IPv4-mapped, that is 169.254.169.254) is a link-local/metadata address"
         );
-        assert!(refusal(&default, None, "64:ff9b::a9fe:a9fe").contains("link-local"));
+        assert_eq!(
+            refusal(&default, None, "2002:a9fe:a9fe::1"),
+            "2002:a9fe:a9fe::1 (6to4, that is 169.254.169.254) is a link-local/metadata address"
+        );
+        for carried in ["::a9fe:a9fe", "::ffff:0:a9fe:a9fe", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a9fe:a9fe"] {
+            assert!(refusal(&default, None, carried).contains("link-local"), "{carried}");
+        }
         assert!(default.check_ip(None, ip("64:ff9b::808:808")).is_ok());
+        assert!(default.check_ip(None, ip("2002:808:808::1")).is_ok());
 
+        // DENY's networks match the IPv4 address inside, in every form.
         let no_loopback = policy(&[], &["127.0.0.0/8"]);
-        assert!(refusal(&no_loopback, None, "::ffff:127.0.0.1").contains("CALLBACK_DENY 127.0.0.0/8"));
+        for carried in [
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::7f00:1",
+            "2002:7f00:1::1",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+        ] {
+            assert!(
+                refusal(&no_loopback, None, carried).contains("CALLBACK_DENY 127.0.0.0/8"),
+                "{carried}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_strict_preset_allows_public_addresses_only_and_every_refusal_reads_the_same() {
+        let strict = CallbackPolicy::default().with_preset(Preset::Strict);
+        for address in ["8.8.8.8", "2606:4700::1111", "2002:808:808::1", "64:ff9b::808:808"] {
+            assert_eq!(strict.check_ip(None, ip(address)), Ok(()), "{address}");
+        }
+        for address in [
+            "127.0.0.1",
+            "::1",
+            "10.0.0.5",
+            "172.16.3.4",
+            "192.168.1.10",
+            "100.64.0.1",
+            "100.127.255.254",
+            "fd12::1",
+            "192.0.2.1",
+            "2001:db8::1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:0:a00:1",
+            "2002:a00:1::1",
+            "64:ff9b::6440:1",
+            "169.254.169.254",
+            "168.63.129.16",
+        ] {
+            let refused = strict.check_ip(Some("a.example"), ip(address)).expect_err(address);
+            assert_eq!(refused.reason(), UNANSWERED, "{address}");
+            assert_eq!(
+                refused.attempt_error(),
+                UNANSWERED,
+                "the attempt log reads the same as the 400"
+            );
+            assert!(refused.logged().contains(address), "{address}: {}", refused.logged());
+        }
+        // CALLBACK_ALLOW opens an exception; under strict it is no allow-list.
+        let opened = policy(&["10.0.0.5"], &[]).with_preset(Preset::Strict);
+        assert!(opened.check_ip(None, ip("10.0.0.5")).is_ok());
+        assert!(opened.check_ip(None, ip("8.8.8.8")).is_ok());
+        assert_eq!(refusal(&opened, None, "10.0.0.6"), UNANSWERED);
+        assert!(opened.check_ip(None, ip("169.254.169.254")).is_err());
     }
 
     #[test]
@@ -302,11 +375,11 @@ mod tests {
         );
         assert_eq!(
             refusal(&deny, Some("localhost"), "::1"),
-            "localhost (::1) matches CALLBACK_DENY ::1/128"
+            "localhost (one of its addresses) matches CALLBACK_DENY ::1/128"
         );
         assert_eq!(
             refusal(&deny, Some("db.internal.example"), "203.0.113.9"),
-            "db.internal.example (203.0.113.9) matches CALLBACK_DENY *.internal.example"
+            "db.internal.example (one of its addresses) matches CALLBACK_DENY *.internal.example"
         );
         assert!(deny.check_ip(None, ip("10.0.0.1")).is_ok());
         assert!(deny.check_ip(Some("example.com"), ip("93.184.216.34")).is_ok());
@@ -362,6 +435,65 @@ mod tests {
             .await
             .unwrap_err();
         assert!(unresolvable.reason().contains("does not resolve"), "{unresolvable}");
+
+        let strict = CallbackPolicy::default().with_preset(Preset::Strict);
+        for refused in ["http://localhost:9/hook", "http://no-such-host.invalid/hook", "http://10.0.0.1/"] {
+            let refusal = strict.check_url(&url(refused)).await.unwrap_err();
+            assert_eq!(refusal.reason(), UNANSWERED, "{refused}");
+        }
+    }
+
+    /// Spellings of the metadata address (169.254.169.254) and of other
+    /// metadata services, parsed as `POST /document` parses X-Callback-Url.
+    const METADATA_SPELLINGS: [&str; 25] = [
+        "http://169.254.169.254/latest/meta-data",
+        "http://2852039166/",
+        "http://0xa9fea9fe/",
+        "http://0xA9FEA9FE/",
+        "http://0251.0376.0251.0376/",
+        "http://0xa9.0xfe.0xa9.0xfe/",
+        "http://169.254.43518/",
+        "http://169.16689662/",
+        "http://169.254.169.254./",
+        "http://%31%36%39.254.169.254/",
+        "http://\u{ff11}\u{ff16}\u{ff19}.254.169.254/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[::ffff:a9fe:a9fe]/",
+        "http://[0:0:0:0:0:ffff:a9fe:a9fe]/",
+        "http://[::a9fe:a9fe]/",
+        "http://[::169.254.169.254]/",
+        "http://[::ffff:0:a9fe:a9fe]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[64:ff9b:1::a9fe:a9fe]/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",
+        "http://[fd00:ec2::254]/",
+        "http://168.63.129.16/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://METADATA.Google.Internal./",
+    ];
+
+    #[tokio::test]
+    async fn every_spelling_of_a_metadata_address_is_refused_through_the_routes_parser() {
+        let generous = policy(&["0.0.0.0/0", "::/0"], &[]);
+        for raw in METADATA_SPELLINGS {
+            let url = hookline_contract::HttpUrl::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            let refused = generous.check_url(url.url()).await.expect_err(raw);
+            let reason = refused.reason();
+            assert!(reason.contains("link-local") || reason.contains("metadata"), "{raw}: {reason}");
+        }
+        // The URL parser turns the numeric IPv4 spellings into the dotted one,
+        // and that is what is stored and delivered to.
+        for raw in ["http://2852039166/", "http://0xa9fea9fe/", "http://0251.0376.0251.0376/"] {
+            let url = hookline_contract::HttpUrl::parse(raw).unwrap();
+            assert_eq!(url.as_str(), "http://169.254.169.254/", "{raw}");
+        }
+        // CGNAT is internal: the strict preset refuses it.
+        let strict = CallbackPolicy::default().with_preset(Preset::Strict);
+        for raw in ["http://100.64.0.1/", "http://[::ffff:100.64.0.1]/", "http://1681915905/"] {
+            let url = hookline_contract::HttpUrl::parse(raw).unwrap();
+            assert_eq!(strict.check_url(url.url()).await.expect_err(raw).reason(), UNANSWERED);
+        }
     }
 
     #[test]
