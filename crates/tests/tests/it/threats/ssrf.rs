@@ -50,6 +50,7 @@ async fn request_review(helpdesk: &Running, callback: &str) -> (u16, Value) {
 /// X-Callback-Url, and returns its detail.
 async fn refused(helpdesk: &Running, callback: &str) -> String {
     let (status, answer) = request_review(helpdesk, callback).await;
+    assert_eq!(status, 400, "{callback} is let through: {answer}");
     assert_eq!(
         assert_client_error(status, &answer, 400),
         "callback_refused",
