@@ -183,13 +183,18 @@ mod tests {
 
     #[test]
     fn each_tenant_signs_with_its_own_secrets_and_the_default_one_with_webhook_secret() {
-        let tenants: TenantSecrets = format!(" acme={ACME}, globex = {GLOBEX},acme={ACME_NEW} ,").parse().unwrap();
+        let tenants: TenantSecrets = format!(" acme={ACME}, globex = {GLOBEX},acme={ACME_NEW} ,")
+            .parse()
+            .unwrap();
         assert_eq!(tenants.tenants().collect::<Vec<_>>(), ["acme", "globex"]);
         let keys = keys("acme:0123456789abcdef-acme,globex:0123456789abcdef-globex,0123456789abcdef-bare");
         let signing = CallbackSigning::new(Some(set(DEFAULT)), tenants, &keys).unwrap();
         let both = set(&format!("{ACME},{ACME_NEW}"));
         assert_eq!(signed(signing.secrets_for("acme").unwrap()), signed(Some(&both)));
-        assert_eq!(signed(signing.secrets_for("globex").unwrap()), signed(Some(&set(GLOBEX))));
+        assert_eq!(
+            signed(signing.secrets_for("globex").unwrap()),
+            signed(Some(&set(GLOBEX)))
+        );
         assert_eq!(
             signed(signing.secrets_for(DEFAULT_TENANT).unwrap()),
             signed(Some(&set(DEFAULT)))
@@ -237,7 +242,10 @@ mod tests {
             TenantSecretsError::DefaultTenant { position: 1 }
         );
         let error = "acme=whsec_c2hvcnQ=".parse::<TenantSecrets>().unwrap_err();
-        assert!(matches!(error, TenantSecretsError::Secret { position: 1, .. }), "{error:?}");
+        assert!(
+            matches!(error, TenantSecretsError::Secret { position: 1, .. }),
+            "{error:?}"
+        );
         assert!(!error.to_string().contains("c2hvcnQ"), "{error}");
     }
 }

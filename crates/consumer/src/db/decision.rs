@@ -56,8 +56,11 @@ pub async fn apply_decision(conn: &mut AsyncPgConnection, incoming: IncomingDeci
     let (duplicate, applied, row): (bool, Option<bool>, Option<ReviewRow>) =
         DecideStatement(incoming).get_result(conn).await?;
     let decision = incoming.decision;
-    let bound_elsewhere =
-        |row: &ReviewRow| row.document_id.as_deref().is_some_and(|bound| bound != incoming.document_id);
+    let bound_elsewhere = |row: &ReviewRow| {
+        row.document_id
+            .as_deref()
+            .is_some_and(|bound| bound != incoming.document_id)
+    };
     Ok(match (duplicate, applied, row) {
         (true, _, _) => Decision::Duplicate,
         (false, Some(true), Some(row)) => Decision::Applied(row),

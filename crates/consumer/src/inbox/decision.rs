@@ -159,7 +159,10 @@ mod tests {
             "0190f5a27c1e7b3d9a4e5f6a7b8c9d0e",
         ] {
             let refused = our_review_id(alias).unwrap_err();
-            assert!(refused.to_string().contains("lowercase, hyphenated"), "{alias}: {refused}");
+            assert!(
+                refused.to_string().contains("lowercase, hyphenated"),
+                "{alias}: {refused}"
+            );
         }
         assert_eq!(our_review_id("order-42").unwrap(), None, "not a UUID: not ours");
     }

@@ -45,7 +45,10 @@ pub enum Outcome {
     },
     /// It names our review by its id, but another document than the one
     /// the review is bound to: 409, nothing changed.
-    OtherDocument { bound: String, received: String },
+    OtherDocument {
+        bound: String,
+        received: String,
+    },
     /// Our storage failed: 503 (the help desk retries) or 500.
     Failed(Error),
 }

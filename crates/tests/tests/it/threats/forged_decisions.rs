@@ -15,20 +15,18 @@
 use std::time::Duration;
 
 use hookline_contract::DocumentStatus;
+use hookline_contract::signature::SecretSet;
 use hookline_kit::config::Secret;
 use hookline_tests::process::free_port;
 use hookline_tests::{
-    Running, TestDb, TestRedis, assert_client_error, call, closed_port, consumer_settings, helpdesk_settings,
-    post_raw, start_consumer, start_helpdesk, wait_for,
+    Running, TestDb, TestRedis, assert_client_error, call, closed_port, consumer_settings, helpdesk_settings, post_raw,
+    start_consumer, start_helpdesk, tenant_secret, tenant_secrets, wait_for,
 };
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const ACME_KEY: &str = "acme-key-0123456789abcdef";
 const GLOBEX_KEY: &str = "globex-key-0123456789abcdef";
-/// acme's own secret: its callbacks are signed with it, its consumer holds it.
-const ACME_SECRET: &str = "whsec_YWNtZS10ZW5hbnQtc2VjcmV0LTAxMjM0NTY3ODk=";
-const GLOBEX_SECRET: &str = "whsec_Z2xvYmV4LXRlbmFudC1zZWNyZXQtMDEyMzQ1Njc4OQ==";
 
 /// A help desk two tenants share, each signing with its own secret (the
 /// default tenant's `WEBHOOK_SECRET` is the test kit's, which no one here
@@ -36,11 +34,16 @@ const GLOBEX_SECRET: &str = "whsec_Z2xvYmV4LXRlbmFudC1zZWNyZXQtMDEyMzQ1Njc4OQ=="
 fn shared_helpdesk(redis: &TestRedis) -> helpdesk::Settings {
     let mut settings = helpdesk_settings(redis);
     settings.api_keys = format!("acme:{ACME_KEY},globex:{GLOBEX_KEY}").parse().unwrap();
-    settings.tenant_secrets = format!("acme={ACME_SECRET},globex={GLOBEX_SECRET}").parse().unwrap();
+    settings.tenant_secrets = tenant_secrets(&["acme", "globex"]);
     // Refused callbacks count against the consumer's endpoint; several
     // forged cases in a row must not open its breaker on the genuine one.
     settings.circuit_failures = 1000;
     settings
+}
+
+/// acme's own secret: its callbacks are signed with it, its consumer holds it.
+fn acme_secret() -> SecretSet {
+    SecretSet::single(tenant_secret("acme"))
 }
 
 /// acme's consumer: its key and only its tenant's secret, its help desk
@@ -48,7 +51,7 @@ fn shared_helpdesk(redis: &TestRedis) -> helpdesk::Settings {
 async fn acme_consumer(db: &TestDb, helpdesk_port: u16, reconcile_after: Duration) -> Running {
     let mut settings = consumer_settings(db, &format!("http://127.0.0.1:{helpdesk_port}"));
     settings.helpdesk_api_key = Some(Secret::new(ACME_KEY.to_owned()));
-    settings.webhook_secret = Some(ACME_SECRET.parse().unwrap());
+    settings.webhook_secret = Some(acme_secret());
     settings.reconcile_after = reconcile_after;
     start_consumer(settings).await
 }
@@ -131,14 +134,19 @@ async fn another_tenants_client_cannot_decide_our_review_under_a_spelling_of_its
     let statuses = refused_every_time(&shared, GLOBEX_KEY, &forged).await;
     assert!(statuses.len() > 1, "{statuses:?}");
     assert!(
-        statuses.iter().all(|status| status.is_some_and(|s| (400..500).contains(&s))),
+        statuses
+            .iter()
+            .all(|status| status.is_some_and(|s| (400..500).contains(&s))),
         "the consumer refused every attempt with a 4xx: {statuses:?}"
     );
     let rows = db.reviews().await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status(), DocumentStatus::PendingReview, "{:?}", rows[0]);
     assert_eq!(rows[0].document_id, None, "not bound to the attacker's document");
-    assert!(db.snapshot().await.receipts.is_empty(), "no receipt of the forged decision");
+    assert!(
+        db.snapshot().await.receipts.is_empty(),
+        "no receipt of the forged decision"
+    );
 
     // acme's help desk comes back (an API on the same store): the consumer
     // sends the review again, and the genuine case decides it.
@@ -179,7 +187,12 @@ async fn a_callback_signed_with_another_tenants_secret_is_refused_and_our_own_te
         "signed with globex's secret: {statuses:?}"
     );
     let before = db.snapshot().await;
-    assert!(before.reviews.iter().all(|row| row.status() == DocumentStatus::PendingReview));
+    assert!(
+        before
+            .reviews
+            .iter()
+            .all(|row| row.status() == DocumentStatus::PendingReview)
+    );
     assert!(before.reviews.iter().all(|row| row.document_id.is_none()));
 
     // acme's case for its own review is signed with acme's secret and taken.
@@ -194,7 +207,11 @@ async fn a_callback_signed_with_another_tenants_secret_is_refused_and_our_own_te
         (row.status(), row.document_id.as_deref()),
         (DocumentStatus::Accepted, Some(genuine.as_str()))
     );
-    let targeted_row = db.reviews().await.into_iter().find(|row| row.id.to_string() == targeted);
+    let targeted_row = db
+        .reviews()
+        .await
+        .into_iter()
+        .find(|row| row.id.to_string() == targeted);
     assert_eq!(targeted_row.unwrap().status(), DocumentStatus::PendingReview);
 }
 
@@ -233,16 +250,18 @@ async fn our_review_id_matches_only_as_we_sent_it_even_from_our_own_tenant() {
         let (status, answer) = post_acme_signed(&consumer, &body, &format!("msg_alias_{n}")).await;
         assert_eq!(assert_client_error(status, &answer, 400), "invalid_field", "{alias}");
         assert_eq!(answer["field"], "id", "{answer}");
-        assert!(answer["detail"].as_str().unwrap().contains("lowercase, hyphenated"), "{answer}");
+        assert!(
+            answer["detail"].as_str().unwrap().contains("lowercase, hyphenated"),
+            "{answer}"
+        );
     }
     assert_eq!(before, db.snapshot().await);
 }
 
 /// `body` signed with acme's secret, as acme's help desk signs it.
 async fn post_acme_signed(consumer: &Running, body: &[u8], webhook_id: &str) -> (u16, Value) {
-    let secrets: hookline_contract::signature::SecretSet = ACME_SECRET.parse().unwrap();
     let now = chrono::Utc::now().timestamp();
-    let signature = secrets.sign(webhook_id, now, body);
+    let signature = acme_secret().sign(webhook_id, now, body);
     let timestamp = now.to_string();
     post_raw(
         &callback(consumer),
@@ -293,7 +312,7 @@ async fn a_review_is_bound_to_one_document_once() {
     let helpdesk = start_helpdesk(settings).await;
     let db = TestDb::create().await;
     let mut settings = consumer_settings(&db, &helpdesk.url);
-    settings.webhook_secret = Some(ACME_SECRET.parse().unwrap());
+    settings.webhook_secret = Some(acme_secret());
     let consumer = start_consumer(settings).await;
     let (status, review) = hookline_tests::post_review(&consumer.url, "https://example.com/b.pdf").await;
     assert_eq!(status, 201, "{review}");
@@ -310,7 +329,7 @@ async fn a_review_is_bound_to_one_document_once() {
 async fn a_help_desk_whose_named_tenant_has_no_secret_refuses_to_start_naming_it() {
     let redis = TestRedis::default();
     let mut settings = shared_helpdesk(&redis);
-    settings.tenant_secrets = format!("acme={ACME_SECRET}").parse().unwrap();
+    settings.tenant_secrets = tenant_secrets(&["acme"]);
     let error = match helpdesk::Application::build(settings).await {
         Ok(_) => panic!("started although globex has no secret of its own"),
         Err(error) => error.to_string(),
