@@ -38,7 +38,9 @@ pub struct TenantSecrets(BTreeMap<String, SecretSet>);
 /// Why `TENANT_SECRETS` was refused (the secrets themselves are never shown).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TenantSecretsError {
-    #[error("entry {position} is not tenant=whsec_... (the tenant as HELPDESK_API_KEYS names it)")]
+    #[error(
+        "entry {position} is not tenant=whsec_... (the tenant as HELPDESK_API_KEYS names it: 1-64 of a-z, 0-9, - and _)"
+    )]
     NoTenant { position: usize },
     #[error(
         "entry {position} names the default tenant, whose secret is WEBHOOK_SECRET; TENANT_SECRETS is for the tenants HELPDESK_API_KEYS names"
@@ -77,8 +79,14 @@ impl FromStr for TenantSecrets {
             let Some((tenant, secret)) = entry.split_once('=') else {
                 return Err(TenantSecretsError::NoTenant { position });
             };
-            let tenant = tenant.trim();
-            if tenant.is_empty() || tenant.contains(char::is_whitespace) {
+            let (tenant, secret) = (tenant.trim(), secret.trim());
+            // A name as HELPDESK_API_KEYS writes it; a secret alone (its
+            // base64 may hold a `=`) is no name.
+            let named = (1..=64).contains(&tenant.len())
+                && tenant
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !named || secret.is_empty() {
                 return Err(TenantSecretsError::NoTenant { position });
             }
             if tenant == DEFAULT_TENANT {

@@ -214,7 +214,7 @@ mod tests {
                 Piece::Sql(_) => None,
             })
             .collect();
-        assert_eq!(named.len(), 11, "{named:?}");
+        assert_eq!(named.len(), 10, "{named:?}");
         assert!(named.iter().all(|name| known.contains(name)), "{named:?}");
     }
 }
