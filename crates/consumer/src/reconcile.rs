@@ -305,7 +305,9 @@ async fn reconcile_one(
             info!(review_id = %review.id, %document_id, status = %case.status, "decision reconciled from the help desk");
             Ok(Answer::Decided)
         }
-        Decision::AlreadyApplied(_) | Decision::UnknownReview | Decision::Duplicate => Ok(Answer::Unchanged),
+        Decision::AlreadyApplied(_) | Decision::UnknownReview | Decision::Duplicate | Decision::OtherDocument(_) => {
+            Ok(Answer::Unchanged)
+        }
         Decision::Contradicts(row) => {
             warn!(review_id = %row.id, stored = %row.status(), helpdesk = %case.status, "the help desk's decision contradicts ours; ours stands");
             Ok(Answer::Unchanged)

@@ -15,6 +15,7 @@ use hookline_kit::auth::ApiKeys;
 use hookline_kit::config::{InvalidValue, LogFormat, Secret, parse_duration, secret};
 use hookline_kit::tls;
 
+use crate::signing::{CallbackSigning, MissingSecret, TenantSecrets};
 use crate::ssrf::{CallbackPolicy, Preset, Rule};
 use crate::store::{EndpointLimits, MAX_PARTITIONS};
 
@@ -43,10 +44,30 @@ pub struct Settings {
     #[arg(long, env = "ACCEPT_RATIO", default_value = "0.7", value_parser = parse_ratio)]
     pub accept_ratio: f64,
 
-    /// Standard Webhooks secret(s), `whsec_...`, comma-separated to rotate;
-    /// every webhook is signed with each. Unset: webhooks go out unsigned.
+    /// Standard Webhooks secret(s), `whsec_...`, comma-separated to rotate:
+    /// the default tenant's (keys without a tenant, an open help desk);
+    /// its callbacks are signed with each. Unset, and TENANT_SECRETS unset
+    /// too: callbacks go out unsigned.
     #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, value_parser = secret::<SecretSet>())]
     pub webhook_secret: Option<SecretSet>,
+
+    /// Each named tenant's own Standard Webhooks secret(s) for its
+    /// callbacks: `tenant=whsec_...`, comma-separated (e.g.
+    /// `acme=whsec_...,globex=whsec_...`); a tenant listed twice signs with
+    /// both, to rotate. A case's callback is signed with the secrets of the
+    /// tenant whose key (HELPDESK_API_KEYS `tenant:key`) created it; keys
+    /// without a tenant, and an open help desk, sign with WEBHOOK_SECRET.
+    /// While either is set, a tenant the keys name without a secret here
+    /// stops the start.
+    #[arg(
+        long,
+        env = "TENANT_SECRETS",
+        hide_env_values = true,
+        value_parser = secret::<TenantSecrets>(),
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub tenant_secrets: TenantSecrets,
 
     /// API keys, comma-separated (two while one is rotated), each at least
     /// 16 characters: when set, `POST /document`, `GET /document/{id}`,
@@ -223,6 +244,12 @@ impl Settings {
             ("CALLBACK_CLIENT_CERT", "CALLBACK_CLIENT_KEY"),
         )?;
         tls::client_config(file("CALLBACK_CA_FILE", &self.callback_ca_file), identity)
+    }
+
+    /// Who signs each case's callback, from `WEBHOOK_SECRET` and
+    /// `TENANT_SECRETS`, checked against the tenants of `HELPDESK_API_KEYS`.
+    pub fn callback_signing(&self) -> Result<CallbackSigning, MissingSecret> {
+        CallbackSigning::new(self.webhook_secret.clone(), self.tenant_secrets.clone(), &self.api_keys)
     }
 
     /// What every endpoint may take, from `ENDPOINT_*` and `CIRCUIT_*`.

@@ -39,6 +39,7 @@ use hookline_contract::signature::SecretSet;
 use hookline_contract::{DocumentEvent, DocumentWebhook, Event, EventType, TestEvent, headers};
 use hookline_kit::tls::{self, ClientConfig, TlsFailure};
 
+use crate::signing::CallbackSigning;
 use crate::ssrf::{CallbackPolicy, GuardedResolver, Refusal, UNANSWERED, refusal_in};
 use crate::store::{CaseRecord, EventJob};
 
@@ -137,7 +138,7 @@ fn trickled(body: Bytes, over: Duration) -> impl futures_util::Stream<Item = Res
 /// Sends webhooks. Holds an `awc::Client`, so it lives on one thread.
 pub struct Deliverer {
     client: awc::Client,
-    secrets: Option<SecretSet>,
+    signing: CallbackSigning,
     policy: Arc<CallbackPolicy>,
     resolver: GuardedResolver,
     timeout: Duration,
@@ -147,7 +148,7 @@ impl Deliverer {
     /// `tls` is the configuration of `https://` callbacks
     /// ([`Settings::callback_tls`](crate::Settings::callback_tls)).
     pub fn new(
-        secrets: Option<SecretSet>,
+        signing: CallbackSigning,
         timeout: Duration,
         max_connections: usize,
         policy: Arc<CallbackPolicy>,
@@ -172,7 +173,7 @@ impl Deliverer {
             .finish();
         Self {
             client,
-            secrets,
+            signing,
             policy,
             resolver,
             timeout,
@@ -228,7 +229,7 @@ impl Deliverer {
     }
 
     /// Makes one attempt of a case's callback: the tutorial's flat payload,
-    /// signed with `WEBHOOK_SECRET`. Never panics and never takes longer
+    /// signed with its tenant's secrets ([`crate::signing`]). Never panics and never takes longer
     /// than `DELIVERY_TIMEOUT` (plus the scheduling of this task).
     pub async fn send(&self, case: &CaseRecord) -> Attempt {
         match self.case_message(case) {
@@ -237,10 +238,16 @@ impl Deliverer {
         }
     }
 
-    /// The webhook of a case's callback, ready to send (an [`Attempt`] if it
-    /// cannot be: its address refused, its payload not encodable).
+    /// The webhook of a case's callback, signed with the secrets of the
+    /// case's tenant, ready to send (an [`Attempt`] if it cannot be: its
+    /// address refused, its payload not encodable, no secret of its tenant
+    /// here: retried, as the setting may be fixed before the retries end).
     pub fn case_message<'a>(&'a self, case: &'a CaseRecord) -> Result<Message<'a>, Attempt> {
-        self.message(case, &Self::payload(case), self.secrets.as_ref())
+        let secrets = self
+            .signing
+            .secrets_for(&case.tenant)
+            .map_err(|missing| Attempt::failed(format!("not sent: {missing}"), Duration::ZERO))?;
+        self.message(case, &Self::payload(case), secrets)
     }
 
     /// An event for a subscription, ready to send: the envelope, signed with
@@ -434,7 +441,7 @@ mod tests {
     fn deliverer(deny: &[&str]) -> Deliverer {
         let deny = deny.iter().map(|rule| rule.parse().unwrap()).collect();
         Deliverer::new(
-            None,
+            CallbackSigning::default(),
             Duration::from_secs(2),
             4,
             Arc::new(CallbackPolicy::new(Vec::new(), deny)),

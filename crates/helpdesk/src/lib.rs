@@ -30,6 +30,8 @@ pub mod openapi;
 pub mod retention;
 /// The HTTP routes, one file per resource.
 pub mod routes;
+/// Who signs a case's callback: its tenant's secrets (TENANT_SECRETS) or WEBHOOK_SECRET.
+pub mod signing;
 /// Where callbacks may go: the SSRF guard, at `POST /document` and at delivery.
 pub mod ssrf;
 /// `Application::build`: Redis, the listener, the server and the worker.

@@ -18,6 +18,7 @@ use crate::delivery::Deliverer;
 use crate::metrics::HelpdeskMetrics;
 use crate::retention;
 use crate::routes::{self, document::Scheduling, webhooks::SubscriptionSettings};
+use crate::signing::{CallbackSigning, MissingSecret};
 use crate::ssrf::CallbackPolicy;
 use crate::store::{Store, StoreError};
 use crate::worker::{self, Wakeup, WorkerSettings};
@@ -34,6 +35,8 @@ pub enum StartupError {
     Metrics(#[from] prometheus::Error),
     #[error("invalid TLS settings")]
     Tls(#[from] TlsConfigError),
+    #[error("invalid configuration: {0}")]
+    Signing(#[from] MissingSecret),
 }
 
 /// The longest a new case waits for `REDIS_MIN_REPLICAS` replicas.
@@ -54,6 +57,7 @@ impl Application {
             ));
         }
         let callback_tls = settings.callback_tls()?;
+        let signing = settings.callback_signing()?;
         let store = Store::connect_partitioned(
             settings.redis_url.expose(),
             &settings.redis_prefix,
@@ -119,12 +123,13 @@ impl Application {
                 wakeup,
                 policy.clone(),
                 callback_tls,
+                signing.clone(),
                 metrics,
             )?)
         } else {
             None
         };
-        info!(port, ?role, delay = %settings.review_delay_ms, callback_policy = %policy, api_keys = settings.api_keys.count(), "help desk started");
+        info!(port, ?role, delay = %settings.review_delay_ms, callback_policy = %policy, api_keys = settings.api_keys.count(), tenant_secrets = ?signing.tenants(), "help desk started");
         if !settings.chaos.is_none() {
             warn!(chaos = %settings.chaos, "CHAOS is on: faults are sent besides every delivery's first attempt (forgeries, duplicates, ...), to test receivers");
         }
@@ -177,6 +182,7 @@ impl WorkerHandle {
         wakeup: Arc<Wakeup>,
         policy: Arc<CallbackPolicy>,
         tls: Arc<ClientConfig>,
+        signing: CallbackSigning,
         metrics: HelpdeskMetrics,
     ) -> std::io::Result<Self> {
         let (stop, stop_rx) = watch::channel(false);
@@ -188,7 +194,6 @@ impl WorkerHandle {
             drain_limit: settings.shutdown_grace,
             chaos: settings.chaos.clone(),
         };
-        let secrets = settings.webhook_secret.clone();
         let timeout = settings.delivery_timeout;
         // awc clients are thread-local, so the worker gets an actix runtime
         // of its own instead of borrowing an HTTP worker's.
@@ -196,7 +201,7 @@ impl WorkerHandle {
             .name("delivery-worker".to_owned())
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let deliverer = Deliverer::new(secrets, timeout, worker_settings.concurrency, policy, tls);
+                    let deliverer = Deliverer::new(signing, timeout, worker_settings.concurrency, policy, tls);
                     let trimmer = retention::run(store.clone(), metrics.clone(), stop_rx.clone());
                     let worker = worker::run(store, deliverer, worker_settings, wakeup, metrics, stop_rx);
                     tokio::join!(worker, trimmer);

@@ -9,7 +9,7 @@
 //! `scripts/test.sh` provides throwaway servers when the variables are unset.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub)]
 
-use hookline_contract::signature::SecretSet;
+use hookline_contract::signature::{SecretSet, WebhookSecret};
 
 /// A real Redis Cluster (three masters, three replicas) on loopback.
 pub mod cluster;
@@ -48,6 +48,22 @@ pub const SECRET: &str = "whsec_aG9va2xpbmUtdGVzdC1zZWNyZXQtZm9yLWhvb2tsaW5l";
 
 pub fn secret_set() -> SecretSet {
     SECRET.parse().unwrap()
+}
+
+/// A tenant's own callback secret in tests, the same for every test: what
+/// its receivers hold when its callbacks are signed per tenant.
+pub fn tenant_secret(tenant: &str) -> WebhookSecret {
+    WebhookSecret::from_bytes(format!("{tenant}-tenant-secret-of-hookline-tests").into_bytes()).unwrap()
+}
+
+/// `TENANT_SECRETS` giving each of `tenants` its [`tenant_secret`]: a help
+/// desk that signs refuses to start with a named tenant that has none.
+pub fn tenant_secrets(tenants: &[&str]) -> helpdesk::signing::TenantSecrets {
+    let entries: Vec<String> = tenants
+        .iter()
+        .map(|tenant| format!("{tenant}={}", tenant_secret(tenant).expose()))
+        .collect();
+    entries.join(",").parse().unwrap()
 }
 
 fn env(name: &str) -> String {

@@ -19,6 +19,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         review_delay_ms: "0".parse().unwrap(),
         accept_ratio: 0.5,
         webhook_secret: Some(secret_set()),
+        tenant_secrets: Default::default(),
         api_keys: Default::default(),
         redis_prefix: redis.prefix.clone(),
         retry_schedule: "50ms,100ms,200ms".parse().unwrap(),

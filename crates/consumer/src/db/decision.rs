@@ -21,6 +21,10 @@ pub enum Decision {
     AlreadyApplied(ReviewRow),
     /// The review already had the other decision, which stands.
     Contradicts(ReviewRow),
+    /// The review found by the echoed id is bound to another document: the
+    /// decision is not about it, and nothing changed. (A review is bound to
+    /// one document once, by the help desk's answer or the first decision.)
+    OtherDocument(ReviewRow),
     /// No review has this document id (nor the echoed id) — yet, perhaps.
     UnknownReview,
     /// This `webhook-id` was applied before: nothing changed.
@@ -52,9 +56,15 @@ pub async fn apply_decision(conn: &mut AsyncPgConnection, incoming: IncomingDeci
     let (duplicate, applied, row): (bool, Option<bool>, Option<ReviewRow>) =
         DecideStatement(incoming).get_result(conn).await?;
     let decision = incoming.decision;
+    let bound_elsewhere = |row: &ReviewRow| {
+        row.document_id
+            .as_deref()
+            .is_some_and(|bound| bound != incoming.document_id)
+    };
     Ok(match (duplicate, applied, row) {
         (true, _, _) => Decision::Duplicate,
         (false, Some(true), Some(row)) => Decision::Applied(row),
+        (false, _, Some(row)) if bound_elsewhere(&row) => Decision::OtherDocument(row),
         (false, _, Some(row)) if row.status() == decision => Decision::AlreadyApplied(row),
         // Not applied although found: the review holds the other decision
         // (the statement only changes a PENDING_REVIEW row).
@@ -77,7 +87,11 @@ pub async fn apply_decision(conn: &mut AsyncPgConnection, incoming: IncomingDeci
 ///   refused;
 /// - if `attach_ticket` stores the document id while this runs, the newest
 ///   version matches by `document_id` (a lookup in two statements could
-///   miss the review in between, and lose the webhook).
+///   miss the review in between, and lose the webhook);
+/// - a review is bound to a document once: the update re-checks, on the
+///   locked newest version, that the review has no document yet or this
+///   one, so a decision found by the echoed id of a review bound meanwhile
+///   to another document changes nothing.
 ///
 /// The lookup is written so that its plan is two unique-index probes (by
 /// `document_id`, then the primary key) whatever the parameters: the plain

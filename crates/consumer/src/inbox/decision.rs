@@ -19,7 +19,8 @@ use crate::events::ReviewEvents;
 pub(crate) struct Ids {
     pub(crate) document_id: ExternalId,
     pub(crate) agent_id: ExternalId,
-    /// Our own requests carry our review id; anything else cannot match a review.
+    /// Our own requests carry our review id ([`our_review_id`]); anything
+    /// else cannot match a review.
     pub(crate) request_id: Option<Uuid>,
 }
 
@@ -32,7 +33,7 @@ impl Ids {
         Ok(Self {
             document_id,
             agent_id,
-            request_id: id.and_then(|id| Uuid::parse_str(id).ok()),
+            request_id: id.map(our_review_id).transpose()?.flatten(),
         })
     }
 
@@ -61,6 +62,27 @@ impl Ids {
             at,
         }
     }
+}
+
+/// The review id an echoed `id` names, only in the one form we send it:
+/// the lowercase, hyphenated UUID. `Uuid::parse_str` also reads
+/// `urn:uuid:…`, upper case, braces and the bare 32 digits as the same id,
+/// and a help desk compares ids as strings, so another client could open a
+/// case of its own under one of those spellings of our id and have its
+/// decision applied to our review. Such a spelling is refused (400); an id
+/// that is no UUID at all is not ours and matches no review (`None`).
+fn our_review_id(id: &str) -> Result<Option<Uuid>, ApiError> {
+    let Ok(uuid) = Uuid::parse_str(id) else {
+        return Ok(None);
+    };
+    let mut ours = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    if uuid.hyphenated().encode_lower(&mut ours).as_bytes() != id.as_bytes() {
+        return Err(ApiError::invalid(
+            "id",
+            "must be the review id exactly as this consumer sent it: a lowercase, hyphenated UUID",
+        ));
+    }
+    Ok(Some(uuid))
 }
 
 /// Applies a decision of the help desk: the status change and its receipt
@@ -122,7 +144,28 @@ impl WebhookSlots {
 mod tests {
     use std::time::Duration;
 
-    use super::WebhookSlots;
+    use uuid::Uuid;
+
+    use super::{WebhookSlots, our_review_id};
+
+    #[test]
+    fn an_echoed_id_matches_only_in_the_form_we_send() {
+        let id = "0190f5a2-7c1e-7b3d-9a4e-5f6a7b8c9d0e";
+        assert_eq!(our_review_id(id).unwrap(), Some(Uuid::parse_str(id).unwrap()));
+        for alias in [
+            "urn:uuid:0190f5a2-7c1e-7b3d-9a4e-5f6a7b8c9d0e",
+            "0190F5A2-7C1E-7B3D-9A4E-5F6A7B8C9D0E",
+            "{0190f5a2-7c1e-7b3d-9a4e-5f6a7b8c9d0e}",
+            "0190f5a27c1e7b3d9a4e5f6a7b8c9d0e",
+        ] {
+            let refused = our_review_id(alias).unwrap_err();
+            assert!(
+                refused.to_string().contains("lowercase, hyphenated"),
+                "{alias}: {refused}"
+            );
+        }
+        assert_eq!(our_review_id("order-42").unwrap(), None, "not a UUID: not ours");
+    }
 
     #[test]
     fn webhooks_get_half_the_pool_and_never_none() {

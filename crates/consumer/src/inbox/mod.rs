@@ -193,6 +193,6 @@ impl Inbox {
         let _slot = self.slots.take().await?;
         let mut conn = self.pool.get().await?;
         let applied = apply(&mut conn, &self.events, ids.decision(decision, receipt)).await?;
-        Ok(Outcome::of_decision(applied, decision))
+        Ok(Outcome::of_decision(applied, decision, ids.document_id.as_str()))
     }
 }

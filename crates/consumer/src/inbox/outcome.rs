@@ -43,13 +43,19 @@ pub enum Outcome {
         stored: DocumentStatus,
         received: DocumentStatus,
     },
+    /// It names our review by its id, but another document than the one
+    /// the review is bound to: 409, nothing changed.
+    OtherDocument {
+        bound: String,
+        received: String,
+    },
     /// Our storage failed: 503 (the help desk retries) or 500.
     Failed(Error),
 }
 
 impl Outcome {
     /// What applying `decision` did, as the answer to its webhook or event.
-    pub(crate) fn of_decision(applied: Decision, decision: DocumentStatus) -> Self {
+    pub(crate) fn of_decision(applied: Decision, decision: DocumentStatus, received_document: &str) -> Self {
         match applied {
             Decision::Duplicate => Self::Duplicate(decision),
             Decision::Applied(row) => Self::Applied(row, decision),
@@ -57,6 +63,10 @@ impl Outcome {
             Decision::Contradicts(row) => Self::Contradicts {
                 stored: row.status(),
                 received: decision,
+            },
+            Decision::OtherDocument(row) => Self::OtherDocument {
+                bound: row.document_id.unwrap_or_default(),
+                received: received_document.to_owned(),
             },
             Decision::UnknownReview => Self::UnknownReview,
         }
@@ -75,7 +85,7 @@ impl Outcome {
             Self::Refused(_) => WebhookOutcome::RefusedUnauthorized,
             Self::Invalid(_) => WebhookOutcome::Invalid,
             Self::UnknownReview => WebhookOutcome::UnknownReview,
-            Self::Contradicts { .. } => WebhookOutcome::Conflict,
+            Self::Contradicts { .. } | Self::OtherDocument { .. } => WebhookOutcome::Conflict,
             Self::Failed(_) => WebhookOutcome::Error,
         }
     }
@@ -94,6 +104,9 @@ impl Outcome {
             Self::Duplicate(_) => info!("duplicate webhook acknowledged"),
             Self::Refused(why) => warn!(error = %why, "webhook refused"),
             Self::Contradicts { stored, received } => warn!(%stored, %received, "contradicting decision refused"),
+            Self::OtherDocument { bound, received } => {
+                warn!(%bound, %received, "decision refused: the review is bound to another document");
+            }
             Self::Invalid(_) | Self::UnknownReview | Self::Failed(_) => {}
         }
     }
@@ -123,6 +136,10 @@ impl Outcome {
             Self::Contradicts { stored, received } => {
                 Err(ApiError::Conflict(format!("the review is already {stored}; {received} does not change it")).into())
             }
+            Self::OtherDocument { bound, received } => Err(ApiError::Conflict(format!(
+                "the review with this id is bound to documentId {bound}, not {received}; nothing changed"
+            ))
+            .into()),
             Self::Failed(error) => Err(error),
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
 use hookline_contract::{AttemptView, CaseView, DeliveryState, DeliveryView, DocumentStatus, EventType};
+use hookline_kit::auth::DEFAULT_TENANT;
 use redis::Script;
 
 use super::keys::EVENT_JOB_MARK;
@@ -91,6 +92,9 @@ pub struct CaseRecord {
     pub callback_url: String,
     pub request_id: Option<String>,
     pub webhook_id: String,
+    /// Whose key created it: its callback is signed with that tenant's
+    /// secrets ([`crate::signing`]).
+    pub tenant: String,
     pub status: DocumentStatus,
     pub created_at: DateTime<Utc>,
     pub due_at: DateTime<Utc>,
@@ -143,6 +147,9 @@ impl CaseRecord {
             document_url: take("documentUrl")?,
             callback_url: take("callbackUrl")?,
             webhook_id: take("webhookId")?,
+            // Every job stores it; one without is the default tenant's, so
+            // it never borrows a named tenant's secrets.
+            tenant: take("tenant").unwrap_or_else(|_| DEFAULT_TENANT.to_owned()),
             status: status.parse().map_err(|_| corrupt(format!("bad status {status:?}")))?,
             created_at: required_time(take("createdAt")?)?,
             due_at: required_time(take("dueAt")?)?,

@@ -323,6 +323,7 @@ async fn a_tenant_cannot_see_or_change_another_tenants_subscriptions_nor_receive
     settings.api_keys = "acme:acme-key-0123456789abcdef,globex:globex-key-0123456789abcdef"
         .parse()
         .unwrap();
+    settings.tenant_secrets = hookline_tests::tenant_secrets(&["acme", "globex"]);
     let helpdesk = start_helpdesk(settings).await;
     let base = &helpdesk.url;
     let mut acme_hook = Receiver::start(200).await;
