@@ -22,7 +22,7 @@ pub async fn script() -> HttpResponse {
 
 /// `GET /events`: `event: review` with the review's JSON on every change;
 /// `event: resync` when this browser fell too far behind.
-#[utoipa::path(get, path = "/events", tag = "dashboard", responses(
+#[utoipa::path(get, path = "/events", tag = "dashboard", security(("api_key" = [])), responses(
     (status = 200, description = "Server-sent events: `event: review` with a Review's JSON, `event: resync`", content_type = "text/event-stream", body = String),
     Private,
 ))]

@@ -35,7 +35,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// 409. A failed request frees its key for the next try. Keys belong to the
 /// caller (its API key's tenant): another caller's key is a new request.
 #[utoipa::path(
-    post, path = "/documents", tag = "reviews",
+    post, path = "/documents", tag = "reviews", security(("api_key" = [])),
     request_body(content = CreateReview, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key gets the first response again")),
     responses(
@@ -101,7 +101,7 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
 
 /// `GET /documents/{id}`.
 #[utoipa::path(
-    get, path = "/documents/{id}", tag = "reviews",
+    get, path = "/documents/{id}", tag = "reviews", security(("api_key" = [])),
     params(("id" = String, Path, description = "The review's id (a UUID)")),
     responses(
         (status = 200, description = "The review", body = Review),
@@ -130,7 +130,7 @@ pub struct ListQuery {
 /// `GET /documents?limit=&cursor=&status=`: newest first, keyset-paginated
 /// (stable while new reviews arrive).
 #[utoipa::path(
-    get, path = "/documents", tag = "reviews",
+    get, path = "/documents", tag = "reviews", security(("api_key" = [])),
     params(
         ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
