@@ -192,7 +192,14 @@ mod tests {
         ] {
             assert!(hosts.allows(allowed), "{allowed}");
         }
-        for refused in ["evil.example", "consumer.evil.example", "127.0.0.2", "[::2]:3333", "", "example.com@evil"] {
+        for refused in [
+            "evil.example",
+            "consumer.evil.example",
+            "127.0.0.2",
+            "[::2]:3333",
+            "",
+            "example.com@evil",
+        ] {
             assert!(!hosts.allows(refused), "{refused}");
         }
         assert_eq!(hosts.to_string(), "consumer,example.com,[::1],127.0.0.1");

@@ -52,7 +52,10 @@ mod tests {
             redact_url("https://user:pass@example.com:8443/hooks/a?token=s3cret#frag"),
             "https://example.com:8443/hooks/a"
         );
-        assert_eq!(redact_url("http://127.0.0.1:3333/document/update"), "http://127.0.0.1:3333/document/update");
+        assert_eq!(
+            redact_url("http://127.0.0.1:3333/document/update"),
+            "http://127.0.0.1:3333/document/update"
+        );
         assert_eq!(redact_url("http://[::1]:80/x?a=b"), "http://[::1]/x");
         assert_eq!(redact_url("https://token@example.com"), "https://example.com/");
     }

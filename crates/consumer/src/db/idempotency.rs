@@ -104,7 +104,12 @@ pub async fn claim_key(
 }
 
 /// Stores the response given to the first request with `key`.
-pub async fn complete_key(conn: &mut AsyncPgConnection, key: IdempotencyKey<'_>, status: u16, body: &str) -> QueryResult<()> {
+pub async fn complete_key(
+    conn: &mut AsyncPgConnection,
+    key: IdempotencyKey<'_>,
+    status: u16,
+    body: &str,
+) -> QueryResult<()> {
     use idempotency_keys::dsl as k;
     diesel::update(k::idempotency_keys.find((key.caller, key.key)))
         .set((
@@ -119,8 +124,12 @@ pub async fn complete_key(conn: &mut AsyncPgConnection, key: IdempotencyKey<'_>,
 /// Frees `key` after a request that failed, so that a retry can run.
 pub async fn release_key(conn: &mut AsyncPgConnection, key: IdempotencyKey<'_>) -> QueryResult<()> {
     use idempotency_keys::dsl as k;
-    diesel::delete(k::idempotency_keys.find((key.caller, key.key)).filter(k::response_status.is_null()))
-        .execute(conn)
-        .await
-        .map(drop)
+    diesel::delete(
+        k::idempotency_keys
+            .find((key.caller, key.key))
+            .filter(k::response_status.is_null()),
+    )
+    .execute(conn)
+    .await
+    .map(drop)
 }

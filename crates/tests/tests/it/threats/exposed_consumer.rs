@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hookline_tests::process::{LogCapture, consumer_process_logged, free_port, helpdesk_process_logged};
-use hookline_tests::{Stack, TestDb, TestRedis, call, consumer_settings, post_signed_webhook, start_consumer, wait_for};
+use hookline_tests::{
+    Stack, TestDb, TestRedis, call, consumer_settings, post_signed_webhook, start_consumer, wait_for,
+};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -70,7 +72,11 @@ async fn with_api_keys_the_private_routes_need_one_and_a_review_still_flows_end_
     assert_eq!(status, 401, "POST /documents with a key not in the list: {body}");
     for path in private {
         assert_eq!(status_of(&base, path, &[]).await, 401, "GET {path} without a key");
-        assert_eq!(status_of(&base, path, &[("authorization", &wrong)]).await, 401, "GET {path} with a wrong key");
+        assert_eq!(
+            status_of(&base, path, &[("authorization", &wrong)]).await,
+            401,
+            "GET {path} with a wrong key"
+        );
     }
     assert!(stack.db.reviews().await.is_empty(), "nothing was stored without a key");
     for open in ["/healthz", "/readyz", "/openapi.json", "/", "/assets/consumer.js"] {
@@ -108,7 +114,10 @@ async fn with_api_keys_the_private_routes_need_one_and_a_review_still_flows_end_
 /// `POST /documents` for `document_url` with `key` and `Idempotency-Key: order-7`.
 async fn create_as(stack: &Stack, key: &str, document_url: &str) -> (u16, HashMap<String, String>, Value) {
     let authorization = bearer(key);
-    let headers = [("authorization", authorization.as_str()), ("idempotency-key", "order-7")];
+    let headers = [
+        ("authorization", authorization.as_str()),
+        ("idempotency-key", "order-7"),
+    ];
     create(stack, document_url, &headers).await
 }
 
@@ -122,12 +131,18 @@ async fn an_idempotency_key_belongs_to_its_caller() {
     // Alice's answer replayed.
     let (status, headers, bobs) = create_as(&stack, BOB, "https://example.com/alice.pdf").await;
     assert_eq!(status, 201, "{bobs}");
-    assert_ne!(bobs["id"], first["id"], "another caller's key replayed Alice's review: {bobs}");
+    assert_ne!(
+        bobs["id"], first["id"],
+        "another caller's key replayed Alice's review: {bobs}"
+    );
     assert!(!headers.contains_key("idempotent-replayed"), "{headers:?}");
 
     // Carol, the same key for another document: no 422 telling her the key is taken.
     let (status, _, carols) = create_as(&stack, CAROL, "https://example.com/carol.pdf").await;
-    assert_eq!(status, 201, "a 422 would reveal that another caller used the key: {carols}");
+    assert_eq!(
+        status, 201,
+        "a 422 would reveal that another caller used the key: {carols}"
+    );
     assert_eq!(carols["documentUrl"], "https://example.com/carol.pdf");
 
     // Within one caller the key still works both ways.
@@ -150,7 +165,12 @@ async fn a_request_naming_a_host_the_consumer_is_not_known_by_is_misdirected() {
     let base = stack.consumer.url.clone();
     let port = base.rsplit(':').next().unwrap().to_owned();
 
-    for host in ["evil.example", &format!("evil.example:{port}"), "127.0.0.2", "consumer.internal.evil.example"] {
+    for host in [
+        "evil.example",
+        &format!("evil.example:{port}"),
+        "127.0.0.2",
+        "consumer.internal.evil.example",
+    ] {
         let (status, _, body) = call("GET", &format!("{base}/documents"), &[("host", host)], None).await;
         assert_eq!(status, 421, "GET /documents with Host: {host}: {body}");
         assert_eq!(body["error"], "misdirected_request", "{body}");
@@ -183,7 +203,13 @@ async fn a_request_naming_a_host_the_consumer_is_not_known_by_is_misdirected() {
     let mut settings = consumer_settings(&stack.db, &stack.helpdesk.url);
     settings.allowed_hosts = "*".parse().unwrap();
     let any = start_consumer(settings).await;
-    let (status, _, body) = call("GET", &format!("{}/documents", any.url), &[("host", "evil.example")], None).await;
+    let (status, _, body) = call(
+        "GET",
+        &format!("{}/documents", any.url),
+        &[("host", "evil.example")],
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -210,21 +236,17 @@ async fn urls_are_logged_without_their_userinfo_and_query() {
         "http://hd-user:hd-password-secret@127.0.0.1:{}/?token=hd-query-secret",
         helpdesk.port
     );
-    let consumer = consumer_process_logged(
-        &db,
-        free_port(),
-        &with_secrets,
-        &json_logs,
-        Some(&consumer_log),
-    )
-    .await;
+    let consumer = consumer_process_logged(&db, free_port(), &with_secrets, &json_logs, Some(&consumer_log)).await;
 
     let helpdesk_text = wait_for(DEADLINE, "the subscription's log line", || async {
         let text = helpdesk_log.text();
         text.contains("subscription created").then_some(text)
     })
     .await;
-    assert!(helpdesk_text.contains(&hook), "the URL's place is logged: {helpdesk_text}");
+    assert!(
+        helpdesk_text.contains(&hook),
+        "the URL's place is logged: {helpdesk_text}"
+    );
     assert!(!helpdesk_text.contains("sub-query-secret"), "{helpdesk_text}");
 
     let consumer_text = consumer_log.text();
