@@ -2,6 +2,38 @@
 // server-sent events of /events. No framework, no build step.
 "use strict";
 
+// With CONSUMER_API_KEYS set, the data routes answer 401 without a key: the
+// page asks for one once, keeps it for this tab (sessionStorage, gone when
+// the tab closes), and asks again only if the consumer refuses it.
+const KEY_ITEM = "hookline-consumer-api-key";
+let declined = false;
+
+// Asks for the key (prompt blocks the page, so only one question is ever
+// open); false if the user cancels, and then the page stops asking.
+function askForKey(refused) {
+  if (declined) return false;
+  const key = window.prompt(
+    refused
+      ? "That API key was refused. API key (one of the consumer's CONSUMER_API_KEYS):"
+      : "This consumer needs an API key (one of its CONSUMER_API_KEYS):",
+  );
+  declined = !key;
+  if (key) sessionStorage.setItem(KEY_ITEM, key.trim());
+  return Boolean(key);
+}
+
+// fetch with the key; on a 401, ask (unless another request just got a new
+// key) and send once more.
+async function api(path, options = {}) {
+  const send = (key) =>
+    fetch(path, { ...options, headers: { ...options.headers, ...(key ? { Authorization: `Bearer ${key}` } : {}) } });
+  const used = sessionStorage.getItem(KEY_ITEM);
+  const response = await send(used);
+  if (response.status !== 401) return response;
+  if (sessionStorage.getItem(KEY_ITEM) === used && !askForKey(Boolean(used))) return response;
+  return send(sessionStorage.getItem(KEY_ITEM));
+}
+
 const tbody = document.getElementById("reviews");
 const empty = document.getElementById("empty");
 const live = document.getElementById("live");
@@ -48,7 +80,7 @@ function render(review, { highlight = true } = {}) {
 }
 
 async function load() {
-  const response = await fetch("/documents?limit=50");
+  const response = await api("/documents?limit=50");
   if (!response.ok) return;
   const page = await response.json();
   tbody.replaceChildren();
@@ -61,7 +93,7 @@ form.addEventListener("submit", async (event) => {
   formStatus.className = "status-line";
   formStatus.textContent = "Asking the help desk…";
   try {
-    const response = await fetch("/documents", {
+    const response = await api("/documents", {
       method: "POST",
       headers: { "content-type": "application/json", "idempotency-key": newKey() },
       body: JSON.stringify({ documentUrl: input.value }),
@@ -76,19 +108,48 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-function connect() {
-  const events = new EventSource("/events");
-  events.addEventListener("open", () => {
-    live.textContent = "● live";
-    live.classList.add("on");
+function setLive(on) {
+  live.textContent = on ? "● live" : "○ reconnecting";
+  live.classList.toggle("on", on);
+}
+
+// One server-sent event (the lines before a blank line): a review's new
+// state, or "resync" when this page fell too far behind.
+function dispatch(block) {
+  let type = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) type = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  if (type === "review") render(JSON.parse(data.join("\n")));
+  else if (type === "resync") load();
+}
+
+// The live updates: /events read through fetch, since EventSource cannot
+// send the API key; reconnects after a pause when the stream ends.
+async function connect() {
+  try {
+    const response = await api("/events", { headers: { accept: "text/event-stream" } });
+    if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+    setLive(true);
     load();
-  });
-  events.addEventListener("review", (event) => render(JSON.parse(event.data)));
-  events.addEventListener("resync", load);
-  events.addEventListener("error", () => {
-    live.textContent = "○ reconnecting";
-    live.classList.remove("on");
-  });
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+        dispatch(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+      }
+    }
+  } catch {
+    // Below: shown as reconnecting, tried again.
+  }
+  setLive(false);
+  if (!declined) setTimeout(connect, 2000);
 }
 
 load();

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hookline_contract::signature::SecretSet;
+use hookline_kit::auth::ApiKeys;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
+use hookline_kit::host::AllowedHosts;
 use url::Url;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -41,6 +43,33 @@ pub struct Settings {
     /// [default: http://127.0.0.1:<listen port>]
     #[arg(long, env = "CONSUMER_PUBLIC_URL")]
     pub public_url: Option<Url>,
+
+    /// API keys of the consumer's own API, comma-separated (two while one
+    /// is rotated), each at least 16 characters, `tenant:key` to tell
+    /// callers apart: when set, `POST /documents`, `GET /documents`,
+    /// `GET /documents/{id}` and the dashboard's live updates (`/events`)
+    /// need `Authorization: Bearer <key>` (the dashboard asks for one), and
+    /// an `Idempotency-Key` belongs to its caller's tenant. The webhook
+    /// receivers (signed), `/healthz`, `/readyz`, `/openapi.json` and the
+    /// dashboard's page stay open. Unset: every route is open, as the
+    /// tutorial's consumer is.
+    #[arg(
+        long,
+        env = "CONSUMER_API_KEYS",
+        hide_env_values = true,
+        value_parser = secret::<ApiKeys>(),
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub api_keys: ApiKeys,
+
+    /// Host names this consumer answers to, comma-separated (ports are
+    /// ignored), besides the host of CONSUMER_PUBLIC_URL, which is always
+    /// allowed; a request naming another `Host` is a `421` (DNS rebinding
+    /// reaches a local service under the attacker's name). `*` answers to
+    /// any. The probes (`/healthz`, `/readyz`) answer to any name.
+    #[arg(long, env = "ALLOWED_HOSTS", default_value = hookline_kit::host::LOOPBACK)]
+    pub allowed_hosts: AllowedHosts,
 
     /// Receive the Help Desk's events through a subscription
     /// (`{CONSUMER_PUBLIC_URL}/helpdesk/events`, signed with the

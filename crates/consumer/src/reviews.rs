@@ -32,7 +32,7 @@ use hookline_kit::request_id::RequestId;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::db::{self, KeyClaim, Pool};
+use crate::db::{self, IdempotencyKey, KeyClaim, Pool};
 use crate::error::Error;
 use crate::events::ReviewEvents;
 use crate::helpdesk_client::{HelpdeskClient, HelpdeskError};
@@ -86,7 +86,7 @@ impl Reviews {
     pub async fn create(
         &self,
         document_url: &HttpUrl,
-        key: Option<&str>,
+        key: Option<IdempotencyKey<'_>>,
         request_id: &RequestId,
     ) -> Result<Created, Error> {
         let mut review = Planned {
@@ -131,7 +131,7 @@ impl Reviews {
 
     /// Stores the answer to an `Idempotency-Key` (`Some`), or frees the key
     /// for the next try (`None`: the request failed).
-    async fn record_key(&self, key: &str, answer: Option<&String>) -> Result<(), Error> {
+    async fn record_key(&self, key: IdempotencyKey<'_>, answer: Option<&String>) -> Result<(), Error> {
         let mut conn = self.pool.get().await?;
         match answer {
             Some(body) => db::complete_key(&mut conn, key, 201, body).await?,

@@ -26,13 +26,14 @@ diesel::table! {
 }
 
 diesel::table! {
-    idempotency_keys (key) {
+    idempotency_keys (caller, key) {
         key -> Text,
         document_url -> Text,
         response_status -> Nullable<Int2>,
         response_body -> Nullable<Text>,
         created_at -> Timestamptz,
         review_id -> Nullable<Uuid>,
+        caller -> Text,
     }
 }
 

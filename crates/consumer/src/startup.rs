@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use hookline_contract::HttpUrl;
+use hookline_kit::redact::redact_url;
 use hookline_kit::shutdown;
 use hookline_kit::tls::{self, PemFile, TlsConfigError};
 use tracing::{info, warn};
@@ -89,7 +90,21 @@ impl Application {
             .map_or_else(|| format!("http://127.0.0.1:{port}"), |url| url.to_string());
         let callback_url = HttpUrl::parse(&format!("{}/document/update", public_url.trim_end_matches('/')))
             .map_err(|e| StartupError::Config(format!("CONSUMER_PUBLIC_URL {e}")))?;
-        info!(port, callback = %callback_url, helpdesk = %settings.helpdesk_url, "consumer started");
+        let allowed_hosts = web::Data::new(
+            settings
+                .allowed_hosts
+                .clone()
+                .with(callback_url.url().host_str().unwrap_or_default()),
+        );
+        let api_keys = web::Data::new(settings.api_keys.clone());
+        if api_keys.is_open() && !settings.listen.ip().is_loopback() {
+            warn!(
+                listen = %settings.listen,
+                "CONSUMER_API_KEYS is not set: anyone who can reach this port can request reviews and read every one"
+            );
+        }
+        info!(port, callback = %redact_url(callback_url.as_str()), helpdesk = %redact_url(settings.helpdesk_url.as_str()),
+            api_keys = api_keys.count(), allowed_hosts = %allowed_hosts.as_ref(), "consumer started");
 
         let events = ReviewEvents::default();
         let metrics = ConsumerMetrics::new()?;
@@ -113,7 +128,7 @@ impl Application {
             ))
             .map_err(|e| StartupError::Config(format!("CONSUMER_PUBLIC_URL {e}")))?;
             subscription::load_stored(&pool, &events_url, &subscription).await?;
-            info!(url = %events_url, "HELPDESK_SUBSCRIBE=true: setting up the subscription at the help desk");
+            info!(url = %redact_url(events_url.as_str()), "HELPDESK_SUBSCRIBE=true: setting up the subscription at the help desk");
             tasks.spawn_until_done(
                 "subscription",
                 subscription::run(
@@ -198,6 +213,8 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(events_data.clone())
                 .app_data(task_health.clone())
+                .app_data(api_keys.clone())
+                .app_data(allowed_hosts.clone())
                 .app_data(web::Data::new(reviews))
                 .configure(routes::configure)
         })

@@ -39,6 +39,7 @@ use std::time::Duration;
 use hookline_contract::signature::{SecretError, SecretSet, WebhookSecret};
 use hookline_contract::{EventType, HttpUrl, NewSubscription, Subscription};
 use hookline_kit::http::source_chain;
+use hookline_kit::redact::redact_url;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -325,10 +326,10 @@ pub async fn run(
                 let active = usable(&subscription);
                 state.set(secret, active);
                 if active {
-                    info!(subscription_id = %subscription.id, url = %url, how,
+                    info!(subscription_id = %subscription.id, url = %redact_url(url.as_str()), how,
                         "subscribed at the help desk: reviews are now requested without X-Callback-Url");
                 } else {
-                    warn!(subscription_id = %subscription.id, url = %url, how, disabled = subscription.disabled,
+                    warn!(subscription_id = %subscription.id, url = %redact_url(url.as_str()), how, disabled = subscription.disabled,
                         events = ?subscription.events,
                         "our subscription at the help desk is disabled or lacks a decision event: \
                          reviews keep their X-Callback-Url (enable it, or delete it to have it made again at the next start)");
@@ -339,7 +340,7 @@ pub async fn run(
             Err(e) => {
                 failures += 1;
                 let wait = pause(failures);
-                warn!(error = %source_chain(&e), failures, retry_in = %humantime::format_duration(wait), url = %url,
+                warn!(error = %source_chain(&e), failures, retry_in = %humantime::format_duration(wait), url = %redact_url(url.as_str()),
                     "cannot set up the subscription at the help desk; reviews keep their X-Callback-Url meanwhile");
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}

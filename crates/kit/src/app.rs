@@ -4,8 +4,10 @@
 //! Order matters, and actix runs the middleware registered last first:
 //! [`request_id::propagate`] gives every request its id before the
 //! [`TracingLogger`] opens the request's span with it; [`track`] times the
-//! request inside that span and counts it by route; [`json_errors`], the
-//! innermost, turns actix's own bare errors (404, 405, 413...) into the JSON
+//! request inside that span and counts it by route; [`host::guard`] refuses
+//! a request for a host the service does not answer to (only where the app
+//! registers `AllowedHosts`), counted and logged like any other;
+//! [`json_errors`], the innermost, turns actix's own bare errors (404, 405, 413...) into the JSON
 //! envelope before they are counted and logged.
 
 use actix_web::body::MessageBody;
@@ -14,6 +16,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use tracing_actix_web::TracingLogger;
 
+use crate::host;
 use crate::http::{json_errors, not_found};
 use crate::metrics::{HttpMetrics, track};
 use crate::request_id::{self, RequestSpan};
@@ -33,6 +36,7 @@ pub fn app(
 > {
     App::new()
         .wrap(json_errors())
+        .wrap(from_fn(host::guard))
         .wrap(from_fn(track))
         .wrap(TracingLogger::<RequestSpan>::new())
         .wrap(from_fn(request_id::propagate))

@@ -14,6 +14,8 @@ pub mod config;
 pub mod dashboard;
 /// `<binary> healthcheck`: the container healthcheck without curl.
 pub mod health;
+/// The `Host` allow-list: a 421 for a name the service is not known by.
+pub mod host;
 /// The JSON error envelope for every 4xx/5xx, extractor limits.
 pub mod http;
 /// Strict JSON bodies: objects only, errors that name the field.
@@ -22,6 +24,8 @@ pub mod json;
 pub mod metrics;
 /// The committed OpenAPI documents and their drift check.
 pub mod openapi;
+/// URLs fit for a log line: no userinfo, no query.
+pub mod redact;
 /// `x-request-id`: kept, made, echoed, on every span.
 pub mod request_id;
 /// A service binary's whole `main`: command line, telemetry, build, serve.

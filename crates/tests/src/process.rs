@@ -83,8 +83,55 @@ pub struct Process {
     pub url: String,
 }
 
+/// A file that takes a process's stdout and stderr, for tests that read
+/// what it logged; removed on drop.
+pub struct LogCapture {
+    path: PathBuf,
+}
+
+impl Default for LogCapture {
+    fn default() -> Self {
+        Self {
+            path: std::env::temp_dir().join(format!("hookline-log-{}.txt", uuid::Uuid::new_v4().simple())),
+        }
+    }
+}
+
+impl LogCapture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.path).unwrap_or_default()
+    }
+
+    fn stdio(&self) -> (Stdio, Stdio) {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .unwrap();
+        (Stdio::from(file.try_clone().unwrap()), Stdio::from(file))
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 impl Process {
     pub(crate) fn spawn(program: PathBuf, args: &[&str], env: &[(&str, String)], port: u16) -> Self {
+        Self::spawn_logging(program, args, env, port, None)
+    }
+
+    /// As [`Process::spawn`], its output into `log` if given.
+    fn spawn_logging(
+        program: PathBuf,
+        args: &[&str],
+        env: &[(&str, String)],
+        port: u16,
+        log: Option<&LogCapture>,
+    ) -> Self {
         let quiet = std::env::var_os("TEST_LOG").is_none();
         let mut command = Command::new(program);
         command
@@ -98,7 +145,10 @@ impl Process {
         for (key, value) in env {
             command.env(key, value);
         }
-        if quiet {
+        if let Some(log) = log {
+            let (stdout, stderr) = log.stdio();
+            command.stdout(stdout).stderr(stderr);
+        } else if quiet {
             command.stdout(Stdio::null()).stderr(Stdio::null());
         }
         Self {
@@ -172,6 +222,16 @@ fn override_env<'a>(env: &mut Vec<(&'a str, String)>, extra: &[(&'a str, &str)])
 /// Environment for a `helpdesk` process on `port`: like
 /// [`crate::helpdesk_settings`], with `extra` on top.
 pub async fn helpdesk_process(redis: &TestRedis, port: u16, extra: &[(&str, &str)]) -> Process {
+    helpdesk_process_logged(redis, port, extra, None).await
+}
+
+/// As [`helpdesk_process`], its output into `log` if given.
+pub async fn helpdesk_process_logged(
+    redis: &TestRedis,
+    port: u16,
+    extra: &[(&str, &str)],
+    log: Option<&LogCapture>,
+) -> Process {
     let mut env: Vec<(&str, String)> = vec![
         ("REDIS_URL", redis.url.clone()),
         ("REDIS_PREFIX", redis.prefix.clone()),
@@ -184,13 +244,24 @@ pub async fn helpdesk_process(redis: &TestRedis, port: u16, extra: &[(&str, &str
         ("WEBHOOK_SECRET", crate::SECRET.to_owned()),
     ];
     override_env(&mut env, extra);
-    Process::spawn(binary("helpdesk"), &[], &env, port)
+    Process::spawn_logging(binary("helpdesk"), &[], &env, port, log)
         .ready(Duration::from_secs(30))
         .await
 }
 
 /// A `consumer` process on `port` talking to `helpdesk_url`.
 pub async fn consumer_process(db: &TestDb, port: u16, helpdesk_url: &str, extra: &[(&str, &str)]) -> Process {
+    consumer_process_logged(db, port, helpdesk_url, extra, None).await
+}
+
+/// As [`consumer_process`], its output into `log` if given.
+pub async fn consumer_process_logged(
+    db: &TestDb,
+    port: u16,
+    helpdesk_url: &str,
+    extra: &[(&str, &str)],
+    log: Option<&LogCapture>,
+) -> Process {
     let mut env: Vec<(&str, String)> = vec![
         ("DATABASE_URL", db.url.clone()),
         ("CONSUMER_LISTEN", format!("127.0.0.1:{port}")),
@@ -200,7 +271,7 @@ pub async fn consumer_process(db: &TestDb, port: u16, helpdesk_url: &str, extra:
         ("DATABASE_POOL_SIZE", "4".to_owned()),
     ];
     override_env(&mut env, extra);
-    Process::spawn(binary("consumer"), &[], &env, port)
+    Process::spawn_logging(binary("consumer"), &[], &env, port, log)
         .ready(Duration::from_secs(30))
         .await
 }

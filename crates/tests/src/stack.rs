@@ -57,6 +57,8 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         helpdesk_api_key: None,
         helpdesk_ca_file: None,
         public_url: None,
+        api_keys: Default::default(),
+        allowed_hosts: hookline_kit::host::AllowedHosts::loopback(),
         helpdesk_subscribe: false,
         webhook_secret: Some(secret_set()),
         allow_unsigned_webhooks: false,

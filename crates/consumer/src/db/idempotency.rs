@@ -1,6 +1,10 @@
 //! `Idempotency-Key`s of `POST /documents`: the first request with a key
 //! runs, a retry gets its answer again, a reuse for another request is
 //! refused, and a key whose request died mid-way frees itself after a while.
+//!
+//! A key belongs to its caller ([`IdempotencyKey::caller`]): two callers
+//! who pick the same key make two reviews, and neither learns the other's
+//! answer, nor (by a 422) that the key was taken.
 
 use chrono::Utc;
 use diesel::prelude::*;
@@ -27,6 +31,16 @@ pub enum KeyClaim {
     Mismatch,
 }
 
+/// An `Idempotency-Key` as stored: the caller's own key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyKey<'a> {
+    /// Who sent it: the tenant of its API key
+    /// ([`hookline_kit::auth::DEFAULT_TENANT`] on an open consumer).
+    pub caller: &'a str,
+    /// The header's value.
+    pub key: &'a str,
+}
+
 /// How long an unfinished key blocks retries before it counts as abandoned
 /// (its request died mid-way).
 const ABANDONED_AFTER_SECS: i64 = 60;
@@ -35,14 +49,15 @@ const ABANDONED_AFTER_SECS: i64 = 60;
 /// `review_id`.
 pub async fn claim_key(
     conn: &mut AsyncPgConnection,
-    key: &str,
+    key: IdempotencyKey<'_>,
     document_url: &str,
     review_id: Uuid,
 ) -> QueryResult<KeyClaim> {
     use idempotency_keys::dsl as k;
     let inserted = diesel::insert_into(k::idempotency_keys)
         .values((
-            k::key.eq(key),
+            k::caller.eq(key.caller),
+            k::key.eq(key.key),
             k::document_url.eq(document_url),
             k::review_id.eq(review_id),
         ))
@@ -53,7 +68,7 @@ pub async fn claim_key(
         return Ok(KeyClaim::Fresh { review_id });
     }
     let (url, status, body, earlier): (String, Option<i16>, Option<String>, Option<Uuid>) = k::idempotency_keys
-        .find(key)
+        .find((key.caller, key.key))
         .select((k::document_url, k::response_status, k::response_body, k::review_id))
         .first(conn)
         .await?;
@@ -68,7 +83,7 @@ pub async fn claim_key(
     }
     let abandoned = diesel::update(
         k::idempotency_keys
-            .find(key)
+            .find((key.caller, key.key))
             .filter(k::response_status.is_null())
             .filter(k::created_at.lt(Utc::now() - chrono::Duration::seconds(ABANDONED_AFTER_SECS))),
     )
@@ -89,9 +104,14 @@ pub async fn claim_key(
 }
 
 /// Stores the response given to the first request with `key`.
-pub async fn complete_key(conn: &mut AsyncPgConnection, key: &str, status: u16, body: &str) -> QueryResult<()> {
+pub async fn complete_key(
+    conn: &mut AsyncPgConnection,
+    key: IdempotencyKey<'_>,
+    status: u16,
+    body: &str,
+) -> QueryResult<()> {
     use idempotency_keys::dsl as k;
-    diesel::update(k::idempotency_keys.find(key))
+    diesel::update(k::idempotency_keys.find((key.caller, key.key)))
         .set((
             k::response_status.eq(i16::try_from(status).unwrap_or(i16::MAX)),
             k::response_body.eq(body),
@@ -102,10 +122,14 @@ pub async fn complete_key(conn: &mut AsyncPgConnection, key: &str, status: u16, 
 }
 
 /// Frees `key` after a request that failed, so that a retry can run.
-pub async fn release_key(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()> {
+pub async fn release_key(conn: &mut AsyncPgConnection, key: IdempotencyKey<'_>) -> QueryResult<()> {
     use idempotency_keys::dsl as k;
-    diesel::delete(k::idempotency_keys.find(key).filter(k::response_status.is_null()))
-        .execute(conn)
-        .await
-        .map(drop)
+    diesel::delete(
+        k::idempotency_keys
+            .find((key.caller, key.key))
+            .filter(k::response_status.is_null()),
+    )
+    .execute(conn)
+    .await
+    .map(drop)
 }

@@ -25,7 +25,7 @@ mod reviews;
 mod subscription;
 
 pub use decision::{Decision, IncomingDecision, apply_decision};
-pub use idempotency::{KeyClaim, claim_key, complete_key, release_key};
+pub use idempotency::{IdempotencyKey, KeyClaim, claim_key, complete_key, release_key};
 pub use reconcile::{StaleReview, mark_lost, take_stale};
 pub use retention::{prune_idempotency_keys, prune_receipts};
 pub use reviews::{

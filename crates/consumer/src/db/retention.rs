@@ -30,8 +30,8 @@ pub async fn prune_idempotency_keys(
     batch: i64,
 ) -> QueryResult<usize> {
     diesel::sql_query(
-        "DELETE FROM idempotency_keys WHERE key IN \
-         (SELECT key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+        "DELETE FROM idempotency_keys WHERE (caller, key) IN \
+         (SELECT caller, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
     )
     .bind::<Timestamptz, _>(before)
     .bind::<BigInt, _>(batch)

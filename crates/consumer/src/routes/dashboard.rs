@@ -2,9 +2,11 @@
 //! live) and `GET /events` (the server-sent events behind it).
 
 use actix_web::{HttpResponse, web};
+use hookline_kit::auth::Authorized;
 use hookline_kit::dashboard::{asset, page};
 
 use crate::events::ReviewEvents;
+use crate::routes::Private;
 
 #[utoipa::path(get, path = "/", tag = "dashboard", responses((status = 200, description = "The dashboard", content_type = "text/html", body = String)))]
 pub async fn index() -> HttpResponse {
@@ -20,10 +22,11 @@ pub async fn script() -> HttpResponse {
 
 /// `GET /events`: `event: review` with the review's JSON on every change;
 /// `event: resync` when this browser fell too far behind.
-#[utoipa::path(get, path = "/events", tag = "dashboard", responses(
+#[utoipa::path(get, path = "/events", tag = "dashboard", security(("api_key" = [])), responses(
     (status = 200, description = "Server-sent events: `event: review` with a Review's JSON, `event: resync`", content_type = "text/event-stream", body = String),
+    Private,
 ))]
-pub async fn events(events: web::Data<ReviewEvents>) -> HttpResponse {
+pub async fn events(_: Authorized, events: web::Data<ReviewEvents>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))

@@ -9,15 +9,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
 use hookline_contract::headers::IDEMPOTENT_REPLAYED;
 use hookline_contract::{CreateReview, DocumentStatus, ErrorBody, HttpUrl, Review, ReviewPage};
+use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
 use hookline_kit::json::JsonBody;
 use hookline_kit::request_id::RequestId;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::db::{self, PageStart, Pool};
+use crate::db::{self, IdempotencyKey, PageStart, Pool};
 use crate::error::Error;
 use crate::reviews::{Created, Reviews};
+use crate::routes::Private;
 
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
@@ -30,9 +32,10 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// With an `Idempotency-Key`, a retry of the same request gets the first
 /// response again (and the help desk is asked only once); the same key with
 /// another `documentUrl` is a 422, and while the first request still runs a
-/// 409. A failed request frees its key for the next try.
+/// 409. A failed request frees its key for the next try. Keys belong to the
+/// caller (its API key's tenant): another caller's key is a new request.
 #[utoipa::path(
-    post, path = "/documents", tag = "reviews",
+    post, path = "/documents", tag = "reviews", security(("api_key" = [])),
     request_body(content = CreateReview, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key gets the first response again")),
     responses(
@@ -45,9 +48,11 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
         (status = 422, description = "Idempotency-Key reused for another request", body = ErrorBody),
         (status = 502, description = "The help desk refused the review", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
+        Private,
     )
 )]
 pub async fn create(
+    auth: Authorized,
     request: HttpRequest,
     body: JsonBody<CreateReview>,
     reviews: web::Data<Reviews>,
@@ -55,7 +60,11 @@ pub async fn create(
     let document_url = HttpUrl::parse(&body.0.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let key = idempotency_key(&request)?;
     let request_id = RequestId::of(&request);
-    match reviews.create(&document_url, key.as_deref(), &request_id).await? {
+    let key = key.as_deref().map(|key| IdempotencyKey {
+        caller: auth.tenant(),
+        key,
+    });
+    match reviews.create(&document_url, key, &request_id).await? {
         Created::New(body) => created(201, body),
         Created::Replayed { status, body } => {
             let mut replay = created(status, body)?;
@@ -92,16 +101,17 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
 
 /// `GET /documents/{id}`.
 #[utoipa::path(
-    get, path = "/documents/{id}", tag = "reviews",
+    get, path = "/documents/{id}", tag = "reviews", security(("api_key" = [])),
     params(("id" = String, Path, description = "The review's id (a UUID)")),
     responses(
         (status = 200, description = "The review", body = Review),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
+        Private,
     )
 )]
-pub async fn show(path: web::Path<String>, pool: web::Data<Pool>) -> Result<HttpResponse, Error> {
+pub async fn show(_: Authorized, path: web::Path<String>, pool: web::Data<Pool>) -> Result<HttpResponse, Error> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::invalid("id", "is not a review id (a UUID)"))?;
     let mut conn = pool.get().await?;
     match db::find(&mut conn, id).await? {
@@ -120,7 +130,7 @@ pub struct ListQuery {
 /// `GET /documents?limit=&cursor=&status=`: newest first, keyset-paginated
 /// (stable while new reviews arrive).
 #[utoipa::path(
-    get, path = "/documents", tag = "reviews",
+    get, path = "/documents", tag = "reviews", security(("api_key" = [])),
     params(
         ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
@@ -130,9 +140,10 @@ pub struct ListQuery {
         (status = 200, description = "Reviews, newest first", body = ReviewPage),
         (status = 400, description = "Malformed request (the body names the field)", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
+        Private,
     )
 )]
-pub async fn list(query: web::Query<ListQuery>, pool: web::Data<Pool>) -> Result<HttpResponse, Error> {
+pub async fn list(_: Authorized, query: web::Query<ListQuery>, pool: web::Data<Pool>) -> Result<HttpResponse, Error> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 100").into());

@@ -10,7 +10,18 @@ pub mod metrics;
 pub mod webhook;
 
 use actix_web::web;
+use hookline_contract::ErrorBody;
 use hookline_kit::http::{DEFAULT_BODY_LIMIT, configure_extractors};
+
+/// What every private route may answer besides its own (in its OpenAPI
+/// `responses`): no accepted key. Private routes take
+/// [`hookline_kit::auth::Authorized`].
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "CONSUMER_API_KEYS is set and no accepted key was sent (Authorization: Bearer <key>)"
+)]
+pub struct Private(pub ErrorBody);
 
 /// Registers every route. The server and the tests both use it.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -123,7 +123,7 @@ pub async fn create(
         ))
         .into());
     };
-    info!(subscription = %sub.id, tenant = %sub.tenant, url = %sub.url, events = ?sub.events, "subscription created");
+    info!(subscription = %sub.id, tenant = %sub.tenant, url = %hookline_kit::redact::redact_url(sub.url.as_str()), events = ?sub.events, "subscription created");
     Ok(HttpResponse::Created()
         .insert_header((LOCATION, format!("/webhooks/{}", sub.id)))
         .json(sub.to_view(true)))
@@ -196,7 +196,7 @@ pub async fn update(
         .update_subscription(auth.tenant(), &path, &change)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    info!(subscription = %sub.id, url = %sub.url, events = ?sub.events, disabled = sub.disabled, "subscription changed");
+    info!(subscription = %sub.id, url = %hookline_kit::redact::redact_url(sub.url.as_str()), events = ?sub.events, disabled = sub.disabled, "subscription changed");
     Ok(HttpResponse::Ok().json(sub.to_view(false)))
 }
 
