@@ -245,16 +245,27 @@ pub enum BreakerState {
 /// One endpoint (the scheme, host and port of callback URLs) as the help
 /// desk's limits see it: `GET /endpoints`, `PUT /endpoints/{endpoint}`, and
 /// `endpoint` in `GET /document/{documentId}`.
+///
+/// An endpoint is shared by every tenant whose webhooks go to it: its
+/// limits, its breaker and a pause asked for with `Retry-After` hold for
+/// all of them, because the receiver's capacity is one. A tenant's key sees
+/// those (they say why its own jobs wait), but not the counts and errors
+/// that other tenants' traffic makes (`inFlight`, `due`,
+/// `consecutiveFailures`, `lastError`, `nextAttemptAt`): they are absent.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
     /// `scheme://host:port`.
     pub endpoint: String,
-    /// Attempts in flight now (at most `concurrency`).
-    pub in_flight: u32,
-    /// Jobs waiting: due now, or later (retries, reviews still in progress).
-    pub due: u64,
+    /// Attempts in flight now (at most `concurrency`); absent for a
+    /// tenant's key, as it counts every tenant's traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u32>,
+    /// Jobs waiting: due now, or later (retries, reviews still in
+    /// progress); absent for a tenant's key, as it counts every tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<u64>,
     /// Most attempts in flight at once (`ENDPOINT_CONCURRENCY`).
     pub concurrency: u32,
     /// Deliveries per second at most; absent when unlimited.
@@ -264,20 +275,24 @@ pub struct EndpointView {
     /// rather than taken from `ENDPOINT_RATE`.
     pub rate_overridden: bool,
     pub breaker: BreakerState,
-    /// Failed attempts in a row; `CIRCUIT_FAILURES` of them open the breaker.
-    pub consecutive_failures: u32,
+    /// Failed attempts in a row; `CIRCUIT_FAILURES` of them open the
+    /// breaker. Absent for a tenant's key (other tenants' outcomes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
     /// While `OPEN`: when the next probe may go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_until: Option<DateTime<Utc>>,
     /// The receiver asked for a pause (`Retry-After` on a 429 or 503) until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_until: Option<DateTime<Utc>>,
+    /// The last attempt's error, whichever tenant's; absent for a tenant's key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error_at: Option<DateTime<Utc>>,
     /// When the endpoint may next send, given its due jobs and limits;
-    /// absent when nothing is due or every slot is taken.
+    /// absent when nothing is due or every slot is taken, and for a
+    /// tenant's key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,
 }

@@ -107,8 +107,8 @@ async function refresh() {
       <tr data-endpoint="${escape(e.endpoint)}" data-breaker="${escape(e.breaker)}">
         <td class="url mono">${escape(e.endpoint)}</td>
         <td>${badge(e.breaker)}${e.openUntil ? ` <span class="muted">until ${escape(clock(e.openUntil))}</span>` : ""}</td>
-        <td>${escape(e.inFlight)} / ${escape(e.concurrency)}</td>
-        <td>${escape(e.due)}${e.pausedUntil ? ` <span class="muted">paused until ${escape(clock(e.pausedUntil))}</span>` : ""}</td>
+        <td>${escape(e.inFlight ?? "—")} / ${escape(e.concurrency)}</td>
+        <td>${escape(e.due ?? "—")}${e.pausedUntil ? ` <span class="muted">paused until ${escape(clock(e.pausedUntil))}</span>` : ""}</td>
         <td>${e.rate ? `${escape(e.rate)}/s${e.rateOverridden ? "" : ' <span class="muted">(default)</span>'}` : '<span class="muted">unlimited</span>'}</td>
         <td>${escape(clock(e.nextAttemptAt))}</td>
         <td>${escape(e.lastError)}${e.lastErrorAt ? ` <span class="muted">(${escape(clock(e.lastErrorAt))})</span>` : ""}</td>

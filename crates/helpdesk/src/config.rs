@@ -221,6 +221,14 @@ pub struct Settings {
     #[arg(long, env = "CALLBACK_CLIENT_KEY", requires = "callback_client_cert")]
     pub callback_client_key: Option<PathBuf>,
 
+    /// The longest pause of an endpoint (scheme, host and port) that a
+    /// receiver's `Retry-After` (on a 429 or 503) buys, and the longest its
+    /// job waits for it. The pause holds every tenant's webhooks to that
+    /// receiver, so one path cannot hold the others for longer than this;
+    /// `POST /endpoints/{endpoint}/resume` (the operator's key) lifts it.
+    #[arg(long, env = "RETRY_AFTER_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub retry_after_max: Duration,
+
     /// `pretty` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_enum)]
     pub log_format: LogFormat,

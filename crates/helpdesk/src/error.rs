@@ -10,6 +10,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use hookline_contract::ErrorBody;
+use hookline_kit::auth::Forbidden;
 use hookline_kit::http::{ApiError, internal_body, respond, unavailable_body};
 
 use crate::store::StoreError;
@@ -20,6 +21,9 @@ pub enum Error {
     /// The request itself is at fault (or the route refuses it).
     #[error(transparent)]
     Request(#[from] ApiError),
+    /// A tenant's key asked for what only the operator's may do.
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
     #[error("the store failed")]
     Store(#[from] StoreError),
 }
@@ -28,6 +32,10 @@ impl Error {
     fn answer(&self) -> (StatusCode, ErrorBody) {
         match self {
             Self::Request(e) => (e.status_code(), e.body()),
+            Self::Forbidden(e) => (
+                StatusCode::FORBIDDEN,
+                ErrorBody::new("forbidden").with_detail(e.to_string()),
+            ),
             Self::Store(StoreError::Redis(_) | StoreError::NotReplicated { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, unavailable_body("the job store"))
             }

@@ -333,13 +333,13 @@ pub fn endpoint_series(endpoints: &[EndpointView]) -> prometheus::Result<Vec<Met
         "hookline_helpdesk_endpoint_in_flight",
         "Attempts in flight per endpoint (the most recently active endpoints).",
         "endpoint",
-        &series(|e| i64::from(e.in_flight)),
+        &series(|e| i64::from(e.in_flight.unwrap_or(0))),
     )?;
     families.extend(hookline_kit::metrics::gauge_family(
         "hookline_helpdesk_endpoint_due",
         "Jobs waiting per endpoint (the most recently active endpoints).",
         "endpoint",
-        &series(|e| count(e.due)),
+        &series(|e| count(e.due.unwrap_or(0))),
     )?);
     families.extend(hookline_kit::metrics::gauge_family(
         "hookline_helpdesk_endpoint_breaker_open",

@@ -37,6 +37,7 @@ use crate::routes;
         routes::endpoints::list,
         routes::endpoints::show,
         routes::endpoints::update,
+        routes::endpoints::resume,
         routes::dashboard::index,
         routes::health::healthz,
         routes::health::readyz,
@@ -119,7 +120,7 @@ pub fn document() -> serde_json::Value {
             "summary": "The decision, POSTed to the X-Callback-Url given at POST /document",
             "description": "Sent when the simulated agent has decided. Any 2xx ends the delivery; 410 Gone stops it; \
                 anything else (or no whole answer within DELIVERY_TIMEOUT, body included) is retried per RETRY_SCHEDULE, \
-                then dead-lettered; Retry-After on 429/503 pauses every webhook to the endpoint for that long. \
+                then dead-lettered; Retry-After on 429/503 pauses every webhook to the endpoint for that long, at most RETRY_AFTER_MAX (5 minutes unless set). \
                 The same webhook-id is used for every attempt.",
             "parameters": [
                 header("webhook-id", "Stable across the attempts of one delivery: deduplicate on it"),

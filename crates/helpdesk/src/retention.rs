@@ -20,8 +20,9 @@ use tracing::{debug, warn};
 use crate::metrics::HelpdeskMetrics;
 use crate::store::Store;
 
-/// The most cases (and endpoints) one trim forgets: a short script, so
-/// Redis keeps answering everyone else in between.
+/// The most cases (and endpoints, and each tenant's list entries) one trim
+/// looks at: a short script, so Redis keeps answering everyone else in
+/// between; the next batch follows at once while one was full.
 const BATCH: usize = 500;
 
 /// How often to look, for a queue keeping finished cases for `retention`:
@@ -43,8 +44,7 @@ pub async fn run(store: Store, metrics: HelpdeskMetrics, mut stop: watch::Receiv
                     if trimmed.cases > 0 || trimmed.endpoints > 0 {
                         debug!(cases = trimmed.cases, endpoints = trimmed.endpoints, "retention forgot");
                     }
-                    let full = usize::try_from(trimmed.cases.max(trimmed.endpoints)).unwrap_or(BATCH) >= BATCH;
-                    if !full || *stop.borrow() {
+                    if !trimmed.more || *stop.borrow() {
                         break;
                     }
                 }

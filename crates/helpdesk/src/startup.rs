@@ -191,6 +191,7 @@ impl WorkerHandle {
             concurrency: settings.worker_concurrency,
             accept_ratio: settings.accept_ratio,
             retry_schedule: settings.retry_schedule.clone(),
+            retry_after_max: settings.retry_after_max,
             drain_limit: settings.shutdown_grace,
             chaos: settings.chaos.clone(),
         };

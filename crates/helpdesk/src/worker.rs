@@ -53,9 +53,6 @@ const MAX_BATCH: usize = 128;
 const MAX_FINISH_BATCH: usize = 256;
 /// Pause after a failed claim (Redis unreachable).
 const ERROR_BACKOFF: Duration = Duration::from_millis(500);
-/// The longest `Retry-After` honoured: a receiver cannot park a delivery
-/// for longer than this with one answer.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 60 * 60);
 
 /// Lets the API wake a sleeping worker when it schedules a job that is due
 /// before the worker means to look again.
@@ -140,6 +137,8 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     pub accept_ratio: f64,
     pub retry_schedule: RetrySchedule,
+    /// The longest pause a `Retry-After` buys (`RETRY_AFTER_MAX`): see [`judge`].
+    pub retry_after_max: Duration,
     /// Longest the worker waits for in-flight deliveries once told to stop
     /// (`SHUTDOWN_GRACE`); a delivery still running then is retried when its
     /// lease expires.
@@ -213,7 +212,7 @@ pub async fn run(
                         async move {
                             let endpoint = job.endpoint.clone();
                             let made = attempt(&store, &deliverer, &settings, &metrics, &job).await;
-                            record(&outcomes, &settings.retry_schedule, &metrics, job, made).await;
+                            record(&outcomes, &settings, &metrics, job, made).await;
                             shares.released(&endpoint);
                             drop(permit);
                         }
@@ -410,7 +409,7 @@ async fn attempt(
 /// Judges an attempt and hands its outcome to the recorder.
 async fn record(
     outcomes: &mpsc::Sender<Outcome>,
-    schedule: &RetrySchedule,
+    settings: &WorkerSettings,
     metrics: &HelpdeskMetrics,
     job: ClaimedJob,
     made: Chaotic,
@@ -425,7 +424,11 @@ async fn record(
         Attempt::Delivered { took, .. } | Attempt::Failed { took, .. } | Attempt::Refused { took, .. } => *took,
         Attempt::Cancelled { .. } => Duration::ZERO,
     };
-    let (record, outcome, signal) = judge(&attempt, schedule, job.case.attempt_in_round(), at);
+    let policy = RetryPolicy {
+        schedule: &settings.retry_schedule,
+        retry_after_max: settings.retry_after_max,
+    };
+    let (record, outcome, signal) = judge(&attempt, &policy, job.case.attempt_in_round(), at);
     metrics.attempt_finished(
         attempt_outcome(&attempt, &outcome),
         took,
@@ -496,14 +499,22 @@ fn attempt_outcome(attempt: &Attempt, finish: &Finish) -> AttemptOutcome {
 /// * refused by the callback policy: nothing was sent, and retries would be
 ///   refused alike: dead at once.
 /// * otherwise the next delay of `RETRY_SCHEDULE` (±10% jitter), stretched
-///   to the receiver's `Retry-After` (429/503) up to [`MAX_RETRY_AFTER`];
+///   to the receiver's `Retry-After` (429/503) up to `RETRY_AFTER_MAX`;
 ///   dead once the schedule is used up. A `Retry-After` also pauses the
 ///   whole endpoint for as long (the receiver asked for quiet, not for this
 ///   one job to wait) and is not counted against it by the circuit
 ///   breaker; any other failure is.
+///
+/// The pause is per endpoint (scheme, host and port), so it holds every
+/// tenant's webhooks to that receiver: its capacity is one, whoever's paths
+/// they go to. That is also why it is capped at `RETRY_AFTER_MAX` (5
+/// minutes unless set): one path's `Retry-After: 3600` would otherwise
+/// hold every other path and tenant on that host for an hour, and a longer
+/// quiet is still had by answering 429 again. The operator lifts a pause
+/// at once with `POST /endpoints/{endpoint}/resume`.
 fn judge(
     attempt: &Attempt,
-    schedule: &RetrySchedule,
+    policy: &RetryPolicy<'_>,
     attempt_in_round: u32,
     now: DateTime<Utc>,
 ) -> (AttemptView, Finish, EndpointSignal) {
@@ -542,8 +553,8 @@ fn judge(
                 };
                 return (record, finish, signal(Health::Up));
             }
-            let pause = retry_after.map(|asked| asked.min(MAX_RETRY_AFTER));
-            let outcome = match schedule.delay_after(attempt_in_round) {
+            let pause = retry_after.map(|asked| asked.min(policy.retry_after_max));
+            let outcome = match policy.schedule.delay_after(attempt_in_round) {
                 Some(delay) => Finish::Retry {
                     after: jittered(delay).max(pause.unwrap_or(Duration::ZERO)),
                     error,
@@ -589,6 +600,13 @@ fn judge(
     }
 }
 
+/// What [`judge`] goes by: the retry delays, and the longest pause a
+/// receiver may ask for.
+struct RetryPolicy<'a> {
+    schedule: &'a RetrySchedule,
+    retry_after_max: Duration,
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -605,6 +623,15 @@ mod tests {
         }
     }
 
+    const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
+
+    fn policy(schedule: &RetrySchedule) -> RetryPolicy<'_> {
+        RetryPolicy {
+            schedule,
+            retry_after_max: RETRY_AFTER_MAX,
+        }
+    }
+
     fn failed(status: Option<u16>, retry_after: Option<Duration>) -> Attempt {
         Attempt::Failed {
             error: "nope".into(),
@@ -618,7 +645,7 @@ mod tests {
     fn failures_follow_the_schedule_and_then_die() {
         let schedule: RetrySchedule = "1s,1m".parse().unwrap();
         let now = Utc::now();
-        let (record, first, signal) = judge(&failed(Some(500), None), &schedule, 1, now);
+        let (record, first, signal) = judge(&failed(Some(500), None), &policy(&schedule), 1, now);
         assert_eq!(signal.health, Health::Down, "a 500 counts against the endpoint");
         assert_eq!(signal.pause, None);
         assert_eq!(record.status_code, Some(500));
@@ -627,16 +654,16 @@ mod tests {
             panic!("{first:?}")
         };
         assert!((900..=1100).contains(&after.as_millis()));
-        let (_, second, _) = judge(&failed(None, None), &schedule, 2, now);
+        let (_, second, _) = judge(&failed(None, None), &policy(&schedule), 2, now);
         assert!(matches!(second, Finish::Retry { after, .. } if after.as_secs() >= 54));
-        let (_, third, _) = judge(&failed(None, None), &schedule, 3, now);
+        let (_, third, _) = judge(&failed(None, None), &policy(&schedule), 3, now);
         assert!(matches!(third, Finish::Dead { .. }));
     }
 
     #[test]
     fn gone_stops_retrying_at_once() {
         let schedule: RetrySchedule = "1s,1m".parse().unwrap();
-        let (_, outcome, signal) = judge(&failed(Some(410), None), &schedule, 1, Utc::now());
+        let (_, outcome, signal) = judge(&failed(Some(410), None), &policy(&schedule), 1, Utc::now());
         assert!(matches!(outcome, Finish::Dead { .. }), "{outcome:?}");
         assert_eq!(
             signal.health,
@@ -653,7 +680,7 @@ mod tests {
                 .into(),
             took: Duration::from_millis(1),
         };
-        let (record, outcome, signal) = judge(&refused, &schedule, 1, Utc::now());
+        let (record, outcome, signal) = judge(&refused, &policy(&schedule), 1, Utc::now());
         assert_eq!(signal.health, Health::Unknown, "nothing was sent");
         let expected = "refused by the callback policy: localhost (one of its addresses) matches CALLBACK_DENY 127.0.0.0/8";
         assert_eq!(record.error.as_deref(), Some(expected));
@@ -670,7 +697,12 @@ mod tests {
     fn retry_after_stretches_the_delay_within_bounds() {
         let schedule: RetrySchedule = "50ms".parse().unwrap();
         let now = Utc::now();
-        let (_, asked, signal) = judge(&failed(Some(429), Some(Duration::from_secs(2))), &schedule, 1, now);
+        let (_, asked, signal) = judge(
+            &failed(Some(429), Some(Duration::from_secs(2))),
+            &policy(&schedule),
+            1,
+            now,
+        );
         assert!(matches!(asked, Finish::Retry { after, .. } if after == Duration::from_secs(2)));
         assert_eq!(
             signal,
@@ -682,11 +714,11 @@ mod tests {
         );
         let (_, greedy, _) = judge(
             &failed(Some(503), Some(Duration::from_secs(10_000_000))),
-            &schedule,
+            &policy(&schedule),
             1,
             now,
         );
-        assert!(matches!(greedy, Finish::Retry { after, .. } if after == MAX_RETRY_AFTER));
+        assert!(matches!(greedy, Finish::Retry { after, .. } if after == RETRY_AFTER_MAX));
     }
 
     #[test]

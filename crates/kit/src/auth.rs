@@ -6,10 +6,19 @@
 //! one. No keys means open, as the tutorial's help desk is.
 //!
 //! A key may name its **tenant**: `acme:key1,acme:key2,globex:key3`. What a
-//! tenant owns (the help desk's subscriptions) is seen and changed only with
-//! one of its keys. A key without a name, and every request to an open
-//! service, belongs to the tenant [`DEFAULT_TENANT`]. (A key itself cannot
-//! contain `:`, so the first one always ends the name.)
+//! tenant owns (the help desk's cases, dead letters, request ids, chaos
+//! tallies, subscriptions) is seen and changed only with one of its keys:
+//! another tenant's is answered as if it did not exist. (A key itself
+//! cannot contain `:`, so the first one always ends the name.)
+//!
+//! A key without a name is the **operator's**: it acts for the tenant
+//! [`DEFAULT_TENANT`] (what it creates belongs there), sees every tenant's
+//! objects ([`Authorized::sees`]), and alone may change what every tenant
+//! shares, such as an endpoint's limits ([`Authorized::require_operator`],
+//! a `403` for a tenant's key). The name `default` cannot be given to a key:
+//! the default tenant is the operator's. An open service (no keys) treats
+//! every request as the operator's, as before tenants existed, so the
+//! tutorial's help desk behaves as it always did.
 //!
 //! A handler that needs a key says so in its signature, by taking
 //! [`Authorized`] as an argument: the extractor checks
@@ -41,7 +50,16 @@ pub const DEFAULT_TENANT: &str = "default";
 /// The keys a service accepts; empty means the private routes are open.
 #[derive(Clone, Default)]
 pub struct ApiKeys {
-    keys: Vec<(String, Secret<String>)>,
+    keys: Vec<Key>,
+}
+
+/// One accepted key and whom it acts for.
+#[derive(Clone)]
+struct Key {
+    tenant: String,
+    /// Named no tenant: the operator's key.
+    operator: bool,
+    secret: Secret<String>,
 }
 
 impl ApiKeys {
@@ -64,19 +82,25 @@ impl ApiKeys {
     /// The tenant of `presented`, if it is one of the keys. Every key is
     /// compared, in constant time, whichever matches.
     pub fn tenant_of(&self, presented: &str) -> Option<&str> {
-        let mut tenant = None;
-        for (name, key) in &self.keys {
-            let matches: bool = key.expose().as_bytes().ct_eq(presented.as_bytes()).into();
-            if matches && tenant.is_none() {
-                tenant = Some(name.as_str());
+        self.holder(presented).map(|key| key.tenant.as_str())
+    }
+
+    /// The key `presented` is, if it is one. Every key is compared, in
+    /// constant time, whichever matches.
+    fn holder(&self, presented: &str) -> Option<&Key> {
+        let mut found = None;
+        for key in &self.keys {
+            let matches: bool = key.secret.expose().as_bytes().ct_eq(presented.as_bytes()).into();
+            if matches && found.is_none() {
+                found = Some(key);
             }
         }
-        tenant
+        found
     }
 
     /// The distinct tenants the keys name.
     pub fn tenants(&self) -> Vec<&str> {
-        let mut tenants: Vec<&str> = self.keys.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let mut tenants: Vec<&str> = self.keys.iter().map(|key| key.tenant.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
         tenants
@@ -98,6 +122,10 @@ pub enum ApiKeysError {
     BadCharacter { position: usize },
     #[error("key {position} names a tenant that is not 1-64 of a-z, 0-9, - and _ (write tenant:key)")]
     BadTenant { position: usize },
+    #[error(
+        "key {position} names the tenant `default`, which is the operator's: leave the name out for an operator key, or name another tenant"
+    )]
+    ReservedTenant { position: usize },
 }
 
 impl FromStr for ApiKeys {
@@ -109,10 +137,13 @@ impl FromStr for ApiKeys {
         let mut keys = Vec::new();
         for (index, entry) in raw.split(',').map(str::trim).filter(|k| !k.is_empty()).enumerate() {
             let position = index + 1;
-            let (tenant, key) = match entry.split_once(':') {
-                Some((tenant, key)) => (tenant.trim(), key.trim()),
-                None => (DEFAULT_TENANT, entry),
+            let (tenant, key, operator) = match entry.split_once(':') {
+                Some((tenant, key)) => (tenant.trim(), key.trim(), false),
+                None => (DEFAULT_TENANT, entry, true),
             };
+            if !operator && tenant == DEFAULT_TENANT {
+                return Err(ApiKeysError::ReservedTenant { position });
+            }
             if tenant.is_empty()
                 || tenant.len() > 64
                 || !tenant
@@ -131,18 +162,39 @@ impl FromStr for ApiKeys {
             if key.len() < MIN_KEY_LEN {
                 return Err(ApiKeysError::TooShort { position });
             }
-            keys.push((tenant.to_owned(), Secret::new(key.to_owned())));
+            keys.push(Key {
+                tenant: tenant.to_owned(),
+                operator,
+                secret: Secret::new(key.to_owned()),
+            });
         }
         Ok(Self { keys })
     }
 }
 
 /// A request that presented an accepted key (or reached an open service),
-/// and the tenant it acts for. Take it as a handler argument to make the
-/// route private.
+/// the tenant it acts for, and whether it is the operator's. Take it as a
+/// handler argument to make the route private.
 #[derive(Debug, Clone)]
 pub struct Authorized {
     tenant: String,
+    operator: bool,
+}
+
+/// A tenant's key asked for what only the operator may do: `403`.
+#[derive(Debug, thiserror::Error)]
+#[error("only the operator's key (one without a tenant name) may {0}")]
+pub struct Forbidden(pub &'static str);
+
+impl ResponseError for Forbidden {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::FORBIDDEN
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = hookline_contract::ErrorBody::new("forbidden").with_detail(self.to_string());
+        respond(StatusCode::FORBIDDEN, &body, self)
+    }
 }
 
 /// Why a request is refused: `401`, `WWW-Authenticate: Bearer`.
@@ -177,9 +229,34 @@ impl Authorized {
         &self.tenant
     }
 
-    fn of(tenant: &str) -> Self {
+    /// Whether the request is the operator's: a key without a tenant name,
+    /// or any request to an open service.
+    pub fn is_operator(&self) -> bool {
+        self.operator
+    }
+
+    /// Whether the request may see (and act on) an object of `tenant`: its
+    /// own tenant's, or any if it is the operator's.
+    pub fn sees(&self, tenant: &str) -> bool {
+        self.operator || self.tenant == tenant
+    }
+
+    /// `Ok` for the operator; a tenant's key may not do `what` (a `403`).
+    pub fn require_operator(&self, what: &'static str) -> Result<(), Forbidden> {
+        if self.operator { Ok(()) } else { Err(Forbidden(what)) }
+    }
+
+    fn open() -> Self {
         Self {
-            tenant: tenant.to_owned(),
+            tenant: DEFAULT_TENANT.to_owned(),
+            operator: true,
+        }
+    }
+
+    fn of(key: &Key) -> Self {
+        Self {
+            tenant: key.tenant.clone(),
+            operator: key.operator,
         }
     }
 
@@ -187,16 +264,16 @@ impl Authorized {
     /// registered is the same as none configured: open).
     pub fn check(request: &HttpRequest) -> Result<Self, Unauthorized> {
         let Some(keys) = request.app_data::<web::Data<ApiKeys>>() else {
-            return Ok(Self::of(DEFAULT_TENANT));
+            return Ok(Self::open());
         };
         if keys.is_open() {
-            return Ok(Self::of(DEFAULT_TENANT));
+            return Ok(Self::open());
         }
         let outcome = match request.headers().get(header::AUTHORIZATION) {
             None => Err(Unauthorized::Missing),
             Some(value) => match bearer(value) {
                 None => Err(Unauthorized::NotBearer),
-                Some(key) => keys.tenant_of(key).map(Self::of).ok_or(Unauthorized::Rejected),
+                Some(key) => keys.holder(key).map(Self::of).ok_or(Unauthorized::Rejected),
             },
         };
         if let Err(why) = &outcome {
@@ -277,6 +354,10 @@ mod tests {
             format!(":{KEY}").parse::<ApiKeys>().unwrap_err(),
             ApiKeysError::BadTenant { position: 1 }
         );
+        assert_eq!(
+            format!("{NEW},default:{KEY}").parse::<ApiKeys>().unwrap_err(),
+            ApiKeysError::ReservedTenant { position: 2 }
+        );
         let tenant = |authorization: &str| {
             Authorized::check(&request(&format!("acme:{KEY},{NEW}"), Some(authorization)))
                 .unwrap()
@@ -286,6 +367,21 @@ mod tests {
         assert_eq!(tenant(&format!("Bearer {KEY}")), "acme");
         assert_eq!(tenant(&format!("Bearer {NEW}")), DEFAULT_TENANT);
         assert_eq!(Authorized::check(&request("", None)).unwrap().tenant(), DEFAULT_TENANT);
+    }
+
+    #[test]
+    fn a_key_without_a_tenant_is_the_operator_and_a_tenant_key_sees_only_its_own() {
+        let keys = format!("acme:{KEY},{NEW}");
+        let acme = Authorized::check(&request(&keys, Some(&format!("Bearer {KEY}")))).unwrap();
+        let operator = Authorized::check(&request(&keys, Some(&format!("Bearer {NEW}")))).unwrap();
+        let open = Authorized::check(&request("", None)).unwrap();
+        assert!(!acme.is_operator());
+        assert!(acme.sees("acme") && !acme.sees("globex") && !acme.sees(DEFAULT_TENANT));
+        assert!(acme.require_operator("set limits").is_err());
+        for who in [&operator, &open] {
+            assert!(who.is_operator() && who.sees("acme") && who.sees(DEFAULT_TENANT));
+            assert!(who.require_operator("set limits").is_ok());
+        }
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         callback_ca_file: None,
         callback_client_cert: None,
         callback_client_key: None,
+        retry_after_max: Duration::from_secs(300),
         log_format: LogFormat::Pretty,
     }
 }

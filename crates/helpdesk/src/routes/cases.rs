@@ -10,36 +10,38 @@ use crate::error::Error;
 use crate::routes::ListQuery;
 use crate::routes::document::Scheduling;
 use crate::routes::{Malformed, PrivateErrors};
-use crate::store::{CaseRecord, Redelivery, Store};
+use crate::store::{CaseRecord, Redelivery, Scope, Store};
 
-/// `GET /dead-letters?limit=50`: cases whose every attempt failed, newest first.
+/// `GET /dead-letters?limit=50`: cases whose every attempt failed, newest
+/// first: the tenant's own (the operator's key: every tenant's).
 #[utoipa::path(
     get, path = "/dead-letters", tag = "cases", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 200, description = "Dead letters, newest first", body = CasePage), Malformed, PrivateErrors)
+    responses((status = 200, description = "The tenant's dead letters (the operator's key: everyone's), newest first", body = CasePage), Malformed, PrivateErrors)
 )]
 pub async fn dead_letters(
-    _: Authorized,
+    auth: Authorized,
     query: web::Query<ListQuery>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, Error> {
     let limit = query.limit()?;
-    Ok(page(store.dead_letters(limit).await?))
+    Ok(page(store.dead_letters_in(Scope::of(&auth), limit).await?))
 }
 
-/// `GET /cases?limit=50`: the most recent cases, newest first (the dashboard's list).
+/// `GET /cases?limit=50`: the most recent cases, newest first (the
+/// dashboard's list): the tenant's own (the operator's key: every tenant's).
 #[utoipa::path(
     get, path = "/cases", tag = "cases", security(("api_key" = [])),
     params(("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
-    responses((status = 200, description = "The most recent cases, newest first", body = CasePage), Malformed, PrivateErrors)
+    responses((status = 200, description = "The tenant's most recent cases (the operator's key: everyone's), newest first", body = CasePage), Malformed, PrivateErrors)
 )]
 pub async fn recent(
-    _: Authorized,
+    auth: Authorized,
     query: web::Query<ListQuery>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, Error> {
     let limit = query.limit()?;
-    Ok(page(store.recent_cases(limit).await?))
+    Ok(page(store.recent_cases_in(Scope::of(&auth), limit).await?))
 }
 
 fn page((cases, total): (Vec<CaseRecord>, u64)) -> HttpResponse {
@@ -51,27 +53,29 @@ fn page((cases, total): (Vec<CaseRecord>, u64)) -> HttpResponse {
 
 /// `POST /document/{documentId}/redeliver`: deliver a dead (or already
 /// delivered: a manual replay) case again, now, with a fresh retry schedule
-/// and the same `webhook-id`.
+/// and the same `webhook-id`. Another tenant's case is a 404, as if it did
+/// not exist.
 #[utoipa::path(
     post, path = "/document/{documentId}/redeliver", tag = "cases", security(("api_key" = [])),
     params(("documentId" = String, Path, description = "A dead or delivered case")),
     responses((status = 202, description = "Scheduled now, same webhook-id, fresh retry schedule", body = CaseView),
-        (status = 404, description = "No case has this documentId", body = ErrorBody),
+        (status = 404, description = "No case of this tenant has this documentId (another tenant's is not found either)", body = ErrorBody),
         (status = 409, description = "In flight or not decided yet", body = ErrorBody), Malformed, PrivateErrors)
 )]
 pub async fn redeliver(
-    _: Authorized,
+    auth: Authorized,
     path: web::Path<String>,
     store: web::Data<Store>,
     scheduling: web::Data<Scheduling>,
 ) -> Result<HttpResponse, Error> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
     let now = Utc::now();
-    match store.redeliver(document_id.as_str()).await? {
+    let scope = Scope::of(&auth);
+    match store.redeliver_in(scope, document_id.as_str()).await? {
         Redelivery::Scheduled => {
             scheduling.wakeup.job_scheduled(now);
             info!(document_id = %document_id, "redelivery scheduled");
-            let case = store.case(document_id.as_str()).await?;
+            let case = store.case_in(scope, document_id.as_str()).await?;
             Ok(HttpResponse::Accepted().json(case.map(|case| case.to_view())))
         }
         Redelivery::NoSuchCase => Err(ApiError::NotFound("no case has this documentId").into()),

@@ -5,22 +5,23 @@ use hookline_kit::auth::Authorized;
 use crate::error::Error;
 use crate::routes::PrivateErrors;
 use crate::routes::document::Scheduling;
-use crate::store::Store;
+use crate::store::{Scope, Store};
 
 /// `GET /chaos`: the help desk's chaos profile (`CHAOS`) and every fault
-/// injected so far by every worker sharing its Redis, with how the
-/// receivers answered (the dashboard's Chaos panel).
+/// injected so far by every worker sharing its Redis around the tenant's
+/// deliveries (the operator's key: everyone's), with how the receivers
+/// answered (the dashboard's Chaos panel).
 #[utoipa::path(
     get, path = "/chaos", tag = "cases", security(("api_key" = [])),
-    responses((status = 200, description = "The profile, and the faults injected so far", body = ChaosReport), PrivateErrors)
+    responses((status = 200, description = "The profile, and the faults injected so far around the tenant's deliveries (the operator's key: everyone's)", body = ChaosReport), PrivateErrors)
 )]
 pub async fn report(
-    _: Authorized,
+    auth: Authorized,
     store: web::Data<Store>,
     scheduling: web::Data<Scheduling>,
 ) -> Result<HttpResponse, Error> {
     Ok(HttpResponse::Ok().json(ChaosReport {
         profile: scheduling.chaos.to_string(),
-        faults: store.chaos_counts().await?,
+        faults: store.chaos_counts(Scope::of(&auth)).await?,
     }))
 }

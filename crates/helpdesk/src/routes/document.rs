@@ -20,7 +20,7 @@ use crate::config::DelayRange;
 use crate::endpoint::Endpoint;
 use crate::metrics::HelpdeskMetrics;
 use crate::ssrf::CallbackPolicy;
-use crate::store::{NewCase, Scheduled, Store};
+use crate::store::{NewCase, Scheduled, Scope, Store};
 use crate::worker::Wakeup;
 
 /// How `POST /document` schedules reviews.
@@ -48,11 +48,11 @@ pub struct Scheduling {
         ("Hookline-Accept-Ratio" = Option<f64>, Header, description = "The chance this case is ACCEPTED (0 to 1), in place of the help desk's ACCEPT_RATIO"),
     ),
     responses(
-        (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` accepted before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`", body = DocumentAccepted,
+        (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` this tenant used before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`; each tenant's ids are its own", body = DocumentAccepted,
             headers(("location" = String, description = "/document/{documentId}"),
                 ("idempotent-replayed" = String, description = "`true` on the answer to a retried request"))),
         (status = 400, description = "Malformed request (the body names the field), a Hookline-Chaos profile that does not parse (`invalid_chaos`), or no X-Callback-Url and no enabled subscription", body = ErrorBody),
-        (status = 409, description = "The `id` was used before for another document or callback", body = ErrorBody),
+        (status = 409, description = "This tenant used the `id` before for another document or callback", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody), PrivateErrors)
 )]
@@ -167,22 +167,24 @@ pub async fn create(
 }
 
 /// `GET /document/{documentId}`: the case, its decision once made, and its
-/// delivery state.
+/// delivery state. Another tenant's case is a 404, as if it did not exist;
+/// its endpoint is shown [as the tenant may see it](crate::store::redacted).
 #[utoipa::path(
     get, path = "/document/{documentId}", tag = "cases", security(("api_key" = [])),
     params(("documentId" = String, Path, description = "The id returned by POST /document")),
     responses(
         (status = 200, description = "The case, its decision once made, its delivery with every attempt, and its endpoint's state", body = CaseView),
-        (status = 404, description = "No case has this documentId", body = ErrorBody), Malformed, PrivateErrors)
+        (status = 404, description = "No case of this tenant has this documentId (another tenant's is not found either)", body = ErrorBody), Malformed, PrivateErrors)
 )]
-pub async fn show(_: Authorized, path: web::Path<String>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
+pub async fn show(auth: Authorized, path: web::Path<String>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     let document_id = ExternalId::parse(&path).map_err(|e| ApiError::invalid("documentId", e))?;
-    let Some(case) = store.case(document_id.as_str()).await? else {
+    let scope = Scope::of(&auth);
+    let Some(case) = store.case_in(scope, document_id.as_str()).await? else {
         return Err(ApiError::NotFound("no case has this documentId").into());
     };
     let mut view = case.to_view();
     if let Some(endpoint) = case.endpoint.as_deref().and_then(|e| e.parse::<Endpoint>().ok()) {
-        view.endpoint = Some(store.endpoint(&endpoint).await?);
+        view.endpoint = Some(store.endpoint_in(scope, &endpoint).await?);
     }
     Ok(HttpResponse::Ok().json(view))
 }

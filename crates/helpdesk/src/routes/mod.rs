@@ -80,6 +80,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
             .route("/endpoints", web::get().to(endpoints::list))
             .route("/endpoints/{endpoint}", web::get().to(endpoints::show))
             .route("/endpoints/{endpoint}", web::put().to(endpoints::update))
+            .route("/endpoints/{endpoint}/resume", web::post().to(endpoints::resume))
             .route("/", web::get().to(dashboard::index))
             .route(
                 "/assets/dashboard.css",

@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::metrics::HelpdeskMetrics;
 use crate::routes::PrivateErrors;
 use crate::ssrf::CallbackPolicy;
-use crate::store::{EVENT_JOB_MARK, NewSubscriptionRecord, Redelivery, Store, SubscriptionChange};
+use crate::store::{EVENT_JOB_MARK, NewSubscriptionRecord, Redelivery, Scope, Store, SubscriptionChange};
 use crate::worker::Wakeup;
 
 /// Most subscriptions one tenant may have.
@@ -97,7 +97,7 @@ const NOT_FOUND: &str = "no subscription has this id";
         (status = 201, description = "Subscribed. The answer holds the signing secret in full: keep it, it is not shown again (rotate-secret makes a new one)", body = Subscription,
             headers(("location" = String, description = "/webhooks/{id}"))),
         (status = 400, description = "Malformed request, an unknown event type, or a URL the callback policy refuses (the body names the field)", body = ErrorBody),
-        (status = 409, description = "The tenant has 100 subscriptions already", body = ErrorBody),
+        (status = 409, description = "The tenant has 100 subscriptions already (counted in the same atomic step that stores one, so concurrent requests never exceed it)", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody), PrivateErrors)
 )]
@@ -309,7 +309,7 @@ pub async fn redeliver(
     if sub.disabled {
         return Err(ApiError::Conflict("the subscription is disabled: enable it first (PATCH)".to_owned()).into());
     }
-    match store.redeliver(&job_id).await? {
+    match store.redeliver_in(Scope::of(&auth), &job_id).await? {
         Redelivery::Scheduled => {
             settings.wakeup.job_scheduled(Utc::now());
             info!(subscription = %sub.id, %webhook_id, "event redelivery scheduled");

@@ -12,7 +12,7 @@ use hookline_contract::{AttemptView, CaseView, DeliveryState, DeliveryView, Docu
 use hookline_kit::auth::DEFAULT_TENANT;
 use redis::Script;
 
-use super::keys::EVENT_JOB_MARK;
+use super::keys::{EVENT_JOB_MARK, Scope};
 use super::partition::{Partition, script};
 use super::{Store, StoreError, millis};
 use crate::endpoint::Endpoint;
@@ -92,8 +92,9 @@ pub struct CaseRecord {
     pub callback_url: String,
     pub request_id: Option<String>,
     pub webhook_id: String,
-    /// Whose key created it: its callback is signed with that tenant's
-    /// secrets ([`crate::signing`]).
+    /// Whose key created it: only that tenant's keys (and the operator's)
+    /// see it, and its callback is signed with that tenant's secrets
+    /// ([`crate::signing`]).
     pub tenant: String,
     pub status: DocumentStatus,
     pub created_at: DateTime<Utc>,
@@ -160,6 +161,7 @@ impl CaseRecord {
                 .transpose()?
                 .unwrap_or(0),
             request_id: take("id").ok(),
+            tenant: take("tenant").unwrap_or_else(|_| hookline_kit::auth::DEFAULT_TENANT.to_owned()),
             decided_at: take("decidedAt").ok().and_then(|raw| parse_millis(&raw)),
             next_attempt_at: take("nextAttemptAt").ok().and_then(|raw| parse_millis(&raw)),
             delivered_at: take("deliveredAt").ok().and_then(|raw| parse_millis(&raw)),
@@ -271,7 +273,7 @@ impl Partition {
         let mut invocation = self.invocation(&SCHEDULE);
         invocation
             .key(self.keys.case(&case.document_id))
-            .key(self.keys.request(request))
+            .key(self.keys.request(&case.tenant, request))
             .arg(&case.document_id)
             .arg(endpoint)
             .arg(millis(case.delay))
@@ -343,19 +345,39 @@ impl Store {
         self.part_of(&case.document_id).schedule(case).await
     }
 
-    /// One case (or event job) with its attempt log, if it exists.
+    /// One case (or event job) with its attempt log, if it exists (any
+    /// tenant's: for the worker; the API reads [`case_in`](Self::case_in)).
     pub async fn case(&self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
         self.part_of_job(id).await?.case(id).await
     }
 
-    /// The most recent `limit` cases, newest first, and how many there are in all.
-    pub async fn recent_cases(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), StoreError> {
-        self.merged(limit, |part| part.keys.cases()).await
+    /// One case (or event job) with its attempt log, if it exists and is in
+    /// `scope`: another tenant's is `None`, as if it did not exist.
+    pub async fn case_in(&self, scope: Scope<'_>, id: &str) -> Result<Option<CaseRecord>, StoreError> {
+        Ok(self.case(id).await?.filter(|case| scope.sees(&case.tenant)))
     }
 
-    /// The most recent `limit` dead letters and how many there are in all.
+    /// The most recent `limit` cases (every tenant's), newest first, and how
+    /// many there are in all.
+    pub async fn recent_cases(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), StoreError> {
+        self.recent_cases_in(Scope::All, limit).await
+    }
+
+    /// The most recent `limit` cases of `scope`, newest first, and how many
+    /// there are in all.
+    pub async fn recent_cases_in(&self, scope: Scope<'_>, limit: usize) -> Result<(Vec<CaseRecord>, u64), StoreError> {
+        self.merged(limit, |part| part.keys.cases_of(scope)).await
+    }
+
+    /// The most recent `limit` dead letters (every tenant's) and how many
+    /// there are in all.
     pub async fn dead_letters(&self, limit: usize) -> Result<(Vec<CaseRecord>, u64), StoreError> {
-        self.merged(limit, |part| part.keys.dead()).await
+        self.dead_letters_in(Scope::All, limit).await
+    }
+
+    /// The most recent `limit` dead letters of `scope` and how many there are in all.
+    pub async fn dead_letters_in(&self, scope: Scope<'_>, limit: usize) -> Result<(Vec<CaseRecord>, u64), StoreError> {
+        self.merged(limit, |part| part.keys.dead_of(scope)).await
     }
 
     /// The `limit` highest-scored members over every partition's sorted set

@@ -8,16 +8,18 @@ use std::collections::HashMap;
 use futures_util::future::try_join_all;
 use hookline_contract::chaos::{Fault, FaultCount};
 
+use super::keys::Scope;
 use super::{Store, StoreError};
 
 impl Store {
-    /// The chaos faults injected so far, by fault, over every partition:
-    /// how many, the answers by class, and how many were unexpected.
-    pub async fn chaos_counts(&self) -> Result<Vec<FaultCount>, StoreError> {
+    /// The chaos faults injected so far around the deliveries of `scope`,
+    /// by fault, over every partition: how many, the answers by class, and
+    /// how many were unexpected.
+    pub async fn chaos_counts(&self, scope: Scope<'_>) -> Result<Vec<FaultCount>, StoreError> {
         let tallies = try_join_all(self.parts.iter().map(|part| async move {
             let mut conn = part.conn.clone();
             let tally: HashMap<String, u64> = redis::cmd("HGETALL")
-                .arg(part.keys.chaos())
+                .arg(part.keys.chaos_of(scope))
                 .query_async(&mut conn)
                 .await?;
             Ok::<_, StoreError>(tally)

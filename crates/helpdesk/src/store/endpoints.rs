@@ -1,7 +1,8 @@
 //! Endpoints as the API sees them: one endpoint's state (its share of the
 //! [limits](super::limits) in use, its breaker, pauses), its own rate
 //! (`endpoints/set_rate.lua`), and how many due jobs the limits hold back
-//! ([`QueueDepth`], `endpoints/depth.lua`). The limits themselves are
+//! ([`QueueDepth`], `endpoints/depth.lua`); the operator's resume
+//! (`endpoints/resume.lua`). The limits themselves are
 //! applied where jobs are claimed and finished (`jobs/claim.lua`,
 //! `jobs/finish.lua`, `refresh` in `prelude.lua`); with several partitions
 //! each has its [share](EndpointLimits::share) of every endpoint's.
@@ -14,12 +15,14 @@ use futures_util::future::try_join_all;
 use hookline_contract::{BreakerState, EndpointView};
 use redis::Script;
 
+use super::keys::Scope;
 use super::partition::{Partition, script};
 use super::{Store, StoreError};
 use crate::endpoint::Endpoint;
 
 static SET_RATE: LazyLock<Script> = LazyLock::new(|| script(include_str!("endpoints/set_rate.lua")));
 static DEPTH: LazyLock<Script> = LazyLock::new(|| script(include_str!("endpoints/depth.lua")));
+static RESUME: LazyLock<Script> = LazyLock::new(|| script(include_str!("endpoints/resume.lua")));
 
 /// Jobs per state, and the due ones that the endpoints' limits hold back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,6 +80,30 @@ impl Partition {
         Ok(())
     }
 
+    /// Lifts the endpoint's pause and closes its breaker here; false if
+    /// this partition does not know it.
+    async fn resume(&self, endpoint: &Endpoint) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let found: i64 = self
+            .invocation(&RESUME)
+            .key(self.keys.endpoint(endpoint))
+            .arg(endpoint.as_str())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(found == 1)
+    }
+
+    /// Whether `scope`'s jobs use the endpoint here.
+    async fn uses(&self, scope: Scope<'_>, endpoint: &Endpoint) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg(self.keys.endpoints_of(scope))
+            .arg(endpoint.as_str())
+            .query_async(&mut conn)
+            .await?;
+        Ok(score.is_some())
+    }
+
     async fn endpoint_views(&self, endpoints: &[Endpoint]) -> Result<Vec<EndpointView>, StoreError> {
         if endpoints.is_empty() {
             return Ok(Vec::new());
@@ -124,13 +151,13 @@ impl Partition {
         let now = Utc::now();
         EndpointView {
             endpoint: endpoint.to_string(),
-            in_flight: number("inFlight").map_or(0, |n| n.max(0.0) as u32),
-            due,
+            in_flight: Some(number("inFlight").map_or(0, |n| n.max(0.0) as u32)),
+            due: Some(due),
             concurrency: self.limits.concurrency,
             rate: own_rate.or(self.limits.rate),
             rate_overridden: own_rate.is_some(),
             breaker,
-            consecutive_failures: number("failures").map_or(0, |n| n.max(0.0) as u32),
+            consecutive_failures: Some(number("failures").map_or(0, |n| n.max(0.0) as u32)),
             open_until: time("openUntil").filter(|_| breaker == BreakerState::Open),
             paused_until: time("pausedUntil").filter(|at| *at > now),
             last_error: field("lastError").map(str::to_owned),
@@ -159,10 +186,17 @@ impl Store {
 
     /// The `limit` most recently active endpoints and how many there are.
     pub async fn endpoints(&self, limit: usize) -> Result<(Vec<EndpointView>, u64), StoreError> {
+        self.endpoints_in(Scope::All, limit).await
+    }
+
+    /// The `limit` most recently active endpoints of `scope` (a tenant's:
+    /// those its jobs go to, [as it may see them](redacted)) and how many
+    /// there are.
+    pub async fn endpoints_in(&self, scope: Scope<'_>, limit: usize) -> Result<(Vec<EndpointView>, u64), StoreError> {
         let listed = try_join_all(
             self.parts
                 .iter()
-                .map(|part| async move { part.newest(&part.keys.endpoints(), limit).await }),
+                .map(|part| async move { part.newest(&part.keys.endpoints_of(scope), limit).await }),
         )
         .await?;
         let mut last: HashMap<String, f64> = HashMap::new();
@@ -178,18 +212,47 @@ impl Store {
         newest.sort_by(|a, b| b.1.total_cmp(&a.1));
         newest.truncate(limit);
         let endpoints: Vec<Endpoint> = newest.iter().filter_map(|(name, _)| name.parse().ok()).collect();
+        let views = self.endpoint_views(&endpoints).await?;
         Ok((
-            self.endpoint_views(&endpoints).await?,
+            views.into_iter().map(|view| redacted(scope, view)).collect(),
             total.max(endpoints.len() as u64),
         ))
     }
 
-    /// One endpoint's state over every partition.
+    /// One endpoint's state over every partition (the operator's view).
     pub async fn endpoint(&self, endpoint: &Endpoint) -> Result<EndpointView, StoreError> {
+        self.endpoint_in(Scope::All, endpoint).await
+    }
+
+    /// One endpoint's state over every partition, as `scope` may see it
+    /// ([`redacted`]).
+    pub async fn endpoint_in(&self, scope: Scope<'_>, endpoint: &Endpoint) -> Result<EndpointView, StoreError> {
         let mut views = self.endpoint_views(std::slice::from_ref(endpoint)).await?;
-        Ok(views
+        let view = views
             .pop()
-            .unwrap_or_else(|| self.parts[0].endpoint_view(endpoint, HashMap::new(), 0, None)))
+            .unwrap_or_else(|| self.parts[0].endpoint_view(endpoint, HashMap::new(), 0, None));
+        Ok(redacted(scope, view))
+    }
+
+    /// Whether jobs of `scope` go (or went, within `CASE_RETENTION`) to the
+    /// endpoint: the operator's scope knows every endpoint.
+    pub async fn uses(&self, scope: Scope<'_>, endpoint: &Endpoint) -> Result<bool, StoreError> {
+        if scope == Scope::All {
+            return Ok(true);
+        }
+        let used = try_join_all(self.parts.iter().map(|part| part.uses(scope, endpoint))).await?;
+        Ok(used.into_iter().any(|used| used))
+    }
+
+    /// Lifts the endpoint's pause (`Retry-After`) and closes its breaker in
+    /// every partition, so its due jobs go at once; `None` if no partition
+    /// knows it.
+    pub async fn resume(&self, endpoint: &Endpoint) -> Result<Option<EndpointView>, StoreError> {
+        let found = try_join_all(self.parts.iter().map(|part| part.resume(endpoint))).await?;
+        if !found.into_iter().any(|found| found) {
+            return Ok(None);
+        }
+        self.endpoint(endpoint).await.map(Some)
     }
 
     /// Sets an endpoint's own rate limit (`None`: back to `ENDPOINT_RATE`),
@@ -224,6 +287,28 @@ impl Store {
     }
 }
 
+/// An endpoint as `scope` may see it. The endpoint is shared: every tenant
+/// whose webhooks go to its scheme, host and port shares its limits, its
+/// breaker and a receiver's pause, since the receiver's capacity is one.
+/// A tenant sees those, which say why its own jobs wait; the counts and the
+/// errors of everyone's traffic (`in_flight`, `due`, failures in a row, the
+/// last error, when it next sends) would tell it about other tenants'
+/// deliveries, so they are left out. The operator sees all.
+pub fn redacted(scope: Scope<'_>, view: EndpointView) -> EndpointView {
+    if scope == Scope::All {
+        return view;
+    }
+    EndpointView {
+        in_flight: None,
+        due: None,
+        consecutive_failures: None,
+        last_error: None,
+        last_error_at: None,
+        next_attempt_at: None,
+        ..view
+    }
+}
+
 /// One endpoint's views from two partitions as one: counts add up, the
 /// breaker shows the worst state, times the latest (the next attempt: the
 /// soonest).
@@ -244,8 +329,8 @@ fn merge_views(all: EndpointView, one: EndpointView) -> EndpointView {
     };
     EndpointView {
         endpoint: all.endpoint,
-        in_flight: all.in_flight + one.in_flight,
-        due: all.due + one.due,
+        in_flight: sum(all.in_flight, one.in_flight),
+        due: sum(all.due, one.due),
         concurrency: all.concurrency + one.concurrency,
         rate: all.rate.zip(one.rate).map(|(a, b)| a + b),
         rate_overridden: all.rate_overridden || one.rate_overridden,
@@ -259,5 +344,13 @@ fn merge_views(all: EndpointView, one: EndpointView) -> EndpointView {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         },
+    }
+}
+
+/// Two partitions' counts added up (a count neither has stays absent).
+fn sum<T: std::ops::Add<Output = T>>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
     }
 }

@@ -15,6 +15,7 @@ use hookline_contract::{AttemptView, DocumentStatus};
 use redis::Script;
 
 use super::cases::CaseRecord;
+use super::keys::Scope;
 use super::limits::MAX_COOLDOWN;
 use super::partition::{Partition, query_loading, script};
 use super::{Store, StoreError, millis};
@@ -131,15 +132,18 @@ pub enum Redelivery {
 }
 
 impl Partition {
-    /// Sends a dead or delivered case again, now (see [`Redelivery`]).
-    pub(super) async fn redeliver(&self, document_id: &str) -> Result<Redelivery, StoreError> {
+    /// Sends a dead or delivered case of `scope` again, now (see [`Redelivery`]).
+    pub(super) async fn redeliver(&self, scope: Scope<'_>, document_id: &str) -> Result<Redelivery, StoreError> {
         let mut conn = self.conn.clone();
-        let callback: Option<String> = redis::cmd("HGET")
+        let (callback, tenant): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(self.keys.job(document_id))
             .arg("callbackUrl")
+            .arg("tenant")
             .query_async(&mut conn)
             .await?;
-        let Some(callback) = callback else {
+        let tenant = tenant.unwrap_or_else(|| hookline_kit::auth::DEFAULT_TENANT.to_owned());
+        // A job's tenant never changes: checking it before the script is as good as in it.
+        let Some(callback) = callback.filter(|_| scope.sees(&tenant)) else {
             return Ok(Redelivery::NoSuchCase);
         };
         if callback.is_empty() {
@@ -296,9 +300,16 @@ impl Partition {
 }
 
 impl Store {
-    /// Sends a dead or delivered case (or event) again, now (see [`Redelivery`]).
+    /// Sends a dead or delivered case (or event), whoever's, again, now
+    /// (see [`Redelivery`]).
     pub async fn redeliver(&self, id: &str) -> Result<Redelivery, StoreError> {
-        self.part_of_job(id).await?.redeliver(id).await
+        self.redeliver_in(Scope::All, id).await
+    }
+
+    /// Sends a dead or delivered case (or event) of `scope` again, now
+    /// (see [`Redelivery`]); another tenant's is [`Redelivery::NoSuchCase`].
+    pub async fn redeliver_in(&self, scope: Scope<'_>, id: &str) -> Result<Redelivery, StoreError> {
+        self.part_of_job(id).await?.redeliver(scope, id).await
     }
 
     /// Claims up to `decisions.len()` due jobs (see `Partition::claim`),

@@ -3,7 +3,47 @@
 //! `docs/store.md` has the table of what each key holds; the Lua side names
 //! the same keys in `prelude.lua`.
 
+use hookline_kit::auth::{Authorized, DEFAULT_TENANT};
+
 use crate::endpoint::Endpoint;
+
+/// Whose objects a read sees: every tenant's (the operator's key, or an
+/// open help desk) or one tenant's. Another tenant's object is as if it did
+/// not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    All,
+    Tenant(&'a str),
+}
+
+impl<'a> Scope<'a> {
+    /// The scope of a request: all for the operator, else its tenant's.
+    pub fn of(auth: &'a Authorized) -> Self {
+        if auth.is_operator() {
+            Self::All
+        } else {
+            Self::Tenant(auth.tenant())
+        }
+    }
+
+    /// Whether an object of `tenant` is in scope.
+    pub fn sees(self, tenant: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Tenant(own) => own == tenant,
+        }
+    }
+
+    /// The tenant whose own lists this scope reads (`None`: the shared
+    /// ones, which hold every tenant's). The default tenant has no lists of
+    /// its own: its key is the operator's.
+    fn own_lists(self) -> Option<&'a str> {
+        match self {
+            Self::Tenant(tenant) if tenant != DEFAULT_TENANT => Some(tenant),
+            _ => None,
+        }
+    }
+}
 
 /// What starts the id of an event's job (never a documentId's character).
 pub const EVENT_JOB_MARK: char = '~';
@@ -25,6 +65,46 @@ impl Keys {
     /// `{prefix}`: the start of every key, and their Redis Cluster hash tag.
     pub fn tag(&self) -> &str {
         &self.tag
+    }
+
+    /// One of a tenant's own keys (`{p}:tenant:<name>:<what>`); a tenant
+    /// name has no `:`, so they never collide.
+    fn tenant(&self, tenant: &str, what: &str) -> String {
+        format!("{}:tenant:{tenant}:{what}", self.tag)
+    }
+
+    /// The tenants with keys of their own (for the trim to find them).
+    pub fn tenants(&self) -> String {
+        format!("{}:tenants", self.tag)
+    }
+
+    /// `list` (`cases`, `dead`, `endpoints`, `chaos`) as `scope` sees it:
+    /// the shared one, or the tenant's own.
+    fn scoped(&self, scope: Scope<'_>, list: &str) -> String {
+        match scope.own_lists() {
+            None => format!("{}:{list}", self.tag),
+            Some(tenant) => self.tenant(tenant, list),
+        }
+    }
+
+    /// The cases `scope` lists, by creation time.
+    pub fn cases_of(&self, scope: Scope<'_>) -> String {
+        self.scoped(scope, "cases")
+    }
+
+    /// The dead letters `scope` lists.
+    pub fn dead_of(&self, scope: Scope<'_>) -> String {
+        self.scoped(scope, "dead")
+    }
+
+    /// The endpoints `scope` lists, by last activity (a tenant's: of its jobs).
+    pub fn endpoints_of(&self, scope: Scope<'_>) -> String {
+        self.scoped(scope, "endpoints")
+    }
+
+    /// The chaos tally `scope` sees.
+    pub fn chaos_of(&self, scope: Scope<'_>) -> String {
+        self.scoped(scope, "chaos")
     }
 
     pub fn case(&self, document_id: &str) -> String {
@@ -88,9 +168,15 @@ impl Keys {
         format!("{}:attempts:{document_id}", self.tag)
     }
 
-    /// Which case a request `id` created (for idempotent retries).
-    pub fn request(&self, id: &str) -> String {
-        format!("{}:request:{id}", self.tag)
+    /// Which case a request `id` of `tenant` created (for idempotent
+    /// retries): each tenant's ids are its own, so another tenant reusing
+    /// one makes a case of its own. The default tenant's keep their key
+    /// from before tenants.
+    pub fn request(&self, tenant: &str, id: &str) -> String {
+        match Scope::Tenant(tenant).own_lists() {
+            None => format!("{}:request:{id}", self.tag),
+            Some(tenant) => self.tenant(tenant, &format!("request:{id}")),
+        }
     }
 
     /// Finished cases, scored by when they expire (`CASE_RETENTION`).

@@ -1,19 +1,21 @@
 //! The help desk's store, in Redis: cases and their delayed webhook jobs,
 //! the endpoints they go to, subscriptions, attempt logs, chaos tallies and
-//! request-id records. `docs/store.md` is its design (the key layout, a
+//! request-id records. Every job holds its tenant; each tenant other than
+//! the default one has its own listings and request ids beside the shared
+//! ones (the operator's view), kept by the same scripts (`prelude.lua`). `docs/store.md` is its design (the key layout, a
 //! job's life, the guarantee, what Redis must provide, partitions); this is
 //! the map:
 //!
 //! | module | holds |
 //! |---|---|
 //! | [`Store`] (here) | the handle callers get: connecting, options, [`StoreError`] |
-//! | [`keys`] | the key layout |
+//! | [`keys`] | the key layout, and [`Scope`]: whose objects a read sees |
 //! | [`conn`] | the connection: one Redis, or a Redis Cluster |
 //! | `partition` | one partition (one hash tag), routing a case to it, calling its scripts |
 //! | `cases` | new cases with their events ([`Store::schedule`]), reading and listing them |
 //! | `jobs` | a job's life: [`Store::claim`], [`Store::finish_many`], [`Store::redeliver`] |
 //! | `limits` | [`EndpointLimits`]: every endpoint's, and a partition's share of them |
-//! | `endpoints` | an endpoint's state as the API shows it, rate overrides, [`QueueDepth`] |
+//! | `endpoints` | an endpoint's state as the API shows it (to a tenant: [`redacted`]), rate overrides, the operator's resume, [`QueueDepth`] |
 //! | `subscriptions` | subscriptions and test events |
 //! | `chaos` | the tally of chaos faults ([`Store::chaos_counts`]) |
 //! | `retention` | forgetting finished cases and idle endpoints ([`Store::trim`]) |
@@ -43,9 +45,9 @@ mod subscriptions;
 
 pub use cases::{CaseRecord, EventJob, NewCase, Scheduled};
 pub use conn::RedisConnection;
-pub use endpoints::QueueDepth;
+pub use endpoints::{QueueDepth, redacted};
 pub use jobs::{Allowance, Claim, ClaimedJob, EndpointSignal, Finish, Health, Recorded, Redelivery};
-pub use keys::{EVENT_JOB_MARK, Keys};
+pub use keys::{EVENT_JOB_MARK, Keys, Scope};
 pub use limits::{EndpointLimits, MAX_COOLDOWN};
 pub use partition::{DEFAULT_RETENTION, MAX_PARTITIONS, partition_of, partition_tag};
 pub use retention::Trimmed;

@@ -31,7 +31,19 @@ end
 local function due_key(e) return tag .. ':due:' .. e end
 local function endpoint_key(e) return tag .. ':endpoint:' .. e end
 local function case_key(id) return tag .. ':case:' .. id end
-local function request_key(request) return tag .. ':request:' .. request end
+-- Tenants: every job hash holds its `tenant`. The default tenant's (the
+-- operator's, and everything of an open help desk) are listed in the shared
+-- keys only, as before tenants had lists; another tenant's are also listed
+-- under `{tag}:tenant:<name>:`, and their request ids live there. Every
+-- shared listing holds every tenant's: it is the operator's view.
+local function own(t) return t and t ~= '' and t ~= 'default' end
+local function tenant_key(t, name) return tag .. ':tenant:' .. t .. ':' .. name end
+local function request_key(request, t)
+  if own(t) then return tenant_key(t, 'request:' .. request) end
+  return tag .. ':request:' .. request
+end
+-- Notes that `t` has lists of its own, for the trim to find them.
+local function note_tenant(t) redis.call('SADD', tag .. ':tenants', t) end
 -- A job is a case's callback (its id is the documentId) or one event for
 -- one subscription (its id is '~' and its webhook-id: never a documentId,
 -- which cannot contain '~').
@@ -47,22 +59,33 @@ local function sub_key(id) return tag .. ':sub:' .. id end
 local function expire_later(id, at)
   redis.call('PEXPIREAT', job_key(id), at)
   redis.call('PEXPIREAT', tag .. ':attempts:' .. id, at)
-  local request = redis.call('HGET', job_key(id), 'id')
-  if request and redis.call('GET', request_key(request)) == id then
-    redis.call('PEXPIREAT', request_key(request), at)
+  local job = redis.call('HMGET', job_key(id), 'id', 'tenant')
+  if job[1] and redis.call('GET', request_key(job[1], job[2])) == id then
+    redis.call('PEXPIREAT', request_key(job[1], job[2]), at)
   end
   redis.call('ZADD', tag .. ':expiring', at, id)
+  if own(job[2]) then redis.call('ZADD', tenant_key(job[2], 'expiring'), at, id) end
 end
 
 -- A case going back to its queue (a redelivery) is kept until it finishes again.
 local function keep(id)
   redis.call('PERSIST', job_key(id))
   redis.call('PERSIST', tag .. ':attempts:' .. id)
-  local request = redis.call('HGET', job_key(id), 'id')
-  if request and redis.call('GET', request_key(request)) == id then
-    redis.call('PERSIST', request_key(request))
+  local job = redis.call('HMGET', job_key(id), 'id', 'tenant')
+  if job[1] and redis.call('GET', request_key(job[1], job[2])) == id then
+    redis.call('PERSIST', request_key(job[1], job[2]))
   end
   redis.call('ZREM', tag .. ':expiring', id)
+  if own(job[2]) then redis.call('ZREM', tenant_key(job[2], 'expiring'), id) end
+end
+
+-- A tenant's job goes to endpoint `e` now: the tenant's own list of
+-- endpoints shows it (the shared one is kept by its callers and `refresh`).
+local function tenant_uses(t, e)
+  if own(t) then
+    note_tenant(t)
+    redis.call('ZADD', tenant_key(t, 'endpoints'), now, e)
+  end
 end
 
 -- An endpoint's rate limit is a token bucket: `rate` tokens a second, at
@@ -132,8 +155,9 @@ end
 -- Queues one event for one subscription: its own job in the subscription's
 -- endpoint's queue, due at `due`, with its own attempts, retries and dead
 -- letter. `fields` describe the event (documentId, agentId, documentUrl,
--- status, sequence, event, id...); `sub` is {id, url, endpoint}.
-local function add_event(webhook_id, sub, fields, due)
+-- status, sequence, event, id...) and include its `tenant`, also given as
+-- `t`; `sub` is {id, url, endpoint}.
+local function add_event(webhook_id, sub, fields, due, t)
   local id = '~' .. webhook_id
   local all = {'webhookId', webhook_id, 'subscription', sub[1], 'callbackUrl', sub[2], 'endpoint', sub[3],
     'delivery', 'SCHEDULED', 'attempts', 0, 'createdAt', now, 'dueAt', due}
@@ -142,6 +166,7 @@ local function add_event(webhook_id, sub, fields, due)
   redis.call('ZADD', due_key(sub[3]), due, id)
   redis.call('ZADD', ready_key, 'LT', due, sub[3])
   redis.call('ZADD', tag .. ':endpoints', now, sub[3])
+  tenant_uses(t, sub[3])
   return id
 end
 

@@ -2,8 +2,9 @@
 //! `CASE_RETENTION`, then forgotten. `jobs/finish.lua` gives it a TTL and a
 //! place in `{p}:expiring` when it finishes; [`Store::trim`]
 //! (`retention/trim.lua`, run by every worker through
-//! [`crate::retention`]) takes it out of the listings, and forgets
-//! endpoints idle as long.
+//! [`crate::retention`]) takes it out of the listings (the shared ones and
+//! its tenant's), and forgets endpoints idle as long, every one of them in
+//! turn (one still in use only waits, and moves out of the way).
 
 use std::sync::LazyLock;
 
@@ -20,6 +21,8 @@ static TRIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("retention/
 pub struct Trimmed {
     pub cases: u64,
     pub endpoints: u64,
+    /// A batch was full: there may be more to forget right away.
+    pub more: bool,
 }
 
 impl Partition {
@@ -27,7 +30,7 @@ impl Partition {
     /// to `max` endpoints idle as long (see `retention/trim.lua`).
     pub(super) async fn trim(&self, max: usize) -> Result<Trimmed, StoreError> {
         let mut conn = self.conn.clone();
-        let (cases, endpoints): (u64, u64) = self
+        let (cases, endpoints, more): (u64, u64, u8) = self
             .invocation(&TRIM)
             .key(self.keys.expiring())
             .key(self.keys.cases())
@@ -38,7 +41,11 @@ impl Partition {
             .arg(millis(self.retention))
             .invoke_async(&mut conn)
             .await?;
-        Ok(Trimmed { cases, endpoints })
+        Ok(Trimmed {
+            cases,
+            endpoints,
+            more: more == 1,
+        })
     }
 }
 
@@ -50,6 +57,7 @@ impl Store {
         Ok(trimmed.into_iter().fold(Trimmed::default(), |all, one| Trimmed {
             cases: all.cases + one.cases,
             endpoints: all.endpoints + one.endpoints,
+            more: all.more || one.more,
         }))
     }
 }

@@ -2,7 +2,12 @@
 //! by creation time. The fan-out in `cases/schedule.lua` reads them, so an
 //! event's jobs are queued in the same atomic step as its case. With
 //! several partitions each holds a copy (every scheduling script reads its
-//! own), written to partition 0, the one read, last.
+//! own). Partition 0 is the one the API reads, and the one that counts: a
+//! new subscription is stored there first, by `subscriptions/create.lua`,
+//! which checks the tenant's cap in the same step, so concurrent requests
+//! never store more than the cap (one place must hold the count for one
+//! script to check it; the copies elsewhere follow, and are taken back if
+//! they cannot be written). Changes and deletions go to partition 0 last.
 //!
 //! The secret has to be kept readable (the help desk signs with it); it is
 //! shown in full only when it is made (`POST /webhooks`, `rotate-secret`).
@@ -23,6 +28,7 @@ use crate::endpoint::Endpoint;
 
 static UPDATE: LazyLock<Script> = LazyLock::new(|| script(include_str!("subscriptions/update.lua")));
 static TEST_EVENT: LazyLock<Script> = LazyLock::new(|| script(include_str!("subscriptions/test_event.lua")));
+static CREATE: LazyLock<Script> = LazyLock::new(|| script(include_str!("subscriptions/create.lua")));
 
 /// A subscription to store.
 #[derive(Debug, Clone)]
@@ -176,22 +182,9 @@ pub(super) struct StoredSubscription {
     created_at: i64,
 }
 
-impl Partition {
-    /// The fields of a new subscription (with a new id and secret), unless
-    /// the tenant has `max` already (then `None`).
-    pub(super) async fn new_subscription_fields(
-        &self,
-        new: &NewSubscriptionRecord,
-        max: u64,
-    ) -> Result<Option<StoredSubscription>, StoreError> {
-        let mut conn = self.conn.clone();
-        let count: u64 = redis::cmd("ZCARD")
-            .arg(self.keys.subscriptions(&new.tenant))
-            .query_async(&mut conn)
-            .await?;
-        if count >= max {
-            return Ok(None);
-        }
+impl StoredSubscription {
+    /// A new subscription's fields, with a new id and secret.
+    fn new(new: &NewSubscriptionRecord) -> Self {
         let id = format!("sub_{}", uuid::Uuid::now_v7().simple());
         let now = Utc::now().timestamp_millis();
         let fields = vec![
@@ -205,11 +198,36 @@ impl Partition {
             ("disabled", "0".to_owned()),
             ("createdAt", now.to_string()),
         ];
-        Ok(Some(StoredSubscription {
+        Self {
             id,
             fields,
             created_at: now,
-        }))
+        }
+    }
+}
+
+impl Partition {
+    /// Stores a new subscription here unless the tenant has `max` already
+    /// (then false): the count and the write in one script.
+    async fn create_subscription(
+        &self,
+        tenant: &str,
+        stored: &StoredSubscription,
+        max: u64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.invocation(&CREATE);
+        invocation
+            .key(self.keys.subscription(&stored.id))
+            .key(self.keys.subscriptions(tenant))
+            .arg(max)
+            .arg(&stored.id)
+            .arg(stored.created_at);
+        for (field, value) in &stored.fields {
+            invocation.arg(*field).arg(value);
+        }
+        let stored: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(stored == 1)
     }
 
     /// Writes a new subscription into this partition.
@@ -350,17 +368,25 @@ impl Partition {
 
 impl Store {
     /// Stores a subscription with a new secret in every partition, unless
-    /// the tenant has `max` already (then `None`).
+    /// the tenant has `max` already (then `None`): partition 0 counts and
+    /// stores in one script, then the others get their copies. If a copy
+    /// cannot be written, the subscription is taken back everywhere, so none
+    /// is left that only some cases would fan out to.
     pub async fn create_subscription(
         &self,
         new: &NewSubscriptionRecord,
         max: u64,
     ) -> Result<Option<SubscriptionRecord>, StoreError> {
-        let Some(stored) = self.parts[0].new_subscription_fields(new, max).await? else {
+        let stored = StoredSubscription::new(new);
+        if !self.parts[0].create_subscription(&new.tenant, &stored, max).await? {
             return Ok(None);
-        };
-        for part in self.parts.iter().rev() {
-            part.store_subscription(&new.tenant, &stored).await?;
+        }
+        for part in self.parts.iter().skip(1) {
+            if let Err(error) = part.store_subscription(&new.tenant, &stored).await {
+                // Best effort: the error that matters is the one answered.
+                let _ = self.delete_subscription(&new.tenant, &stored.id).await;
+                return Err(error);
+            }
         }
         self.subscription(Some(&new.tenant), &stored.id).await
     }

@@ -257,6 +257,11 @@ async fn malformed_requests_to_the_helpdesk_get_a_4xx_json_error_and_change_noth
     }
     let (status, answer) = get_json(&format!("{base}/endpoints?limit=0")).await;
     assert_eq!(assert_client_error(status, &answer, 400), "invalid_field");
+    // Resuming: no endpoint, or one no webhook ever went to.
+    let (status, answer) = request_json("POST", &format!("{base}/endpoints/127.0.0.1%3A9/resume")).await;
+    assert_eq!(assert_client_error(status, &answer, 400), "invalid_field");
+    let (status, answer) = request_json("POST", &format!("{base}/endpoints/http%3A%2F%2F127.0.0.1%3A9/resume")).await;
+    assert_eq!(assert_client_error(status, &answer, 404), "not_found");
     let (status, answer) = request_json("DELETE", &format!("{base}/document/{}", review.document_id.unwrap())).await;
     assert!(
         (400..500).contains(&status) && answer["error"].is_string(),

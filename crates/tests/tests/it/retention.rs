@@ -98,7 +98,11 @@ async fn finished_cases_are_forgotten_after_the_retention_and_live_ones_never() 
     };
     let keys = helpdesk::store::Keys::new(&redis.prefix);
     for id in ["delivered", "dead"] {
-        for key in [keys.case(id), keys.attempts(id), keys.request(&format!("request-{id}"))] {
+        for key in [
+            keys.case(id),
+            keys.attempts(id),
+            keys.request(hookline_kit::auth::DEFAULT_TENANT, &format!("request-{id}")),
+        ] {
             let left = ttl(key.clone()).await;
             assert!((1..=60_000).contains(&left), "{key}: PTTL {left}");
         }

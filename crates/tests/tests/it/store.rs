@@ -318,7 +318,7 @@ async fn an_endpoint_never_has_more_than_its_concurrency_in_flight_and_a_finish_
     let after = claim_due(&store, Utc::now(), "v:2", &decisions).await;
     assert_eq!(after.jobs.len(), 1, "one slot was freed");
     let view = store.endpoint(&first.jobs[0].endpoint).await.unwrap();
-    assert_eq!((view.in_flight, view.due, view.concurrency), (4, 5, 4));
+    assert_eq!((view.in_flight, view.due, view.concurrency), (Some(4), Some(5), 4));
 }
 
 #[actix_web::test]
@@ -398,7 +398,7 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
     let endpoint = claim.jobs[0].endpoint.clone();
     let view = store.endpoint(&endpoint).await.unwrap();
     assert_eq!(view.breaker, hookline_contract::BreakerState::Open);
-    assert_eq!(view.consecutive_failures, 3);
+    assert_eq!(view.consecutive_failures, Some(3));
     assert_eq!(view.last_error.as_deref(), Some("HTTP 500"));
 
     // Open: all six jobs are due, none is claimed, no attempt is spent.
@@ -441,7 +441,7 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
     let view = store.endpoint(&endpoint).await.unwrap();
     assert_eq!(
         (view.breaker, view.consecutive_failures),
-        (hookline_contract::BreakerState::Closed, 0)
+        (hookline_contract::BreakerState::Closed, Some(0))
     );
 }
 
@@ -493,7 +493,7 @@ async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
         view.paused_until.map(|at| at.timestamp_millis()),
         Some(until.timestamp_millis())
     );
-    assert_eq!(view.consecutive_failures, 0, "a pause asked for is not a failure");
+    assert_eq!(view.consecutive_failures, Some(0), "a pause asked for is not a failure");
     let after = claim_due(&store, until + chrono::Duration::milliseconds(1), "w:3", &decisions).await;
     assert_eq!(after.jobs.len(), 4);
 }

@@ -9,7 +9,7 @@
 -- every event can be queued in this one atomic step: an accepted case never
 -- loses an event to a crash. (A subscription made after the case was
 -- accepted therefore receives its events from the next case on.)
--- KEYS: case, request (the id's key; unused without an id).
+-- KEYS: case, request (the id's key, the tenant's own; unused without an id).
 -- ARGV[5..]: documentId, endpoint ('' without a callback), delay (ms),
 -- request id ('' for none), documentUrl, callbackUrl ('' for none), agentId,
 -- webhookId, tenant, verdict, the webhook-id prefix of its events,
@@ -50,6 +50,10 @@ else
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', tag .. ':cases', now, id)
+if own(tenant) then
+  note_tenant(tenant)
+  redis.call('ZADD', tenant_key(tenant, 'cases'), now, id)
+end
 if e ~= '' then
   redis.call('ZADD', due_key(e), due, id)
   -- The endpoint joins the line, or moves up in it, to this job's due time
@@ -58,6 +62,7 @@ if e ~= '' then
   -- where it belongs.
   redis.call('ZADD', ready_key, 'LT', due, e)
   redis.call('ZADD', tag .. ':endpoints', now, e)
+  tenant_uses(tenant, e)
 else
   -- Nothing of its own to deliver: it is finished once decided.
   expire_later(id, due + retention)
@@ -72,7 +77,7 @@ local function events(event, status, sequence, at, held_back)
     if request ~= '' then table.insert(data, 'id'); table.insert(data, request) end
     if chaos ~= '' then table.insert(data, 'chaos'); table.insert(data, chaos) end
     if held_back then table.insert(data, 'chaosReorder'); table.insert(data, '1') end
-    add_event(event_prefix .. '_' .. queued, sub, data, at)
+    add_event(event_prefix .. '_' .. queued, sub, data, at, tenant)
   end
 end
 if reorder then

@@ -10,7 +10,8 @@
 -- Returns 0: the lease had passed on, nothing changed; 1: recorded;
 -- 2: recorded, and the endpoint's breaker opened; 3: ... closed.
 local id, outcome, error = ARGV[5], ARGV[7], ARGV[9]
-local current = redis.call('HMGET', KEYS[1], 'lease', 'attempts', 'endpoint', 'subscription')
+local current = redis.call('HMGET', KEYS[1], 'lease', 'attempts', 'endpoint', 'subscription', 'tenant')
+local tenant = current[5]
 if current[1] ~= ARGV[6] then return 0 end
 local attempts = (tonumber(current[2]) or 0) + 1
 -- An event's subscription counts what became of it (if it still exists).
@@ -29,14 +30,19 @@ local entries = {ARGV[10]}
 for i = 18, #ARGV do entries[#entries + 1] = ARGV[i] end
 if redis.call('RPUSH', KEYS[4], unpack(entries)) > 100 then redis.call('LTRIM', KEYS[4], -100, -1) end
 -- Chaos faults are tallied for GET /chaos: by fault and the class of the
--- answer, and those answered unlike a correct receiver (they carry an error).
+-- answer, and those answered unlike a correct receiver (they carry an error);
+-- in the shared tally (the operator's) and the job's tenant's own.
+local tallies = {tag .. ':chaos'}
+if own(tenant) then table.insert(tallies, tenant_key(tenant, 'chaos')) end
 for _, entry in ipairs(entries) do
   if string.find(entry, '"chaos":', 1, true) then
     local e = cjson.decode(entry)
     local code = tonumber(e.statusCode)
     local class = code and (math.floor(code / 100) .. 'xx') or 'none'
-    redis.call('HINCRBY', tag .. ':chaos', e.chaos .. ':' .. class, 1)
-    if e.error then redis.call('HINCRBY', tag .. ':chaos', e.chaos .. ':unexpected', 1) end
+    for _, tally in ipairs(tallies) do
+      redis.call('HINCRBY', tally, e.chaos .. ':' .. class, 1)
+      if e.error then redis.call('HINCRBY', tally, e.chaos .. ':unexpected', 1) end
+    end
   end
 end
 redis.call('ZREM', KEYS[2], id)
@@ -50,10 +56,12 @@ if outcome == 'delivered' then
 elseif outcome == 'retry' then
   local next_at = now + tonumber(ARGV[8])
   redis.call('ZADD', due_key(e or ARGV[16]), next_at, id)
+  tenant_uses(tenant, e or ARGV[16])
   redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'SCHEDULED', 'nextAttemptAt', next_at,
     'lastError', error, 'lease', '')
 else
   redis.call('ZADD', KEYS[3], now, id)
+  if own(tenant) then redis.call('ZADD', tenant_key(tenant, 'dead'), now, id) end
   redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DEAD', 'lastError', error,
     'lease', '', 'nextAttemptAt', '')
   expire_later(id, now + tonumber(ARGV[17]))

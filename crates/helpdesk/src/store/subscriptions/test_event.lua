@@ -5,4 +5,4 @@ local sub = redis.call('HMGET', KEYS[1], 'url', 'endpoint', 'tenant')
 if not sub[1] then return false end
 return add_event(ARGV[6], {ARGV[5], sub[1], sub[2]},
   {'event', 'webhook.test', 'documentId', '', 'agentId', '', 'documentUrl', '', 'status', 'PENDING_REVIEW',
-   'sequence', 0, 'tenant', sub[3], 'message', ARGV[7]}, now)
+   'sequence', 0, 'tenant', sub[3], 'message', ARGV[7]}, now, sub[3])
