@@ -4,9 +4,10 @@
 //! Order matters, and actix runs the middleware registered last first:
 //! [`request_id::propagate`] gives every request its id before the
 //! [`TracingLogger`] opens the request's span with it; [`track`] times the
-//! request inside that span and counts it by route; [`json_errors`], the
-//! innermost, turns actix's own bare errors (404, 405, 413...) into the JSON
-//! envelope before they are counted and logged.
+//! request inside that span and counts it by route; [`json_errors`]
+//! turns actix's own bare errors (404, 405, 413...) into the JSON
+//! envelope before they are counted and logged; [`deadline::enforce`], the
+//! innermost, holds every request body to `REQUEST_BODY_TIMEOUT` (408).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -14,6 +15,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use tracing_actix_web::TracingLogger;
 
+use crate::deadline;
 use crate::http::{json_errors, not_found};
 use crate::metrics::{HttpMetrics, track};
 use crate::request_id::{self, RequestSpan};
@@ -32,6 +34,7 @@ pub fn app(
     >,
 > {
     App::new()
+        .wrap(from_fn(deadline::enforce))
         .wrap(json_errors())
         .wrap(from_fn(track))
         .wrap(TracingLogger::<RequestSpan>::new())
