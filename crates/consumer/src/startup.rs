@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::db::{self, DbSetupError};
-use crate::events::ReviewEvents;
+use crate::events::{ReviewEvents, StreamLimits};
 use crate::helpdesk_client::HelpdeskClient;
 use crate::inbox::{Inbox, WebhookPolicy, WebhookSlots};
 use crate::metrics::ConsumerMetrics;
@@ -91,7 +91,11 @@ impl Application {
             .map_err(|e| StartupError::Config(format!("CONSUMER_PUBLIC_URL {e}")))?;
         info!(port, callback = %callback_url, helpdesk = %settings.helpdesk_url, "consumer started");
 
-        let events = ReviewEvents::default();
+        let events = ReviewEvents::with_limits(StreamLimits {
+            max_streams: settings.events_max_streams,
+            max_age: settings.events_max_age,
+        });
+        let guards = settings.guards.build();
         let metrics = ConsumerMetrics::new()?;
         let mut tasks = Supervisor::default();
         let helpdesk_client = || {
@@ -199,6 +203,7 @@ impl Application {
                 .app_data(events_data.clone())
                 .app_data(task_health.clone())
                 .app_data(web::Data::new(reviews))
+                .configure(|cfg| guards.configure(cfg))
                 .configure(routes::configure)
         })
         .listen(listener)?

@@ -43,6 +43,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         callback_client_cert: None,
         callback_client_key: None,
         log_format: LogFormat::Pretty,
+        guards: Default::default(),
     }
 }
 
@@ -67,6 +68,9 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         shutdown_grace: Duration::from_secs(3),
         http_workers: Some(1),
         log_format: LogFormat::Pretty,
+        guards: Default::default(),
+        events_max_streams: 256,
+        events_max_age: Duration::from_secs(600),
     }
 }
 

@@ -43,7 +43,7 @@ mod subscriptions;
 
 pub use cases::{CaseRecord, EventJob, NewCase, Scheduled};
 pub use conn::RedisConnection;
-pub use endpoints::QueueDepth;
+pub use endpoints::{DEPTH_ENDPOINTS, QueueDepth};
 pub use jobs::{Allowance, Claim, ClaimedJob, EndpointSignal, Finish, Health, Recorded, Redelivery};
 pub use keys::{EVENT_JOB_MARK, Keys};
 pub use limits::{EndpointLimits, MAX_COOLDOWN};
