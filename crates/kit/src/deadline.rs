@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::error::PayloadError;
+use actix_web::error::{InternalError, PayloadError};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
@@ -118,16 +118,17 @@ pub async fn enforce(
         deadline: Box::pin(tokio::time::sleep(limit)),
     });
     request.set_payload(Payload::from(stream));
-    let http_request = request.request().clone();
     let outcome = next.call(request).await;
     match progress.get() {
         Progress::Late => {
             tracing::info!(
-                route = http_request.match_pattern().unwrap_or_default(),
                 limit = %humantime::format_duration(limit),
                 "request refused: its body did not arrive in time"
             );
-            Ok(ServiceResponse::new(http_request, too_late(limit)))
+            match outcome {
+                Ok(response) => Ok(response.into_response(too_late(limit))),
+                Err(e) => Err(InternalError::from_response(e, too_late(limit)).into()),
+            }
         }
         Progress::Reading => {
             let mut response = outcome?.map_into_boxed_body();
