@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hookline_contract::signature::SecretSet;
 use hookline_kit::auth::ApiKeys;
+use hookline_kit::guards::GuardSettings;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
 use hookline_kit::host::AllowedHosts;
 use url::Url;
@@ -135,4 +136,20 @@ pub struct Settings {
     /// `pretty` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_enum)]
     pub log_format: LogFormat,
+
+    /// A hostile client's limits: REQUEST_BODY_TIMEOUT, API_RATE,
+    /// METRICS_TOKEN (`hookline_kit::guards`).
+    #[command(flatten)]
+    pub guards: GuardSettings,
+
+    /// Dashboard event streams (`GET /events`) open at once; past it the
+    /// answer is 503 with Retry-After.
+    #[arg(long, env = "EVENTS_MAX_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub events_max_streams: u32,
+
+    /// The longest one event stream lasts; then it ends and the browser's
+    /// EventSource reconnects (a closed tab, or a client that stopped
+    /// reading, holds its slot no longer than this).
+    #[arg(long, env = "EVENTS_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub events_max_age: Duration,
 }

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::db::{self, DbSetupError};
-use crate::events::ReviewEvents;
+use crate::events::{ReviewEvents, StreamLimits};
 use crate::helpdesk_client::HelpdeskClient;
 use crate::inbox::{Inbox, WebhookPolicy, WebhookSlots};
 use crate::metrics::ConsumerMetrics;
@@ -106,7 +106,11 @@ impl Application {
         info!(port, callback = %redact_url(callback_url.as_str()), helpdesk = %redact_url(settings.helpdesk_url.as_str()),
             api_keys = api_keys.count(), allowed_hosts = %allowed_hosts.as_ref(), "consumer started");
 
-        let events = ReviewEvents::default();
+        let events = ReviewEvents::with_limits(StreamLimits {
+            max_streams: settings.events_max_streams,
+            max_age: settings.events_max_age,
+        });
+        let guards = settings.guards.build();
         let metrics = ConsumerMetrics::new()?;
         let mut tasks = Supervisor::default();
         let helpdesk_client = || {
@@ -216,6 +220,7 @@ impl Application {
                 .app_data(api_keys.clone())
                 .app_data(allowed_hosts.clone())
                 .app_data(web::Data::new(reviews))
+                .configure(|cfg| guards.configure(cfg))
                 .configure(routes::configure)
         })
         .listen(listener)?

@@ -12,6 +12,7 @@ use std::time::Duration;
 use hookline_contract::chaos::ChaosProfile;
 use hookline_contract::signature::SecretSet;
 use hookline_kit::auth::ApiKeys;
+use hookline_kit::guards::GuardSettings;
 use hookline_kit::config::{InvalidValue, LogFormat, Secret, parse_duration, secret};
 use hookline_kit::tls;
 
@@ -232,6 +233,11 @@ pub struct Settings {
     /// `pretty` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_enum)]
     pub log_format: LogFormat,
+
+    /// A hostile client's limits: REQUEST_BODY_TIMEOUT, API_RATE,
+    /// METRICS_TOKEN (`hookline_kit::guards`).
+    #[command(flatten)]
+    pub guards: GuardSettings,
 }
 
 impl Settings {

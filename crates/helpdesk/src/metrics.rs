@@ -15,12 +15,20 @@
 //! | `hookline_helpdesk_breaker_transitions_total` | counter | `to` | endpoints' circuit breakers that `open`ed (or reopened after a failed probe) or `closed` (a probe got through), as this worker recorded them |
 //! | `hookline_helpdesk_endpoint_pauses_total` | counter | | pauses of a whole endpoint asked for with `Retry-After` (on a 429 or 503) |
 //! | `hookline_helpdesk_forgotten_total` | counter | `what` | what retention forgot: `case` (finished cases past `CASE_RETENTION`, with their attempt logs), `endpoint` (endpoints idle as long) |
-//! | `hookline_helpdesk_queue_depth` | gauge | `state` | jobs in the queue by state, `due`, `in_flight`, `dead`; read from Redis at scrape time |
-//! | `hookline_helpdesk_jobs_held` | gauge | `reason` | jobs due now that their endpoint's limits hold back: `paused` (`Retry-After`), `circuit_open`, `throttled` (the rate limit), `saturated` (every slot in flight); at scrape time |
-//! | `hookline_helpdesk_endpoints_breaker` | gauge | `state` | endpoints whose breaker is `open` or `probing`; at scrape time |
+//! | `hookline_helpdesk_queue_depth` | gauge | `state` | jobs in the queue by state, `due`, `in_flight`, `dead`; read from Redis at scrape time (`due` over the counted endpoints, see below) |
+//! | `hookline_helpdesk_jobs_held` | gauge | `reason` | jobs due now that their endpoint's limits hold back: `paused` (`Retry-After`), `circuit_open`, `throttled` (the rate limit), `saturated` (every slot in flight); at scrape time, over the counted endpoints |
+//! | `hookline_helpdesk_endpoints_breaker` | gauge | `state` | endpoints whose breaker is `open` or `probing`; at scrape time, among the counted endpoints |
+//! | `hookline_helpdesk_endpoints` | gauge | `set` | endpoints the store `known`s, and how many the three above `counted` (the [`DEPTH_ENDPOINTS`](crate::store::DEPTH_ENDPOINTS) most recently active of each partition); at scrape time |
 //! | `hookline_helpdesk_endpoint_in_flight` | gauge | `endpoint` | attempts in flight per endpoint, for the [`ENDPOINT_SERIES`] most recently active endpoints (the label's values stay bounded); at scrape time |
 //! | `hookline_helpdesk_endpoint_due` | gauge | `endpoint` | jobs waiting per endpoint, same endpoints |
 //! | `hookline_helpdesk_endpoint_breaker_open` | gauge | `endpoint` | 1 while the endpoint's breaker is open or probing, else 0, same endpoints |
+//!
+//! A scrape's work in Redis is bounded whatever the number of endpoints
+//! (anyone who can create a case names one): the queue depth reads at most
+//! `DEPTH_ENDPOINTS` endpoints a partition, the per-endpoint series
+//! [`ENDPOINT_SERIES`], and the rest are `ZCARD`s. With more endpoints than
+//! that, `due` and the held counts cover the most recently active ones, and
+//! `hookline_helpdesk_endpoints{set="counted"}` below `{set="known"}` says so.
 //!
 //! The metrics live in a registry of this [`HelpdeskMetrics`] (no global
 //! one), passed to the routes as app data and to the worker by value.
@@ -316,6 +324,15 @@ pub fn queue_depth(depth: QueueDepth) -> prometheus::Result<Vec<MetricFamily>> {
         &[
             ("open", count(depth.endpoints_open)),
             ("probing", count(depth.endpoints_probing)),
+        ],
+    )?);
+    families.extend(hookline_kit::metrics::gauge_family(
+        "hookline_helpdesk_endpoints",
+        "Endpoints the store knows, and how many of them (the most recently active) the queue depth counts; read at scrape time.",
+        "set",
+        &[
+            ("known", count(depth.endpoints_known)),
+            ("counted", count(depth.endpoints_counted)),
         ],
     )?);
     Ok(families)

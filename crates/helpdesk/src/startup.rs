@@ -100,8 +100,10 @@ impl Application {
             overlap: settings.secret_overlap,
             wakeup: wakeup.clone(),
         });
+        let guards = settings.guards.build();
         let mut server = HttpServer::new(move || {
             hookline_kit::app::app(http_metrics.clone())
+                .configure(|cfg| guards.configure(cfg))
                 .app_data(queue_data.clone())
                 .app_data(scheduling.clone())
                 .app_data(subscription_settings.clone())

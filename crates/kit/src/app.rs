@@ -7,8 +7,10 @@
 //! request inside that span and counts it by route; [`host::guard`] refuses
 //! a request for a host the service does not answer to (only where the app
 //! registers `AllowedHosts`), counted and logged like any other;
-//! [`json_errors`], the innermost, turns actix's own bare errors (404, 405, 413...) into the JSON
-//! envelope before they are counted and logged.
+//! [`json_errors`] turns actix's own bare errors (404, 405, 413...) into
+//! the JSON envelope before they are counted and logged;
+//! [`deadline::enforce`], the innermost, holds every request body to
+//! `REQUEST_BODY_TIMEOUT` (408).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -16,7 +18,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use tracing_actix_web::TracingLogger;
 
-use crate::host;
+use crate::{deadline, host};
 use crate::http::{json_errors, not_found};
 use crate::metrics::{HttpMetrics, track};
 use crate::request_id::{self, RequestSpan};
@@ -35,6 +37,7 @@ pub fn app(
     >,
 > {
     App::new()
+        .wrap(from_fn(deadline::enforce))
         .wrap(json_errors())
         .wrap(from_fn(host::guard))
         .wrap(from_fn(track))

@@ -39,6 +39,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 use crate::http::respond;
+use crate::rate::{self, RateLimited};
 
 /// The shortest key accepted: 16 characters of a random string are out of
 /// reach of guessing; a short word is not.
@@ -206,14 +207,23 @@ pub enum Unauthorized {
     NotBearer,
     #[error("the API key is not accepted")]
     Rejected,
+    /// An accepted key over its rate ([`crate::rate`]): `429`.
+    #[error(transparent)]
+    Limited(#[from] RateLimited),
 }
 
 impl ResponseError for Unauthorized {
     fn status_code(&self) -> StatusCode {
-        StatusCode::UNAUTHORIZED
+        match self {
+            Self::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::UNAUTHORIZED,
+        }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Self::Limited(limited) = self {
+            return limited.response();
+        }
         let body = hookline_contract::ErrorBody::new("unauthorized").with_detail(self.to_string());
         let mut response = respond(StatusCode::UNAUTHORIZED, &body, self);
         response
@@ -273,19 +283,23 @@ impl Authorized {
             None => Err(Unauthorized::Missing),
             Some(value) => match bearer(value) {
                 None => Err(Unauthorized::NotBearer),
-                Some(key) => keys.holder(key).map(Self::of).ok_or(Unauthorized::Rejected),
+                Some(key) => keys
+                    .holder(key)
+                    .map(Self::of)
+                    .ok_or(Unauthorized::Rejected)
+                    .and_then(|authorized| Ok(rate::check(request, key).map(|()| authorized)?)),
             },
         };
         if let Err(why) = &outcome {
             // Info, not warn: anyone on the network can cause this line.
-            tracing::info!(route = request.match_pattern().unwrap_or_default(), reason = %why, "request refused: no accepted API key");
+            tracing::info!(route = request.match_pattern().unwrap_or_default(), reason = %why, "request refused: no accepted API key, or over its rate");
         }
         outcome
     }
 }
 
 /// The credential of `Authorization: Bearer <key>` (the scheme in any case).
-fn bearer(value: &HeaderValue) -> Option<&str> {
+pub(crate) fn bearer(value: &HeaderValue) -> Option<&str> {
     let value = value.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
     scheme

@@ -10,8 +10,12 @@ pub mod app;
 pub mod auth;
 /// Settings helpers: durations, secrets that never print, LOG_FORMAT.
 pub mod config;
+/// Request bodies that must arrive within `REQUEST_BODY_TIMEOUT` (408).
+pub mod deadline;
 /// The stylesheet and page shell the dashboards share.
 pub mod dashboard;
+/// `REQUEST_BODY_TIMEOUT`, `API_RATE`, `METRICS_TOKEN`: settings and app data.
+pub mod guards;
 /// `<binary> healthcheck`: the container healthcheck without curl.
 pub mod health;
 /// The `Host` allow-list: a 421 for a name the service is not known by.
@@ -24,6 +28,8 @@ pub mod json;
 pub mod metrics;
 /// The committed OpenAPI documents and their drift check.
 pub mod openapi;
+/// Per-key request rates: a token bucket per API key, 429 past it.
+pub mod rate;
 /// URLs fit for a log line: no userinfo, no query.
 pub mod redact;
 /// `x-request-id`: kept, made, echoed, on every span.

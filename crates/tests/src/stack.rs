@@ -46,6 +46,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         callback_client_key: None,
         retry_after_max: Duration::from_secs(300),
         log_format: LogFormat::Pretty,
+        guards: Default::default(),
     }
 }
 
@@ -72,6 +73,9 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         shutdown_grace: Duration::from_secs(3),
         http_workers: Some(1),
         log_format: LogFormat::Pretty,
+        guards: Default::default(),
+        events_max_streams: 256,
+        events_max_age: Duration::from_secs(600),
     }
 }
 

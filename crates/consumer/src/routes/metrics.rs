@@ -1,4 +1,6 @@
 use actix_web::{HttpResponse, web};
+use hookline_contract::ErrorBody;
+use hookline_kit::guards::Scrape;
 use hookline_kit::http::{ApiError, source_chain};
 use tracing::warn;
 
@@ -11,8 +13,9 @@ use crate::metrics::{self, ConsumerMetrics};
 /// that family is left out and the rest is still served.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+    (status = 401, description = "`METRICS_TOKEN` is set and the request does not send it as `Authorization: Bearer`", body = ErrorBody),
 ))]
-pub async fn serve(metrics: web::Data<ConsumerMetrics>, pool: web::Data<Pool>) -> Result<HttpResponse, Error> {
+pub async fn serve(_: Scrape, metrics: web::Data<ConsumerMetrics>, pool: web::Data<Pool>) -> Result<HttpResponse, Error> {
     let extra = match count_by_status(&pool).await {
         Ok(counts) => metrics::reviews_by_status(&counts).map_err(ApiError::internal)?,
         Err(e) => {

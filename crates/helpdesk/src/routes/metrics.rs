@@ -1,4 +1,6 @@
 use actix_web::{HttpResponse, web};
+use hookline_contract::ErrorBody;
+use hookline_kit::guards::Scrape;
 use hookline_kit::http::{ApiError, source_chain};
 use tracing::warn;
 
@@ -11,8 +13,9 @@ use crate::store::Store;
 /// not answer, those families are left out and the rest is still served.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+    (status = 401, description = "`METRICS_TOKEN` is set and the request does not send it as `Authorization: Bearer`", body = ErrorBody),
 ))]
-pub async fn serve(metrics: web::Data<HelpdeskMetrics>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
+pub async fn serve(_: Scrape, metrics: web::Data<HelpdeskMetrics>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
     let mut extra = match store.depth().await {
         Ok(depth) => metrics::queue_depth(depth).map_err(ApiError::internal)?,
         Err(e) => {

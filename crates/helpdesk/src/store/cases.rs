@@ -161,7 +161,6 @@ impl CaseRecord {
                 .transpose()?
                 .unwrap_or(0),
             request_id: take("id").ok(),
-            tenant: take("tenant").unwrap_or_else(|_| hookline_kit::auth::DEFAULT_TENANT.to_owned()),
             decided_at: take("decidedAt").ok().and_then(|raw| parse_millis(&raw)),
             next_attempt_at: take("nextAttemptAt").ok().and_then(|raw| parse_millis(&raw)),
             delivered_at: take("deliveredAt").ok().and_then(|raw| parse_millis(&raw)),

@@ -24,7 +24,15 @@ static SET_RATE: LazyLock<Script> = LazyLock::new(|| script(include_str!("endpoi
 static DEPTH: LazyLock<Script> = LazyLock::new(|| script(include_str!("endpoints/depth.lua")));
 static RESUME: LazyLock<Script> = LazyLock::new(|| script(include_str!("endpoints/resume.lua")));
 
+/// How many endpoints (the most recently active, per partition) a depth
+/// reading counts, so that a scrape's work in Redis is bounded however
+/// many endpoints clients have made (`endpoints/depth.lua`).
+pub const DEPTH_ENDPOINTS: usize = 200;
+
 /// Jobs per state, and the due ones that the endpoints' limits hold back.
+/// `due`, the held counts and the breakers cover the [`DEPTH_ENDPOINTS`]
+/// most recently active endpoints of each partition; `inflight` and `dead`
+/// are exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueDepth {
     pub due: u64,
@@ -41,17 +49,22 @@ pub struct QueueDepth {
     /// Endpoints whose breaker is open, or probing.
     pub endpoints_open: u64,
     pub endpoints_probing: u64,
+    /// Every endpoint the store knows (summed over partitions).
+    pub endpoints_known: u64,
+    /// The endpoints the counts above cover (summed over partitions).
+    pub endpoints_counted: u64,
 }
 
 impl Partition {
     /// Jobs per state, and the due ones held back by the endpoints' limits
-    /// (reads every endpoint: for `/metrics`, not for a hot path).
+    /// (reads at most [`DEPTH_ENDPOINTS`] endpoints: for `/metrics`).
     pub(super) async fn depth(&self) -> Result<QueueDepth, StoreError> {
         let mut conn = self.conn.clone();
         let counts: Vec<u64> = self
             .invocation(&DEPTH)
             .key(self.keys.inflight())
             .key(self.keys.dead())
+            .arg(DEPTH_ENDPOINTS)
             .invoke_async(&mut conn)
             .await?;
         let count = |i: usize| counts.get(i).copied().unwrap_or(0);
@@ -65,6 +78,8 @@ impl Partition {
             saturated: count(6),
             endpoints_open: count(7),
             endpoints_probing: count(8),
+            endpoints_known: count(9),
+            endpoints_counted: count(10),
         })
     }
 
@@ -168,7 +183,8 @@ impl Partition {
 }
 
 impl Store {
-    /// Jobs per state over every partition (for `/metrics`, not a hot path).
+    /// Jobs per state over every partition (for `/metrics`, not a hot
+    /// path); bounded work, see [`QueueDepth`].
     pub async fn depth(&self) -> Result<QueueDepth, StoreError> {
         let depths = try_join_all(self.parts.iter().map(Partition::depth)).await?;
         Ok(depths.into_iter().fold(QueueDepth::default(), |all, one| QueueDepth {
@@ -181,6 +197,8 @@ impl Store {
             saturated: all.saturated + one.saturated,
             endpoints_open: all.endpoints_open + one.endpoints_open,
             endpoints_probing: all.endpoints_probing + one.endpoints_probing,
+            endpoints_known: all.endpoints_known + one.endpoints_known,
+            endpoints_counted: all.endpoints_counted + one.endpoints_counted,
         }))
     }
 

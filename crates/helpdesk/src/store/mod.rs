@@ -45,7 +45,7 @@ mod subscriptions;
 
 pub use cases::{CaseRecord, EventJob, NewCase, Scheduled};
 pub use conn::RedisConnection;
-pub use endpoints::{QueueDepth, redacted};
+pub use endpoints::{DEPTH_ENDPOINTS, QueueDepth, redacted};
 pub use jobs::{Allowance, Claim, ClaimedJob, EndpointSignal, Finish, Health, Recorded, Redelivery};
 pub use keys::{EVENT_JOB_MARK, Keys, Scope};
 pub use limits::{EndpointLimits, MAX_COOLDOWN};

@@ -1,10 +1,21 @@
 -- How many jobs are in each state, and how many of those due now are held
 -- back, and by what (read only; for /metrics and health).
--- KEYS: inflight, dead. Returns {due, in flight, dead, held by a pause,
--- held by an open breaker, held by the rate limit, held by the concurrency
--- limit, endpoints open, endpoints probing}.
+--
+-- Bounded work whatever the number of endpoints: anyone who can create a
+-- case names an endpoint, so walking them all (as this once did) let a
+-- client with a key make every scrape a long, blocking script. The per-
+-- endpoint counts are taken over the ARGV[5] most recently active endpoints
+-- (the order of GET /endpoints); `in flight` and `dead` are exact (ZCARD),
+-- and the last two values say how many endpoints exist and how many were
+-- counted, so a partial count shows as one.
+-- KEYS: inflight, dead. ARGV[5]: the most endpoints to read. Returns {due,
+-- in flight, dead, held by a pause, held by an open breaker, held by the
+-- rate limit, held by the concurrency limit, endpoints open, endpoints
+-- probing, endpoints known, endpoints counted}.
+local most = tonumber(ARGV[5])
 local due, paused, open, throttled, saturated, n_open, n_probing = 0, 0, 0, 0, 0, 0, 0
-for _, e in ipairs(redis.call('ZRANGE', tag .. ':endpoints', 0, -1)) do
+local counted = redis.call('ZREVRANGE', tag .. ':endpoints', 0, most - 1)
+for _, e in ipairs(counted) do
   local waiting = redis.call('ZCARD', due_key(e))
   due = due + waiting
   local ep = read_endpoint(e)
@@ -27,4 +38,5 @@ for _, e in ipairs(redis.call('ZRANGE', tag .. ':endpoints', 0, -1)) do
   end
 end
 return {due, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]),
-  paused, open, throttled, saturated, n_open, n_probing}
+  paused, open, throttled, saturated, n_open, n_probing,
+  redis.call('ZCARD', tag .. ':endpoints'), #counted}
