@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use hookline_contract::signature::SecretSet;
 use hookline_kit::auth::ApiKeys;
-use hookline_kit::guards::GuardSettings;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
+use hookline_kit::guards::GuardSettings;
 use hookline_kit::host::AllowedHosts;
 use url::Url;
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 use hookline_contract::chaos::ChaosProfile;
 use hookline_contract::signature::SecretSet;
 use hookline_kit::auth::ApiKeys;
-use hookline_kit::guards::GuardSettings;
 use hookline_kit::config::{InvalidValue, LogFormat, Secret, parse_duration, secret};
+use hookline_kit::guards::GuardSettings;
 use hookline_kit::tls;
 
 use crate::signing::{CallbackSigning, MissingSecret, TenantSecrets};
@@ -189,7 +189,12 @@ pub struct Settings {
     /// addresses only (CALLBACK_ALLOW opens exceptions), and every refused or
     /// unreachable internal address reads the same to a client, in the 400
     /// and in the attempt log. Use `strict` anywhere beyond a laptop.
-    #[arg(long = "callback-policy", env = "CALLBACK_POLICY", default_value = "permissive", value_enum)]
+    #[arg(
+        long = "callback-policy",
+        env = "CALLBACK_POLICY",
+        default_value = "permissive",
+        value_enum
+    )]
     pub callback_preset: Preset,
 
     /// Addresses and host names callbacks may always reach, comma-separated:
@@ -455,16 +460,24 @@ mod tests {
         let parse = |args: &[&str]| Cli::<Settings>::try_parse_as("helpdesk", args.iter().copied());
         let default = parse(&["helpdesk"]).unwrap().settings;
         assert_eq!(default.callback_preset, Preset::Permissive);
-        let strict = parse(&["helpdesk", "--callback-policy", "strict", "--callback-allow", "10.0.0.5"])
-            .unwrap()
-            .settings
-            .callback_policy();
+        let strict = parse(&[
+            "helpdesk",
+            "--callback-policy",
+            "strict",
+            "--callback-allow",
+            "10.0.0.5",
+        ])
+        .unwrap()
+        .settings
+        .callback_policy();
         assert!(strict.is_strict());
         assert_eq!(
             strict.to_string(),
             "strict (public addresses only), allow [10.0.0.5/32], deny []"
         );
-        let error = parse(&["helpdesk", "--callback-policy", "paranoid"]).unwrap_err().to_string();
+        let error = parse(&["helpdesk", "--callback-policy", "paranoid"])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("strict"), "{error}");
     }
 

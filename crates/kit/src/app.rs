@@ -18,10 +18,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use tracing_actix_web::TracingLogger;
 
-use crate::{deadline, host};
 use crate::http::{json_errors, not_found};
 use crate::metrics::{HttpMetrics, track};
 use crate::request_id::{self, RequestSpan};
+use crate::{deadline, host};
 
 /// A new `App` with the shared middleware and the JSON 404; add the
 /// service's own app data and routes to it.
