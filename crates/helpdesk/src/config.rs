@@ -167,7 +167,12 @@ pub struct Settings {
     /// addresses only (CALLBACK_ALLOW opens exceptions), and every refused or
     /// unreachable internal address reads the same to a client, in the 400
     /// and in the attempt log. Use `strict` anywhere beyond a laptop.
-    #[arg(long = "callback-policy", env = "CALLBACK_POLICY", default_value = "permissive", value_enum)]
+    #[arg(
+        long = "callback-policy",
+        env = "CALLBACK_POLICY",
+        default_value = "permissive",
+        value_enum
+    )]
     pub callback_preset: Preset,
 
     /// Addresses and host names callbacks may always reach, comma-separated:
@@ -180,9 +185,10 @@ pub struct Settings {
     pub callback_allow: Vec<Rule>,
 
     /// Addresses and host names callbacks may not reach, same syntax as
-    /// CALLBACK_ALLOW. Unset, loopback and private networks are allowed (a
-    /// mock runs beside its client); facing the internet, deny them, e.g.
-    /// `127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7`.
+    /// CALLBACK_ALLOW; a network also matches the IPv6 forms of its
+    /// addresses. Under the permissive policy, loopback and private networks
+    /// are allowed unless denied here (a mock runs beside its client);
+    /// facing the internet, prefer `CALLBACK_POLICY=strict`.
     #[arg(long, env = "CALLBACK_DENY", value_delimiter = ',')]
     pub callback_deny: Vec<Rule>,
 
@@ -414,16 +420,24 @@ mod tests {
         let parse = |args: &[&str]| Cli::<Settings>::try_parse_as("helpdesk", args.iter().copied());
         let default = parse(&["helpdesk"]).unwrap().settings;
         assert_eq!(default.callback_preset, Preset::Permissive);
-        let strict = parse(&["helpdesk", "--callback-policy", "strict", "--callback-allow", "10.0.0.5"])
-            .unwrap()
-            .settings
-            .callback_policy();
+        let strict = parse(&[
+            "helpdesk",
+            "--callback-policy",
+            "strict",
+            "--callback-allow",
+            "10.0.0.5",
+        ])
+        .unwrap()
+        .settings
+        .callback_policy();
         assert!(strict.is_strict());
         assert_eq!(
             strict.to_string(),
             "strict (public addresses only), allow [10.0.0.5/32], deny []"
         );
-        let error = parse(&["helpdesk", "--callback-policy", "paranoid"]).unwrap_err().to_string();
+        let error = parse(&["helpdesk", "--callback-policy", "paranoid"])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("strict"), "{error}");
     }
 

@@ -396,9 +396,7 @@ impl Deliverer {
 /// The policy's reason, when the [`GuardedResolver`] refused every address.
 fn refused_by_policy(error: &SendRequestError) -> Option<String> {
     match error {
-        SendRequestError::Connect(ConnectError::Resolver(e)) => {
-            refusal_in(e.as_ref()).map(Refusal::attempt_error)
-        }
+        SendRequestError::Connect(ConnectError::Resolver(e)) => refusal_in(e.as_ref()).map(Refusal::attempt_error),
         _ => None,
     }
 }

@@ -649,13 +649,15 @@ mod tests {
     fn a_callback_refused_by_the_policy_is_dead_at_once_with_the_reason() {
         let schedule: RetrySchedule = "1s,1m".parse().unwrap();
         let refused = Attempt::Refused {
-            reason: "refused by the callback policy: localhost (one of its addresses) matches CALLBACK_DENY 127.0.0.0/8"
-                .into(),
+            reason:
+                "refused by the callback policy: localhost (one of its addresses) matches CALLBACK_DENY 127.0.0.0/8"
+                    .into(),
             took: Duration::from_millis(1),
         };
         let (record, outcome, signal) = judge(&refused, &schedule, 1, Utc::now());
         assert_eq!(signal.health, Health::Unknown, "nothing was sent");
-        let expected = "refused by the callback policy: localhost (one of its addresses) matches CALLBACK_DENY 127.0.0.0/8";
+        let expected =
+            "refused by the callback policy: localhost (one of its addresses) matches CALLBACK_DENY 127.0.0.0/8";
         assert_eq!(record.error.as_deref(), Some(expected));
         assert_eq!(record.status_code, None);
         assert_eq!(

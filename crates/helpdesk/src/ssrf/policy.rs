@@ -280,7 +280,12 @@ mod tests {
             refusal(&default, None, "2002:a9fe:a9fe::1"),
             "2002:a9fe:a9fe::1 (6to4, that is 169.254.169.254) is a link-local/metadata address"
         );
-        for carried in ["::a9fe:a9fe", "::ffff:0:a9fe:a9fe", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a9fe:a9fe"] {
+        for carried in [
+            "::a9fe:a9fe",
+            "::ffff:0:a9fe:a9fe",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+        ] {
             assert!(refusal(&default, None, carried).contains("link-local"), "{carried}");
         }
         assert!(default.check_ip(None, ip("64:ff9b::808:808")).is_ok());
@@ -437,7 +442,11 @@ mod tests {
         assert!(unresolvable.reason().contains("does not resolve"), "{unresolvable}");
 
         let strict = CallbackPolicy::default().with_preset(Preset::Strict);
-        for refused in ["http://localhost:9/hook", "http://no-such-host.invalid/hook", "http://10.0.0.1/"] {
+        for refused in [
+            "http://localhost:9/hook",
+            "http://no-such-host.invalid/hook",
+            "http://10.0.0.1/",
+        ] {
             let refusal = strict.check_url(&url(refused)).await.unwrap_err();
             assert_eq!(refusal.reason(), UNANSWERED, "{refused}");
         }
@@ -480,17 +489,28 @@ mod tests {
             let url = hookline_contract::HttpUrl::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
             let refused = generous.check_url(url.url()).await.expect_err(raw);
             let reason = refused.reason();
-            assert!(reason.contains("link-local") || reason.contains("metadata"), "{raw}: {reason}");
+            assert!(
+                reason.contains("link-local") || reason.contains("metadata"),
+                "{raw}: {reason}"
+            );
         }
         // The URL parser turns the numeric IPv4 spellings into the dotted one,
         // and that is what is stored and delivered to.
-        for raw in ["http://2852039166/", "http://0xa9fea9fe/", "http://0251.0376.0251.0376/"] {
+        for raw in [
+            "http://2852039166/",
+            "http://0xa9fea9fe/",
+            "http://0251.0376.0251.0376/",
+        ] {
             let url = hookline_contract::HttpUrl::parse(raw).unwrap();
             assert_eq!(url.as_str(), "http://169.254.169.254/", "{raw}");
         }
         // CGNAT is internal: the strict preset refuses it.
         let strict = CallbackPolicy::default().with_preset(Preset::Strict);
-        for raw in ["http://100.64.0.1/", "http://[::ffff:100.64.0.1]/", "http://1681915905/"] {
+        for raw in [
+            "http://100.64.0.1/",
+            "http://[::ffff:100.64.0.1]/",
+            "http://1681915905/",
+        ] {
             let url = hookline_contract::HttpUrl::parse(raw).unwrap();
             assert_eq!(strict.check_url(url.url()).await.expect_err(raw).reason(), UNANSWERED);
         }

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use futures_util::future::LocalBoxFuture;
 
+use super::Refusal;
 use super::address::judge;
 use super::policy::{CallbackPolicy, LookupError};
 use super::rules::{normalize_host, parse_ip};
-use super::Refusal;
 
 /// How many names [`GuardedResolver`] remembers the last look-up of; it
 /// forgets them all when full (a forgotten name counts as not public).
@@ -51,7 +51,12 @@ impl GuardedResolver {
     pub fn is_public(&self, host: &str) -> bool {
         match parse_ip(host) {
             Some(ip) => judge(ip).kind.is_public(),
-            None => self.public.borrow().get(&normalize_host(host)).copied().unwrap_or(false),
+            None => self
+                .public
+                .borrow()
+                .get(&normalize_host(host))
+                .copied()
+                .unwrap_or(false),
         }
     }
 

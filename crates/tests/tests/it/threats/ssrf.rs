@@ -145,7 +145,10 @@ async fn every_ipv6_form_and_numeric_spelling_of_an_internal_address_is_refused_
         "http://127.1:9/",
     ] {
         let detail = refused(&helpdesk, callback).await;
-        assert!(detail.contains("matches CALLBACK_DENY 127.0.0.0/8"), "{callback}: {detail}");
+        assert!(
+            detail.contains("matches CALLBACK_DENY 127.0.0.0/8"),
+            "{callback}: {detail}"
+        );
     }
     assert!(redis.snapshot().await.is_empty(), "a refused callback stores nothing");
 
@@ -185,7 +188,10 @@ async fn under_strict_private_loopback_metadata_and_unresolvable_callbacks_get_o
     settings.callback_deny = rules(&["127.0.0.0/8", "::1/128"]);
     let permissive = start_helpdesk(settings).await;
     let detail = refused(&permissive, "http://localhost:9/hook").await;
-    assert!(detail.contains("localhost") && detail.contains("CALLBACK_DENY"), "{detail}");
+    assert!(
+        detail.contains("localhost") && detail.contains("CALLBACK_DENY"),
+        "{detail}"
+    );
     assert!(!detail.contains("(127.0.0.1)") && !detail.contains("(::1)"), "{detail}");
 }
 
