@@ -207,9 +207,10 @@ pub struct Settings {
     pub callback_allow: Vec<Rule>,
 
     /// Addresses and host names callbacks may not reach, same syntax as
-    /// CALLBACK_ALLOW. Unset, loopback and private networks are allowed (a
-    /// mock runs beside its client); facing the internet, deny them, e.g.
-    /// `127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7`.
+    /// CALLBACK_ALLOW; a network also matches the IPv6 forms of its
+    /// addresses. Under the permissive policy, loopback and private networks
+    /// are allowed unless denied here (a mock runs beside its client);
+    /// facing the internet, prefer `CALLBACK_POLICY=strict`.
     #[arg(long, env = "CALLBACK_DENY", value_delimiter = ',')]
     pub callback_deny: Vec<Rule>,
 
