@@ -51,10 +51,10 @@ mod subscriber;
 mod subscriptions;
 /// The consumer's background tasks: one that dies is logged and fails `/readyz`.
 mod supervision;
-/// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.
-mod tls;
 /// The security review (issue 23): a module per threat, each attack run for real.
 mod threats;
+/// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.
+mod tls;
 /// Forged webhooks refused, repeated ones absorbed, idempotent requests.
 mod trust;
 /// Both ways with the original tutorial's code, through stand-ins.

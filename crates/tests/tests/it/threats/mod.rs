@@ -13,17 +13,17 @@
 //! | 5. SSRF spellings, a port-scan oracle | [`ssrf`] |
 //! | 5. the consumer exposed to the internet | [`exposed_consumer`] |
 
-/// Callbacks signed per tenant; the consumer matches its own ids exactly.
-mod forged_decisions;
-/// Every object a tenant can name is its own; the operator alone steers endpoints.
-mod tenant_walls;
-/// Endpoints only through cases, caps that hold under concurrency.
-mod unbounded_growth;
+/// The consumer as an app exposed to the internet.
+mod exposed_consumer;
 /// Per-key request rates, `/metrics` in O(1) and behind a token.
 mod flooding;
+/// Callbacks signed per tenant; the consumer matches its own ids exactly.
+mod forged_decisions;
 /// Deadlines on our own servers: slow bodies, idle and too many event streams.
 mod slow_peers;
 /// Every spelling of an internal address, and a strict policy that reads alike.
 mod ssrf;
-/// The consumer as an app exposed to the internet.
-mod exposed_consumer;
+/// Every object a tenant can name is its own; the operator alone steers endpoints.
+mod tenant_walls;
+/// Endpoints only through cases, caps that hold under concurrency.
+mod unbounded_growth;
