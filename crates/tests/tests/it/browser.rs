@@ -394,3 +394,57 @@ async fn the_help_desk_dashboard_shows_the_faults_chaos_injected_and_who_failed_
     browser.screenshot("dashboard-helpdesk-chaos.png").await;
     browser.quit().await;
 }
+
+#[actix_web::test]
+async fn the_consumer_dashboard_asks_for_its_api_key_and_updates_live_with_it() {
+    const KEY: &str = "hookline-consumer-browser-key-0123";
+    let Some(browser) = Browser::start().await else { return };
+    let stack = Stack::start_with(
+        |hd| hd.review_delay_ms = "1500-2500".parse().unwrap(),
+        |c| c.api_keys = KEY.parse().unwrap(),
+    )
+    .await;
+
+    browser.goto(&format!("{}/", stack.consumer.url)).await;
+    let question = wait_for(DEADLINE, "the page to ask for the key", || browser.dialog()).await;
+    assert!(question.contains("needs an API key"), "{question}");
+    browser.answer_dialog(KEY).await;
+    wait_for(DEADLINE, "the live connection, with the key", || async {
+        (browser
+            .eval("return document.getElementById('live').classList.contains('on')")
+            .await
+            == json!(true))
+        .then_some(())
+    })
+    .await;
+
+    // A review requested by another client shows up, and flips, over the keyed stream.
+    let authorization = format!("Bearer {KEY}");
+    let (status, _, review) = hookline_tests::call(
+        "POST",
+        &format!("{}/documents", stack.consumer.url),
+        &[("authorization", &authorization)],
+        Some(&json!({"documentUrl": "https://example.com/behind-the-consumer-key.pdf"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{review}");
+    let status_of_row = format!(
+        "const row = document.getElementById('review-{}'); return row ? row.dataset.status : null;",
+        review["id"].as_str().unwrap()
+    );
+    wait_for(DEADLINE, "the new review's row", || async {
+        (browser.eval(&status_of_row).await == json!("PENDING_REVIEW")).then_some(())
+    })
+    .await;
+    let decided = wait_for(DEADLINE, "the row to flip", || async {
+        let status = browser.eval(&status_of_row).await;
+        (status != json!("PENDING_REVIEW")).then_some(status)
+    })
+    .await;
+    assert!(
+        decided == json!("ACCEPTED") || decided == json!("DECLINED"),
+        "{decided}"
+    );
+    assert_eq!(browser.dialog().await, None, "asked once, kept for the tab");
+    browser.quit().await;
+}
