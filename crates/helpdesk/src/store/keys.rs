@@ -196,3 +196,23 @@ impl Keys {
         format!("{}:due", self.tag)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `prelude.lua` names the same keys (`request_key`, `tenant_key`).
+    #[test]
+    fn a_tenant_s_keys_are_its_own_and_the_default_tenant_keeps_the_shared_ones() {
+        let keys = Keys::new("p");
+        assert_eq!(keys.request(DEFAULT_TENANT, "order:1"), "{p}:request:order:1");
+        assert_eq!(keys.request("acme", "order:1"), "{p}:tenant:acme:request:order:1");
+        assert_eq!(keys.cases_of(Scope::All), "{p}:cases");
+        assert_eq!(keys.cases_of(Scope::Tenant(DEFAULT_TENANT)), "{p}:cases");
+        assert_eq!(keys.dead_of(Scope::Tenant("acme")), "{p}:tenant:acme:dead");
+        assert_eq!(keys.endpoints_of(Scope::Tenant("acme")), "{p}:tenant:acme:endpoints");
+        assert_eq!(keys.chaos_of(Scope::Tenant("acme")), "{p}:tenant:acme:chaos");
+        assert!(Scope::All.sees("acme") && Scope::Tenant("acme").sees("acme"));
+        assert!(!Scope::Tenant("acme").sees("globex") && !Scope::Tenant("acme").sees(DEFAULT_TENANT));
+    }
+}
