@@ -45,6 +45,7 @@ async fn a_burst_from_one_key_gets_429_with_retry_after_while_another_key_is_ser
     let redis = TestRedis::default();
     let mut settings = helpdesk_settings(&redis);
     settings.api_keys = format!("acme:{KEY_A},globex:{KEY_B}").parse().unwrap();
+    settings.tenant_secrets = hookline_tests::tenant_secrets(&["acme", "globex"]);
     settings.guards.api_rate = 1.0;
     let helpdesk = start_helpdesk(settings).await;
     let url = format!("{}/webhooks", helpdesk.url);

@@ -21,6 +21,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 async fn helpdesk(redis: &TestRedis, tune: impl FnOnce(&mut helpdesk::Settings)) -> hookline_tests::Running {
     let mut settings = helpdesk_settings(redis);
     settings.api_keys = format!("{OPERATOR},acme:{ACME},globex:{GLOBEX}").parse().unwrap();
+    settings.tenant_secrets = hookline_tests::tenant_secrets(&["acme", "globex"]);
     tune(&mut settings);
     start_helpdesk(settings).await
 }

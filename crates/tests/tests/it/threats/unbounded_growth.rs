@@ -17,6 +17,7 @@ const ACME: &str = "acme-key-0000000000";
 async fn helpdesk(redis: &TestRedis, tune: impl FnOnce(&mut helpdesk::Settings)) -> hookline_tests::Running {
     let mut settings = helpdesk_settings(redis);
     settings.api_keys = format!("{OPERATOR},acme:{ACME}").parse().unwrap();
+    settings.tenant_secrets = hookline_tests::tenant_secrets(&["acme"]);
     tune(&mut settings);
     start_helpdesk(settings).await
 }
