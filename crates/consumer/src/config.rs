@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hookline_contract::signature::SecretSet;
-use hookline_kit::guards::GuardSettings;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
+use hookline_kit::guards::GuardSettings;
 use url::Url;
 
 #[derive(Debug, Clone, clap::Args)]

@@ -162,28 +162,33 @@ impl ReviewEvents {
 
     /// A stream of SSE frames for one browser, until [`close`](Self::close)
     /// or its `max_age`; refused when `max_streams` are open.
-    pub fn stream(&self) -> Result<impl Stream<Item = Result<Bytes, std::convert::Infallible>> + use<>, TooManyStreams> {
+    pub fn stream(
+        &self,
+    ) -> Result<impl Stream<Item = Result<Bytes, std::convert::Infallible>> + use<>, TooManyStreams> {
         let slot = Slot::take(&self.open, self.limits.max_streams)?;
         let end = tokio::time::Instant::now() + self.limits.max_age;
         let state = (self.tx.subscribe(), self.closed.subscribe(), slot);
-        Ok(futures_util::stream::unfold(state, move |(mut rx, mut closed, slot)| async move {
-            let frame = tokio::select! {
-                _ = closed.wait_for(|closed| *closed) => None,
-                () = tokio::time::sleep_until(end) => None,
-                update = rx.recv() => match update {
-                    Ok(Update::Review(review)) => Some(match serde_json::to_string(&review) {
-                        Ok(json) => format!("event: review\ndata: {json}\n\n"),
-                        Err(_) => String::new(),
-                    }),
-                    Ok(Update::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        Some("event: resync\ndata: {}\n\n".to_owned())
-                    }
-                    Err(broadcast::error::RecvError::Closed) => None,
-                },
-                () = tokio::time::sleep(KEEP_ALIVE) => Some(": keep-alive\n\n".to_owned()),
-            };
-            frame.map(|frame| (Ok(Bytes::from(frame)), (rx, closed, slot)))
-        }))
+        Ok(futures_util::stream::unfold(
+            state,
+            move |(mut rx, mut closed, slot)| async move {
+                let frame = tokio::select! {
+                    _ = closed.wait_for(|closed| *closed) => None,
+                    () = tokio::time::sleep_until(end) => None,
+                    update = rx.recv() => match update {
+                        Ok(Update::Review(review)) => Some(match serde_json::to_string(&review) {
+                            Ok(json) => format!("event: review\ndata: {json}\n\n"),
+                            Err(_) => String::new(),
+                        }),
+                        Ok(Update::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            Some("event: resync\ndata: {}\n\n".to_owned())
+                        }
+                        Err(broadcast::error::RecvError::Closed) => None,
+                    },
+                    () = tokio::time::sleep(KEEP_ALIVE) => Some(": keep-alive\n\n".to_owned()),
+                };
+                frame.map(|frame| (Ok(Bytes::from(frame)), (rx, closed, slot)))
+            },
+        ))
     }
 }
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 use hookline_contract::chaos::ChaosProfile;
 use hookline_contract::signature::SecretSet;
 use hookline_kit::auth::ApiKeys;
-use hookline_kit::guards::GuardSettings;
 use hookline_kit::config::{InvalidValue, LogFormat, Secret, parse_duration, secret};
+use hookline_kit::guards::GuardSettings;
 use hookline_kit::tls;
 
 use crate::ssrf::{CallbackPolicy, Rule};

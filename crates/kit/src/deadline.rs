@@ -132,7 +132,10 @@ pub async fn enforce(
         }
         Progress::Reading => {
             let mut response = outcome?.map_into_boxed_body();
-            response.response_mut().extensions_mut().insert(Unread { _payload: payload });
+            response
+                .response_mut()
+                .extensions_mut()
+                .insert(Unread { _payload: payload });
             Ok(response)
         }
         Progress::Done => Ok(outcome?.map_into_boxed_body()),
@@ -145,5 +148,7 @@ fn too_late(limit: Duration) -> HttpResponse {
         "the request body did not arrive within {} (REQUEST_BODY_TIMEOUT)",
         humantime::format_duration(limit)
     ));
-    HttpResponse::build(StatusCode::REQUEST_TIMEOUT).force_close().json(body)
+    HttpResponse::build(StatusCode::REQUEST_TIMEOUT)
+        .force_close()
+        .json(body)
 }

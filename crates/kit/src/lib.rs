@@ -10,10 +10,10 @@ pub mod app;
 pub mod auth;
 /// Settings helpers: durations, secrets that never print, LOG_FORMAT.
 pub mod config;
-/// Request bodies that must arrive within `REQUEST_BODY_TIMEOUT` (408).
-pub mod deadline;
 /// The stylesheet and page shell the dashboards share.
 pub mod dashboard;
+/// Request bodies that must arrive within `REQUEST_BODY_TIMEOUT` (408).
+pub mod deadline;
 /// `REQUEST_BODY_TIMEOUT`, `API_RATE`, `METRICS_TOKEN`: settings and app data.
 pub mod guards;
 /// `<binary> healthcheck`: the container healthcheck without curl.

@@ -146,6 +146,9 @@ mod tests {
         let rates = KeyRates::new(0.25).unwrap();
         let start = Instant::now();
         assert_eq!(rates.admit_at("a", start), Ok(()));
-        assert_eq!(rates.admit_at("a", start).unwrap_err().retry_after, Duration::from_secs(4));
+        assert_eq!(
+            rates.admit_at("a", start).unwrap_err().retry_after,
+            Duration::from_secs(4)
+        );
     }
 }

@@ -15,7 +15,11 @@ use crate::metrics::{self, ConsumerMetrics};
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
     (status = 401, description = "`METRICS_TOKEN` is set and the request does not send it as `Authorization: Bearer`", body = ErrorBody),
 ))]
-pub async fn serve(_: Scrape, metrics: web::Data<ConsumerMetrics>, pool: web::Data<Pool>) -> Result<HttpResponse, Error> {
+pub async fn serve(
+    _: Scrape,
+    metrics: web::Data<ConsumerMetrics>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, Error> {
     let extra = match count_by_status(&pool).await {
         Ok(counts) => metrics::reviews_by_status(&counts).map_err(ApiError::internal)?,
         Err(e) => {

@@ -15,7 +15,11 @@ use crate::store::Store;
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
     (status = 401, description = "`METRICS_TOKEN` is set and the request does not send it as `Authorization: Bearer`", body = ErrorBody),
 ))]
-pub async fn serve(_: Scrape, metrics: web::Data<HelpdeskMetrics>, store: web::Data<Store>) -> Result<HttpResponse, Error> {
+pub async fn serve(
+    _: Scrape,
+    metrics: web::Data<HelpdeskMetrics>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, Error> {
     let mut extra = match store.depth().await {
         Ok(depth) => metrics::queue_depth(depth).map_err(ApiError::internal)?,
         Err(e) => {

@@ -29,12 +29,7 @@ async fn get(url: &str, bearer: Option<&str>) -> (u16, Option<String>, Option<St
         request = request.insert_header(("authorization", format!("Bearer {token}")));
     }
     let mut response = request.send().await.unwrap();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
     let (retry_after, challenge) = (header("retry-after"), header("www-authenticate"));
     let body = response.body().limit(1 << 22).await.unwrap();
     (
@@ -58,7 +53,11 @@ async fn a_burst_from_one_key_gets_429_with_retry_after_while_another_key_is_ser
     for _ in 0..10 {
         answers.push(get(&url, Some(KEY_A)).await);
     }
-    assert_eq!(answers[0].0, 200, "the first request of a burst is served: {:?}", answers[0]);
+    assert_eq!(
+        answers[0].0, 200,
+        "the first request of a burst is served: {:?}",
+        answers[0]
+    );
     let refused = answers
         .iter()
         .find(|(status, ..)| *status == 429)
@@ -80,7 +79,11 @@ async fn a_burst_from_one_key_gets_429_with_retry_after_while_another_key_is_ser
 #[actix_web::test]
 async fn with_a_metrics_token_a_scrape_needs_it_on_both_services() {
     let token = || Some(METRICS_TOKEN.parse().unwrap());
-    let stack = Stack::start_with(|hd| hd.guards.metrics_token = token(), |c| c.guards.metrics_token = token()).await;
+    let stack = Stack::start_with(
+        |hd| hd.guards.metrics_token = token(),
+        |c| c.guards.metrics_token = token(),
+    )
+    .await;
     for base in [&stack.helpdesk.url, &stack.consumer.url] {
         let url = format!("{base}/metrics");
         let (status, _, challenge, body) = get(&url, None).await;
@@ -188,7 +191,9 @@ async fn a_scrape_costs_redis_the_same_with_3000_endpoints_as_with_a_few_hundred
         "one scrape ran {with_few} Redis commands with {few} endpoints and {with_many} with 3000"
     );
     assert!(
-        exposition.contains(&format!("hookline_helpdesk_endpoints{{set=\"counted\"}} {DEPTH_ENDPOINTS}\n")),
+        exposition.contains(&format!(
+            "hookline_helpdesk_endpoints{{set=\"counted\"}} {DEPTH_ENDPOINTS}\n"
+        )),
         "{exposition}"
     );
     let labelled = exposition

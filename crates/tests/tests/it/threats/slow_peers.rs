@@ -99,7 +99,10 @@ async fn event_streams_past_the_cap_are_refused_with_503_until_one_ends() {
 
     let mut third = open_stream(base).await;
     assert_eq!(third.status(), 503, "a third stream past EVENTS_MAX_STREAMS=2");
-    let retry_after = third.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let retry_after = third
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
     assert!(
         retry_after.as_deref().is_some_and(|s| s.parse::<u64>().is_ok()),
         "the 503 says when to retry, in seconds: {retry_after:?}"
