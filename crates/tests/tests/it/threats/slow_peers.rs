@@ -6,8 +6,9 @@
 //! actix cuts slow *headers*, but nothing bounded reading the *body*. Now
 //! every body arrives within `REQUEST_BODY_TIMEOUT` or the answer is `408`
 //! and the connection is closed, on both services; the dashboard's event
-//! streams are capped (`EVENTS_MAX_STREAMS`, `503` past it) and each ends
-//! after `EVENTS_MAX_AGE`.
+//! streams are capped (`EVENTS_MAX_STREAMS`, `503` past it), each ends
+//! after `EVENTS_MAX_AGE`, and one whose client stopped reading is cut after
+//! `SEND_TIMEOUT`.
 
 use std::time::Duration;
 
@@ -140,4 +141,48 @@ async fn an_event_stream_ends_at_its_max_age_and_gives_its_slot_back() {
         (open_stream(base).await.status() == 200).then_some(())
     })
     .await;
+}
+
+#[actix_web::test]
+async fn an_event_stream_whose_client_stopped_reading_is_cut_and_its_slot_given_back() {
+    let stack = Stack::start_with(
+        |_| {},
+        |c| {
+            c.events_max_streams = 1;
+            c.guards.send_timeout = Duration::from_secs(1);
+        },
+    )
+    .await;
+    let base = &stack.consumer.url;
+    // A client that opens the one stream, with a small receive window, and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut stalled = socket
+        .connect(base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"GET /events HTTP/1.1\r\nHost: consumer\r\n\r\n")
+        .await
+        .unwrap();
+    hookline_tests::wait_for(PATIENCE, "the stalled client's stream to take the one slot", || async {
+        (open_stream(base).await.status() == 503).then_some(())
+    })
+    .await;
+    // Reviews are events on every stream: they fill what the client does
+    // not read, until the server can send no more and SEND_TIMEOUT ends it.
+    let mut sent = 0;
+    hookline_tests::wait_for(Duration::from_secs(90), "the stalled stream to be cut", || {
+        sent += 1;
+        let document = format!("https://example.com/stalled-{sent}.pdf");
+        async move {
+            for i in 0..10 {
+                let (status, body) = hookline_tests::post_review(base, &format!("{document}?{i}")).await;
+                assert_eq!(status, 201, "{body}");
+            }
+            (open_stream(base).await.status() == 200).then_some(())
+        }
+    })
+    .await;
+    drop(stalled);
 }
