@@ -22,25 +22,38 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(1);
 /// past the deadlines under test, so only a missing defence reaches it.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The slow-body attack on `base` + `path`: the headers of a POST that
-/// promises 1000 bytes of JSON, a few of them, then nothing. Returns what
-/// the server answered by the time it closed the connection; panics if it
-/// neither answered nor closed within [`PATIENCE`].
-async fn slow_body(base: &str, path: &str) -> String {
+/// How a slow body is framed.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    /// `Content-Length: 1000`, and 16 of those bytes.
+    Length,
+    /// `Transfer-Encoding: chunked`, and one chunk of 16 bytes.
+    Chunked,
+}
+
+/// The slow-body attack on `base` + `path`: the headers of a POST with a
+/// JSON body, the start of that body, then nothing. Returns what the server
+/// answered by the time it closed the connection; panics if it neither
+/// answered nor closed within [`PATIENCE`].
+async fn slow_body(base: &str, path: &str, framing: Framing) -> String {
     let address = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         Content-Length: 1000\r\n\r\n{{\"documentUrl\": "
-    );
+    let start = r#"{"documentUrl": "#;
+    let body = match framing {
+        Framing::Length => format!("Content-Length: 1000\r\n\r\n{start}"),
+        Framing::Chunked => format!("Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{start}\r\n", start.len()),
+    };
+    let head = format!("POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{body}");
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     // read_to_end returns only once the server has closed the connection.
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
-        .await
-        .unwrap_or_else(|_| panic!("{path}: no answer and no close within {PATIENCE:?} of a stalled body"))
-        .unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
+    let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    match read {
+        Ok(read) => read.unwrap(),
+        Err(_) => panic!("{path} ({framing:?}): not closed within {PATIENCE:?} of a stalled body, answered {answer:?}"),
+    };
+    answer
 }
 
 fn assert_timed_out(path: &str, answer: &str) {
@@ -65,13 +78,15 @@ async fn a_body_that_stalls_is_answered_408_and_its_connection_closed_on_both_se
         |c| c.guards.request_body_timeout = BODY_TIMEOUT,
     )
     .await;
-    for (base, path) in [
-        (&stack.consumer.url, "/documents"),
-        (&stack.consumer.url, "/document/update"),
-        (&stack.helpdesk.url, "/document"),
-    ] {
-        let answer = slow_body(base, path).await;
-        assert_timed_out(path, &answer);
+    for framing in [Framing::Length, Framing::Chunked] {
+        for (base, path) in [
+            (&stack.consumer.url, "/documents"),
+            (&stack.consumer.url, "/document/update"),
+            (&stack.helpdesk.url, "/document"),
+        ] {
+            let answer = slow_body(base, path, framing).await;
+            assert_timed_out(&format!("{path} ({framing:?})"), &answer);
+        }
     }
     // The services still answer everyone else.
     let review = stack.request_review("https://example.com/after-the-attack.pdf").await;
