@@ -134,11 +134,6 @@ impl Guards {
             }
         }
     }
-
-    /// Whether `/metrics` needs a token (for the start-up warning).
-    pub fn metrics_open(&self) -> bool {
-        self.metrics_token.0.is_none()
-    }
 }
 
 /// A scrape that may read `/metrics`: take it as the handler's argument.
