@@ -148,8 +148,8 @@ pub struct Settings {
     pub events_max_streams: u32,
 
     /// The longest one event stream lasts; then it ends and the browser's
-    /// EventSource reconnects (a closed tab, or a client that stopped
-    /// reading, holds its slot no longer than this).
+    /// EventSource reconnects (a client that stopped reading is cut sooner,
+    /// by SEND_TIMEOUT).
     #[arg(long, env = "EVENTS_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
     pub events_max_age: Duration,
 }

@@ -17,8 +17,10 @@
 //! `EVENTS_MAX_STREAMS` at once (past it [`ReviewEvents::stream`] refuses,
 //! and the route answers 503), each for at most `EVENTS_MAX_AGE`, after
 //! which it ends and the browser reconnects. A client that opens streams and
-//! never reads them (or a closed laptop's) thus holds its slots for
-//! `EVENTS_MAX_AGE` at most, and the others are still served meanwhile.
+//! never reads them (or a closed laptop's) is cut once what was sent has
+//! waited `SEND_TIMEOUT` for it (`hookline_kit::guards`; actix would wait
+//! forever on its full socket, never polling the stream again), and at
+//! `EVENTS_MAX_AGE` at most otherwise; the others are served meanwhile.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -111,6 +111,7 @@ impl Application {
             max_age: settings.events_max_age,
         });
         let guards = settings.guards.build();
+        let guards_on_connect = guards.on_connect();
         let metrics = ConsumerMetrics::new()?;
         let mut tasks = Supervisor::default();
         let helpdesk_client = || {
@@ -223,6 +224,7 @@ impl Application {
                 .configure(|cfg| guards.configure(cfg))
                 .configure(routes::configure)
         })
+        .on_connect(guards_on_connect)
         .listen(listener)?
         .shutdown_timeout(shutdown::whole_seconds(settings.shutdown_grace));
         if let Some(workers) = settings.http_workers {

@@ -101,6 +101,7 @@ impl Application {
             wakeup: wakeup.clone(),
         });
         let guards = settings.guards.build();
+        let guards_on_connect = guards.on_connect();
         let mut server = HttpServer::new(move || {
             hookline_kit::app::app(http_metrics.clone())
                 .configure(|cfg| guards.configure(cfg))
@@ -112,6 +113,7 @@ impl Application {
                 .app_data(api_keys.clone())
                 .configure(|cfg| routes::configure(cfg, role))
         })
+        .on_connect(guards_on_connect)
         .listen(listener)?
         .shutdown_timeout(shutdown::whole_seconds(settings.shutdown_grace));
         if let Some(workers) = settings.http_workers {

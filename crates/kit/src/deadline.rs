@@ -13,10 +13,10 @@
 //! adds later. The route's own error for that failure is then replaced by
 //! the `408` with `Connection: close`.
 //!
-//! A body that was not read to its end keeps its payload alive until the
-//! answer is written, so actix closes the connection after it instead of
-//! draining the rest (which it would do for a chunked body, at the
-//! client's pace).
+//! A body that was not read to its end (late, or refused before it was
+//! read) keeps its payload alive until the answer is written, so actix
+//! closes the connection after it instead of draining the rest, which it
+//! would do for a chunked body, at the client's pace.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -25,7 +25,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::{InternalError, PayloadError};
 use actix_web::http::StatusCode;
@@ -94,10 +94,24 @@ impl Stream for Deadlined {
     }
 }
 
-/// What keeps an unread body's payload alive until the answer is written
-/// (a response extension; see the module docs).
-struct Unread {
+/// An answer's body that holds the request's unread payload until it has
+/// been written: actix decides whether to close or to drain the rest when
+/// the answer's body ends, and closes only while the payload is alive.
+struct HoldingPayload {
+    body: BoxBody,
     _payload: Rc<RefCell<Payload>>,
+}
+
+impl MessageBody for HoldingPayload {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
 }
 
 /// The middleware: see the module docs.
@@ -125,21 +139,31 @@ pub async fn enforce(
                 limit = %humantime::format_duration(limit),
                 "request refused: its body did not arrive in time"
             );
+            let late = keep_unread(too_late(limit), payload);
             match outcome {
-                Ok(response) => Ok(response.into_response(too_late(limit))),
-                Err(e) => Err(InternalError::from_response(e, too_late(limit)).into()),
+                Ok(response) => Ok(response.into_response(late)),
+                Err(e) => Err(InternalError::from_response(e, late).into()),
             }
         }
         Progress::Reading => {
-            let mut response = outcome?.map_into_boxed_body();
-            response
-                .response_mut()
-                .extensions_mut()
-                .insert(Unread { _payload: payload });
-            Ok(response)
+            let (request, response) = outcome?.into_parts();
+            Ok(ServiceResponse::new(
+                request,
+                keep_unread(response.map_into_boxed_body(), payload),
+            ))
         }
         Progress::Done => Ok(outcome?.map_into_boxed_body()),
     }
+}
+
+/// `response`, holding the unread `payload` until it is written.
+fn keep_unread(response: HttpResponse, payload: Rc<RefCell<Payload>>) -> HttpResponse {
+    response.map_body(|_, body| {
+        BoxBody::new(HoldingPayload {
+            body,
+            _payload: payload,
+        })
+    })
 }
 
 /// `408` with the JSON envelope, closing the connection.

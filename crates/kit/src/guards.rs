@@ -1,7 +1,7 @@
 //! The settings both services share to hold off a hostile client
-//! ([`GuardSettings`]: `REQUEST_BODY_TIMEOUT`, `API_RATE`, `METRICS_TOKEN`),
-//! what they become in the app ([`Guards::configure`]), and the
-//! `/metrics` door ([`Scrape`]).
+//! ([`GuardSettings`]: `REQUEST_BODY_TIMEOUT`, `API_RATE`, `METRICS_TOKEN`,
+//! `SEND_TIMEOUT`), what they become in the app ([`Guards::configure`],
+//! [`Guards::on_connect`]), and the `/metrics` door ([`Scrape`]).
 //!
 //! `/metrics` tells whoever reads it the routes in use, the queue, and on
 //! the help desk the callback hosts of every tenant; with `METRICS_TOKEN`
@@ -9,10 +9,11 @@
 //! `authorization: {credentials: ...}`), and its answer is otherwise a
 //! `401`. Unset, `/metrics` stays open, as the demo has it.
 
+use std::any::Any;
 use std::future::{Ready, ready};
 use std::time::Duration;
 
-use actix_web::dev::Payload;
+use actix_web::dev::{Extensions, Payload};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
@@ -44,6 +45,13 @@ pub struct GuardSettings {
     /// letters, digits and `-._~+/=`. Unset: `/metrics` is open.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, value_parser = secret::<ApiKeys>())]
     pub metrics_token: Option<ApiKeys>,
+
+    /// How long what we sent may wait for the client to take it (a client
+    /// that stopped reading, or vanished) before the connection is aborted
+    /// (the socket's TCP_USER_TIMEOUT). Ends, among others, an event stream
+    /// whose client does not read.
+    #[arg(long, env = "SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
 }
 
 impl Default for GuardSettings {
@@ -52,9 +60,15 @@ impl Default for GuardSettings {
             request_body_timeout: DEFAULT_BODY_TIMEOUT,
             api_rate: DEFAULT_API_RATE,
             metrics_token: None,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 }
+
+/// `SEND_TIMEOUT`'s default: far longer than any working client leaves
+/// an answer unread, short enough that a stalled one lets go of its
+/// connection (and its event stream) soon.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `API_RATE`: a number of requests a second, `0` for no limit.
 fn parse_api_rate(raw: &str) -> Result<f64, crate::config::InvalidValue> {
@@ -71,6 +85,7 @@ fn parse_api_rate(raw: &str) -> Result<f64, crate::config::InvalidValue> {
 #[derive(Debug, Clone)]
 pub struct Guards {
     deadline: BodyDeadline,
+    send_timeout: Duration,
     rates: Option<web::Data<KeyRates>>,
     metrics_token: web::Data<MetricsToken>,
 }
@@ -83,6 +98,7 @@ impl GuardSettings {
     pub fn build(&self) -> Guards {
         Guards {
             deadline: BodyDeadline(self.request_body_timeout),
+            send_timeout: self.send_timeout,
             rates: KeyRates::new(self.api_rate).map(web::Data::new),
             metrics_token: web::Data::new(MetricsToken(
                 self.metrics_token.clone().filter(|tokens| !tokens.is_open()),
@@ -101,9 +117,22 @@ impl Guards {
         }
     }
 
-    /// Whether `/metrics` needs a token (for the start-up warning).
-    pub fn metrics_open(&self) -> bool {
-        self.metrics_token.0.is_none()
+    /// The server's `on_connect`: bounds how long what we send may stay
+    /// unread ([`GuardSettings::send_timeout`]). A response body (an event
+    /// stream) that the client does not read fills the socket's buffers;
+    /// then actix waits on the socket and polls nothing else of that
+    /// connection, so no timer of ours could end it. The kernel's
+    /// `TCP_USER_TIMEOUT` (which Linux applies to a zero window too) aborts
+    /// it instead, and the stream is dropped with the connection.
+    pub fn on_connect(&self) -> impl Fn(&dyn Any, &mut Extensions) + Send + Sync + 'static {
+        let timeout = self.send_timeout;
+        move |io, _| {
+            if let Some(stream) = io.downcast_ref::<actix_web::rt::net::TcpStream>()
+                && let Err(e) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout))
+            {
+                tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT on a connection");
+            }
+        }
     }
 }
 

@@ -6,8 +6,9 @@
 //! actix cuts slow *headers*, but nothing bounded reading the *body*. Now
 //! every body arrives within `REQUEST_BODY_TIMEOUT` or the answer is `408`
 //! and the connection is closed, on both services; the dashboard's event
-//! streams are capped (`EVENTS_MAX_STREAMS`, `503` past it) and each ends
-//! after `EVENTS_MAX_AGE`.
+//! streams are capped (`EVENTS_MAX_STREAMS`, `503` past it), each ends
+//! after `EVENTS_MAX_AGE`, and one whose client stopped reading is cut after
+//! `SEND_TIMEOUT`.
 
 use std::time::Duration;
 
@@ -21,25 +22,38 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(1);
 /// past the deadlines under test, so only a missing defence reaches it.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The slow-body attack on `base` + `path`: the headers of a POST that
-/// promises 1000 bytes of JSON, a few of them, then nothing. Returns what
-/// the server answered by the time it closed the connection; panics if it
-/// neither answered nor closed within [`PATIENCE`].
-async fn slow_body(base: &str, path: &str) -> String {
+/// How a slow body is framed.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    /// `Content-Length: 1000`, and 16 of those bytes.
+    Length,
+    /// `Transfer-Encoding: chunked`, and one chunk of 16 bytes.
+    Chunked,
+}
+
+/// The slow-body attack on `base` + `path`: the headers of a POST with a
+/// JSON body, the start of that body, then nothing. Returns what the server
+/// answered by the time it closed the connection; panics if it neither
+/// answered nor closed within [`PATIENCE`].
+async fn slow_body(base: &str, path: &str, framing: Framing) -> String {
     let address = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         Content-Length: 1000\r\n\r\n{{\"documentUrl\": "
-    );
+    let start = r#"{"documentUrl": "#;
+    let body = match framing {
+        Framing::Length => format!("Content-Length: 1000\r\n\r\n{start}"),
+        Framing::Chunked => format!("Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{start}\r\n", start.len()),
+    };
+    let head = format!("POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{body}");
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     // read_to_end returns only once the server has closed the connection.
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
-        .await
-        .unwrap_or_else(|_| panic!("{path}: no answer and no close within {PATIENCE:?} of a stalled body"))
-        .unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
+    let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    match read {
+        Ok(read) => read.unwrap(),
+        Err(_) => panic!("{path} ({framing:?}): not closed within {PATIENCE:?} of a stalled body, answered {answer:?}"),
+    };
+    answer
 }
 
 fn assert_timed_out(path: &str, answer: &str) {
@@ -64,13 +78,15 @@ async fn a_body_that_stalls_is_answered_408_and_its_connection_closed_on_both_se
         |c| c.guards.request_body_timeout = BODY_TIMEOUT,
     )
     .await;
-    for (base, path) in [
-        (&stack.consumer.url, "/documents"),
-        (&stack.consumer.url, "/document/update"),
-        (&stack.helpdesk.url, "/document"),
-    ] {
-        let answer = slow_body(base, path).await;
-        assert_timed_out(path, &answer);
+    for framing in [Framing::Length, Framing::Chunked] {
+        for (base, path) in [
+            (&stack.consumer.url, "/documents"),
+            (&stack.consumer.url, "/document/update"),
+            (&stack.helpdesk.url, "/document"),
+        ] {
+            let answer = slow_body(base, path, framing).await;
+            assert_timed_out(&format!("{path} ({framing:?})"), &answer);
+        }
     }
     // The services still answer everyone else.
     let review = stack.request_review("https://example.com/after-the-attack.pdf").await;
@@ -140,4 +156,48 @@ async fn an_event_stream_ends_at_its_max_age_and_gives_its_slot_back() {
         (open_stream(base).await.status() == 200).then_some(())
     })
     .await;
+}
+
+#[actix_web::test]
+async fn an_event_stream_whose_client_stopped_reading_is_cut_and_its_slot_given_back() {
+    let stack = Stack::start_with(
+        |_| {},
+        |c| {
+            c.events_max_streams = 1;
+            c.guards.send_timeout = Duration::from_secs(1);
+        },
+    )
+    .await;
+    let base = &stack.consumer.url;
+    // A client that opens the one stream, with a small receive window, and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut stalled = socket
+        .connect(base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"GET /events HTTP/1.1\r\nHost: consumer\r\n\r\n")
+        .await
+        .unwrap();
+    hookline_tests::wait_for(PATIENCE, "the stalled client's stream to take the one slot", || async {
+        (open_stream(base).await.status() == 503).then_some(())
+    })
+    .await;
+    // Reviews are events on every stream: they fill what the client does
+    // not read, until the server can send no more and SEND_TIMEOUT ends it.
+    let mut sent = 0;
+    hookline_tests::wait_for(Duration::from_secs(90), "the stalled stream to be cut", || {
+        sent += 1;
+        let document = format!("https://example.com/stalled-{sent}.pdf");
+        async move {
+            for i in 0..10 {
+                let (status, body) = hookline_tests::post_review(base, &format!("{document}?{i}")).await;
+                assert_eq!(status, 201, "{body}");
+            }
+            (open_stream(base).await.status() == 200).then_some(())
+        }
+    })
+    .await;
+    drop(stalled);
 }
