@@ -5,8 +5,8 @@
 //! hookline-consumer openapi` rewrites the copy).
 
 use actix_web::HttpResponse;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use hookline_kit::openapi::ApiKeyScheme;
+use utoipa::OpenApi;
 
 use crate::routes;
 
@@ -28,7 +28,7 @@ use crate::routes;
         routes::health::readyz,
         routes::metrics::serve,
     ),
-    modifiers(&ApiKeyScheme),
+    modifiers(&CONSUMER_KEYS),
     tags(
         (name = "reviews", description = "Ask for reviews and read them"),
         (name = "webhooks", description = "Where the Help Desk delivers its decisions (Standard Webhooks, signed)"),
@@ -38,23 +38,10 @@ use crate::routes;
 )]
 struct ApiDoc;
 
-/// The `api_key` security scheme the private routes name.
-struct ApiKeyScheme;
-
-impl Modify for ApiKeyScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let scheme = HttpBuilder::new()
-            .scheme(HttpAuthScheme::Bearer)
-            .description(Some(
-                "One of CONSUMER_API_KEYS. Needed only when that is set; without it every route is open.",
-            ))
-            .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("api_key", SecurityScheme::Http(scheme));
-    }
-}
+/// The private routes' keys: `CONSUMER_API_KEYS`.
+const CONSUMER_KEYS: ApiKeyScheme = ApiKeyScheme {
+    setting: "CONSUMER_API_KEYS",
+};
 
 /// The document, as JSON.
 pub fn document() -> serde_json::Value {

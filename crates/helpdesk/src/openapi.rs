@@ -7,9 +7,9 @@
 
 use actix_web::HttpResponse;
 use hookline_contract::{DocumentEvent, DocumentWebhook, Event, EventType, TestEvent};
+use hookline_kit::openapi::ApiKeyScheme;
 use serde_json::json;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 
 use crate::routes;
 
@@ -44,7 +44,7 @@ use crate::routes;
         routes::metrics::serve,
     ),
     components(schemas(DocumentWebhook, Event, DocumentEvent, TestEvent, EventType)),
-    modifiers(&ApiKeyScheme),
+    modifiers(&HELPDESK_KEYS),
     tags(
         (name = "cases", description = "Review requests and their delivery"),
         (name = "subscriptions", description = "Subscriptions: URLs that receive chosen event types in the Standard Webhooks envelope, each signed with a secret of its own"),
@@ -55,23 +55,10 @@ use crate::routes;
 )]
 struct ApiDoc;
 
-/// The `api_key` security scheme the private routes name.
-struct ApiKeyScheme;
-
-impl Modify for ApiKeyScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let scheme = HttpBuilder::new()
-            .scheme(HttpAuthScheme::Bearer)
-            .description(Some(
-                "One of HELPDESK_API_KEYS. Needed only when that is set; without it every route is open.",
-            ))
-            .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("api_key", SecurityScheme::Http(scheme));
-    }
-}
+/// The private routes' keys: `HELPDESK_API_KEYS`.
+const HELPDESK_KEYS: ApiKeyScheme = ApiKeyScheme {
+    setting: "HELPDESK_API_KEYS",
+};
 
 /// The document, as JSON, with the webhook the help desk sends.
 pub fn document() -> serde_json::Value {

@@ -1,4 +1,30 @@
-//! Keeping a committed OpenAPI document in step with the code that serves it.
+//! Keeping a committed OpenAPI document in step with the code that serves
+//! it, and the parts both services' documents share.
+
+use utoipa::Modify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// The `api_key` security scheme a service's private routes name
+/// (`security(("api_key" = []))`); `setting` is where its keys come from.
+pub struct ApiKeyScheme {
+    pub setting: &'static str,
+}
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(format!(
+                "One of {}. Needed only when that is set; without it every route is open.",
+                self.setting
+            )))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("api_key", SecurityScheme::Http(scheme));
+    }
+}
 
 /// Why a committed document is not the one the code generates.
 #[derive(Debug, thiserror::Error)]
