@@ -461,6 +461,12 @@ mod tests {
         let parse = |args: &[&str]| Cli::<Settings>::try_parse_as("helpdesk", args.iter().copied());
         let default = parse(&["helpdesk"]).unwrap().settings;
         assert_eq!(default.callback_preset, Preset::Permissive);
+        let public = parse(&["helpdesk", "--callback-policy", "public"]).unwrap().settings;
+        assert_eq!(
+            public.callback_preset,
+            Preset::Strict,
+            "public names the strict preset too"
+        );
         let strict = parse(&[
             "helpdesk",
             "--callback-policy",

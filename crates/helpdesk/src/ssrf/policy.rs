@@ -23,6 +23,8 @@ pub enum Preset {
     Permissive,
     /// Public addresses only (`CALLBACK_ALLOW` may open exceptions), and
     /// every refused or unreachable address reads the same to a client.
+    /// `public` is the same preset by what it lets through.
+    #[value(alias = "public")]
     Strict,
 }
 
