@@ -14,14 +14,17 @@ use hookline_contract::ErrorBody;
 use hookline_kit::http::{DEFAULT_BODY_LIMIT, configure_extractors};
 
 /// What every private route may answer besides its own (in its OpenAPI
-/// `responses`): no accepted key. Private routes take
-/// [`hookline_kit::auth::Authorized`].
+/// `responses`): no accepted key, or the key over its rate. Private routes
+/// take [`hookline_kit::auth::Authorized`].
 #[derive(utoipa::IntoResponses)]
-#[response(
-    status = 401,
-    description = "CONSUMER_API_KEYS is set and no accepted key was sent (Authorization: Bearer <key>)"
-)]
-pub struct Private(pub ErrorBody);
+pub enum Private {
+    /// CONSUMER_API_KEYS is set and no accepted key was sent (Authorization: Bearer <key>)
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The key made more than API_RATE requests a second; retry after `Retry-After` seconds
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
+}
 
 /// Registers every route. The server and the tests both use it.
 pub fn configure(cfg: &mut web::ServiceConfig) {

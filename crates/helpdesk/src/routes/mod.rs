@@ -17,12 +17,16 @@ use serde::Deserialize;
 use crate::config::Role;
 
 /// What every private route may answer besides its own (in its OpenAPI
-/// `responses`): no accepted key, or the store unreachable.
+/// `responses`): no accepted key, the key over its rate, or the store
+/// unreachable.
 #[derive(utoipa::IntoResponses)]
 pub enum PrivateErrors {
     /// HELPDESK_API_KEYS is set and no accepted key was sent
     #[response(status = 401)]
     Unauthorized(ErrorBody),
+    /// The key made more than API_RATE requests a second; retry after `Retry-After` seconds
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
     /// Redis unavailable; retry later
     #[response(status = 503)]
     Unavailable(ErrorBody),
