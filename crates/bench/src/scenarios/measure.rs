@@ -63,6 +63,7 @@ pub(super) async fn cpu_use(ctx: &mut Ctx) -> CpuUse {
 /// One row: the CPU each process spent per operation between `before` and
 /// `after` (µs; the processes that spent under 0.5 µs left out), their sum
 /// as the value; the cores busy while the load ran (`busy`), in the figure.
+/// Returns the figure of each process.
 pub(super) fn cpu_row(
     report: &mut Report,
     scenario: &str,
@@ -71,17 +72,17 @@ pub(super) fn cpu_row(
     before: &CpuUse,
     after: &CpuUse,
     busy: f64,
-) {
-    let per_op: BTreeMap<&str, f64> = after
+) -> BTreeMap<String, f64> {
+    let per_op: BTreeMap<String, f64> = after
         .us
         .iter()
         .filter_map(|(name, now)| {
             let used = now - before.us.get(name)?;
-            Some((name.as_str(), used / ops.max(1) as f64))
+            Some((name.clone(), used / ops.max(1) as f64))
         })
         .filter(|(_, us)| *us >= 0.5)
         .collect();
-    let mut parts: Vec<(&str, f64)> = per_op.iter().map(|(name, us)| (*name, *us)).collect();
+    let mut parts: Vec<(&str, f64)> = per_op.iter().map(|(name, us)| (name.as_str(), *us)).collect();
     parts.sort_by(|a, b| b.1.total_cmp(&a.1));
     let split = parts
         .iter()
@@ -100,6 +101,7 @@ pub(super) fn cpu_row(
         key,
         json!({"per": what, "ops": ops, "per_process": per_op, "cores_busy_under_load": busy}),
     );
+    per_op
 }
 
 /// Waits (at most 3 s) until `pid`'s CPU time stops moving: a help desk
