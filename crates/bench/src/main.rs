@@ -158,7 +158,7 @@ impl Args {
             Sizes {
                 create: 2_000,
                 ingest: 2_000,
-                delivery: 2_000,
+                delivery: 5_000,
                 noisy: (100, 1_000),
                 e2e: 1_000,
                 probes: 200,

@@ -35,6 +35,9 @@ pub(super) async fn drive(
 /// services of `--pids`, the bench itself; and the machine's busy ticks.
 pub(super) struct CpuUse {
     pub(super) us: BTreeMap<String, f64>,
+    /// The services' threads (`--pids`), ns each: exact where `us` counts
+    /// 10 ms ticks (the bench's own load threads come and go, so it keeps ticks).
+    threads: BTreeMap<String, BTreeMap<u32, u64>>,
     pub(super) machine: (u64, u64),
 }
 
@@ -46,7 +49,11 @@ pub(super) async fn cpu_use(ctx: &mut Ctx) -> CpuUse {
     if let Ok(redis) = ctx.rd.cpu_us().await {
         us.insert("redis".to_owned(), redis);
     }
+    let mut threads = BTreeMap::new();
     for (name, pid) in named_pids(&ctx.args.pids) {
+        if let Some(ns) = cpu::thread_ns(pid) {
+            threads.insert(name.clone(), ns);
+        }
         if let Some(ticks) = cpu::ticks(pid) {
             us.insert(name, ticks as f64 * cpu::TICK_US);
         }
@@ -56,6 +63,7 @@ pub(super) async fn cpu_use(ctx: &mut Ctx) -> CpuUse {
     }
     CpuUse {
         us,
+        threads,
         machine: cpu::machine().unwrap_or((0, 0)),
     }
 }
@@ -77,7 +85,10 @@ pub(super) fn cpu_row(
         .us
         .iter()
         .filter_map(|(name, now)| {
-            let used = now - before.us.get(name)?;
+            let used = match (before.threads.get(name), after.threads.get(name)) {
+                (Some(b), Some(a)) => cpu::threads_used_us(b, a),
+                _ => now - before.us.get(name)?,
+            };
             Some((name.clone(), used / ops.max(1) as f64))
         })
         .filter(|(_, us)| *us >= 0.5)
