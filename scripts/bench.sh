@@ -244,12 +244,15 @@ if [[ -n "$against" ]]; then
         for side in "${order[@]}"; do
             say "==> round $round/$rounds: $side ($([[ $side == old ]] && printf '%s' "$against" || printf 'this tree'))"
             out=$tmp/$side-$round
+            # A run with a FAILED row still writes its figures: compare what there is.
             if [[ "$side" == old ]]; then
                 env BENCH_OUT="$out" CONSUMER_BIN="$tmp/old/consumer" HELPDESK_BIN="$tmp/old/helpdesk" \
-                    BENCH_HELPDESK_STORE="$tree/crates/helpdesk/src/store" "$0" --fsync "$fsync" "$@"
+                    BENCH_HELPDESK_STORE="$tree/crates/helpdesk/src/store" "$0" --fsync "$fsync" "$@" ||
+                    warn "round $round, $against: the bench exited non-zero (above)"
                 olds+=(--old "$out/results.json")
             else
-                env BENCH_OUT="$out" "$0" --fsync "$fsync" "$@"
+                env BENCH_OUT="$out" "$0" --fsync "$fsync" "$@" ||
+                    warn "round $round, this tree: the bench exited non-zero (above)"
                 news+=(--new "$out/results.json")
             fi
         done
