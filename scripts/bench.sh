@@ -30,7 +30,8 @@
 #   --write-baseline  the run's figures become the baseline of its mode
 #              (quick or standard); say what else ran in BASELINE_LOAD
 #   --against REF  builds REF's consumer and help desk in a temporary git
-#              worktree (cached build in target/against), runs this tree's
+#              worktree (build in target/against, where the dependencies
+#              stay built between runs), runs this tree's
 #              and REF's alternately, N rounds (half in each order), the
 #              same bench measuring both, and prints new/old ratios per
 #              round and their median; scenario 3 unless --only says more
