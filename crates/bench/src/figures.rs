@@ -244,7 +244,8 @@ pub(crate) struct Compare {
 }
 
 fn figures_of(path: &Path) -> Result<BTreeMap<String, Figures>, BoxError> {
-    let results: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let results: Value = serde_json::from_str(&text)?;
     Ok(serde_json::from_value(
         results.get("figures").cloned().unwrap_or(Value::Null),
     )?)
