@@ -130,6 +130,9 @@ pub(crate) fn against_baseline(
     margins: Margins,
     check: bool,
 ) -> Result<(), BoxError> {
+    if check && figures.is_empty() {
+        return Err("--check-baseline: no delivery figures to check (scenario 3 did not run)".into());
+    }
     let baseline = match read_baselines(path).map(|mut file| file.remove(mode)) {
         Ok(Some(baseline)) => baseline,
         Ok(None) | Err(_) if !check => {
@@ -343,7 +346,8 @@ mod tests {
         assert!(format!("{:?}", calls.err()).contains("Redis commands per job"));
         let cpu = against_baseline(&path, "quick", &figures(160.0, 20.0), MARGINS, true);
         assert!(format!("{:?}", cpu.err()).contains("CPU µs per job, helpdesk-fast"));
-        // No baseline of the mode: a check fails, a plain run only says so.
+        // Nothing to check, or no baseline of the mode: a check fails, a plain run only says so.
+        assert!(against_baseline(&path, "quick", &BTreeMap::new(), MARGINS, true).is_err());
         assert!(against_baseline(&path, "standard", &fine, MARGINS, true).is_err());
         assert!(against_baseline(&path, "standard", &fine, MARGINS, false).is_ok());
         std::fs::remove_dir_all(&dir).expect("cleanup");
