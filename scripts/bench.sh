@@ -15,12 +15,27 @@
 # compared with pgbench doing only their database writes on the same
 # server (the same-run ceiling).
 #
-# Usage: scripts/bench.sh [--fsync on|off] [--quick] [bench args...]
+# Every run compares scenario 3's figures (CPU per job per process, Redis
+# calls per job) with the committed baseline, docs/bench/baseline.json.
+#
+# Usage: scripts/bench.sh [--fsync on|off] [--quick] [--write-baseline]
+#                         [--against REF [--rounds N]] [bench args...]
 #   (no flag)  the standard run, about 2 minutes on 2 cores after the build;
 #              Redis grows to about 1 GB while 1M pending jobs are measured
 #   --quick    a short smoke run with small counts (under a minute)
 #   --fsync off  the throwaway PostgreSQL without fsync (as scripts/test.sh);
 #              ignored with DATABASE_URL                              [on]
+#   --check-baseline  fail when a figure grew past its margin over the
+#              baseline of the run's mode (CI: 1.10x calls, 1.5x CPU)
+#   --write-baseline  the run's figures become the baseline of its mode
+#              (quick or standard); say what else ran in BASELINE_LOAD
+#   --against REF  builds REF's consumer and help desk in a temporary git
+#              worktree (build in target/against, where the dependencies
+#              stay built between runs), runs this tree's
+#              and REF's alternately, N rounds (half in each order), the
+#              same bench measuring both, and prints new/old ratios per
+#              round and their median; scenario 3 unless --only says more
+#   --rounds N rounds of --against                                     [4]
 #   e.g. scripts/bench.sh --only 1,6     (see target/release/bench --help)
 #
 # Environment:
@@ -32,6 +47,10 @@
 #   WRITE_BATCH              the consumer's group commit; 1 turns it off [its default]
 #   CONSUMER_BIN             another consumer build to measure (e.g. an older
 #                            commit's), same migrations     [the one built here]
+#   HELPDESK_BIN             another help desk build, likewise (with
+#                            BENCH_HELPDESK_STORE: its sources' store folder,
+#                            naming its scripts)            [the one built here]
+#   BASELINE_LOAD            --write-baseline: what else ran on the machine
 #   PGBENCH                  pgbench for the ceilings        [next to postgres]
 #   KEEP_TEMP=1              keep the temp dir (service logs)
 #   PG_BINDIR, START_TIMEOUT, STOP_TIMEOUT: see scripts/lib.sh
@@ -55,11 +74,28 @@ need_cmd curl "apt-get install curl"
 install_cleanup
 command_line="scripts/bench.sh${*:+ $*}"
 
-# --fsync on|off is ours; every other argument goes to the bench tool.
+# --fsync, --write-baseline, --against and --rounds are ours; every other
+# argument goes to the bench tool.
 fsync=on
+write_baseline=""
+against=""
+rounds=4
 bench_args=()
 while (($#)); do
     case $1 in
+    --write-baseline) write_baseline=1 ;;
+    --against)
+        (($# >= 2)) || die "--against needs a git commit or branch"
+        against=$2
+        shift
+        ;;
+    --against=*) against=${1#--against=} ;;
+    --rounds)
+        (($# >= 2)) || die "--rounds needs a number"
+        rounds=$2
+        shift
+        ;;
+    --rounds=*) rounds=${1#--rounds=} ;;
     --fsync | --fsync=*)
         if [[ "$1" == --fsync ]]; then
             (($# >= 2)) || die "--fsync needs a value: on or off"
@@ -75,6 +111,8 @@ while (($#)); do
     shift
 done
 set -- "${bench_args[@]}"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "--rounds takes a positive number, not '$rounds'"
+[[ -z "$against" || -z "$write_baseline" ]] || die "--against and --write-baseline do not go together"
 
 # runs_scenario N ARGS...: true unless ARGS hold an --only that leaves out N.
 runs_scenario() {
@@ -162,7 +200,7 @@ start_cluster_helpdesk() {
     port=$(free_port)
     start_bg "helpdesk-$name" "$tmp/helpdesk-$name.log" env "${workers[@]}" LOG_FORMAT=json RUST_LOG=warn \
         HELPDESK_LISTEN="127.0.0.1:$port" REDIS_URL="$url" REDIS_PREFIX="$prefix-$name" REVIEW_DELAY_MS=0 \
-        WEBHOOK_SECRET="$secret" "$@" "$bin/helpdesk"
+        WEBHOOK_SECRET="$secret" "$@" "$helpdesk_bin"
     cluster_helpdesks+=("$name=http://127.0.0.1:$port")
     cluster_pids+=("$name=$HL_BG_PID")
     cluster_pid_of[$name]=$HL_BG_PID
@@ -173,6 +211,57 @@ cargo build --quiet --release -p hookline-consumer -p hookline-helpdesk -p hookl
 bin=${CARGO_TARGET_DIR:-target}/release
 consumer_bin=${CONSUMER_BIN:-$bin/consumer}
 [[ -x "$consumer_bin" ]] || die "CONSUMER_BIN=$consumer_bin is not an executable"
+helpdesk_bin=${HELPDESK_BIN:-$bin/helpdesk}
+[[ -x "$helpdesk_bin" ]] || die "HELPDESK_BIN=$helpdesk_bin is not an executable"
+
+# --against REF: this script again, once per side and round, each run with
+# its own servers (they stop with it); then the paired ratios. REF's
+# worktree is removed on exit, whatever happened.
+if [[ -n "$against" ]]; then
+    ref=$(git rev-parse --verify --quiet "$against^{commit}") || die "--against: '$against' is not a git commit"
+    [[ " $* " == *" --only"* ]] || set -- --only 3 "$@"
+    tmp=$(make_temp_dir hookline-against)
+    track_dir "$tmp"
+    tree=$tmp/tree
+    against_cleanup() {
+        local rc=$?
+        set +e
+        git worktree remove --force "$tree" >/dev/null 2>&1
+        git worktree prune >/dev/null 2>&1
+        (exit "$rc")
+        cleanup
+    }
+    trap against_cleanup EXIT
+    git worktree add --detach --quiet "$tree" "$ref"
+    ref_target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/against
+    say "==> cargo build --release of $against ($(git rev-parse --short "$ref")): consumer, helpdesk (in $ref_target)"
+    (cd "$tree" && CARGO_TARGET_DIR=$ref_target cargo build --quiet --release -p hookline-consumer -p hookline-helpdesk)
+    mkdir -p "$tmp/old"
+    cp "$ref_target/release/consumer" "$ref_target/release/helpdesk" "$tmp/old/"
+    olds=() news=()
+    for ((round = 1; round <= rounds; round++)); do
+        order=(old new)
+        ((round % 2 == 0)) && order=(new old)
+        for side in "${order[@]}"; do
+            say "==> round $round/$rounds: $side ($([[ $side == old ]] && printf '%s' "$against" || printf 'this tree'))"
+            out=$tmp/$side-$round
+            # A run with a FAILED row still writes its figures: compare what there is.
+            if [[ "$side" == old ]]; then
+                env BENCH_OUT="$out" CONSUMER_BIN="$tmp/old/consumer" HELPDESK_BIN="$tmp/old/helpdesk" \
+                    BENCH_HELPDESK_STORE="$tree/crates/helpdesk/src/store" "$0" --fsync "$fsync" "$@" ||
+                    warn "round $round, $against: the bench exited non-zero (above)"
+                olds+=(--old "$out/results.json")
+            else
+                env BENCH_OUT="$out" "$0" --fsync "$fsync" "$@" ||
+                    warn "round $round, this tree: the bench exited non-zero (above)"
+                news+=(--new "$out/results.json")
+            fi
+        done
+    done
+    say "==> $against ($(git rev-parse --short "$ref")) is old, this tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD || printf ' + changes')) is new"
+    "$bin/bench" compare "${olds[@]}" "${news[@]}"
+    exit 0
+fi
 
 tmp=$(make_temp_dir hookline-bench)
 track_dir "$tmp"
@@ -214,13 +303,13 @@ workers=()
 
 helpdesk_port=$(free_port)
 start_bg helpdesk "$tmp/helpdesk.log" env "${workers[@]}" LOG_FORMAT=json RUST_LOG=warn \
-    HELPDESK_LISTEN="127.0.0.1:$helpdesk_port" REDIS_PREFIX="$prefix" WEBHOOK_SECRET="$secret" "$bin/helpdesk"
+    HELPDESK_LISTEN="127.0.0.1:$helpdesk_port" REDIS_PREFIX="$prefix" WEBHOOK_SECRET="$secret" "$helpdesk_bin"
 helpdesk_pid=$HL_BG_PID
 fast_port=$(free_port)
 "$bin/bench" make-tls "$tmp/tls"
 start_bg helpdesk-fast "$tmp/helpdesk-fast.log" env "${workers[@]}" LOG_FORMAT=json RUST_LOG=warn \
     HELPDESK_LISTEN="127.0.0.1:$fast_port" REDIS_PREFIX="$prefix-fast" REVIEW_DELAY_MS=0 \
-    CALLBACK_CA_FILE="$tmp/tls/ca.pem" WEBHOOK_SECRET="$secret" "$bin/helpdesk"
+    CALLBACK_CA_FILE="$tmp/tls/ca.pem" WEBHOOK_SECRET="$secret" "$helpdesk_bin"
 fast_pid=$HL_BG_PID
 consumer_port=$(free_port)
 start_bg consumer "$tmp/consumer.log" env "${workers[@]}" LOG_FORMAT=json RUST_LOG=warn \
@@ -283,5 +372,10 @@ if ((rc != 0)); then
     say "==> bench FAILED (exit $rc) after $(since "$started")"
 else
     say "==> bench done in $(since "$started")"
+    if [[ -n "$write_baseline" ]]; then
+        "$bin/bench" write-baseline --results "${BENCH_OUT:-docs/bench}/results.json" \
+            --commit "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || printf ' + changes')" \
+            --load "${BASELINE_LOAD:-not stated}"
+    fi
 fi
 exit "$rc"

@@ -77,3 +77,37 @@ pub(crate) fn cores_busy(before: (u64, u64), after: (u64, u64)) -> f64 {
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     if total > 0.0 { cores * busy / total } else { 0.0 }
 }
+
+/// Nanoseconds each thread of `pid` has run (`/proc/<pid>/task/<tid>/schedstat`),
+/// by thread id: 10 ms ticks are several µs of a quick batch's jobs, these
+/// are exact. None when `pid` is gone or the kernel keeps no schedstat.
+pub(crate) fn thread_ns(pid: u32) -> Option<std::collections::BTreeMap<u32, u64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // A thread may end between the listing and the read.
+        if let Some(ns) = std::fs::read_to_string(entry.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            out.insert(tid, ns);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// µs the threads ran between two [`thread_ns`] readings: each thread's
+/// growth (a new one's whole time); a thread that ended meanwhile loses
+/// its share, never makes the figure negative.
+pub(crate) fn threads_used_us(
+    before: &std::collections::BTreeMap<u32, u64>,
+    after: &std::collections::BTreeMap<u32, u64>,
+) -> f64 {
+    let ns: u64 = after
+        .iter()
+        .map(|(tid, now)| now.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    ns as f64 / 1_000.0
+}

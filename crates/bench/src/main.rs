@@ -21,11 +21,18 @@
 //!    throughput, latency, CPU per job of each process, keys per master
 //!    (before 7, like 8).
 //! 6. memory: RSS of the services idle and at their peak under load.
+//!
+//! Scenario 3's figures (CPU per job per process, Redis calls per job) are
+//! compared with the committed baseline ([`figures`]); `bench
+//! write-baseline` makes a run the baseline, `bench compare` sets runs of
+//! two builds side by side (`scripts/bench.sh --against REF`).
 
 mod ceiling;
 mod chart;
 mod cpu;
+mod figures;
 mod load;
+mod redis_stats;
 mod rss;
 mod scenarios;
 mod store;
@@ -112,6 +119,23 @@ pub(crate) struct Args {
     /// nodes are read from their environment, their CPU time from /proc.
     #[arg(long, env = "BENCH_CLUSTER_PIDS", value_delimiter = ',')]
     pub(crate) cluster_pids: Vec<String>,
+    /// The help desk's `store` folder, whose Lua scripts name the SHA1s its
+    /// `EVALSHA` calls carry (the sources the help desk was built from).
+    #[arg(long, env = "BENCH_HELPDESK_STORE", default_value = "crates/helpdesk/src/store")]
+    pub(crate) helpdesk_store: PathBuf,
+    /// The committed baseline every run's delivery figures are compared with.
+    #[arg(long, env = "BENCH_BASELINE", default_value = "docs/bench/baseline.json")]
+    pub(crate) baseline: PathBuf,
+    /// Fail when a figure grows past its margin over the baseline (CI).
+    #[arg(long)]
+    pub(crate) check_baseline: bool,
+    /// How much Redis commands or script calls per job may grow (×).
+    #[arg(long, env = "BENCH_CALLS_MARGIN", default_value_t = 1.10)]
+    pub(crate) calls_margin: f64,
+    /// How much CPU per job of a process may grow (×): quick runs are short
+    /// and CI machines vary, so it is generous.
+    #[arg(long, env = "BENCH_CPU_MARGIN", default_value_t = 1.5)]
+    pub(crate) cpu_margin: f64,
 }
 
 /// `bench make-tls DIR`, apart from [`Args`], whose required settings it
@@ -134,7 +158,7 @@ impl Args {
             Sizes {
                 create: 2_000,
                 ingest: 2_000,
-                delivery: 2_000,
+                delivery: 5_000,
                 noisy: (100, 1_000),
                 e2e: 1_000,
                 probes: 200,
@@ -216,8 +240,20 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    let tool = match std::env::args().nth(1).as_deref() {
+        Some("write-baseline") => Some(figures::WriteBaseline::parse_from(std::env::args().skip(1)).run()),
+        Some("compare") => Some(figures::Compare::parse_from(std::env::args().skip(1)).run()),
+        _ => None,
+    };
+    if let Some(done) = tool {
+        return exit(done);
+    }
     let args = Args::parse();
-    match actix_web::rt::System::new().block_on(scenarios::run(args)) {
+    exit(actix_web::rt::System::new().block_on(scenarios::run(args)))
+}
+
+fn exit(done: Result<(), BoxError>) -> std::process::ExitCode {
+    match done {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench: {}", causes(e.as_ref()));

@@ -7,12 +7,14 @@
 mod cluster;
 mod create_review;
 mod delivery;
+mod drain;
 mod end_to_end;
 mod https_delivery;
 mod ingestion;
 mod measure;
 mod memory;
 mod noisy_neighbours;
+mod per_job;
 mod precision;
 mod report;
 
@@ -131,6 +133,9 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
             report.failed("3 delivery", &e);
         }
         note_peaks(&ctx);
+        if let Err(e) = drain::drain(&mut ctx, &mut report).await {
+            report.failed("3 drain a backlog", &e);
+        }
     }
     if ctx.args.runs(8) {
         if let Err(e) = https_delivery::https_delivery(&mut ctx, &mut report).await {
@@ -179,6 +184,13 @@ fn named_pids(specs: &[String]) -> Vec<(String, u32)> {
             Some((name.trim().to_owned(), pid.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// The pid named `name` in `--pids`.
+fn named_pid(specs: &[String], name: &str) -> Option<u32> {
+    named_pids(specs)
+        .into_iter()
+        .find_map(|(n, pid)| (n == name).then_some(pid))
 }
 
 /// The consumer's `WRITE_BATCH` (its environment), or `default`.

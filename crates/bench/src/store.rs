@@ -283,6 +283,11 @@ impl Rd {
         })
     }
 
+    /// The connection, for what measures Redis itself (`crate::redis_stats`).
+    pub(crate) fn conn(&mut self) -> &mut MultiplexedConnection {
+        &mut self.conn
+    }
+
     /// `used_memory` from `INFO memory`.
     pub(crate) async fn used_memory(&mut self) -> Result<u64, BoxError> {
         let info: String = redis::cmd("INFO").arg("memory").query_async(&mut self.conn).await?;

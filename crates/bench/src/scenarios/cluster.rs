@@ -25,8 +25,8 @@ use super::Ctx;
 use super::delivery::{Delivered, deliver_batch};
 use super::measure::quiet;
 use super::report::{Report, Target, load_json, ms, percentiles};
-use crate::BoxError;
 use crate::cpu::{self, TICK_US};
+use crate::{BoxError, redis_stats};
 
 const S: &str = "9 cluster";
 
@@ -73,7 +73,7 @@ struct Node {
     /// `used_cpu_user + used_cpu_sys`, µs.
     cpu_us: u64,
     /// `INFO commandstats`: calls and µs inside each command, by command.
-    commands: BTreeMap<String, (u64, u64)>,
+    commands: redis_stats::Commands,
 }
 
 /// `host:port` of a Redis URL, without its scheme, user or password.
@@ -101,19 +101,7 @@ async fn node(url: &str) -> Result<Node, BoxError> {
         .cmd("DBSIZE")
         .query_async(&mut conn)
         .await?;
-    // cmdstat_evalsha:calls=120,usec=4800,usec_per_call=40.00,...
-    let commands = commandstats
-        .lines()
-        .filter_map(|line| {
-            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let stat = |key: &str| {
-                stats
-                    .split(',')
-                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
-            };
-            Some((name.to_owned(), (stat("calls")?, stat("usec")?)))
-        })
-        .collect();
+    let commands = redis_stats::parse_commandstats(&commandstats);
     let seconds = |field| -> Result<f64, BoxError> {
         Ok(info_field(&cpu, field)
             .ok_or_else(|| format!("no {field} in INFO cpu of {}", address(url)))?
@@ -288,19 +276,7 @@ async fn measure(ctx: &mut Ctx, report: &mut Report, variant: &Variant) -> Resul
     let mut per_node = Vec::new();
     for (b, a) in before.nodes.iter().zip(&after.nodes) {
         // Calls per job and µs per call of each command this batch used.
-        let commands: BTreeMap<&str, Value> = a
-            .commands
-            .iter()
-            .filter_map(|(name, (calls, usec))| {
-                let (calls_before, usec_before) = b.commands.get(name).copied().unwrap_or((0, 0));
-                let calls = calls.checked_sub(calls_before).filter(|c| *c > 0)?;
-                let usec = usec.saturating_sub(usec_before);
-                Some((
-                    name.as_str(),
-                    json!({"calls_per_job": calls as f64 / jobs, "usec_per_call": usec as f64 / calls as f64}),
-                ))
-            })
-            .collect();
+        let commands = redis_stats::per_job(&b.commands, &a.commands, done.requests.ok);
         per_node.push(json!({
             "commands": commands,
             "address": a.address,

@@ -14,9 +14,10 @@ use hookline_contract::{DocumentRequest, headers};
 use hookline_testkit::Receiver;
 use serde_json::{Value, json};
 
-use super::measure::{cpu_row, cpu_use, drive, quiet};
+use super::Ctx;
+use super::measure::drive;
+use super::per_job::{Window, sample_finish, sample_size, sample_start};
 use super::report::{Report, Target, load_json, percentiles};
-use super::{Ctx, named_pids};
 use crate::cpu;
 use crate::load::{self, Call, CallError, LoadResult, MakeCall};
 use crate::{Args, BoxError, progress, unix_us};
@@ -26,17 +27,10 @@ pub(super) async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), B
         eprintln!("3 delivery: skipped (no --fast-helpdesk-url)");
         return Ok(());
     };
-    let before = cpu_use(ctx).await;
-    let done = deliver_batch(ctx, &fast, ctx.sizes.delivery, "3 delivery").await?;
-    let loaded = cpu::machine().unwrap_or((0, 0));
-    if let Some((_, pid)) = named_pids(&ctx.args.pids)
-        .into_iter()
-        .find(|(name, _)| name == "helpdesk-fast")
-    {
-        quiet(pid).await;
-    }
-    let after = cpu_use(ctx).await;
     let s = "3 delivery";
+    let window = Window::open(ctx).await?;
+    let done = deliver_batch(ctx, &fast, ctx.sizes.delivery, s).await?;
+    let loaded = cpu::machine().unwrap_or((0, 0));
     report.row(
         s,
         "deliveries/s, request to receipt",
@@ -47,8 +41,21 @@ pub(super) async fn delivery(ctx: &mut Ctx, report: &mut Report) -> Result<(), B
     report.latency_rows(s, "request→receipt", &done.latency, Target::None);
     report.row(s, "not delivered", done.not_delivered(), "", Target::AtMost(0.0));
     report.details.insert("delivery".into(), done.json());
-    let busy = cpu::cores_busy(before.machine, loaded);
-    cpu_row(report, s, "job", done.requests.ok, &before, &after, busy);
+    let mut figures = window
+        .close(ctx, report, s, done.requests.ok, done.per_second, loaded)
+        .await?;
+    let sample = sample_start(ctx, s).await;
+    let sampled = deliver_batch(
+        ctx,
+        &fast,
+        sample_size(ctx.sizes.delivery),
+        "3 delivery (script sample)",
+    )
+    .await;
+    let jobs = sampled.as_ref().map_or(0, |d| d.requests.ok);
+    figures.redis_calls_by_script = sample_finish(ctx, report, s, sample, jobs).await?;
+    sampled?;
+    report.figures.insert(s.to_owned(), figures);
     ctx.clean_delivery_per_second = Some(done.per_second);
     report.series.push(("3 delivery request→receipt".into(), done.latency));
     Ok(())
@@ -89,6 +96,8 @@ pub(super) struct Delivered {
     pub(super) seconds: f64,
     pub(super) per_second: f64,
     pub(super) latency: Histogram<u64>,
+    /// When the last job's first receipt arrived (unix µs).
+    pub(super) last_receipt_us: i64,
 }
 
 impl Delivered {
@@ -123,6 +132,27 @@ pub(super) async fn deliver_batch_to(
     what: &str,
 ) -> Result<Delivered, BoxError> {
     receiver.take();
+    let sent = send_batch(run, args, fast, receiver, n, what).await?;
+    receipts(receiver, sent, what).await
+}
+
+/// A batch whose requests were answered: when each was sent, and the
+/// `id` prefix its receipts echo.
+pub(super) struct Sent {
+    result: LoadResult,
+    sent_us: Arc<Vec<AtomicI64>>,
+    prefix: String,
+}
+
+/// `n` jobs posted to the help desk at `fast`, calling `receiver` back.
+pub(super) async fn send_batch(
+    run: &str,
+    args: &Args,
+    fast: &str,
+    receiver: &Receiver,
+    n: usize,
+    what: &str,
+) -> Result<Sent, BoxError> {
     let callback = receiver.url.clone();
     let sent_us: Arc<Vec<AtomicI64>> = Arc::new((0..n).map(|_| AtomicI64::new(0)).collect());
     let (endpoint, sent) = (format!("{fast}/document"), sent_us.clone());
@@ -151,6 +181,20 @@ pub(super) async fn deliver_batch_to(
         make,
     )
     .await?;
+    Ok(Sent {
+        result,
+        sent_us,
+        prefix,
+    })
+}
+
+/// Waits (at most 2 minutes) for every receipt of `sent`, and times them.
+pub(super) async fn receipts(receiver: &mut Receiver, sent: Sent, what: &str) -> Result<Delivered, BoxError> {
+    let Sent {
+        result,
+        sent_us,
+        prefix,
+    } = sent;
     let bar = progress(result.ok, &format!("{what} (receipts)"));
     let deadline = Instant::now() + Duration::from_secs(120);
     while (receiver.received.len() as u64) < result.ok && Instant::now() < deadline {
@@ -192,5 +236,6 @@ pub(super) async fn deliver_batch_to(
         seconds,
         per_second: first.len() as f64 / seconds,
         latency,
+        last_receipt_us: end,
     })
 }

@@ -35,6 +35,9 @@ pub(super) async fn drive(
 /// services of `--pids`, the bench itself; and the machine's busy ticks.
 pub(super) struct CpuUse {
     pub(super) us: BTreeMap<String, f64>,
+    /// The services' threads (`--pids`), ns each: exact where `us` counts
+    /// 10 ms ticks (the bench's own load threads come and go, so it keeps ticks).
+    threads: BTreeMap<String, BTreeMap<u32, u64>>,
     pub(super) machine: (u64, u64),
 }
 
@@ -46,7 +49,11 @@ pub(super) async fn cpu_use(ctx: &mut Ctx) -> CpuUse {
     if let Ok(redis) = ctx.rd.cpu_us().await {
         us.insert("redis".to_owned(), redis);
     }
+    let mut threads = BTreeMap::new();
     for (name, pid) in named_pids(&ctx.args.pids) {
+        if let Some(ns) = cpu::thread_ns(pid) {
+            threads.insert(name.clone(), ns);
+        }
         if let Some(ticks) = cpu::ticks(pid) {
             us.insert(name, ticks as f64 * cpu::TICK_US);
         }
@@ -56,6 +63,7 @@ pub(super) async fn cpu_use(ctx: &mut Ctx) -> CpuUse {
     }
     CpuUse {
         us,
+        threads,
         machine: cpu::machine().unwrap_or((0, 0)),
     }
 }
@@ -63,6 +71,7 @@ pub(super) async fn cpu_use(ctx: &mut Ctx) -> CpuUse {
 /// One row: the CPU each process spent per operation between `before` and
 /// `after` (µs; the processes that spent under 0.5 µs left out), their sum
 /// as the value; the cores busy while the load ran (`busy`), in the figure.
+/// Returns the figure of each process.
 pub(super) fn cpu_row(
     report: &mut Report,
     scenario: &str,
@@ -71,17 +80,20 @@ pub(super) fn cpu_row(
     before: &CpuUse,
     after: &CpuUse,
     busy: f64,
-) {
-    let per_op: BTreeMap<&str, f64> = after
+) -> BTreeMap<String, f64> {
+    let per_op: BTreeMap<String, f64> = after
         .us
         .iter()
         .filter_map(|(name, now)| {
-            let used = now - before.us.get(name)?;
-            Some((name.as_str(), used / ops.max(1) as f64))
+            let used = match (before.threads.get(name), after.threads.get(name)) {
+                (Some(b), Some(a)) => cpu::threads_used_us(b, a),
+                _ => now - before.us.get(name)?,
+            };
+            Some((name.clone(), used / ops.max(1) as f64))
         })
         .filter(|(_, us)| *us >= 0.5)
         .collect();
-    let mut parts: Vec<(&str, f64)> = per_op.iter().map(|(name, us)| (*name, *us)).collect();
+    let mut parts: Vec<(&str, f64)> = per_op.iter().map(|(name, us)| (name.as_str(), *us)).collect();
     parts.sort_by(|a, b| b.1.total_cmp(&a.1));
     let split = parts
         .iter()
@@ -100,6 +112,7 @@ pub(super) fn cpu_row(
         key,
         json!({"per": what, "ops": ops, "per_process": per_op, "cores_busy_under_load": busy}),
     );
+    per_op
 }
 
 /// Waits (at most 3 s) until `pid`'s CPU time stops moving: a help desk

@@ -4,6 +4,7 @@
 //! A missed target is a finding; a scenario that could not run is a FAILED
 //! row, and makes the whole run fail.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use crate::BoxError;
+use crate::figures::{self, Figures, Margins};
 use crate::load::LoadResult;
 
 /// Scenarios (or parts of one) could not run: the bench is broken.
@@ -36,6 +38,8 @@ pub(super) struct Report {
     failures: usize,
     pub(super) details: serde_json::Map<String, Value>,
     pub(super) series: Vec<(String, Histogram<u64>)>,
+    /// The delivery scenarios' figures, held against the baseline.
+    pub(super) figures: BTreeMap<String, Figures>,
 }
 
 /// A target on a figure: at least or at most a bound.
@@ -164,6 +168,7 @@ pub(super) fn finish(ctx: &Ctx, report: Report, took: Duration) -> Result<(), Bo
         "pg_stat_statements": ctx.statements,
         "consumer_write_batch": ctx.write_batch,
         "failures": report.failures,
+        "figures": report.figures,
         "rows": report.rows,
         "details": report.details,
         "distributions": report.series.iter().map(|(n, h)| (n.clone(), percentiles(h))).collect::<serde_json::Map<_, _>>(),
@@ -221,9 +226,20 @@ pub(super) fn finish(ctx: &Ctx, report: Report, took: Duration) -> Result<(), Bo
         json_path.display(),
         svg.display()
     );
+    let margins = Margins {
+        calls: ctx.args.calls_margin,
+        cpu: ctx.args.cpu_margin,
+    };
+    let checked = figures::against_baseline(
+        &ctx.args.baseline,
+        mode,
+        &report.figures,
+        margins,
+        ctx.args.check_baseline,
+    );
     // A missed target is a finding; a scenario that could not run is a broken bench.
     match report.failures {
-        0 => Ok(()),
+        0 => checked,
         n => Err(ScenariosFailed(n).into()),
     }
 }
