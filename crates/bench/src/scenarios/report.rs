@@ -130,7 +130,7 @@ pub(super) fn load_json(result: &LoadResult) -> Value {
     })
 }
 
-fn machine() -> Value {
+pub(crate) fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo.lines().find_map(|l| {
         l.strip_prefix("model name")
@@ -236,6 +236,7 @@ pub(super) fn finish(ctx: &Ctx, report: Report, took: Duration) -> Result<(), Bo
         &report.figures,
         margins,
         ctx.args.check_baseline,
+        &machine(),
     );
     // A missed target is a finding; a scenario that could not run is a broken bench.
     match report.failures {
