@@ -266,7 +266,9 @@ pub struct EndpointView {
     /// progress); absent for a tenant's key, as it counts every tenant's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<u64>,
-    /// Most attempts in flight at once (`ENDPOINT_CONCURRENCY`).
+    /// Most attempts in flight at once now: the endpoint's own limit, which
+    /// adapts to how it answers (it starts at 16, halves on a failure, grows
+    /// with quick answers), at most `ENDPOINT_CONCURRENCY`.
     pub concurrency: u32,
     /// Deliveries per second at most; absent when unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -153,9 +153,19 @@ pub struct Settings {
     pub worker_concurrency: usize,
 
     /// Attempts in flight to one endpoint (scheme, host and port of a
-    /// callback URL) at most, over every worker.
-    #[arg(long, env = "ENDPOINT_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    /// callback URL) at most, over every worker. Within it, each endpoint's
+    /// own limit adapts: it starts at `ENDPOINT_CONCURRENCY_START`, halves when an
+    /// attempt fails and grows by one slot per limit's worth of quick
+    /// answers (under a second) while every slot is taken: a healthy, fast
+    /// receiver earns up to this many, a failing one falls to 1.
+    #[arg(long, env = "ENDPOINT_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub endpoint_concurrency: u32,
+
+    /// The concurrency limit a new endpoint starts at, from where it adapts
+    /// (see `ENDPOINT_CONCURRENCY`). Set it to `ENDPOINT_CONCURRENCY` to give
+    /// every endpoint its whole limit at once (it still halves on failures).
+    #[arg(long, env = "ENDPOINT_CONCURRENCY_START", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub endpoint_concurrency_start: u32,
 
     /// Deliveries per second to one endpoint at most, over every worker
     /// (e.g. `50`, `0.5`); an endpoint's own limit (`PUT /endpoints/{endpoint}`)
@@ -276,6 +286,7 @@ impl Settings {
     pub fn endpoint_limits(&self) -> EndpointLimits {
         EndpointLimits {
             concurrency: self.endpoint_concurrency,
+            start: self.endpoint_concurrency_start,
             rate: self.endpoint_rate,
             circuit_failures: self.circuit_failures,
             circuit_cooldown: self.circuit_cooldown,

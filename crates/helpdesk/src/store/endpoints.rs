@@ -168,7 +168,7 @@ impl Partition {
             endpoint: endpoint.to_string(),
             in_flight: Some(number("inFlight").map_or(0, |n| n.max(0.0) as u32)),
             due: Some(due),
-            concurrency: self.limits.concurrency,
+            concurrency: self.limits.limit_of(number("limit")),
             rate: own_rate.or(self.limits.rate),
             rate_overridden: own_rate.is_some(),
             breaker,
@@ -296,7 +296,6 @@ impl Store {
             .into_iter()
             .flatten()
             .map(|view| EndpointView {
-                concurrency: self.limits.concurrency,
                 // The shares' sum, without the float dust of dividing.
                 rate: view.rate.map(|rate| (rate * 1e6).round() / 1e6),
                 ..view

@@ -17,7 +17,7 @@ use redis::Script;
 use super::cases::CaseRecord;
 use super::keys::Scope;
 use super::limits::MAX_COOLDOWN;
-use super::partition::{Partition, query_loading, script};
+use super::partition::{Partition, script};
 use super::{Store, StoreError, millis};
 use crate::endpoint::Endpoint;
 
@@ -223,15 +223,13 @@ impl Partition {
         })
     }
 
-    /// Records attempts and how their jobs go on, in one round trip: one
-    /// `EVALSHA` of the finish script per job, pipelined. Each script runs
-    /// atomically on its own, exactly as a lone `finish` would; only the
-    /// network round trip (and its syscalls, on both sides) is shared. A job
-    /// whose lease had already passed to another worker is [`Recorded::Stale`]
-    /// and changes nothing. If the batch fails (Redis unreachable, or one
-    /// script erring), the error is reported for all of it: the jobs whose
-    /// script did run stay finished in Redis, the others are retried once
-    /// their lease expires.
+    /// Records attempts and how their jobs go on: one call of the finish
+    /// script for the whole batch, atomic as a whole, which reads and
+    /// writes each endpoint of the batch once. A job whose lease had
+    /// already passed to another worker is [`Recorded::Stale`] and changes
+    /// nothing. If the call fails (Redis unreachable, or the script erring),
+    /// the error is reported for all of it: the jobs it had recorded stay
+    /// finished in Redis, the others are retried once their lease expires.
     ///
     /// Each job's entries of the attempt log come in order: the attempt,
     /// and the chaos faults sent around it (entries marked `chaos`).
@@ -239,18 +237,19 @@ impl Partition {
         &self,
         items: &[(&ClaimedJob, &[AttemptView], &Finish, EndpointSignal)],
     ) -> Result<Vec<Recorded>, StoreError> {
-        let cooldown = millis(self.limits.circuit_cooldown);
-        let retention = millis(self.retention);
         let longest = millis(MAX_COOLDOWN.max(self.limits.circuit_cooldown));
-        let mut pipe = redis::pipe();
+        let mut invocation = self.invocation(&FINISH);
+        invocation
+            .key(self.keys.inflight())
+            .key(self.keys.dead())
+            .arg(self.limits.circuit_failures.max(1))
+            .arg(millis(self.limits.circuit_cooldown))
+            .arg(longest)
+            .arg(millis(self.retention));
         for (job, log, outcome, signal) in items {
-            let mut entries = log.iter().map(|entry| serde_json::to_string(entry).unwrap_or_default());
-            let first = entries.next().unwrap_or_default();
-            let attempt_error = log
-                .iter()
-                .find(|entry| entry.chaos.is_none())
-                .and_then(|attempt| attempt.error.as_deref());
-            let (kind, next_at, error) = match outcome {
+            let attempt = log.iter().find(|entry| entry.chaos.is_none());
+            let attempt_error = attempt.and_then(|attempt| attempt.error.as_deref());
+            let (kind, next_in, error) = match outcome {
                 Finish::Delivered => ("delivered", 0, attempt_error.unwrap_or_default()),
                 Finish::Retry { after, error } => ("retry", millis(*after), error.as_str()),
                 Finish::Dead { error } => ("dead", 0, error.as_str()),
@@ -260,33 +259,23 @@ impl Partition {
                 Health::Down => "down",
                 Health::Unknown => "unknown",
             };
-            let id = job.case.job_id();
-            let mut invocation = self.invocation(&FINISH);
             invocation
-                .key(self.keys.job(id))
-                .key(self.keys.inflight())
-                .key(self.keys.dead())
-                .key(self.keys.attempts(id))
-                .arg(id)
+                .arg(job.case.job_id())
                 .arg(&job.lease)
                 .arg(kind)
-                .arg(next_at)
+                .arg(next_in)
                 .arg(error)
-                .arg(first)
                 .arg(health)
                 .arg(signal.pause.map_or(0, millis))
-                .arg(self.limits.circuit_failures.max(1))
-                .arg(cooldown)
-                .arg(longest)
+                .arg(attempt.map_or(0, |attempt| attempt.duration_ms))
                 .arg(job.endpoint.as_str())
-                .arg(retention);
-            for entry in entries {
-                invocation.arg(entry);
+                .arg(log.len());
+            for entry in log.iter() {
+                invocation.arg(serde_json::to_string(entry).unwrap_or_default());
             }
-            pipe.invoke_script(&invocation);
         }
         let mut conn = self.conn.clone();
-        let results: Vec<i64> = query_loading(&pipe, &FINISH, &mut conn).await?;
+        let results: Vec<i64> = invocation.invoke_async(&mut conn).await?;
         Ok(results
             .into_iter()
             .map(|result| match result {

@@ -15,6 +15,10 @@ pub const MAX_COOLDOWN: Duration = Duration::from_secs(10 * 60);
 pub struct EndpointLimits {
     /// Attempts in flight at most, over all workers.
     pub concurrency: u32,
+    /// The limit a new endpoint starts at, from where it adapts (at most
+    /// `concurrency`): like a new TCP connection's initial window, it grows
+    /// for a receiver that answers well.
+    pub start: u32,
     /// Deliveries per second at most; `None`: unlimited.
     pub rate: Option<f64>,
     /// Failed attempts in a row that open the circuit breaker.
@@ -27,7 +31,8 @@ pub struct EndpointLimits {
 impl Default for EndpointLimits {
     fn default() -> Self {
         Self {
-            concurrency: 16,
+            concurrency: 256,
+            start: 16,
             rate: None,
             circuit_failures: 10,
             circuit_cooldown: Duration::from_secs(30),
@@ -36,6 +41,13 @@ impl Default for EndpointLimits {
 }
 
 impl EndpointLimits {
+    /// An endpoint's concurrency limit now, from its stored `limit` (absent:
+    /// it has not adapted yet), as the scripts read it.
+    pub(super) fn limit_of(&self, stored: Option<f64>) -> u32 {
+        let cap = self.concurrency.max(1);
+        stored.map_or(self.start, |limit| limit as u32).clamp(1, cap)
+    }
+
     /// Partition `k`'s share of these limits among `partitions`: of the
     /// concurrency, shares that add up to the whole (the first ones take the
     /// remainder) and are never below one; of the rate, an equal part.
@@ -44,6 +56,7 @@ impl EndpointLimits {
         let k = u32::try_from(k).unwrap_or(u32::MAX);
         Self {
             concurrency: (self.concurrency / n + u32::from(k < self.concurrency % n)).max(1),
+            start: (self.start / n + u32::from(k < self.start % n)).max(1),
             rate: self.rate.map(|rate| rate / partitions as f64),
             ..*self
         }

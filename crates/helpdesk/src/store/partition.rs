@@ -230,7 +230,7 @@ impl Partition {
             .key(self.keys.anchor())
             .arg(now)
             .arg(self.keys.tag())
-            .arg(self.limits.concurrency)
+            .arg(format!("{}/{}", self.limits.concurrency, self.limits.start))
             .arg(self.limits.rate.unwrap_or(0.0));
         invocation
     }

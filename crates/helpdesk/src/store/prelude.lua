@@ -1,7 +1,8 @@
 -- Shared by every script of the store (prepended to each). ARGV[1..4] are
 -- the same in all of them: now (unix ms; empty: Redis's own clock), the key
--- tag ("{prefix}"), and the default limits ENDPOINT_CONCURRENCY and
--- ENDPOINT_RATE (0: unlimited).
+-- tag ("{prefix}"), the default limits ENDPOINT_CONCURRENCY and
+-- ENDPOINT_CONCURRENCY_START as "max/start", and ENDPOINT_RATE (0:
+-- unlimited).
 --
 -- Every time the queue keeps (due times, leases, pauses, the breaker's
 -- cooldown, expiry) is read from one clock, Redis's: a worker whose clock is
@@ -20,7 +21,8 @@ if not now then
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 local tag = ARGV[2]
-local default_concurrency = tonumber(ARGV[3])
+local default_concurrency, start_limit = string.match(ARGV[3], '^(%d+)/(%d+)$')
+default_concurrency, start_limit = tonumber(default_concurrency), tonumber(start_limit)
 local default_rate = tonumber(ARGV[4])
 local ready_key = tag .. ':ready'
 
@@ -56,15 +58,44 @@ local function sub_key(id) return tag .. ':sub:' .. id end
 -- A finished case (delivered or dead) expires at `at`: its hash, attempt log
 -- and request id get a TTL, so Redis frees them even if no worker ever
 -- trims, and `expiring` says when, so the trim takes it out of the listings.
-local function expire_later(id, at)
+-- `request` and `t` are the job's request id and tenant (its `id` and
+-- `tenant` fields, nil if none); `later` collects the `expiring` entries for
+-- one ZADD per batch (see `expire_all`).
+local function expire_known(id, at, request, t, later)
   redis.call('PEXPIREAT', job_key(id), at)
   redis.call('PEXPIREAT', tag .. ':attempts:' .. id, at)
-  local job = redis.call('HMGET', job_key(id), 'id', 'tenant')
-  if job[1] and redis.call('GET', request_key(job[1], job[2])) == id then
-    redis.call('PEXPIREAT', request_key(job[1], job[2]), at)
+  if request and redis.call('GET', request_key(request, t)) == id then
+    redis.call('PEXPIREAT', request_key(request, t), at)
   end
-  redis.call('ZADD', tag .. ':expiring', at, id)
-  if own(job[2]) then redis.call('ZADD', tenant_key(job[2], 'expiring'), at, id) end
+  local key = own(t) and tenant_key(t, 'expiring') or false
+  table.insert(later, {at, id, key})
+end
+
+-- Adds the entries `expire_known` collected to `expiring` (and their
+-- tenants' own): one ZADD per key, not one per case.
+local function expire_all(later)
+  local shared, own_keys = {}, {}
+  for _, entry in ipairs(later) do
+    table.insert(shared, entry[1]); table.insert(shared, entry[2])
+    if entry[3] then
+      own_keys[entry[3]] = own_keys[entry[3]] or {}
+      table.insert(own_keys[entry[3]], entry[1]); table.insert(own_keys[entry[3]], entry[2])
+    end
+  end
+  local function zadd(key, pairs_)
+    for i = 1, #pairs_, 1000 do
+      redis.call('ZADD', key, unpack(pairs_, i, math.min(i + 999, #pairs_)))
+    end
+  end
+  if #shared > 0 then zadd(tag .. ':expiring', shared) end
+  for key, list in pairs(own_keys) do zadd(key, list) end
+end
+
+local function expire_later(id, at)
+  local job = redis.call('HMGET', job_key(id), 'id', 'tenant')
+  local later = {}
+  expire_known(id, at, job[1], job[2], later)
+  expire_all(later)
 end
 
 -- A case going back to its queue (a redelivery) is kept until it finishes again.
@@ -99,9 +130,18 @@ end
 
 -- The endpoint fields the scripts read, in this order (HMGET).
 local EP_FIELDS = {'inFlight', 'rate', 'tokens', 'tokensAt', 'pausedUntil', 'breaker', 'openUntil',
-  'failures', 'cooldown'}
-local IN_FLIGHT, RATE, TOKENS, TOKENS_AT, PAUSED_UNTIL, BREAKER, OPEN_UNTIL, FAILURES, COOLDOWN =
-  1, 2, 3, 4, 5, 6, 7, 8, 9
+  'failures', 'cooldown', 'limit', 'grown'}
+local IN_FLIGHT, RATE, TOKENS, TOKENS_AT, PAUSED_UNTIL, BREAKER, OPEN_UNTIL, FAILURES, COOLDOWN, LIMIT, GROWN =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+
+-- How many attempts an endpoint may have in flight (over all workers): its
+-- own limit, which adapts as TCP's congestion window does (finish.lua),
+-- never above ENDPOINT_CONCURRENCY. A new endpoint starts at
+-- ENDPOINT_CONCURRENCY_START, like a new TCP connection's initial window: a
+-- receiver that answers well earns more, one that fails gets less.
+local function limit_of(ep)
+  return math.max(1, math.min(num(ep[LIMIT], start_limit), default_concurrency))
+end
 
 local function read_endpoint(e)
   return redis.call('HMGET', endpoint_key(e), unpack(EP_FIELDS))
@@ -117,7 +157,7 @@ end
 local function refresh(e, served, ep)
   local head = redis.call('ZRANGE', due_key(e), 0, 0, 'WITHSCORES')
   ep = ep or read_endpoint(e)
-  if head[2] == nil or num(ep[IN_FLIGHT], 0) >= default_concurrency or ep[BREAKER] == 'probing' then
+  if head[2] == nil or num(ep[IN_FLIGHT], 0) >= limit_of(ep) or ep[BREAKER] == 'probing' then
     redis.call('ZREM', ready_key, e)
     return
   end
@@ -170,14 +210,24 @@ local function add_event(webhook_id, sub, fields, due, t)
   return id
 end
 
--- The enabled subscriptions of `tenant` that want `event`, as {id, url, endpoint}.
+-- The enabled subscriptions of `tenant` that want `event`, as {id, url,
+-- endpoint}. The tenant's list is read once per script call, however many
+-- events ask (a schedule asks twice): a tenant without subscriptions costs
+-- one ZRANGE of an empty key.
+local listed_subs = {}
 local function subscribers(tenant, event)
-  local found = {}
-  for _, id in ipairs(redis.call('ZRANGE', tag .. ':subs:' .. tenant, 0, -1)) do
-    local sub = redis.call('HMGET', sub_key(id), 'events', 'disabled', 'url', 'endpoint')
-    if sub[1] and sub[2] ~= '1' and string.find(sub[1], ' ' .. event .. ' ', 1, true) then
-      table.insert(found, {id, sub[3], sub[4]})
+  local listed = listed_subs[tenant]
+  if not listed then
+    listed = {}
+    for _, id in ipairs(redis.call('ZRANGE', tag .. ':subs:' .. tenant, 0, -1)) do
+      local sub = redis.call('HMGET', sub_key(id), 'events', 'disabled', 'url', 'endpoint')
+      if sub[1] and sub[2] ~= '1' then table.insert(listed, {id, sub[3], sub[4], sub[1]}) end
     end
+    listed_subs[tenant] = listed
+  end
+  local found = {}
+  for _, sub in ipairs(listed) do
+    if string.find(sub[4], ' ' .. event .. ' ', 1, true) then table.insert(found, {sub[1], sub[2], sub[3]}) end
   end
   return found
 end

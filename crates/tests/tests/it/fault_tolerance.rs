@@ -108,8 +108,9 @@ async fn a_worker_sigkilled_with_deliveries_in_flight_loses_nothing() {
     // A slow receiver keeps deliveries in flight for a while.
     receiver.behaviour.delay(Duration::from_millis(receiver_delay));
     let port = free_port();
-    // One receiver is one endpoint: let it have `concurrency` in flight (a
-    // worker gives one endpoint at most a quarter of its slots).
+    // One receiver is one endpoint: let it have `concurrency` in flight from
+    // the start (a worker gives one endpoint at most a quarter of its
+    // slots; an endpoint's limit only grows with answers under a second).
     let (timeout, lease, workers, per_endpoint) = (
         format!("{}ms", receiver_delay + 1000),
         format!("{}ms", receiver_delay + 2000),
@@ -121,6 +122,7 @@ async fn a_worker_sigkilled_with_deliveries_in_flight_loses_nothing() {
         ("DELIVERY_TIMEOUT", timeout.as_str()),
         ("WORKER_CONCURRENCY", workers.as_str()),
         ("ENDPOINT_CONCURRENCY", per_endpoint.as_str()),
+        ("ENDPOINT_CONCURRENCY_START", per_endpoint.as_str()),
         ("RETRY_SCHEDULE", "100ms,200ms,400ms,800ms"),
     ];
     let mut worker = helpdesk_process(&redis, port, &settings).await;

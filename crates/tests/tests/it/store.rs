@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use helpdesk::store::{
-    Allowance, Claim, EndpointLimits, EndpointSignal, Finish, Health, NewCase, Recorded, Store, StoreError,
+    Allowance, Claim, ClaimedJob, EndpointLimits, EndpointSignal, Finish, Health, NewCase, Recorded, Store, StoreError,
 };
 use hookline_contract::{AttemptView, DeliveryState, DocumentStatus};
 use hookline_tests::TestRedis;
@@ -437,12 +437,78 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
         .unwrap();
     assert_eq!(closed, Recorded::BreakerClosed);
     let rest = claim_due(&store, later, "w:6", &decisions).await;
-    assert_eq!(rest.jobs.len(), 5);
+    // The rest flow as the endpoint's limit allows: each failure halved it
+    // (16, 8, 4, 2, 1) and the probe's quick answer earned one slot back.
+    assert_eq!(rest.jobs.len(), 2);
     let view = store.endpoint(&endpoint).await.unwrap();
     assert_eq!(
-        (view.breaker, view.consecutive_failures),
-        (hookline_contract::BreakerState::Closed, Some(0))
+        (view.breaker, view.consecutive_failures, view.concurrency),
+        (hookline_contract::BreakerState::Closed, Some(0), 2)
     );
+}
+
+/// Finishes `jobs` in one batch, each answered with `status` after `took_ms`.
+async fn finish_all(store: &Store, jobs: &[ClaimedJob], status: u16, took_ms: u64) {
+    let log = AttemptView {
+        duration_ms: took_ms,
+        ..attempt(Utc::now(), Some(status))
+    };
+    let (outcome, health) = if status < 300 {
+        (Finish::Delivered, Health::Up)
+    } else {
+        (
+            Finish::Retry {
+                after: Duration::from_secs(60),
+                error: format!("HTTP {status}"),
+            },
+            Health::Down,
+        )
+    };
+    let items: Vec<_> = jobs
+        .iter()
+        .map(|job| (job, std::slice::from_ref(&log), &outcome, signal(health)))
+        .collect();
+    let recorded = store.finish_many(&items).await.unwrap();
+    assert!(recorded.iter().all(|r| r.applied()), "{recorded:?}");
+}
+
+#[actix_web::test]
+async fn an_endpoint_s_limit_grows_with_quick_answers_and_halves_on_a_failure() {
+    let redis = TestRedis::default();
+    let limits = EndpointLimits {
+        concurrency: 64,
+        start: 4,
+        ..EndpointLimits::default()
+    };
+    let store = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let now = Utc::now();
+    for i in 0..100 {
+        store.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
+    }
+    let endpoint: helpdesk::endpoint::Endpoint = "http://127.0.0.1:1001".parse().unwrap();
+    let limit = async || store.endpoint(&endpoint).await.unwrap().concurrency;
+    let decisions = [DocumentStatus::Accepted; 50];
+    let claim = async |token: &str| claim_due(&store, Utc::now(), token, &decisions).await.jobs;
+
+    // It starts at 4; four quick answers while every slot was taken earn one more.
+    let jobs = claim("w:1").await;
+    assert_eq!((jobs.len(), limit().await), (4, 4));
+    finish_all(&store, &jobs, 200, 3).await;
+    assert_eq!(limit().await, 5);
+    // A failure halves it (5 -> 2), whatever else the batch says.
+    let jobs = claim("w:2").await;
+    assert_eq!(jobs.len(), 5);
+    finish_all(&store, &jobs[..1], 500, 3).await;
+    assert_eq!(limit().await, 2);
+    // Slow answers (over a second) earn nothing, even with every slot taken.
+    finish_all(&store, &jobs[1..], 200, 2_000).await;
+    assert_eq!(limit().await, 2);
+    // Below where it started, each quick answer is a slot (slow start).
+    let jobs = claim("w:3").await;
+    assert_eq!(jobs.len(), 2);
+    finish_all(&store, &jobs, 200, 3).await;
+    assert_eq!(limit().await, 4);
+    assert_eq!(claim("w:4").await.len(), 4);
 }
 
 #[actix_web::test]
@@ -503,6 +569,7 @@ async fn the_rate_limit_spaces_claims_whoever_claims() {
     let redis = TestRedis::default();
     let limits = EndpointLimits {
         concurrency: 1000,
+        start: 1000,
         ..EndpointLimits::default()
     };
     let store = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
@@ -569,6 +636,7 @@ async fn endpoints_take_turns_an_endpoint_just_served_goes_to_the_back_of_the_li
     let redis = TestRedis::default();
     let limits = EndpointLimits {
         concurrency: 1000,
+        start: 1000,
         ..EndpointLimits::default()
     };
     let store = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();

@@ -32,7 +32,7 @@ for _, e in ipairs(counted) do
       open = open + due_now
     elseif rate > 0 and tokens_now(rate, tonumber(ep[TOKENS]), ep[TOKENS_AT]) < 1 then
       throttled = throttled + due_now
-    elseif num(ep[IN_FLIGHT], 0) >= default_concurrency then
+    elseif num(ep[IN_FLIGHT], 0) >= limit_of(ep) then
       saturated = saturated + due_now
     end
   end

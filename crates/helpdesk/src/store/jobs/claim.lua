@@ -54,7 +54,7 @@ for _, e in ipairs(line) do
     local ep = read_endpoint(e)
     local in_flight = num(ep[IN_FLIGHT], 0)
     local breaker = ep[BREAKER] or 'closed'
-    local allow = math.min(default_concurrency - in_flight, max - #cases, left[e] or share)
+    local allow = math.min(limit_of(ep) - in_flight, max - #cases, left[e] or share)
     if num(ep[PAUSED_UNTIL], 0) > now or breaker == 'probing' then
       allow = 0
     elseif breaker == 'open' then

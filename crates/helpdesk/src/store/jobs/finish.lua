@@ -1,134 +1,236 @@
--- Records one attempt, if the caller still holds the job's lease.
--- KEYS: case, inflight, dead, attempts.
--- ARGV[5..]: id, lease token, outcome ('delivered', 'retry', 'dead'), how
--- long until the next attempt (ms, for a retry), error, the attempt log
--- entry (JSON), what the attempt says of the endpoint ('up', 'down',
--- 'unknown'), how long to pause the endpoint (ms, 0: no pause),
--- CIRCUIT_FAILURES, CIRCUIT_COOLDOWN (ms), longest cooldown (ms), the
--- endpoint of the case's callback URL, CASE_RETENTION (ms), then more
--- entries of the attempt log (chaos faults), in order after ARGV[10].
--- Returns 0: the lease had passed on, nothing changed; 1: recorded;
--- 2: recorded, and the endpoint's breaker opened; 3: ... closed.
-local id, outcome, error = ARGV[5], ARGV[7], ARGV[9]
-local current = redis.call('HMGET', KEYS[1], 'lease', 'attempts', 'endpoint', 'subscription', 'tenant')
-local tenant = current[5]
-if current[1] ~= ARGV[6] then return 0 end
-local attempts = (tonumber(current[2]) or 0) + 1
--- An event's subscription counts what became of it (if it still exists).
-if current[4] and redis.call('EXISTS', sub_key(current[4])) == 1 then
-  local sk = sub_key(current[4])
-  if outcome == 'delivered' then
-    redis.call('HINCRBY', sk, 'delivered', 1)
-  else
-    redis.call('HINCRBY', sk, 'failedAttempts', 1)
-    if outcome == 'dead' then redis.call('HINCRBY', sk, 'dead', 1) end
+-- Records a batch of attempts, each only if its caller still holds the
+-- job's lease: one script call for every outcome a worker has waiting, so
+-- the fixed cost of a call (the prelude, the clock, the endpoint's state,
+-- the listings) is paid once per batch, not once per job.
+-- KEYS: inflight, dead.
+-- ARGV[5..8]: CIRCUIT_FAILURES, CIRCUIT_COOLDOWN (ms), longest cooldown
+-- (ms), CASE_RETENTION (ms). Then, from ARGV[9], each job in turn: id,
+-- lease token, outcome ('delivered', 'retry', 'dead'), how long until the
+-- next attempt (ms, for a retry), error, what the attempt says of the
+-- endpoint ('up', 'down', 'unknown'), how long to pause the endpoint (ms,
+-- 0: no pause), how long the receiver took to answer (ms), the endpoint of
+-- the case's callback URL, the number of its attempt log entries, then
+-- those entries (JSON: the attempt itself, then the chaos faults sent
+-- around it).
+-- Returns one number per job: 0: the lease had passed on, nothing changed;
+-- 1: recorded; 2: recorded, and the endpoint's breaker opened; 3: ... closed.
+local threshold, base, longest = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local retention = tonumber(ARGV[8])
+-- An answer within this many ms is quick: it earns the endpoint more slots (see `adapt`).
+local QUICK_ANSWER = 1000
+local results, finished, later = {}, {}, {}
+
+-- The endpoints of the batch, read once and written once: {ep = fields as
+-- they are now, changed = {field = value}, closed, was_full, refresh}.
+local endpoints, order = {}, {}
+local function endpoint(e)
+  local state = endpoints[e]
+  if not state then
+    local ep = read_endpoint(e)
+    state = {ep = ep, changed = {}, was_full = num(ep[IN_FLIGHT], 0) >= limit_of(ep), quick = 0}
+    endpoints[e] = state
+    table.insert(order, e)
   end
-  redis.call('HSET', sk, 'lastAttemptAt', now, 'lastError', error)
+  return state
 end
--- The attempt's entries: ARGV[10], then any chaos faults sent around it (ARGV[18..]).
-local entries = {ARGV[10]}
-for i = 18, #ARGV do entries[#entries + 1] = ARGV[i] end
-if redis.call('RPUSH', KEYS[4], unpack(entries)) > 100 then redis.call('LTRIM', KEYS[4], -100, -1) end
+
 -- Chaos faults are tallied for GET /chaos: by fault and the class of the
 -- answer, and those answered unlike a correct receiver (they carry an error);
 -- in the shared tally (the operator's) and the job's tenant's own.
-local tallies = {tag .. ':chaos'}
-if own(tenant) then table.insert(tallies, tenant_key(tenant, 'chaos')) end
-for _, entry in ipairs(entries) do
-  if string.find(entry, '"chaos":', 1, true) then
-    local e = cjson.decode(entry)
-    local code = tonumber(e.statusCode)
-    local class = code and (math.floor(code / 100) .. 'xx') or 'none'
-    for _, tally in ipairs(tallies) do
-      redis.call('HINCRBY', tally, e.chaos .. ':' .. class, 1)
-      if e.error then redis.call('HINCRBY', tally, e.chaos .. ':unexpected', 1) end
+local function tally(entries, tenant)
+  local tallies = {tag .. ':chaos'}
+  if own(tenant) then table.insert(tallies, tenant_key(tenant, 'chaos')) end
+  for _, entry in ipairs(entries) do
+    if string.find(entry, '"chaos":', 1, true) then
+      local e = cjson.decode(entry)
+      local code = tonumber(e.statusCode)
+      local class = code and (math.floor(code / 100) .. 'xx') or 'none'
+      for _, key in ipairs(tallies) do
+        redis.call('HINCRBY', key, e.chaos .. ':' .. class, 1)
+        if e.error then redis.call('HINCRBY', key, e.chaos .. ':unexpected', 1) end
+      end
     end
   end
 end
-redis.call('ZREM', KEYS[2], id)
-local e = current[3]
--- An empty lease is no lease (a token is never empty), an empty time no time:
--- one HSET instead of HSET and HDEL.
-if outcome == 'delivered' then
-  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DELIVERED', 'deliveredAt', now,
-    'lease', '', 'nextAttemptAt', '')
-  expire_later(id, now + tonumber(ARGV[17]))
-elseif outcome == 'retry' then
-  local next_at = now + tonumber(ARGV[8])
-  redis.call('ZADD', due_key(e or ARGV[16]), next_at, id)
-  tenant_uses(tenant, e or ARGV[16])
-  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'SCHEDULED', 'nextAttemptAt', next_at,
-    'lastError', error, 'lease', '')
-else
-  redis.call('ZADD', KEYS[3], now, id)
-  if own(tenant) then redis.call('ZADD', tenant_key(tenant, 'dead'), now, id) end
-  redis.call('HSET', KEYS[1], 'attempts', attempts, 'delivery', 'DEAD', 'lastError', error,
-    'lease', '', 'nextAttemptAt', '')
-  expire_later(id, now + tonumber(ARGV[17]))
-end
-if not e then
-  -- A case stored without its endpoint (never, once migrated): no slot was
-  -- counted for it, so none is freed.
-  redis.call('HSET', KEYS[1], 'endpoint', ARGV[16])
-  refresh(ARGV[16], false)
-  return 1
+
+-- The endpoint after one attempt: a slot frees, a pause asked for with
+-- Retry-After begins, and the breaker counts failures in a row. A failed
+-- probe reopens it for twice as long (up to the longest cooldown); a
+-- success closes it. Returns the job's result (1, 2 or 3).
+local function attempted(state, outcome, error, health, pause, took)
+  local ep, changed = state.ep, state.changed
+  local function set(index, field, value)
+    ep[index] = value
+    changed[field] = value
+  end
+  local breaker = ep[BREAKER] or 'closed'
+  local failures = num(ep[FAILURES], 0)
+  local result = 1
+  set(IN_FLIGHT, 'inFlight', math.max(num(ep[IN_FLIGHT], 0) - 1, 0))
+  -- Its place in the line changes only if it was out of it for want of a
+  -- slot, or its job came back (a retry), or a pause or the breaker changed.
+  if outcome == 'retry' then state.refresh = true end
+  local paused_until = pause > 0 and now + pause or 0
+  if paused_until > num(ep[PAUSED_UNTIL], 0) then
+    set(PAUSED_UNTIL, 'pausedUntil', paused_until)
+    state.refresh = true
+  end
+  if error ~= '' then
+    changed.lastError = error
+    changed.lastErrorAt = now
+  end
+  if health == 'up' and took < QUICK_ANSWER then state.quick = state.quick + 1 end
+  if health == 'down' then state.failed = true end
+  if health == 'up' then
+    if breaker ~= 'closed' then
+      state.closed = true
+      ep[OPEN_UNTIL], ep[COOLDOWN] = false, false
+      changed.openUntil, changed.cooldown = nil, nil
+      set(BREAKER, 'breaker', 'closed')
+      state.refresh = true
+      result = 3
+    end
+    if failures > 0 then set(FAILURES, 'failures', 0) end
+  elseif health == 'down' then
+    set(FAILURES, 'failures', failures + 1)
+    local cooldown
+    if breaker == 'probing' then
+      cooldown = math.min(num(ep[COOLDOWN], base) * 2, longest)
+    elseif breaker == 'closed' and failures + 1 >= threshold then
+      cooldown = base
+    end
+    if cooldown then
+      state.closed = false
+      set(BREAKER, 'breaker', 'open')
+      set(COOLDOWN, 'cooldown', cooldown)
+      set(OPEN_UNTIL, 'openUntil', now + cooldown)
+      state.refresh = true
+      result = 2
+    end
+  elseif breaker == 'probing' then
+    -- The probe told nothing (a pause was asked for, or nothing was sent):
+    -- the next job probes in its place.
+    set(BREAKER, 'breaker', 'open')
+    set(OPEN_UNTIL, 'openUntil', now)
+    state.refresh = true
+  end
+  return result
 end
 
--- The endpoint: a slot frees, a pause asked for with Retry-After begins, and
--- the breaker counts failures in a row. A failed probe reopens it for twice
--- as long (up to the longest cooldown); a success closes it. One read, one
--- write, then its place in the line.
-local ep = read_endpoint(e)
-local pause = tonumber(ARGV[12])
-local paused_until = pause > 0 and now + pause or 0
-local threshold, base, longest = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
-local breaker = ep[BREAKER] or 'closed'
-local failures = num(ep[FAILURES], 0)
-local result = 1
-local was_full = num(ep[IN_FLIGHT], 0) >= default_concurrency
-ep[IN_FLIGHT] = math.max(num(ep[IN_FLIGHT], 0) - 1, 0)
-local fields = {'inFlight', ep[IN_FLIGHT]}
-local function set(index, field, value)
-  ep[index] = value
-  table.insert(fields, field); table.insert(fields, value)
-end
-if paused_until > num(ep[PAUSED_UNTIL], 0) then set(PAUSED_UNTIL, 'pausedUntil', paused_until) end
-if error ~= '' then
-  table.insert(fields, 'lastError'); table.insert(fields, error)
-  table.insert(fields, 'lastErrorAt'); table.insert(fields, now)
-end
-if ARGV[11] == 'up' then
-  if breaker ~= 'closed' then
-    redis.call('HDEL', endpoint_key(e), 'openUntil', 'cooldown')
-    ep[OPEN_UNTIL], ep[COOLDOWN] = false, false
-    set(BREAKER, 'breaker', 'closed')
-    result = 3
+-- The endpoint's concurrency limit after the batch (additive increase,
+-- multiplicative decrease, as TCP's congestion window): a failed attempt
+-- (an error, a timeout) halves it; while the limit is what holds the
+-- endpoint back (every slot was taken), each quick success (an answer
+-- within QUICK_ANSWER ms) counts towards one more slot, one per `limit`
+-- of them (`grown` keeps the count), up to ENDPOINT_CONCURRENCY; below the
+-- limit it started at, each quick success is one more slot (TCP's slow
+-- start: back to it within a window after a failure). A slow success
+-- changes nothing: a receiver that is slow but well keeps its limit.
+local function adapt(state)
+  local ep, limit = state.ep, limit_of(state.ep)
+  local new, grown = limit, num(state.ep[GROWN], 0)
+  if state.failed then
+    new, grown = math.max(1, math.floor(limit / 2)), 0
+  elseif state.quick > 0 and state.was_full and limit < default_concurrency then
+    grown = grown + state.quick
+    while new < start_limit and new < default_concurrency and grown > 0 do
+      grown = grown - 1
+      new = new + 1
+    end
+    while grown >= new and new < default_concurrency do
+      grown = grown - new
+      new = new + 1
+    end
+    if new >= default_concurrency then grown = 0 end
+  else
+    return
   end
-  if failures > 0 then set(FAILURES, 'failures', 0) end
-elseif ARGV[11] == 'down' then
-  set(FAILURES, 'failures', failures + 1)
-  local cooldown
-  if breaker == 'probing' then
-    cooldown = math.min(num(ep[COOLDOWN], base) * 2, longest)
-  elseif breaker == 'closed' and failures + 1 >= threshold then
-    cooldown = base
+  if new ~= limit then state.refresh = true end
+  if new ~= limit then
+    ep[LIMIT] = new
+    state.changed.limit = new
   end
-  if cooldown then
-    set(BREAKER, 'breaker', 'open')
-    set(COOLDOWN, 'cooldown', cooldown)
-    set(OPEN_UNTIL, 'openUntil', now + cooldown)
-    result = 2
+  if grown ~= num(ep[GROWN], 0) then
+    ep[GROWN] = grown
+    state.changed.grown = grown
   end
-elseif breaker == 'probing' then
-  -- The probe told nothing (a pause was asked for, or nothing was sent): the
-  -- next job probes in its place.
-  set(BREAKER, 'breaker', 'open')
-  set(OPEN_UNTIL, 'openUntil', now)
 end
-redis.call('HSET', endpoint_key(e), unpack(fields))
--- Its place in the line changes only if it was out of it for want of a
--- slot, or its job came back (a retry), or a pause or the breaker changed.
-if was_full or outcome == 'retry' or #fields > 2 + (error ~= '' and 4 or 0) then
-  refresh(e, false, ep)
+
+local i = 9
+while i <= #ARGV do
+  local id, lease, outcome, next_in = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local error, health, pause, took = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
+  local fallback, count = ARGV[i + 8], tonumber(ARGV[i + 9])
+  local entries = {}
+  for j = 1, count do entries[j] = ARGV[i + 9 + j] end
+  i = i + 10 + count
+
+  local key = job_key(id)
+  local current = redis.call('HMGET', key, 'lease', 'attempts', 'endpoint', 'subscription', 'tenant', 'id')
+  if current[1] ~= lease then
+    table.insert(results, 0)
+  else
+    local tenant = current[5]
+    local attempts = (tonumber(current[2]) or 0) + 1
+    -- An event's subscription counts what became of it (if it still exists).
+    if current[4] and redis.call('EXISTS', sub_key(current[4])) == 1 then
+      local sk = sub_key(current[4])
+      if outcome == 'delivered' then
+        redis.call('HINCRBY', sk, 'delivered', 1)
+      else
+        redis.call('HINCRBY', sk, 'failedAttempts', 1)
+        if outcome == 'dead' then redis.call('HINCRBY', sk, 'dead', 1) end
+      end
+      redis.call('HSET', sk, 'lastAttemptAt', now, 'lastError', error)
+    end
+    local log = tag .. ':attempts:' .. id
+    if redis.call('RPUSH', log, unpack(entries)) > 100 then redis.call('LTRIM', log, -100, -1) end
+    tally(entries, tenant)
+    table.insert(finished, id)
+    local e = current[3]
+    -- An empty lease is no lease (a token is never empty), an empty time no
+    -- time: one HSET instead of HSET and HDEL.
+    if outcome == 'delivered' then
+      redis.call('HSET', key, 'attempts', attempts, 'delivery', 'DELIVERED', 'deliveredAt', now,
+        'lease', '', 'nextAttemptAt', '')
+      expire_known(id, now + retention, current[6], tenant, later)
+    elseif outcome == 'retry' then
+      local next_at = now + next_in
+      redis.call('ZADD', due_key(e or fallback), next_at, id)
+      tenant_uses(tenant, e or fallback)
+      redis.call('HSET', key, 'attempts', attempts, 'delivery', 'SCHEDULED', 'nextAttemptAt', next_at,
+        'lastError', error, 'lease', '')
+    else
+      redis.call('ZADD', KEYS[2], now, id)
+      if own(tenant) then redis.call('ZADD', tenant_key(tenant, 'dead'), now, id) end
+      redis.call('HSET', key, 'attempts', attempts, 'delivery', 'DEAD', 'lastError', error,
+        'lease', '', 'nextAttemptAt', '')
+      expire_known(id, now + retention, current[6], tenant, later)
+    end
+    if e then
+      table.insert(results, attempted(endpoint(e), outcome, error, health, pause, took))
+    else
+      -- A case stored without its endpoint (never, once migrated): no slot
+      -- was counted for it, so none is freed.
+      redis.call('HSET', key, 'endpoint', fallback)
+      endpoint(fallback).refresh = true
+      table.insert(results, 1)
+    end
+  end
 end
-return result
+
+each_chunk(finished, 'ZREM', KEYS[1])
+expire_all(later)
+-- Each endpoint of the batch: one write, then its place in the line.
+for _, e in ipairs(order) do
+  local state = endpoints[e]
+  adapt(state)
+  if state.closed then redis.call('HDEL', endpoint_key(e), 'openUntil', 'cooldown') end
+  local fields = {}
+  for field, value in pairs(state.changed) do
+    table.insert(fields, field); table.insert(fields, value)
+  end
+  if #fields > 0 then redis.call('HSET', endpoint_key(e), unpack(fields)) end
+  if state.was_full or state.refresh then refresh(e, false, state.ep) end
+end
+return results
