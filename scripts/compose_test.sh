@@ -66,7 +66,7 @@
 #                          reuses local stand-ins
 #   BATCH                  reviews of step 3 [500]
 #   KILL_BATCH             reviews requested just before the kill of step 4 [300]
-#   ENDPOINT_CONCURRENCY   the help desk's limit, in flight at the kill [16]
+#   ENDPOINT_CONCURRENCY   deliveries in flight at the kill, at least [16]
 #   OUTAGE_SECONDS         how long step 5 cuts the consumer off [20]
 #   CLUSTER_BATCH          reviews of step 11, half before the kill [200]
 set -euo pipefail
@@ -99,7 +99,7 @@ cd "$root"
 
 : "${BATCH:=500}"
 : "${KILL_BATCH:=300}"
-: "${ENDPOINT_CONCURRENCY:=16}" # the help desk's default: deliveries in flight to the consumer at most
+: "${ENDPOINT_CONCURRENCY:=16}" # the help desk's ENDPOINT_CONCURRENCY_START: an endpoint's limit, at first
 : "${OUTAGE_SECONDS:=20}"
 : "${CLUSTER_BATCH:=200}"
 # Half of it is killed into; each replica must have answered some of it.
@@ -507,8 +507,8 @@ step_worker_killed() {
     # The consumer answers in milliseconds, so few deliveries are ever in flight
     # at one instant. Pausing it (its kernel still accepts the connections, its
     # process answers nothing) holds them in flight until the kill; it is let go
-    # right after. They are one endpoint's, so at most ENDPOINT_CONCURRENCY of
-    # them are in flight at once, over all workers.
+    # right after. They are one endpoint's, so at most its limit (which starts
+    # at 16 and grows with quick answers) are in flight at once, over all workers.
     local consumer_container victim="" victim_jobs=0 c wid n t_kill decided
     post_many kill "$KILL_BATCH"
     consumer_container=$(container_of consumer)
