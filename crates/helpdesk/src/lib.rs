@@ -28,6 +28,8 @@ pub mod metrics;
 pub mod openapi;
 /// Retention: finished cases forgotten after CASE_RETENTION.
 pub mod retention;
+/// The retry policy: what an attempt means for its job and its endpoint.
+pub mod retry;
 /// The HTTP routes, one file per resource.
 pub mod routes;
 /// Who signs a case's callback: its tenant's secrets (TENANT_SECRETS) or WEBHOOK_SECRET.

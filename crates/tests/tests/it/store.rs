@@ -447,6 +447,26 @@ async fn failures_in_a_row_open_the_breaker_and_a_probe_closes_it() {
     );
 }
 
+/// A store whose endpoints may have `concurrency` attempts in flight,
+/// starting at `start`, with 100 jobs due for one endpoint (returned).
+async fn hundred_jobs_for_one_endpoint(
+    redis: &TestRedis,
+    concurrency: u32,
+    start: u32,
+) -> (Store, helpdesk::endpoint::Endpoint) {
+    let limits = EndpointLimits {
+        concurrency,
+        start,
+        ..EndpointLimits::default()
+    };
+    let store = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
+    let now = Utc::now();
+    for i in 0..100 {
+        store.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
+    }
+    (store, "http://127.0.0.1:1001".parse().unwrap())
+}
+
 /// Finishes `jobs` in one batch, each answered with `status` after `took_ms`.
 async fn finish_all(store: &Store, jobs: &[ClaimedJob], status: u16, took_ms: u64) {
     let log = AttemptView {
@@ -475,17 +495,7 @@ async fn finish_all(store: &Store, jobs: &[ClaimedJob], status: u16, took_ms: u6
 #[actix_web::test]
 async fn an_endpoint_s_limit_grows_with_quick_answers_and_halves_on_a_failure() {
     let redis = TestRedis::default();
-    let limits = EndpointLimits {
-        concurrency: 64,
-        start: 4,
-        ..EndpointLimits::default()
-    };
-    let store = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
-    let now = Utc::now();
-    for i in 0..100 {
-        store.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
-    }
-    let endpoint: helpdesk::endpoint::Endpoint = "http://127.0.0.1:1001".parse().unwrap();
+    let (store, endpoint) = hundred_jobs_for_one_endpoint(&redis, 64, 4).await;
     let limit = async || store.endpoint(&endpoint).await.unwrap().concurrency;
     let decisions = [DocumentStatus::Accepted; 50];
     let claim = async |token: &str| claim_due(&store, Utc::now(), token, &decisions).await.jobs;
@@ -560,6 +570,7 @@ async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
         Some(until.timestamp_millis())
     );
     assert_eq!(view.consecutive_failures, Some(0), "a pause asked for is not a failure");
+    assert_eq!(view.concurrency, 8, "but it is congestion: the limit halves");
     let after = claim_due(&store, until + chrono::Duration::milliseconds(1), "w:3", &decisions).await;
     assert_eq!(after.jobs.len(), 4);
 }
@@ -567,17 +578,7 @@ async fn retry_after_pauses_the_whole_endpoint_and_only_it() {
 #[actix_web::test]
 async fn the_rate_limit_spaces_claims_whoever_claims() {
     let redis = TestRedis::default();
-    let limits = EndpointLimits {
-        concurrency: 1000,
-        start: 1000,
-        ..EndpointLimits::default()
-    };
-    let store = Store::connect(&redis.url, &redis.prefix, limits).await.unwrap();
-    let now = Utc::now();
-    for i in 0..100 {
-        store.at(now).schedule(&case_to(&format!("j{i}"), 1001)).await.unwrap();
-    }
-    let endpoint: helpdesk::endpoint::Endpoint = "http://127.0.0.1:1001".parse().unwrap();
+    let (store, endpoint) = hundred_jobs_for_one_endpoint(&redis, 1000, 1000).await;
     let view = store.set_rate(&endpoint, Some(20.0)).await.unwrap();
     assert_eq!((view.rate, view.rate_overridden), (Some(20.0), true));
     let now = Utc::now();

@@ -80,7 +80,8 @@ local function attempted(state, outcome, error, health, pause, took)
     changed.lastErrorAt = now
   end
   if health == 'up' and took < QUICK_ANSWER then state.quick = state.quick + 1 end
-  if health == 'down' then state.failed = true end
+  -- A failure, or a receiver asking for quiet (Retry-After), is congestion.
+  if health == 'down' or pause > 0 then state.failed = true end
   if health == 'up' then
     if breaker ~= 'closed' then
       state.closed = true
@@ -119,7 +120,7 @@ end
 
 -- The endpoint's concurrency limit after the batch (additive increase,
 -- multiplicative decrease, as TCP's congestion window): a failed attempt
--- (an error, a timeout) halves it; while the limit is what holds the
+-- (an error, a timeout) or a Retry-After halves it; while the limit is what holds the
 -- endpoint back (every slot was taken), each quick success (an answer
 -- within QUICK_ANSWER ms) counts towards one more slot, one per `limit`
 -- of them (`grown` keeps the count), up to ENDPOINT_CONCURRENCY; below the
