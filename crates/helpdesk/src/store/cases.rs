@@ -324,12 +324,24 @@ impl Partition {
                 if hash.is_empty() {
                     return Ok(None);
                 }
-                let log: Vec<String> = redis::from_redis_value(log.clone()).map_err(redis::RedisError::from)?;
+                // The log of a case stored before it moved into the hash
+                // (a list of its own), then the hash's: one is empty.
+                let old: Vec<String> = redis::from_redis_value(log.clone()).map_err(redis::RedisError::from)?;
+                let mut hash = hash;
+                let log = hash.remove("log");
                 let mut case = CaseRecord::from_hash(hash)?;
-                case.log = log
+                case.log = old
                     .iter()
                     .filter_map(|entry| serde_json::from_str(entry).ok())
                     .collect();
+                if let Some(log) = log.filter(|log| !log.is_empty()) {
+                    let entries: Vec<serde_json::Value> = serde_json::from_str(&log).unwrap_or_default();
+                    case.log.extend(
+                        entries
+                            .into_iter()
+                            .filter_map(|entry| serde_json::from_value(entry).ok()),
+                    );
+                }
                 Ok(Some(case))
             })
             .collect()

@@ -55,18 +55,19 @@ local function job_key(id)
 end
 local function sub_key(id) return tag .. ':sub:' .. id end
 
--- A finished case (delivered or dead) expires at `at`: its hash, attempt log
--- and request id get a TTL, so Redis frees them even if no worker ever
--- trims, and `expiring` says when, so the trim takes it out of the listings.
--- `request` and `t` are the job's request id and tenant (its `id` and
--- `tenant` fields, nil if none); `later` collects the `expiring` entries for
--- one ZADD per batch (see `expire_all`).
+-- A finished case (delivered or dead) expires at `at`: its hash (with its
+-- attempt log) and its request id get a TTL, so Redis frees them even if no
+-- worker ever trims, and `expiring` says when, so the trim takes it out of
+-- the listings. A live case's request id always names it (a schedule only
+-- takes over an id whose case is gone, a redelivery takes the TTL off both
+-- together), so it is not read first. `request` and `t` are the job's `id`
+-- and `tenant` fields (nil if none); `later` collects the `expiring`
+-- entries for one ZADD per batch (see `expire_all`). A case stored before
+-- the attempt log moved into the hash keeps its old list
+-- (`{tag}:attempts:<id>`) until the trim deletes it.
 local function expire_known(id, at, request, t, later)
   redis.call('PEXPIREAT', job_key(id), at)
-  redis.call('PEXPIREAT', tag .. ':attempts:' .. id, at)
-  if request and redis.call('GET', request_key(request, t)) == id then
-    redis.call('PEXPIREAT', request_key(request, t), at)
-  end
+  if request then redis.call('PEXPIREAT', request_key(request, t), at) end
   local key = own(t) and tenant_key(t, 'expiring') or false
   table.insert(later, {at, id, key})
 end

@@ -98,9 +98,9 @@ async fn finished_cases_are_forgotten_after_the_retention_and_live_ones_never() 
     };
     let keys = helpdesk::store::Keys::new(&redis.prefix);
     for id in ["delivered", "dead"] {
+        // The attempt log is a field of the case's hash: it goes with it.
         for key in [
             keys.case(id),
-            keys.attempts(id),
             keys.request(hookline_kit::auth::DEFAULT_TENANT, &format!("request-{id}")),
         ] {
             let left = ttl(key.clone()).await;
@@ -115,7 +115,10 @@ async fn finished_cases_are_forgotten_after_the_retention_and_live_ones_never() 
     // A redelivery takes the expiry off again.
     assert_eq!(store.redeliver("redelivered").await.unwrap(), Redelivery::Scheduled);
     assert_eq!(ttl(keys.case("redelivered")).await, -1);
-    assert_eq!(ttl(keys.attempts("redelivered")).await, -1);
+    assert_eq!(
+        ttl(keys.request(hookline_kit::auth::DEFAULT_TENANT, "request-redelivered")).await,
+        -1
+    );
 
     // Before the retention is over, nothing is forgotten.
     let trimmed = store.at(now + chrono::Duration::seconds(59)).trim(100).await.unwrap();

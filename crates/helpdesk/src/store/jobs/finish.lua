@@ -157,6 +157,26 @@ local function adapt(state)
   end
 end
 
+-- The attempt log, a field of the job's hash (`log`: a JSON array, its
+-- length in `logLength`), with `entries` appended: the newest 100 entries.
+local LOG_MAX = 100
+local function attempt_log(log, length, entries)
+  local added = table.concat(entries, ',')
+  if not log or log == '' or length == 0 then
+    log = '[' .. added .. ']'
+  else
+    log = string.sub(log, 1, -2) .. ',' .. added .. ']'
+  end
+  length = length + #entries
+  if length > LOG_MAX then
+    local all = cjson.decode(log)
+    local kept = {}
+    for j = #all - LOG_MAX + 1, #all do table.insert(kept, all[j]) end
+    log, length = cjson.encode(kept), #kept
+  end
+  return log, length
+end
+
 local i = 9
 while i <= #ARGV do
   local id, lease, outcome, next_in = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
@@ -167,7 +187,8 @@ while i <= #ARGV do
   i = i + 10 + count
 
   local key = job_key(id)
-  local current = redis.call('HMGET', key, 'lease', 'attempts', 'endpoint', 'subscription', 'tenant', 'id')
+  local current = redis.call('HMGET', key, 'lease', 'attempts', 'endpoint', 'subscription', 'tenant', 'id',
+    'log', 'logLength')
   if current[1] ~= lease then
     table.insert(results, 0)
   else
@@ -184,8 +205,7 @@ while i <= #ARGV do
       end
       redis.call('HSET', sk, 'lastAttemptAt', now, 'lastError', error)
     end
-    local log = tag .. ':attempts:' .. id
-    if redis.call('RPUSH', log, unpack(entries)) > 100 then redis.call('LTRIM', log, -100, -1) end
+    local log, length = attempt_log(current[7], tonumber(current[8]) or 0, entries)
     tally(entries, tenant)
     table.insert(finished, id)
     local e = current[3]
@@ -193,19 +213,19 @@ while i <= #ARGV do
     -- time: one HSET instead of HSET and HDEL.
     if outcome == 'delivered' then
       redis.call('HSET', key, 'attempts', attempts, 'delivery', 'DELIVERED', 'deliveredAt', now,
-        'lease', '', 'nextAttemptAt', '')
+        'lease', '', 'nextAttemptAt', '', 'log', log, 'logLength', length)
       expire_known(id, now + retention, current[6], tenant, later)
     elseif outcome == 'retry' then
       local next_at = now + next_in
       redis.call('ZADD', due_key(e or fallback), next_at, id)
       tenant_uses(tenant, e or fallback)
       redis.call('HSET', key, 'attempts', attempts, 'delivery', 'SCHEDULED', 'nextAttemptAt', next_at,
-        'lastError', error, 'lease', '')
+        'lastError', error, 'lease', '', 'log', log, 'logLength', length)
     else
       redis.call('ZADD', KEYS[2], now, id)
       if own(tenant) then redis.call('ZADD', tenant_key(tenant, 'dead'), now, id) end
       redis.call('HSET', key, 'attempts', attempts, 'delivery', 'DEAD', 'lastError', error,
-        'lease', '', 'nextAttemptAt', '')
+        'lease', '', 'nextAttemptAt', '', 'log', log, 'logLength', length)
       expire_known(id, now + retention, current[6], tenant, later)
     end
     if e then
