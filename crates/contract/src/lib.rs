@@ -3,7 +3,8 @@
 //! Everything that crosses the network between the two services is defined
 //! here exactly once: request and response bodies, the webhook payload, the
 //! status values, the header names and the Standard Webhooks signature
-//! scheme. Field names are camelCase on the wire and statuses are
+//! scheme (and, for the test bench, the other providers' [dialects](dialect)).
+//! Field names are camelCase on the wire and statuses are
 //! `SCREAMING_SNAKE_CASE`, as in the original tutorial, so either side stays
 //! wire-compatible with it.
 //!
@@ -12,6 +13,7 @@
 //! client of the help desk can reuse it.
 
 pub mod chaos;
+pub mod dialect;
 mod events;
 pub mod headers;
 mod payloads;

@@ -66,6 +66,11 @@ impl WebhookSecret {
         format!("{SECRET_PREFIX}{}", BASE64.encode(&self.0))
     }
 
+    /// The key's bytes, for the signature [dialects](crate::dialect).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     fn mac(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
