@@ -1,5 +1,9 @@
-//! `hookline check`: a Standard Webhooks conformance run against any
-//! receiver.
+//! `hookline check`: a conformance run against any receiver, in the
+//! signature [dialect](Dialect) it verifies (Standard Webhooks by default;
+//! Stripe's, GitHub's, Shopify's or Slack's with `--dialect`). The battery
+//! adapts to what a dialect can express: one that signs no timestamp has no
+//! stale case ([`Case::applies`]), and the report says which cases did not
+//! apply and why.
 //!
 //! Every case sends one request (the concurrent duplicate sends two) built
 //! from the tutorial's flat payload
@@ -27,8 +31,9 @@ use awc::error::SendRequestError;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::Utc;
+use hookline_contract::dialect::{Delivery, Dialect};
 use hookline_contract::headers;
-use hookline_contract::signature::{SecretSet, WebhookSecret};
+use hookline_contract::signature::{SecretError, SecretSet, WebhookSecret};
 use serde::Serialize;
 
 /// The body size of the oversized case: far above any sensible limit for a
@@ -96,6 +101,34 @@ impl Case {
             Case::UnknownVersionAndV1 => "v2 and a valid v1",
             Case::OversizedBody => "2 MiB body",
             Case::UnknownFields => "unknown JSON fields",
+        }
+    }
+
+    /// The name in `dialect`, whose headers may be called otherwise.
+    pub fn name_in(self, dialect: Dialect) -> &'static str {
+        match (self, dialect) {
+            (_, Dialect::Standard) => self.name(),
+            (Case::MissingSignature, _) => "no signature header",
+            (Case::MissingTimestamp, _) => "no timestamp header",
+            _ => self.name(),
+        }
+    }
+
+    /// Whether the case can be said in `dialect`; why not when it cannot.
+    pub fn applies(self, dialect: Dialect) -> Result<(), &'static str> {
+        match self {
+            Case::StaleTimestamp | Case::FutureTimestamp if !dialect.signs_timestamp() => {
+                Err("the dialect signs no timestamp: a receiver tells a replay by its delivery id, not by time")
+            }
+            Case::MissingWebhookId if dialect != Dialect::Standard => Err("the dialect signs no delivery id"),
+            Case::MissingTimestamp if dialect == Dialect::Stripe => {
+                Err("the timestamp is part of the signature header (t=)")
+            }
+            Case::MissingTimestamp if !dialect.signs_timestamp() => Err("the dialect sends no signed timestamp"),
+            Case::UnknownVersionOnly | Case::UnknownVersionAndV1 if dialect != Dialect::Standard => {
+                Err("signature versions (v1,) are Standard Webhooks'")
+            }
+            _ => Ok(()),
         }
     }
 
@@ -256,11 +289,24 @@ pub struct Outcome {
     pub explanation: Option<String>,
 }
 
+/// A case the run's dialect cannot say, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotApplicable {
+    pub case: Case,
+    pub name: &'static str,
+    pub why: &'static str,
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub url: String,
+    /// The signature dialect the webhooks were signed in.
+    pub dialect: String,
     pub outcomes: Vec<Outcome>,
+    /// The cases left out: the dialect cannot say them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_applicable: Vec<NotApplicable>,
     /// See [`Report::hint`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
@@ -317,6 +363,12 @@ impl Report {
             }
             out.push('\n');
         }
+        for skipped in &self.not_applicable {
+            out.push_str(&format!(
+                "{:w_case$}  n/a in the {} dialect: {}\n",
+                skipped.name, self.dialect, skipped.why
+            ));
+        }
         if let Some(hint) = self.hint() {
             out.push_str(&format!("{}\n", paint(&hint, "33")));
         }
@@ -335,8 +387,49 @@ impl Report {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub url: String,
-    pub secrets: SecretSet,
+    pub signer: Signer,
     pub timeout: Duration,
+}
+
+/// How the battery signs: Standard Webhooks with the receiver's secrets
+/// (every one of them, as a sender rotating them does), or another
+/// provider's dialect with its secret.
+#[derive(Debug, Clone)]
+pub enum Signer {
+    Standard(SecretSet),
+    Dialect { dialect: Dialect, key: Vec<u8> },
+}
+
+impl Signer {
+    /// `secret` as `dialect` writes it (Standard Webhooks: `whsec_…`,
+    /// comma-separated for several; the others: the string itself).
+    pub fn new(dialect: Dialect, secret: &str) -> Result<Self, SecretError> {
+        Ok(match dialect {
+            Dialect::Standard => Self::Standard(secret.parse()?),
+            other => Self::Dialect {
+                dialect: other,
+                key: other.key(secret)?,
+            },
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Self::Standard(_) => Dialect::Standard,
+            Self::Dialect { dialect, .. } => *dialect,
+        }
+    }
+
+    /// The same dialect with a secret no receiver holds.
+    fn other(&self) -> Self {
+        match self {
+            Self::Standard(_) => Self::Standard(other_secret()),
+            Self::Dialect { dialect, .. } => Self::Dialect {
+                dialect: *dialect,
+                key: rand::random::<[u8; 32]>().to_vec(),
+            },
+        }
+    }
 }
 
 /// Why the run could not start.
@@ -358,26 +451,35 @@ pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Resu
         .finish();
     let sender = Sender { client, target };
     let valid = Message::new();
+    let signer = &target.signer;
+    let dialect = signer.dialect();
     let mut outcomes = Vec::with_capacity(Case::ALL.len());
+    let mut not_applicable = Vec::new();
     for (index, case) in Case::ALL.into_iter().enumerate() {
+        if let Err(why) = case.applies(dialect) {
+            not_applicable.push(NotApplicable {
+                case,
+                name: case.name_in(dialect),
+                why,
+            });
+            continue;
+        }
         progress(index, case);
         let got = match case {
             Case::DuplicateConcurrent => {
-                let (a, b) = futures_util::future::join(
-                    sender.send(valid.signed(&target.secrets)),
-                    sender.send(valid.signed(&target.secrets)),
-                )
-                .await;
+                let (a, b) =
+                    futures_util::future::join(sender.send(valid.signed(signer)), sender.send(valid.signed(signer)))
+                        .await;
                 vec![a, b]
             }
-            Case::Valid | Case::DuplicateSequential => vec![sender.send(valid.signed(&target.secrets)).await],
-            other => vec![sender.send(request_for(other, &target.secrets)).await],
+            Case::Valid | Case::DuplicateSequential => vec![sender.send(valid.signed(signer)).await],
+            other => vec![sender.send(request_for(other, signer)).await],
         };
         let verdicts: Vec<_> = got.iter().map(|got| judge(case, got, target.timeout)).collect();
         let explanation = verdicts.into_iter().find_map(Result::err).map(|why| why.to_string());
         outcomes.push(Outcome {
             case,
-            name: case.name(),
+            name: case.name_in(dialect),
             expected: case.expected(),
             passed: explanation.is_none(),
             explanation,
@@ -386,7 +488,9 @@ pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Resu
     }
     let mut report = Report {
         url: target.url.clone(),
+        dialect: dialect.to_string(),
         outcomes,
+        not_applicable,
         hint: None,
     };
     report.hint = report.hint();
@@ -394,40 +498,52 @@ pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Resu
 }
 
 /// The request of a case other than the valid one and its duplicates.
-fn request_for(case: Case, secrets: &SecretSet) -> Request {
+fn request_for(case: Case, signer: &Signer) -> Request {
     let message = Message::new();
     let now = Utc::now().timestamp();
+    let dialect = signer.dialect();
+    let signature_header = dialect.signature_header();
     match case {
-        Case::StaleTimestamp => message.signed_at(secrets, now - SKEW_SECS),
-        Case::FutureTimestamp => message.signed_at(secrets, now + SKEW_SECS),
-        Case::ForgedSignature => message.signed(secrets).with_signature(format!("v1,{}", random_mac())),
-        Case::OtherSecret => message.signed(&other_secret()),
+        Case::StaleTimestamp => message.signed_at(signer, now - SKEW_SECS),
+        Case::FutureTimestamp => message.signed_at(signer, now + SKEW_SECS),
+        Case::ForgedSignature => match signer {
+            Signer::Standard(_) => message
+                .signed(signer)
+                .with(signature_header, format!("v1,{}", random_mac())),
+            // A random MAC in the dialect's own format: what a key no one
+            // holds signs.
+            Signer::Dialect { .. } => message.signed(&signer.other()),
+        },
+        Case::OtherSecret => message.signed(&signer.other()),
         Case::TamperedBody => {
-            let mut request = message.signed(secrets);
+            let mut request = message.signed(signer);
             request.body = message.tampered_body();
             request
         }
-        Case::MissingWebhookId => message.signed(secrets).without(headers::WEBHOOK_ID),
-        Case::MissingTimestamp => message.signed(secrets).without(headers::WEBHOOK_TIMESTAMP),
-        Case::MissingSignature => message.signed(secrets).without(headers::WEBHOOK_SIGNATURE),
+        Case::MissingWebhookId => message.signed(signer).without(headers::WEBHOOK_ID),
+        Case::MissingTimestamp => match dialect {
+            Dialect::Slack => message.signed(signer).without("X-Slack-Request-Timestamp"),
+            _ => message.signed(signer).without(headers::WEBHOOK_TIMESTAMP),
+        },
+        Case::MissingSignature => message.signed(signer).without(signature_header),
         Case::UnknownVersionOnly => {
-            let request = message.signed(secrets);
-            let v2 = request.signature().replace("v1,", "v2,");
-            request.with_signature(v2)
+            let request = message.signed(signer);
+            let v2 = request.header(signature_header).replace("v1,", "v2,");
+            request.with(signature_header, v2)
         }
         Case::UnknownVersionAndV1 => {
-            let request = message.signed(secrets);
-            let both = format!("v2,{} {}", random_mac(), request.signature());
-            request.with_signature(both)
+            let request = message.signed(signer);
+            let both = format!("v2,{} {}", random_mac(), request.header(signature_header));
+            request.with(signature_header, both)
         }
         Case::OversizedBody => message
             .with_extra("padding", "x".repeat(OVERSIZED_BYTES))
-            .signed(secrets),
+            .signed(signer),
         Case::UnknownFields => message
             .with_extra("hooklineCheck", "an unknown field")
             .with_extra("nested", serde_json::json!({"also": ["unknown", 1, true]}))
-            .signed(secrets),
-        Case::Valid | Case::DuplicateSequential | Case::DuplicateConcurrent => message.signed(secrets),
+            .signed(signer),
+        Case::Valid | Case::DuplicateSequential | Case::DuplicateConcurrent => message.signed(signer),
     }
 }
 
@@ -479,21 +595,29 @@ impl Message {
         serde_json::Value::Object(changed).to_string().into_bytes()
     }
 
-    fn signed(&self, secrets: &SecretSet) -> Request {
-        self.signed_at(secrets, Utc::now().timestamp())
+    fn signed(&self, signer: &Signer) -> Request {
+        self.signed_at(signer, Utc::now().timestamp())
     }
 
-    fn signed_at(&self, secrets: &SecretSet, timestamp: i64) -> Request {
+    fn signed_at(&self, signer: &Signer, timestamp: i64) -> Request {
         let body = self.bytes();
-        let signature = secrets.sign(&self.id, timestamp, &body);
-        Request {
-            headers: vec![
+        let headers = match signer {
+            Signer::Standard(secrets) => vec![
                 (headers::WEBHOOK_ID, self.id.clone()),
                 (headers::WEBHOOK_TIMESTAMP, timestamp.to_string()),
-                (headers::WEBHOOK_SIGNATURE, signature),
+                (headers::WEBHOOK_SIGNATURE, secrets.sign(&self.id, timestamp, &body)),
             ],
-            body,
-        }
+            Signer::Dialect { dialect, key } => dialect.sign(
+                key,
+                &Delivery {
+                    id: &self.id,
+                    event: "document.accepted",
+                    timestamp,
+                    body: &body,
+                },
+            ),
+        };
+        Request { headers, body }
     }
 }
 
@@ -505,18 +629,18 @@ struct Request {
 }
 
 impl Request {
-    fn signature(&self) -> String {
+    fn header(&self, header: &str) -> String {
         self.headers
             .iter()
-            .find(|(name, _)| *name == headers::WEBHOOK_SIGNATURE)
+            .find(|(name, _)| *name == header)
             .map(|(_, value)| value.clone())
             .unwrap_or_default()
     }
 
-    fn with_signature(mut self, signature: String) -> Self {
+    fn with(mut self, header: &str, new: String) -> Self {
         for (name, value) in &mut self.headers {
-            if *name == headers::WEBHOOK_SIGNATURE {
-                *value = signature.clone();
+            if *name == header {
+                *value = new.clone();
             }
         }
         self
@@ -630,7 +754,9 @@ mod tests {
             .collect();
         Report {
             url: "http://example.test/hook".into(),
+            dialect: Dialect::Standard.to_string(),
             outcomes,
+            not_applicable: Vec::new(),
             hint: None,
         }
     }
@@ -645,31 +771,32 @@ mod tests {
     }
 
     #[test]
-    fn the_spoilt_requests_fail_verification_and_the_good_ones_pass() {
-        let secrets: SecretSet = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
+    fn the_spoilt_requests_fail_verification_and_the_good_ones_pass_in_every_dialect() {
         let now = Utc::now().timestamp();
-        let verify = |request: &Request| {
-            let header = |name| {
-                request
-                    .headers
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or("")
+        for dialect in Dialect::ALL {
+            let secret = match dialect {
+                Dialect::Standard => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                _ => "a provider's secret",
             };
-            secrets.verify(
-                header(headers::WEBHOOK_ID),
-                header(headers::WEBHOOK_TIMESTAMP),
-                header(headers::WEBHOOK_SIGNATURE),
-                &request.body,
-                now,
-            )
-        };
-        for case in Case::ALL {
-            let request = request_for(case, &secrets);
-            let verified = verify(&request).is_ok();
-            let should = case.expected() != Expected::Refused;
-            assert_eq!(verified, should, "{case:?}");
+            let signer = Signer::new(dialect, secret).unwrap();
+            let key = dialect.key(secret).unwrap();
+            let mut applied = 0;
+            for case in Case::ALL.into_iter().filter(|case| case.applies(dialect).is_ok()) {
+                let request = request_for(case, &signer);
+                let header = |name: &str| {
+                    request
+                        .headers
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.clone())
+                };
+                let verified = dialect.verify(&key, header, &request.body, now).is_ok();
+                let should = case.expected() != Expected::Refused;
+                assert_eq!(verified, should, "{dialect} {case:?}");
+                applied += 1;
+            }
+            let expected = if dialect.signs_timestamp() { 10 } else { 8 };
+            assert!(applied >= expected, "{dialect}: {applied} cases");
         }
         let message = Message::new();
         let (body, tampered) = (message.bytes(), message.tampered_body());

@@ -6,13 +6,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hookline_cli::check::{self, Case, Target};
+use hookline_cli::check::{self, Case, Signer, Target};
 use hookline_cli::listen::{DelayRange, ListenSettings, Listener, Totals};
 use hookline_cli::trigger::{self, Trigger};
 use hookline_contract::chaos::{ChaosError, ChaosProfile};
+use hookline_contract::dialect::Dialect;
 use hookline_contract::signature::SecretSet;
 
-/// A webhook test bench for anyone's receiver (Standard Webhooks).
+/// A webhook test bench for anyone's receiver (Standard Webhooks; `check`
+/// also Stripe's, GitHub's, Shopify's and Slack's signatures).
 #[derive(Debug, Parser)]
 #[command(name = "hookline", version)]
 struct Cli {
@@ -27,10 +29,16 @@ enum Command {
     Check {
         /// The receiver's URL, e.g. http://localhost:8080/document/update.
         url: String,
-        /// The secret the receiver verifies with (whsec_…; comma-separated
-        /// for several).
+        /// The secret the receiver verifies with: Standard Webhooks'
+        /// whsec_… (comma-separated for several), or the provider's secret
+        /// as it hands it out with --dialect.
         #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
-        secret: SecretSet,
+        secret: String,
+        /// Sign as this provider does: standard (Standard Webhooks), stripe,
+        /// github, shopify or slack. Cases a dialect cannot say (a stale
+        /// timestamp where none is signed) are listed as not applicable.
+        #[arg(long, default_value = "standard")]
+        dialect: Dialect,
         /// How long to wait for each answer.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: Duration,
@@ -145,18 +153,12 @@ fn main() -> ExitCode {
             Command::Check {
                 url,
                 secret,
+                dialect,
                 timeout,
                 json,
             } => {
-                check(
-                    Target {
-                        url,
-                        secrets: secret,
-                        timeout,
-                    },
-                    json,
-                )
-                .await
+                let signer = Signer::new(dialect, &secret)?;
+                check(Target { url, signer, timeout }, json).await
             }
             Command::Listen {
                 port,

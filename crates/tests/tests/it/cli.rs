@@ -2,14 +2,15 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, web};
-use hookline_cli::check::{self, Case, Report, Target};
+use hookline_cli::check::{self, Case, Report, Signer, Target};
+use hookline_contract::dialect::Dialect;
 use hookline_contract::headers;
 use hookline_tests::{Running, TestDb, closed_port, consumer_settings, secret_set, start_consumer};
 
 async fn check(url: &str) -> Report {
     let target = Target {
         url: url.to_owned(),
-        secrets: secret_set(),
+        signer: Signer::Standard(secret_set()),
         timeout: Duration::from_secs(5),
     };
     check::run(&target, |_, _| {}).await.unwrap()
@@ -132,4 +133,80 @@ async fn a_receiver_that_answers_404_to_a_forgery_fails_it_but_passes_the_valid_
             .table(false)
             .contains("looked the document up before checking the signature")
     );
+}
+
+/// A receiver that verifies `dialect`'s signature under `SECRET_OF_PROVIDER`,
+/// as that provider's library does, and caps the body at 64 KiB.
+fn provider_receiver(dialect: Dialect) -> Running {
+    Running::serve(move || {
+        App::new()
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .default_service(web::to(move |request: HttpRequest, body: web::Bytes| async move {
+                let key = dialect.key(SECRET_OF_PROVIDER).unwrap();
+                let header = |name: &str| {
+                    request
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                match dialect.verify(&key, header, &body, chrono::Utc::now().timestamp()) {
+                    Ok(()) => HttpResponse::NoContent().finish(),
+                    Err(why) => HttpResponse::Unauthorized().body(why.to_string()),
+                }
+            }))
+    })
+}
+
+const SECRET_OF_PROVIDER: &str = "whsec_a-provider-s-secret";
+
+async fn check_in(dialect: Dialect, url: &str) -> Report {
+    let target = Target {
+        url: url.to_owned(),
+        signer: Signer::new(dialect, SECRET_OF_PROVIDER).unwrap(),
+        timeout: Duration::from_secs(5),
+    };
+    check::run(&target, |_, _| {}).await.unwrap()
+}
+
+#[actix_web::test]
+async fn check_speaks_each_provider_s_dialect_and_says_which_cases_do_not_apply() {
+    let naive = Running::serve(|| App::new().default_service(web::to(|| async { HttpResponse::Ok().finish() })));
+    for dialect in [Dialect::Stripe, Dialect::Github, Dialect::Shopify, Dialect::Slack] {
+        let verifying = provider_receiver(dialect);
+        let report = check_in(dialect, &verifying.url).await;
+        assert!(report.passed(), "{dialect}:\n{}", report.table(false));
+        assert_eq!(report.dialect, dialect.to_string());
+        let skipped: BTreeSet<String> = report.not_applicable.iter().map(|n| format!("{:?}", n.case)).collect();
+        let mut expected = names(&[
+            Case::MissingWebhookId,
+            Case::UnknownVersionOnly,
+            Case::UnknownVersionAndV1,
+        ]);
+        if !dialect.signs_timestamp() {
+            expected.extend(names(&[Case::StaleTimestamp, Case::FutureTimestamp]));
+        }
+        if dialect != Dialect::Slack {
+            expected.extend(names(&[Case::MissingTimestamp]));
+        }
+        assert_eq!(skipped, expected, "{dialect}");
+        assert!(report.table(false).contains("n/a in the"), "{}", report.table(false));
+
+        // A receiver that verifies nothing fails, naming the cases.
+        let report = check_in(dialect, &naive.url).await;
+        let mut must_fail = names(&[
+            Case::ForgedSignature,
+            Case::OtherSecret,
+            Case::TamperedBody,
+            Case::MissingSignature,
+            Case::OversizedBody,
+        ]);
+        if dialect.signs_timestamp() {
+            must_fail.extend(names(&[Case::StaleTimestamp, Case::FutureTimestamp]));
+        }
+        if dialect == Dialect::Slack {
+            must_fail.extend(names(&[Case::MissingTimestamp]));
+        }
+        assert_eq!(failed(&report), must_fail, "{dialect}:\n{}", report.table(false));
+    }
 }
