@@ -44,7 +44,7 @@ pub const SKEW_SECS: i64 = 10 * 60;
 
 /// The cases, in the order they run (the duplicates reuse the first
 /// case's webhook-id, so they come right after it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Case {
     Valid,
@@ -109,6 +109,8 @@ impl Case {
         match (self, dialect) {
             (_, Dialect::Standard) => self.name(),
             (Case::MissingSignature, _) => "no signature header",
+            (Case::DuplicateSequential, _) => "same delivery again",
+            (Case::DuplicateConcurrent, _) => "same delivery twice at once",
             (Case::MissingTimestamp, _) => "no timestamp header",
             _ => self.name(),
         }
@@ -119,6 +121,9 @@ impl Case {
         match self {
             Case::StaleTimestamp | Case::FutureTimestamp if !dialect.signs_timestamp() => {
                 Err("the dialect signs no timestamp: a receiver tells a replay by its delivery id, not by time")
+            }
+            Case::FutureTimestamp if dialect == Dialect::Stripe => {
+                Err("Stripe's libraries only refuse a timestamp older than the tolerance, not one ahead")
             }
             Case::MissingWebhookId if dialect != Dialect::Standard => Err("the dialect signs no delivery id"),
             Case::MissingTimestamp if dialect == Dialect::Stripe => {

@@ -16,8 +16,9 @@
 //! as they are (Stripe's `whsec_` prefix included). A dialect with a signed
 //! timestamp refuses one more than [`TOLERANCE_SECS`](crate::signature::TOLERANCE_SECS)
 //! from the receiver's clock (the tolerance Stripe's, Slack's and Standard
-//! Webhooks' libraries default to); one without cannot tell a replay by
-//! time, only by its delivery id. Comparisons are in constant time.
+//! Webhooks' libraries default to; Stripe's refuse only a timestamp that
+//! old, not one ahead); one without cannot tell a replay by time, only by
+//! its delivery id. Comparisons are in constant time.
 //!
 //! `crates/contract/vectors/signatures.json` holds positive and negative
 //! vectors for every dialect, computed independently of this code; the
@@ -219,7 +220,10 @@ impl Dialect {
                     }
                 }
                 let ts = ts.ok_or(DialectError::Malformed(signature))?;
-                fresh(ts)?;
+                // As Stripe's libraries do: too old is refused, ahead is not.
+                if now - ts > TOLERANCE_SECS {
+                    return Err(DialectError::Stale);
+                }
                 (joined(&[ts.to_string().as_bytes(), b".", body]), candidates)
             }
             Self::Github => {

@@ -39,6 +39,8 @@ mod retention;
 mod review_flow;
 /// Safe to retry: repeated requests make one case, lost answers are asked again.
 mod safe_retries;
+/// `hookline check --dialect` against receivers built on each provider's own library.
+mod sdk_receivers;
 /// Secrets never appear in help, logs or errors.
 mod secrets;
 /// The callback policy: which addresses the help desk calls.
