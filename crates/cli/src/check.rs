@@ -338,6 +338,44 @@ impl Report {
         every_404.then(|| format!("every answer was a 404: is {} the receiver's URL?", self.url))
     }
 
+    /// The report as JUnit XML (`--junit`), for CI systems to show: one
+    /// test case per case, a failure with its explanation, the cases the
+    /// dialect cannot say as skipped.
+    pub fn junit(&self) -> String {
+        let class = format!("hookline.check.{}", self.dialect);
+        let failures = self.failed().count();
+        let mut out = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{}\">\n",
+            xml(&format!("hookline check {} ({})", self.url, self.dialect)),
+            self.outcomes.len() + self.not_applicable.len(),
+            self.not_applicable.len(),
+        );
+        for o in &self.outcomes {
+            let name = xml(o.name);
+            match &o.explanation {
+                None => out.push_str(&format!("  <testcase classname=\"{class}\" name=\"{name}\"/>\n")),
+                Some(why) => {
+                    let got = o.got.iter().map(Got::label).collect::<Vec<_>>().join(", ");
+                    out.push_str(&format!(
+                        "  <testcase classname=\"{class}\" name=\"{name}\">\n    <failure message=\"{}\">expected {}, got {}</failure>\n  </testcase>\n",
+                        xml(why),
+                        xml(o.expected.label()),
+                        xml(&got),
+                    ));
+                }
+            }
+        }
+        for skipped in &self.not_applicable {
+            out.push_str(&format!(
+                "  <testcase classname=\"{class}\" name=\"{}\">\n    <skipped message=\"{}\"/>\n  </testcase>\n",
+                xml(skipped.name),
+                xml(skipped.why),
+            ));
+        }
+        out.push_str("</testsuite>\n");
+        out
+    }
+
     /// The table, with ANSI colours when `colour`.
     pub fn table(&self, colour: bool) -> String {
         let paint = |text: &str, code: &str| crate::paint(text, code, colour);
@@ -388,12 +426,46 @@ impl Report {
     }
 }
 
+/// `text` escaped for XML text and attribute values.
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
 /// Where and how to run the battery.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub url: String,
     pub signer: Signer,
     pub timeout: Duration,
+    /// The body of every webhook (`--payload`): the events the receiver
+    /// really parses; `None`: the tutorial's review payload, with fresh ids.
+    pub payload: Option<Payload>,
+}
+
+/// A JSON object to send as every webhook's body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload(serde_json::Map<String, serde_json::Value>);
+
+/// Why a `--payload` cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("the payload is not JSON")]
+    NotJson(#[from] serde_json::Error),
+    #[error("the payload must be a JSON object (the battery adds fields to it)")]
+    NotAnObject,
+}
+
+impl Payload {
+    pub fn parse(text: &str) -> Result<Self, PayloadError> {
+        match serde_json::from_str(text)? {
+            serde_json::Value::Object(map) => Ok(Self(map)),
+            _ => Err(PayloadError::NotAnObject),
+        }
+    }
 }
 
 /// How the battery signs: Standard Webhooks with the receiver's secrets
@@ -455,7 +527,8 @@ pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Resu
         .disable_redirects()
         .finish();
     let sender = Sender { client, target };
-    let valid = Message::new();
+    let payload = target.payload.as_ref();
+    let valid = Message::new(payload);
     let signer = &target.signer;
     let dialect = signer.dialect();
     let mut outcomes = Vec::with_capacity(Case::ALL.len());
@@ -478,7 +551,7 @@ pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Resu
                 vec![a, b]
             }
             Case::Valid | Case::DuplicateSequential => vec![sender.send(valid.signed(signer)).await],
-            other => vec![sender.send(request_for(other, signer)).await],
+            other => vec![sender.send(request_for(other, signer, payload)).await],
         };
         let verdicts: Vec<_> = got.iter().map(|got| judge(case, got, target.timeout)).collect();
         let explanation = verdicts.into_iter().find_map(Result::err).map(|why| why.to_string());
@@ -503,8 +576,8 @@ pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Resu
 }
 
 /// The request of a case other than the valid one and its duplicates.
-fn request_for(case: Case, signer: &Signer) -> Request {
-    let message = Message::new();
+fn request_for(case: Case, signer: &Signer, payload: Option<&Payload>) -> Request {
+    let message = Message::new(payload);
     let now = Utc::now().timestamp();
     let dialect = signer.dialect();
     let signature_header = dialect.signature_header();
@@ -568,15 +641,17 @@ struct Message {
 }
 
 impl Message {
-    fn new() -> Self {
+    /// `payload` as it is, or the tutorial's with fresh ids.
+    fn new(payload: Option<&Payload>) -> Self {
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        if let Some(Payload(body)) = payload {
+            return Self { id, body: body.clone() };
+        }
         let mut body = serde_json::Map::new();
         body.insert("documentId".into(), uuid::Uuid::new_v4().to_string().into());
         body.insert("agentId".into(), uuid::Uuid::new_v4().to_string().into());
         body.insert("documentStatus".into(), "ACCEPTED".into());
-        Self {
-            id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
-            body,
-        }
+        Self { id, body }
     }
 
     fn with_extra(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
@@ -588,16 +663,37 @@ impl Message {
         serde_json::Value::Object(self.body.clone()).to_string().into_bytes()
     }
 
-    /// The body with one byte changed: the last character of documentId
-    /// (a hex digit), so it stays valid JSON of the same length.
+    /// The body with one character changed: the last of the first
+    /// non-empty string in it (documentId's, in the review payload), so it
+    /// stays valid JSON of the same length; a payload without one gets a
+    /// field more.
     fn tampered_body(&self) -> Vec<u8> {
-        let mut changed = self.body.clone();
-        if let Some(serde_json::Value::String(id)) = changed.get_mut("documentId") {
-            let last = if id.ends_with('0') { '1' } else { '0' };
-            id.pop();
-            id.push(last);
+        fn first_string(value: &mut serde_json::Value) -> Option<&mut String> {
+            match value {
+                serde_json::Value::String(text) if !text.is_empty() => Some(text),
+                serde_json::Value::Object(map) => map.values_mut().find_map(first_string),
+                serde_json::Value::Array(items) => items.iter_mut().find_map(first_string),
+                _ => None,
+            }
         }
-        serde_json::Value::Object(changed).to_string().into_bytes()
+        let mut changed = serde_json::Value::Object(self.body.clone());
+        let target = match changed.get_mut("documentId") {
+            Some(serde_json::Value::String(_)) => changed.get_mut("documentId").and_then(first_string),
+            _ => first_string(&mut changed),
+        };
+        match target {
+            Some(text) => {
+                let last = if text.ends_with('0') { '1' } else { '0' };
+                text.pop();
+                text.push(last);
+            }
+            None => {
+                if let serde_json::Value::Object(map) = &mut changed {
+                    map.insert("tampered".into(), true.into());
+                }
+            }
+        }
+        changed.to_string().into_bytes()
     }
 
     fn signed(&self, signer: &Signer) -> Request {
@@ -767,6 +863,51 @@ mod tests {
     }
 
     #[test]
+    fn the_junit_report_counts_and_explains_failures_and_escapes_what_it_quotes() {
+        let mut report = report_of(Got::Status(200));
+        report.url = "http://example.test/hook?a=1&b=<2>".into();
+        report.outcomes[0].passed = true;
+        report.outcomes[1].explanation = Some("200: accepted \"forged\"".into());
+        report.not_applicable.push(NotApplicable {
+            case: Case::StaleTimestamp,
+            name: Case::StaleTimestamp.name(),
+            why: "no timestamp",
+        });
+        let xml = report.junit();
+        let failures = report.failed().count();
+        assert!(
+            xml.contains(&format!(
+                "tests=\"{}\" failures=\"{failures}\" skipped=\"1\"",
+                report.outcomes.len() + 1
+            )),
+            "{xml}"
+        );
+        assert!(xml.contains("a=1&amp;b=&lt;2&gt;"), "{xml}");
+        assert!(
+            xml.contains("<failure message=\"200: accepted &quot;forged&quot;\">"),
+            "{xml}"
+        );
+        assert!(xml.contains("<skipped message=\"no timestamp\"/>"), "{xml}");
+        assert_eq!(xml.matches("<testcase ").count(), report.outcomes.len() + 1);
+    }
+
+    #[test]
+    fn a_payload_of_ours_is_sent_as_it_is_and_tampered_with_in_place() {
+        let payload = Payload::parse(r#"{"type":"invoice.paid","data":{"object":{"id":"in_1"}},"n":1}"#).unwrap();
+        let message = Message::new(Some(&payload));
+        let body = message.bytes();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            serde_json::Value::Object(payload.0.clone())
+        );
+        let tampered = message.tampered_body();
+        assert_eq!(body.len(), tampered.len());
+        assert_eq!(body.iter().zip(&tampered).filter(|(a, b)| a != b).count(), 1);
+        assert!(matches!(Payload::parse("[1, 2]"), Err(PayloadError::NotAnObject)));
+        assert!(matches!(Payload::parse("{"), Err(PayloadError::NotJson(_))));
+    }
+
+    #[test]
     fn only_a_run_of_404s_asks_whether_the_url_is_right() {
         assert!(report_of(Got::Status(404)).hint().is_some());
         assert!(report_of(Got::NoConnection("refused".into())).hint().is_none());
@@ -787,7 +928,7 @@ mod tests {
             let key = dialect.key(secret).unwrap();
             let mut applied = 0;
             for case in Case::ALL.into_iter().filter(|case| case.applies(dialect).is_ok()) {
-                let request = request_for(case, &signer);
+                let request = request_for(case, &signer, None);
                 let header = |name: &str| {
                     request
                         .headers
@@ -803,7 +944,7 @@ mod tests {
             let expected = if dialect.signs_timestamp() { 10 } else { 8 };
             assert!(applied >= expected, "{dialect}: {applied} cases");
         }
-        let message = Message::new();
+        let message = Message::new(None);
         let (body, tampered) = (message.bytes(), message.tampered_body());
         assert_eq!(body.len(), tampered.len());
         assert_eq!(body.iter().zip(&tampered).filter(|(a, b)| a != b).count(), 1);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hookline_cli::check::{self, Case, Signer, Target};
+use hookline_cli::check::{self, Case, Payload, Signer, Target};
 use hookline_cli::listen::{DelayRange, ListenSettings, Listener, Totals};
 use hookline_cli::trigger::{self, Trigger};
 use hookline_contract::chaos::{ChaosError, ChaosProfile};
@@ -42,6 +42,13 @@ enum Command {
         /// How long to wait for each answer.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// Send this JSON object as every webhook's body (an event your
+        /// receiver really parses) instead of the review payload.
+        #[arg(long)]
+        payload: Option<std::path::PathBuf>,
+        /// Also write the report as JUnit XML to this file, for CI.
+        #[arg(long)]
+        junit: Option<std::path::PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -155,10 +162,27 @@ fn main() -> ExitCode {
                 secret,
                 dialect,
                 timeout,
+                payload,
+                junit,
                 json,
             } => {
                 let signer = Signer::new(dialect, &secret)?;
-                check(Target { url, signer, timeout }, json).await
+                let payload = match payload {
+                    Some(path) => Some(
+                        Payload::parse(
+                            &std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+                        )
+                        .map_err(|e| format!("{}: {e}", path.display()))?,
+                    ),
+                    None => None,
+                };
+                let target = Target {
+                    url,
+                    signer,
+                    timeout,
+                    payload,
+                };
+                check(target, json, junit.as_deref()).await
             }
             Command::Listen {
                 port,
@@ -270,13 +294,16 @@ fn outcome(
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn check(target: Target, json: bool) -> Result<ExitCode, Failure> {
+async fn check(target: Target, json: bool, junit: Option<&std::path::Path>) -> Result<ExitCode, Failure> {
     let progress = Progress::new();
     let report = check::run(&target, |index, case: Case| {
         progress.show(&format!("[{}/{}] {}", index + 1, Case::ALL.len(), case.name()));
     })
     .await?;
     progress.clear();
+    if let Some(path) = junit {
+        std::fs::write(path, report.junit()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     outcome(json, &report, |colour| report.table(colour), report.passed())
 }
 

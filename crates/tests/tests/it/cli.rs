@@ -12,6 +12,7 @@ async fn check(url: &str) -> Report {
         url: url.to_owned(),
         signer: Signer::Standard(secret_set()),
         timeout: Duration::from_secs(5),
+        payload: None,
     };
     check::run(&target, |_, _| {}).await.unwrap()
 }
@@ -165,6 +166,7 @@ async fn check_in(dialect: Dialect, url: &str) -> Report {
         url: url.to_owned(),
         signer: Signer::new(dialect, SECRET_OF_PROVIDER).unwrap(),
         timeout: Duration::from_secs(5),
+        payload: None,
     };
     check::run(&target, |_, _| {}).await.unwrap()
 }

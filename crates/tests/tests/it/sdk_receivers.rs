@@ -91,6 +91,7 @@ async fn check_in(dialect: Dialect, secret: &str, url: &str) -> Report {
         url: url.to_owned(),
         signer: Signer::new(dialect, secret).unwrap(),
         timeout: Duration::from_secs(5),
+        payload: None,
     };
     check::run(&target, |_, _| {}).await.unwrap()
 }
