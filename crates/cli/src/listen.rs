@@ -1,10 +1,14 @@
 //! `hookline listen`: a local webhook receiver for trying a sender, like
 //! `stripe listen`.
 //!
-//! Every POST, on any path, is verified with the contract crate's
-//! [`SecretSet`] (when a secret is given), read as JSON, noted as a
-//! duplicate (same `webhook-id` and timestamp) or a replay (same
-//! `webhook-id`, new timestamp) of a message acknowledged before, held for a
+//! Every POST, on any path, is verified (when a secret is given) in the
+//! [`Signer`]'s dialect — Standard Webhooks with the contract crate's
+//! [`SecretSet`](hookline_contract::signature::SecretSet), or Stripe's,
+//! GitHub's, Shopify's or Slack's — read as JSON, noted as a duplicate (the
+//! same delivery id and signature: `webhook-id` and timestamp in Standard
+//! Webhooks) or a replay (the same delivery id, signed anew) of a message
+//! acknowledged before (a dialect without a delivery id header is known by
+//! the body's `id`, as Stripe's events are), held for a
 //! random delay, and answered: 401 when verification fails, 400 when the
 //! body is not JSON, otherwise 500 with probability `fail_rate` (to
 //! exercise the sender's retries), otherwise 200. One line per request is
@@ -24,15 +28,20 @@ use std::time::Duration;
 use actix_web::HttpResponse;
 use actix_web::dev::Server;
 use chrono::Utc;
+use hookline_contract::dialect::Dialect;
 use hookline_contract::headers;
-use hookline_contract::signature::SecretSet;
+
+use crate::check::Signer;
 use hookline_testkit::serve::{Arrival, Served, Serving, serve};
 use serde::Serialize;
 
 /// How the receiver behaves.
 #[derive(Debug, Clone)]
 pub struct ListenSettings {
-    pub secrets: Option<SecretSet>,
+    /// How to verify (`--secret`, `--dialect`); `None`: nothing is verified.
+    pub signer: Option<Signer>,
+    /// The dialect deliveries are told apart in when nothing is verified.
+    pub dialect: Dialect,
     /// Probability (0–1) of a 500 to a verified request.
     pub fail_rate: f64,
     /// Milliseconds to wait before answering, drawn uniformly.
@@ -184,16 +193,37 @@ impl Listener {
 async fn receive(arrival: Arrival, settings: &ListenSettings, state: &Mutex<State>) -> HttpResponse {
     let Arrival { request, body, .. } = arrival;
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-    let webhook_id = header(headers::WEBHOOK_ID).map(str::to_owned);
-    let timestamp = header(headers::WEBHOOK_TIMESTAMP).unwrap_or_default().to_owned();
-    let verdict = settings.secrets.as_ref().map(|secrets| {
-        let missing = |name: &'static str| format!("the {name} header is missing");
-        let id = header(headers::WEBHOOK_ID).ok_or_else(|| missing(headers::WEBHOOK_ID))?;
-        let ts = header(headers::WEBHOOK_TIMESTAMP).ok_or_else(|| missing(headers::WEBHOOK_TIMESTAMP))?;
-        let sig = header(headers::WEBHOOK_SIGNATURE).ok_or_else(|| missing(headers::WEBHOOK_SIGNATURE))?;
-        secrets
-            .verify(id, ts, sig, &body, Utc::now().timestamp())
-            .map_err(|e| e.to_string())
+    let dialect = settings.signer.as_ref().map_or(settings.dialect, Signer::dialect);
+    // The delivery's id, and what a replay changes: the timestamp in
+    // Standard Webhooks, the signature (which covers it) in the others.
+    let webhook_id = match dialect.id_header() {
+        Some(name) => header(name).map(str::to_owned),
+        None => body_id(&body),
+    };
+    let timestamp = match dialect {
+        Dialect::Standard => header(headers::WEBHOOK_TIMESTAMP),
+        other => header(other.signature_header()),
+    }
+    .unwrap_or_default()
+    .to_owned();
+    let verdict = settings.signer.as_ref().map(|signer| match signer {
+        Signer::Standard(secrets) => {
+            let missing = |name: &'static str| format!("the {name} header is missing");
+            let id = header(headers::WEBHOOK_ID).ok_or_else(|| missing(headers::WEBHOOK_ID))?;
+            let ts = header(headers::WEBHOOK_TIMESTAMP).ok_or_else(|| missing(headers::WEBHOOK_TIMESTAMP))?;
+            let sig = header(headers::WEBHOOK_SIGNATURE).ok_or_else(|| missing(headers::WEBHOOK_SIGNATURE))?;
+            secrets
+                .verify(id, ts, sig, &body, Utc::now().timestamp())
+                .map_err(|e| e.to_string())
+        }
+        Signer::Dialect { dialect, key } => dialect
+            .verify(
+                key,
+                |name| header(name).map(str::to_owned),
+                &body,
+                Utc::now().timestamp(),
+            )
+            .map_err(|e| e.to_string()),
     });
     // A body that is not JSON is refused, signed or not: a receiver that
     // cannot read it must not acknowledge it.
@@ -275,6 +305,12 @@ async fn receive(arrival: Arrival, settings: &ListenSettings, state: &Mutex<Stat
 enum Repeat {
     Duplicate,
     Replay,
+}
+
+/// A JSON body's top-level `id` (a Stripe event's `evt_…`).
+fn body_id(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("id").and_then(|v| v.as_str()).map(str::to_owned)
 }
 
 /// An envelope's `type`, else a flat payload's `documentStatus`.

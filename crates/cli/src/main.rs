@@ -11,7 +11,6 @@ use hookline_cli::listen::{DelayRange, ListenSettings, Listener, Totals};
 use hookline_cli::trigger::{self, Trigger};
 use hookline_contract::chaos::{ChaosError, ChaosProfile};
 use hookline_contract::dialect::Dialect;
-use hookline_contract::signature::SecretSet;
 
 /// A webhook test bench for anyone's receiver (Standard Webhooks; `check`
 /// also Stripe's, GitHub's, Shopify's and Slack's signatures).
@@ -58,9 +57,14 @@ enum Command {
         /// The port to listen on (0: any free port).
         #[arg(long, default_value_t = 9000)]
         port: u16,
-        /// Verify with this secret (whsec_…); without it nothing is verified.
+        /// Verify with this secret (whsec_…, or the provider's secret with
+        /// --dialect); without it nothing is verified.
         #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
-        secret: Option<SecretSet>,
+        secret: Option<String>,
+        /// Verify as this provider's library does: standard, stripe,
+        /// github, shopify or slack.
+        #[arg(long, default_value = "standard")]
+        dialect: Dialect,
         /// Probability (0-1) of answering a 500 on purpose.
         #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
         fail_rate: f64,
@@ -187,12 +191,15 @@ fn main() -> ExitCode {
             Command::Listen {
                 port,
                 secret,
+                dialect,
                 fail_rate,
                 delay,
                 json,
             } => {
+                let signer = secret.map(|secret| Signer::new(dialect, &secret)).transpose()?;
                 let settings = ListenSettings {
-                    secrets: secret,
+                    signer,
+                    dialect,
                     fail_rate,
                     delay,
                     json,
@@ -319,7 +326,7 @@ async fn run_trigger(settings: &Trigger, json: bool) -> Result<ExitCode, Failure
 
 async fn listen(port: u16, settings: ListenSettings) -> Result<ExitCode, Failure> {
     let json = settings.json;
-    let verifying = settings.secrets.is_some();
+    let verifying = settings.signer.is_some();
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     let server = Listener::build(listener, settings)?;
     if json {

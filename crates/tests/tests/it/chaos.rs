@@ -8,9 +8,11 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use hookline_cli::check::Signer;
 use hookline_cli::listen::{DelayRange, ListenSettings, Listener, Totals};
 use hookline_cli::trigger::{self, Summary, Trigger};
 use hookline_contract::chaos::{ChaosProfile, Fault};
+use hookline_contract::dialect::Dialect;
 use hookline_contract::{CaseView, Review, headers};
 use hookline_tests::{
     Running, Stack, TestRedis, assert_client_error, call, get_text, helpdesk_settings, metric_sum, post_review,
@@ -231,7 +233,8 @@ fn listen(
     actix_web::rt::task::JoinHandle<Totals>,
 ) {
     let settings = ListenSettings {
-        secrets: secret.then(secret_set),
+        signer: secret.then(|| Signer::Standard(secret_set())),
+        dialect: Dialect::Standard,
         fail_rate: 0.0,
         delay: DelayRange(0..=0),
         json: true,

@@ -3,7 +3,8 @@ use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use hookline_cli::check::{self, Case, Report, Signer, Target};
-use hookline_contract::dialect::Dialect;
+use hookline_cli::listen::{DelayRange, ListenSettings, Listener};
+use hookline_contract::dialect::{Delivery, Dialect};
 use hookline_contract::headers;
 use hookline_tests::{Running, TestDb, closed_port, consumer_settings, secret_set, start_consumer};
 
@@ -214,4 +215,72 @@ async fn check_speaks_each_provider_s_dialect_and_says_which_cases_do_not_apply(
         }
         assert_eq!(failed(&report), must_fail, "{dialect}:\n{}", report.table(false));
     }
+}
+
+#[actix_web::test]
+async fn listen_verifies_in_a_provider_s_dialect_and_knows_a_stripe_event_again_by_its_id() {
+    let secret = "whsec_test_4eC39HqLyjWDarjtT1zdp7dc";
+    let settings = ListenSettings {
+        signer: Some(Signer::new(Dialect::Stripe, secret).unwrap()),
+        dialect: Dialect::Stripe,
+        fail_rate: 0.0,
+        delay: DelayRange(0..=0),
+        json: true,
+        colour: false,
+    };
+    let listener = Listener::build(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), settings).unwrap();
+    let url = format!("{}/stripe", listener.url);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let totals = actix_web::rt::spawn(listener.run_until(async {
+        let _ = stopped.await;
+    }));
+    let key = Dialect::Stripe.key(secret).unwrap();
+    let body = br#"{"id":"evt_1","type":"invoice.paid","data":{"object":{}}}"#;
+    let send = async |timestamp: i64, body: &[u8]| {
+        let delivery = Delivery {
+            id: "unused",
+            event: "invoice.paid",
+            timestamp,
+            body,
+        };
+        let mut request = awc::Client::new().post(&url);
+        for (name, value) in Dialect::Stripe.sign(&key, &delivery) {
+            request = request.insert_header((name, value));
+        }
+        request.send_body(body.to_vec()).await.unwrap().status().as_u16()
+    };
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(send(now, body).await, 200, "signed as Stripe signs");
+    assert_eq!(send(now, body).await, 200, "the same request again: a duplicate");
+    assert_eq!(send(now + 1, body).await, 200, "signed anew: a replay");
+    assert_eq!(send(now - 600, body).await, 401, "too old");
+    let mut tampered = body.to_vec();
+    tampered[8] = b'2';
+    let signed_then_changed = {
+        let delivery = Delivery {
+            id: "unused",
+            event: "invoice.paid",
+            timestamp: now,
+            body,
+        };
+        let mut request = awc::Client::new().post(&url);
+        for (name, value) in Dialect::Stripe.sign(&key, &delivery) {
+            request = request.insert_header((name, value));
+        }
+        request.send_body(tampered).await.unwrap().status().as_u16()
+    };
+    assert_eq!(signed_then_changed, 401);
+    let _ = stop.send(());
+    let totals = totals.await.unwrap().unwrap();
+    assert_eq!(
+        (
+            totals.received,
+            totals.verified,
+            totals.refused,
+            totals.duplicates,
+            totals.replays
+        ),
+        (5, 3, 2, 1, 1),
+        "{totals:?}"
+    );
 }
