@@ -31,6 +31,7 @@ use awc::error::SendRequestError;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::Utc;
+use hookline_contract::asymmetric::{KeyError, PublicKeys, SigningKey};
 use hookline_contract::dialect::{Delivery, Dialect};
 use hookline_contract::headers;
 use hookline_contract::signature::{SecretError, SecretSet, WebhookSecret};
@@ -468,20 +469,41 @@ impl Payload {
     }
 }
 
-/// How the battery signs: Standard Webhooks with the receiver's secrets
-/// (every one of them, as a sender rotating them does), or another
-/// provider's dialect with its secret.
+/// How the battery signs (and `listen` verifies): Standard Webhooks with
+/// the receiver's secrets (every one of them, as a sender rotating them
+/// does), or with an Ed25519 key (`v1a`: the signing key `whsk_…`; a
+/// receiver's public keys `whpk_…` only verify), or another provider's
+/// dialect with its secret.
 #[derive(Debug, Clone)]
 pub enum Signer {
     Standard(SecretSet),
-    Dialect { dialect: Dialect, key: Vec<u8> },
+    Asymmetric(SigningKey),
+    /// Public keys: they verify (`listen`) and cannot sign (`check`).
+    Verifying(PublicKeys),
+    Dialect {
+        dialect: Dialect,
+        key: Vec<u8>,
+    },
+}
+
+/// Why `--secret` cannot be read in its dialect.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSecret {
+    #[error(transparent)]
+    Shared(#[from] SecretError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 impl Signer {
     /// `secret` as `dialect` writes it (Standard Webhooks: `whsec_…`,
-    /// comma-separated for several; the others: the string itself).
-    pub fn new(dialect: Dialect, secret: &str) -> Result<Self, SecretError> {
+    /// comma-separated for several, or an Ed25519 key `whsk_…` / public
+    /// keys `whpk_…`; the others: the string itself).
+    pub fn new(dialect: Dialect, secret: &str) -> Result<Self, BadSecret> {
+        let secret = secret.trim();
         Ok(match dialect {
+            Dialect::Standard if secret.starts_with("whsk_") => Self::Asymmetric(secret.parse()?),
+            Dialect::Standard if secret.starts_with("whpk_") => Self::Verifying(secret.parse()?),
             Dialect::Standard => Self::Standard(secret.parse()?),
             other => Self::Dialect {
                 dialect: other,
@@ -492,7 +514,7 @@ impl Signer {
 
     pub fn dialect(&self) -> Dialect {
         match self {
-            Self::Standard(_) => Dialect::Standard,
+            Self::Standard(_) | Self::Asymmetric(_) | Self::Verifying(_) => Dialect::Standard,
             Self::Dialect { dialect, .. } => *dialect,
         }
     }
@@ -500,7 +522,8 @@ impl Signer {
     /// The same dialect with a secret no receiver holds.
     fn other(&self) -> Self {
         match self {
-            Self::Standard(_) => Self::Standard(other_secret()),
+            Self::Standard(_) | Self::Verifying(_) => Self::Standard(other_secret()),
+            Self::Asymmetric(_) => Self::Asymmetric(SigningKey::from_seed(rand::random())),
             Self::Dialect { dialect, .. } => Self::Dialect {
                 dialect: *dialect,
                 key: rand::random::<[u8; 32]>().to_vec(),
@@ -514,6 +537,8 @@ impl Signer {
 pub enum CheckError {
     #[error("TLS set-up failed")]
     Tls(#[from] hookline_kit::tls::TlsConfigError),
+    #[error("public keys (whpk_) only verify: check signs, so it needs the signing key (whsk_)")]
+    CannotSign,
 }
 
 /// Runs every case against `target`, in order; `progress` is called
@@ -527,6 +552,9 @@ pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Resu
         .disable_redirects()
         .finish();
     let sender = Sender { client, target };
+    if matches!(target.signer, Signer::Verifying(_)) {
+        return Err(CheckError::CannotSign);
+    }
     let payload = target.payload.as_ref();
     let valid = Message::new(payload);
     let signer = &target.signer;
@@ -585,9 +613,13 @@ fn request_for(case: Case, signer: &Signer, payload: Option<&Payload>) -> Reques
         Case::StaleTimestamp => message.signed_at(signer, now - SKEW_SECS),
         Case::FutureTimestamp => message.signed_at(signer, now + SKEW_SECS),
         Case::ForgedSignature => match signer {
-            Signer::Standard(_) => message
+            Signer::Standard(_) | Signer::Verifying(_) => message
                 .signed(signer)
                 .with(signature_header, format!("v1,{}", random_mac())),
+            Signer::Asymmetric(_) => message.signed(signer).with(
+                signature_header,
+                format!("v1a,{}", BASE64.encode(rand::random::<[u8; 64]>())),
+            ),
             // A random MAC in the dialect's own format: what a key no one
             // holds signs.
             Signer::Dialect { .. } => message.signed(&signer.other()),
@@ -606,7 +638,8 @@ fn request_for(case: Case, signer: &Signer, payload: Option<&Payload>) -> Reques
         Case::MissingSignature => message.signed(signer).without(signature_header),
         Case::UnknownVersionOnly => {
             let request = message.signed(signer);
-            let v2 = request.header(signature_header).replace("v1,", "v2,");
+            // v1, (and v1a,) become v2, (v2a,): versions no receiver knows.
+            let v2 = request.header(signature_header).replacen("v1", "v2", 1);
             request.with(signature_header, v2)
         }
         Case::UnknownVersionAndV1 => {
@@ -708,6 +741,13 @@ impl Message {
                 (headers::WEBHOOK_TIMESTAMP, timestamp.to_string()),
                 (headers::WEBHOOK_SIGNATURE, secrets.sign(&self.id, timestamp, &body)),
             ],
+            Signer::Asymmetric(key) => vec![
+                (headers::WEBHOOK_ID, self.id.clone()),
+                (headers::WEBHOOK_TIMESTAMP, timestamp.to_string()),
+                (headers::WEBHOOK_SIGNATURE, key.sign(&self.id, timestamp, &body)),
+            ],
+            // Never reached: `run` refuses public keys before sending.
+            Signer::Verifying(_) => Vec::new(),
             Signer::Dialect { dialect, key } => dialect.sign(
                 key,
                 &Delivery {
@@ -944,6 +984,28 @@ mod tests {
             let expected = if dialect.signs_timestamp() { 10 } else { 8 };
             assert!(applied >= expected, "{dialect}: {applied} cases");
         }
+        // Standard Webhooks with an Ed25519 key (v1a): the receiver holds
+        // only the public key.
+        let key = SigningKey::from_seed([9; 32]);
+        let keys: PublicKeys = key.public_key().parse().unwrap();
+        let signer = Signer::new(Dialect::Standard, &format!("whsk_{}", BASE64.encode([9; 32]))).unwrap();
+        for case in Case::ALL {
+            let request = request_for(case, &signer, None);
+            let verified = keys
+                .verify(
+                    &request.header(headers::WEBHOOK_ID),
+                    &request.header(headers::WEBHOOK_TIMESTAMP),
+                    &request.header(headers::WEBHOOK_SIGNATURE),
+                    &request.body,
+                    now,
+                )
+                .is_ok();
+            assert_eq!(verified, case.expected() != Expected::Refused, "v1a {case:?}");
+        }
+        assert!(matches!(
+            Signer::new(Dialect::Standard, &key.public_key()),
+            Ok(Signer::Verifying(_))
+        ));
         let message = Message::new(None);
         let (body, tampered) = (message.bytes(), message.tampered_body());
         assert_eq!(body.len(), tampered.len());

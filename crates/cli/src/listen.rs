@@ -28,6 +28,7 @@ use std::time::Duration;
 use actix_web::HttpResponse;
 use actix_web::dev::Server;
 use chrono::Utc;
+use hookline_contract::asymmetric::{KeyError, PublicKeys};
 use hookline_contract::dialect::Dialect;
 use hookline_contract::headers;
 
@@ -206,23 +207,29 @@ async fn receive(arrival: Arrival, settings: &ListenSettings, state: &Mutex<Stat
     }
     .unwrap_or_default()
     .to_owned();
+    // Standard Webhooks' three headers, or which one is missing.
+    let standard = || -> Result<(&str, &str, &str), String> {
+        let missing = |name: &'static str| format!("the {name} header is missing");
+        Ok((
+            header(headers::WEBHOOK_ID).ok_or_else(|| missing(headers::WEBHOOK_ID))?,
+            header(headers::WEBHOOK_TIMESTAMP).ok_or_else(|| missing(headers::WEBHOOK_TIMESTAMP))?,
+            header(headers::WEBHOOK_SIGNATURE).ok_or_else(|| missing(headers::WEBHOOK_SIGNATURE))?,
+        ))
+    };
+    let now = Utc::now().timestamp();
+    let verify_v1a = |keys: &PublicKeys| {
+        let (id, ts, sig) = standard()?;
+        keys.verify(id, ts, sig, &body, now).map_err(|e| e.to_string())
+    };
     let verdict = settings.signer.as_ref().map(|signer| match signer {
         Signer::Standard(secrets) => {
-            let missing = |name: &'static str| format!("the {name} header is missing");
-            let id = header(headers::WEBHOOK_ID).ok_or_else(|| missing(headers::WEBHOOK_ID))?;
-            let ts = header(headers::WEBHOOK_TIMESTAMP).ok_or_else(|| missing(headers::WEBHOOK_TIMESTAMP))?;
-            let sig = header(headers::WEBHOOK_SIGNATURE).ok_or_else(|| missing(headers::WEBHOOK_SIGNATURE))?;
-            secrets
-                .verify(id, ts, sig, &body, Utc::now().timestamp())
-                .map_err(|e| e.to_string())
+            let (id, ts, sig) = standard()?;
+            secrets.verify(id, ts, sig, &body, now).map_err(|e| e.to_string())
         }
+        Signer::Asymmetric(key) => verify_v1a(&key.public_key().parse().map_err(|e: KeyError| e.to_string())?),
+        Signer::Verifying(keys) => verify_v1a(keys),
         Signer::Dialect { dialect, key } => dialect
-            .verify(
-                key,
-                |name| header(name).map(str::to_owned),
-                &body,
-                Utc::now().timestamp(),
-            )
+            .verify(key, |name| header(name).map(str::to_owned), &body, now)
             .map_err(|e| e.to_string()),
     });
     // A body that is not JSON is refused, signed or not: a receiver that

@@ -12,6 +12,7 @@
 //! queues: it depends on serde and a few pure data/crypto crates only, so any
 //! client of the help desk can reuse it.
 
+pub mod asymmetric;
 pub mod chaos;
 pub mod dialect;
 mod events;

@@ -2,8 +2,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hookline_cli::check::{self, Case, Report, Signer, Target};
 use hookline_cli::listen::{DelayRange, ListenSettings, Listener};
+use hookline_contract::asymmetric::SigningKey;
 use hookline_contract::dialect::{Delivery, Dialect};
 use hookline_contract::headers;
 use hookline_tests::{Running, TestDb, closed_port, consumer_settings, secret_set, start_consumer};
@@ -283,4 +286,58 @@ async fn listen_verifies_in_a_provider_s_dialect_and_knows_a_stripe_event_again_
         (5, 3, 2, 1, 1),
         "{totals:?}"
     );
+}
+
+#[actix_web::test]
+async fn check_signs_with_an_ed25519_key_and_listen_verifies_with_only_its_public_key() {
+    let key = SigningKey::from_seed(rand::random());
+    let settings = ListenSettings {
+        signer: Some(Signer::new(Dialect::Standard, &key.public_key()).unwrap()),
+        dialect: Dialect::Standard,
+        fail_rate: 0.0,
+        delay: DelayRange(0..=0),
+        json: true,
+        colour: false,
+    };
+    let listener = Listener::build(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), settings).unwrap();
+    let url = format!("{}/v1a", listener.url);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = actix_web::rt::spawn(listener.run_until(async {
+        let _ = stopped.await;
+    }));
+    let secret = format!("whsk_{}", BASE64.encode(key.seed()));
+    let target = Target {
+        url: url.clone(),
+        signer: Signer::new(Dialect::Standard, &secret).unwrap(),
+        timeout: Duration::from_secs(5),
+        payload: None,
+    };
+    let report = check::run(&target, |_, _| {}).await.unwrap();
+    let signature_cases = names(&[
+        Case::Valid,
+        Case::StaleTimestamp,
+        Case::FutureTimestamp,
+        Case::ForgedSignature,
+        Case::OtherSecret,
+        Case::TamperedBody,
+        Case::MissingSignature,
+        Case::UnknownVersionOnly,
+        Case::UnknownVersionAndV1,
+    ]);
+    let failed_there: BTreeSet<String> = failed(&report).intersection(&signature_cases).cloned().collect();
+    assert!(failed_there.is_empty(), "{}", report.table(false));
+    // Public keys only verify: check refuses to run with one.
+    let target = Target {
+        url: url.clone(),
+        signer: Signer::new(Dialect::Standard, &key.public_key()).unwrap(),
+        timeout: Duration::from_secs(5),
+        payload: None,
+    };
+    assert!(matches!(
+        check::run(&target, |_, _| {}).await,
+        Err(check::CheckError::CannotSign)
+    ));
+    let _ = stop.send(());
+    let totals = served.await.unwrap().unwrap();
+    assert!(totals.verified >= 3 && totals.refused >= 6, "{totals:?}");
 }
