@@ -8,7 +8,7 @@
 //! Rotation works as with shared secrets: the sender signs with the old
 //! and the new key for a while (several `v1a,` signatures, space-separated),
 //! the receiver accepts any of its public keys. The timestamp tolerance is
-//! the same ([`TOLERANCE_SECS`]).
+//! the same ([`TOLERANCE_SECS`](crate::signature::TOLERANCE_SECS)).
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,7 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signature, Signer as _, SigningKey as Ed25519Secret, Verifier as _, VerifyingKey};
 
-use crate::signature::{TOLERANCE_SECS, VerifyError};
+use crate::signature::{VerifyError, fresh_timestamp};
 
 const SECRET_PREFIX: &str = "whsk_";
 const PUBLIC_PREFIX: &str = "whpk_";
@@ -106,10 +106,7 @@ impl PublicKeys {
         body: &[u8],
         now: i64,
     ) -> Result<(), VerifyError> {
-        let ts: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-        if now.abs_diff(ts) > TOLERANCE_SECS.unsigned_abs() {
-            return Err(VerifyError::Stale);
-        }
+        let ts = fresh_timestamp(timestamp, now)?;
         let content = signed_content(msg_id, ts, body);
         let candidates: Vec<Signature> = signatures
             .split_whitespace()

@@ -154,10 +154,7 @@ impl SecretSet {
         body: &[u8],
         now: i64,
     ) -> Result<(), VerifyError> {
-        let timestamp: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-        if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
-            return Err(VerifyError::Stale);
-        }
+        let timestamp = fresh_timestamp(timestamp, now)?;
         let candidates: Vec<Vec<u8>> = signatures
             .split_whitespace()
             .filter_map(|sig| sig.strip_prefix(VERSION_PREFIX))
@@ -171,6 +168,16 @@ impl SecretSet {
         });
         if matches { Ok(()) } else { Err(VerifyError::NoMatch) }
     }
+}
+
+/// A `webhook-timestamp` read, and within [`TOLERANCE_SECS`] of `now`:
+/// the check every Standard Webhooks signature (`v1`, `v1a`) starts with.
+pub(crate) fn fresh_timestamp(timestamp: &str, now: i64) -> Result<i64, VerifyError> {
+    let timestamp: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
+    if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
+        return Err(VerifyError::Stale);
+    }
+    Ok(timestamp)
 }
 
 impl FromStr for SecretSet {

@@ -19,6 +19,8 @@ pub mod db;
 pub mod hostile;
 /// Requests to the services, polls with deadlines, assertions on answers.
 pub mod http;
+/// `hookline listen` inside a test.
+pub mod listen;
 /// Real processes (our binaries, redis-server), stopped by pid.
 pub mod process;
 /// A TCP proxy that loses the answers to the first few requests.
@@ -39,6 +41,7 @@ pub use http::{
     assert_client_error, call, closed_port, get_json, get_text, metric_sum, post_json, post_json_with_headers,
     post_raw, post_review, post_signed_webhook, request_json, send_json, wait_for, wait_for_delivery,
 };
+pub use listen::{Listening, start_listener};
 pub use receiver::{Behaviour, Received, Receiver};
 pub use redis::{Footprint, TestRedis};
 pub use stack::{Running, Stack, consumer_settings, helpdesk_settings, start_consumer, start_helpdesk};

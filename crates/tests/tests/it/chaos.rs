@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use hookline_cli::check::Signer;
-use hookline_cli::listen::{DelayRange, ListenSettings, Listener, Totals};
+use hookline_cli::listen::Totals;
 use hookline_cli::trigger::{self, Summary, Trigger};
 use hookline_contract::chaos::{ChaosProfile, Fault};
 use hookline_contract::dialect::Dialect;
 use hookline_contract::{CaseView, Review, headers};
 use hookline_tests::{
     Running, Stack, TestRedis, assert_client_error, call, get_text, helpdesk_settings, metric_sum, post_review,
-    secret_set, start_helpdesk, wait_for,
+    secret_set, start_helpdesk, start_listener, wait_for,
 };
 use serde_json::json;
 
@@ -224,7 +224,8 @@ async fn a_chaos_run_of_1000_reviews_ends_with_every_decision_at_the_consumer_an
     assert_eq!((run.failed, run.server_errors), (0, 0));
 }
 
-/// `hookline listen` on a free port, run until the returned sender fires.
+/// `hookline listen` on a free port (verifying our secret if `secret`),
+/// run until the returned sender fires.
 fn listen(
     secret: bool,
 ) -> (
@@ -232,26 +233,8 @@ fn listen(
     tokio::sync::oneshot::Sender<()>,
     actix_web::rt::task::JoinHandle<Totals>,
 ) {
-    let settings = ListenSettings {
-        signer: secret.then(|| Signer::Standard(secret_set())),
-        dialect: Dialect::Standard,
-        fail_rate: 0.0,
-        delay: DelayRange(0..=0),
-        json: true,
-        colour: false,
-    };
-    let listener = Listener::build(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), settings).unwrap();
-    let url = format!("{}/hook", listener.url);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let totals = actix_web::rt::spawn(async move {
-        listener
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap()
-    });
-    (url, stop, totals)
+    let listening = start_listener(secret.then(|| Signer::Standard(secret_set())), Dialect::Standard);
+    (format!("{}/hook", listening.url), listening.stop, listening.totals)
 }
 
 fn trigger_to(helpdesk: &Running, to: &str, count: usize, chaos: &str) -> Trigger {

@@ -5,11 +5,10 @@ use actix_web::{App, HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hookline_cli::check::{self, Case, Report, Signer, Target};
-use hookline_cli::listen::{DelayRange, ListenSettings, Listener};
 use hookline_contract::asymmetric::SigningKey;
 use hookline_contract::dialect::{Delivery, Dialect};
 use hookline_contract::headers;
-use hookline_tests::{Running, TestDb, closed_port, consumer_settings, secret_set, start_consumer};
+use hookline_tests::{Running, TestDb, closed_port, consumer_settings, secret_set, start_consumer, start_listener};
 
 async fn check(url: &str) -> Report {
     let target = Target {
@@ -223,20 +222,8 @@ async fn check_speaks_each_provider_s_dialect_and_says_which_cases_do_not_apply(
 #[actix_web::test]
 async fn listen_verifies_in_a_provider_s_dialect_and_knows_a_stripe_event_again_by_its_id() {
     let secret = "whsec_test_4eC39HqLyjWDarjtT1zdp7dc";
-    let settings = ListenSettings {
-        signer: Some(Signer::new(Dialect::Stripe, secret).unwrap()),
-        dialect: Dialect::Stripe,
-        fail_rate: 0.0,
-        delay: DelayRange(0..=0),
-        json: true,
-        colour: false,
-    };
-    let listener = Listener::build(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), settings).unwrap();
-    let url = format!("{}/stripe", listener.url);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let totals = actix_web::rt::spawn(listener.run_until(async {
-        let _ = stopped.await;
-    }));
+    let listening = start_listener(Some(Signer::new(Dialect::Stripe, secret).unwrap()), Dialect::Stripe);
+    let url = format!("{}/stripe", listening.url);
     let key = Dialect::Stripe.key(secret).unwrap();
     let body = br#"{"id":"evt_1","type":"invoice.paid","data":{"object":{}}}"#;
     let send = async |timestamp: i64, body: &[u8]| {
@@ -273,8 +260,8 @@ async fn listen_verifies_in_a_provider_s_dialect_and_knows_a_stripe_event_again_
         request.send_body(tampered).await.unwrap().status().as_u16()
     };
     assert_eq!(signed_then_changed, 401);
-    let _ = stop.send(());
-    let totals = totals.await.unwrap().unwrap();
+    let _ = listening.stop.send(());
+    let totals = listening.totals.await.unwrap();
     assert_eq!(
         (
             totals.received,
@@ -291,20 +278,9 @@ async fn listen_verifies_in_a_provider_s_dialect_and_knows_a_stripe_event_again_
 #[actix_web::test]
 async fn check_signs_with_an_ed25519_key_and_listen_verifies_with_only_its_public_key() {
     let key = SigningKey::from_seed(rand::random());
-    let settings = ListenSettings {
-        signer: Some(Signer::new(Dialect::Standard, &key.public_key()).unwrap()),
-        dialect: Dialect::Standard,
-        fail_rate: 0.0,
-        delay: DelayRange(0..=0),
-        json: true,
-        colour: false,
-    };
-    let listener = Listener::build(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), settings).unwrap();
-    let url = format!("{}/v1a", listener.url);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = actix_web::rt::spawn(listener.run_until(async {
-        let _ = stopped.await;
-    }));
+    let public = Signer::new(Dialect::Standard, &key.public_key()).unwrap();
+    let listening = start_listener(Some(public), Dialect::Standard);
+    let url = format!("{}/v1a", listening.url);
     let secret = format!("whsk_{}", BASE64.encode(key.seed()));
     let target = Target {
         url: url.clone(),
@@ -337,7 +313,7 @@ async fn check_signs_with_an_ed25519_key_and_listen_verifies_with_only_its_publi
         check::run(&target, |_, _| {}).await,
         Err(check::CheckError::CannotSign)
     ));
-    let _ = stop.send(());
-    let totals = served.await.unwrap().unwrap();
+    let _ = listening.stop.send(());
+    let totals = listening.totals.await.unwrap();
     assert!(totals.verified >= 3 && totals.refused >= 6, "{totals:?}");
 }
