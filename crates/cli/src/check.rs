@@ -27,15 +27,13 @@
 
 use std::time::Duration;
 
-use awc::error::SendRequestError;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use chrono::Utc;
-use hookline_contract::asymmetric::{KeyError, PublicKeys, SigningKey};
-use hookline_contract::dialect::{Delivery, Dialect};
-use hookline_contract::headers;
-use hookline_contract::signature::{SecretError, SecretSet, WebhookSecret};
+use hookline_contract::dialect::Dialect;
 use serde::Serialize;
+
+mod request;
+
+pub use request::{BadSecret, Payload, PayloadError, Signer};
+use request::{Message, Sender, request_for};
 
 /// The body size of the oversized case: far above any sensible limit for a
 /// status webhook, small enough to send quickly.
@@ -447,91 +445,6 @@ pub struct Target {
     pub payload: Option<Payload>,
 }
 
-/// A JSON object to send as every webhook's body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Payload(serde_json::Map<String, serde_json::Value>);
-
-/// Why a `--payload` cannot be sent.
-#[derive(Debug, thiserror::Error)]
-pub enum PayloadError {
-    #[error("the payload is not JSON")]
-    NotJson(#[from] serde_json::Error),
-    #[error("the payload must be a JSON object (the battery adds fields to it)")]
-    NotAnObject,
-}
-
-impl Payload {
-    pub fn parse(text: &str) -> Result<Self, PayloadError> {
-        match serde_json::from_str(text)? {
-            serde_json::Value::Object(map) => Ok(Self(map)),
-            _ => Err(PayloadError::NotAnObject),
-        }
-    }
-}
-
-/// How the battery signs (and `listen` verifies): Standard Webhooks with
-/// the receiver's secrets (every one of them, as a sender rotating them
-/// does), or with an Ed25519 key (`v1a`: the signing key `whsk_…`; a
-/// receiver's public keys `whpk_…` only verify), or another provider's
-/// dialect with its secret.
-#[derive(Debug, Clone)]
-pub enum Signer {
-    Standard(SecretSet),
-    Asymmetric(SigningKey),
-    /// Public keys: they verify (`listen`) and cannot sign (`check`).
-    Verifying(PublicKeys),
-    Dialect {
-        dialect: Dialect,
-        key: Vec<u8>,
-    },
-}
-
-/// Why `--secret` cannot be read in its dialect.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadSecret {
-    #[error(transparent)]
-    Shared(#[from] SecretError),
-    #[error(transparent)]
-    Key(#[from] KeyError),
-}
-
-impl Signer {
-    /// `secret` as `dialect` writes it (Standard Webhooks: `whsec_…`,
-    /// comma-separated for several, or an Ed25519 key `whsk_…` / public
-    /// keys `whpk_…`; the others: the string itself).
-    pub fn new(dialect: Dialect, secret: &str) -> Result<Self, BadSecret> {
-        let secret = secret.trim();
-        Ok(match dialect {
-            Dialect::Standard if secret.starts_with("whsk_") => Self::Asymmetric(secret.parse()?),
-            Dialect::Standard if secret.starts_with("whpk_") => Self::Verifying(secret.parse()?),
-            Dialect::Standard => Self::Standard(secret.parse()?),
-            other => Self::Dialect {
-                dialect: other,
-                key: other.key(secret)?,
-            },
-        })
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        match self {
-            Self::Standard(_) | Self::Asymmetric(_) | Self::Verifying(_) => Dialect::Standard,
-            Self::Dialect { dialect, .. } => *dialect,
-        }
-    }
-
-    /// The same dialect with a secret no receiver holds.
-    fn other(&self) -> Self {
-        match self {
-            Self::Standard(_) | Self::Verifying(_) => Self::Standard(other_secret()),
-            Self::Asymmetric(_) => Self::Asymmetric(SigningKey::from_seed(rand::random())),
-            Self::Dialect { dialect, .. } => Self::Dialect {
-                dialect: *dialect,
-                key: rand::random::<[u8; 32]>().to_vec(),
-            },
-        }
-    }
-}
-
 /// Why the run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -603,225 +516,14 @@ pub async fn run(target: &Target, mut progress: impl FnMut(usize, Case)) -> Resu
     Ok(report)
 }
 
-/// The request of a case other than the valid one and its duplicates.
-fn request_for(case: Case, signer: &Signer, payload: Option<&Payload>) -> Request {
-    let message = Message::new(payload);
-    let now = Utc::now().timestamp();
-    let dialect = signer.dialect();
-    let signature_header = dialect.signature_header();
-    match case {
-        Case::StaleTimestamp => message.signed_at(signer, now - SKEW_SECS),
-        Case::FutureTimestamp => message.signed_at(signer, now + SKEW_SECS),
-        Case::ForgedSignature => match signer {
-            Signer::Standard(_) | Signer::Verifying(_) => message
-                .signed(signer)
-                .with(signature_header, format!("v1,{}", random_mac())),
-            Signer::Asymmetric(_) => message.signed(signer).with(
-                signature_header,
-                format!("v1a,{}", BASE64.encode(rand::random::<[u8; 64]>())),
-            ),
-            // A random MAC in the dialect's own format: what a key no one
-            // holds signs.
-            Signer::Dialect { .. } => message.signed(&signer.other()),
-        },
-        Case::OtherSecret => message.signed(&signer.other()),
-        Case::TamperedBody => {
-            let mut request = message.signed(signer);
-            request.body = message.tampered_body();
-            request
-        }
-        Case::MissingWebhookId => message.signed(signer).without(headers::WEBHOOK_ID),
-        Case::MissingTimestamp => match dialect {
-            Dialect::Slack => message.signed(signer).without("X-Slack-Request-Timestamp"),
-            _ => message.signed(signer).without(headers::WEBHOOK_TIMESTAMP),
-        },
-        Case::MissingSignature => message.signed(signer).without(signature_header),
-        Case::UnknownVersionOnly => {
-            let request = message.signed(signer);
-            // v1, (and v1a,) become v2, (v2a,): versions no receiver knows.
-            let v2 = request.header(signature_header).replacen("v1", "v2", 1);
-            request.with(signature_header, v2)
-        }
-        Case::UnknownVersionAndV1 => {
-            let request = message.signed(signer);
-            let both = format!("v2,{} {}", random_mac(), request.header(signature_header));
-            request.with(signature_header, both)
-        }
-        Case::OversizedBody => message
-            .with_extra("padding", "x".repeat(OVERSIZED_BYTES))
-            .signed(signer),
-        Case::UnknownFields => message
-            .with_extra("hooklineCheck", "an unknown field")
-            .with_extra("nested", serde_json::json!({"also": ["unknown", 1, true]}))
-            .signed(signer),
-        Case::Valid | Case::DuplicateSequential | Case::DuplicateConcurrent => message.signed(signer),
-    }
-}
-
-fn random_mac() -> String {
-    BASE64.encode(rand::random::<[u8; 32]>())
-}
-
-fn other_secret() -> SecretSet {
-    SecretSet::single(WebhookSecret::from_array(rand::random()))
-}
-
-/// One webhook before it is signed: the tutorial's flat payload.
-#[derive(Debug, Clone)]
-struct Message {
-    id: String,
-    body: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Message {
-    /// `payload` as it is, or the tutorial's with fresh ids.
-    fn new(payload: Option<&Payload>) -> Self {
-        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-        if let Some(Payload(body)) = payload {
-            return Self { id, body: body.clone() };
-        }
-        let mut body = serde_json::Map::new();
-        body.insert("documentId".into(), uuid::Uuid::new_v4().to_string().into());
-        body.insert("agentId".into(), uuid::Uuid::new_v4().to_string().into());
-        body.insert("documentStatus".into(), "ACCEPTED".into());
-        Self { id, body }
-    }
-
-    fn with_extra(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.body.insert(key.into(), value.into());
-        self
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        serde_json::Value::Object(self.body.clone()).to_string().into_bytes()
-    }
-
-    /// The body with one character changed: the last of the first
-    /// non-empty string in it (documentId's, in the review payload), so it
-    /// stays valid JSON of the same length; a payload without one gets a
-    /// field more.
-    fn tampered_body(&self) -> Vec<u8> {
-        fn first_string(value: &mut serde_json::Value) -> Option<&mut String> {
-            match value {
-                serde_json::Value::String(text) if !text.is_empty() => Some(text),
-                serde_json::Value::Object(map) => map.values_mut().find_map(first_string),
-                serde_json::Value::Array(items) => items.iter_mut().find_map(first_string),
-                _ => None,
-            }
-        }
-        let mut changed = serde_json::Value::Object(self.body.clone());
-        let target = match changed.get_mut("documentId") {
-            Some(serde_json::Value::String(_)) => changed.get_mut("documentId").and_then(first_string),
-            _ => first_string(&mut changed),
-        };
-        match target {
-            Some(text) => {
-                let last = if text.ends_with('0') { '1' } else { '0' };
-                text.pop();
-                text.push(last);
-            }
-            None => {
-                if let serde_json::Value::Object(map) = &mut changed {
-                    map.insert("tampered".into(), true.into());
-                }
-            }
-        }
-        changed.to_string().into_bytes()
-    }
-
-    fn signed(&self, signer: &Signer) -> Request {
-        self.signed_at(signer, Utc::now().timestamp())
-    }
-
-    fn signed_at(&self, signer: &Signer, timestamp: i64) -> Request {
-        let body = self.bytes();
-        let headers = match signer {
-            Signer::Standard(secrets) => vec![
-                (headers::WEBHOOK_ID, self.id.clone()),
-                (headers::WEBHOOK_TIMESTAMP, timestamp.to_string()),
-                (headers::WEBHOOK_SIGNATURE, secrets.sign(&self.id, timestamp, &body)),
-            ],
-            Signer::Asymmetric(key) => vec![
-                (headers::WEBHOOK_ID, self.id.clone()),
-                (headers::WEBHOOK_TIMESTAMP, timestamp.to_string()),
-                (headers::WEBHOOK_SIGNATURE, key.sign(&self.id, timestamp, &body)),
-            ],
-            // Never reached: `run` refuses public keys before sending.
-            Signer::Verifying(_) => Vec::new(),
-            Signer::Dialect { dialect, key } => dialect.sign(
-                key,
-                &Delivery {
-                    id: &self.id,
-                    event: "document.accepted",
-                    timestamp,
-                    body: &body,
-                },
-            ),
-        };
-        Request { headers, body }
-    }
-}
-
-/// One request as it goes on the wire.
-#[derive(Debug, Clone)]
-struct Request {
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, header: &str) -> String {
-        self.headers
-            .iter()
-            .find(|(name, _)| *name == header)
-            .map(|(_, value)| value.clone())
-            .unwrap_or_default()
-    }
-
-    fn with(mut self, header: &str, new: String) -> Self {
-        for (name, value) in &mut self.headers {
-            if *name == header {
-                *value = new.clone();
-            }
-        }
-        self
-    }
-
-    fn without(mut self, header: &str) -> Self {
-        self.headers.retain(|(name, _)| *name != header);
-        self
-    }
-}
-
-struct Sender<'a> {
-    client: awc::Client,
-    target: &'a Target,
-}
-
-impl Sender<'_> {
-    async fn send(&self, request: Request) -> Got {
-        let mut builder = self
-            .client
-            .post(&self.target.url)
-            .insert_header(("content-type", "application/json"));
-        for (name, value) in request.headers {
-            builder = builder.insert_header((name, value));
-        }
-        match builder.send_body(request.body).await {
-            Ok(mut response) => {
-                // Read (a bounded part of) the body so the connection can be reused.
-                let _ = response.body().limit(64 * 1024).await;
-                Got::Status(response.status().as_u16())
-            }
-            Err(SendRequestError::Timeout) => Got::Timeout,
-            Err(SendRequestError::Connect(error)) => Got::NoConnection(error.to_string()),
-            Err(error) => Got::ConnectionError(error.to_string()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use chrono::Utc;
+    use hookline_contract::asymmetric::{PublicKeys, SigningKey};
+    use hookline_contract::headers;
+
     use super::*;
 
     const T: Duration = Duration::from_secs(5);
