@@ -49,9 +49,9 @@ const CPU_FLOOR_US: f64 = 10.0;
 
 /// Call counts per job may also grow by this much before the check
 /// fails, whatever the ratio: finishes are batched, so script calls per job
-/// are a fraction (0.09 in a drain) that moves with how many outcomes a
-/// batch happened to gather, and 0.09 → 0.10 is timing, not a regression
-/// (un-batching them would add a whole call per job).
+/// are a small fraction that moves with how many outcomes a batch happened
+/// to gather (docs/BENCHMARKS.md, "The CI check"); un-batching them would
+/// add a whole call per job.
 const CALLS_SLACK_PER_JOB: f64 = 0.05;
 
 /// A figure of one scenario: its name, the old value, the new one, the
