@@ -61,10 +61,11 @@ pub enum Case {
     UnknownVersionAndV1,
     OversizedBody,
     UnknownFields,
+    ReformattedBody,
 }
 
 impl Case {
-    pub const ALL: [Case; 15] = [
+    pub const ALL: [Case; 16] = [
         Case::Valid,
         Case::DuplicateSequential,
         Case::DuplicateConcurrent,
@@ -80,6 +81,7 @@ impl Case {
         Case::UnknownVersionAndV1,
         Case::OversizedBody,
         Case::UnknownFields,
+        Case::ReformattedBody,
     ];
 
     /// The short name in the table and the JSON.
@@ -100,6 +102,7 @@ impl Case {
             Case::UnknownVersionAndV1 => "v2 and a valid v1",
             Case::OversizedBody => "2 MiB body",
             Case::UnknownFields => "unknown JSON fields",
+            Case::ReformattedBody => "body not in compact JSON",
         }
     }
 
@@ -139,7 +142,7 @@ impl Case {
     pub fn expected(self) -> Expected {
         match self {
             Case::Valid | Case::DuplicateSequential | Case::DuplicateConcurrent => Expected::Accepted,
-            Case::UnknownVersionAndV1 | Case::UnknownFields => Expected::Accepted,
+            Case::UnknownVersionAndV1 | Case::UnknownFields | Case::ReformattedBody => Expected::Accepted,
             Case::OversizedBody => Expected::TooLarge,
             _ => Expected::Refused,
         }
@@ -250,6 +253,9 @@ fn why_accept(case: Case) -> &'static str {
         }
         Case::UnknownVersionAndV1 => "one valid v1 signature is enough; unknown versions must be skipped",
         Case::UnknownFields => "senders add fields; a receiver must ignore the ones it does not know",
+        Case::ReformattedBody => {
+            "the signature is over the raw body as sent: a receiver that parses the JSON and serialises it again to verify fails any sender that does not write compact JSON in the same key order"
+        }
         _ => "a correctly signed webhook was not accepted (wrong secret or URL?)",
     }
 }

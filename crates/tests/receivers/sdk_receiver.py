@@ -2,7 +2,7 @@
 library, for `hookline check --dialect` to be proven against (the tests in
 crates/tests/tests/it/sdk_receivers.rs run it).
 
-    python sdk_receiver.py DIALECT SECRET [--naive]
+    python sdk_receiver.py DIALECT SECRET [--naive KIND]
 
 DIALECT is standard (the `standardwebhooks` package, by the scheme's
 authors), stripe (Stripe's SDK: `stripe.Webhook.construct_event`), slack
@@ -11,14 +11,28 @@ authors), stripe (Stripe's SDK: `stripe.Webhook.construct_event`), slack
 raw body, compared with `hmac.compare_digest`). It listens on a free port
 of 127.0.0.1, prints the port on its first line, answers 204 to a webhook
 that verifies, 400 to one that does not and 413 to a body over 64 KiB.
-With --naive it verifies nothing (and caps nothing): the receiver the
-battery must catch.
+With --naive it is one of the receivers the battery must catch:
+
+- `nothing`: verifies nothing and caps nothing;
+- `no-timestamp`: verifies the signature with the same library but skips
+  its timestamp check (where the dialect signs one), so a captured request
+  can be replayed for ever;
+- `reserialised`: verifies the body after `json.loads` and a compact
+  `json.dumps` (what `JSON.stringify(req.body)` does behind a body
+  parser), not the raw bytes that were signed.
+
+A fourth naive receiver people write, comparing signatures with `==`
+rather than in constant time, cannot be told from outside over a network
+(the difference is nanoseconds in a string comparison); the correct
+receivers here use the libraries' constant-time comparisons.
 """
 
 import base64
 import hashlib
 import hmac
+import json
 import sys
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_BODY = 64 * 1024
@@ -76,22 +90,74 @@ def verifier(dialect, secret):
     raise SystemExit(f"unknown dialect {dialect}")
 
 
+def without_timestamp_check(dialect, secret):
+    """The provider's signature check with its timestamp check left out."""
+    if dialect == "standard":
+        from standardwebhooks.webhooks import Webhook
+
+        hook = Webhook(secret)
+
+        def check(body, headers):
+            when = datetime.fromtimestamp(int(headers.get("webhook-timestamp")), tz=timezone.utc)
+            expected = hook.sign(headers.get("webhook-id"), when, body)
+            if expected not in headers.get("webhook-signature", "").split(" "):
+                raise ValueError("no matching signature")
+
+        return check
+    if dialect == "stripe":
+        import stripe
+
+        def check(body, headers):
+            # tolerance=None: the library then skips the timestamp.
+            stripe.WebhookSignature.verify_header(body, headers.get("Stripe-Signature"), secret, tolerance=None)
+
+        return check
+    if dialect == "slack":
+        from slack_sdk.signature import SignatureVerifier
+
+        slack = SignatureVerifier(secret)
+
+        def check(body, headers):
+            expected = slack.generate_signature(timestamp=headers.get("X-Slack-Request-Timestamp"), body=body)
+            if not hmac.compare_digest(expected or "", headers.get("X-Slack-Signature") or ""):
+                raise ValueError("invalid Slack signature")
+
+        return check
+    # GitHub and Shopify sign no timestamp: nothing to leave out.
+    return verifier(dialect, secret)
+
+
+def reserialising(dialect, secret):
+    """The correct check, given the body parsed and serialised again."""
+    verify = verifier(dialect, secret)
+
+    def check(body, headers):
+        verify(json.dumps(json.loads(body), separators=(",", ":")).encode(), headers)
+
+    return check
+
+
 def main():
     dialect, secret = sys.argv[1], sys.argv[2]
-    naive = "--naive" in sys.argv[3:]
-    verify = verifier(dialect, secret)
+    naive = sys.argv[4] if sys.argv[3:4] == ["--naive"] else None
+    verify = {
+        None: lambda: verifier(dialect, secret),
+        "nothing": lambda: None,
+        "no-timestamp": lambda: without_timestamp_check(dialect, secret),
+        "reserialised": lambda: reserialising(dialect, secret),
+    }[naive]()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
-            if not naive and length > MAX_BODY:
+            if naive != "nothing" and length > MAX_BODY:
                 self.send_response(413)
                 self.send_header("Connection", "close")
                 self.end_headers()
                 return
             body = self.rfile.read(length)
             status = 204
-            if not naive:
+            if verify is not None:
                 try:
                     verify(body, self.headers)
                 except Exception:  # every library raises its own kind

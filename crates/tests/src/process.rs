@@ -1,4 +1,4 @@
-//! Real processes for fault tests: the `consumer` and `helpdesk` binaries
+//! Real processes for fault tests: the `consumer`, `helpdesk` and `hookline` binaries
 //! and a private `redis-server`, started on loopback, stopped by pid (SIGKILL
 //! or SIGTERM) — never by name — and always reaped on drop.
 
@@ -25,6 +25,8 @@ pub fn binary(name: &str) -> PathBuf {
             "hookline-consumer",
             "-p",
             "hookline-helpdesk",
+            "-p",
+            "hookline-cli",
             "--bins",
         ]);
         if profile_dir.ends_with("release") {

@@ -150,6 +150,13 @@ pub(super) fn request_for(case: Case, signer: &Signer, payload: Option<&Payload>
             .with_extra("hooklineCheck", "an unknown field")
             .with_extra("nested", serde_json::json!({"also": ["unknown", 1, true]}))
             .signed(signer),
+        // Indented over several lines: bytes that neither JSON.stringify nor
+        // json.dumps of the parsed body gives back.
+        Case::ReformattedBody => Message {
+            pretty: true,
+            ..message
+        }
+        .signed(signer),
         Case::Valid | Case::DuplicateSequential | Case::DuplicateConcurrent => message.signed(signer),
     }
 }
@@ -167,6 +174,8 @@ fn other_secret() -> SecretSet {
 pub(super) struct Message {
     pub(super) id: String,
     pub(super) body: serde_json::Map<String, serde_json::Value>,
+    /// Written indented rather than compact.
+    pub(super) pretty: bool,
 }
 
 impl Message {
@@ -174,13 +183,21 @@ impl Message {
     pub(super) fn new(payload: Option<&Payload>) -> Self {
         let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
         if let Some(Payload(body)) = payload {
-            return Self { id, body: body.clone() };
+            return Self {
+                id,
+                body: body.clone(),
+                pretty: false,
+            };
         }
         let mut body = serde_json::Map::new();
         body.insert("documentId".into(), uuid::Uuid::new_v4().to_string().into());
         body.insert("agentId".into(), uuid::Uuid::new_v4().to_string().into());
         body.insert("documentStatus".into(), "ACCEPTED".into());
-        Self { id, body }
+        Self {
+            id,
+            body,
+            pretty: false,
+        }
     }
 
     pub(super) fn with_extra(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
@@ -189,7 +206,12 @@ impl Message {
     }
 
     pub(super) fn bytes(&self) -> Vec<u8> {
-        serde_json::Value::Object(self.body.clone()).to_string().into_bytes()
+        let body = serde_json::Value::Object(self.body.clone());
+        if self.pretty {
+            serde_json::to_vec_pretty(&body).unwrap_or_else(|_| unreachable!("a JSON value serialises"))
+        } else {
+            body.to_string().into_bytes()
+        }
     }
 
     /// The body with one character changed: the last of the first

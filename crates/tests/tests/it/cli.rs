@@ -317,3 +317,74 @@ async fn check_signs_with_an_ed25519_key_and_listen_verifies_with_only_its_publi
     let totals = listening.totals.await.unwrap();
     assert!(totals.verified >= 3 && totals.refused >= 6, "{totals:?}");
 }
+
+/// What CI systems read: `hookline check --junit` through the real binary,
+/// read back by a JUnit parser, says what its own `--json` report says,
+/// case by case — failures with their explanation, the cases the dialect
+/// cannot say as skipped.
+#[actix_web::test]
+async fn hookline_check_junit_is_read_back_by_a_junit_parser_as_the_report_says() {
+    let naive = Running::serve(|| App::new().default_service(web::to(|| async { HttpResponse::Ok().finish() })));
+    let junit = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("check-{}.xml", rand::random::<u64>()));
+
+    let url = naive.url.clone();
+    let junit_path = junit.clone();
+    let output = actix_web::rt::task::spawn_blocking(move || {
+        std::process::Command::new(hookline_tests::process::binary("hookline"))
+            .args([
+                "check",
+                &url,
+                "--secret",
+                "a provider's secret",
+                "--dialect",
+                "github",
+                "--json",
+            ])
+            .arg("--junit")
+            .arg(&junit_path)
+            .env_remove("WEBHOOK_SECRET")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let suites = junit_parser::from_reader(std::io::BufReader::new(std::fs::File::open(&junit).unwrap())).unwrap();
+    let suite = &suites.suites[0];
+    let outcomes = report["outcomes"].as_array().unwrap();
+    let not_applicable = report["not_applicable"].as_array().unwrap();
+    let failing: BTreeSet<&str> = outcomes
+        .iter()
+        .filter(|o| o["passed"] == false)
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(!failing.is_empty() && !not_applicable.is_empty());
+    assert_eq!(suite.cases.len(), outcomes.len() + not_applicable.len());
+    assert_eq!(suite.tests as usize, suite.cases.len());
+    assert_eq!(suite.failures as usize, failing.len());
+    assert_eq!(suite.skipped as usize, not_applicable.len());
+    for case in &suite.cases {
+        let name = case.original_name.as_str();
+        assert_eq!(case.classname.as_deref(), Some("hookline.check.github"));
+        if failing.contains(name) {
+            let failure = case.status.failure_as_ref();
+            let explanation = outcomes.iter().find(|o| o["name"] == name).unwrap()["explanation"]
+                .as_str()
+                .unwrap();
+            assert_eq!(failure.message, explanation, "{name}");
+        } else if let Some(skipped) = not_applicable.iter().find(|s| s["name"] == name) {
+            assert!(case.status.is_skipped(), "{name}: {:?}", case.status);
+            assert_eq!(case.status.skipped_as_ref().message, skipped["why"].as_str().unwrap());
+        } else {
+            assert!(case.status.is_success(), "{name}: {:?}", case.status);
+        }
+    }
+    std::fs::remove_file(&junit).unwrap();
+}

@@ -2,8 +2,10 @@
 //! provider's own verification library (`crates/tests/receivers/`: Stripe's
 //! SDK, Slack's SDK, the `standardwebhooks` package; GitHub's and
 //! Shopify's documented snippets), not against our own verifier: each
-//! correct receiver passes every case that applies, and the same receiver
-//! verifying nothing fails, naming the cases.
+//! correct receiver passes every case that applies, and each naive variant
+//! of it fails, naming the cases it gets wrong: one that verifies nothing,
+//! one that skips the library's timestamp check, one that verifies the body
+//! parsed and serialised again instead of the raw bytes.
 //!
 //! The libraries come from PyPI into a virtualenv under the test target
 //! directory (pinned in `receivers/requirements.txt`; made once per target
@@ -52,7 +54,8 @@ struct SdkReceiver {
 }
 
 impl SdkReceiver {
-    fn start(python: &Path, dialect: Dialect, secret: &str, naive: bool) -> Self {
+    /// `naive`: `nothing`, `no-timestamp` or `reserialised` (see the script).
+    fn start(python: &Path, dialect: Dialect, secret: &str, naive: Option<&str>) -> Self {
         let mut command = Command::new(python);
         command
             .arg(format!("{RECEIVERS}/sdk_receiver.py"))
@@ -60,8 +63,8 @@ impl SdkReceiver {
             .arg(secret)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if naive {
-            command.arg("--naive");
+        if let Some(kind) = naive {
+            command.arg("--naive").arg(kind);
         }
         let mut child = command.spawn().unwrap();
         let mut port = String::new();
@@ -115,7 +118,7 @@ async fn each_provider_s_own_library_passes_check_in_its_dialect_and_a_naive_rec
             Dialect::Stripe => "whsec_test_4eC39HqLyjWDarjtT1zdp7dc",
             _ => "a provider's signing secret",
         };
-        let correct = SdkReceiver::start(&python, dialect, secret, false);
+        let correct = SdkReceiver::start(&python, dialect, secret, None);
         let report = check_in(dialect, secret, &correct.url).await;
         assert!(
             report.passed(),
@@ -123,7 +126,7 @@ async fn each_provider_s_own_library_passes_check_in_its_dialect_and_a_naive_rec
             report.table(false)
         );
 
-        let naive = SdkReceiver::start(&python, dialect, secret, true);
+        let naive = SdkReceiver::start(&python, dialect, secret, Some("nothing"));
         let report = check_in(dialect, secret, &naive.url).await;
         let failed: BTreeSet<Case> = report.failed().collect();
         for case in [
@@ -144,6 +147,30 @@ async fn each_provider_s_own_library_passes_check_in_its_dialect_and_a_naive_rec
                 "{dialect}:\n{}",
                 report.table(false)
             );
+            // The signature checked, the timestamp not: exactly the
+            // timestamp cases the dialect can say fail.
+            let naive = SdkReceiver::start(&python, dialect, secret, Some("no-timestamp"));
+            let report = check_in(dialect, secret, &naive.url).await;
+            let expected: BTreeSet<Case> = [Case::StaleTimestamp, Case::FutureTimestamp]
+                .into_iter()
+                .filter(|case| case.applies(dialect).is_ok())
+                .collect();
+            assert_eq!(
+                report.failed().collect::<BTreeSet<_>>(),
+                expected,
+                "{dialect}, no timestamp check:\n{}",
+                report.table(false)
+            );
         }
+        // Compact JSON parsed and written again comes back byte for byte;
+        // only the indented body tells this receiver apart.
+        let naive = SdkReceiver::start(&python, dialect, secret, Some("reserialised"));
+        let report = check_in(dialect, secret, &naive.url).await;
+        assert_eq!(
+            report.failed().collect::<BTreeSet<_>>(),
+            BTreeSet::from([Case::ReformattedBody]),
+            "{dialect}, a re-serialised body:\n{}",
+            report.table(false)
+        );
     }
 }
