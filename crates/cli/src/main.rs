@@ -105,6 +105,11 @@ enum Command {
         /// How long to wait for the deliveries.
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
         wait: Duration,
+        /// Have the reviews signed as this provider signs: standard,
+        /// stripe, github, shopify or slack (the key: the help desk's
+        /// secret as the whsec_… string, except in standard).
+        #[arg(long)]
+        dialect: Option<Dialect>,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -215,6 +220,7 @@ fn main() -> ExitCode {
                 accept_ratio,
                 api_key,
                 wait,
+                dialect,
                 json,
             } => {
                 let settings = Trigger {
@@ -225,6 +231,7 @@ fn main() -> ExitCode {
                     accept_ratio,
                     api_key,
                     wait,
+                    dialect,
                 };
                 run_trigger(&settings, json).await
             }

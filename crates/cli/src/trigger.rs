@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hookline_contract::chaos::{ChaosProfile, Fault};
+use hookline_contract::dialect::Dialect;
 use hookline_contract::{CaseView, DeliveryState, DocumentAccepted, DocumentStatus, headers};
 use serde::Serialize;
 
@@ -34,6 +35,9 @@ pub struct Trigger {
     pub api_key: Option<String>,
     /// How long to wait for the last delivery.
     pub wait: Duration,
+    /// Sign the reviews as this provider does (`None`: the help desk's
+    /// default, Standard Webhooks).
+    pub dialect: Option<Dialect>,
 }
 
 /// How the receiver answered the faults of one kind.
@@ -344,6 +348,9 @@ async fn create(client: &awc::Client, base: &str, trigger: &Trigger, index: usiz
     }
     if let Some(ratio) = trigger.accept_ratio {
         request = request.insert_header((headers::ACCEPT_RATIO, ratio.to_string()));
+    }
+    if let Some(dialect) = trigger.dialect {
+        request = request.insert_header((headers::DIALECT, dialect.name()));
     }
     let body = serde_json::json!({
         "documentUrl": format!("https://example.com/hookline-trigger/{index}.pdf"),

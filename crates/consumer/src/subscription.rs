@@ -256,6 +256,8 @@ async fn establish(pool: &Pool, helpdesk: &HelpdeskClient, url: &HttpUrl) -> Res
                         url: url.to_string(),
                         events: EVENTS.iter().map(|event| event.as_str().to_owned()).collect(),
                         description: Some("hookline consumer".to_owned()),
+                        // It verifies Standard Webhooks.
+                        dialect: None,
                     })
                     .await?;
                 let secret = created.secret.clone();
@@ -368,6 +370,7 @@ mod tests {
             description: None,
             secret: "whsec_****".to_owned(),
             previous_secret_until: None,
+            dialect: Default::default(),
             disabled: false,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -20,6 +20,14 @@
 //! old, not one ahead); one without cannot tell a replay by time, only by
 //! its delivery id. Comparisons are in constant time.
 //!
+//! While a secret rotates the sender holds several ([`Dialect::sign_with`]):
+//! a dialect whose header carries several signatures (`standard`: several
+//! `v1,` separated by spaces; `stripe`: several `v1=`, as Stripe itself
+//! sends while a rolled secret still signs) signs with each, so a receiver
+//! holding either accepts; the others carry one signature and sign with the
+//! first secret listed, the newest (`WEBHOOK_SECRET=whsec_new,whsec_old`,
+//! a subscription's current secret).
+//!
 //! `crates/contract/vectors/signatures.json` holds positive and negative
 //! vectors for every dialect, computed independently of this code; the
 //! crate's tests check both directions against each.
@@ -34,13 +42,17 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::signature::{SecretError, TOLERANCE_SECS, WebhookSecret};
+use crate::signature::{SecretError, SecretSet, TOLERANCE_SECS, WebhookSecret};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// A provider's way of signing webhooks (see the [module](self) table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A provider's way of signing webhooks, each as that provider documents it:
+/// `standard` (Standard Webhooks), `stripe`, `github`, `shopify`, `slack`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dialect {
+    #[default]
     Standard,
     Stripe,
     Github,
@@ -123,6 +135,55 @@ impl Dialect {
             _ if secret.is_empty() => Err(SecretError::Empty),
             _ => Ok(secret.as_bytes().to_vec()),
         }
+    }
+
+    /// Whether the signature header carries several signatures at once (one
+    /// per secret during a rotation).
+    pub fn carries_several_signatures(self) -> bool {
+        matches!(self, Self::Standard | Self::Stripe)
+    }
+
+    /// The HMAC key of a secret the sender holds: its bytes in Standard
+    /// Webhooks, its `whsec_…` spelling ([`WebhookSecret::expose`]) as the
+    /// others' keys are the string handed out.
+    pub fn key_of(self, secret: &WebhookSecret) -> Vec<u8> {
+        match self {
+            Self::Standard => secret.as_bytes().to_vec(),
+            _ => secret.expose().into_bytes(),
+        }
+    }
+
+    /// The headers that sign `delivery` with every secret of `secrets` the
+    /// dialect can carry (see the [module](self)): each, in a dialect whose
+    /// header holds several signatures; else the first listed.
+    pub fn sign_with(self, secrets: &SecretSet, delivery: &Delivery<'_>) -> Vec<(&'static str, String)> {
+        let mut keys = secrets.iter().map(|secret| self.key_of(secret));
+        let first = keys.next().unwrap_or_default();
+        let mut headers = self.sign(&first, delivery);
+        if !self.carries_several_signatures() {
+            return headers;
+        }
+        let name = self.signature_header();
+        // Each further secret's signature, as its own header spells it.
+        let more: Vec<String> = keys
+            .filter_map(|key| {
+                self.sign(&key, delivery)
+                    .into_iter()
+                    .find(|(header, _)| *header == name)
+            })
+            .filter_map(|(_, value)| match self {
+                Self::Stripe => value.split_once(',').map(|(_, sigs)| sigs.to_owned()),
+                _ => Some(value),
+            })
+            .collect();
+        if let Some((_, value)) = headers.iter_mut().find(|(header, _)| *header == name) {
+            let separator = if self == Self::Stripe { "," } else { " " };
+            for signature in more {
+                value.push_str(separator);
+                value.push_str(&signature);
+            }
+        }
+        headers
     }
 
     /// The headers that sign `delivery` under `key`, in the order sent.
@@ -315,6 +376,43 @@ mod tests {
         }
         assert_eq!("GitHub".parse::<Dialect>(), Ok(Dialect::Github));
         assert!("svix".parse::<Dialect>().is_err());
+    }
+
+    #[test]
+    fn several_secrets_sign_each_where_the_dialect_carries_several_signatures_else_the_first() {
+        let (new, old) = (WebhookSecret::from_array([1; 32]), WebhookSecret::from_array([2; 32]));
+        let both = SecretSet::new(vec![new.clone(), old.clone()]).unwrap();
+        let delivery = Delivery {
+            id: "msg_1",
+            event: "document.accepted",
+            timestamp: 1_700_000_000,
+            body: br#"{"a":1}"#,
+        };
+        for dialect in Dialect::ALL {
+            let headers = dialect.sign_with(&both, &delivery);
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(header, _)| header.eq_ignore_ascii_case(name))
+                    .map(|(_, value)| value.clone())
+            };
+            let verifies = |secret: &WebhookSecret| {
+                dialect
+                    .verify(&dialect.key_of(secret), header, delivery.body, delivery.timestamp)
+                    .is_ok()
+            };
+            assert!(verifies(&new), "{dialect}: the newest signs");
+            assert_eq!(verifies(&old), dialect.carries_several_signatures(), "{dialect}");
+            // Keys as the provider hands them out: the whsec_ string itself,
+            // except Standard Webhooks' decoded base64.
+            assert_eq!(dialect.key(&new.expose()).unwrap(), dialect.key_of(&new), "{dialect}");
+        }
+        let standard = Dialect::Standard.sign_with(&both, &delivery);
+        assert_eq!(
+            standard[2].1,
+            both.sign(delivery.id, delivery.timestamp, delivery.body),
+            "the same header as SecretSet::sign"
+        );
     }
 
     #[test]

@@ -104,6 +104,13 @@ pub struct NewSubscription {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub description: Option<String>,
+    /// How its events are signed with its secret, as that provider signs:
+    /// `standard`, `stripe`, `github`, `shopify` or `slack` (any case).
+    /// Default: `standard` (Standard Webhooks). In all but `standard` the
+    /// key is the `whsec_...` string itself, as those providers hand out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::dialect::Dialect>))]
+    pub dialect: Option<String>,
 }
 
 /// Body of `PATCH /webhooks/{id}`: what is present changes, the rest stays.
@@ -120,6 +127,11 @@ pub struct SubscriptionUpdate {
     pub disabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Sign its events in another dialect from now on (events already
+    /// queued included: each attempt is signed as it is sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::dialect::Dialect>))]
+    pub dialect: Option<String>,
 }
 
 /// A subscription as the help desk shows it.
@@ -139,6 +151,9 @@ pub struct Subscription {
     /// Until when the secret before the last rotation still signs too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret_until: Option<DateTime<Utc>>,
+    /// How its events are signed.
+    #[serde(default)]
+    pub dialect: crate::dialect::Dialect,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

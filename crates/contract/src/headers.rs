@@ -18,3 +18,7 @@ pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 pub const ACCEPT_RATIO: &str = "hookline-accept-ratio";
 /// hookline's help desk: this case's chaos profile (see [`crate::chaos`]).
 pub const CHAOS: &str = crate::chaos::CHAOS_HEADER;
+/// hookline's help desk: the signature dialect of this case's callback
+/// (`standard`, `stripe`, `github`, `shopify` or `slack`; see
+/// [`crate::dialect`]), in place of Standard Webhooks.
+pub const DIALECT: &str = "hookline-dialect";

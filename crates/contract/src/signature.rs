@@ -136,6 +136,11 @@ impl SecretSet {
         Self(vec![secret])
     }
 
+    /// The secrets, in the order listed (the newest first, by convention).
+    pub fn iter(&self) -> impl Iterator<Item = &WebhookSecret> {
+        self.0.iter()
+    }
+
     /// The `webhook-signature` header value for one attempt.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         self.0

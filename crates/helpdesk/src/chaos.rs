@@ -7,12 +7,22 @@
 //! |---|---|---|
 //! | `delay` | nothing: the delivery waits 1–3 s more | — |
 //! | `forged_signature` | before it: the message signed with a secret nobody knows, same `webhook-id` | 4xx, and still takes the real one |
-//! | `stale_timestamp` | before it: correctly signed, timestamp 10 minutes old | 4xx |
+//! | `stale_timestamp` | before it: correctly signed, timestamp 10 minutes old (never drawn in `github` and `shopify`: see below) | 4xx |
 //! | `malformed_body` | before it: correctly signed, the JSON cut off halfway | 4xx (not 5xx) |
 //! | `slow_send` | the real one, its body trickled in 8 pieces | 2xx |
 //! | `duplicate` | after it got through: the very same request again | 2xx, nothing changes |
 //! | `replay` | 0.5–1.5 s after it got through: the same message, fresh timestamp and signature | 2xx, nothing changes |
 //! | `reorder` | (events) `document.received` held back until after the decision; drawn when the case is accepted, see `store/cases/schedule.lua` | 2xx, the decision stays |
+//!
+//! In a signature [dialect](hookline_contract::dialect) other than Standard
+//! Webhooks every request is signed in that dialect: a forgery with a
+//! random `whsec_…` nobody holds, as that provider would sign with it. A
+//! stale timestamp only means something where the dialect signs one
+//! (`standard`, `stripe`, `slack`): in `github` and `shopify` the fault is
+//! not drawn at all ([`draw`], logged), rather than sent and judged, since
+//! a correct receiver there has no time to refuse it by. In those two a
+//! `replay` carries the same signature as the delivery (nothing it signs
+//! changed), so it reads as a duplicate to a receiver.
 //!
 //! A fault never replaces the real delivery: the real attempt is made and
 //! judged exactly as without chaos (retries, dead letters, breakers), and
@@ -31,6 +41,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use hookline_contract::AttemptView;
 use hookline_contract::chaos::{ChaosProfile, Fault};
+use hookline_contract::dialect::Dialect;
 use hookline_contract::signature::{SecretSet, WebhookSecret};
 use rand::Rng;
 use tracing::{info, warn};
@@ -55,12 +66,17 @@ pub struct Chaotic {
     pub after: Vec<AttemptView>,
 }
 
-/// The faults `profile` draws for one attempt (`reorder` is not among them:
-/// it is drawn when the case is accepted).
-pub fn draw(profile: &ChaosProfile) -> Vec<Fault> {
+/// The faults `profile` draws for one attempt signed in `dialect`
+/// (`reorder` is not among them: it is drawn when the case is accepted;
+/// nor `stale_timestamp` in a dialect that signs no timestamp).
+pub fn draw(profile: &ChaosProfile, dialect: Dialect) -> Vec<Fault> {
     let mut rng = rand::rng();
     let mut faults = profile.draw(|| rng.random::<f64>());
     faults.retain(|fault| *fault != Fault::Reorder);
+    if !dialect.signs_timestamp() && faults.contains(&Fault::StaleTimestamp) {
+        faults.retain(|fault| *fault != Fault::StaleTimestamp);
+        info!(%dialect, "chaos: stale_timestamp not applicable: the dialect signs no timestamp; not sent");
+    }
     faults
 }
 
@@ -299,11 +315,20 @@ mod tests {
     }
 
     #[test]
-    fn reorder_is_never_drawn_per_attempt_and_the_budget_fits_the_lease() {
+    fn reorder_is_never_drawn_per_attempt_nor_a_stale_timestamp_where_none_is_signed_and_the_budget_fits_the_lease() {
         let every = ChaosProfile::every_fault(1.0);
-        let drawn = draw(&every);
+        let drawn = draw(&every, Dialect::Standard);
         assert_eq!(drawn.len(), Fault::ALL.len() - 1);
         assert!(!drawn.contains(&Fault::Reorder));
+        for dialect in Dialect::ALL {
+            let drawn = draw(&every, dialect);
+            assert_eq!(
+                drawn.contains(&Fault::StaleTimestamp),
+                dialect.signs_timestamp(),
+                "{dialect}"
+            );
+            assert!(drawn.contains(&Fault::ForgedSignature), "{dialect}");
+        }
         assert_eq!(
             budget(Duration::from_secs(30), Duration::from_secs(15)),
             Duration::from_millis(7500)

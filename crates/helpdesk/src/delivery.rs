@@ -1,7 +1,17 @@
-//! One webhook attempt: build the payload, sign it (Standard Webhooks), POST
+//! One webhook attempt: build the payload, sign it (Standard Webhooks, or the
+//! [dialect](hookline_contract::dialect) of the case or subscription), POST
 //! it to the callback URL, and say how it went. Redirects are not followed
 //! (a redirect is a failed attempt): the callback URL the client registered
 //! is the only place a webhook goes.
+//!
+//! A message in Standard Webhooks goes out exactly as before dialects were:
+//! `webhook-id`, `webhook-timestamp`, and `webhook-signature` with a `v1,`
+//! per secret. In another dialect it carries only that provider's headers
+//! ([`Dialect::sign_with`]): its signature (one per secret where the header
+//! holds several, else the first secret's), the `webhook-id` in its delivery
+//! id header where it has one (`X-GitHub-Delivery`, `X-Shopify-Webhook-Id`),
+//! the event type where it names one (`X-GitHub-Event`, `X-Shopify-Topic`).
+//! Unsigned (signing off), it carries those headers without the signature.
 //!
 //! An attempt has one deadline, `DELIVERY_TIMEOUT`, for all of it: connect,
 //! send, the status line and headers, and the body we read. A receiver that
@@ -35,6 +45,7 @@ use actix_web::error::ParseError;
 use actix_web::web::Bytes;
 use awc::error::{ConnectError, SendRequestError};
 use chrono::Utc;
+use hookline_contract::dialect::{Delivery, Dialect};
 use hookline_contract::signature::SecretSet;
 use hookline_contract::{DocumentEvent, DocumentWebhook, Event, EventType, TestEvent, headers};
 use hookline_kit::tls::{self, ClientConfig, TlsFailure};
@@ -89,14 +100,17 @@ pub fn parse_retry_after(raw: &str, now: chrono::DateTime<Utc>) -> Option<Durati
     Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
 }
 
-/// A webhook ready to send: where it goes, its id, its body, and the
-/// secret(s) that sign it (none: it goes out unsigned).
+/// A webhook ready to send: where it goes, its id, its body, the
+/// secret(s) that sign it (none: it goes out unsigned), and how.
 #[derive(Debug, Clone)]
 pub struct Message<'a> {
     pub url: &'a str,
     pub webhook_id: &'a str,
+    /// Its event type, for the dialects that send it in a header.
+    pub event: &'static str,
     pub body: Bytes,
     pub secrets: Option<&'a SecretSet>,
+    pub dialect: Dialect,
 }
 
 /// How one request of a delivery is sent: by default the message as it is,
@@ -104,7 +118,7 @@ pub struct Message<'a> {
 /// it otherwise.
 #[derive(Debug, Clone, Default)]
 pub struct Sending {
-    /// The `webhook-timestamp` to sign and send (default: now).
+    /// The timestamp to sign and send (default: now).
     pub timestamp: Option<i64>,
     /// Another body, signed as the message's would be.
     pub body: Option<Bytes>,
@@ -229,7 +243,7 @@ impl Deliverer {
     }
 
     /// Makes one attempt of a case's callback: the tutorial's flat payload,
-    /// signed with its tenant's secrets ([`crate::signing`]). Never panics and never takes longer
+    /// signed with its tenant's secrets ([`crate::signing`]) in its dialect. Never panics and never takes longer
     /// than `DELIVERY_TIMEOUT` (plus the scheduling of this task).
     pub async fn send(&self, case: &CaseRecord) -> Attempt {
         match self.case_message(case) {
@@ -239,7 +253,7 @@ impl Deliverer {
     }
 
     /// The webhook of a case's callback, signed with the secrets of the
-    /// case's tenant, ready to send (an [`Attempt`] if it cannot be: its
+    /// case's tenant in the case's dialect (`Hookline-Dialect`), ready to send (an [`Attempt`] if it cannot be: its
     /// address refused, its payload not encodable, no secret of its tenant
     /// here: retried, as the setting may be fixed before the retries end).
     pub fn case_message<'a>(&'a self, case: &'a CaseRecord) -> Result<Message<'a>, Attempt> {
@@ -247,18 +261,23 @@ impl Deliverer {
             .signing
             .secrets_for(&case.tenant)
             .map_err(|missing| Attempt::failed(format!("not sent: {missing}"), Duration::ZERO))?;
-        self.message(case, &Self::payload(case), secrets)
+        // A callback carries the decision: its event's name, for the
+        // dialects that send one.
+        let event = EventType::of_decision(case.status).map_or(case.status.as_str(), EventType::as_str);
+        self.message(case, &Self::payload(case), secrets, case.dialect, event)
     }
 
     /// An event for a subscription, ready to send: the envelope, signed with
-    /// the subscription's own secret(s).
+    /// the subscription's own secret(s) in its dialect.
     pub fn event_message<'a>(
         &'a self,
         case: &'a CaseRecord,
         event: &EventJob,
         secrets: &'a SecretSet,
+        dialect: Dialect,
     ) -> Result<Message<'a>, Attempt> {
-        self.message(case, &Self::event(case, event), Some(secrets))
+        let name = event.event_type.as_str();
+        self.message(case, &Self::event(case, event), Some(secrets), dialect, name)
     }
 
     fn message<'a>(
@@ -266,6 +285,8 @@ impl Deliverer {
         case: &'a CaseRecord,
         payload: &impl serde::Serialize,
         secrets: Option<&'a SecretSet>,
+        dialect: Dialect,
+        event: &'static str,
     ) -> Result<Message<'a>, Attempt> {
         let started = Instant::now();
         if let Err(refusal) = self.check_literal_host(&case.callback_url) {
@@ -279,8 +300,10 @@ impl Deliverer {
         Ok(Message {
             url: &case.callback_url,
             webhook_id: &case.webhook_id,
+            event,
             body: Bytes::from(body),
             secrets,
+            dialect,
         })
     }
 
@@ -332,14 +355,26 @@ impl Deliverer {
             .client
             .post(message.url)
             .timeout(timeout)
-            .insert_header(("content-type", "application/json"))
-            .insert_header((headers::WEBHOOK_ID, message.webhook_id))
-            .insert_header((headers::WEBHOOK_TIMESTAMP, timestamp.to_string()));
-        if let Some(secrets) = how.forged_with.as_ref().or(message.secrets) {
-            request = request.insert_header((
-                headers::WEBHOOK_SIGNATURE,
-                secrets.sign(message.webhook_id, timestamp, &body),
-            ));
+            .insert_header(("content-type", "application/json"));
+        let secrets = how.forged_with.as_ref().or(message.secrets);
+        match message.dialect {
+            // The hot path, as it always was.
+            Dialect::Standard => {
+                request = request
+                    .insert_header((headers::WEBHOOK_ID, message.webhook_id))
+                    .insert_header((headers::WEBHOOK_TIMESTAMP, timestamp.to_string()));
+                if let Some(secrets) = secrets {
+                    request = request.insert_header((
+                        headers::WEBHOOK_SIGNATURE,
+                        secrets.sign(message.webhook_id, timestamp, &body),
+                    ));
+                }
+            }
+            dialect => {
+                for (name, value) in dialect_headers(dialect, secrets, message, timestamp, &body) {
+                    request = request.insert_header((name, value));
+                }
+            }
         }
         let sending = match how.trickle {
             None => request.send_body(body),
@@ -405,6 +440,31 @@ fn refused_by_policy(error: &SendRequestError) -> Option<String> {
     match error {
         SendRequestError::Connect(ConnectError::Resolver(e)) => refusal_in(e.as_ref()).map(Refusal::attempt_error),
         _ => None,
+    }
+}
+
+/// The headers of `message` in a dialect other than Standard Webhooks:
+/// signed with `secrets`, or all but the signature when there are none.
+fn dialect_headers(
+    dialect: Dialect,
+    secrets: Option<&SecretSet>,
+    message: &Message<'_>,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let delivery = Delivery {
+        id: message.webhook_id,
+        event: message.event,
+        timestamp,
+        body,
+    };
+    match secrets {
+        Some(secrets) => dialect.sign_with(secrets, &delivery),
+        None => {
+            let mut headers = dialect.sign(&[], &delivery);
+            headers.retain(|(name, _)| *name != dialect.signature_header());
+            headers
+        }
     }
 }
 

@@ -360,7 +360,7 @@ async fn attempt(
         Some(event) => match store.subscription(None, &event.subscription_id).await {
             Ok(Some(sub)) if !sub.disabled => {
                 secrets = sub.signing_secrets(Utc::now());
-                deliverer.event_message(&job.case, event, &secrets)
+                deliverer.event_message(&job.case, event, &secrets, sub.dialect)
             }
             Ok(Some(_)) => {
                 return plain(Attempt::Cancelled {
@@ -390,7 +390,7 @@ async fn attempt(
     let faults = if first {
         // Its own profile, as POST /document stored it (checked there).
         let own: Option<ChaosProfile> = job.case.chaos.as_deref().and_then(|raw| raw.parse().ok());
-        chaos::draw(own.as_ref().unwrap_or(&settings.chaos))
+        chaos::draw(own.as_ref().unwrap_or(&settings.chaos), message.dialect)
     } else {
         Vec::new()
     };

@@ -4,6 +4,7 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use hookline_contract::chaos::{ChaosError, ChaosProfile, Fault};
+use hookline_contract::dialect::Dialect;
 use hookline_contract::{CaseView, ErrorBody, EventType};
 use hookline_contract::{DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers};
 use hookline_kit::auth::Authorized;
@@ -11,7 +12,7 @@ use hookline_kit::http::ApiError;
 use rand::Rng;
 
 use crate::error::Error;
-use crate::routes::{Malformed, PrivateErrors};
+use crate::routes::{Malformed, PrivateErrors, parse_dialect};
 use hookline_kit::json::JsonBody;
 use tracing::info;
 use uuid::Uuid;
@@ -45,13 +46,14 @@ pub struct Scheduling {
     params(
         ("X-Callback-Url" = Option<String>, Header, description = "Where to POST the decision (http/https; checked against the SSRF policy). May be left out when the caller has an enabled subscription (`POST /webhooks`): the events then go to the subscriptions only"),
         ("Hookline-Chaos" = Option<String>, Header, description = "This case's chaos profile, in place of the help desk's CHAOS: `fault=rate,...` with the faults duplicate, replay, reorder, delay, forged_signature, stale_timestamp, malformed_body, slow_send and rates from 0 to 1 (`none`: no faults). Each fault is sent besides the real delivery and recorded in the attempt log"),
+        ("Hookline-Dialect" = Option<String>, Header, description = "How this case's callback is signed: `standard` (Standard Webhooks, the default), `stripe`, `github`, `shopify` or `slack`, each as that provider signs, with the tenant's secret (its `whsec_...` string as the key in all but `standard`). During a rotation `standard` and `stripe` carry a signature per secret, the others sign with the first listed. The case's subscription events are signed in each subscription's own dialect"),
         ("Hookline-Accept-Ratio" = Option<f64>, Header, description = "The chance this case is ACCEPTED (0 to 1), in place of the help desk's ACCEPT_RATIO"),
     ),
     responses(
         (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` this tenant used before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`; each tenant's ids are its own", body = DocumentAccepted,
             headers(("location" = String, description = "/document/{documentId}"),
                 ("idempotent-replayed" = String, description = "`true` on the answer to a retried request"))),
-        (status = 400, description = "Malformed request (the body names the field), a Hookline-Chaos profile that does not parse (`invalid_chaos`), or no X-Callback-Url and no enabled subscription", body = ErrorBody),
+        (status = 400, description = "Malformed request (the body names the field), a Hookline-Chaos profile that does not parse (`invalid_chaos`), a Hookline-Dialect that is none of ours (`unknown_dialect`), or no X-Callback-Url and no enabled subscription", body = ErrorBody),
         (status = 409, description = "This tenant used the `id` before for another document or callback", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody), PrivateErrors)
@@ -67,6 +69,7 @@ pub async fn create(
 ) -> Result<HttpResponse, Error> {
     let callback = callback_url(&request)?;
     let own_chaos = chaos_profile(&request)?;
+    let dialect = dialect(&request)?;
     let accept_ratio = accept_ratio(&request)?.unwrap_or(scheduling.accept_ratio);
     let document_url = HttpUrl::parse(&body.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let request_id = body
@@ -122,6 +125,7 @@ pub async fn create(
         delay,
         chaos: own_chaos.as_ref().map(ChaosProfile::to_string),
         reorder,
+        dialect,
     };
     let (document_id, agent_id, replayed) = match store.schedule(&case).await? {
         Scheduled::Created {
@@ -204,6 +208,17 @@ fn chaos_profile(request: &HttpRequest) -> Result<Option<ChaosProfile>, ApiError
         field: Some("Hookline-Chaos"),
         detail: format!("Hookline-Chaos: {e}"),
     })
+}
+
+/// `Hookline-Dialect`: how the case's callback is signed, if the request says.
+fn dialect(request: &HttpRequest) -> Result<Option<Dialect>, ApiError> {
+    let Some(raw) = request.headers().get(headers::DIALECT) else {
+        return Ok(None);
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| ApiError::invalid("Hookline-Dialect", "is not visible ASCII"))?;
+    parse_dialect(raw, "Hookline-Dialect").map(Some)
 }
 
 /// `Hookline-Accept-Ratio`, if the request has one.

@@ -32,6 +32,18 @@ pub enum PrivateErrors {
     Unavailable(ErrorBody),
 }
 
+/// A signature dialect named in a request (`field`: the body's `dialect` or
+/// the `Hookline-Dialect` header): one of ours, case-insensitively, or a 400
+/// `unknown_dialect` naming them all.
+pub(crate) fn parse_dialect(raw: &str, field: &'static str) -> Result<hookline_contract::dialect::Dialect, ApiError> {
+    raw.parse()
+        .map_err(|e: hookline_contract::dialect::UnknownDialect| ApiError::BadRequest {
+            code: "unknown_dialect",
+            field: Some(field),
+            detail: format!("{field}: {e}"),
+        })
+}
+
 /// A request that does not parse, answered 400 (in a route's OpenAPI `responses`).
 #[derive(utoipa::IntoResponses)]
 #[response(status = 400, description = "Malformed request (the body names the field)")]

@@ -3,7 +3,11 @@
 //! A subscription belongs to the tenant of the API key that made it (see
 //! [`hookline_kit::auth`]); another tenant's subscription is a `404` here,
 //! as if it did not exist. Its URL passes the [callback policy](crate::ssrf)
-//! when it is registered or changed, and again at every delivery.
+//! when it is registered or changed, and again at every delivery. Its
+//! events are signed with its secret in its `dialect` (default `standard`;
+//! `stripe`, `github`, `shopify`, `slack`: see
+//! [`hookline_contract::dialect`]), so a receiver written against one of
+//! those providers' SDKs verifies them as it is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +27,7 @@ use tracing::info;
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::metrics::HelpdeskMetrics;
-use crate::routes::PrivateErrors;
+use crate::routes::{PrivateErrors, parse_dialect};
 use crate::ssrf::CallbackPolicy;
 use crate::store::{EVENT_JOB_MARK, NewSubscriptionRecord, Redelivery, Scope, Store, SubscriptionChange};
 use crate::worker::Wakeup;
@@ -96,7 +100,7 @@ const NOT_FOUND: &str = "no subscription has this id";
     responses(
         (status = 201, description = "Subscribed. The answer holds the signing secret in full: keep it, it is not shown again (rotate-secret makes a new one)", body = Subscription,
             headers(("location" = String, description = "/webhooks/{id}"))),
-        (status = 400, description = "Malformed request, an unknown event type, or a URL the callback policy refuses (the body names the field)", body = ErrorBody),
+        (status = 400, description = "Malformed request, an unknown event type, an unknown dialect (`unknown_dialect`), or a URL the callback policy refuses (the body names the field); nothing is stored", body = ErrorBody),
         (status = 409, description = "The tenant has 100 subscriptions already (counted in the same atomic step that stores one, so concurrent requests never exceed it)", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody), PrivateErrors)
@@ -109,6 +113,12 @@ pub async fn create(
 ) -> Result<HttpResponse, Error> {
     let events = parse_events(&body.events)?;
     let description = body.description.as_deref().map(checked_description).transpose()?;
+    let dialect = body
+        .dialect
+        .as_deref()
+        .map(|raw| parse_dialect(raw, "dialect"))
+        .transpose()?
+        .unwrap_or_default();
     let (url, endpoint) = checked_url(&body.url, &policy).await?;
     let new = NewSubscriptionRecord {
         tenant: auth.tenant().to_owned(),
@@ -116,6 +126,7 @@ pub async fn create(
         endpoint,
         events,
         description,
+        dialect,
     };
     let Some(sub) = store.create_subscription(&new, MAX_SUBSCRIPTIONS).await? else {
         return Err(ApiError::Conflict(format!(
@@ -123,7 +134,7 @@ pub async fn create(
         ))
         .into());
     };
-    info!(subscription = %sub.id, tenant = %sub.tenant, url = %hookline_kit::redact::redact_url(sub.url.as_str()), events = ?sub.events, "subscription created");
+    info!(subscription = %sub.id, tenant = %sub.tenant, url = %hookline_kit::redact::redact_url(sub.url.as_str()), events = ?sub.events, dialect = %sub.dialect, "subscription created");
     Ok(HttpResponse::Created()
         .insert_header((LOCATION, format!("/webhooks/{}", sub.id)))
         .json(sub.to_view(true)))
@@ -171,7 +182,7 @@ pub async fn show(auth: Authorized, path: web::Path<String>, store: web::Data<St
     request_body(content = SubscriptionUpdate, content_type = "application/json"),
     responses(
         (status = 200, description = "The subscription as changed", body = Subscription),
-        (status = 400, description = "Malformed request, an unknown event type, or a URL the callback policy refuses (the body names the field)", body = ErrorBody),
+        (status = 400, description = "Malformed request, an unknown event type, an unknown dialect (`unknown_dialect`), or a URL the callback policy refuses (the body names the field); nothing is stored", body = ErrorBody),
         (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody), PrivateErrors)
@@ -187,6 +198,11 @@ pub async fn update(
         events: body.events.as_deref().map(parse_events).transpose()?,
         description: body.description.as_deref().map(checked_description).transpose()?,
         disabled: body.disabled,
+        dialect: body
+            .dialect
+            .as_deref()
+            .map(|raw| parse_dialect(raw, "dialect"))
+            .transpose()?,
         url: match &body.url {
             Some(raw) => Some(checked_url(raw, &policy).await?),
             None => None,
@@ -196,7 +212,7 @@ pub async fn update(
         .update_subscription(auth.tenant(), &path, &change)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    info!(subscription = %sub.id, url = %hookline_kit::redact::redact_url(sub.url.as_str()), events = ?sub.events, disabled = sub.disabled, "subscription changed");
+    info!(subscription = %sub.id, url = %hookline_kit::redact::redact_url(sub.url.as_str()), events = ?sub.events, disabled = sub.disabled, dialect = %sub.dialect, "subscription changed");
     Ok(HttpResponse::Ok().json(sub.to_view(false)))
 }
 

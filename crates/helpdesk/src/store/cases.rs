@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
+use hookline_contract::dialect::Dialect;
 use hookline_contract::{AttemptView, CaseView, DeliveryState, DeliveryView, DocumentStatus, EventType};
 use hookline_kit::auth::DEFAULT_TENANT;
 use redis::Script;
@@ -49,6 +50,10 @@ pub struct NewCase {
     /// The `reorder` fault: its `document.received` events are held back
     /// until after its decision.
     pub reorder: bool,
+    /// How its callback is signed (`Hookline-Dialect`; `None`: Standard
+    /// Webhooks, and nothing is stored). Its events are signed in their
+    /// subscriptions' own.
+    pub dialect: Option<Dialect>,
 }
 
 /// What [`Store::schedule`] did with a new case.
@@ -118,6 +123,10 @@ pub struct CaseRecord {
     pub chaos: Option<String>,
     /// The job is a `document.received` event held back by the `reorder` fault.
     pub chaos_reorder: bool,
+    /// How its callback is signed (`Hookline-Dialect`), read with the rest
+    /// of the hash; Standard Webhooks when the case has none (and for event
+    /// jobs, signed in their subscription's dialect).
+    pub dialect: Dialect,
     pub(super) lease: Option<String>,
 }
 
@@ -171,6 +180,10 @@ impl CaseRecord {
             lease: take("lease").ok(),
             chaos: take("chaos").ok(),
             chaos_reorder: take("chaosReorder").is_ok_and(|flag| flag == "1"),
+            dialect: match take("dialect").ok() {
+                None => Dialect::Standard,
+                Some(raw) => raw.parse().map_err(|_| corrupt(format!("bad dialect {raw:?}")))?,
+            },
             event,
             document_id: document_id.clone(),
         };
@@ -286,7 +299,8 @@ impl Partition {
             .arg(&case.event_prefix)
             .arg(millis(self.retention))
             .arg(case.chaos.as_deref().unwrap_or_default())
-            .arg(if case.reorder { "1" } else { "" });
+            .arg(if case.reorder { "1" } else { "" })
+            .arg(case.dialect.map_or("", Dialect::name));
         let (outcome, document_id, agent_id, due_in, received, decided): (String, String, String, u64, u64, u64) =
             self.invoke_replicated(&SCHEDULE, &invocation).await?;
         Ok(match outcome.as_str() {

@@ -9,6 +9,10 @@
 //! script to check it; the copies elsewhere follow, and are taken back if
 //! they cannot be written). Changes and deletions go to partition 0 last.
 //!
+//! Its `dialect` field says how its events are signed (absent: Standard
+//! Webhooks, as every subscription stored before dialects was); the worker
+//! reads it with the rest of the hash it already reads for the secret.
+//!
 //! The secret has to be kept readable (the help desk signs with it); it is
 //! shown in full only when it is made (`POST /webhooks`, `rotate-secret`).
 
@@ -17,6 +21,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hookline_contract::dialect::Dialect;
 use hookline_contract::signature::{SecretSet, WebhookSecret};
 use hookline_contract::{EventType, Subscription, SubscriptionStats};
 use redis::Script;
@@ -38,6 +43,7 @@ pub struct NewSubscriptionRecord {
     pub endpoint: Endpoint,
     pub events: Vec<EventType>,
     pub description: Option<String>,
+    pub dialect: Dialect,
 }
 
 /// What `PATCH /webhooks/{id}` changes (`None`: unchanged).
@@ -47,6 +53,7 @@ pub struct SubscriptionChange {
     pub events: Option<Vec<EventType>>,
     pub disabled: Option<bool>,
     pub description: Option<String>,
+    pub dialect: Option<Dialect>,
 }
 
 /// A subscription as stored.
@@ -57,6 +64,8 @@ pub struct SubscriptionRecord {
     pub url: String,
     pub events: Vec<EventType>,
     pub description: Option<String>,
+    /// How its events are signed.
+    pub dialect: Dialect,
     secret: WebhookSecret,
     previous: Option<(WebhookSecret, DateTime<Utc>)>,
     pub disabled: bool,
@@ -85,6 +94,10 @@ impl SubscriptionRecord {
             _ => None,
         };
         let created_at = time(hash.get("createdAt")).ok_or_else(|| corrupt("no createdAt"))?;
+        let dialect = match hash.get("dialect") {
+            None => Dialect::Standard,
+            Some(raw) => raw.parse().map_err(|_| corrupt("an unknown dialect"))?,
+        };
         Ok(Self {
             id: id.to_owned(),
             tenant: hash.remove("tenant").ok_or_else(|| corrupt("no tenant"))?,
@@ -94,6 +107,7 @@ impl SubscriptionRecord {
                 .map(|events| events.split_whitespace().filter_map(|e| e.parse().ok()).collect())
                 .unwrap_or_default(),
             description: hash.remove("description").filter(|d| !d.is_empty()),
+            dialect,
             secret,
             previous,
             disabled: hash.get("disabled").is_some_and(|d| d == "1"),
@@ -127,6 +141,7 @@ impl SubscriptionRecord {
                 .as_ref()
                 .map(|(_, until)| *until)
                 .filter(|until| *until > now),
+            dialect: self.dialect,
             disabled: self.disabled,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -194,6 +209,7 @@ impl StoredSubscription {
             ("endpoint", new.endpoint.to_string()),
             ("events", events_field(&new.events)),
             ("description", new.description.clone().unwrap_or_default()),
+            ("dialect", new.dialect.name().to_owned()),
             ("secret", new_secret().expose()),
             ("disabled", "0".to_owned()),
             ("createdAt", now.to_string()),
@@ -331,6 +347,9 @@ impl Partition {
         }
         if let Some(description) = &change.description {
             field("description", description.clone());
+        }
+        if let Some(dialect) = change.dialect {
+            field("dialect", dialect.name().to_owned());
         }
         field("updatedAt", Utc::now().timestamp_millis().to_string());
         args

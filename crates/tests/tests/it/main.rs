@@ -17,6 +17,8 @@ mod chaos;
 mod cli;
 /// The help desk on a real Redis Cluster.
 mod cluster;
+/// Signature dialects at the help desk: callbacks and subscriptions signed as Stripe, GitHub, Shopify, Slack sign.
+mod dialects;
 /// The consumer when the help desk or its database fail.
 mod failures;
 /// Delivery that survives killed processes, crashes and failing receivers.
