@@ -130,7 +130,10 @@ impl Grader {
         let settings = &shared.settings;
         let deadline = tokio::time::Instant::from_std(shared.started + settings.wait);
         while !shared.all_ended() {
-            if tokio::time::timeout_at(deadline, shared.changed.notified()).await.is_err() {
+            if tokio::time::timeout_at(deadline, shared.changed.notified())
+                .await
+                .is_err()
+            {
                 break;
             }
         }

@@ -194,7 +194,9 @@ fn judge(check: Check, message: &Message, rules: &Rules) -> (Mark, String) {
                 } else {
                     (
                         Mark::Fail,
-                        format!("message {n}'s gaps did not grow ({shown}): retries must back off, or they pile onto a receiver that is down"),
+                        format!(
+                            "message {n}'s gaps did not grow ({shown}): retries must back off, or they pile onto a receiver that is down"
+                        ),
                     )
                 }
             }
@@ -206,11 +208,19 @@ fn judge(check: Check, message: &Message, rules: &Rules) -> (Mark, String) {
         Check::HonoursRetryAfter => match gaps.first() {
             Some(gap) if *gap + RETRY_AFTER_SLACK >= rules.retry_after => (
                 Mark::Pass,
-                format!("message {n} came again {} after the 429 asked for {}", secs(*gap), secs(rules.retry_after)),
+                format!(
+                    "message {n} came again {} after a 429 that asked for {}",
+                    secs(*gap),
+                    secs(rules.retry_after)
+                ),
             ),
             Some(gap) => (
                 Mark::Fail,
-                format!("message {n} came again {} after the 429 that asked for {}", secs(*gap), secs(rules.retry_after)),
+                format!(
+                    "message {n} came again {} after a 429 that asked for {}",
+                    secs(*gap),
+                    secs(rules.retry_after)
+                ),
             ),
             None => (
                 Mark::Fail,
@@ -232,7 +242,10 @@ fn judge(check: Check, message: &Message, rules: &Rules) -> (Mark, String) {
             None => (Mark::Pass, format!("message {n}'s 307 was not followed")),
             Some(_) => (
                 Mark::Fail,
-                format!("message {n} followed the 307 to {}: a webhook goes only to the registered URL", super::ELSEWHERE),
+                format!(
+                    "message {n} followed the 307 to {}: a webhook goes only to the registered URL",
+                    super::ELSEWHERE
+                ),
             ),
         },
         Check::TimesOut => match message.attempts.first().and_then(|a| a.ended) {
@@ -242,20 +255,36 @@ fn judge(check: Check, message: &Message, rules: &Rules) -> (Mark, String) {
             ),
             Some(_) => (
                 Mark::Fail,
-                format!("message {n}'s sender waited out the whole {} hang: it must give up on a silent receiver (after about 30 s)", secs(rules.hang)),
+                format!(
+                    "message {n}'s sender waited out the whole {} hang: it must give up on a silent receiver (after about 30 s)",
+                    secs(rules.hang)
+                ),
             ),
-            None => (Mark::Fail, format!("message {n}'s sender was still waiting when the grade ended")),
+            None => (
+                Mark::Fail,
+                format!("message {n}'s sender was still waiting when the grade ended"),
+            ),
         },
         Check::NotHeldBySlowBody => match message.attempts.first().and_then(|a| a.ended) {
             Some(Ended::SenderHungUp { after }) if after < rules.hang => (
                 Mark::Pass,
-                format!("message {n}'s connection was closed {} into a {} trickle", secs(after), secs(rules.hang)),
+                format!(
+                    "message {n}'s connection was closed {} into a {} trickle",
+                    secs(after),
+                    secs(rules.hang)
+                ),
             ),
             Some(_) => (
                 Mark::Fail,
-                format!("message {n}'s sender read the trickled body for the whole {}: its deadline must cover the body too", secs(rules.hang)),
+                format!(
+                    "message {n}'s sender read the trickled body for the whole {}: its deadline must cover the body too",
+                    secs(rules.hang)
+                ),
             ),
-            None => (Mark::Fail, format!("message {n}'s body was still trickling when the grade ended")),
+            None => (
+                Mark::Fail,
+                format!("message {n}'s body was still trickling when the grade ended"),
+            ),
         },
         Check::KeepsDeliveryId | Check::SignsFreshly => judge_all(check, std::slice::from_ref(message), rules),
     }
@@ -264,7 +293,10 @@ fn judge(check: Check, message: &Message, rules: &Rules) -> (Mark, String) {
 /// The checks over every attempt of every message.
 fn judge_all(check: Check, messages: &[Message], rules: &Rules) -> (Mark, String) {
     if messages.is_empty() {
-        return (Mark::NotSeen, "no message came".to_owned());
+        return (
+            Mark::NotSeen,
+            format!("the sender sent only 0 of {} messages", Script::ALL.len()),
+        );
     }
     let attempt_name = |m: &Message, i: usize| format!("message {}'s attempt {}", m.script.number(), i + 1);
     match check {
@@ -274,7 +306,10 @@ fn judge_all(check: Check, messages: &[Message], rules: &Rules) -> (Mark, String
             if rules.dialect.id_header().is_none() && every.clone().all(|a| a.delivery_id.is_none()) {
                 return (
                     Mark::NotGraded,
-                    format!("the {} dialect sends no delivery id header, and no body had an id", rules.dialect),
+                    format!(
+                        "the {} dialect sends no delivery id header, and no body had an id",
+                        rules.dialect
+                    ),
                 );
             }
             let retried: Vec<&Message> = messages.iter().filter(|m| m.attempts.len() >= 2).collect();
@@ -289,7 +324,10 @@ fn judge_all(check: Check, messages: &[Message], rules: &Rules) -> (Mark, String
                         (Some(id), Some(first)) if id != first => {
                             return (
                                 Mark::Fail,
-                                format!("{} changed the {label} from {first} to {id}: a receiver tells retries apart from new messages by it", attempt_name(m, i)),
+                                format!(
+                                    "{} changed the {label} from {first} to {id}: a receiver tells retries apart from new messages by it",
+                                    attempt_name(m, i)
+                                ),
                             );
                         }
                         _ => {}
@@ -314,15 +352,23 @@ fn judge_all(check: Check, messages: &[Message], rules: &Rules) -> (Mark, String
                         return (Mark::Fail, format!("{} did not verify: {why}", attempt_name(m, i)));
                     }
                     let later = a.at.saturating_sub(first.at);
-                    if rules.dialect.signs_timestamp() && i > 0 && later > FRESH_AFTER && a.timestamp <= first.timestamp {
+                    if rules.dialect.signs_timestamp() && i > 0 && later > FRESH_AFTER && a.timestamp <= first.timestamp
+                    {
                         return (
                             Mark::Fail,
-                            format!("{}, {} after the first, carried no newer timestamp than the first: sign every attempt anew", attempt_name(m, i), secs(later)),
+                            format!(
+                                "{}, {} after the first, carried no newer timestamp than the first: sign every attempt anew",
+                                attempt_name(m, i),
+                                secs(later)
+                            ),
                         );
                     }
                 }
             }
-            (Mark::Pass, format!("all {count} attempts verified in the {} dialect", rules.dialect))
+            (
+                Mark::Pass,
+                format!("all {count} attempts verified in the {} dialect", rules.dialect),
+            )
         }
         other => (Mark::NotGraded, format!("{} watches one message", other.name())),
     }
@@ -453,7 +499,10 @@ mod tests {
             verifying: false,
             ..RULES
         };
-        assert_eq!(result(&grade(&good(), &unverified), Check::SignsFreshly), Mark::NotGraded);
+        assert_eq!(
+            result(&grade(&good(), &unverified), Check::SignsFreshly),
+            Mark::NotGraded
+        );
     }
 
     #[test]

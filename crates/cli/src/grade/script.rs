@@ -88,6 +88,19 @@ pub enum Answer {
 }
 
 impl Answer {
+    /// The script's word for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Answer::Ok => "ok",
+            Answer::ServerError => "server error",
+            Answer::RateLimited => "rate limited",
+            Answer::Gone => "gone",
+            Answer::Redirect => "redirect",
+            Answer::Hang => "hang",
+            Answer::SlowBody => "slow body",
+        }
+    }
+
     pub fn status(self) -> u16 {
         match self {
             Answer::Ok | Answer::Hang | Answer::SlowBody => 200,
@@ -126,6 +139,8 @@ pub struct Attempt {
     /// The dialect's delivery id header, else the body's `id`.
     pub delivery_id: Option<String>,
     /// `None`: nothing verified (no `--secret`); why it failed otherwise.
+    /// In JSON: `null`, `"valid"`, or the reason.
+    #[serde(serialize_with = "signature")]
     pub signature: Option<Result<(), String>>,
     /// The signed timestamp, in a dialect that signs one.
     pub timestamp: Option<i64>,
@@ -199,6 +214,15 @@ impl Message {
             ended: None,
         });
         answer
+    }
+}
+
+/// A verification as `null`, `"valid"` or why it failed.
+fn signature<S: Serializer>(verdict: &Option<Result<(), String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    match verdict {
+        None => serializer.serialize_none(),
+        Some(Ok(())) => serializer.serialize_str("valid"),
+        Some(Err(why)) => serializer.serialize_str(why),
     }
 }
 

@@ -64,7 +64,10 @@ impl Shared {
     /// Records how attempt `attempt` of message `message` ended.
     fn end(&self, message: usize, attempt: usize, ended: Ended) {
         if let Ok(mut state) = self.state.lock()
-            && let Some(a) = state.messages.get_mut(message).and_then(|m| m.attempts.get_mut(attempt))
+            && let Some(a) = state
+                .messages
+                .get_mut(message)
+                .and_then(|m| m.attempts.get_mut(attempt))
         {
             a.ended.get_or_insert(ended);
         }
