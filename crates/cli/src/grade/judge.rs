@@ -4,11 +4,14 @@
 //!
 //! Where a rule needs a number it is this:
 //!
-//! * backing off: message 1's last gap is compared with its first (not
-//!   each with the one before: a sender that pauses a whole endpoint on a
-//!   `Retry-After`, as our help desk does, may stretch one gap), and must
-//!   be at least [`GROWTH`] times as long, so that jitter on a fixed
-//!   interval does not read as growth;
+//! * backing off: message 1's last gap is compared with the shortest gap
+//!   before it (not each with the one before, nor with the first alone: a
+//!   sender may stretch any one gap that is not its own back-off — our help
+//!   desk pauses a whole endpoint on a `Retry-After`, and holds retries
+//!   while a failing endpoint's few slots are taken by slow attempts, as
+//!   the hang and the slow body take them), and must be at least
+//!   [`GROWTH`] times as long, so that jitter on a fixed interval does not
+//!   read as growth;
 //! * `Retry-After`: the next attempt may come [`RETRY_AFTER_SLACK`] early
 //!   (clocks and rounding);
 //! * a fresh timestamp: a retry more than [`FRESH_AFTER`] after the first
@@ -23,7 +26,7 @@ use serde::Serialize;
 
 use super::script::{Ended, Message, Script};
 
-/// How much longer message 1's last gap must be than its first.
+/// How much longer message 1's last gap must be than the shortest before it.
 pub const GROWTH: f64 = 1.25;
 /// How early an attempt after a 429 may come.
 pub const RETRY_AFTER_SLACK: Duration = Duration::from_millis(100);
@@ -186,10 +189,11 @@ fn judge(check: Check, message: &Message, rules: &Rules) -> (Mark, String) {
             Mark::Fail,
             format!("message {n} got a 500 and never came again: a 5xx is worth retrying"),
         ),
-        Check::BacksOff => match (gaps.first(), gaps.last()) {
-            (Some(first), Some(last)) if gaps.len() >= 2 => {
+        Check::BacksOff => match gaps.split_last() {
+            Some((last, before)) if !before.is_empty() => {
                 let shown = gaps.iter().map(|g| secs(*g)).collect::<Vec<_>>().join(", ");
-                if last.as_secs_f64() >= first.as_secs_f64() * GROWTH {
+                let shortest = before.iter().min().copied().unwrap_or_default();
+                if last.as_secs_f64() >= shortest.as_secs_f64() * GROWTH {
                     (Mark::Pass, format!("message {n}'s gaps grew: {shown}"))
                 } else {
                     (
@@ -437,10 +441,13 @@ mod tests {
     }
 
     #[test]
-    fn backing_off_compares_the_last_gap_with_the_first() {
+    fn backing_off_compares_the_last_gap_with_the_shortest_before_it() {
         // One gap stretched by a pause (3 s) still grows overall.
         let stretched = message(Script::ServerError, &[0.0, 3.0, 5.0, 9.0]);
         assert_eq!(judge(Check::BacksOff, &stretched, &RULES).0, Mark::Pass);
+        // The first retry held 18 s behind slow attempts, then 5 s and 10 s.
+        let queued = message(Script::ServerError, &[0.0, 18.1, 23.2, 32.7]);
+        assert_eq!(judge(Check::BacksOff, &queued, &RULES).0, Mark::Pass);
         // A fixed interval with jitter is no back-off.
         let fixed = message(Script::ServerError, &[0.0, 1.0, 2.02, 3.08]);
         assert_eq!(judge(Check::BacksOff, &fixed, &RULES).0, Mark::Fail);
