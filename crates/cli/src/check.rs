@@ -347,38 +347,32 @@ impl Report {
     /// test case per case, a failure with its explanation, the cases the
     /// dialect cannot say as skipped.
     pub fn junit(&self) -> String {
-        let class = format!("hookline.check.{}", self.dialect);
-        let failures = self.failed().count();
-        let mut out = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{}\">\n",
-            xml(&format!("hookline check {} ({})", self.url, self.dialect)),
-            self.outcomes.len() + self.not_applicable.len(),
-            self.not_applicable.len(),
-        );
-        for o in &self.outcomes {
-            let name = xml(o.name);
-            match &o.explanation {
-                None => out.push_str(&format!("  <testcase classname=\"{class}\" name=\"{name}\"/>\n")),
-                Some(why) => {
-                    let got = o.got.iter().map(Got::label).collect::<Vec<_>>().join(", ");
-                    out.push_str(&format!(
-                        "  <testcase classname=\"{class}\" name=\"{name}\">\n    <failure message=\"{}\">expected {}, got {}</failure>\n  </testcase>\n",
-                        xml(why),
-                        xml(o.expected.label()),
-                        xml(&got),
-                    ));
-                }
-            }
-        }
-        for skipped in &self.not_applicable {
-            out.push_str(&format!(
-                "  <testcase classname=\"{class}\" name=\"{}\">\n    <skipped message=\"{}\"/>\n  </testcase>\n",
-                xml(skipped.name),
-                xml(skipped.why),
-            ));
-        }
-        out.push_str("</testsuite>\n");
-        out
+        use crate::junit::{Outcome as Junit, TestCase};
+        let ran = self.outcomes.iter().map(|o| TestCase {
+            name: o.name.to_owned(),
+            outcome: match (o.passed, &o.explanation) {
+                (true, _) => Junit::Passed,
+                (false, why) => Junit::Failed {
+                    message: why.clone().unwrap_or_default(),
+                    text: format!(
+                        "expected {}, got {}",
+                        o.expected.label(),
+                        o.got.iter().map(Got::label).collect::<Vec<_>>().join(", ")
+                    ),
+                },
+            },
+        });
+        let skipped = self.not_applicable.iter().map(|skipped| TestCase {
+            name: skipped.name.to_owned(),
+            outcome: Junit::Skipped {
+                message: skipped.why.to_owned(),
+            },
+        });
+        crate::junit::suite(
+            &format!("hookline check {} ({})", self.url, self.dialect),
+            &format!("hookline.check.{}", self.dialect),
+            &ran.chain(skipped).collect::<Vec<_>>(),
+        )
     }
 
     /// The table, with ANSI colours when `colour`.
@@ -429,15 +423,6 @@ impl Report {
         out.push_str(&format!("{summary}\n"));
         out
     }
-}
-
-/// `text` escaped for XML text and attribute values.
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }
 
 /// Where and how to run the battery.

@@ -1,10 +1,16 @@
 //! `hookline`, a webhook test bench for anyone's receiver (and sender):
 //! [`check`] runs a Standard Webhooks conformance battery against a URL,
 //! [`listen`] is a local receiver that verifies, counts and misbehaves on
-//! request, [`trigger`] has a help desk send reviews (with chaos) to a URL. The binary (`src/main.rs`) only parses arguments and prints.
+//! request, [`trigger`] has a help desk send reviews (with chaos) to a URL,
+//! [`grade`] is a receiver that misbehaves on a script and grades the
+//! sender. The binary (`src/main.rs`) only parses arguments and prints.
 
 /// `hookline check`: the conformance battery and its judgement.
 pub mod check;
+/// `hookline grade`: a receiver that scripts its answers and grades the sender.
+pub mod grade;
+/// JUnit XML reports (`--junit`), for CI.
+mod junit;
 /// `hookline listen`: a local receiver.
 pub mod listen;
 /// `hookline trigger`: reviews sent through a help desk, and what became of them.

@@ -28,7 +28,6 @@ use std::time::Duration;
 use actix_web::HttpResponse;
 use actix_web::dev::Server;
 use chrono::Utc;
-use hookline_contract::asymmetric::{KeyError, PublicKeys};
 use hookline_contract::dialect::Dialect;
 use hookline_contract::headers;
 
@@ -207,31 +206,11 @@ async fn receive(arrival: Arrival, settings: &ListenSettings, state: &Mutex<Stat
     }
     .unwrap_or_default()
     .to_owned();
-    // Standard Webhooks' three headers, or which one is missing.
-    let standard = || -> Result<(&str, &str, &str), String> {
-        let missing = |name: &'static str| format!("the {name} header is missing");
-        Ok((
-            header(headers::WEBHOOK_ID).ok_or_else(|| missing(headers::WEBHOOK_ID))?,
-            header(headers::WEBHOOK_TIMESTAMP).ok_or_else(|| missing(headers::WEBHOOK_TIMESTAMP))?,
-            header(headers::WEBHOOK_SIGNATURE).ok_or_else(|| missing(headers::WEBHOOK_SIGNATURE))?,
-        ))
-    };
     let now = Utc::now().timestamp();
-    let verify_v1a = |keys: &PublicKeys| {
-        let (id, ts, sig) = standard()?;
-        keys.verify(id, ts, sig, &body, now).map_err(|e| e.to_string())
-    };
-    let verdict = settings.signer.as_ref().map(|signer| match signer {
-        Signer::Standard(secrets) => {
-            let (id, ts, sig) = standard()?;
-            secrets.verify(id, ts, sig, &body, now).map_err(|e| e.to_string())
-        }
-        Signer::Asymmetric(key) => verify_v1a(&key.public_key().parse().map_err(|e: KeyError| e.to_string())?),
-        Signer::Verifying(keys) => verify_v1a(keys),
-        Signer::Dialect { dialect, key } => dialect
-            .verify(key, |name| header(name).map(str::to_owned), &body, now)
-            .map_err(|e| e.to_string()),
-    });
+    let verdict = settings
+        .signer
+        .as_ref()
+        .map(|signer| signer.verify(|name| header(name).map(str::to_owned), &body, now));
     // A body that is not JSON is refused, signed or not: a receiver that
     // cannot read it must not acknowledge it.
     let malformed = serde_json::from_slice::<serde_json::Value>(&body)
@@ -315,7 +294,7 @@ enum Repeat {
 }
 
 /// A JSON body's top-level `id` (a Stripe event's `evt_…`).
-fn body_id(body: &[u8]) -> Option<String> {
+pub(crate) fn body_id(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value.get("id").and_then(|v| v.as_str()).map(str::to_owned)
 }

@@ -1,5 +1,6 @@
 //! `hookline`: `check` a webhook receiver, `listen` as one, `trigger` a
-//! help desk's deliveries (with chaos) to one, or `replay` them.
+//! help desk's deliveries (with chaos) to one, or `replay` them; `grade` a
+//! sender.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hookline_cli::check::{self, Case, Payload, Signer, Target};
+use hookline_cli::grade::{self, GradeSettings, Grader};
 use hookline_cli::listen::{DelayRange, ListenSettings, Listener, Totals};
 use hookline_cli::trigger::{self, Trigger};
 use hookline_contract::chaos::{ChaosError, ChaosProfile};
@@ -114,6 +116,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Receive a sender's webhooks on a local port, answer each message
+    /// with a script of misbehaviour (500s, 429, 410, a redirect, a hang, a
+    /// slow body), and grade how the sender took it. Send it 6 messages.
+    /// Exits 0 only for full marks.
+    Grade {
+        /// The port to listen on (0: any free port).
+        #[arg(long, default_value_t = 9100)]
+        port: u16,
+        /// Verify every attempt with this secret (whsec_…, or the
+        /// provider's secret with --dialect); without it signatures are not
+        /// graded.
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// The sender signs as this provider does: standard, stripe,
+        /// github, shopify or slack (its delivery id header and timestamp).
+        #[arg(long, default_value = "standard")]
+        dialect: Dialect,
+        /// How long the hang holds and the slow body trickles (past the 30 s
+        /// a sender should wait, by default).
+        #[arg(long, default_value = "35s", value_parser = positive_duration)]
+        hang: Duration,
+        /// The Retry-After of the 429, in seconds.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        retry_after: u64,
+        /// How long to wait for every script to end.
+        #[arg(long, default_value = "3m", value_parser = positive_duration)]
+        wait: Duration,
+        /// Also write the grade as JUnit XML to this file, for CI.
+        #[arg(long)]
+        junit: Option<std::path::PathBuf>,
+        /// Print the grade as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Have a help desk deliver cases again, now: the same webhook-id and
     /// body, a fresh timestamp (is the receiver idempotent?).
     Replay {
@@ -151,6 +187,18 @@ fn parse_chaos(s: &str) -> Result<ChaosProfile, BadChaos> {
     match s.trim().strip_prefix("all=") {
         Some(rate) => Ok(parse_rate(rate).map(ChaosProfile::every_fault)?),
         None => Ok(s.parse()?),
+    }
+}
+
+/// A duration argument that is zero or not one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a duration above zero (e.g. 35s, 3m)")]
+struct NotAPositiveDuration(String);
+
+fn positive_duration(s: &str) -> Result<Duration, NotAPositiveDuration> {
+    match humantime::parse_duration(s) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(NotAPositiveDuration(s.to_owned())),
     }
 }
 
@@ -234,6 +282,26 @@ fn main() -> ExitCode {
                     dialect,
                 };
                 run_trigger(&settings, json).await
+            }
+            Command::Grade {
+                port,
+                secret,
+                dialect,
+                hang,
+                retry_after,
+                wait,
+                junit,
+                json,
+            } => {
+                let settings = GradeSettings {
+                    signer: secret.map(|secret| Signer::new(dialect, &secret)).transpose()?,
+                    dialect,
+                    hang,
+                    retry_after: Duration::from_secs(retry_after),
+                    wait,
+                    quiet: grade::QUIET,
+                };
+                run_grade(port, settings, json, junit.as_deref()).await
             }
             Command::Replay {
                 document_ids,
@@ -329,6 +397,26 @@ async fn run_trigger(settings: &Trigger, json: bool) -> Result<ExitCode, Failure
     .await?;
     progress.clear();
     outcome(json, &summary, |colour| summary.text(colour), summary.passed())
+}
+
+async fn run_grade(
+    port: u16,
+    settings: GradeSettings,
+    json: bool,
+    junit: Option<&std::path::Path>,
+) -> Result<ExitCode, Failure> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let grader = Grader::build(listener, settings)?;
+    if json {
+        println!("{}", serde_json::json!({"grading": grader.url}));
+    } else {
+        println!("grading whoever sends to {} (send it 6 messages)", grader.url);
+    }
+    let report = grader.run().await;
+    if let Some(path) = junit {
+        std::fs::write(path, report.junit()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    outcome(json, &report, |colour| report.table(colour), report.passed())
 }
 
 async fn listen(port: u16, settings: ListenSettings) -> Result<ExitCode, Failure> {

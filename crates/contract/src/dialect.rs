@@ -128,6 +128,21 @@ impl Dialect {
         }
     }
 
+    /// The signed timestamp (unix seconds) of a received delivery, read
+    /// from its headers (`header` looks one up by name); `None` in a
+    /// dialect that signs none, or when it is missing or unreadable. Not
+    /// verified: [`Dialect::verify`] does that.
+    pub fn signed_timestamp(self, header: impl Fn(&str) -> Option<String>) -> Option<i64> {
+        match self {
+            Self::Standard => header("webhook-timestamp")?.trim().parse().ok(),
+            Self::Slack => header("X-Slack-Request-Timestamp")?.trim().parse().ok(),
+            Self::Stripe => header(self.signature_header())?
+                .split(',')
+                .find_map(|item| item.trim().strip_prefix("t=")?.trim().parse().ok()),
+            Self::Github | Self::Shopify => None,
+        }
+    }
+
     /// The HMAC key of `secret`, written as the provider hands it out.
     pub fn key(self, secret: &str) -> Result<Vec<u8>, SecretError> {
         match self {
@@ -413,6 +428,27 @@ mod tests {
             both.sign(delivery.id, delivery.timestamp, delivery.body),
             "the same header as SecretSet::sign"
         );
+    }
+
+    #[test]
+    fn the_signed_timestamp_is_read_back_where_a_dialect_signs_one() {
+        for dialect in Dialect::ALL {
+            let delivery = Delivery {
+                id: "msg_1",
+                event: "document.accepted",
+                timestamp: 1_700_000_123,
+                body: b"{}",
+            };
+            let headers = dialect.sign(b"key", &delivery);
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
+            let expected = dialect.signs_timestamp().then_some(1_700_000_123);
+            assert_eq!(dialect.signed_timestamp(header), expected, "{dialect}");
+        }
     }
 
     #[test]

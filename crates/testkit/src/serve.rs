@@ -5,7 +5,8 @@
 //! [`Arrival`] (the request, its body, when it came) and answers whatever
 //! the handler returns. Over TLS or not, on a listener of the caller's or
 //! on a free loopback port, keeping connections alive or closing each after
-//! one answer ([`Serving`]).
+//! one answer, dropping a handler when its client hangs up or not
+//! ([`Serving`]).
 //!
 //! The server is returned unstarted ([`Served`]): the caller decides where
 //! it runs (a task of its own, a thread of its own) and when it stops.
@@ -56,6 +57,7 @@ pub struct Serving {
     listener: Option<TcpListener>,
     tls: Option<(rustls::ServerConfig, String)>,
     closing_connections: bool,
+    dropping_on_hang_up: bool,
 }
 
 impl Serving {
@@ -78,6 +80,17 @@ impl Serving {
     /// new connection (and, over TLS, a handshake).
     pub fn closing_connections(mut self) -> Self {
         self.closing_connections = true;
+        self
+    }
+}
+
+impl Serving {
+    /// Dropping the handler's future (and a streamed answer) as soon as the
+    /// client closes its end, so a handler learns (from its drop) that the
+    /// sender gave up. By default a closed read side is taken as a
+    /// half-close and the handler runs on to answer no one.
+    pub fn dropping_on_hang_up(mut self) -> Self {
+        self.dropping_on_hang_up = true;
         self
     }
 }
@@ -108,6 +121,7 @@ where
     .workers(1)
     .disable_signals()
     .backlog(BACKLOG)
+    .h1_allow_half_closed(!serving.dropping_on_hang_up)
     .keep_alive(if serving.closing_connections {
         KeepAlive::Disabled
     } else {

@@ -21,6 +21,8 @@ pub mod hostile;
 pub mod http;
 /// `hookline listen` inside a test.
 pub mod listen;
+/// A webhook sender that cuts corners, for `hookline grade` to fail.
+pub mod naive_sender;
 /// Real processes (our binaries, redis-server), stopped by pid.
 pub mod process;
 /// A TCP proxy that loses the answers to the first few requests.

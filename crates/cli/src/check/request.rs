@@ -86,6 +86,35 @@ impl Signer {
         }
     }
 
+    /// Checks a received request as a receiver holding this secret would
+    /// (`listen`, `grade`): `header` looks a header up by name
+    /// (case-insensitively), `now` is the receiver's clock in unix
+    /// seconds. Why it fails, in words fit to print.
+    pub fn verify(&self, header: impl Fn(&str) -> Option<String>, body: &[u8], now: i64) -> Result<(), String> {
+        // Standard Webhooks' three headers, or which one is missing.
+        let standard = || -> Result<(String, String, String), String> {
+            let need = |name: &'static str| header(name).ok_or_else(|| format!("the {name} header is missing"));
+            Ok((
+                need(headers::WEBHOOK_ID)?,
+                need(headers::WEBHOOK_TIMESTAMP)?,
+                need(headers::WEBHOOK_SIGNATURE)?,
+            ))
+        };
+        let verify_v1a = |keys: &PublicKeys| {
+            let (id, ts, sig) = standard()?;
+            keys.verify(&id, &ts, &sig, body, now).map_err(|e| e.to_string())
+        };
+        match self {
+            Self::Standard(secrets) => {
+                let (id, ts, sig) = standard()?;
+                secrets.verify(&id, &ts, &sig, body, now).map_err(|e| e.to_string())
+            }
+            Self::Asymmetric(key) => verify_v1a(&key.public_key().parse().map_err(|e: KeyError| e.to_string())?),
+            Self::Verifying(keys) => verify_v1a(keys),
+            Self::Dialect { dialect, key } => dialect.verify(key, header, body, now).map_err(|e| e.to_string()),
+        }
+    }
+
     /// The same dialect with a secret no receiver holds.
     pub(super) fn other(&self) -> Self {
         match self {
