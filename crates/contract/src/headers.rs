@@ -18,3 +18,6 @@ pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 pub const ACCEPT_RATIO: &str = "hookline-accept-ratio";
 /// hookline's help desk: this case's chaos profile (see [`crate::chaos`]).
 pub const CHAOS: &str = crate::chaos::CHAOS_HEADER;
+/// hookline's help desk: the seed (a u64) of this case's chaos draws, so a
+/// run can be replayed with the same faults (see [`crate::chaos::seed`]).
+pub const CHAOS_SEED: &str = crate::chaos::CHAOS_SEED_HEADER;

@@ -49,6 +49,9 @@ pub struct NewCase {
     /// The `reorder` fault: its `document.received` events are held back
     /// until after its decision.
     pub reorder: bool,
+    /// The seed of its chaos draws (`Hookline-Chaos-Seed`), kept with each
+    /// of its jobs; `None`: drawn at random.
+    pub chaos_seed: Option<u64>,
 }
 
 /// What [`Store::schedule`] did with a new case.
@@ -118,6 +121,8 @@ pub struct CaseRecord {
     pub chaos: Option<String>,
     /// The job is a `document.received` event held back by the `reorder` fault.
     pub chaos_reorder: bool,
+    /// The seed of its case's chaos draws (`Hookline-Chaos-Seed`).
+    pub chaos_seed: Option<u64>,
     pub(super) lease: Option<String>,
 }
 
@@ -171,6 +176,7 @@ impl CaseRecord {
             lease: take("lease").ok(),
             chaos: take("chaos").ok(),
             chaos_reorder: take("chaosReorder").is_ok_and(|flag| flag == "1"),
+            chaos_seed: take("chaosSeed").ok().and_then(|raw| raw.parse().ok()),
             event,
             document_id: document_id.clone(),
         };
@@ -286,7 +292,8 @@ impl Partition {
             .arg(&case.event_prefix)
             .arg(millis(self.retention))
             .arg(case.chaos.as_deref().unwrap_or_default())
-            .arg(if case.reorder { "1" } else { "" });
+            .arg(if case.reorder { "1" } else { "" })
+            .arg(case.chaos_seed.map(|seed| seed.to_string()).unwrap_or_default());
         let (outcome, document_id, agent_id, due_in, received, decided): (String, String, String, u64, u64, u64) =
             self.invoke_replicated(&SCHEDULE, &invocation).await?;
         Ok(match outcome.as_str() {

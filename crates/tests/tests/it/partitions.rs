@@ -135,6 +135,7 @@ async fn a_help_desk_refuses_another_partition_count_while_the_queue_holds_cases
         delay: Duration::from_secs(60),
         chaos: None,
         reorder: false,
+        chaos_seed: None,
     };
     one.schedule(&case).await.unwrap();
     let refused = Store::connect_partitioned(&redis.url, &redis.prefix, 3, limits).await;

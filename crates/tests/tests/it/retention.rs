@@ -28,6 +28,7 @@ fn case(id: &str, port: u16) -> NewCase {
         delay: Duration::ZERO,
         chaos: None,
         reorder: false,
+        chaos_seed: None,
     }
 }
 
@@ -182,6 +183,7 @@ async fn fifty_thousand_cases_leave_redis_as_they_found_it() {
             delay: Duration::ZERO,
             chaos: None,
             reorder: false,
+            chaos_seed: None,
         })
         .collect();
     for chunk in cases.chunks(2000) {

@@ -43,6 +43,7 @@ fn case(document_id: &str) -> NewCase {
         delay: Duration::ZERO,
         chaos: None,
         reorder: false,
+        chaos_seed: None,
     }
 }
 

@@ -140,6 +140,7 @@ async fn endpoints(store: &Store, from: u16, count: u16) {
             delay: Duration::from_secs(3600),
             chaos: None,
             reorder: false,
+            chaos_seed: None,
         })
         .collect();
     for chunk in cases.chunks(250) {
