@@ -32,7 +32,9 @@ use serde::Serialize;
 
 mod request;
 
-pub use request::{BadSecret, Payload, PayloadError, Signer};
+pub use request::{BadSecret, FixtureError, Payload, PayloadError, Signer};
+
+use crate::junit::{Suite, Verdict};
 use request::{Message, Sender, request_for};
 
 /// The body size of the oversized case: far above any sensible limit for a
@@ -342,37 +344,26 @@ impl Report {
     /// dialect cannot say as skipped.
     pub fn junit(&self) -> String {
         let class = format!("hookline.check.{}", self.dialect);
-        let failures = self.failed().count();
-        let mut out = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{}\">\n",
-            xml(&format!("hookline check {} ({})", self.url, self.dialect)),
-            self.outcomes.len() + self.not_applicable.len(),
-            self.not_applicable.len(),
-        );
+        let mut suite = Suite::new(format!("hookline check {} ({})", self.url, self.dialect));
         for o in &self.outcomes {
-            let name = xml(o.name);
-            match &o.explanation {
-                None => out.push_str(&format!("  <testcase classname=\"{class}\" name=\"{name}\"/>\n")),
-                Some(why) => {
-                    let got = o.got.iter().map(Got::label).collect::<Vec<_>>().join(", ");
-                    out.push_str(&format!(
-                        "  <testcase classname=\"{class}\" name=\"{name}\">\n    <failure message=\"{}\">expected {}, got {}</failure>\n  </testcase>\n",
-                        xml(why),
-                        xml(o.expected.label()),
-                        xml(&got),
-                    ));
-                }
-            }
+            let verdict = match (o.passed, &o.explanation) {
+                (true, _) => Verdict::Pass,
+                (false, why) => Verdict::Failure {
+                    message: why.clone().unwrap_or_else(|| "failed".to_owned()),
+                    text: format!(
+                        "expected {}, got {}",
+                        o.expected.label(),
+                        o.got.iter().map(Got::label).collect::<Vec<_>>().join(", ")
+                    ),
+                },
+            };
+            suite.push(&class, o.name, verdict);
         }
         for skipped in &self.not_applicable {
-            out.push_str(&format!(
-                "  <testcase classname=\"{class}\" name=\"{}\">\n    <skipped message=\"{}\"/>\n  </testcase>\n",
-                xml(skipped.name),
-                xml(skipped.why),
-            ));
+            let reason = skipped.why.to_owned();
+            suite.push(&class, skipped.name, Verdict::Skipped { reason });
         }
-        out.push_str("</testsuite>\n");
-        out
+        suite.to_xml()
     }
 
     /// The table, with ANSI colours when `colour`.
@@ -423,15 +414,6 @@ impl Report {
         out.push_str(&format!("{summary}\n"));
         out
     }
-}
-
-/// `text` escaped for XML text and attribute values.
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }
 
 /// Where and how to run the battery.
@@ -631,6 +613,18 @@ mod tests {
         );
         assert!(xml.contains("<skipped message=\"no timestamp\"/>"), "{xml}");
         assert_eq!(xml.matches("<testcase ").count(), report.outcomes.len() + 1);
+    }
+
+    #[test]
+    fn an_event_s_fixture_is_its_type_s_file_and_a_missing_one_lists_what_there_is() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/stripe");
+        let paid = Payload::fixture(&dir, "invoice.paid").unwrap();
+        assert_eq!(paid.0["type"], "invoice.paid");
+        let missing = Payload::fixture(&dir, "charge.refunded").unwrap_err().to_string();
+        assert!(missing.contains("fixtures/stripe/charge.refunded.json"), "{missing}");
+        assert!(missing.ends_with("has customer.created, invoice.paid"), "{missing}");
+        let outside = Payload::fixture(&dir, "../stripe/invoice.paid").unwrap_err();
+        assert!(matches!(outside, FixtureError::Missing { .. }), "{outside}");
     }
 
     #[test]

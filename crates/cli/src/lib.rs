@@ -5,6 +5,8 @@
 
 /// `hookline check`: the conformance battery and its judgement.
 pub mod check;
+/// JUnit XML reports (`--junit`), for CI.
+pub mod junit;
 /// `hookline listen`: a local receiver.
 pub mod listen;
 /// `hookline trigger`: reviews sent through a help desk, and what became of them.

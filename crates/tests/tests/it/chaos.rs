@@ -246,6 +246,7 @@ fn trigger_to(helpdesk: &Running, to: &str, count: usize, chaos: &str) -> Trigge
         accept_ratio: Some(0.5),
         api_key: None,
         wait: Duration::from_secs(60),
+        seed: None,
     }
 }
 
