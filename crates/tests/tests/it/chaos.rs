@@ -361,6 +361,8 @@ async fn chaos_profiles_are_checked_and_a_case_can_opt_out() {
         (headers::CHAOS, "duplicate=often", "Hookline-Chaos"),
         (headers::CHAOS, "teleport=1", "Hookline-Chaos"),
         (headers::ACCEPT_RATIO, "2", "Hookline-Accept-Ratio"),
+        (headers::CHAOS_SEED, "-1", "Hookline-Chaos-Seed"),
+        (headers::CHAOS_SEED, "18446744073709551616", "Hookline-Chaos-Seed"),
     ] {
         let (status, _, body) = call(
             "POST",
