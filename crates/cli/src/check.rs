@@ -32,7 +32,9 @@ use serde::Serialize;
 
 mod request;
 
-pub use request::{BadSecret, Payload, PayloadError, Signer};
+pub use request::{BadSecret, FixtureError, Payload, PayloadError, Signer};
+
+use crate::junit::{Suite, Verdict};
 use request::{Message, Sender, request_for};
 
 /// The body size of the oversized case: far above any sensible limit for a
@@ -347,32 +349,27 @@ impl Report {
     /// test case per case, a failure with its explanation, the cases the
     /// dialect cannot say as skipped.
     pub fn junit(&self) -> String {
-        use crate::junit::{Outcome as Junit, TestCase};
-        let ran = self.outcomes.iter().map(|o| TestCase {
-            name: o.name.to_owned(),
-            outcome: match (o.passed, &o.explanation) {
-                (true, _) => Junit::Passed,
-                (false, why) => Junit::Failed {
-                    message: why.clone().unwrap_or_default(),
+        let class = format!("hookline.check.{}", self.dialect);
+        let mut suite = Suite::new(format!("hookline check {} ({})", self.url, self.dialect));
+        for o in &self.outcomes {
+            let verdict = match (o.passed, &o.explanation) {
+                (true, _) => Verdict::Pass,
+                (false, why) => Verdict::Failure {
+                    message: why.clone().unwrap_or_else(|| "failed".to_owned()),
                     text: format!(
                         "expected {}, got {}",
                         o.expected.label(),
                         o.got.iter().map(Got::label).collect::<Vec<_>>().join(", ")
                     ),
                 },
-            },
-        });
-        let skipped = self.not_applicable.iter().map(|skipped| TestCase {
-            name: skipped.name.to_owned(),
-            outcome: Junit::Skipped {
-                message: skipped.why.to_owned(),
-            },
-        });
-        crate::junit::suite(
-            &format!("hookline check {} ({})", self.url, self.dialect),
-            &format!("hookline.check.{}", self.dialect),
-            &ran.chain(skipped).collect::<Vec<_>>(),
-        )
+            };
+            suite.push(&class, o.name, verdict);
+        }
+        for skipped in &self.not_applicable {
+            let reason = skipped.why.to_owned();
+            suite.push(&class, skipped.name, Verdict::Skipped { reason });
+        }
+        suite.to_xml()
     }
 
     /// The table, with ANSI colours when `colour`.
@@ -622,6 +619,18 @@ mod tests {
         );
         assert!(xml.contains("<skipped message=\"no timestamp\"/>"), "{xml}");
         assert_eq!(xml.matches("<testcase ").count(), report.outcomes.len() + 1);
+    }
+
+    #[test]
+    fn an_event_s_fixture_is_its_type_s_file_and_a_missing_one_lists_what_there_is() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/stripe");
+        let paid = Payload::fixture(&dir, "invoice.paid").unwrap();
+        assert_eq!(paid.0["type"], "invoice.paid");
+        let missing = Payload::fixture(&dir, "charge.refunded").unwrap_err().to_string();
+        assert!(missing.contains("fixtures/stripe/charge.refunded.json"), "{missing}");
+        assert!(missing.ends_with("has customer.created, invoice.paid"), "{missing}");
+        let outside = Payload::fixture(&dir, "../stripe/invoice.paid").unwrap_err();
+        assert!(matches!(outside, FixtureError::Missing { .. }), "{outside}");
     }
 
     #[test]

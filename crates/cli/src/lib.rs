@@ -10,7 +10,7 @@ pub mod check;
 /// `hookline grade`: a receiver that scripts its answers and grades the sender.
 pub mod grade;
 /// JUnit XML reports (`--junit`), for CI.
-mod junit;
+pub mod junit;
 /// `hookline listen`: a local receiver.
 pub mod listen;
 /// `hookline trigger`: reviews sent through a help desk, and what became of them.

@@ -44,9 +44,15 @@ enum Command {
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: Duration,
         /// Send this JSON object as every webhook's body (an event your
-        /// receiver really parses) instead of the review payload.
+        /// receiver really parses) instead of the review payload. With
+        /// --event: a directory of fixtures, one TYPE.json per event type.
         #[arg(long)]
         payload: Option<std::path::PathBuf>,
+        /// Send the fixture of this event type: --payload DIR's TYPE.json
+        /// (e.g. invoice.paid). A type the directory lacks exits 2, listing
+        /// the types it has.
+        #[arg(long, requires = "payload")]
+        event: Option<String>,
         /// Also write the report as JUnit XML to this file, for CI.
         #[arg(long)]
         junit: Option<std::path::PathBuf>,
@@ -79,8 +85,9 @@ enum Command {
     },
     /// Have a help desk send reviews to a URL (with a chaos profile if
     /// asked), wait for every delivery, and sum up how the receiver answered.
-    /// Exits 0 only if every review was delivered and every fault answered
-    /// as a correct receiver would.
+    /// Every run has a seed (printed first); --seed with it replays the same
+    /// faults into the same cases.
+    #[command(after_help = TRIGGER_EXIT_CODES)]
     Trigger {
         /// Where the webhooks go (the receiver's URL).
         #[arg(long)]
@@ -112,6 +119,15 @@ enum Command {
         /// secret as the whsec_… string, except in standard).
         #[arg(long)]
         dialect: Option<Dialect>,
+        /// The run's seed: case i's faults are drawn from a seed mixed from
+        /// it and i, so the same seed replays the same faults. Without it,
+        /// a random one (printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Also write the summary as JUnit XML to this file, for CI: a test
+        /// case per fault kind injected, "every review delivered", "books balance".
+        #[arg(long)]
+        junit: Option<std::path::PathBuf>,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -168,6 +184,8 @@ enum Command {
     },
 }
 
+const TRIGGER_EXIT_CODES: &str = "Exit codes: 0 passed (every review delivered, every fault answered as a correct receiver would, the books balance); 1 failed (the receiver's fault: a review dead or late, a fault answered wrongly); 2 usage error, or the run cannot start (no review created); 3 void (the books do not balance: a case lost or counted twice, a review not created; the run says nothing about the receiver).";
+
 /// A probability argument that is not one.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:?} is not a probability between 0 and 1")]
@@ -220,18 +238,15 @@ fn main() -> ExitCode {
                 dialect,
                 timeout,
                 payload,
+                event,
                 junit,
                 json,
             } => {
                 let signer = Signer::new(dialect, &secret)?;
-                let payload = match payload {
-                    Some(path) => Some(
-                        Payload::parse(
-                            &std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-                        )
-                        .map_err(|e| format!("{}: {e}", path.display()))?,
-                    ),
-                    None => None,
+                let payload = match (payload, event) {
+                    (Some(dir), Some(event)) => Some(Payload::fixture(&dir, &event)?),
+                    (Some(path), None) => Some(Payload::read(&path)?),
+                    (None, _) => None,
                 };
                 let target = Target {
                     url,
@@ -269,6 +284,8 @@ fn main() -> ExitCode {
                 api_key,
                 wait,
                 dialect,
+                seed,
+                junit,
                 json,
             } => {
                 let settings = Trigger {
@@ -280,8 +297,9 @@ fn main() -> ExitCode {
                     api_key,
                     wait,
                     dialect,
+                    seed,
                 };
-                run_trigger(&settings, json).await
+                run_trigger(&settings, json, junit.as_deref()).await
             }
             Command::Grade {
                 port,
@@ -389,14 +407,22 @@ async fn check(target: Target, json: bool, junit: Option<&std::path::Path>) -> R
     outcome(json, &report, |colour| report.table(colour), report.passed())
 }
 
-async fn run_trigger(settings: &Trigger, json: bool) -> Result<ExitCode, Failure> {
+/// Exit 0 passed, 1 failed, 3 void (see `TRIGGER_EXIT_CODES`).
+async fn run_trigger(settings: &Trigger, json: bool, junit: Option<&std::path::Path>) -> Result<ExitCode, Failure> {
     let progress = Progress::new();
     let summary = trigger::run(settings, |stage, done, of| {
         progress.show(&format!("{stage} {done}/{of}"));
     })
     .await?;
     progress.clear();
-    outcome(json, &summary, |colour| summary.text(colour), summary.passed())
+    if let Some(path) = junit {
+        std::fs::write(path, summary.junit()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let code = outcome(json, &summary, |colour| summary.text(colour), summary.passed())?;
+    Ok(match summary.verdict {
+        trigger::Verdict::Void => ExitCode::from(3),
+        _ => code,
+    })
 }
 
 async fn run_grade(

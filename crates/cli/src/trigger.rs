@@ -4,17 +4,26 @@
 //! attempt logs (`GET /document/{id}`). `hookline replay` has it deliver
 //! cases again (`POST /document/{id}/redeliver`): the same `webhook-id` and
 //! body with a fresh timestamp, for a receiver's idempotency.
+//!
+//! A run has a seed (`--seed`, else a random one it prints): case number
+//! `i` is created with `Hookline-Chaos-Seed:`
+//! [`case_seed`](hookline_contract::chaos::seed::case_seed)`(seed, i)`, so
+//! the same seed against the same help desk profile injects the same
+//! faults into the same cases again ([`summary`] lists them per case).
 
-use std::collections::BTreeMap;
+/// What became of a run: per case, the books, the verdict.
+pub mod summary;
+
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use hookline_contract::chaos::{ChaosProfile, Fault};
+use hookline_contract::chaos::ChaosProfile;
+use hookline_contract::chaos::seed::case_seed;
 use hookline_contract::dialect::Dialect;
-use hookline_contract::{CaseView, DeliveryState, DocumentAccepted, DocumentStatus, headers};
+use hookline_contract::{CaseView, DeliveryState, DocumentAccepted, headers};
 use serde::Serialize;
 
-use crate::paint;
+pub use summary::{Books, CaseOutcome, Fate, FaultTally, Summary, Verdict};
 
 /// Requests to the help desk in flight at once.
 const CONCURRENCY: usize = 16;
@@ -38,143 +47,14 @@ pub struct Trigger {
     /// Sign the reviews as this provider does (`None`: the help desk's
     /// default, Standard Webhooks).
     pub dialect: Option<Dialect>,
+    /// The run's seed (`--seed`); `None`: a random one, printed.
+    pub seed: Option<u64>,
 }
 
-/// How the receiver answered the faults of one kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct FaultTally {
-    pub injected: u64,
-    /// Answered as a correct receiver would.
-    pub as_expected: u64,
-    /// Answered otherwise (the attempt log says how).
-    pub unexpected: u64,
-}
-
-/// What became of the reviews.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Summary {
-    pub helpdesk: String,
-    pub to: String,
-    pub chaos: Option<String>,
-    pub created: usize,
-    /// The cases created (for `hookline replay`).
-    pub document_ids: Vec<String>,
-    /// `POST /document` refused or failed, with the first reason.
-    pub not_created: usize,
-    pub first_refusal: Option<String>,
-    pub delivered: usize,
-    pub dead: usize,
-    /// Neither delivered nor dead when the wait ran out.
-    pub pending: usize,
-    pub accepted: usize,
-    pub declined: usize,
-    /// Delivery attempts (not counting chaos faults) over all cases.
-    pub attempts: u64,
-    pub faults: BTreeMap<Fault, FaultTally>,
-    /// The first few faults answered unlike a correct receiver:
-    /// `documentId: fault: what happened`.
-    pub unexpected: Vec<String>,
-}
-
-impl Summary {
-    /// Every review delivered, every fault answered as a correct receiver
-    /// would answer it.
-    pub fn passed(&self) -> bool {
-        self.not_created == 0
-            && self.dead == 0
-            && self.pending == 0
-            && self.faults.values().all(|tally| tally.unexpected == 0)
-    }
-
-    fn add(&mut self, case: &CaseView) {
-        match case.delivery.state {
-            DeliveryState::Delivered => self.delivered += 1,
-            DeliveryState::Dead => self.dead += 1,
-            _ => self.pending += 1,
-        }
-        match case.status {
-            DocumentStatus::Accepted => self.accepted += 1,
-            DocumentStatus::Declined => self.declined += 1,
-            _ => {}
-        }
-        for entry in &case.delivery.log {
-            let Some(fault) = entry.chaos else {
-                self.attempts += 1;
-                continue;
-            };
-            let tally = self.faults.entry(fault).or_default();
-            tally.injected += 1;
-            match &entry.error {
-                None => tally.as_expected += 1,
-                Some(error) => {
-                    tally.unexpected += 1;
-                    if self.unexpected.len() < 10 {
-                        self.unexpected.push(format!("{}: {fault}: {error}", case.document_id));
-                    }
-                }
-            }
-        }
-    }
-
-    /// The summary as text, with ANSI colours when `colour`.
-    pub fn text(&self, colour: bool) -> String {
-        let mut out = format!(
-            "{} reviews sent through {} to {} (chaos: {})\n",
-            self.created,
-            self.helpdesk,
-            self.to,
-            self.chaos.as_deref().unwrap_or("the help desk's own")
-        );
-        if self.not_created > 0 {
-            out.push_str(&paint(
-                &format!(
-                    "{} not created: {}\n",
-                    self.not_created,
-                    self.first_refusal.as_deref().unwrap_or("?")
-                ),
-                "1;31",
-                colour,
-            ));
-        }
-        out.push_str(&format!(
-            "delivered {}, dead {}, still pending {}; decisions: {} ACCEPTED, {} DECLINED; {} delivery attempts\n",
-            self.delivered, self.dead, self.pending, self.accepted, self.declined, self.attempts
-        ));
-        if !self.faults.is_empty() {
-            out.push_str(&format!(
-                "\n{:18}  {:>8}  {:>11}  {:>10}\n",
-                "fault", "injected", "as expected", "unexpected"
-            ));
-            for (fault, tally) in &self.faults {
-                let unexpected = format!("{:>10}", tally.unexpected);
-                out.push_str(&format!(
-                    "{:18}  {:>8}  {:>11}  {}\n",
-                    fault.as_str(),
-                    tally.injected,
-                    tally.as_expected,
-                    if tally.unexpected > 0 {
-                        paint(&unexpected, "1;31", colour)
-                    } else {
-                        unexpected
-                    }
-                ));
-            }
-        }
-        for line in &self.unexpected {
-            out.push_str(&format!("  {line}\n"));
-        }
-        out.push_str(&if self.passed() {
-            paint(
-                "every review delivered, every fault answered as expected\n",
-                "32",
-                colour,
-            )
-        } else {
-            paint("the receiver did not survive everything (see above)\n", "1;31", colour)
-        });
-        out
-    }
+/// A random run seed below 2^53, so that every JSON reader (JavaScript's,
+/// jq's) keeps it exact and it can be pasted back into `--seed`.
+pub fn random_seed() -> u64 {
+    rand::random::<u64>() >> 11
 }
 
 /// Why the run could not go on.
@@ -245,28 +125,51 @@ fn client() -> Result<awc::Client, TriggerError> {
         .finish())
 }
 
+/// One case being followed.
+struct Followed {
+    index: usize,
+    document_id: String,
+    seed: u64,
+    /// The last view the help desk gave.
+    seen: Option<CaseView>,
+    /// The help desk said it has no such case (404).
+    gone: bool,
+}
+
 /// Creates the reviews, then waits for their deliveries; `progress` hears
 /// `(stage, done, of)`.
 pub async fn run(trigger: &Trigger, mut progress: impl FnMut(&str, usize, usize)) -> Result<Summary, TriggerError> {
     let client = client()?;
     let base = trigger.helpdesk.trim_end_matches('/').to_owned();
-    let mut summary = Summary {
-        helpdesk: base.clone(),
-        to: trigger.to.clone(),
-        chaos: trigger.chaos.as_ref().map(ChaosProfile::to_string),
-        ..Summary::default()
-    };
+    let run_seed = trigger.seed.unwrap_or_else(random_seed);
+    let mut summary = Summary::new(
+        base.clone(),
+        trigger.to.clone(),
+        trigger.chaos.as_ref().map(ChaosProfile::to_string),
+        run_seed,
+    );
 
-    let mut created = Vec::with_capacity(trigger.count);
+    let mut followed = Vec::with_capacity(trigger.count);
     let mut creations = futures_util::stream::iter(0..trigger.count)
-        .map(|index| create(&client, &base, trigger, index))
+        .map(|index| {
+            let seed = case_seed(run_seed, u64::try_from(index).unwrap_or(u64::MAX));
+            let client = &client;
+            let base = base.as_str();
+            async move { (index, seed, create(client, base, trigger, index, seed).await) }
+        })
         .buffer_unordered(CONCURRENCY);
     let mut done = 0;
-    while let Some(result) = creations.next().await {
+    while let Some((index, seed, result)) = creations.next().await {
         done += 1;
         progress("created", done, trigger.count);
         match result {
-            Ok(document_id) => created.push(document_id),
+            Ok(document_id) => followed.push(Followed {
+                index,
+                document_id,
+                seed,
+                seen: None,
+                gone: false,
+            }),
             Err(refusal) => {
                 summary.not_created += 1;
                 summary.first_refusal.get_or_insert_with(|| refusal.to_string());
@@ -274,48 +177,51 @@ pub async fn run(trigger: &Trigger, mut progress: impl FnMut(&str, usize, usize)
         }
     }
     drop(creations);
-    summary.created = created.len();
-    summary.document_ids.clone_from(&created);
-    if created.is_empty() && trigger.count > 0 {
+    if followed.is_empty() && trigger.count > 0 {
         let why = summary.first_refusal.clone().unwrap_or_default();
         return Err(TriggerError::NothingCreated(base, why));
     }
 
-    // Look again at what is still under way until nothing is, or the wait ends.
+    // Look again at what is still under way until nothing is, or the wait
+    // ends. A case the help desk no longer has (404) is not looked at again.
     let deadline = Instant::now() + trigger.wait;
-    let mut waiting = created;
-    let mut finished: Vec<CaseView> = Vec::with_capacity(waiting.len());
+    let mut open: Vec<usize> = (0..followed.len()).collect();
     loop {
-        let looked: Vec<(String, Option<CaseView>)> = futures_util::stream::iter(waiting.drain(..))
-            .map(|id| async {
-                let case = show(&client, &base, trigger, &id).await;
-                (id, case)
+        let looked: Vec<(usize, Look)> = futures_util::stream::iter(open.drain(..))
+            .map(|k| {
+                let id = followed[k].document_id.clone();
+                let (client, base) = (&client, base.as_str());
+                async move { (k, show(client, base, trigger, &id).await) }
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let mut last_look = Vec::new();
-        for (id, case) in looked {
-            match case {
-                Some(case) if matches!(case.delivery.state, DeliveryState::Delivered | DeliveryState::Dead) => {
-                    finished.push(case);
+        for (k, look) in looked {
+            let case = &mut followed[k];
+            match look {
+                Look::Seen(view) => {
+                    let finished = matches!(view.delivery.state, DeliveryState::Delivered | DeliveryState::Dead);
+                    case.seen = Some(*view);
+                    if !finished {
+                        open.push(k);
+                    }
                 }
-                Some(case) if Instant::now() >= deadline => last_look.push(case),
-                _ => waiting.push(id),
+                Look::Gone => case.gone = true,
+                Look::Unanswered => open.push(k),
             }
         }
-        progress("finished", finished.len(), summary.created);
-        if waiting.is_empty() || Instant::now() >= deadline {
-            // A case never seen again counts as pending.
-            summary.pending += waiting.len();
-            finished.extend(last_look);
+        progress("finished", followed.len() - open.len(), followed.len());
+        if open.is_empty() || Instant::now() >= deadline {
             break;
         }
         actix_web::rt::time::sleep(POLL).await;
     }
-    for case in &finished {
-        summary.add(case);
+    for case in &followed {
+        // Lost: gone, or never shown at all.
+        let shown = case.seen.as_ref().filter(|_| !case.gone);
+        summary.add(case.index, &case.document_id, case.seed, shown);
     }
+    summary.close();
     Ok(summary)
 }
 
@@ -339,10 +245,17 @@ enum Refusal {
 }
 
 /// `POST /document`: the new case's id, or why not.
-async fn create(client: &awc::Client, base: &str, trigger: &Trigger, index: usize) -> Result<String, Refusal> {
+async fn create(
+    client: &awc::Client,
+    base: &str,
+    trigger: &Trigger,
+    index: usize,
+    seed: u64,
+) -> Result<String, Refusal> {
     let mut request = client
         .post(format!("{base}/document"))
-        .insert_header((headers::CALLBACK_URL, trigger.to.as_str()));
+        .insert_header((headers::CALLBACK_URL, trigger.to.as_str()))
+        .insert_header((headers::CHAOS_SEED, seed.to_string()));
     if let Some(chaos) = &trigger.chaos {
         request = request.insert_header((headers::CHAOS, chaos.to_string()));
     }
@@ -371,14 +284,27 @@ async fn create(client: &awc::Client, base: &str, trigger: &Trigger, index: usiz
         .map_err(Refusal::NotAccepted)
 }
 
-/// `GET /document/{id}`, `None` if it cannot be read now.
-async fn show(client: &awc::Client, base: &str, trigger: &Trigger, id: &str) -> Option<CaseView> {
-    let mut response = authorized(client.get(format!("{base}/document/{id}")), trigger.api_key.as_deref())
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
+/// What one `GET /document/{id}` told.
+enum Look {
+    Seen(Box<CaseView>),
+    /// 404: the help desk has no such case (any more).
+    Gone,
+    /// No answer, or one that is not the case: look again.
+    Unanswered,
+}
+
+/// `GET /document/{id}`.
+async fn show(client: &awc::Client, base: &str, trigger: &Trigger, id: &str) -> Look {
+    let request = authorized(client.get(format!("{base}/document/{id}")), trigger.api_key.as_deref());
+    let Ok(mut response) = request.send().await else {
+        return Look::Unanswered;
+    };
+    match response.status().as_u16() {
+        404 => Look::Gone,
+        200 => match response.json::<CaseView>().limit(1024 * 1024).await {
+            Ok(case) => Look::Seen(Box::new(case)),
+            Err(_) => Look::Unanswered,
+        },
+        _ => Look::Unanswered,
     }
-    response.json::<CaseView>().limit(1024 * 1024).await.ok()
 }

@@ -15,8 +15,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod seed;
+
 /// The request header that sets one case's chaos profile.
 pub const CHAOS_HEADER: &str = "hookline-chaos";
+/// The request header that seeds one case's chaos draws ([`seed`]).
+pub const CHAOS_SEED_HEADER: &str = "hookline-chaos-seed";
 
 /// One kind of misbehaviour a provider shows in the wild.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

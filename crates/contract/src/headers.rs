@@ -22,3 +22,6 @@ pub const CHAOS: &str = crate::chaos::CHAOS_HEADER;
 /// (`standard`, `stripe`, `github`, `shopify` or `slack`; see
 /// [`crate::dialect`]), in place of Standard Webhooks.
 pub const DIALECT: &str = "hookline-dialect";
+/// hookline's help desk: the seed (a u64) of this case's chaos draws, so a
+/// run can be replayed with the same faults (see [`crate::chaos::seed`]).
+pub const CHAOS_SEED: &str = crate::chaos::CHAOS_SEED_HEADER;

@@ -12,7 +12,10 @@
 //! | `slow_send` | the real one, its body trickled in 8 pieces | 2xx |
 //! | `duplicate` | after it got through: the very same request again | 2xx, nothing changes |
 //! | `replay` | 0.5–1.5 s after it got through: the same message, fresh timestamp and signature | 2xx, nothing changes |
-//! | `reorder` | (events) `document.received` held back until after the decision; drawn when the case is accepted, see `store/cases/schedule.lua` | 2xx, the decision stays |
+//! | `reorder` | (events) `document.received` held back until after the decision; drawn when the case is accepted (`routes/document.rs`), applied by `store/cases/schedule.lua` | 2xx, the decision stays |
+//!
+//! A case with a seed (`Hookline-Chaos-Seed`) draws its faults from it
+//! ([`hookline_contract::chaos::seed`]): the same seed, the same faults.
 //!
 //! In a signature [dialect](hookline_contract::dialect) other than Standard
 //! Webhooks every request is signed in that dialect: a forgery with a
@@ -40,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hookline_contract::AttemptView;
+use hookline_contract::chaos::seed::SplitMix64;
 use hookline_contract::chaos::{ChaosProfile, Fault};
 use hookline_contract::dialect::Dialect;
 use hookline_contract::signature::{SecretSet, WebhookSecret};
@@ -68,10 +72,17 @@ pub struct Chaotic {
 
 /// The faults `profile` draws for one attempt signed in `dialect`
 /// (`reorder` is not among them: it is drawn when the case is accepted;
-/// nor `stale_timestamp` in a dialect that signs no timestamp).
-pub fn draw(profile: &ChaosProfile, dialect: Dialect) -> Vec<Fault> {
-    let mut rng = rand::rng();
-    let mut faults = profile.draw(|| rng.random::<f64>());
+/// nor `stale_timestamp` in a dialect that signs no timestamp), from
+/// `seeded` if the case has a seed (see [`hookline_contract::chaos::seed`]),
+/// else at random.
+pub fn draw(profile: &ChaosProfile, dialect: Dialect, seeded: Option<SplitMix64>) -> Vec<Fault> {
+    let mut faults = match seeded {
+        Some(mut seeded) => profile.draw(|| seeded.uniform()),
+        None => {
+            let mut rng = rand::rng();
+            profile.draw(|| rng.random::<f64>())
+        }
+    };
     faults.retain(|fault| *fault != Fault::Reorder);
     if !dialect.signs_timestamp() && faults.contains(&Fault::StaleTimestamp) {
         faults.retain(|fault| *fault != Fault::StaleTimestamp);
@@ -317,11 +328,11 @@ mod tests {
     #[test]
     fn reorder_is_never_drawn_per_attempt_nor_a_stale_timestamp_where_none_is_signed_and_the_budget_fits_the_lease() {
         let every = ChaosProfile::every_fault(1.0);
-        let drawn = draw(&every, Dialect::Standard);
+        let drawn = draw(&every, Dialect::Standard, None);
         assert_eq!(drawn.len(), Fault::ALL.len() - 1);
         assert!(!drawn.contains(&Fault::Reorder));
         for dialect in Dialect::ALL {
-            let drawn = draw(&every, dialect);
+            let drawn = draw(&every, dialect, None);
             assert_eq!(
                 drawn.contains(&Fault::StaleTimestamp),
                 dialect.signs_timestamp(),

@@ -36,6 +36,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
 
 use hookline_contract::chaos::ChaosProfile;
+use hookline_contract::chaos::seed::Stream;
 
 use crate::chaos::{self, Chaotic};
 use crate::config::RetrySchedule;
@@ -390,7 +391,12 @@ async fn attempt(
     let faults = if first {
         // Its own profile, as POST /document stored it (checked there).
         let own: Option<ChaosProfile> = job.case.chaos.as_deref().and_then(|raw| raw.parse().ok());
-        chaos::draw(own.as_ref().unwrap_or(&settings.chaos), message.dialect)
+        let stream = match &job.case.event {
+            None => Stream::Callback,
+            Some(event) => Stream::Event(event.sequence),
+        };
+        let seeded = job.case.chaos_seed.map(|seed| stream.of(seed));
+        chaos::draw(own.as_ref().unwrap_or(&settings.chaos), message.dialect, seeded)
     } else {
         Vec::new()
     };

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::{TestDb, TestRedis, wait_for};
 
-/// The path of a workspace binary, built (once per test run) if needed.
+/// The path of a workspace binary (`consumer`, `helpdesk`, `hookline`),
+/// built (once per test run) if needed.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     // target/<profile>/deps/<test binary> → target/<profile>/<name>

@@ -27,12 +27,70 @@ pub enum PayloadError {
     NotAnObject,
 }
 
+/// Why `--payload DIR --event TYPE` has no payload to send.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    #[error("{path}: no fixture for the event {event:?}; {dir} has {}", list(.types))]
+    Missing {
+        path: String,
+        event: String,
+        dir: String,
+        /// The event types the directory has (`TYPE.json`), sorted.
+        types: Vec<String>,
+    },
+    #[error("{0}: {1}")]
+    Unreadable(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Bad(String, PayloadError),
+}
+
+fn list(types: &[String]) -> String {
+    if types.is_empty() {
+        "no TYPE.json files".to_owned()
+    } else {
+        types.join(", ")
+    }
+}
+
 impl Payload {
     pub fn parse(text: &str) -> Result<Self, PayloadError> {
         match serde_json::from_str(text)? {
             serde_json::Value::Object(map) => Ok(Self(map)),
             _ => Err(PayloadError::NotAnObject),
         }
+    }
+
+    /// The payload in the file `path`.
+    pub fn read(path: &std::path::Path) -> Result<Self, FixtureError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| FixtureError::Unreadable(shown.clone(), e))?;
+        Self::parse(&text).map_err(|e| FixtureError::Bad(shown, e))
+    }
+
+    /// The fixture of `event` in `dir` (`--payload DIR --event TYPE`): the
+    /// file `DIR/TYPE.json`, as provider fixtures are laid out (one file
+    /// per event type, named by it).
+    pub fn fixture(dir: &std::path::Path, event: &str) -> Result<Self, FixtureError> {
+        let path = dir.join(format!("{event}.json"));
+        // A type with a path separator would read a file elsewhere.
+        let plain = !event.is_empty() && !event.contains(['/', '\\']) && event != "..";
+        if plain && path.is_file() {
+            return Self::read(&path);
+        }
+        let mut types: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| FixtureError::Unreadable(dir.display().to_string(), e))?
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect();
+        types.sort();
+        Err(FixtureError::Missing {
+            path: path.display().to_string(),
+            event: event.to_owned(),
+            dir: dir.display().to_string(),
+            types,
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! The grade as a table (text, coloured on a terminal) and as JUnit XML,
 //! one test case per check.
 
-use crate::junit::{self, TestCase};
+use crate::junit::{self, Suite};
 
 use super::{Answer, Ended, Mark, Report};
 
@@ -70,26 +70,20 @@ impl Report {
     /// The grade as JUnit XML (`--junit`): one test case per check, a check
     /// lost as a failure with its sentence, one not graded as skipped.
     pub fn junit(&self) -> String {
-        let cases: Vec<TestCase> = self
-            .checks
-            .iter()
-            .map(|v| TestCase {
-                name: v.name.to_owned(),
-                outcome: match v.result {
-                    Mark::Pass => junit::Outcome::Passed,
-                    Mark::Fail | Mark::NotSeen => junit::Outcome::Failed {
-                        message: v.why.clone(),
-                        text: format!("{}: {}", v.result.label(), v.why),
-                    },
-                    Mark::NotGraded => junit::Outcome::Skipped { message: v.why.clone() },
+        let class = format!("hookline.grade.{}", self.dialect);
+        let mut suite = Suite::new(format!("hookline grade {} ({})", self.url, self.dialect));
+        for v in &self.checks {
+            let verdict = match v.result {
+                Mark::Pass => junit::Verdict::Pass,
+                Mark::Fail | Mark::NotSeen => junit::Verdict::Failure {
+                    message: v.why.clone(),
+                    text: format!("{}: {}", v.result.label(), v.why),
                 },
-            })
-            .collect();
-        junit::suite(
-            &format!("hookline grade {} ({})", self.url, self.dialect),
-            &format!("hookline.grade.{}", self.dialect),
-            &cases,
-        )
+                Mark::NotGraded => junit::Verdict::Skipped { reason: v.why.clone() },
+            };
+            suite.push(&class, v.name, verdict);
+        }
+        suite.to_xml()
     }
 }
 

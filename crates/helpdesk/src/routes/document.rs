@@ -3,6 +3,7 @@ use std::sync::Arc;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
+use hookline_contract::chaos::seed::Stream;
 use hookline_contract::chaos::{ChaosError, ChaosProfile, Fault};
 use hookline_contract::dialect::Dialect;
 use hookline_contract::{CaseView, ErrorBody, EventType};
@@ -47,13 +48,14 @@ pub struct Scheduling {
         ("X-Callback-Url" = Option<String>, Header, description = "Where to POST the decision (http/https; checked against the SSRF policy). May be left out when the caller has an enabled subscription (`POST /webhooks`): the events then go to the subscriptions only"),
         ("Hookline-Chaos" = Option<String>, Header, description = "This case's chaos profile, in place of the help desk's CHAOS: `fault=rate,...` with the faults duplicate, replay, reorder, delay, forged_signature, stale_timestamp, malformed_body, slow_send and rates from 0 to 1 (`none`: no faults). Each fault is sent besides the real delivery and recorded in the attempt log"),
         ("Hookline-Dialect" = Option<String>, Header, description = "How this case's callback is signed: `standard` (Standard Webhooks, the default), `stripe`, `github`, `shopify` or `slack`, each as that provider signs, with the tenant's secret (its `whsec_...` string as the key in all but `standard`). During a rotation `standard` and `stripe` carry a signature per secret, the others sign with the first listed. The case's subscription events are signed in each subscription's own dialect"),
+        ("Hookline-Chaos-Seed" = Option<u64>, Header, description = "Seeds this case's chaos draws (a decimal u64): its verdict and `reorder` now, the faults of its deliveries' first attempts later come from a generator seeded with it (SplitMix64), so the same seed and profile inject the same faults again. Timing jitter is not seeded. `hookline trigger --seed` sends one per case"),
         ("Hookline-Accept-Ratio" = Option<f64>, Header, description = "The chance this case is ACCEPTED (0 to 1), in place of the help desk's ACCEPT_RATIO"),
     ),
     responses(
         (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` this tenant used before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`; each tenant's ids are its own", body = DocumentAccepted,
             headers(("location" = String, description = "/document/{documentId}"),
                 ("idempotent-replayed" = String, description = "`true` on the answer to a retried request"))),
-        (status = 400, description = "Malformed request (the body names the field), a Hookline-Chaos profile that does not parse (`invalid_chaos`), a Hookline-Dialect that is none of ours (`unknown_dialect`), or no X-Callback-Url and no enabled subscription", body = ErrorBody),
+        (status = 400, description = "Malformed request (the body names the field), a Hookline-Chaos profile or Hookline-Chaos-Seed that does not parse (`invalid_chaos`), a Hookline-Dialect that is none of ours (`unknown_dialect`), or no X-Callback-Url and no enabled subscription", body = ErrorBody),
         (status = 409, description = "This tenant used the `id` before for another document or callback", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody), PrivateErrors)
@@ -70,6 +72,7 @@ pub async fn create(
     let callback = callback_url(&request)?;
     let own_chaos = chaos_profile(&request)?;
     let dialect = dialect(&request)?;
+    let chaos_seed = chaos_seed(&request)?;
     let accept_ratio = accept_ratio(&request)?.unwrap_or(scheduling.accept_ratio);
     let document_url = HttpUrl::parse(&body.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let request_id = body
@@ -101,15 +104,24 @@ pub async fn create(
 
     let (delay, verdict, reorder) = {
         let mut rng = rand::rng();
-        let verdict = if rng.random_bool(accept_ratio) {
+        let profile = own_chaos.as_ref().unwrap_or(&scheduling.chaos);
+        // A seeded case draws from its seed, so a replay decides it the same way.
+        let (accepted, reorder) = match chaos_seed {
+            Some(seed) => {
+                let mut seeded = Stream::Acceptance.of(seed);
+                let accepted = seeded.uniform() < accept_ratio;
+                (accepted, profile.draws(Fault::Reorder, || seeded.uniform()))
+            }
+            None => (
+                rng.random_bool(accept_ratio),
+                profile.draws(Fault::Reorder, || rng.random::<f64>()),
+            ),
+        };
+        let verdict = if accepted {
             DocumentStatus::Accepted
         } else {
             DocumentStatus::Declined
         };
-        let reorder = own_chaos
-            .as_ref()
-            .unwrap_or(&scheduling.chaos)
-            .draws(Fault::Reorder, || rng.random::<f64>());
         (scheduling.delay.sample(&mut rng), verdict, reorder)
     };
     let case = NewCase {
@@ -126,6 +138,7 @@ pub async fn create(
         chaos: own_chaos.as_ref().map(ChaosProfile::to_string),
         reorder,
         dialect,
+        chaos_seed,
     };
     let (document_id, agent_id, replayed) = match store.schedule(&case).await? {
         Scheduled::Created {
@@ -219,6 +232,23 @@ fn dialect(request: &HttpRequest) -> Result<Option<Dialect>, ApiError> {
         .to_str()
         .map_err(|_| ApiError::invalid("Hookline-Dialect", "is not visible ASCII"))?;
     parse_dialect(raw, "Hookline-Dialect").map(Some)
+}
+
+/// `Hookline-Chaos-Seed`: the seed of the case's chaos draws, if the
+/// request has one.
+fn chaos_seed(request: &HttpRequest) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = request.headers().get(headers::CHAOS_SEED) else {
+        return Ok(None);
+    };
+    raw.to_str()
+        .ok()
+        .and_then(|raw| raw.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest {
+            code: "invalid_chaos",
+            field: Some("Hookline-Chaos-Seed"),
+            detail: "Hookline-Chaos-Seed must be a whole number from 0 to 18446744073709551615".to_owned(),
+        })
 }
 
 /// `Hookline-Accept-Ratio`, if the request has one.

@@ -54,6 +54,9 @@ pub struct NewCase {
     /// Webhooks, and nothing is stored). Its events are signed in their
     /// subscriptions' own.
     pub dialect: Option<Dialect>,
+    /// The seed of its chaos draws (`Hookline-Chaos-Seed`), kept with each
+    /// of its jobs; `None`: drawn at random.
+    pub chaos_seed: Option<u64>,
 }
 
 /// What [`Store::schedule`] did with a new case.
@@ -127,6 +130,8 @@ pub struct CaseRecord {
     /// of the hash; Standard Webhooks when the case has none (and for event
     /// jobs, signed in their subscription's dialect).
     pub dialect: Dialect,
+    /// The seed of its case's chaos draws (`Hookline-Chaos-Seed`).
+    pub chaos_seed: Option<u64>,
     pub(super) lease: Option<String>,
 }
 
@@ -184,6 +189,7 @@ impl CaseRecord {
                 None => Dialect::Standard,
                 Some(raw) => raw.parse().map_err(|_| corrupt(format!("bad dialect {raw:?}")))?,
             },
+            chaos_seed: take("chaosSeed").ok().and_then(|raw| raw.parse().ok()),
             event,
             document_id: document_id.clone(),
         };
@@ -300,7 +306,8 @@ impl Partition {
             .arg(millis(self.retention))
             .arg(case.chaos.as_deref().unwrap_or_default())
             .arg(if case.reorder { "1" } else { "" })
-            .arg(case.dialect.map_or("", Dialect::name));
+            .arg(case.dialect.map_or("", Dialect::name))
+            .arg(case.chaos_seed.map(|seed| seed.to_string()).unwrap_or_default());
         let (outcome, document_id, agent_id, due_in, received, decided): (String, String, String, u64, u64, u64) =
             self.invoke_replicated(&SCHEDULE, &invocation).await?;
         Ok(match outcome.as_str() {

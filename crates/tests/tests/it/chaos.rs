@@ -247,6 +247,7 @@ fn trigger_to(helpdesk: &Running, to: &str, count: usize, chaos: &str) -> Trigge
         api_key: None,
         wait: Duration::from_secs(60),
         dialect: None,
+        seed: None,
     }
 }
 
@@ -361,6 +362,8 @@ async fn chaos_profiles_are_checked_and_a_case_can_opt_out() {
         (headers::CHAOS, "duplicate=often", "Hookline-Chaos"),
         (headers::CHAOS, "teleport=1", "Hookline-Chaos"),
         (headers::ACCEPT_RATIO, "2", "Hookline-Accept-Ratio"),
+        (headers::CHAOS_SEED, "-1", "Hookline-Chaos-Seed"),
+        (headers::CHAOS_SEED, "18446744073709551616", "Hookline-Chaos-Seed"),
     ] {
         let (status, _, body) = call(
             "POST",

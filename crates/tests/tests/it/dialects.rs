@@ -38,6 +38,7 @@ async fn trigger_in(helpdesk: &Running, dialect: Dialect, to: &str, count: usize
         api_key: None,
         wait: DEADLINE,
         dialect: Some(dialect),
+        seed: None,
     };
     trigger::run(&trigger, |_, _, _| {}).await.unwrap()
 }

@@ -52,6 +52,8 @@ async fn our_help_desk_gets_full_marks() {
         accept_ratio: None,
         api_key: None,
         wait: Duration::from_secs(90),
+        dialect: None,
+        seed: None,
     };
     let summary = trigger::run(&trigger, |_, _, _| {}).await.unwrap();
     let report = graded.await.unwrap();

@@ -61,6 +61,8 @@ mod supervision;
 mod threats;
 /// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.
 mod tls;
+/// `hookline trigger` for CI: seeded chaos replays, books that balance (or a void run), JUnit; `check --event`.
+mod trigger;
 /// Forged webhooks refused, repeated ones absorbed, idempotent requests.
 mod trust;
 /// Both ways with the original tutorial's code, through stand-ins.

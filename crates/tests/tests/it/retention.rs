@@ -29,6 +29,7 @@ fn case(id: &str, port: u16) -> NewCase {
         chaos: None,
         reorder: false,
         dialect: None,
+        chaos_seed: None,
     }
 }
 
@@ -184,6 +185,7 @@ async fn fifty_thousand_cases_leave_redis_as_they_found_it() {
             chaos: None,
             reorder: false,
             dialect: None,
+            chaos_seed: None,
         })
         .collect();
     for chunk in cases.chunks(2000) {

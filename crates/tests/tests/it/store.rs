@@ -44,6 +44,7 @@ fn case(document_id: &str) -> NewCase {
         chaos: None,
         reorder: false,
         dialect: None,
+        chaos_seed: None,
     }
 }
 

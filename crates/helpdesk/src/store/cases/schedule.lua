@@ -16,13 +16,14 @@
 -- CASE_RETENTION (ms), the case's own chaos profile ('' for the help
 -- desk's), '1' when the reorder fault holds its document.received events
 -- back until a second after its decision is due, the dialect its callback is
--- signed in ('' for Standard Webhooks: no field is stored).
+-- signed in ('' for Standard Webhooks: no field is stored), the seed of its
+-- chaos draws ('' for none; kept on every job, see hookline_contract::chaos::seed).
 -- Returns {outcome, documentId, agentId, due in (ms), document.received
 -- events queued, decision events queued}.
 local id, e, delay, request = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local document_url, callback_url, agent_id = ARGV[9], ARGV[10], ARGV[11]
 local tenant, verdict, event_prefix, retention = ARGV[13], ARGV[14], ARGV[15], tonumber(ARGV[16])
-local chaos, reorder, dialect = ARGV[17], ARGV[18] == '1', ARGV[19]
+local chaos, reorder, dialect, seed = ARGV[17], ARGV[18] == '1', ARGV[19], ARGV[20]
 if request ~= '' then
   local earlier = redis.call('GET', KEYS[2])
   if earlier then
@@ -44,6 +45,7 @@ local fields = {'documentId', id, 'agentId', agent_id, 'documentUrl', document_u
 if request ~= '' then table.insert(fields, 'id'); table.insert(fields, request) end
 if chaos ~= '' then table.insert(fields, 'chaos'); table.insert(fields, chaos) end
 if dialect ~= '' then table.insert(fields, 'dialect'); table.insert(fields, dialect) end
+if seed ~= '' then table.insert(fields, 'chaosSeed'); table.insert(fields, seed) end
 if e ~= '' then
   table.insert(fields, 'endpoint'); table.insert(fields, e)
   table.insert(fields, 'delivery'); table.insert(fields, 'SCHEDULED')
@@ -78,6 +80,7 @@ local function events(event, status, sequence, at, held_back)
       'status', status, 'sequence', sequence, 'tenant', tenant}
     if request ~= '' then table.insert(data, 'id'); table.insert(data, request) end
     if chaos ~= '' then table.insert(data, 'chaos'); table.insert(data, chaos) end
+    if seed ~= '' then table.insert(data, 'chaosSeed'); table.insert(data, seed) end
     if held_back then table.insert(data, 'chaosReorder'); table.insert(data, '1') end
     add_event(event_prefix .. '_' .. queued, sub, data, at, tenant)
   end

@@ -141,6 +141,7 @@ async fn endpoints(store: &Store, from: u16, count: u16) {
             chaos: None,
             reorder: false,
             dialect: None,
+            chaos_seed: None,
         })
         .collect();
     for chunk in cases.chunks(250) {
