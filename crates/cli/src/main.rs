@@ -14,8 +14,9 @@ use hookline_cli::trigger::{self, Trigger};
 use hookline_contract::chaos::{ChaosError, ChaosProfile};
 use hookline_contract::dialect::Dialect;
 
-/// A webhook test bench for anyone's receiver (Standard Webhooks; `check`
-/// also Stripe's, GitHub's, Shopify's and Slack's signatures).
+/// A webhook test bench for anyone's receiver, and sender: Standard
+/// Webhooks, or Stripe's, GitHub's, Shopify's or Slack's signatures with
+/// --dialect.
 #[derive(Debug, Parser)]
 #[command(name = "hookline", version)]
 struct Cli {
