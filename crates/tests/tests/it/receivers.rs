@@ -362,9 +362,11 @@ async fn another_endpoints_job_lands_before_a_backlog_of_ten_thousand_on_one_end
     let store = Store::connect(&redis.url, &redis.prefix, EndpointLimits::default())
         .await
         .unwrap();
-    // Stored as of `stored`, so every job of the backlog is due at once.
+    // Stored as of `stored`, so every job of the backlog is due at once;
+    // 10 s ahead, for storing 10,000 cases on a busy machine (3 s was
+    // once too short while other builds ran).
     let stored = Utc::now();
-    let due = stored + chrono::Duration::seconds(3);
+    let due = stored + chrono::Duration::seconds(10);
     let new_case = |id: String, callback: &str, delay| NewCase {
         document_id: id.clone(),
         agent_id: "agent".to_owned(),
@@ -382,7 +384,7 @@ async fn another_endpoints_job_lands_before_a_backlog_of_ten_thousand_on_one_end
         chaos_seed: None,
     };
     let backlog: Vec<NewCase> = (0..10_000)
-        .map(|n| new_case(format!("busy-{n}"), &busy.url, Duration::from_secs(3)))
+        .map(|n| new_case(format!("busy-{n}"), &busy.url, Duration::from_secs(10)))
         .collect();
     let then = store.at(stored);
     for chunk in backlog.chunks(1000) {
@@ -390,7 +392,7 @@ async fn another_endpoints_job_lands_before_a_backlog_of_ten_thousand_on_one_end
             .await
             .unwrap();
     }
-    then.schedule(&new_case("quiet-0".to_owned(), &quiet.url, Duration::from_millis(3010)))
+    then.schedule(&new_case("quiet-0".to_owned(), &quiet.url, Duration::from_millis(10_010)))
         .await
         .unwrap();
     assert!(Utc::now() < due, "the jobs were stored before they were due");
