@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::metrics::HelpdeskMetrics;
 use crate::routes::{PrivateErrors, parse_dialect};
 use crate::ssrf::CallbackPolicy;
-use crate::store::{Enabled, EVENT_JOB_MARK, NewSubscriptionRecord, Redelivery, Scope, Store, SubscriptionChange};
+use crate::store::{EVENT_JOB_MARK, Enabled, NewSubscriptionRecord, Redelivery, Scope, Store, SubscriptionChange};
 use crate::worker::Wakeup;
 
 /// Most subscriptions one tenant may have.
@@ -277,7 +277,10 @@ pub async fn test(
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
     if sub.disabled {
-        return Err(ApiError::Conflict("the subscription is disabled: enable it first (POST /webhooks/{id}/enable)".to_owned()).into());
+        return Err(ApiError::Conflict(
+            "the subscription is disabled: enable it first (POST /webhooks/{id}/enable)".to_owned(),
+        )
+        .into());
     }
     let webhook_id = store
         .queue_test_event(&sub.id, "a test event from the hookline help desk")
@@ -375,7 +378,10 @@ pub async fn redeliver(
         return Err(no_event().into());
     }
     if sub.disabled {
-        return Err(ApiError::Conflict("the subscription is disabled: enable it first (POST /webhooks/{id}/enable)".to_owned()).into());
+        return Err(ApiError::Conflict(
+            "the subscription is disabled: enable it first (POST /webhooks/{id}/enable)".to_owned(),
+        )
+        .into());
     }
     match store.redeliver_in(Scope::of(&auth), &job_id).await? {
         Redelivery::Scheduled => {

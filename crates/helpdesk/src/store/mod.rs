@@ -35,8 +35,8 @@ use futures_util::future::try_join_all;
 
 mod cases;
 mod chaos;
-mod disable;
 pub mod conn;
+mod disable;
 mod endpoints;
 mod jobs;
 pub mod keys;

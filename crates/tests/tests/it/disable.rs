@@ -135,12 +135,18 @@ async fn a_410_disables_the_subscription_at_once_and_the_tenant_is_told_on_anoth
     // Nothing more for it, and nothing queued: no new dead letter says "not sent".
     post_document(&helpdesk, None).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(gone.received.try_recv().is_err(), "a disabled subscription got an event");
+    assert!(
+        gone.received.try_recv().is_err(),
+        "a disabled subscription got an event"
+    );
     assert_eq!(dead_letters(&helpdesk, None, &id(&gone_sub)).await.len(), 1);
     assert!(ops.received.try_recv().is_err(), "told twice");
 
     let (_, _, metrics) = call("GET", &format!("{}/metrics", helpdesk.url), &[], None).await;
-    let metrics = metrics.as_str().map(str::to_owned).unwrap_or_else(|| metrics.to_string());
+    let metrics = metrics
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| metrics.to_string());
     assert!(
         metrics.contains("hookline_helpdesk_subscriptions_disabled 1\n"),
         "{metrics}"
@@ -187,7 +193,12 @@ async fn continuous_failures_disable_only_after_both_the_time_and_the_count_and_
 
     // A streak begins (a 503 asking for 2 s), and its message dies after
     // DISABLE_AFTER: the time, not yet the count.
-    failing.behaviour.script.lock().unwrap().push_back((503, Some("2".to_owned())));
+    failing
+        .behaviour
+        .script
+        .lock()
+        .unwrap()
+        .push_back((503, Some("2".to_owned())));
     post_document(&helpdesk, None).await;
     until_dead(&helpdesk, None, &sub_id, 3).await;
     let (_, shown) = subscription(&helpdesk, None, &sub_id).await;
@@ -213,7 +224,9 @@ async fn continuous_failures_disable_only_after_both_the_time_and_the_count_and_
     // Each dead letter was told of.
     let exhausted = of_type(&got, "message.attempt.exhausted").len();
     let more = ops
-        .collect_until(DEADLINE, |more| exhausted + of_type(more, "message.attempt.exhausted").len() >= 4)
+        .collect_until(DEADLINE, |more| {
+            exhausted + of_type(more, "message.attempt.exhausted").len() >= 4
+        })
         .await;
     assert!(of_type(&more, "endpoint.disabled").is_empty(), "told twice");
 
@@ -221,7 +234,10 @@ async fn continuous_failures_disable_only_after_both_the_time_and_the_count_and_
     failing.take();
     post_document(&helpdesk, None).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(failing.received.try_recv().is_err(), "a disabled subscription got an event");
+    assert!(
+        failing.received.try_recv().is_err(),
+        "a disabled subscription got an event"
+    );
     assert_eq!(dead_letters(&helpdesk, None, &sub_id).await.len(), 4);
 }
 
@@ -301,7 +317,10 @@ async fn enabling_resumes_deliveries_and_tells_the_tenant_and_another_tenant_can
     .await;
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(ops.received.try_recv().is_err(), "told of an enable that changed nothing");
+    assert!(
+        ops.received.try_recv().is_err(),
+        "told of an enable that changed nothing"
+    );
 }
 
 #[actix_web::test]

@@ -15,12 +15,12 @@ mod browser;
 mod chaos;
 /// `hookline check` against our consumer and against receivers that cut corners.
 mod cli;
-/// Disable and tell: a gone or failing subscription is disabled, its tenant told, and enabled again.
-mod disable;
 /// The help desk on a real Redis Cluster.
 mod cluster;
 /// Signature dialects at the help desk: callbacks and subscriptions signed as Stripe, GitHub, Shopify, Slack sign.
 mod dialects;
+/// Disable and tell: a gone or failing subscription is disabled, its tenant told, and enabled again.
+mod disable;
 /// The consumer when the help desk or its database fail.
 mod failures;
 /// Delivery that survives killed processes, crashes and failing receivers.
