@@ -175,7 +175,9 @@ pub async fn show(auth: Authorized, path: web::Path<String>, store: web::Data<St
 
 /// `PATCH /webhooks/{id}`: change the URL, the event types, the
 /// description, or disable it. Events already queued keep the URL they were
-/// queued for; a disabled subscription receives none of them.
+/// queued for; a disabled subscription receives none of them. This is the
+/// tenant's own switch: it tells nobody (`POST /webhooks/{id}/enable`
+/// sends `endpoint.enabled`; `disabled: false` here enables silently).
 #[utoipa::path(
     patch, path = "/webhooks/{id}", tag = "subscriptions", security(("api_key" = [])),
     params(("id" = String, Path, description = "The id returned by POST /webhooks")),
