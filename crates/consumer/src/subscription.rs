@@ -372,6 +372,7 @@ mod tests {
             previous_secret_until: None,
             dialect: Default::default(),
             disabled: false,
+            disablement: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
             stats: SubscriptionStats::default(),

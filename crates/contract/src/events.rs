@@ -36,14 +36,31 @@ pub enum EventType {
     /// Sent on request (`POST /webhooks/{id}/test`) to check a receiver.
     #[serde(rename = "webhook.test")]
     WebhookTest,
+    /// Operational: one of the tenant's subscriptions was disabled by the
+    /// help desk (its receiver answered `410 Gone`, or kept failing for
+    /// `DISABLE_AFTER`). Never sent to the subscription it is about.
+    #[serde(rename = "endpoint.disabled")]
+    EndpointDisabled,
+    /// Operational: a disabled subscription was enabled again
+    /// (`POST /webhooks/{id}/enable`). Never sent to the subscription it is about.
+    #[serde(rename = "endpoint.enabled")]
+    EndpointEnabled,
+    /// Operational: a message for one of the tenant's subscriptions used up
+    /// its retries (or was answered `410 Gone`) and became a dead letter.
+    /// Never sent to the subscription it is about.
+    #[serde(rename = "message.attempt.exhausted")]
+    MessageAttemptExhausted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 7] = [
         Self::DocumentReceived,
         Self::DocumentAccepted,
         Self::DocumentDeclined,
         Self::WebhookTest,
+        Self::EndpointDisabled,
+        Self::EndpointEnabled,
+        Self::MessageAttemptExhausted,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -52,7 +69,19 @@ impl EventType {
             Self::DocumentAccepted => "document.accepted",
             Self::DocumentDeclined => "document.declined",
             Self::WebhookTest => "webhook.test",
+            Self::EndpointDisabled => "endpoint.disabled",
+            Self::EndpointEnabled => "endpoint.enabled",
+            Self::MessageAttemptExhausted => "message.attempt.exhausted",
         }
+    }
+
+    /// An operational event: about the help desk's delivery to one of the
+    /// tenant's subscriptions, not about a document.
+    pub const fn is_operational(self) -> bool {
+        matches!(
+            self,
+            Self::EndpointDisabled | Self::EndpointEnabled | Self::MessageAttemptExhausted
+        )
     }
 
     /// The event of a decision (`None` while the review is pending).
@@ -73,7 +102,10 @@ impl fmt::Display for EventType {
 
 /// An event name that is not one of [`EventType::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event type {0:?} (expected document.received, document.accepted, document.declined or webhook.test)")]
+#[error(
+    "unknown event type {0:?} (expected document.received, document.accepted, document.declined, webhook.test, \
+     endpoint.disabled, endpoint.enabled or message.attempt.exhausted)"
+)]
 pub struct UnknownEvent(pub String);
 
 impl FromStr for EventType {
@@ -154,10 +186,65 @@ pub struct Subscription {
     /// How its events are signed.
     #[serde(default)]
     pub dialect: crate::dialect::Dialect,
+    /// It receives nothing, and no new events are queued for it.
     pub disabled: bool,
+    /// Why and since when it is disabled (`null` while enabled). `disabled`
+    /// stays the boolean it always was, so a client that reads it (or sets
+    /// it with `PATCH`) is not broken by the detail.
+    #[serde(default)]
+    pub disablement: Option<Disablement>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub stats: SubscriptionStats,
+}
+
+/// Why a subscription is disabled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisableReason {
+    /// Its receiver answered `410 Gone`: "stop sending" (Standard Webhooks).
+    Gone,
+    /// Its messages kept failing, with no delivery in between, for
+    /// `DISABLE_AFTER` and at least `DISABLE_AFTER_DEAD` dead letters.
+    Failing,
+    /// Its tenant disabled it (`PATCH {"disabled": true}`).
+    Manual,
+}
+
+impl DisableReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Gone => "gone",
+            Self::Failing => "failing",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+impl FromStr for DisableReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "gone" => Ok(Self::Gone),
+            "failing" => Ok(Self::Failing),
+            "manual" => Ok(Self::Manual),
+            other => Err(format!("unknown disable reason {other:?}")),
+        }
+    }
+}
+
+/// Why and since when a subscription is disabled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Disablement {
+    pub at: DateTime<Utc>,
+    pub reason: DisableReason,
+    /// The error of the attempt that disabled it (none when disabled by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// What the help desk has sent to a subscription so far.
@@ -233,6 +320,40 @@ pub struct DocumentEvent {
 pub struct TestEvent {
     pub subscription_id: String,
     pub message: String,
+}
+
+/// The `data` of `endpoint.disabled` and `endpoint.enabled`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointEvent {
+    /// The subscription disabled (or enabled).
+    pub subscription_id: String,
+    pub url: String,
+    /// Why it was disabled (`endpoint.disabled` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DisableReason>,
+    /// The error of the attempt that disabled it (`endpoint.disabled` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The `data` of `message.attempt.exhausted`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageExhaustedEvent {
+    /// The subscription the message was for.
+    pub subscription_id: String,
+    /// The dead message's `webhook-id` (redeliver it with
+    /// `POST /webhooks/{subscriptionId}/redeliver/{webhookId}`).
+    pub webhook_id: String,
+    #[serde(rename = "eventType")]
+    pub event_type: EventType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 #[cfg(test)]

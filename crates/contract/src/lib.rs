@@ -23,8 +23,8 @@ mod status;
 mod validate;
 
 pub use events::{
-    DocumentEvent, Event, EventType, NewSubscription, Subscription, SubscriptionPage, SubscriptionStats,
-    SubscriptionUpdate, TestEvent, TestEventQueued, UnknownEvent,
+    DisableReason, Disablement, DocumentEvent, EndpointEvent, Event, EventType, MessageExhaustedEvent, NewSubscription,
+    Subscription, SubscriptionPage, SubscriptionStats, SubscriptionUpdate, TestEvent, TestEventQueued, UnknownEvent,
 };
 pub use payloads::{
     AckOutcome, AttemptView, BreakerState, CasePage, CaseView, CreateReview, DeliveryState, DeliveryView,

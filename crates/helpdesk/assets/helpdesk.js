@@ -1,7 +1,11 @@
 // The help desk's dashboard: polls /cases, /webhooks, /endpoints, /chaos and
 // /dead-letters every second, offers a redeliver button on dead letters and a
-// test-event button on subscriptions. No framework, no build step.
+// test-event button on subscriptions (an enable button on a disabled one).
+// No framework, no build step.
 "use strict";
+
+// Why the help desk (or the tenant) disabled a subscription.
+const disabledWhy = { gone: "410 Gone", failing: "kept failing", manual: "by hand" };
 
 // With HELPDESK_API_KEYS set, the data routes answer 401 without a key: the
 // page asks for one once, keeps it for this tab (sessionStorage, gone when
@@ -93,12 +97,14 @@ async function refresh() {
         <td>${short(s.id.replace(/^sub_/, ""))}${s.description ? ` <span class="muted">${escape(s.description)}</span>` : ""}</td>
         <td class="url" title="${escape(s.url)}">${escape(s.url)}</td>
         <td>${s.events.map((e) => `<span class="mono">${escape(e)}</span>`).join("<br>")}</td>
-        <td>${badge(s.disabled ? "DISABLED" : "ENABLED")}</td>
+        <td>${badge(s.disabled ? "DISABLED" : "ENABLED")}${s.disablement ? ` <span class="muted" title="${escape(s.disablement.lastError || "")}">${escape(disabledWhy[s.disablement.reason] || s.disablement.reason)} since ${escape(clock(s.disablement.at))}</span>` : ""}</td>
         <td class="delivered">${escape(s.stats.delivered)}</td>
         <td>${escape(s.stats.failedAttempts)}</td>
         <td>${escape(s.stats.dead)}</td>
         <td>${s.stats.lastAttemptAt ? `${escape(s.stats.lastError || "delivered")} <span class="muted">(${escape(clock(s.stats.lastAttemptAt))})</span>` : '<span class="muted">—</span>'}</td>
-        <td><button class="small" data-test="${escape(s.id)}" ${s.disabled ? "disabled" : ""}>Send test event</button></td>
+        <td>${s.disabled
+          ? `<button class="small" data-enable="${escape(s.id)}">Enable</button>`
+          : `<button class="small" data-test="${escape(s.id)}">Send test event</button>`}</td>
       </tr>`));
     if (status.textContent.startsWith("Cannot")) status.textContent = "";
     document.getElementById("cases-total").textContent = `${cases.total} in all`;
@@ -161,9 +167,12 @@ document.getElementById("dead").addEventListener("click", (event) => {
 });
 
 document.getElementById("subscriptions").addEventListener("click", (event) => {
-  const id = event.target.dataset.test;
-  if (id) {
-    act(`/webhooks/${encodeURIComponent(id)}/test`, (body) => `Test event ${body.webhookId} queued`, "No test event");
+  const { test, enable } = event.target.dataset;
+  if (test) {
+    act(`/webhooks/${encodeURIComponent(test)}/test`, (body) => `Test event ${body.webhookId} queued`, "No test event");
+  }
+  if (enable) {
+    act(`/webhooks/${encodeURIComponent(enable)}/enable`, (body) => `Subscription ${body.id} enabled`, "Not enabled");
   }
 });
 

@@ -18,7 +18,7 @@ use hookline_kit::tls;
 
 use crate::signing::{CallbackSigning, MissingSecret, TenantSecrets};
 use crate::ssrf::{CallbackPolicy, Preset, Rule};
-use crate::store::{EndpointLimits, MAX_PARTITIONS};
+use crate::store::{DisablePolicy, EndpointLimits, MAX_PARTITIONS};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -178,6 +178,25 @@ pub struct Settings {
     #[arg(long, env = "CIRCUIT_FAILURES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub circuit_failures: u32,
 
+    /// How long a subscription's messages must have failed, with no delivery
+    /// in between, before it is disabled (and its tenant told with an
+    /// `endpoint.disabled` event); `DISABLE_AFTER_DEAD` dead letters in a row
+    /// are needed too. 5 days, as Svix: longer than a long weekend's outage
+    /// (a receiver fixed on Monday keeps its events), short enough that a
+    /// receiver that is gone stops filling the dead letters within a week.
+    /// A `410 Gone` disables at once.
+    #[arg(long, env = "DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
+    pub disable_after: Duration,
+
+    /// Messages of a subscription that must have become dead letters in a
+    /// row (no delivery in between) before `DISABLE_AFTER` disables it. 10:
+    /// with the default `RETRY_SCHEDULE` (8 attempts each) that is about 80
+    /// failed attempts, near Hookdeck Outpost's 100 failures in a row, and a
+    /// subscription that gets one event a week is not disabled for two
+    /// unlucky ones.
+    #[arg(long, env = "DISABLE_AFTER_DEAD", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub disable_after_dead: u32,
+
     /// How long an open breaker waits before its first probe; each failed
     /// probe doubles it, up to 10 minutes.
     #[arg(long, env = "CIRCUIT_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
@@ -280,6 +299,14 @@ impl Settings {
     /// `TENANT_SECRETS`, checked against the tenants of `HELPDESK_API_KEYS`.
     pub fn callback_signing(&self) -> Result<CallbackSigning, MissingSecret> {
         CallbackSigning::new(self.webhook_secret.clone(), self.tenant_secrets.clone(), &self.api_keys)
+    }
+
+    /// When a failing subscription is disabled, from `DISABLE_AFTER*`.
+    pub fn disable_policy(&self) -> DisablePolicy {
+        DisablePolicy {
+            after: self.disable_after,
+            dead_in_row: self.disable_after_dead,
+        }
     }
 
     /// What every endpoint may take, from `ENDPOINT_*` and `CIRCUIT_*`.

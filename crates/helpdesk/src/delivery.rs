@@ -47,7 +47,9 @@ use awc::error::{ConnectError, SendRequestError};
 use chrono::Utc;
 use hookline_contract::dialect::{Delivery, Dialect};
 use hookline_contract::signature::SecretSet;
-use hookline_contract::{DocumentEvent, DocumentWebhook, Event, EventType, TestEvent, headers};
+use hookline_contract::{
+    DocumentEvent, DocumentWebhook, EndpointEvent, Event, EventType, MessageExhaustedEvent, TestEvent, headers,
+};
 use hookline_kit::tls::{self, ClientConfig, TlsFailure};
 
 use crate::signing::CallbackSigning;
@@ -226,6 +228,26 @@ impl Deliverer {
                 subscription_id: event.subscription_id.clone(),
                 message: event.message.clone().unwrap_or_default(),
             }),
+            EventType::EndpointDisabled | EventType::EndpointEnabled => {
+                let about = event.about.clone().unwrap_or_default();
+                serde_json::to_value(EndpointEvent {
+                    subscription_id: about.subscription_id,
+                    url: about.url.unwrap_or_default(),
+                    reason: about.reason,
+                    last_error: about.error,
+                    at: case.due_at,
+                })
+            }
+            EventType::MessageAttemptExhausted => {
+                let about = event.about.clone().unwrap_or_default();
+                serde_json::to_value(MessageExhaustedEvent {
+                    subscription_id: about.subscription_id,
+                    webhook_id: about.message.unwrap_or_default(),
+                    event_type: about.event.unwrap_or(EventType::WebhookTest),
+                    last_error: about.error,
+                    at: case.due_at,
+                })
+            }
             _ => serde_json::to_value(DocumentEvent {
                 document_id: case.document_id.clone(),
                 agent_id: case.agent_id.clone(),

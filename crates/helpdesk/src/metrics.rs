@@ -21,6 +21,8 @@
 //! | `hookline_helpdesk_endpoints` | gauge | `set` | endpoints the store `known`s, and how many the three above `counted` (the [`DEPTH_ENDPOINTS`](crate::store::DEPTH_ENDPOINTS) most recently active of each partition); at scrape time |
 //! | `hookline_helpdesk_endpoint_in_flight` | gauge | `endpoint` | attempts in flight per endpoint, for the [`ENDPOINT_SERIES`] most recently active endpoints (the label's values stay bounded); at scrape time |
 //! | `hookline_helpdesk_endpoint_due` | gauge | `endpoint` | jobs waiting per endpoint, same endpoints |
+//! | `hookline_helpdesk_subscription_disablements_total` | counter | `reason` | subscriptions the help desk disabled, `gone` (a 410) or `failing` (`DISABLE_AFTER`), as this worker recorded them |
+//! | `hookline_helpdesk_subscriptions_disabled` | gauge | | subscriptions disabled now (by the help desk or by their tenant), over all tenants; at scrape time (one `SCARD`) |
 //! | `hookline_helpdesk_endpoint_breaker_open` | gauge | `endpoint` | 1 while the endpoint's breaker is open or probing, else 0, same endpoints |
 //!
 //! A scrape's work in Redis is bounded whatever the number of endpoints
@@ -40,7 +42,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Regi
 
 use hookline_kit::metrics::HttpMetrics;
 
-use hookline_contract::{BreakerState, EndpointView, EventType};
+use hookline_contract::{BreakerState, DisableReason, EndpointView, EventType};
 
 use crate::store::QueueDepth;
 
@@ -101,6 +103,7 @@ pub struct HelpdeskMetrics {
     events_queued: IntCounterVec,
     event_attempts: IntCounterVec,
     chaos: IntCounterVec,
+    disablements: IntCounterVec,
 }
 
 /// The `answer` label of a chaos fault: the class of the receiver's status.
@@ -183,6 +186,17 @@ impl HelpdeskMetrics {
             ),
             &["fault", "answer"],
         )?;
+        let disablements = IntCounterVec::new(
+            Opts::new(
+                "hookline_helpdesk_subscription_disablements_total",
+                "Subscriptions the help desk disabled, by reason (gone: a 410; failing: DISABLE_AFTER).",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(disablements.clone()))?;
+        for reason in [DisableReason::Gone, DisableReason::Failing] {
+            disablements.with_label_values(&[reason.as_str()]);
+        }
         registry.register(Box::new(chaos.clone()))?;
         registry.register(Box::new(events_queued.clone()))?;
         registry.register(Box::new(event_attempts.clone()))?;
@@ -222,6 +236,7 @@ impl HelpdeskMetrics {
             events_queued,
             event_attempts,
             chaos,
+            disablements,
         })
     }
 
@@ -267,6 +282,11 @@ impl HelpdeskMetrics {
         self.chaos
             .with_label_values(&[fault.as_str(), answer_class(status)])
             .inc();
+    }
+
+    /// The help desk disabled a subscription.
+    pub fn subscription_disabled(&self, reason: DisableReason) {
+        self.disablements.with_label_values(&[reason.as_str()]).inc();
     }
 
     /// `count` events of `event` were queued for subscriptions.
@@ -336,6 +356,17 @@ pub fn queue_depth(depth: QueueDepth) -> prometheus::Result<Vec<MetricFamily>> {
         ],
     )?);
     Ok(families)
+}
+
+/// The scrape-time gauge of disabled subscriptions.
+pub fn disabled_subscriptions(disabled: u64) -> prometheus::Result<Vec<MetricFamily>> {
+    use prometheus::core::Collector;
+    let gauge = prometheus::IntGauge::new(
+        "hookline_helpdesk_subscriptions_disabled",
+        "Subscriptions disabled now, by the help desk or their tenant; read from Redis at scrape time.",
+    )?;
+    gauge.set(count(disabled));
+    Ok(gauge.collect())
 }
 
 /// Per-endpoint families for `endpoints` (the most recently active).

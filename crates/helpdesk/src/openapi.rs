@@ -6,7 +6,9 @@
 //! openapi` rewrites the copy).
 
 use actix_web::HttpResponse;
-use hookline_contract::{DocumentEvent, DocumentWebhook, Event, EventType, TestEvent};
+use hookline_contract::{
+    DocumentEvent, DocumentWebhook, EndpointEvent, Event, EventType, MessageExhaustedEvent, TestEvent,
+};
 use hookline_kit::openapi::ApiKeyScheme;
 use serde_json::json;
 use utoipa::OpenApi;
@@ -33,6 +35,7 @@ use crate::routes;
         routes::webhooks::delete,
         routes::webhooks::rotate_secret,
         routes::webhooks::test,
+        routes::webhooks::enable,
         routes::webhooks::redeliver,
         routes::endpoints::list,
         routes::endpoints::show,
@@ -43,7 +46,7 @@ use crate::routes;
         routes::health::readyz,
         routes::metrics::serve,
     ),
-    components(schemas(DocumentWebhook, Event, DocumentEvent, TestEvent, EventType)),
+    components(schemas(DocumentWebhook, Event, DocumentEvent, TestEvent, EndpointEvent, MessageExhaustedEvent, EventType)),
     modifiers(&HELPDESK_KEYS),
     tags(
         (name = "cases", description = "Review requests and their delivery"),
@@ -93,7 +96,7 @@ pub fn document() -> serde_json::Value {
             }}},
             "responses": {
                 "2XX": {"description": "Delivered: no more attempts"},
-                "410": {"description": "Gone: no more attempts, dead-lettered"},
+                "410": {"description": "Gone: no more attempts, dead-lettered, and the subscription is disabled"},
                 "default": {"description": "Retried later"}
             }
         }})
@@ -103,6 +106,9 @@ pub fn document() -> serde_json::Value {
         "document.accepted": event("document.accepted", "The agent accepted the document; sequence 2", "DocumentEvent"),
         "document.declined": event("document.declined", "The agent declined the document; sequence 2", "DocumentEvent"),
         "webhook.test": event("webhook.test", "A test event asked for with POST /webhooks/{id}/test", "TestEvent"),
+        "endpoint.disabled": event("endpoint.disabled", "Operational: another subscription of the tenant was disabled (its receiver answered 410 Gone, or failed for DISABLE_AFTER with DISABLE_AFTER_DEAD dead letters in a row); never sent to that subscription", "EndpointEvent"),
+        "endpoint.enabled": event("endpoint.enabled", "Operational: another subscription of the tenant was enabled again (POST /webhooks/{id}/enable)", "EndpointEvent"),
+        "message.attempt.exhausted": event("message.attempt.exhausted", "Operational: a message for another subscription of the tenant became a dead letter (retries used up, or 410 Gone); a dead message.attempt.exhausted tells of nothing more", "MessageExhaustedEvent"),
         "documentDecided": {"post": {
             "summary": "The decision, POSTed to the X-Callback-Url given at POST /document",
             "description": "Sent when the simulated agent has decided. Any 2xx ends the delivery; 410 Gone stops it; \

@@ -17,7 +17,8 @@ use crate::store::{EndpointSignal, Finish, Health};
 ///
 /// * 2xx: delivered; the endpoint is up.
 /// * 410 Gone: the receiver does not want this webhook any more: dead at
-///   once (the endpoint answered, so it is up).
+///   once (the endpoint answered, so it is up), and an event's
+///   subscription is disabled ([`Finish::Gone`]).
 /// * refused by the callback policy: nothing was sent, and retries would be
 ///   refused alike: dead at once.
 /// * otherwise the next delay of `RETRY_SCHEDULE` (±10% jitter), stretched
@@ -70,7 +71,7 @@ pub fn judge(
             };
             let error = error.clone();
             if *status == Some(410) {
-                let finish = Finish::Dead {
+                let finish = Finish::Gone {
                     error: format!("{error}: the receiver asked to stop (Gone)"),
                 };
                 return (record, finish, signal(Health::Up));
@@ -191,7 +192,7 @@ mod tests {
     fn gone_stops_retrying_at_once() {
         let schedule: RetrySchedule = "1s,1m".parse().unwrap();
         let (_, outcome, signal) = judge(&failed(Some(410), None), &policy(&schedule), 1, Utc::now());
-        assert!(matches!(outcome, Finish::Dead { .. }), "{outcome:?}");
+        assert!(matches!(outcome, Finish::Gone { .. }), "{outcome:?}");
         assert_eq!(
             signal.health,
             Health::Up,

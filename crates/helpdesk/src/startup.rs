@@ -70,6 +70,7 @@ impl Application {
             other => other.into(),
         })?
         .with_retention(settings.case_retention)
+        .with_disable_policy(settings.disable_policy())
         .with_min_replicas(settings.redis_min_replicas, REPLICA_WAIT);
         store.ping().await?;
 

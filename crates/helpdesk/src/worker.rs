@@ -44,7 +44,7 @@ use crate::delivery::{Attempt, Deliverer, Sending};
 use crate::endpoint::Endpoint;
 use crate::metrics::{AttemptOutcome, HelpdeskMetrics};
 use crate::retry::{RetryPolicy, judge};
-use crate::store::{Allowance, ClaimedJob, EndpointSignal, Finish, Recorded, Store, StoreError};
+use crate::store::{Allowance, ClaimedJob, Disabled, EndpointSignal, Finish, Recorded, Store, StoreError};
 
 /// Longest the worker sleeps without looking at the queue (jobs scheduled by
 /// another process do not wake it).
@@ -304,7 +304,14 @@ async fn record_outcomes(
             .iter()
             .map(|outcome: &Outcome| (&outcome.job, outcome.log.as_slice(), &outcome.finish, outcome.signal))
             .collect();
-        let results = store.finish_many(&items).await.map_err(Arc::new);
+        let results = store
+            .finish_batch(&items)
+            .await
+            .map(|finished| {
+                note_disabled(&metrics, &finished.disabled);
+                finished.recorded
+            })
+            .map_err(Arc::new);
         wakeup.slot_freed();
         for (index, outcome) in batch.drain(..).enumerate() {
             let result = match &results {
@@ -316,6 +323,16 @@ async fn record_outcomes(
             }
             let _ = outcome.recorded.send(result);
         }
+    }
+}
+
+/// Logs and counts the subscriptions a batch disabled (their tenants are
+/// told by the `endpoint.disabled` events the same script queued).
+fn note_disabled(metrics: &HelpdeskMetrics, disabled: &[Disabled]) {
+    for sub in disabled {
+        metrics.subscription_disabled(sub.reason);
+        warn!(subscription = %sub.subscription_id, tenant = %sub.tenant, reason = sub.reason.as_str(), error = %sub.error,
+            "subscription disabled: no more events are queued for it until it is enabled again");
     }
 }
 
@@ -456,6 +473,9 @@ async fn record(
         Finish::Dead { error } => {
             warn!(%error, took_ms = record.duration_ms, "webhook attempt failed; no retries left, dead-lettered")
         }
+        Finish::Gone { error } => {
+            warn!(%error, took_ms = record.duration_ms, "the receiver answered 410 Gone: dead-lettered, and an event's subscription is disabled")
+        }
     }
     let (recorded, answer) = oneshot::channel();
     let mut log = before;
@@ -489,7 +509,7 @@ fn attempt_outcome(attempt: &Attempt, finish: &Finish) -> AttemptOutcome {
         (Attempt::Cancelled { .. }, _) => AttemptOutcome::Cancelled,
         (_, Finish::Delivered) => AttemptOutcome::Delivered,
         (_, Finish::Retry { .. }) => AttemptOutcome::Retry,
-        (_, Finish::Dead { .. }) => AttemptOutcome::Dead,
+        (_, Finish::Dead { .. } | Finish::Gone { .. }) => AttemptOutcome::Dead,
     }
 }
 

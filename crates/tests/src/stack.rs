@@ -37,6 +37,8 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         endpoint_rate: None,
         circuit_failures: 10,
         circuit_cooldown: Duration::from_secs(30),
+        disable_after: Duration::from_secs(5 * 24 * 3600),
+        disable_after_dead: 10,
         shutdown_grace: Duration::from_secs(3),
         http_workers: Some(1),
         callback_preset: Default::default(),

@@ -41,6 +41,11 @@ pub fn classify(envelope: serde_json::Value) -> Result<Action, ApiError> {
     };
     Ok(match event.event_type {
         EventType::WebhookTest => Action::Test,
+        // The help desk's operational events say nothing about a document:
+        // acknowledged and ignored (this consumer subscribes to none of them).
+        operational @ (EventType::EndpointDisabled
+        | EventType::EndpointEnabled
+        | EventType::MessageAttemptExhausted) => Action::Unknown(operational.as_str().to_owned()),
         EventType::DocumentReceived => Action::Received(document()?, event.timestamp),
         decided @ (EventType::DocumentAccepted | EventType::DocumentDeclined) => {
             let data = document()?;

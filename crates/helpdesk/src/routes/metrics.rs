@@ -27,6 +27,10 @@ pub async fn serve(
             Vec::new()
         }
     };
+    match store.disabled_subscriptions().await {
+        Ok(disabled) => extra.extend(metrics::disabled_subscriptions(disabled).map_err(ApiError::internal)?),
+        Err(e) => warn!(error = %source_chain(&e), "cannot count the disabled subscriptions for /metrics"),
+    }
     match store.endpoints(ENDPOINT_SERIES).await {
         Ok((endpoints, _)) => extra.extend(metrics::endpoint_series(&endpoints).map_err(ApiError::internal)?),
         Err(e) => warn!(error = %source_chain(&e), "cannot read the endpoints for /metrics"),

@@ -89,6 +89,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
             .route("/webhooks/{id}", web::delete().to(webhooks::delete))
             .route("/webhooks/{id}/rotate-secret", web::post().to(webhooks::rotate_secret))
             .route("/webhooks/{id}/test", web::post().to(webhooks::test))
+            .route("/webhooks/{id}/enable", web::post().to(webhooks::enable))
             .route(
                 "/webhooks/{id}/redeliver/{webhook_id}",
                 web::post().to(webhooks::redeliver),

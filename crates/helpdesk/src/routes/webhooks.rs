@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::metrics::HelpdeskMetrics;
 use crate::routes::{PrivateErrors, parse_dialect};
 use crate::ssrf::CallbackPolicy;
-use crate::store::{EVENT_JOB_MARK, NewSubscriptionRecord, Redelivery, Scope, Store, SubscriptionChange};
+use crate::store::{EVENT_JOB_MARK, Enabled, NewSubscriptionRecord, Redelivery, Scope, Store, SubscriptionChange};
 use crate::worker::Wakeup;
 
 /// Most subscriptions one tenant may have.
@@ -175,7 +175,9 @@ pub async fn show(auth: Authorized, path: web::Path<String>, store: web::Data<St
 
 /// `PATCH /webhooks/{id}`: change the URL, the event types, the
 /// description, or disable it. Events already queued keep the URL they were
-/// queued for; a disabled subscription receives none of them.
+/// queued for; a disabled subscription receives none of them. This is the
+/// tenant's own switch: it tells nobody (`POST /webhooks/{id}/enable`
+/// sends `endpoint.enabled`; `disabled: false` here enables silently).
 #[utoipa::path(
     patch, path = "/webhooks/{id}", tag = "subscriptions", security(("api_key" = [])),
     params(("id" = String, Path, description = "The id returned by POST /webhooks")),
@@ -277,7 +279,10 @@ pub async fn test(
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
     if sub.disabled {
-        return Err(ApiError::Conflict("the subscription is disabled: enable it first (PATCH)".to_owned()).into());
+        return Err(ApiError::Conflict(
+            "the subscription is disabled: enable it first (POST /webhooks/{id}/enable)".to_owned(),
+        )
+        .into());
     }
     let webhook_id = store
         .queue_test_event(&sub.id, "a test event from the hookline help desk")
@@ -290,6 +295,58 @@ pub async fn test(
         webhook_id,
         event_type: EventType::WebhookTest,
     }))
+}
+
+/// A subscription id as the help desk makes them (`sub_` and letters or
+/// digits): anything else is a mistake of the caller's, said as such.
+fn checked_id(raw: &str) -> Result<&str, ApiError> {
+    let ok = raw.len() <= 64
+        && raw
+            .strip_prefix("sub_")
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !ok {
+        return Err(ApiError::invalid(
+            "id",
+            "must be a subscription id as POST /webhooks returned it (sub_ and letters or digits)",
+        ));
+    }
+    Ok(raw)
+}
+
+/// `POST /webhooks/{id}/enable`: enable a disabled subscription again
+/// (the help desk disabled it after a `410 Gone` or `DISABLE_AFTER` of
+/// failures, or its tenant did). Its streak of failures starts afresh;
+/// events are queued for it again from now on (those it missed while
+/// disabled were never queued: its dead letters can be redelivered). The
+/// tenant's other subscriptions that want `endpoint.enabled` are told.
+#[utoipa::path(
+    post, path = "/webhooks/{id}/enable", tag = "subscriptions", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The id returned by POST /webhooks")),
+    responses(
+        (status = 200, description = "The subscription, enabled (it may have been already: then nothing changed and nobody is told)", body = Subscription),
+        (status = 400, description = "The id is not a subscription id (`invalid`, field `id`)", body = ErrorBody),
+        (status = 404, description = "No subscription of this tenant has this id", body = ErrorBody), PrivateErrors)
+)]
+pub async fn enable(
+    auth: Authorized,
+    path: web::Path<String>,
+    store: web::Data<Store>,
+    settings: web::Data<SubscriptionSettings>,
+) -> Result<HttpResponse, Error> {
+    let id = checked_id(&path)?;
+    match store.enable_subscription(auth.tenant(), id).await? {
+        Enabled::NoSuchSubscription => return Err(ApiError::NotFound(NOT_FOUND).into()),
+        Enabled::Already => {}
+        Enabled::Enabled => {
+            settings.wakeup.job_scheduled(Utc::now());
+            info!(subscription = %id, tenant = %auth.tenant(), "subscription enabled again");
+        }
+    }
+    let sub = store
+        .subscription(Some(auth.tenant()), id)
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    Ok(HttpResponse::Ok().json(sub.to_view(false)))
 }
 
 /// `POST /webhooks/{id}/redeliver/{webhookId}`: send one of the
@@ -323,7 +380,10 @@ pub async fn redeliver(
         return Err(no_event().into());
     }
     if sub.disabled {
-        return Err(ApiError::Conflict("the subscription is disabled: enable it first (PATCH)".to_owned()).into());
+        return Err(ApiError::Conflict(
+            "the subscription is disabled: enable it first (POST /webhooks/{id}/enable)".to_owned(),
+        )
+        .into());
     }
     match store.redeliver_in(Scope::of(&auth), &job_id).await? {
         Redelivery::Scheduled => {

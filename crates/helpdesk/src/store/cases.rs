@@ -89,6 +89,21 @@ pub struct EventJob {
     pub sequence: u32,
     /// The text of a `webhook.test`.
     pub message: Option<String>,
+    /// What an operational event (`endpoint.*`, `message.attempt.exhausted`) is about.
+    pub about: Option<About>,
+}
+
+/// What an operational event is about, as `disable.rs`'s scripts store it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct About {
+    /// The subscription disabled, enabled, or whose message died.
+    pub subscription_id: String,
+    pub url: Option<String>,
+    pub reason: Option<hookline_contract::DisableReason>,
+    pub error: Option<String>,
+    /// The dead message's webhook-id and event type (`message.attempt.exhausted`).
+    pub message: Option<String>,
+    pub event: Option<EventType>,
 }
 
 /// A case as stored, with its delivery bookkeeping.
@@ -154,6 +169,14 @@ impl CaseRecord {
                 job_id: String::new(), // below, from the webhook-id
                 sequence: take("sequence").ok().and_then(|raw| raw.parse().ok()).unwrap_or(0),
                 message: take("message").ok(),
+                about: take("about").ok().map(|subscription_id| About {
+                    subscription_id,
+                    url: take("aboutUrl").ok(),
+                    reason: take("aboutReason").ok().and_then(|raw| raw.parse().ok()),
+                    error: take("aboutError").ok().filter(|error| !error.is_empty()),
+                    message: take("aboutMessage").ok(),
+                    event: take("aboutEvent").ok().and_then(|raw| raw.parse().ok()),
+                }),
             }),
         };
         let verdict: Option<DocumentStatus> = take("verdict").ok().and_then(|raw| raw.parse().ok());

@@ -15,6 +15,7 @@ use hookline_contract::{AttemptView, DocumentStatus};
 use redis::Script;
 
 use super::cases::CaseRecord;
+use super::disable::{Disabled, Finished};
 use super::keys::Scope;
 use super::limits::MAX_COOLDOWN;
 use super::partition::{Partition, script};
@@ -75,6 +76,11 @@ pub enum Finish {
         error: String,
     },
     Dead {
+        error: String,
+    },
+    /// Dead because the receiver answered `410 Gone`: an event's
+    /// subscription is disabled at once (a case's callback is only dead).
+    Gone {
         error: String,
     },
 }
@@ -236,7 +242,7 @@ impl Partition {
     pub(super) async fn finish_many(
         &self,
         items: &[(&ClaimedJob, &[AttemptView], &Finish, EndpointSignal)],
-    ) -> Result<Vec<Recorded>, StoreError> {
+    ) -> Result<Finished, StoreError> {
         let longest = millis(MAX_COOLDOWN.max(self.limits.circuit_cooldown));
         let mut invocation = self.invocation(&FINISH);
         invocation
@@ -245,7 +251,9 @@ impl Partition {
             .arg(self.limits.circuit_failures.max(1))
             .arg(millis(self.limits.circuit_cooldown))
             .arg(longest)
-            .arg(millis(self.retention));
+            .arg(millis(self.retention))
+            .arg(millis(self.disable.after))
+            .arg(self.disable.dead_in_row.max(1));
         for (job, log, outcome, signal) in items {
             let attempt = log.iter().find(|entry| entry.chaos.is_none());
             let attempt_error = attempt.and_then(|attempt| attempt.error.as_deref());
@@ -253,6 +261,7 @@ impl Partition {
                 Finish::Delivered => ("delivered", 0, attempt_error.unwrap_or_default()),
                 Finish::Retry { after, error } => ("retry", millis(*after), error.as_str()),
                 Finish::Dead { error } => ("dead", 0, error.as_str()),
+                Finish::Gone { error } => ("gone", 0, error.as_str()),
             };
             let health = match signal.health {
                 Health::Up => "up",
@@ -275,8 +284,8 @@ impl Partition {
             }
         }
         let mut conn = self.conn.clone();
-        let results: Vec<i64> = invocation.invoke_async(&mut conn).await?;
-        Ok(results
+        let (results, disabled): (Vec<i64>, Vec<String>) = invocation.invoke_async(&mut conn).await?;
+        let recorded = results
             .into_iter()
             .map(|result| match result {
                 0 => Recorded::Stale,
@@ -284,7 +293,11 @@ impl Partition {
                 3 => Recorded::BreakerClosed,
                 _ => Recorded::Recorded,
             })
-            .collect())
+            .collect();
+        Ok(Finished {
+            recorded,
+            disabled: Disabled::from_script(&disabled),
+        })
     }
 }
 
@@ -356,6 +369,28 @@ impl Store {
         &self,
         items: &[(&ClaimedJob, &[AttemptView], &Finish, EndpointSignal)],
     ) -> Result<Vec<Recorded>, StoreError> {
+        Ok(self.finish_batch(items).await?.recorded)
+    }
+
+    /// Records attempts as [`finish_many`](Self::finish_many) does, and
+    /// says which subscriptions they disabled: those are disabled in every
+    /// partition's copy before this returns (a round trip more per other
+    /// partition, only when one was).
+    pub async fn finish_batch(
+        &self,
+        items: &[(&ClaimedJob, &[AttemptView], &Finish, EndpointSignal)],
+    ) -> Result<Finished, StoreError> {
+        let mut finished = self.record_batch(items).await?;
+        if !finished.disabled.is_empty() && self.parts.len() > 1 {
+            self.copy_disablements(&mut finished).await?;
+        }
+        Ok(finished)
+    }
+
+    async fn record_batch(
+        &self,
+        items: &[(&ClaimedJob, &[AttemptView], &Finish, EndpointSignal)],
+    ) -> Result<Finished, StoreError> {
         if self.parts.len() == 1 {
             return self.parts[0].finish_many(items).await;
         }
@@ -370,17 +405,27 @@ impl Store {
                 .filter(|(_, at)| !at.is_empty())
                 .map(|(k, at)| {
                     let mine: Vec<_> = at.iter().map(|&i| items[i]).collect();
-                    async move { self.parts[k].finish_many(&mine).await.map(|recorded| (at, recorded)) }
+                    async move {
+                        let mut finished = self.parts[k].finish_many(&mine).await?;
+                        for disabled in &mut finished.disabled {
+                            disabled.partition = k;
+                        }
+                        Ok::<_, StoreError>((at, finished))
+                    }
                 }),
         )
         .await?;
-        let mut recorded = vec![Recorded::Stale; items.len()];
+        let mut finished = Finished {
+            recorded: vec![Recorded::Stale; items.len()],
+            disabled: Vec::new(),
+        };
         for (at, results) in done {
-            for (&i, result) in at.iter().zip(results) {
-                recorded[i] = result;
+            for (&i, result) in at.iter().zip(results.recorded) {
+                finished.recorded[i] = result;
             }
+            finished.disabled.extend(results.disabled);
         }
-        Ok(recorded)
+        Ok(finished)
     }
 }
 

@@ -129,6 +129,12 @@ impl Keys {
         format!("{}:subs:{tenant}", self.tag)
     }
 
+    /// The ids of every disabled subscription (for the gauge; the scripts
+    /// that disable and enable keep it).
+    pub fn disabled_subscriptions(&self) -> String {
+        format!("{}:subs-disabled", self.tag)
+    }
+
     /// The waiting jobs of one endpoint.
     pub fn due(&self, endpoint: &Endpoint) -> String {
         format!("{}:due:{endpoint}", self.tag)

@@ -17,6 +17,7 @@
 //! | `limits` | [`EndpointLimits`]: every endpoint's, and a partition's share of them |
 //! | `endpoints` | an endpoint's state as the API shows it (to a tenant: [`redacted`]), rate overrides, the operator's resume, [`QueueDepth`] |
 //! | `subscriptions` | subscriptions and test events |
+//! | `disable` | [`DisablePolicy`]: disabling a failing subscription, enabling it again, the operational events |
 //! | `chaos` | the tally of chaos faults ([`Store::chaos_counts`]) |
 //! | `retention` | forgetting finished cases and idle endpoints ([`Store::trim`]) |
 //!
@@ -35,6 +36,7 @@ use futures_util::future::try_join_all;
 mod cases;
 mod chaos;
 pub mod conn;
+mod disable;
 mod endpoints;
 mod jobs;
 pub mod keys;
@@ -43,8 +45,9 @@ mod partition;
 mod retention;
 mod subscriptions;
 
-pub use cases::{CaseRecord, EventJob, NewCase, Scheduled};
+pub use cases::{About, CaseRecord, EventJob, NewCase, Scheduled};
 pub use conn::RedisConnection;
+pub use disable::{DisablePolicy, Disabled, Enabled, Finished};
 pub use endpoints::{DEPTH_ENDPOINTS, QueueDepth, redacted};
 pub use jobs::{Allowance, Claim, ClaimedJob, EndpointSignal, Finish, Health, Recorded, Redelivery};
 pub use keys::{EVENT_JOB_MARK, Keys, Scope};
@@ -168,6 +171,12 @@ impl Store {
     /// after they finished (`CASE_RETENTION`).
     pub fn with_retention(self, retention: Duration) -> Self {
         self.map(|part| part.clone().with_retention(retention))
+    }
+
+    /// The store disabling a subscription whose messages keep failing as
+    /// `policy` says (`DISABLE_AFTER`, `DISABLE_AFTER_DEAD`).
+    pub fn with_disable_policy(self, policy: DisablePolicy) -> Self {
+        self.map(|part| part.clone().with_disable_policy(policy))
     }
 
     /// The same store with its clock stopped at `now`: every script reads

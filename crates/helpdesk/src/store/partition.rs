@@ -17,6 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use redis::{AsyncCommands, Script, ScriptInvocation};
 
+use super::disable::DisablePolicy;
 use super::keys::Keys;
 use super::limits::EndpointLimits;
 use super::{RedisConnection, StoreError, millis};
@@ -153,6 +154,8 @@ pub(super) struct Partition {
     pub(super) limits: EndpointLimits,
     /// How long finished cases are kept (`CASE_RETENTION`).
     pub(super) retention: Duration,
+    /// When a failing subscription is disabled (`DISABLE_AFTER`, `DISABLE_AFTER_DEAD`).
+    pub(super) disable: DisablePolicy,
     clock: Clock,
 }
 
@@ -182,6 +185,7 @@ impl Partition {
             keys: Keys::new(tag),
             limits,
             retention: DEFAULT_RETENTION,
+            disable: DisablePolicy::default(),
             clock: Clock::Redis,
         };
         let mut conn = partition.conn.clone();
@@ -200,6 +204,11 @@ impl Partition {
     /// Keeping finished cases for `retention`.
     pub(super) fn with_retention(self, retention: Duration) -> Self {
         Self { retention, ..self }
+    }
+
+    /// Disabling failing subscriptions as `disable` says.
+    pub(super) fn with_disable_policy(self, disable: DisablePolicy) -> Self {
+        Self { disable, ..self }
     }
 
     /// The same partition with its clock stopped at `now`.

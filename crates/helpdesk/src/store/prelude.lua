@@ -232,3 +232,22 @@ local function subscribers(tenant, event)
   end
   return found
 end
+
+-- Queues operational event `event` (`endpoint.disabled`, `endpoint.enabled`,
+-- `message.attempt.exhausted`: see `disable.rs`) about subscription `about`
+-- for the tenant's enabled subscriptions that want it, due now: never for
+-- `about` itself (the one failing, or disabled), nor for one in `skip` (a
+-- set of ids disabled by the same call). `fields` describe what it is about.
+local function operational(event, tenant, about, webhook_id, fields, skip)
+  local n = 0
+  for _, sub in ipairs(subscribers(tenant, event)) do
+    if sub[1] ~= about and not (skip and skip[sub[1]]) then
+      n = n + 1
+      local all = {'event', event, 'documentId', '', 'agentId', '', 'documentUrl', '', 'status', 'PENDING_REVIEW',
+        'sequence', 0, 'tenant', tenant, 'about', about}
+      for _, value in ipairs(fields) do table.insert(all, value) end
+      add_event(webhook_id .. '_' .. n, sub, all, now, tenant)
+    end
+  end
+  return n
+end

@@ -23,7 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hookline_contract::dialect::Dialect;
 use hookline_contract::signature::{SecretSet, WebhookSecret};
-use hookline_contract::{EventType, Subscription, SubscriptionStats};
+use hookline_contract::{DisableReason, Disablement, EventType, Subscription, SubscriptionStats};
 use redis::Script;
 
 use super::keys::EVENT_JOB_MARK;
@@ -69,6 +69,8 @@ pub struct SubscriptionRecord {
     secret: WebhookSecret,
     previous: Option<(WebhookSecret, DateTime<Utc>)>,
     pub disabled: bool,
+    /// Why and since when, while disabled.
+    pub disablement: Option<Disablement>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub stats: SubscriptionStats,
@@ -98,6 +100,18 @@ impl SubscriptionRecord {
             None => Dialect::Standard,
             Some(raw) => raw.parse().map_err(|_| corrupt("an unknown dialect"))?,
         };
+        let disabled = hash.get("disabled").is_some_and(|d| d == "1");
+        // One disabled before reasons were kept was disabled by hand.
+        let disablement = disabled.then(|| Disablement {
+            at: time(hash.get("disabledAt"))
+                .or_else(|| time(hash.get("updatedAt")))
+                .unwrap_or(created_at),
+            reason: hash
+                .get("disabledReason")
+                .and_then(|raw| raw.parse().ok())
+                .unwrap_or(DisableReason::Manual),
+            last_error: hash.remove("disabledError").filter(|e| !e.is_empty()),
+        });
         Ok(Self {
             id: id.to_owned(),
             tenant: hash.remove("tenant").ok_or_else(|| corrupt("no tenant"))?,
@@ -110,7 +124,8 @@ impl SubscriptionRecord {
             dialect,
             secret,
             previous,
-            disabled: hash.get("disabled").is_some_and(|d| d == "1"),
+            disabled,
+            disablement,
             created_at,
             updated_at: time(hash.get("updatedAt")).unwrap_or(created_at),
             stats: SubscriptionStats {
@@ -143,6 +158,7 @@ impl SubscriptionRecord {
                 .filter(|until| *until > now),
             dialect: self.dialect,
             disabled: self.disabled,
+            disablement: self.disablement.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
             stats: self.stats.clone(),

@@ -89,6 +89,7 @@ async fn private_routes_need_an_accepted_key_and_the_open_ones_do_not() {
         ("DELETE", format!("{base}/webhooks/sub_1"), None),
         ("POST", format!("{base}/webhooks/sub_1/rotate-secret"), None),
         ("POST", format!("{base}/webhooks/sub_1/test"), None),
+        ("POST", format!("{base}/webhooks/sub_1/enable"), None),
         ("POST", format!("{base}/webhooks/sub_1/redeliver/msg_1"), None),
     ];
     let refused = [

@@ -343,6 +343,53 @@ async fn the_help_desk_dashboard_lists_subscriptions_and_sends_a_test_event_on_a
 }
 
 #[actix_web::test]
+async fn the_help_desk_dashboard_shows_why_a_subscription_is_disabled_and_enables_it_on_a_click() {
+    let Some(browser) = Browser::start().await else { return };
+    let redis = hookline_tests::TestRedis::default();
+    let helpdesk = hookline_tests::start_helpdesk(hookline_tests::helpdesk_settings(&redis)).await;
+    let mut gone = hookline_tests::Receiver::start(410).await;
+    let (status, _, sub) = hookline_tests::call(
+        "POST",
+        &format!("{}/webhooks", helpdesk.url),
+        &[],
+        Some(&json!({"url": gone.url, "events": ["webhook.test"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sub}");
+    let id = sub["id"].as_str().unwrap();
+    let url = format!("{}/webhooks/{id}", helpdesk.url);
+    hookline_tests::call("POST", &format!("{url}/test"), &[], None).await;
+    gone.next(DEADLINE).await;
+
+    browser.goto(&format!("{}/", helpdesk.url)).await;
+    let why = format!(
+        "const row = document.querySelector('#subscriptions tr[data-subscription=\"{id}\"]');\
+         return row ? row.textContent : null;"
+    );
+    wait_for(
+        DEADLINE,
+        "the row to say the subscription is disabled by a 410",
+        || async {
+            let text = browser.eval(&why).await;
+            text.as_str()
+                .is_some_and(|text| text.contains("DISABLED") && text.contains("410 Gone"))
+                .then_some(())
+        },
+    )
+    .await;
+    let button = browser.find(&format!("button[data-enable=\"{id}\"]")).await;
+    browser
+        .call("POST", &format!("/element/{button}/click"), json!({}))
+        .await;
+    wait_for(DEADLINE, "the subscription to be enabled", || async {
+        let (_, _, shown) = hookline_tests::call("GET", &url, &[], None).await;
+        (shown["disabled"] == false).then_some(())
+    })
+    .await;
+    browser.quit().await;
+}
+
+#[actix_web::test]
 async fn the_help_desk_dashboard_shows_the_faults_chaos_injected_and_who_failed_them() {
     let Some(browser) = Browser::start().await else { return };
     let redis = hookline_tests::TestRedis::default();

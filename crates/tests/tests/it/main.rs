@@ -19,6 +19,8 @@ mod cli;
 mod cluster;
 /// Signature dialects at the help desk: callbacks and subscriptions signed as Stripe, GitHub, Shopify, Slack sign.
 mod dialects;
+/// Disable and tell: a gone or failing subscription is disabled, its tenant told, and enabled again.
+mod disable;
 /// The consumer when the help desk or its database fail.
 mod failures;
 /// Delivery that survives killed processes, crashes and failing receivers.

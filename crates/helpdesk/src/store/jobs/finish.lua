@@ -3,19 +3,22 @@
 -- the fixed cost of a call (the prelude, the clock, the endpoint's state,
 -- the listings) is paid once per batch, not once per job.
 -- KEYS: inflight, dead.
--- ARGV[5..8]: CIRCUIT_FAILURES, CIRCUIT_COOLDOWN (ms), longest cooldown
--- (ms), CASE_RETENTION (ms). Then, from ARGV[9], each job in turn: id,
--- lease token, outcome ('delivered', 'retry', 'dead'), how long until the
+-- ARGV[5..10]: CIRCUIT_FAILURES, CIRCUIT_COOLDOWN (ms), longest cooldown
+-- (ms), CASE_RETENTION (ms), DISABLE_AFTER (ms), DISABLE_AFTER_DEAD. Then,
+-- from ARGV[11], each job in turn: id, lease token, outcome ('delivered',
+-- 'retry', 'dead', 'gone': dead because the receiver answered 410), how long until the
 -- next attempt (ms, for a retry), error, what the attempt says of the
 -- endpoint ('up', 'down', 'unknown'), how long to pause the endpoint (ms,
 -- 0: no pause), how long the receiver took to answer (ms), the endpoint of
 -- the case's callback URL, the number of its attempt log entries, then
 -- those entries (JSON: the attempt itself, then the chaos faults sent
 -- around it).
--- Returns one number per job: 0: the lease had passed on, nothing changed;
--- 1: recorded; 2: recorded, and the endpoint's breaker opened; 3: ... closed.
+-- Returns {results, disabled}: one number per job (0: the lease had passed
+-- on, nothing changed; 1: recorded; 2: recorded, and the endpoint's
+-- breaker opened; 3: ... closed), and the subscriptions this call disabled,
+-- five strings each: id, tenant, reason, error, when (unix ms).
 local threshold, base, longest = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local retention = tonumber(ARGV[8])
+local retention, disable_after, disable_dead = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 -- An answer within this many ms is quick: it earns the endpoint more slots (see `adapt`).
 local QUICK_ANSWER = 1000
 local results, finished, later = {}, {}, {}
@@ -177,7 +180,67 @@ local function attempt_log(log, length, entries)
   return log, length
 end
 
-local i = 9
+-- The subscriptions this call disabled: no operational event goes to them.
+local disabled, disabled_now = {}, {}
+local function operational_event(event, tenant, about, webhook_id, fields)
+  operational(event, tenant, about, webhook_id, fields, disabled_now)
+end
+
+-- What a finished attempt of an event does to its subscription `sub_id`
+-- (its fields `sub`: tenant, disabled, failingSince, deadInRow, url): a
+-- delivery ends its streak of failures; a failure starts one (failingSince);
+-- a dead letter counts (deadInRow) and tells the tenant
+-- (`message.attempt.exhausted`); a 410, or DISABLE_AFTER of failures with
+-- DISABLE_AFTER_DEAD dead letters in a row, disables it and tells the tenant
+-- (`endpoint.disabled`). One HSET, in the HINCRBY's stead on a delivery:
+-- the hot path pays no call more. Returns the fields to set.
+local function streak(sub_id, sub, outcome, error, job_id, event, attempts)
+  local fields = {}
+  if outcome == 'delivered' then
+    if sub[3] and sub[3] ~= '' then
+      table.insert(fields, 'failingSince'); table.insert(fields, '')
+      table.insert(fields, 'deadInRow'); table.insert(fields, 0)
+    end
+    return fields
+  end
+  -- A disabled subscription's jobs are cancelled, not failed: no streak,
+  -- no event (a flood of `exhausted` for what was queued before).
+  if sub[2] == '1' then return fields end
+  local since = tonumber(sub[3])
+  if not since then
+    since = now
+    table.insert(fields, 'failingSince'); table.insert(fields, now)
+  end
+  if outcome ~= 'dead' and outcome ~= 'gone' then return fields end
+  local in_row = num(sub[4], 0) + 1
+  table.insert(fields, 'deadInRow'); table.insert(fields, in_row)
+  local webhook_id = string.sub(job_id, 2)
+  -- An exhausted `message.attempt.exhausted` tells of nothing more, or two
+  -- failing subscriptions would tell each other of each other's forever.
+  if event ~= 'message.attempt.exhausted' then
+    operational_event('message.attempt.exhausted', sub[1], sub_id, webhook_id .. '_x' .. attempts,
+      {'aboutMessage', webhook_id, 'aboutEvent', event, 'aboutError', error})
+  end
+  local reason = false
+  if outcome == 'gone' then
+    reason = 'gone'
+  elseif in_row >= disable_dead and now - since >= disable_after then
+    reason = 'failing'
+  end
+  if reason then
+    for _, value in ipairs({'disabled', '1', 'disabledAt', now, 'disabledReason', reason, 'disabledError', error}) do
+      table.insert(fields, value)
+    end
+    redis.call('SADD', tag .. ':subs-disabled', sub_id)
+    disabled_now[sub_id] = true
+    for _, value in ipairs({sub_id, sub[1], reason, error, tostring(now)}) do table.insert(disabled, value) end
+    operational_event('endpoint.disabled', sub[1], sub_id, webhook_id .. '_d' .. attempts,
+      {'aboutUrl', sub[5] or '', 'aboutReason', reason, 'aboutError', error})
+  end
+  return fields
+end
+
+local i = 11
 while i <= #ARGV do
   local id, lease, outcome, next_in = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local error, health, pause, took = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
@@ -188,23 +251,28 @@ while i <= #ARGV do
 
   local key = job_key(id)
   local current = redis.call('HMGET', key, 'lease', 'attempts', 'endpoint', 'subscription', 'tenant', 'id',
-    'log', 'logLength')
+    'log', 'logLength', 'event')
   if current[1] ~= lease then
     table.insert(results, 0)
   else
     local tenant = current[5]
     local attempts = (tonumber(current[2]) or 0) + 1
-    -- An event's subscription counts what became of it (if it still exists).
-    if current[4] and redis.call('EXISTS', sub_key(current[4])) == 1 then
+    -- An event's subscription counts what became of it (if it still exists):
+    -- one HMGET where an EXISTS was, so its streak costs no call more.
+    local sub = current[4] and redis.call('HMGET', sub_key(current[4]), 'tenant', 'disabled', 'failingSince',
+      'deadInRow', 'url')
+    if sub and sub[1] then
       local sk = sub_key(current[4])
       if outcome == 'delivered' then
         redis.call('HINCRBY', sk, 'delivered', 1)
       else
         redis.call('HINCRBY', sk, 'failedAttempts', 1)
-        if outcome == 'dead' then redis.call('HINCRBY', sk, 'dead', 1) end
+        if outcome == 'dead' or outcome == 'gone' then redis.call('HINCRBY', sk, 'dead', 1) end
       end
-      redis.call('HSET', sk, 'lastAttemptAt', now, 'lastError', error)
+      local fields = streak(current[4], sub, outcome, error, id, current[9] or '', attempts)
+      redis.call('HSET', sk, 'lastAttemptAt', now, 'lastError', error, unpack(fields))
     end
+    if outcome == 'gone' then outcome = 'dead' end
     local log, length = attempt_log(current[7], tonumber(current[8]) or 0, entries)
     tally(entries, tenant)
     table.insert(finished, id)
@@ -254,4 +322,4 @@ for _, e in ipairs(order) do
   if #fields > 0 then redis.call('HSET', endpoint_key(e), unpack(fields)) end
   if state.was_full or state.refresh then refresh(e, false, state.ep) end
 end
-return results
+return {results, disabled}

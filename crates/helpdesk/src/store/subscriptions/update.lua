@@ -8,6 +8,7 @@ if redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[5] then return 0 end
 local action = ARGV[6]
 if action == 'delete' then
   redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+  redis.call('SREM', tag .. ':subs-disabled', redis.call('HGET', KEYS[1], 'id'))
   redis.call('DEL', KEYS[1])
   return 1
 elseif action == 'rotate' then
@@ -17,6 +18,25 @@ elseif action == 'rotate' then
   return 1
 end
 local fields = {}
-for i = 7, #ARGV do table.insert(fields, ARGV[i]) end
+local disable
+for i = 7, #ARGV, 2 do
+  table.insert(fields, ARGV[i]); table.insert(fields, ARGV[i + 1])
+  if ARGV[i] == 'disabled' then disable = ARGV[i + 1] end
+end
+-- Disabled by hand (unless it already was: the help desk's reason stays);
+-- enabled: why it was, and its streak of failures, are forgotten.
+local id = redis.call('HGET', KEYS[1], 'id')
+local was = redis.call('HGET', KEYS[1], 'disabled')
+if disable == '1' then
+  redis.call('SADD', tag .. ':subs-disabled', id)
+  if was ~= '1' then
+    for _, value in ipairs({'disabledAt', now, 'disabledReason', 'manual', 'disabledError', ''}) do
+      table.insert(fields, value)
+    end
+  end
+elseif disable == '0' then
+  redis.call('SREM', tag .. ':subs-disabled', id)
+  redis.call('HDEL', KEYS[1], 'disabledAt', 'disabledReason', 'disabledError', 'failingSince', 'deadInRow')
+end
 if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
 return 1
