@@ -53,7 +53,6 @@ async fn our_help_desk_gets_full_marks() {
         api_key: None,
         dialect: None,
         wait: Duration::from_secs(90),
-        dialect: None,
         seed: None,
     };
     let summary = trigger::run(&trigger, |_, _, _| {}).await.unwrap();
