@@ -18,6 +18,7 @@ pub mod dialect;
 mod events;
 pub mod headers;
 mod payloads;
+mod recovery;
 pub mod signature;
 mod status;
 mod validate;
@@ -31,5 +32,6 @@ pub use payloads::{
     DocumentAccepted, DocumentRequest, DocumentWebhook, EndpointPage, EndpointSettings, EndpointView, ErrorBody,
     Health, HealthStatus, Review, ReviewPage, WebhookAck,
 };
+pub use recovery::{RecoverRequest, RecoveryState, RecoveryView};
 pub use status::{DocumentStatus, UnknownStatus};
 pub use validate::{ExternalId, HttpUrl, InvalidInput, MAX_ID_LEN, MAX_URL_LEN};

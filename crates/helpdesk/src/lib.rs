@@ -26,6 +26,8 @@ pub mod error;
 pub mod metrics;
 /// The OpenAPI document, generated from the routes.
 pub mod openapi;
+/// Recovery after an outage: dead letters of a window sent again.
+pub mod recover;
 /// Retention: finished cases forgotten after CASE_RETENTION.
 pub mod retention;
 /// The retry policy: what an attempt means for its job and its endpoint.

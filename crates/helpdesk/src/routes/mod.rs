@@ -7,6 +7,7 @@ pub mod document;
 pub mod endpoints;
 pub mod health;
 pub mod metrics;
+pub mod recover;
 pub mod webhooks;
 
 use actix_web::web;
@@ -80,6 +81,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
             .route("/document/{document_id}", web::get().to(document::show))
             .route("/document/{document_id}/redeliver", web::post().to(cases::redeliver))
             .route("/dead-letters", web::get().to(cases::dead_letters))
+            .route("/dead-letters/redeliver", web::post().to(recover::dead_letters))
+            .route("/recoveries/{id}", web::get().to(recover::show))
             .route("/cases", web::get().to(cases::recent))
             .route("/chaos", web::get().to(chaos::report))
             .route("/webhooks", web::post().to(webhooks::create))
@@ -89,6 +92,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, role: Role) {
             .route("/webhooks/{id}", web::delete().to(webhooks::delete))
             .route("/webhooks/{id}/rotate-secret", web::post().to(webhooks::rotate_secret))
             .route("/webhooks/{id}/test", web::post().to(webhooks::test))
+            .route("/webhooks/{id}/recover", web::post().to(recover::subscription))
             .route("/webhooks/{id}/enable", web::post().to(webhooks::enable))
             .route(
                 "/webhooks/{id}/redeliver/{webhook_id}",

@@ -299,7 +299,7 @@ pub async fn test(
 
 /// A subscription id as the help desk makes them (`sub_` and letters or
 /// digits): anything else is a mistake of the caller's, said as such.
-fn checked_id(raw: &str) -> Result<&str, ApiError> {
+pub(super) fn checked_id(raw: &str) -> Result<&str, ApiError> {
     let ok = raw.len() <= 64
         && raw
             .strip_prefix("sub_")

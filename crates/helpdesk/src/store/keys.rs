@@ -158,6 +158,11 @@ impl Keys {
         format!("{}:inflight", self.tag)
     }
 
+    /// A recovery's progress (`store/recovery.rs`; partition 0's tag).
+    pub fn recovery(&self, id: &str) -> String {
+        format!("{}:recovery:{id}", self.tag)
+    }
+
     pub fn dead(&self) -> String {
         format!("{}:dead", self.tag)
     }

@@ -42,6 +42,7 @@ mod jobs;
 pub mod keys;
 mod limits;
 mod partition;
+mod recovery;
 mod retention;
 mod subscriptions;
 
@@ -53,6 +54,7 @@ pub use jobs::{Allowance, Claim, ClaimedJob, EndpointSignal, Finish, Health, Rec
 pub use keys::{EVENT_JOB_MARK, Keys, Scope};
 pub use limits::{EndpointLimits, MAX_COOLDOWN};
 pub use partition::{DEFAULT_RETENTION, MAX_PARTITIONS, partition_of, partition_tag};
+pub use recovery::DeadLetter;
 pub use retention::Trimmed;
 pub use subscriptions::{NewSubscriptionRecord, SubscriptionChange, SubscriptionRecord};
 

@@ -37,6 +37,8 @@ mod observability;
 mod partitions;
 /// Receivers cannot break the help desk: deadlines, limits, breakers.
 mod receivers;
+/// Recovery after an outage: dead letters of a window sent again, once.
+mod recover;
 /// Several consumer processes on one database behave as one.
 mod replicas;
 /// Retention: finished cases forgotten, live ones kept, tables pruned.

@@ -392,9 +392,13 @@ async fn another_endpoints_job_lands_before_a_backlog_of_ten_thousand_on_one_end
             .await
             .unwrap();
     }
-    then.schedule(&new_case("quiet-0".to_owned(), &quiet.url, Duration::from_millis(10_010)))
-        .await
-        .unwrap();
+    then.schedule(&new_case(
+        "quiet-0".to_owned(),
+        &quiet.url,
+        Duration::from_millis(10_010),
+    ))
+    .await
+    .unwrap();
     assert!(Utc::now() < due, "the jobs were stored before they were due");
 
     // Due just after all of the backlog, it lands while the backlog is
