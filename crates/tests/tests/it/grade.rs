@@ -51,6 +51,7 @@ async fn our_help_desk_gets_full_marks() {
         chaos: Some("none".parse().unwrap()),
         accept_ratio: None,
         api_key: None,
+        dialect: None,
         wait: Duration::from_secs(90),
     };
     let summary = trigger::run(&trigger, |_, _, _| {}).await.unwrap();
