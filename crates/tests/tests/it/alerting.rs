@@ -273,7 +273,8 @@ impl Drop for Prometheus {
 }
 
 /// The shipped prometheus.yml with 1 s intervals and each job's DNS lookup
-/// (`names: [service]`) swapped for a static target.
+/// (`names: [service]`) or static `service:port` target swapped for a
+/// static target on the test's port.
 fn pointed_config(shipped: &str, targets: &[(&str, u16, u16)]) -> String {
     let intervals = "  scrape_interval: 15s\n  evaluation_interval: 15s\n";
     assert!(
@@ -284,12 +285,13 @@ fn pointed_config(shipped: &str, targets: &[(&str, u16, u16)]) -> String {
     for (service, port, test_port) in targets {
         let lookup =
             format!("    dns_sd_configs:\n      - names: [{service}]\n        type: A\n        port: {port}\n");
-        assert!(
-            config.contains(&lookup),
-            "prometheus.yml has no job looking up {service}:{port} in the shape this test points elsewhere:\n{lookup}"
-        );
+        let named = format!("    static_configs:\n      - targets: [\"{service}:{port}\"]\n");
         let target = format!("    static_configs:\n      - targets: [\"127.0.0.1:{test_port}\"]\n");
-        config = config.replace(&lookup, &target);
+        assert!(
+            config.contains(&lookup) || config.contains(&named),
+            "prometheus.yml has no job for {service}:{port} in a shape this test can point elsewhere:\n{lookup}\nor\n{named}"
+        );
+        config = config.replace(&lookup, &target).replace(&named, &target);
     }
     config
 }
