@@ -11,6 +11,9 @@
 #                   (scripts/standin/postgres-entrypoint.sh)
 #   REDIS_IMAGE     redis:7's place: Debian's redis-server 7.0, whose entrypoint
 #                   runs the compose command line (scripts/standin/redis-entrypoint.sh)
+#   PROMETHEUS_IMAGE  prom/prometheus's place (docker-compose.yml's `monitoring`
+#                   profile): Debian's prometheus 2.42, run as the official
+#                   image runs it (nobody, data in /prometheus)
 #
 # They are named hookline-standin/<name>:<recipe hash>, never with an official
 # image's name; an image already present is reused. On stdout it prints only
@@ -221,6 +224,21 @@ standin REDIS_IMAGE redis "7-bookworm-$base_tag" \
     'EXPOSE 6379' \
     'ENTRYPOINT ["docker-entrypoint.sh"]' \
     'CMD ["redis-server"]'
+
+# The package's own user and service are unused: the image runs prometheus
+# as nobody on /prometheus, with the command line compose gives it.
+# shellcheck disable=SC2016 # "$1" is for mmdebstrap's hook shell
+standin PROMETHEUS_IMAGE prometheus "2-bookworm-$base_tag" \
+    --include=prometheus \
+    --customize-hook='mkdir -p "$1/prometheus" "$1/etc/prometheus" && chroot "$1" chown nobody:nogroup /prometheus' \
+    -- \
+    "ENV PATH=$base_path" \
+    'USER nobody' \
+    'WORKDIR /prometheus' \
+    'VOLUME /prometheus' \
+    'EXPOSE 9090' \
+    'ENTRYPOINT ["/usr/bin/prometheus"]' \
+    'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]'
 
 if ((${#built[@]} == 0)); then
     say "every stand-in was already present"

@@ -5,6 +5,8 @@
 
 /// API keys: private routes need one, open ones stay open.
 mod access;
+/// The shipped Prometheus rules and Grafana dashboard, against promtool and a real Prometheus.
+mod alerting;
 /// Every malformed request: a 4xx with a JSON body, nothing stored changed.
 mod bad_input;
 /// The consumer's group commit: writes that arrive together share a commit.
