@@ -258,6 +258,9 @@ async fn establish(pool: &Pool, helpdesk: &HelpdeskClient, url: &HttpUrl) -> Res
                         description: Some("hookline consumer".to_owned()),
                         // It verifies Standard Webhooks.
                         dialect: None,
+                        // It takes events in any order (a decision never
+                        // goes back to PENDING_REVIEW): no need to wait.
+                        ordered: None,
                     })
                     .await?;
                 let secret = created.secret.clone();
@@ -371,6 +374,7 @@ mod tests {
             secret: "whsec_****".to_owned(),
             previous_secret_until: None,
             dialect: Default::default(),
+            ordered: false,
             disabled: false,
             disablement: None,
             created_at: Utc::now(),

@@ -143,6 +143,12 @@ pub struct NewSubscription {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::dialect::Dialect>))]
     pub dialect: Option<String>,
+    /// Deliver its events one at a time, in the order they happened: the
+    /// next waits until the one before is delivered or dead (a failing
+    /// event blocks the rest meanwhile). Default: `false` (several in
+    /// flight, in any order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordered: Option<bool>,
 }
 
 /// Body of `PATCH /webhooks/{id}`: what is present changes, the rest stays.
@@ -164,6 +170,10 @@ pub struct SubscriptionUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::dialect::Dialect>))]
     pub dialect: Option<String>,
+    /// Deliver its events in order from now on (`true`), or no longer
+    /// (`false`: what waited its turn goes at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordered: Option<bool>,
 }
 
 /// A subscription as the help desk shows it.
@@ -186,6 +196,9 @@ pub struct Subscription {
     /// How its events are signed.
     #[serde(default)]
     pub dialect: crate::dialect::Dialect,
+    /// Its events are delivered one at a time, in the order they happened.
+    #[serde(default)]
+    pub ordered: bool,
     /// It receives nothing, and no new events are queued for it.
     pub disabled: bool,
     /// Why and since when it is disabled (`null` while enabled). `disabled`

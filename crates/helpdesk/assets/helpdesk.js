@@ -96,7 +96,7 @@ async function refresh() {
       <tr data-subscription="${escape(s.id)}">
         <td>${short(s.id.replace(/^sub_/, ""))}${s.description ? ` <span class="muted">${escape(s.description)}</span>` : ""}</td>
         <td class="url" title="${escape(s.url)}">${escape(s.url)}</td>
-        <td>${s.events.map((e) => `<span class="mono">${escape(e)}</span>`).join("<br>")}</td>
+        <td>${s.events.map((e) => `<span class="mono">${escape(e)}</span>`).join("<br>")}${s.ordered ? '<br><span class="muted" title="one at a time, in order">ordered</span>' : ""}</td>
         <td>${badge(s.disabled ? "DISABLED" : "ENABLED")}${s.disablement ? ` <span class="muted" title="${escape(s.disablement.lastError || "")}">${escape(disabledWhy[s.disablement.reason] || s.disablement.reason)} since ${escape(clock(s.disablement.at))}</span>` : ""}</td>
         <td class="delivered">${escape(s.stats.delivered)}</td>
         <td>${escape(s.stats.failedAttempts)}</td>

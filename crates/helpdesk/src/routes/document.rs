@@ -142,6 +142,7 @@ pub async fn create(
     };
     let (document_id, agent_id, replayed) = match store.schedule(&case).await? {
         Scheduled::Created {
+            document_id,
             due_in,
             received,
             decided,
@@ -154,8 +155,8 @@ pub async fn create(
             // Now: the document.received events are due at once.
             let first_due = if received > 0 { Utc::now() } else { Utc::now() + due_in };
             scheduling.wakeup.job_scheduled(first_due);
-            info!(document_id = %case.document_id, webhook_id = %case.webhook_id, delay_ms = delay.as_millis(), events = received + decided, "review scheduled");
-            (case.document_id, case.agent_id, false)
+            info!(%document_id, webhook_id = %case.webhook_id, delay_ms = delay.as_millis(), events = received + decided, "review scheduled");
+            (document_id, case.agent_id, false)
         }
         // A retry of a request whose answer was lost: the same case again.
         Scheduled::Replayed { document_id, agent_id } => {

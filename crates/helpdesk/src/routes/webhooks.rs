@@ -7,7 +7,9 @@
 //! events are signed with its secret in its `dialect` (default `standard`;
 //! `stripe`, `github`, `shopify`, `slack`: see
 //! [`hookline_contract::dialect`]), so a receiver written against one of
-//! those providers' SDKs verifies them as it is.
+//! those providers' SDKs verifies them as it is. An `ordered` one gets its
+//! events one at a time, in the order they happened (docs/store.md,
+//! "Ordered subscriptions").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +129,7 @@ pub async fn create(
         events,
         description,
         dialect,
+        ordered: body.ordered.unwrap_or(false),
     };
     let Some(sub) = store.create_subscription(&new, MAX_SUBSCRIPTIONS).await? else {
         return Err(ApiError::Conflict(format!(
@@ -134,7 +137,7 @@ pub async fn create(
         ))
         .into());
     };
-    info!(subscription = %sub.id, tenant = %sub.tenant, url = %hookline_kit::redact::redact_url(sub.url.as_str()), events = ?sub.events, dialect = %sub.dialect, "subscription created");
+    info!(subscription = %sub.id, tenant = %sub.tenant, url = %hookline_kit::redact::redact_url(sub.url.as_str()), events = ?sub.events, dialect = %sub.dialect, ordered = sub.ordered, "subscription created");
     Ok(HttpResponse::Created()
         .insert_header((LOCATION, format!("/webhooks/{}", sub.id)))
         .json(sub.to_view(true)))
@@ -200,6 +203,7 @@ pub async fn update(
         events: body.events.as_deref().map(parse_events).transpose()?,
         description: body.description.as_deref().map(checked_description).transpose()?,
         disabled: body.disabled,
+        ordered: body.ordered,
         dialect: body
             .dialect
             .as_deref()
@@ -214,7 +218,7 @@ pub async fn update(
         .update_subscription(auth.tenant(), &path, &change)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    info!(subscription = %sub.id, url = %hookline_kit::redact::redact_url(sub.url.as_str()), events = ?sub.events, disabled = sub.disabled, dialect = %sub.dialect, "subscription changed");
+    info!(subscription = %sub.id, url = %hookline_kit::redact::redact_url(sub.url.as_str()), events = ?sub.events, disabled = sub.disabled, dialect = %sub.dialect, ordered = sub.ordered, "subscription changed");
     Ok(HttpResponse::Ok().json(sub.to_view(false)))
 }
 

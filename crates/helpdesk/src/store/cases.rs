@@ -14,7 +14,7 @@ use hookline_kit::auth::DEFAULT_TENANT;
 use redis::Script;
 
 use super::keys::{EVENT_JOB_MARK, Scope};
-use super::partition::{Partition, script};
+use super::partition::{Partition, partition_of, script};
 use super::{Store, StoreError, millis};
 use crate::endpoint::Endpoint;
 
@@ -66,6 +66,9 @@ pub enum Scheduled {
     /// wake-up; `received` and `decided` event jobs queued for the tenant's
     /// subscriptions (`document.received`, the decision's event).
     Created {
+        /// The case's documentId: the one asked for, or, for a tenant with an
+        /// ordered subscription, one drawn in its home partition.
+        document_id: String,
         due_in: Duration,
         received: u64,
         decided: u64,
@@ -280,6 +283,14 @@ impl CaseRecord {
     }
 }
 
+/// The home partition answered `elsewhere`: never (it compares its own tag).
+fn unreachable_elsewhere(case: &NewCase) -> StoreError {
+    StoreError::Corrupt {
+        document_id: case.document_id.clone(),
+        problem: "the home partition sent the case elsewhere".to_owned(),
+    }
+}
+
 fn parse_millis(raw: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(raw.parse().ok()?)
 }
@@ -300,7 +311,9 @@ impl Partition {
     /// same `request_id` was accepted before (see [`Scheduled`]). Once this
     /// returns `Created`, the review will be decided and delivered whatever
     /// happens to this process.
-    pub(super) async fn schedule(&self, case: &NewCase) -> Result<Scheduled, StoreError> {
+    /// `None`: the tenant has an ordered subscription and `home` (its home
+    /// partition's tag, `""` with one partition) is another partition.
+    pub(super) async fn schedule(&self, case: &NewCase, home: &str) -> Result<Option<Scheduled>, StoreError> {
         let endpoint = match &case.callback_url {
             Some(url) => Endpoint::of_str(url)
                 .map_err(|e| StoreError::Corrupt {
@@ -330,18 +343,21 @@ impl Partition {
             .arg(case.chaos.as_deref().unwrap_or_default())
             .arg(if case.reorder { "1" } else { "" })
             .arg(case.dialect.map_or("", Dialect::name))
-            .arg(case.chaos_seed.map(|seed| seed.to_string()).unwrap_or_default());
+            .arg(case.chaos_seed.map(|seed| seed.to_string()).unwrap_or_default())
+            .arg(home);
         let (outcome, document_id, agent_id, due_in, received, decided): (String, String, String, u64, u64, u64) =
             self.invoke_replicated(&SCHEDULE, &invocation).await?;
-        Ok(match outcome.as_str() {
+        Ok(Some(match outcome.as_str() {
             "replayed" => Scheduled::Replayed { document_id, agent_id },
             "conflict" => Scheduled::Conflict { document_id },
+            "elsewhere" => return Ok(None),
             _ => Scheduled::Created {
+                document_id: case.document_id.clone(),
                 due_in: Duration::from_millis(due_in),
                 received,
                 decided,
             },
-        })
+        }))
     }
 
     /// One case with its attempt log, if it exists.
@@ -396,8 +412,31 @@ impl Store {
     /// Stores the case and its jobs atomically, in its partition (see
     /// `Partition::schedule`). The documentId must come from
     /// [`new_document_id`](Self::new_document_id) when the request has an `id`.
+    ///
+    /// With several partitions, the cases of a tenant with an ordered
+    /// subscription live in its home partition (`partition_of(tenant)`), so
+    /// that one script queues, and orders, all their events: a case drawn
+    /// elsewhere is told so by the script (nothing stored) and is stored
+    /// there under a documentId drawn to hash there. A retried request finds
+    /// its `id` in either (the script looks for it before it answers
+    /// `elsewhere`). Other tenants' cases spread as before, at no cost.
     pub async fn schedule(&self, case: &NewCase) -> Result<Scheduled, StoreError> {
-        self.part_of(&case.document_id).schedule(case).await
+        if self.parts.len() == 1 {
+            let scheduled = self.parts[0].schedule(case, "").await?;
+            return scheduled.ok_or_else(|| unreachable_elsewhere(case));
+        }
+        let home_index = partition_of(&case.tenant, self.parts.len());
+        let home = &self.parts[home_index];
+        if let Some(scheduled) = self.part_of(&case.document_id).schedule(case, home.keys.tag()).await? {
+            return Ok(scheduled);
+        }
+        let moved = NewCase {
+            document_id: self.new_document_id_in(home_index),
+            ..case.clone()
+        };
+        home.schedule(&moved, home.keys.tag())
+            .await?
+            .ok_or_else(|| unreachable_elsewhere(case))
     }
 
     /// One case (or event job) with its attempt log, if it exists (any

@@ -219,7 +219,12 @@ impl Store {
         let Some(request) = request_id.filter(|_| n > 1) else {
             return uuid::Uuid::new_v4().to_string();
         };
-        let wanted = partition_of(request, n);
+        self.new_document_id_in(partition_of(request, n))
+    }
+
+    /// A new random documentId that hashes to partition `wanted`.
+    fn new_document_id_in(&self, wanted: usize) -> String {
+        let n = self.parts.len();
         loop {
             // n tries on average; never many (the hash is uniform).
             let id = uuid::Uuid::new_v4().to_string();

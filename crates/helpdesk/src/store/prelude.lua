@@ -193,42 +193,119 @@ local function each_chunk(list, command, key, score)
   if #args > 0 then redis.call(command, key, unpack(args)) end
 end
 
+-- Ordered subscriptions (`ordered` on the subscription, asked for with
+-- `"ordered": true`): `{tag}:fifo:<sub>` holds each of its undelivered jobs,
+-- scored by when its event happened (its due time, in ms) times FIFO_SLOTS
+-- plus its place among the events of the same ms, so the first queued goes
+-- first. Only the first of them is ever in its endpoint's queue (released):
+-- one in flight at a time, retried in its place (a retry goes back to the
+-- endpoint's queue, the others still wait), and the next released when it
+-- is delivered or dead (`fifo_next`, from finish.lua). Everything else —
+-- limits, breaker, leases, chaos — applies to it as to any job. The order
+-- holds in one partition: schedule.lua keeps every case of a tenant with an
+-- ordered subscription in its home partition (`elsewhere`).
+local FIFO_SLOTS = 1024
+local function fifo_key(sub_id) return tag .. ':fifo:' .. sub_id end
+
+-- Puts job `id` in endpoint `e`'s queue, due at `due`, and the endpoint in
+-- line by then (LT: never moved back).
+local function release(id, e, due)
+  redis.call('ZADD', due_key(e), due, id)
+  redis.call('ZADD', ready_key, 'LT', due, e)
+end
+
+-- Adds job `id` (to endpoint `e`, its event due at `due`) to ordered
+-- subscription `sub_id`'s line, releasing it if it is first. One that goes
+-- before the first can only be an event that happens sooner than the first's
+-- (a decision still to come): that one was never claimed (not due yet), and
+-- goes back to waiting.
+local function fifo_add(sub_id, id, e, due)
+  local key = fifo_key(sub_id)
+  local base = due * FIFO_SLOTS
+  local last = redis.call('ZREVRANGEBYSCORE', key, base + FIFO_SLOTS - 1, base, 'WITHSCORES', 'LIMIT', 0, 1)
+  local score = base
+  if last[2] then score = math.min(tonumber(last[2]) + 1, base + FIFO_SLOTS - 1) end
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  redis.call('ZADD', key, score, id)
+  if not first[1] then
+    release(id, e, due)
+  elseif score < tonumber(first[2]) then
+    local first_e = redis.call('HGET', job_key(first[1]), 'endpoint')
+    if first_e then redis.call('ZREM', due_key(first_e), first[1]) end
+    release(id, e, due)
+  end
+end
+
+-- Job `id` of ordered subscription `sub_id` is done (delivered or dead): it
+-- leaves the line and, if it was first, the next is released. Returns the
+-- endpoint of the one released (for its place in the ready line), if any.
+local function fifo_next(sub_id, id)
+  local key = fifo_key(sub_id)
+  local first = redis.call('ZRANGE', key, 0, 0)
+  redis.call('ZREM', key, id)
+  if first[1] ~= id then return nil end
+  -- A waiting job whose hash is gone (never: waiting jobs have no TTL) is
+  -- skipped, a few at most.
+  for _ = 1, 100 do
+    local next = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if not next[1] then return nil end
+    local e = redis.call('HGET', job_key(next[1]), 'endpoint')
+    if e then
+      release(next[1], e, math.floor(tonumber(next[2]) / FIFO_SLOTS))
+      return e
+    end
+    redis.call('ZREM', key, next[1])
+  end
+  return nil
+end
+
 -- Queues one event for one subscription: its own job in the subscription's
 -- endpoint's queue, due at `due`, with its own attempts, retries and dead
--- letter. `fields` describe the event (documentId, agentId, documentUrl,
--- status, sequence, event, id...) and include its `tenant`, also given as
--- `t`; `sub` is {id, url, endpoint}.
+-- letter (behind the subscription's earlier ones if it is ordered). `fields`
+-- describe the event (documentId, agentId, documentUrl, status, sequence,
+-- event, id...) and include its `tenant`, also given as `t`; `sub` is {id,
+-- url, endpoint, ordered ('1' if so)}.
 local function add_event(webhook_id, sub, fields, due, t)
   local id = '~' .. webhook_id
   local all = {'webhookId', webhook_id, 'subscription', sub[1], 'callbackUrl', sub[2], 'endpoint', sub[3],
     'delivery', 'SCHEDULED', 'attempts', 0, 'createdAt', now, 'dueAt', due}
   for _, value in ipairs(fields) do table.insert(all, value) end
+  if sub[4] == '1' then table.insert(all, 'ordered'); table.insert(all, '1') end
   redis.call('HSET', job_key(id), unpack(all))
-  redis.call('ZADD', due_key(sub[3]), due, id)
-  redis.call('ZADD', ready_key, 'LT', due, sub[3])
+  if sub[4] == '1' then
+    fifo_add(sub[1], id, sub[3], due)
+  else
+    release(id, sub[3], due)
+  end
   redis.call('ZADD', tag .. ':endpoints', now, sub[3])
   tenant_uses(t, sub[3])
   return id
 end
 
--- The enabled subscriptions of `tenant` that want `event`, as {id, url,
--- endpoint}. The tenant's list is read once per script call, however many
+-- The enabled subscriptions of `tenant`, as {id, url, endpoint, events,
+-- ordered}. The tenant's list is read once per script call, however many
 -- events ask (a schedule asks twice): a tenant without subscriptions costs
 -- one ZRANGE of an empty key.
 local listed_subs = {}
-local function subscribers(tenant, event)
+local function tenant_subscriptions(tenant)
   local listed = listed_subs[tenant]
   if not listed then
     listed = {}
     for _, id in ipairs(redis.call('ZRANGE', tag .. ':subs:' .. tenant, 0, -1)) do
-      local sub = redis.call('HMGET', sub_key(id), 'events', 'disabled', 'url', 'endpoint')
-      if sub[1] and sub[2] ~= '1' then table.insert(listed, {id, sub[3], sub[4], sub[1]}) end
+      local sub = redis.call('HMGET', sub_key(id), 'events', 'disabled', 'url', 'endpoint', 'ordered')
+      if sub[1] and sub[2] ~= '1' then table.insert(listed, {id, sub[3], sub[4], sub[1], sub[5]}) end
     end
     listed_subs[tenant] = listed
   end
+  return listed
+end
+
+-- The enabled subscriptions of `tenant` that want `event`, as {id, url,
+-- endpoint, ordered} (`add_event`'s `sub`).
+local function subscribers(tenant, event)
   local found = {}
-  for _, sub in ipairs(listed) do
-    if string.find(sub[4], ' ' .. event .. ' ', 1, true) then table.insert(found, {sub[1], sub[2], sub[3]}) end
+  for _, sub in ipairs(tenant_subscriptions(tenant)) do
+    if string.find(sub[4], ' ' .. event .. ' ', 1, true) then table.insert(found, {sub[1], sub[2], sub[3], sub[5]}) end
   end
   return found
 end

@@ -44,6 +44,8 @@ pub struct NewSubscriptionRecord {
     pub events: Vec<EventType>,
     pub description: Option<String>,
     pub dialect: Dialect,
+    /// Its events one at a time, in order (see `prelude.lua`'s `fifo_add`).
+    pub ordered: bool,
 }
 
 /// What `PATCH /webhooks/{id}` changes (`None`: unchanged).
@@ -54,6 +56,7 @@ pub struct SubscriptionChange {
     pub disabled: Option<bool>,
     pub description: Option<String>,
     pub dialect: Option<Dialect>,
+    pub ordered: Option<bool>,
 }
 
 /// A subscription as stored.
@@ -66,6 +69,8 @@ pub struct SubscriptionRecord {
     pub description: Option<String>,
     /// How its events are signed.
     pub dialect: Dialect,
+    /// Its events are delivered one at a time, in order.
+    pub ordered: bool,
     secret: WebhookSecret,
     previous: Option<(WebhookSecret, DateTime<Utc>)>,
     pub disabled: bool,
@@ -122,6 +127,7 @@ impl SubscriptionRecord {
                 .unwrap_or_default(),
             description: hash.remove("description").filter(|d| !d.is_empty()),
             dialect,
+            ordered: hash.get("ordered").is_some_and(|o| o == "1"),
             secret,
             previous,
             disabled,
@@ -157,6 +163,7 @@ impl SubscriptionRecord {
                 .map(|(_, until)| *until)
                 .filter(|until| *until > now),
             dialect: self.dialect,
+            ordered: self.ordered,
             disabled: self.disabled,
             disablement: self.disablement.clone(),
             created_at: self.created_at,
@@ -226,6 +233,7 @@ impl StoredSubscription {
             ("events", events_field(&new.events)),
             ("description", new.description.clone().unwrap_or_default()),
             ("dialect", new.dialect.name().to_owned()),
+            ("ordered", if new.ordered { "1" } else { "0" }.to_owned()),
             ("secret", new_secret().expose()),
             ("disabled", "0".to_owned()),
             ("createdAt", now.to_string()),
@@ -366,6 +374,9 @@ impl Partition {
         }
         if let Some(dialect) = change.dialect {
             field("dialect", dialect.name().to_owned());
+        }
+        if let Some(ordered) = change.ordered {
+            field("ordered", if ordered { "1" } else { "0" }.to_owned());
         }
         field("updatedAt", Utc::now().timestamp_millis().to_string());
         args

@@ -35,6 +35,8 @@ mod fuzz;
 mod grade;
 /// Metrics and request ids, seen from outside.
 mod observability;
+/// Ordered subscriptions: one at a time, in order, through retries, a worker kill, partitions.
+mod ordered;
 /// `REDIS_PARTITIONS`: one store spread over several hash tags.
 mod partitions;
 /// Receivers cannot break the help desk: deadlines, limits, breakers.

@@ -17,13 +17,18 @@
 -- desk's), '1' when the reorder fault holds its document.received events
 -- back until a second after its decision is due, the dialect its callback is
 -- signed in ('' for Standard Webhooks: no field is stored), the seed of its
--- chaos draws ('' for none; kept on every job, see hookline_contract::chaos::seed).
+-- chaos draws ('' for none; kept on every job, see hookline_contract::chaos::seed),
+-- the tag of the tenant's home partition ('' with one partition).
 -- Returns {outcome, documentId, agentId, due in (ms), document.received
--- events queued, decision events queued}.
+-- events queued, decision events queued}; outcome `elsewhere` (nothing
+-- stored) when the tenant has an ordered subscription and this is not its
+-- home partition: its events must all be queued where one script orders
+-- them, so the caller draws a documentId there and asks again.
 local id, e, delay, request = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local document_url, callback_url, agent_id = ARGV[9], ARGV[10], ARGV[11]
 local tenant, verdict, event_prefix, retention = ARGV[13], ARGV[14], ARGV[15], tonumber(ARGV[16])
 local chaos, reorder, dialect, seed = ARGV[17], ARGV[18] == '1', ARGV[19], ARGV[20]
+local home = ARGV[21]
 if request ~= '' then
   local earlier = redis.call('GET', KEYS[2])
   if earlier then
@@ -36,8 +41,13 @@ if request ~= '' then
     end
     -- The case it named has expired: the id is free again.
   end
-  redis.call('SET', KEYS[2], id)
 end
+if home ~= '' and home ~= tag then
+  for _, sub in ipairs(tenant_subscriptions(tenant)) do
+    if sub[5] == '1' then return {'elsewhere', '', '', 0, 0, 0} end
+  end
+end
+if request ~= '' then redis.call('SET', KEYS[2], id) end
 local due = now + delay
 local fields = {'documentId', id, 'agentId', agent_id, 'documentUrl', document_url, 'callbackUrl', callback_url,
   'webhookId', ARGV[12], 'status', 'PENDING_REVIEW', 'verdict', verdict, 'tenant', tenant, 'attempts', 0,
@@ -81,8 +91,15 @@ local function events(event, status, sequence, at, held_back)
     if request ~= '' then table.insert(data, 'id'); table.insert(data, request) end
     if chaos ~= '' then table.insert(data, 'chaos'); table.insert(data, chaos) end
     if seed ~= '' then table.insert(data, 'chaosSeed'); table.insert(data, seed) end
-    if held_back then table.insert(data, 'chaosReorder'); table.insert(data, '1') end
-    add_event(event_prefix .. '_' .. queued, sub, data, at, tenant)
+    -- An ordered subscription was promised its events in order: the
+    -- reorder fault holds nothing back for it.
+    local sub_at = at
+    if held_back and sub[4] == '1' then
+      sub_at = now
+    elseif held_back then
+      table.insert(data, 'chaosReorder'); table.insert(data, '1')
+    end
+    add_event(event_prefix .. '_' .. queued, sub, data, sub_at, tenant)
   end
 end
 if reorder then

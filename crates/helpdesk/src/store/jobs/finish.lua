@@ -251,7 +251,7 @@ while i <= #ARGV do
 
   local key = job_key(id)
   local current = redis.call('HMGET', key, 'lease', 'attempts', 'endpoint', 'subscription', 'tenant', 'id',
-    'log', 'logLength', 'event')
+    'log', 'logLength', 'event', 'ordered')
   if current[1] ~= lease then
     table.insert(results, 0)
   else
@@ -295,6 +295,11 @@ while i <= #ARGV do
       redis.call('HSET', key, 'attempts', attempts, 'delivery', 'DEAD', 'lastError', error,
         'lease', '', 'nextAttemptAt', '', 'log', log, 'logLength', length)
       expire_known(id, now + retention, current[6], tenant, later)
+    end
+    -- An ordered subscription's next job goes once this one is done.
+    if current[10] == '1' and outcome ~= 'retry' then
+      local next_e = fifo_next(current[4], id)
+      if next_e then endpoint(next_e).refresh = true end
     end
     if e then
       table.insert(results, attempted(endpoint(e), outcome, error, health, pause, took))

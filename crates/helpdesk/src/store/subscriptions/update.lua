@@ -18,10 +18,23 @@ elseif action == 'rotate' then
   return 1
 end
 local fields = {}
-local disable
+local disable, ordered
 for i = 7, #ARGV, 2 do
   table.insert(fields, ARGV[i]); table.insert(fields, ARGV[i + 1])
   if ARGV[i] == 'disabled' then disable = ARGV[i + 1] end
+  if ARGV[i] == 'ordered' then ordered = ARGV[i + 1] end
+end
+-- No longer ordered: what waited its turn is released at once, each due when
+-- its event happened (the first is out already: it may be in flight). Made
+-- ordered: the events queued from now on are.
+if ordered == '0' then
+  local key = fifo_key(redis.call('HGET', KEYS[1], 'id'))
+  local waiting = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for j = 3, #waiting, 2 do
+    local e = redis.call('HGET', job_key(waiting[j]), 'endpoint')
+    if e then release(waiting[j], e, math.floor(tonumber(waiting[j + 1]) / FIFO_SLOTS)) end
+  end
+  redis.call('DEL', key)
 end
 -- Disabled by hand (unless it already was: the help desk's reason stays);
 -- enabled: why it was, and its streak of failures, are forgotten.
