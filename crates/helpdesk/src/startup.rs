@@ -10,6 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use hookline_kit::shutdown;
 use hookline_kit::tls::{ClientConfig, TlsConfigError};
+use hookline_kit::trace::Tracer;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -37,6 +38,8 @@ pub enum StartupError {
     Tls(#[from] TlsConfigError),
     #[error("invalid configuration: {0}")]
     Signing(#[from] MissingSecret),
+    #[error("cannot start tracing")]
+    Trace(#[from] hookline_kit::trace::export::ExporterError),
 }
 
 /// The longest a new case waits for `REDIS_MIN_REPLICAS` replicas.
@@ -47,6 +50,8 @@ pub struct Application {
     port: u16,
     server: Server,
     worker: Option<WorkerHandle>,
+    /// Spans, flushed when it stops.
+    tracer: Tracer,
 }
 
 impl Application {
@@ -74,6 +79,8 @@ impl Application {
         .with_min_replicas(settings.redis_min_replicas, REPLICA_WAIT);
         store.ping().await?;
 
+        let tracer = settings.trace.tracer("hookline-helpdesk")?;
+        let tracer_data = web::Data::new(tracer.clone());
         let wakeup = Arc::new(Wakeup::default());
         let metrics = HelpdeskMetrics::new()?;
         let metrics_data = web::Data::new(metrics.clone());
@@ -112,6 +119,7 @@ impl Application {
                 .app_data(policy_data.clone())
                 .app_data(metrics_data.clone())
                 .app_data(api_keys.clone())
+                .app_data(tracer_data.clone())
                 .configure(|cfg| routes::configure(cfg, role))
         })
         .on_connect(guards_on_connect)
@@ -130,6 +138,7 @@ impl Application {
                 callback_tls,
                 signing.clone(),
                 metrics,
+                tracer.clone(),
             )?)
         } else {
             None
@@ -138,7 +147,12 @@ impl Application {
         if !settings.chaos.is_none() {
             warn!(chaos = %settings.chaos, "CHAOS is on: faults are sent besides every delivery's first attempt (forgeries, duplicates, ...), to test receivers");
         }
-        Ok(Self { port, server, worker })
+        Ok(Self {
+            port,
+            server,
+            worker,
+            tracer,
+        })
     }
 
     /// The port it listens on (useful with port 0).
@@ -170,6 +184,7 @@ impl Application {
         if let Some(worker) = self.worker {
             worker.shutdown().await;
         }
+        self.tracer.shutdown().await;
         result
     }
 }
@@ -189,6 +204,7 @@ impl WorkerHandle {
         tls: Arc<ClientConfig>,
         signing: CallbackSigning,
         metrics: HelpdeskMetrics,
+        tracer: Tracer,
     ) -> std::io::Result<Self> {
         let (stop, stop_rx) = watch::channel(false);
         let worker_settings = WorkerSettings {
@@ -199,6 +215,7 @@ impl WorkerHandle {
             retry_after_max: settings.retry_after_max,
             drain_limit: settings.shutdown_grace,
             chaos: settings.chaos.clone(),
+            tracer,
         };
         let timeout = settings.delivery_timeout;
         // awc clients are thread-local, so the worker gets an actix runtime

@@ -319,6 +319,17 @@ impl Span {
     }
 }
 
+impl Span {
+    /// A server span's answer, from what its handler returned.
+    pub fn answer<E: actix_web::ResponseError>(&mut self, answer: &Result<actix_web::HttpResponse, E>) {
+        let status = match answer {
+            Ok(response) => response.status(),
+            Err(e) => e.status_code(),
+        };
+        self.answered(status.as_u16());
+    }
+}
+
 impl Drop for Span {
     fn drop(&mut self) {
         if let Some(live) = self.live.take() {

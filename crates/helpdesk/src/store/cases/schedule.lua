@@ -17,13 +17,16 @@
 -- desk's), '1' when the reorder fault holds its document.received events
 -- back until a second after its decision is due, the dialect its callback is
 -- signed in ('' for Standard Webhooks: no field is stored), the seed of its
--- chaos draws ('' for none; kept on every job, see hookline_contract::chaos::seed).
+-- chaos draws ('' for none; kept on every job, see hookline_contract::chaos::seed),
+-- the W3C traceparent its deliveries continue ('' for none: no field; kept
+-- on its event jobs too).
 -- Returns {outcome, documentId, agentId, due in (ms), document.received
 -- events queued, decision events queued}.
 local id, e, delay, request = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local document_url, callback_url, agent_id = ARGV[9], ARGV[10], ARGV[11]
 local tenant, verdict, event_prefix, retention = ARGV[13], ARGV[14], ARGV[15], tonumber(ARGV[16])
 local chaos, reorder, dialect, seed = ARGV[17], ARGV[18] == '1', ARGV[19], ARGV[20]
+local traceparent = ARGV[21] or ''
 if request ~= '' then
   local earlier = redis.call('GET', KEYS[2])
   if earlier then
@@ -46,6 +49,7 @@ if request ~= '' then table.insert(fields, 'id'); table.insert(fields, request) 
 if chaos ~= '' then table.insert(fields, 'chaos'); table.insert(fields, chaos) end
 if dialect ~= '' then table.insert(fields, 'dialect'); table.insert(fields, dialect) end
 if seed ~= '' then table.insert(fields, 'chaosSeed'); table.insert(fields, seed) end
+if traceparent ~= '' then table.insert(fields, 'traceparent'); table.insert(fields, traceparent) end
 if e ~= '' then
   table.insert(fields, 'endpoint'); table.insert(fields, e)
   table.insert(fields, 'delivery'); table.insert(fields, 'SCHEDULED')
@@ -82,6 +86,7 @@ local function events(event, status, sequence, at, held_back)
     if chaos ~= '' then table.insert(data, 'chaos'); table.insert(data, chaos) end
     if seed ~= '' then table.insert(data, 'chaosSeed'); table.insert(data, seed) end
     if held_back then table.insert(data, 'chaosReorder'); table.insert(data, '1') end
+    if traceparent ~= '' then table.insert(data, 'traceparent'); table.insert(data, traceparent) end
     add_event(event_prefix .. '_' .. queued, sub, data, at, tenant)
   end
 end
