@@ -63,6 +63,8 @@ mod subscriber;
 mod subscriptions;
 /// The consumer's background tasks: one that dies is logged and fails `/readyz`.
 mod supervision;
+/// One trace per review: traceparent through both services, spans exported over OTLP.
+mod trace;
 /// The security review (issue 23): a module per threat, each attack run for real.
 mod threats;
 /// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.
