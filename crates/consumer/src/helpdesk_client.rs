@@ -144,7 +144,9 @@ impl HelpdeskClient {
         };
         span.set("http.request.method", "POST");
         span.set("url.full", self.document_endpoint.clone());
-        let answer = self.send_review(document_url, reference, request_id, callback, &span).await;
+        let answer = self
+            .send_review(document_url, reference, request_id, callback, &span)
+            .await;
         match &answer {
             Ok(_) => span.succeed(),
             Err(HelpdeskError::Refused { status, .. }) => {

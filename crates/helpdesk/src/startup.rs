@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use hookline_kit::shutdown;
-use hookline_kit::tls::{ClientConfig, TlsConfigError};
+use hookline_kit::tls::TlsConfigError;
 use hookline_kit::trace::Tracer;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -19,8 +19,7 @@ use crate::delivery::Deliverer;
 use crate::metrics::HelpdeskMetrics;
 use crate::retention;
 use crate::routes::{self, document::Scheduling, webhooks::SubscriptionSettings};
-use crate::signing::{CallbackSigning, MissingSecret};
-use crate::ssrf::CallbackPolicy;
+use crate::signing::MissingSecret;
 use crate::store::{Store, StoreError};
 use crate::worker::{self, Wakeup, WorkerSettings};
 
@@ -80,7 +79,6 @@ impl Application {
         store.ping().await?;
 
         let tracer = settings.trace.tracer("hookline-helpdesk")?;
-        let tracer_data = web::Data::new(tracer.clone());
         let wakeup = Arc::new(Wakeup::default());
         let metrics = HelpdeskMetrics::new()?;
         let metrics_data = web::Data::new(metrics.clone());
@@ -103,6 +101,7 @@ impl Application {
             accept_ratio: settings.accept_ratio,
             wakeup: wakeup.clone(),
             chaos: settings.chaos.clone(),
+            tracer: tracer.clone(),
         });
         let subscription_settings = web::Data::new(SubscriptionSettings {
             overlap: settings.secret_overlap,
@@ -119,7 +118,6 @@ impl Application {
                 .app_data(policy_data.clone())
                 .app_data(metrics_data.clone())
                 .app_data(api_keys.clone())
-                .app_data(tracer_data.clone())
                 .configure(|cfg| routes::configure(cfg, role))
         })
         .on_connect(guards_on_connect)
@@ -130,13 +128,14 @@ impl Application {
         }
         let server = server.run();
         let worker = if role.runs_worker() {
+            let (signing, policy, timeout) = (signing.clone(), policy.clone(), settings.delivery_timeout);
+            let concurrency = settings.worker_concurrency;
+            let deliverer = move || Deliverer::new(signing, timeout, concurrency, policy, callback_tls);
             Some(WorkerHandle::spawn(
                 store,
                 &settings,
                 wakeup,
-                policy.clone(),
-                callback_tls,
-                signing.clone(),
+                deliverer,
                 metrics,
                 tracer.clone(),
             )?)
@@ -196,13 +195,12 @@ struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// `deliverer` makes the worker's [`Deliverer`] on its own thread.
     fn spawn(
         store: Store,
         settings: &Settings,
         wakeup: Arc<Wakeup>,
-        policy: Arc<CallbackPolicy>,
-        tls: Arc<ClientConfig>,
-        signing: CallbackSigning,
+        deliverer: impl FnOnce() -> Deliverer + Send + 'static,
         metrics: HelpdeskMetrics,
         tracer: Tracer,
     ) -> std::io::Result<Self> {
@@ -217,14 +215,13 @@ impl WorkerHandle {
             chaos: settings.chaos.clone(),
             tracer,
         };
-        let timeout = settings.delivery_timeout;
         // awc clients are thread-local, so the worker gets an actix runtime
         // of its own instead of borrowing an HTTP worker's.
         let thread = std::thread::Builder::new()
             .name("delivery-worker".to_owned())
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let deliverer = Deliverer::new(signing, timeout, worker_settings.concurrency, policy, tls);
+                    let deliverer = deliverer();
                     let trimmer = retention::run(store.clone(), metrics.clone(), stop_rx.clone());
                     let worker = worker::run(store, deliverer, worker_settings, wakeup, metrics, stop_rx);
                     tokio::join!(worker, trimmer);

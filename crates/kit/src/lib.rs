@@ -40,7 +40,7 @@ pub mod service;
 pub mod shutdown;
 /// Tracing set-up: pretty or JSON, quiet in tests.
 pub mod telemetry;
-/// One trace per review: `traceparent`, spans, the OTLP/HTTP JSON exporter.
-pub mod trace;
 /// TLS of outgoing calls: system roots plus a CA file, mutual TLS, ring.
 pub mod tls;
+/// One trace per review: `traceparent`, spans, the OTLP/HTTP JSON exporter.
+pub mod trace;

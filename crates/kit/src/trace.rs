@@ -189,7 +189,9 @@ impl Tracer {
 
     /// Spans dropped so far because the exporter's queue was full.
     pub fn dropped(&self) -> u64 {
-        self.inner.as_ref().map_or(0, |inner| inner.dropped.load(Ordering::Relaxed))
+        self.inner
+            .as_ref()
+            .map_or(0, |inner| inner.dropped.load(Ordering::Relaxed))
     }
 
     /// A span under `parent`, or the root of a new trace when exporting.

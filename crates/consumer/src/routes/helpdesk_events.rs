@@ -40,7 +40,11 @@ pub async fn receive(
     // The receipt continues the delivery attempt's trace: a refused one
     // (a bad signature) is a span with an error status.
     let mut span = tracer.server("POST /helpdesk/events", request.headers());
-    if let Some(id) = request.headers().get(headers::WEBHOOK_ID).and_then(|id| id.to_str().ok()) {
+    if let Some(id) = request
+        .headers()
+        .get(headers::WEBHOOK_ID)
+        .and_then(|id| id.to_str().ok())
+    {
         span.set("hookline.webhook_id", id.to_owned());
     }
     let delivery = Delivery {

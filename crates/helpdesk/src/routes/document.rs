@@ -35,6 +35,8 @@ pub struct Scheduling {
     pub wakeup: Arc<Wakeup>,
     /// The help desk's chaos profile (`CHAOS`), for cases without their own.
     pub chaos: ChaosProfile,
+    /// Records the span of each `POST /document` (`hookline_kit::trace`).
+    pub tracer: Tracer,
 }
 
 /// `POST /document`: accept the review at once (202) and schedule the
@@ -70,11 +72,10 @@ pub async fn create(
     scheduling: web::Data<Scheduling>,
     policy: web::Data<CallbackPolicy>,
     metrics: web::Data<HelpdeskMetrics>,
-    tracer: web::Data<Tracer>,
 ) -> Result<HttpResponse, Error> {
     // Continues the caller's trace (or, exporting, starts one); the case
     // keeps this span as the parent of its deliveries.
-    let mut span = tracer.server("POST /document", request.headers());
+    let mut span = scheduling.tracer.server("POST /document", request.headers());
     let context = Context {
         request: &request,
         store: &store,

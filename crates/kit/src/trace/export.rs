@@ -343,6 +343,9 @@ mod tests {
         assert!(tracer.dropped() > 0, "dropped {}", tracer.dropped());
         let stopping = Instant::now();
         tracer.shutdown().await;
-        assert!(stopping.elapsed() < Duration::from_millis(1500), "a shutdown waits its timeout at most");
+        assert!(
+            stopping.elapsed() < Duration::from_millis(1500),
+            "a shutdown waits its timeout at most"
+        );
     }
 }

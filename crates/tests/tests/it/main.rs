@@ -63,12 +63,12 @@ mod subscriber;
 mod subscriptions;
 /// The consumer's background tasks: one that dies is logged and fails `/readyz`.
 mod supervision;
-/// One trace per review: traceparent through both services, spans exported over OTLP.
-mod trace;
 /// The security review (issue 23): a module per threat, each attack run for real.
 mod threats;
 /// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.
 mod tls;
+/// One trace per review: traceparent through both services, spans exported over OTLP.
+mod trace;
 /// `hookline trigger` for CI: seeded chaos replays, books that balance (or a void run), JUnit; `check --event`.
 mod trigger;
 /// Forged webhooks refused, repeated ones absorbed, idempotent requests.

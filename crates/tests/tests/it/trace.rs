@@ -13,8 +13,8 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use hookline_contract::{DocumentStatus, headers};
 use hookline_kit::trace::TraceContext;
-use hookline_tests::{Receiver, Running, Stack, call, helpdesk_settings, start_helpdesk, wait_for};
 use hookline_tests::redis::TestRedis;
+use hookline_tests::{Receiver, Running, Stack, call, helpdesk_settings, start_helpdesk, wait_for};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -193,7 +193,10 @@ async fn one_review_is_one_trace_across_both_services_retries_included() {
     })
     .await;
     let case = stack.case(&document_id).await;
-    assert_eq!(case.delivery.attempts, 2, "the spoilt first attempt was retried: {case:?}");
+    assert_eq!(
+        case.delivery.attempts, 2,
+        "the spoilt first attempt was retried: {case:?}"
+    );
     let webhook_id = case.delivery.webhook_id.clone();
 
     // Spans arrive within the exporter's interval (a second).
@@ -205,7 +208,9 @@ async fn one_review_is_one_trace_across_both_services_retries_included() {
             .collect();
         let receipts = spans
             .iter()
-            .filter(|s| s.name == "POST /document/update" && s.attributes.get("hookline.webhook_id") == Some(&webhook_id))
+            .filter(|s| {
+                s.name == "POST /document/update" && s.attributes.get("hookline.webhook_id") == Some(&webhook_id)
+            })
             .count();
         let trace = attempts.first()?.trace.clone();
         (attempts.len() >= 2 && receipts >= 2).then_some((spans, trace))
@@ -243,13 +248,21 @@ async fn one_review_is_one_trace_across_both_services_retries_included() {
         .iter()
         .find(|s| s.service == "hookline-consumer" && s.name == "POST /document")
         .unwrap();
-    assert_eq!((call.kind, call.parent.as_ref()), (3, Some(&root.id)), "the client span of the call");
+    assert_eq!(
+        (call.kind, call.parent.as_ref()),
+        (3, Some(&root.id)),
+        "the client span of the call"
+    );
     let accepted = ours
         .iter()
         .find(|s| s.service == "hookline-helpdesk" && s.name == "POST /document")
         .unwrap();
     assert_eq!(accepted.kind, 2);
-    assert_eq!(accepted.parent.as_ref(), Some(&call.id), "the help desk continues the call's span");
+    assert_eq!(
+        accepted.parent.as_ref(),
+        Some(&call.id),
+        "the help desk continues the call's span"
+    );
 
     // Two attempts, each the parent of one consumer receipt; the first
     // refused (a bad signature: an error on both sides), the retry taken.
@@ -300,7 +313,11 @@ async fn without_a_collector_a_callback_carries_a_traceparent_only_when_the_requ
     let (status, _, body) = call("POST", &url, &[(headers::CALLBACK_URL, &receiver.url)], Some(&document)).await;
     assert_eq!(status, 202, "{body}");
     let plain = receiver.next(DEADLINE).await;
-    assert_eq!(plain.headers.get("traceparent"), None, "nothing new on the wire: {plain:?}");
+    assert_eq!(
+        plain.headers.get("traceparent"),
+        None,
+        "nothing new on the wire: {plain:?}"
+    );
 
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let (status, _, body) = call(
