@@ -345,4 +345,22 @@ async fn without_a_collector_a_callback_carries_a_traceparent_only_when_the_requ
     assert_eq!(status, 202, "{body}");
     let ignored = receiver.next(DEADLINE).await;
     assert_eq!(ignored.headers.get("traceparent"), None, "{ignored:?}");
+
+    // A case's subscription events carry its trace too.
+    let mut events = Receiver::start(200).await;
+    let (status, _, body) = call(
+        "POST",
+        &format!("{}/webhooks", helpdesk.url),
+        &[],
+        Some(&json!({"url": events.url, "events": ["document.received"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let (status, _, body) = call("POST", &url, &[("traceparent", traceparent)], Some(&document)).await;
+    assert_eq!(status, 202, "{body}");
+    let event = events.next(DEADLINE).await;
+    assert_eq!(event.body["type"], "document.received", "{event:?}");
+    let carried = TraceContext::parse(&event.headers["traceparent"]).unwrap();
+    assert_eq!(carried.trace_hex(), "0af7651916cd43dd8448eb211c80319c");
 }
