@@ -11,6 +11,7 @@ use hookline_kit::auth::ApiKeys;
 use hookline_kit::config::{LogFormat, Secret, parse_duration, secret};
 use hookline_kit::guards::GuardSettings;
 use hookline_kit::host::AllowedHosts;
+use hookline_kit::trace::TraceSettings;
 use url::Url;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -141,6 +142,11 @@ pub struct Settings {
     /// METRICS_TOKEN (`hookline_kit::guards`).
     #[command(flatten)]
     pub guards: GuardSettings,
+
+    /// Tracing: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    /// OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_SERVICE_NAME (`hookline_kit::trace`).
+    #[command(flatten)]
+    pub trace: TraceSettings,
 
     /// Dashboard event streams (`GET /events`) open at once; past it the
     /// answer is 503 with Retry-After.

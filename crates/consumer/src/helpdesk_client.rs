@@ -23,6 +23,7 @@ use hookline_contract::{
 use hookline_kit::config::Secret;
 use hookline_kit::request_id::{self, RequestId};
 use hookline_kit::tls::ClientConfig;
+use hookline_kit::trace::{self, SpanKind, TraceContext, Tracer};
 use tracing::debug;
 
 /// Largest answer read from the help desk.
@@ -75,6 +76,8 @@ pub struct HelpdeskClient {
     timeout: Duration,
     /// `Authorization: Bearer <HELPDESK_API_KEY>`, when there is a key.
     authorization: Option<HeaderValue>,
+    /// Records the client span of `POST /document`.
+    tracer: Tracer,
 }
 
 impl HelpdeskClient {
@@ -94,6 +97,7 @@ impl HelpdeskClient {
             webhooks_endpoint: format!("{base}/webhooks"),
             timeout,
             authorization: None,
+            tracer: Tracer::off(),
         }
     }
 
@@ -108,6 +112,12 @@ impl HelpdeskClient {
         self
     }
 
+    /// Records a client span for each `POST /document` made in a trace.
+    pub fn with_tracer(mut self, tracer: Tracer) -> Self {
+        self.tracer = tracer;
+        self
+    }
+
     /// `HELPDESK_TIMEOUT`: the deadline of one call.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -117,13 +127,44 @@ impl HelpdeskClient {
     /// webhook's `id`. `request_id` (the id of the request being served) goes
     /// as `x-request-id`, so the help desk logs the same id. The decision is
     /// delivered to `callback` (`X-Callback-Url`), or, with `None`, to our
-    /// subscription only.
+    /// subscription only. Within a trace (`parent`, the request's server
+    /// span) the call is a client span of its own, named in the
+    /// `traceparent` it sends.
     pub async fn request_review(
         &self,
         document_url: &HttpUrl,
         reference: &str,
         request_id: &RequestId,
         callback: Option<&HttpUrl>,
+        parent: Option<TraceContext>,
+    ) -> Result<DocumentAccepted, HelpdeskError> {
+        let mut span = match parent {
+            Some(parent) => self.tracer.start("POST /document", SpanKind::Client, Some(parent)),
+            None => trace::Span::inert(),
+        };
+        span.set("http.request.method", "POST");
+        span.set("url.full", self.document_endpoint.clone());
+        let answer = self
+            .send_review(document_url, reference, request_id, callback, &span)
+            .await;
+        match &answer {
+            Ok(_) => span.succeed(),
+            Err(HelpdeskError::Refused { status, .. }) => {
+                span.set("http.response.status_code", *status);
+                span.fail(format!("HTTP {status}"));
+            }
+            Err(e) => span.fail(e.to_string()),
+        }
+        answer
+    }
+
+    async fn send_review(
+        &self,
+        document_url: &HttpUrl,
+        reference: &str,
+        request_id: &RequestId,
+        callback: Option<&HttpUrl>,
+        span: &trace::Span,
     ) -> Result<DocumentAccepted, HelpdeskError> {
         let request = DocumentRequest {
             document_url: document_url.to_string(),
@@ -135,6 +176,9 @@ impl HelpdeskClient {
         match callback {
             Some(callback) => call = call.insert_header((headers::CALLBACK_URL, callback.as_str())),
             None => debug!(reference, "subscribed: the review is requested without X-Callback-Url"),
+        }
+        if let Some(traceparent) = span.traceparent() {
+            call = call.insert_header((trace::TRACEPARENT, traceparent));
         }
         let (status, body) = self.answer(call.send_json(&request), ANSWER_LIMIT).await?;
         if !(200..300).contains(&status) {

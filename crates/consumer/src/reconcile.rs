@@ -333,7 +333,7 @@ async fn heal(
     let callback = helpdesk.callback.current();
     match helpdesk
         .client
-        .request_review(&document_url, &review.id.to_string(), &request_id, callback)
+        .request_review(&document_url, &review.id.to_string(), &request_id, callback, None)
         .await
     {
         Ok(accepted) => {

@@ -29,6 +29,7 @@ use std::time::Duration;
 use hookline_contract::{HttpUrl, Review};
 use hookline_kit::http::{ApiError, source_chain};
 use hookline_kit::request_id::RequestId;
+use hookline_kit::trace::TraceContext;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
@@ -82,12 +83,15 @@ impl Reviews {
     }
 
     /// Creates a review of `document_url` (see the module), once per `key`.
-    /// `request_id` is the request being served: the help desk logs it too.
+    /// `request_id` is the request being served: the help desk logs it too;
+    /// `trace` its server span, under which each call to the help desk is a
+    /// span.
     pub async fn create(
         &self,
         document_url: &HttpUrl,
         key: Option<IdempotencyKey<'_>>,
         request_id: &RequestId,
+        trace: Option<TraceContext>,
     ) -> Result<Created, Error> {
         let mut review = Planned {
             id: Uuid::now_v7(),
@@ -120,7 +124,7 @@ impl Reviews {
             }
         }
 
-        let outcome = self.request(document_url, review, request_id).await;
+        let outcome = self.request(document_url, review, request_id, trace).await;
         if let Some(key) = key
             && let Err(e) = self.record_key(key, outcome.as_ref().ok()).await
         {
@@ -142,7 +146,13 @@ impl Reviews {
 
     /// The review, as the JSON of the first answer: stored, then asked of
     /// the help desk, then given its ticket (see the module).
-    async fn request(&self, document_url: &HttpUrl, review: Planned, request_id: &RequestId) -> Result<String, Error> {
+    async fn request(
+        &self,
+        document_url: &HttpUrl,
+        review: Planned,
+        request_id: &RequestId,
+        trace: Option<TraceContext>,
+    ) -> Result<String, Error> {
         let id = review.id;
         let stored = review.resumed && db::find(&mut *self.pool.get().await?, id).await?.is_some();
         if !stored {
@@ -154,7 +164,7 @@ impl Reviews {
                 .await?;
         }
 
-        let accepted = match self.ask(document_url, id, request_id).await {
+        let accepted = match self.ask(document_url, id, request_id, trace).await {
             Ok(accepted) => accepted,
             Err(e) if e.is_transient() => {
                 warn!(review_id = %id, error = %source_chain(&e),
@@ -191,6 +201,7 @@ impl Reviews {
         document_url: &HttpUrl,
         id: Uuid,
         request_id: &RequestId,
+        trace: Option<TraceContext>,
     ) -> Result<hookline_contract::DocumentAccepted, HelpdeskError> {
         let helpdesk = &self.helpdesk;
         let tries = async {
@@ -198,7 +209,7 @@ impl Reviews {
             loop {
                 let callback = self.callback.current();
                 match helpdesk
-                    .request_review(document_url, &id.to_string(), request_id, callback)
+                    .request_review(document_url, &id.to_string(), request_id, callback, trace)
                     .await
                 {
                     Err(e) if e.is_transient() => match pauses.next() {

@@ -10,6 +10,7 @@ use hookline_contract::HttpUrl;
 use hookline_kit::redact::redact_url;
 use hookline_kit::shutdown;
 use hookline_kit::tls::{self, PemFile, TlsConfigError};
+use hookline_kit::trace::Tracer;
 use tracing::{info, warn};
 
 use crate::config::Settings;
@@ -40,6 +41,8 @@ pub enum StartupError {
     Metrics(#[from] prometheus::Error),
     #[error("invalid TLS settings")]
     Tls(#[from] TlsConfigError),
+    #[error("cannot start tracing")]
+    Trace(#[from] hookline_kit::trace::export::ExporterError),
 }
 
 /// A consumer, built and listening, not yet awaited.
@@ -49,6 +52,8 @@ pub struct Application {
     events: ReviewEvents,
     /// The background tasks; dropped with the application, they stop.
     tasks: Supervisor,
+    /// Spans, flushed when it stops.
+    tracer: Tracer,
 }
 
 impl Application {
@@ -81,6 +86,7 @@ impl Application {
             info!(?applied, "migrations applied");
         }
         let pool = db::pool(database_url, settings.database_pool_size)?;
+        let tracer = settings.trace.tracer("hookline-consumer")?;
 
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
@@ -194,6 +200,7 @@ impl Application {
         let (helpdesk_url, timeout) = (settings.helpdesk_url.clone(), settings.helpdesk_timeout);
         let api_key = settings.helpdesk_api_key.clone();
         let write_batch = settings.write_batch;
+        let tracer_data = web::Data::new(tracer.clone());
         // Batching, a few lanes gather the writes; one write a transaction
         // (WRITE_BATCH=1) runs as many at once as the webhooks' share of the
         // pool.
@@ -208,7 +215,9 @@ impl Application {
             let reviews = Reviews::new(
                 pool.get_ref().clone(),
                 Writer::new(pool.get_ref().clone(), write_lanes, usize::from(write_batch)),
-                HelpdeskClient::new(&helpdesk_url, timeout, helpdesk_tls.clone()).with_api_key(api_key.as_ref()),
+                HelpdeskClient::new(&helpdesk_url, timeout, helpdesk_tls.clone())
+                    .with_api_key(api_key.as_ref())
+                    .with_tracer(tracer_data.get_ref().clone()),
                 events_data.get_ref().clone(),
                 callback.clone(),
             );
@@ -221,6 +230,7 @@ impl Application {
                 .app_data(api_keys.clone())
                 .app_data(allowed_hosts.clone())
                 .app_data(web::Data::new(reviews))
+                .app_data(tracer_data.clone())
                 .configure(|cfg| guards.configure(cfg))
                 .configure(routes::configure)
         })
@@ -235,6 +245,7 @@ impl Application {
             server: server.run(),
             events,
             tasks,
+            tracer,
         })
     }
 
@@ -258,6 +269,7 @@ impl Application {
             server,
             events,
             mut tasks,
+            tracer,
             ..
         } = self;
         let closer = actix_web::rt::spawn(async move {
@@ -270,6 +282,7 @@ impl Application {
         };
         closer.abort();
         tasks.shutdown().await;
+        tracer.shutdown().await;
         result
     }
 }

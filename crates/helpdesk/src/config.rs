@@ -15,6 +15,7 @@ use hookline_kit::auth::ApiKeys;
 use hookline_kit::config::{InvalidValue, LogFormat, Secret, parse_duration, secret};
 use hookline_kit::guards::GuardSettings;
 use hookline_kit::tls;
+use hookline_kit::trace::TraceSettings;
 
 use crate::signing::{CallbackSigning, MissingSecret, TenantSecrets};
 use crate::ssrf::{CallbackPolicy, Preset, Rule};
@@ -273,6 +274,11 @@ pub struct Settings {
     /// METRICS_TOKEN (`hookline_kit::guards`).
     #[command(flatten)]
     pub guards: GuardSettings,
+
+    /// Tracing: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    /// OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_SERVICE_NAME (`hookline_kit::trace`).
+    #[command(flatten)]
+    pub trace: TraceSettings,
 }
 
 impl Settings {

@@ -51,6 +51,7 @@ use hookline_contract::{
     DocumentEvent, DocumentWebhook, EndpointEvent, Event, EventType, MessageExhaustedEvent, TestEvent, headers,
 };
 use hookline_kit::tls::{self, ClientConfig, TlsFailure};
+use hookline_kit::trace::TRACEPARENT;
 
 use crate::signing::CallbackSigning;
 use crate::ssrf::{CallbackPolicy, GuardedResolver, Refusal, UNANSWERED, refusal_in};
@@ -113,6 +114,9 @@ pub struct Message<'a> {
     pub body: Bytes,
     pub secrets: Option<&'a SecretSet>,
     pub dialect: Dialect,
+    /// The `traceparent` this attempt sends (its span's), when its case
+    /// carries a trace.
+    pub traceparent: Option<String>,
 }
 
 /// How one request of a delivery is sent: by default the message as it is,
@@ -326,6 +330,7 @@ impl Deliverer {
             body: Bytes::from(body),
             secrets,
             dialect,
+            traceparent: None,
         })
     }
 
@@ -378,6 +383,9 @@ impl Deliverer {
             .post(message.url)
             .timeout(timeout)
             .insert_header(("content-type", "application/json"));
+        if let Some(traceparent) = &message.traceparent {
+            request = request.insert_header((TRACEPARENT, traceparent.as_str()));
+        }
         let secrets = how.forged_with.as_ref().or(message.secrets);
         match message.dialect {
             // The hot path, as it always was.

@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use hookline_kit::shutdown;
-use hookline_kit::tls::{ClientConfig, TlsConfigError};
+use hookline_kit::tls::TlsConfigError;
+use hookline_kit::trace::Tracer;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -18,8 +19,7 @@ use crate::delivery::Deliverer;
 use crate::metrics::HelpdeskMetrics;
 use crate::retention;
 use crate::routes::{self, document::Scheduling, webhooks::SubscriptionSettings};
-use crate::signing::{CallbackSigning, MissingSecret};
-use crate::ssrf::CallbackPolicy;
+use crate::signing::MissingSecret;
 use crate::store::{Store, StoreError};
 use crate::worker::{self, Wakeup, WorkerSettings};
 
@@ -37,6 +37,8 @@ pub enum StartupError {
     Tls(#[from] TlsConfigError),
     #[error("invalid configuration: {0}")]
     Signing(#[from] MissingSecret),
+    #[error("cannot start tracing")]
+    Trace(#[from] hookline_kit::trace::export::ExporterError),
 }
 
 /// The longest a new case waits for `REDIS_MIN_REPLICAS` replicas.
@@ -47,6 +49,8 @@ pub struct Application {
     port: u16,
     server: Server,
     worker: Option<WorkerHandle>,
+    /// Spans, flushed when it stops.
+    tracer: Tracer,
 }
 
 impl Application {
@@ -74,6 +78,7 @@ impl Application {
         .with_min_replicas(settings.redis_min_replicas, REPLICA_WAIT);
         store.ping().await?;
 
+        let tracer = settings.trace.tracer("hookline-helpdesk")?;
         let wakeup = Arc::new(Wakeup::default());
         let metrics = HelpdeskMetrics::new()?;
         let metrics_data = web::Data::new(metrics.clone());
@@ -96,6 +101,7 @@ impl Application {
             accept_ratio: settings.accept_ratio,
             wakeup: wakeup.clone(),
             chaos: settings.chaos.clone(),
+            tracer: tracer.clone(),
         });
         let subscription_settings = web::Data::new(SubscriptionSettings {
             overlap: settings.secret_overlap,
@@ -122,14 +128,16 @@ impl Application {
         }
         let server = server.run();
         let worker = if role.runs_worker() {
+            let (signing, policy, timeout) = (signing.clone(), policy.clone(), settings.delivery_timeout);
+            let concurrency = settings.worker_concurrency;
+            let deliverer = move || Deliverer::new(signing, timeout, concurrency, policy, callback_tls);
             Some(WorkerHandle::spawn(
                 store,
                 &settings,
                 wakeup,
-                policy.clone(),
-                callback_tls,
-                signing.clone(),
+                deliverer,
                 metrics,
+                tracer.clone(),
             )?)
         } else {
             None
@@ -138,7 +146,12 @@ impl Application {
         if !settings.chaos.is_none() {
             warn!(chaos = %settings.chaos, "CHAOS is on: faults are sent besides every delivery's first attempt (forgeries, duplicates, ...), to test receivers");
         }
-        Ok(Self { port, server, worker })
+        Ok(Self {
+            port,
+            server,
+            worker,
+            tracer,
+        })
     }
 
     /// The port it listens on (useful with port 0).
@@ -170,6 +183,7 @@ impl Application {
         if let Some(worker) = self.worker {
             worker.shutdown().await;
         }
+        self.tracer.shutdown().await;
         result
     }
 }
@@ -181,14 +195,14 @@ struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// `deliverer` makes the worker's [`Deliverer`] on its own thread.
     fn spawn(
         store: Store,
         settings: &Settings,
         wakeup: Arc<Wakeup>,
-        policy: Arc<CallbackPolicy>,
-        tls: Arc<ClientConfig>,
-        signing: CallbackSigning,
+        deliverer: impl FnOnce() -> Deliverer + Send + 'static,
         metrics: HelpdeskMetrics,
+        tracer: Tracer,
     ) -> std::io::Result<Self> {
         let (stop, stop_rx) = watch::channel(false);
         let worker_settings = WorkerSettings {
@@ -199,15 +213,15 @@ impl WorkerHandle {
             retry_after_max: settings.retry_after_max,
             drain_limit: settings.shutdown_grace,
             chaos: settings.chaos.clone(),
+            tracer,
         };
-        let timeout = settings.delivery_timeout;
         // awc clients are thread-local, so the worker gets an actix runtime
         // of its own instead of borrowing an HTTP worker's.
         let thread = std::thread::Builder::new()
             .name("delivery-worker".to_owned())
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
-                    let deliverer = Deliverer::new(signing, timeout, worker_settings.concurrency, policy, tls);
+                    let deliverer = deliverer();
                     let trimmer = retention::run(store.clone(), metrics.clone(), stop_rx.clone());
                     let worker = worker::run(store, deliverer, worker_settings, wakeup, metrics, stop_rx);
                     tokio::join!(worker, trimmer);

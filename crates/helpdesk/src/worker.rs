@@ -31,6 +31,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hookline_contract::{AttemptView, DocumentStatus};
 use hookline_kit::http::source_chain;
+use hookline_kit::trace::{Span, SpanKind, TraceContext, Tracer};
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
@@ -148,6 +149,8 @@ pub struct WorkerSettings {
     /// The help desk's chaos profile (`CHAOS`), for jobs whose case has
     /// none of its own.
     pub chaos: ChaosProfile,
+    /// Records each attempt of a job that carries a trace as a span.
+    pub tracer: Tracer,
 }
 
 /// Runs until `stop` turns true, then waits (bounded) for in-flight
@@ -363,6 +366,56 @@ async fn attempt(
     metrics: &HelpdeskMetrics,
     job: &ClaimedJob,
 ) -> Chaotic {
+    let mut span = attempt_span(&settings.tracer, job);
+    let made = attempt_once(store, deliverer, settings, metrics, job, span.traceparent()).await;
+    if span.context().is_some() {
+        describe(&mut span, &made.attempt);
+    }
+    made
+}
+
+/// A client span for this attempt when its job carries a trace (its case's
+/// `POST /document` span as the parent); a retry is another such span in
+/// the same trace. Inert otherwise.
+fn attempt_span(tracer: &Tracer, job: &ClaimedJob) -> Span {
+    let Some(parent) = job.case.traceparent.as_deref().and_then(TraceContext::parse) else {
+        return Span::inert();
+    };
+    let mut span = tracer.start("webhook attempt", SpanKind::Client, Some(parent));
+    span.set("http.request.method", "POST");
+    span.set("hookline.attempt", job.case.attempts + 1);
+    span.set("hookline.endpoint", job.endpoint.to_string());
+    span.set("hookline.webhook_id", job.case.webhook_id.clone());
+    span.set("hookline.document_id", job.case.document_id.clone());
+    span
+}
+
+/// How the attempt went, on its span.
+fn describe(span: &mut Span, attempt: &Attempt) {
+    match attempt {
+        Attempt::Delivered { status, .. } => {
+            span.set("http.response.status_code", *status);
+            span.succeed();
+        }
+        Attempt::Failed { error, status, .. } => {
+            if let Some(status) = status {
+                span.set("http.response.status_code", *status);
+            }
+            span.fail(error.clone());
+        }
+        Attempt::Refused { reason, .. } | Attempt::Cancelled { reason } => span.fail(reason.clone()),
+    }
+}
+
+/// The attempt itself; `traceparent` goes with its request(s).
+async fn attempt_once(
+    store: &Store,
+    deliverer: &Deliverer,
+    settings: &WorkerSettings,
+    metrics: &HelpdeskMetrics,
+    job: &ClaimedJob,
+    traceparent: Option<String>,
+) -> Chaotic {
     // A retry or a redelivery is due at its next-attempt time, a first attempt at the case's due time.
     let due = job.case.next_attempt_at.unwrap_or(job.case.due_at);
     metrics.attempt_started((Utc::now() - due).to_std().unwrap_or(Duration::ZERO));
@@ -400,10 +453,11 @@ async fn attempt(
             }
         },
     };
-    let message = match message {
+    let mut message = match message {
         Ok(message) => message,
         Err(refused) => return plain(refused),
     };
+    message.traceparent = traceparent;
     let first = job.case.attempts == 0;
     let faults = if first {
         // Its own profile, as POST /document stored it (checked there).

@@ -42,3 +42,5 @@ pub mod shutdown;
 pub mod telemetry;
 /// TLS of outgoing calls: system roots plus a CA file, mutual TLS, ring.
 pub mod tls;
+/// One trace per review: `traceparent`, spans, the OTLP/HTTP JSON exporter.
+pub mod trace;

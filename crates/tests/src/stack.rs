@@ -50,6 +50,7 @@ pub fn helpdesk_settings(redis: &TestRedis) -> helpdesk::Settings {
         retry_after_max: Duration::from_secs(300),
         log_format: LogFormat::Pretty,
         guards: Default::default(),
+        trace: Default::default(),
     }
 }
 
@@ -77,6 +78,7 @@ pub fn consumer_settings(db: &TestDb, helpdesk_url: &str) -> consumer::Settings 
         http_workers: Some(1),
         log_format: LogFormat::Pretty,
         guards: Default::default(),
+        trace: Default::default(),
         events_max_streams: 256,
         events_max_age: Duration::from_secs(600),
     }

@@ -13,6 +13,7 @@ use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
 use hookline_kit::json::JsonBody;
 use hookline_kit::request_id::RequestId;
+use hookline_kit::trace::{TraceContext, Tracer};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -37,7 +38,10 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 #[utoipa::path(
     post, path = "/documents", tag = "reviews", security(("api_key" = [])),
     request_body(content = CreateReview, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key gets the first response again")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key gets the first response again"),
+        ("traceparent" = Option<String>, Header, description = "W3C Trace Context: the review joins the caller's trace (its call to the help desk, the help desk's deliveries and their receipts carry it on). One that does not parse is ignored"),
+    ),
     responses(
         (status = 201, description = "The review, PENDING_REVIEW until the webhook lands. Its documentId is null while the help desk has not answered (it is asked again in the background)", body = Review,
             headers(("location" = String, description = "/documents/{id}"))),
@@ -56,15 +60,31 @@ pub async fn create(
     request: HttpRequest,
     body: JsonBody<CreateReview>,
     reviews: web::Data<Reviews>,
+    tracer: web::Data<Tracer>,
+) -> Result<HttpResponse, Error> {
+    // A server span continuing the caller's `traceparent` (or, exporting, a
+    // new trace): the help desk's call is its child.
+    let mut span = tracer.server("POST /documents", request.headers());
+    let answer = create_review(auth, &request, body, &reviews, span.context()).await;
+    span.answer(&answer);
+    answer
+}
+
+async fn create_review(
+    auth: Authorized,
+    request: &HttpRequest,
+    body: JsonBody<CreateReview>,
+    reviews: &Reviews,
+    trace: Option<TraceContext>,
 ) -> Result<HttpResponse, Error> {
     let document_url = HttpUrl::parse(&body.0.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
-    let key = idempotency_key(&request)?;
-    let request_id = RequestId::of(&request);
+    let key = idempotency_key(request)?;
+    let request_id = RequestId::of(request);
     let key = key.as_deref().map(|key| IdempotencyKey {
         caller: auth.tenant(),
         key,
     });
-    match reviews.create(&document_url, key, &request_id).await? {
+    match reviews.create(&document_url, key, &request_id, trace).await? {
         Created::New(body) => created(201, body),
         Created::Replayed { status, body } => {
             let mut replay = created(status, body)?;

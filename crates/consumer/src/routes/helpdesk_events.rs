@@ -4,7 +4,9 @@
 //! steps, limits, error shapes, receipts and metric.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use hookline_contract::{ErrorBody, Event, WebhookAck};
+use hookline_contract::{ErrorBody, Event, WebhookAck, headers};
+
+use hookline_kit::trace::Tracer;
 
 use crate::error::Error;
 use crate::inbox::{Delivery, Inbox};
@@ -29,10 +31,27 @@ use crate::inbox::{Delivery, Inbox};
         (status = 503, description = "Storage unavailable, or no subscription secret yet; retry later", body = ErrorBody),
     )
 )]
-pub async fn receive(request: HttpRequest, body: web::Bytes, inbox: web::Data<Inbox>) -> Result<HttpResponse, Error> {
+pub async fn receive(
+    request: HttpRequest,
+    body: web::Bytes,
+    inbox: web::Data<Inbox>,
+    tracer: web::Data<Tracer>,
+) -> Result<HttpResponse, Error> {
+    // The receipt continues the delivery attempt's trace: a refused one
+    // (a bad signature) is a span with an error status.
+    let mut span = tracer.server("POST /helpdesk/events", request.headers());
+    if let Some(id) = request
+        .headers()
+        .get(headers::WEBHOOK_ID)
+        .and_then(|id| id.to_str().ok())
+    {
+        span.set("hookline.webhook_id", id.to_owned());
+    }
     let delivery = Delivery {
         headers: request.headers(),
         body: &body,
     };
-    inbox.event(delivery).await.respond()
+    let answer = inbox.event(delivery).await.respond();
+    span.answer(&answer);
+    answer
 }

@@ -2,7 +2,9 @@
 //! [inbox](crate::inbox) (signature, ids, decision with its receipt, answer).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use hookline_contract::{DocumentWebhook, ErrorBody, WebhookAck};
+use hookline_contract::{DocumentWebhook, ErrorBody, WebhookAck, headers};
+
+use hookline_kit::trace::Tracer;
 
 use crate::error::Error;
 use crate::inbox::{Delivery, Inbox};
@@ -25,10 +27,27 @@ use crate::inbox::{Delivery, Inbox};
         (status = 503, description = "Storage unavailable; retry later", body = ErrorBody),
     )
 )]
-pub async fn receive(request: HttpRequest, body: web::Bytes, inbox: web::Data<Inbox>) -> Result<HttpResponse, Error> {
+pub async fn receive(
+    request: HttpRequest,
+    body: web::Bytes,
+    inbox: web::Data<Inbox>,
+    tracer: web::Data<Tracer>,
+) -> Result<HttpResponse, Error> {
+    // The receipt continues the delivery attempt's trace: a refused one
+    // (a bad signature) is a span with an error status.
+    let mut span = tracer.server("POST /document/update", request.headers());
+    if let Some(id) = request
+        .headers()
+        .get(headers::WEBHOOK_ID)
+        .and_then(|id| id.to_str().ok())
+    {
+        span.set("hookline.webhook_id", id.to_owned());
+    }
     let delivery = Delivery {
         headers: request.headers(),
         body: &body,
     };
-    inbox.webhook(delivery).await.respond()
+    let answer = inbox.webhook(delivery).await.respond();
+    span.answer(&answer);
+    answer
 }

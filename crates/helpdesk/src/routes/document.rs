@@ -10,6 +10,7 @@ use hookline_contract::{CaseView, ErrorBody, EventType};
 use hookline_contract::{DocumentAccepted, DocumentRequest, DocumentStatus, ExternalId, HttpUrl, headers};
 use hookline_kit::auth::Authorized;
 use hookline_kit::http::ApiError;
+use hookline_kit::trace::Tracer;
 use rand::Rng;
 
 use crate::error::Error;
@@ -34,6 +35,8 @@ pub struct Scheduling {
     pub wakeup: Arc<Wakeup>,
     /// The help desk's chaos profile (`CHAOS`), for cases without their own.
     pub chaos: ChaosProfile,
+    /// Records the span of each `POST /document` (`hookline_kit::trace`).
+    pub tracer: Tracer,
 }
 
 /// `POST /document`: accept the review at once (202) and schedule the
@@ -50,6 +53,7 @@ pub struct Scheduling {
         ("Hookline-Dialect" = Option<String>, Header, description = "How this case's callback is signed: `standard` (Standard Webhooks, the default), `stripe`, `github`, `shopify` or `slack`, each as that provider signs, with the tenant's secret (its `whsec_...` string as the key in all but `standard`). During a rotation `standard` and `stripe` carry a signature per secret, the others sign with the first listed. The case's subscription events are signed in each subscription's own dialect"),
         ("Hookline-Chaos-Seed" = Option<u64>, Header, description = "Seeds this case's chaos draws (a decimal u64): its verdict and `reorder` now, the faults of its deliveries' first attempts later come from a generator seeded with it (SplitMix64), so the same seed and profile inject the same faults again. Timing jitter is not seeded. `hookline trigger --seed` sends one per case"),
         ("Hookline-Accept-Ratio" = Option<f64>, Header, description = "The chance this case is ACCEPTED (0 to 1), in place of the help desk's ACCEPT_RATIO"),
+        ("traceparent" = Option<String>, Header, description = "W3C Trace Context: the case joins the caller's trace, kept with it; each delivery attempt (retries too) is a span of that trace and sends a `traceparent` naming it. One that does not parse is ignored"),
     ),
     responses(
         (status = 202, description = "Accepted: the review is a job in Redis and will be decided after REVIEW_DELAY_MS. A request with an `id` this tenant used before (same document and callback) gets the same case again, marked `Idempotent-Replayed: true`; each tenant's ids are its own", body = DocumentAccepted,
@@ -69,11 +73,48 @@ pub async fn create(
     policy: web::Data<CallbackPolicy>,
     metrics: web::Data<HelpdeskMetrics>,
 ) -> Result<HttpResponse, Error> {
-    let callback = callback_url(&request)?;
-    let own_chaos = chaos_profile(&request)?;
-    let dialect = dialect(&request)?;
-    let chaos_seed = chaos_seed(&request)?;
-    let accept_ratio = accept_ratio(&request)?.unwrap_or(scheduling.accept_ratio);
+    // Continues the caller's trace (or, exporting, starts one); the case
+    // keeps this span as the parent of its deliveries.
+    let mut span = scheduling.tracer.server("POST /document", request.headers());
+    let context = Context {
+        request: &request,
+        store: &store,
+        scheduling: &scheduling,
+        policy: &policy,
+        metrics: &metrics,
+    };
+    let answer = schedule(auth, body, context, span.traceparent()).await;
+    span.answer(&answer);
+    answer
+}
+
+/// What `POST /document` works with.
+struct Context<'a> {
+    request: &'a HttpRequest,
+    store: &'a Store,
+    scheduling: &'a Scheduling,
+    policy: &'a CallbackPolicy,
+    metrics: &'a HelpdeskMetrics,
+}
+
+async fn schedule(
+    auth: Authorized,
+    body: DocumentRequest,
+    context: Context<'_>,
+    traceparent: Option<String>,
+) -> Result<HttpResponse, Error> {
+    let Context {
+        request,
+        store,
+        scheduling,
+        policy,
+        metrics,
+    } = context;
+    let callback = callback_url(request)?;
+    let own_chaos = chaos_profile(request)?;
+    let dialect = dialect(request)?;
+    let chaos_seed = chaos_seed(request)?;
+    let accept_ratio = accept_ratio(request)?.unwrap_or(scheduling.accept_ratio);
     let document_url = HttpUrl::parse(&body.document_url).map_err(|e| ApiError::invalid("documentUrl", e))?;
     let request_id = body
         .id
@@ -139,6 +180,7 @@ pub async fn create(
         reorder,
         dialect,
         chaos_seed,
+        traceparent,
     };
     let (document_id, agent_id, replayed) = match store.schedule(&case).await? {
         Scheduled::Created {

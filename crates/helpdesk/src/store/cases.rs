@@ -57,6 +57,10 @@ pub struct NewCase {
     /// The seed of its chaos draws (`Hookline-Chaos-Seed`), kept with each
     /// of its jobs; `None`: drawn at random.
     pub chaos_seed: Option<u64>,
+    /// The W3C `traceparent` of the request's span at the help desk, kept
+    /// with the case and its events so that every delivery attempt joins
+    /// that trace (`None`: no trace, nothing stored).
+    pub traceparent: Option<String>,
 }
 
 /// What [`Store::schedule`] did with a new case.
@@ -150,6 +154,8 @@ pub struct CaseRecord {
     pub dialect: Dialect,
     /// The seed of its case's chaos draws (`Hookline-Chaos-Seed`).
     pub chaos_seed: Option<u64>,
+    /// The trace its attempts join (`traceparent` of `POST /document`'s span).
+    pub traceparent: Option<String>,
     pub(super) lease: Option<String>,
 }
 
@@ -216,6 +222,7 @@ impl CaseRecord {
                 Some(raw) => raw.parse().map_err(|_| corrupt(format!("bad dialect {raw:?}")))?,
             },
             chaos_seed: take("chaosSeed").ok().and_then(|raw| raw.parse().ok()),
+            traceparent: take("traceparent").ok(),
             event,
             document_id: document_id.clone(),
         };
@@ -344,6 +351,7 @@ impl Partition {
             .arg(if case.reorder { "1" } else { "" })
             .arg(case.dialect.map_or("", Dialect::name))
             .arg(case.chaos_seed.map(|seed| seed.to_string()).unwrap_or_default())
+            .arg(case.traceparent.as_deref().unwrap_or_default())
             .arg(home);
         let (outcome, document_id, agent_id, due_in, received, decided): (String, String, String, u64, u64, u64) =
             self.invoke_replicated(&SCHEDULE, &invocation).await?;

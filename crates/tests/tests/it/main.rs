@@ -69,6 +69,8 @@ mod supervision;
 mod threats;
 /// HTTPS: trusted, untrusted and mutual-TLS callbacks, an https help desk.
 mod tls;
+/// One trace per review: traceparent through both services, spans exported over OTLP.
+mod trace;
 /// `hookline trigger` for CI: seeded chaos replays, books that balance (or a void run), JUnit; `check --event`.
 mod trigger;
 /// Forged webhooks refused, repeated ones absorbed, idempotent requests.

@@ -137,6 +137,7 @@ async fn a_help_desk_refuses_another_partition_count_while_the_queue_holds_cases
         reorder: false,
         dialect: None,
         chaos_seed: None,
+        traceparent: None,
     };
     one.schedule(&case).await.unwrap();
     let refused = Store::connect_partitioned(&redis.url, &redis.prefix, 3, limits).await;

@@ -382,6 +382,7 @@ async fn another_endpoints_job_lands_before_a_backlog_of_ten_thousand_on_one_end
         reorder: false,
         dialect: None,
         chaos_seed: None,
+        traceparent: None,
     };
     let backlog: Vec<NewCase> = (0..10_000)
         .map(|n| new_case(format!("busy-{n}"), &busy.url, Duration::from_secs(10)))

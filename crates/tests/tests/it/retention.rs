@@ -30,6 +30,7 @@ fn case(id: &str, port: u16) -> NewCase {
         reorder: false,
         dialect: None,
         chaos_seed: None,
+        traceparent: None,
     }
 }
 
@@ -186,6 +187,7 @@ async fn fifty_thousand_cases_leave_redis_as_they_found_it() {
             reorder: false,
             dialect: None,
             chaos_seed: None,
+            traceparent: None,
         })
         .collect();
     for chunk in cases.chunks(2000) {

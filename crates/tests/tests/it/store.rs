@@ -45,6 +45,7 @@ fn case(document_id: &str) -> NewCase {
         reorder: false,
         dialect: None,
         chaos_seed: None,
+        traceparent: None,
     }
 }
 

@@ -18,7 +18,9 @@
 -- back until a second after its decision is due, the dialect its callback is
 -- signed in ('' for Standard Webhooks: no field is stored), the seed of its
 -- chaos draws ('' for none; kept on every job, see hookline_contract::chaos::seed),
--- the tag of the tenant's home partition ('' with one partition).
+-- the W3C traceparent its deliveries continue ('' for none: no field; kept
+-- on its event jobs too), the tag of the tenant's home partition ('' with
+-- one partition).
 -- Returns {outcome, documentId, agentId, due in (ms), document.received
 -- events queued, decision events queued}; outcome `elsewhere` (nothing
 -- stored) when the tenant has an ordered subscription and this is not its
@@ -28,7 +30,7 @@ local id, e, delay, request = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local document_url, callback_url, agent_id = ARGV[9], ARGV[10], ARGV[11]
 local tenant, verdict, event_prefix, retention = ARGV[13], ARGV[14], ARGV[15], tonumber(ARGV[16])
 local chaos, reorder, dialect, seed = ARGV[17], ARGV[18] == '1', ARGV[19], ARGV[20]
-local home = ARGV[21]
+local traceparent, home = ARGV[21], ARGV[22]
 if request ~= '' then
   local earlier = redis.call('GET', KEYS[2])
   if earlier then
@@ -56,6 +58,7 @@ if request ~= '' then table.insert(fields, 'id'); table.insert(fields, request) 
 if chaos ~= '' then table.insert(fields, 'chaos'); table.insert(fields, chaos) end
 if dialect ~= '' then table.insert(fields, 'dialect'); table.insert(fields, dialect) end
 if seed ~= '' then table.insert(fields, 'chaosSeed'); table.insert(fields, seed) end
+if traceparent ~= '' then table.insert(fields, 'traceparent'); table.insert(fields, traceparent) end
 if e ~= '' then
   table.insert(fields, 'endpoint'); table.insert(fields, e)
   table.insert(fields, 'delivery'); table.insert(fields, 'SCHEDULED')
@@ -91,6 +94,7 @@ local function events(event, status, sequence, at, held_back)
     if request ~= '' then table.insert(data, 'id'); table.insert(data, request) end
     if chaos ~= '' then table.insert(data, 'chaos'); table.insert(data, chaos) end
     if seed ~= '' then table.insert(data, 'chaosSeed'); table.insert(data, seed) end
+    if traceparent ~= '' then table.insert(data, 'traceparent'); table.insert(data, traceparent) end
     -- An ordered subscription was promised its events in order: the
     -- reorder fault holds nothing back for it.
     local sub_at = at

@@ -142,6 +142,7 @@ async fn endpoints(store: &Store, from: u16, count: u16) {
             reorder: false,
             dialect: None,
             chaos_seed: None,
+            traceparent: None,
         })
         .collect();
     for chunk in cases.chunks(250) {
