@@ -4,7 +4,7 @@
 //! steps, limits, error shapes, receipts and metric.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use hookline_contract::{ErrorBody, Event, WebhookAck, headers};
+use hookline_contract::{ErrorBody, Event, WebhookAck};
 
 use hookline_kit::trace::Tracer;
 
@@ -37,16 +37,7 @@ pub async fn receive(
     inbox: web::Data<Inbox>,
     tracer: web::Data<Tracer>,
 ) -> Result<HttpResponse, Error> {
-    // The receipt continues the delivery attempt's trace: a refused one
-    // (a bad signature) is a span with an error status.
-    let mut span = tracer.server("POST /helpdesk/events", request.headers());
-    if let Some(id) = request
-        .headers()
-        .get(headers::WEBHOOK_ID)
-        .and_then(|id| id.to_str().ok())
-    {
-        span.set("hookline.webhook_id", id.to_owned());
-    }
+    let mut span = super::receipt_span(&tracer, "POST /helpdesk/events", &request);
     let delivery = Delivery {
         headers: request.headers(),
         body: &body,

@@ -9,9 +9,10 @@ pub mod helpdesk_events;
 pub mod metrics;
 pub mod webhook;
 
-use actix_web::web;
-use hookline_contract::ErrorBody;
+use actix_web::{HttpRequest, web};
+use hookline_contract::{ErrorBody, headers};
 use hookline_kit::http::{DEFAULT_BODY_LIMIT, configure_extractors};
+use hookline_kit::trace::{Span, Tracer};
 
 /// What every private route may answer besides its own (in its OpenAPI
 /// `responses`): no accepted key, or the key over its rate. Private routes
@@ -24,6 +25,22 @@ pub enum Private {
     /// The key made more than API_RATE requests a second; retry after `Retry-After` seconds
     #[response(status = 429)]
     TooManyRequests(ErrorBody),
+}
+
+/// The span of a webhook's receipt (`name`: method and route): it continues
+/// the delivery attempt's trace, names the message (`webhook-id`), and is
+/// answered with the route's answer, so a refused one (a bad signature) is a
+/// span with an error status.
+fn receipt_span(tracer: &Tracer, name: &'static str, request: &HttpRequest) -> Span {
+    let mut span = tracer.server(name, request.headers());
+    if let Some(id) = request
+        .headers()
+        .get(headers::WEBHOOK_ID)
+        .and_then(|id| id.to_str().ok())
+    {
+        span.set("hookline.webhook_id", id.to_owned());
+    }
+    span
 }
 
 /// Registers every route. The server and the tests both use it.

@@ -2,7 +2,7 @@
 //! [inbox](crate::inbox) (signature, ids, decision with its receipt, answer).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use hookline_contract::{DocumentWebhook, ErrorBody, WebhookAck, headers};
+use hookline_contract::{DocumentWebhook, ErrorBody, WebhookAck};
 
 use hookline_kit::trace::Tracer;
 
@@ -33,16 +33,7 @@ pub async fn receive(
     inbox: web::Data<Inbox>,
     tracer: web::Data<Tracer>,
 ) -> Result<HttpResponse, Error> {
-    // The receipt continues the delivery attempt's trace: a refused one
-    // (a bad signature) is a span with an error status.
-    let mut span = tracer.server("POST /document/update", request.headers());
-    if let Some(id) = request
-        .headers()
-        .get(headers::WEBHOOK_ID)
-        .and_then(|id| id.to_str().ok())
-    {
-        span.set("hookline.webhook_id", id.to_owned());
-    }
+    let mut span = super::receipt_span(&tracer, "POST /document/update", &request);
     let delivery = Delivery {
         headers: request.headers(),
         body: &body,
