@@ -226,6 +226,18 @@ pub struct CaseView {
     /// The endpoint the webhook goes to, with its limits and breaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointView>,
+    /// How its callback is signed, when not in Standard Webhooks (the
+    /// request's `Hookline-Dialect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<crate::dialect::Dialect>,
+    /// The seed of its chaos draws (the request's `Hookline-Chaos-Seed`):
+    /// send it again to replay the same verdict and faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos_seed: Option<u64>,
+    /// The W3C trace id its delivery attempts join (32 hex digits), to find
+    /// the review's trace in a tracing UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// The circuit breaker of an endpoint.

@@ -11,6 +11,8 @@
 
 use hookline_contract::signature::{SecretSet, WebhookSecret};
 
+/// The help desk's subscription API as a tenant: subscribe, post a document.
+pub mod api;
 /// A real Redis Cluster (three masters, three replicas) on loopback.
 pub mod cluster;
 /// A PostgreSQL database per test.

@@ -501,6 +501,9 @@ mod tests {
                 log,
             },
             endpoint: None,
+            dialect: None,
+            chaos_seed: None,
+            trace_id: None,
         }
     }
 

@@ -11,6 +11,7 @@ use futures_util::future::try_join_all;
 use hookline_contract::dialect::Dialect;
 use hookline_contract::{AttemptView, CaseView, DeliveryState, DeliveryView, DocumentStatus, EventType};
 use hookline_kit::auth::DEFAULT_TENANT;
+use hookline_kit::trace::{TraceContext, to_hex};
 use redis::Script;
 
 use super::keys::{EVENT_JOB_MARK, Scope};
@@ -280,6 +281,13 @@ impl CaseRecord {
                 log: self.log.clone(),
             },
             endpoint: None,
+            dialect: (self.event.is_none() && self.dialect != Dialect::Standard).then_some(self.dialect),
+            chaos_seed: self.chaos_seed,
+            trace_id: self
+                .traceparent
+                .as_deref()
+                .and_then(TraceContext::parse)
+                .map(|context| to_hex(&context.trace_id)),
         }
     }
 

@@ -132,6 +132,10 @@ async fn a_github_callback_names_its_delivery_and_event_in_github_s_headers_only
     let id = accepted["documentId"].as_str().unwrap();
     let (_, _, case) = call("GET", &format!("{}/document/{id}", helpdesk.url), &[], None).await;
     assert_eq!(
+        case["dialect"], "github",
+        "the case says how its callback is signed: {case}"
+    );
+    assert_eq!(
         Some(got.headers["x-github-delivery"].as_str()),
         case["delivery"]["webhookId"].as_str(),
         "{case}"

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use hookline_tests::api::{auth, post_document, subscribe};
 use hookline_tests::redis::TestRedis;
 use hookline_tests::{Received, Receiver, Running, call, helpdesk_settings, start_helpdesk};
 use serde_json::{Value, json};
@@ -16,40 +17,12 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const ACME: &str = "Bearer acme-key-0123456789abcdef";
 const GLOBEX: &str = "Bearer globex-key-0123456789abcdef";
 
-fn auth(key: Option<&str>) -> Vec<(&'static str, &str)> {
-    key.map(|key| vec![("authorization", key)]).unwrap_or_default()
-}
-
-async fn subscribe(helpdesk: &Running, key: Option<&str>, url: &str, events: &[&str]) -> Value {
-    let (status, _, body) = call(
-        "POST",
-        &format!("{}/webhooks", helpdesk.url),
-        &auth(key),
-        Some(&json!({"url": url, "events": events})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    body
-}
-
 fn id(sub: &Value) -> String {
     sub["id"].as_str().unwrap().to_owned()
 }
 
 fn secret(sub: &Value) -> String {
     sub["secret"].as_str().unwrap().to_owned()
-}
-
-async fn post_document(helpdesk: &Running, key: Option<&str>) -> String {
-    let (status, _, body) = call(
-        "POST",
-        &format!("{}/document", helpdesk.url),
-        &auth(key),
-        Some(&json!({"documentUrl": "https://example.com/a.pdf"})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    body["documentId"].as_str().unwrap().to_owned()
 }
 
 async fn subscription(helpdesk: &Running, key: Option<&str>, id: &str) -> (u16, Value) {
@@ -89,16 +62,16 @@ async fn a_410_disables_the_subscription_at_once_and_the_tenant_is_told_on_anoth
     let helpdesk = start_helpdesk(helpdesk_settings(&redis)).await;
     let mut gone = Receiver::start(410).await;
     let mut ops = Receiver::start(200).await;
-    let gone_sub = subscribe(&helpdesk, None, &gone.url, &["document.received"]).await;
+    let gone_sub = subscribe(&helpdesk.url, None, &gone.url, &["document.received"]).await;
     let ops_sub = subscribe(
-        &helpdesk,
+        &helpdesk.url,
         None,
         &ops.url,
         &["endpoint.disabled", "message.attempt.exhausted"],
     )
     .await;
 
-    post_document(&helpdesk, None).await;
+    post_document(&helpdesk.url, None).await;
     let first = gone.next(DEADLINE).await;
     assert_eq!(first.body["type"], "document.received");
     let got = ops.collect_until(DEADLINE, |got| got.len() >= 2).await;
@@ -133,7 +106,7 @@ async fn a_410_disables_the_subscription_at_once_and_the_tenant_is_told_on_anoth
     );
 
     // Nothing more for it, and nothing queued: no new dead letter says "not sent".
-    post_document(&helpdesk, None).await;
+    post_document(&helpdesk.url, None).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(
         gone.received.try_recv().is_err(),
@@ -168,10 +141,10 @@ async fn continuous_failures_disable_only_after_both_the_time_and_the_count_and_
     let helpdesk = start_helpdesk(settings).await;
     let mut failing = Receiver::start(500).await;
     let mut ops = Receiver::start(200).await;
-    let sub = subscribe(&helpdesk, None, &failing.url, &["document.received"]).await;
+    let sub = subscribe(&helpdesk.url, None, &failing.url, &["document.received"]).await;
     let sub_id = id(&sub);
     let ops_sub = subscribe(
-        &helpdesk,
+        &helpdesk.url,
         None,
         &ops.url,
         &["endpoint.disabled", "message.attempt.exhausted"],
@@ -180,15 +153,15 @@ async fn continuous_failures_disable_only_after_both_the_time_and_the_count_and_
     let enabled = |shown: &Value| shown["disabled"] == false && shown["disablement"].is_null();
 
     // Two dead letters within a second: the count, not yet the time.
-    post_document(&helpdesk, None).await;
-    post_document(&helpdesk, None).await;
+    post_document(&helpdesk.url, None).await;
+    post_document(&helpdesk.url, None).await;
     until_dead(&helpdesk, None, &sub_id, 2).await;
     let (_, shown) = subscription(&helpdesk, None, &sub_id).await;
     assert!(enabled(&shown), "disabled before DISABLE_AFTER: {shown}");
 
     // A delivery ends the streak.
     failing.behaviour.script.lock().unwrap().push_back((200, None));
-    post_document(&helpdesk, None).await;
+    post_document(&helpdesk.url, None).await;
     failing.collect_until(DEADLINE, |got| got.len() >= 5).await;
 
     // A streak begins (a 503 asking for 2 s), and its message dies after
@@ -199,13 +172,13 @@ async fn continuous_failures_disable_only_after_both_the_time_and_the_count_and_
         .lock()
         .unwrap()
         .push_back((503, Some("2".to_owned())));
-    post_document(&helpdesk, None).await;
+    post_document(&helpdesk.url, None).await;
     until_dead(&helpdesk, None, &sub_id, 3).await;
     let (_, shown) = subscription(&helpdesk, None, &sub_id).await;
     assert!(enabled(&shown), "disabled with one dead letter in a row: {shown}");
 
     // The next dead letter makes both.
-    post_document(&helpdesk, None).await;
+    post_document(&helpdesk.url, None).await;
     until_dead(&helpdesk, None, &sub_id, 4).await;
     let (_, shown) = subscription(&helpdesk, None, &sub_id).await;
     assert_eq!(shown["disabled"], true, "{shown}");
@@ -232,7 +205,7 @@ async fn continuous_failures_disable_only_after_both_the_time_and_the_count_and_
 
     // No more deliveries, and new events are not queued.
     failing.take();
-    post_document(&helpdesk, None).await;
+    post_document(&helpdesk.url, None).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(
         failing.received.try_recv().is_err(),
@@ -253,10 +226,10 @@ async fn enabling_resumes_deliveries_and_tells_the_tenant_and_another_tenant_can
     let base = &helpdesk.url;
     let mut gone = Receiver::start(410).await;
     let mut ops = Receiver::start(200).await;
-    let sub = subscribe(&helpdesk, Some(ACME), &gone.url, &["document.received"]).await;
+    let sub = subscribe(&helpdesk.url, Some(ACME), &gone.url, &["document.received"]).await;
     let sub_id = id(&sub);
-    let ops_sub = subscribe(&helpdesk, Some(ACME), &ops.url, &["endpoint.enabled"]).await;
-    post_document(&helpdesk, Some(ACME)).await;
+    let ops_sub = subscribe(&helpdesk.url, Some(ACME), &ops.url, &["endpoint.enabled"]).await;
+    post_document(&helpdesk.url, Some(ACME)).await;
     gone.next(DEADLINE).await;
     let give_up = tokio::time::Instant::now() + DEADLINE;
     while subscription(&helpdesk, Some(ACME), &sub_id).await.1["disabled"] != true {
@@ -304,7 +277,7 @@ async fn enabling_resumes_deliveries_and_tells_the_tenant_and_another_tenant_can
     assert_eq!(told.body["data"]["subscriptionId"], sub_id.as_str());
     assert_eq!(told.body["data"]["url"], gone.url.as_str());
 
-    let document = post_document(&helpdesk, Some(ACME)).await;
+    let document = post_document(&helpdesk.url, Some(ACME)).await;
     let resumed = gone.next(DEADLINE).await;
     assert_eq!(resumed.body["data"]["documentId"], document.as_str());
     // Enabling one that is enabled changes nothing and tells nobody.
@@ -335,16 +308,16 @@ async fn a_dead_operational_event_tells_of_nothing_more_so_failing_subscriptions
     let failing_b = Receiver::start(500).await;
     let mut ops = Receiver::start(200).await;
     let a = subscribe(
-        &helpdesk,
+        &helpdesk.url,
         None,
         &failing_a.url,
         &["document.received", "message.attempt.exhausted"],
     )
     .await;
-    let b = subscribe(&helpdesk, None, &failing_b.url, &["message.attempt.exhausted"]).await;
-    subscribe(&helpdesk, None, &ops.url, &["message.attempt.exhausted"]).await;
+    let b = subscribe(&helpdesk.url, None, &failing_b.url, &["message.attempt.exhausted"]).await;
+    subscribe(&helpdesk.url, None, &ops.url, &["message.attempt.exhausted"]).await;
 
-    post_document(&helpdesk, None).await;
+    post_document(&helpdesk.url, None).await;
     // A's document.received dies: B and the working one are told (A is not).
     let told = ops.next(DEADLINE).await;
     assert_eq!(told.body["data"]["subscriptionId"], id(&a).as_str(), "{}", told.body);

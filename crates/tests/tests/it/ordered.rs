@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use helpdesk::store::partition_of;
+use hookline_tests::api::{auth, post_document, subscribe_with};
 use hookline_tests::process::{free_port, helpdesk_process};
 use hookline_tests::redis::TestRedis;
 use hookline_tests::{Running, call, helpdesk_settings, start_helpdesk};
@@ -166,19 +167,14 @@ async fn answer(
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
 }
 
-fn auth(key: &str) -> Vec<(&'static str, &str)> {
-    vec![("authorization", key)]
-}
-
 async fn subscribe(url: &str, key: &str, to: &str, ordered: bool) -> Value {
-    let (status, _, body) = call(
-        "POST",
-        &format!("{url}/webhooks"),
-        &auth(key),
-        Some(&json!({"url": to, "events": ["document.received", "document.accepted", "document.declined"], "ordered": ordered})),
+    let events = ["document.received", "document.accepted", "document.declined"];
+    let body = subscribe_with(
+        url,
+        Some(key),
+        &json!({"url": to, "events": events, "ordered": ordered}),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
     assert_eq!(body["ordered"], ordered, "{body}");
     body
 }
@@ -187,15 +183,7 @@ async fn subscribe(url: &str, key: &str, to: &str, ordered: bool) -> Value {
 async fn post_documents(url: &str, key: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..n {
-        let (status, _, body) = call(
-            "POST",
-            &format!("{url}/document"),
-            &auth(key),
-            Some(&json!({"documentUrl": "https://example.com/a.pdf"})),
-        )
-        .await;
-        assert_eq!(status, 202, "{body}");
-        ids.push(body["documentId"].as_str().unwrap().to_owned());
+        ids.push(post_document(url, Some(key)).await);
     }
     ids
 }
@@ -313,7 +301,13 @@ async fn an_ordered_subscription_gets_its_events_one_at_a_time_in_order_through_
     };
     assert_eq!(tries(&expected[0].0, expected[0].1), [500, 500, 204]);
     assert_eq!(tries(&dead.0, dead.1), [500, 500, 500, 500]);
-    let (_, _, dead_letters) = call("GET", &format!("{}/dead-letters", helpdesk.url), &auth(ACME), None).await;
+    let (_, _, dead_letters) = call(
+        "GET",
+        &format!("{}/dead-letters", helpdesk.url),
+        &auth(Some(ACME)),
+        None,
+    )
+    .await;
     assert_eq!(dead_letters["items"].as_array().unwrap().len(), 1, "{dead_letters}");
 }
 
@@ -424,13 +418,31 @@ async fn with_partitions_a_tenant_with_an_ordered_subscription_keeps_its_cases_i
 
     // A retried request (the same `id`) finds its case in the home partition.
     let body = json!({"documentUrl": "https://example.com/b.pdf", "id": "order-42"});
-    let (status, _, once) = call("POST", &format!("{}/document", helpdesk.url), &auth(ACME), Some(&body)).await;
+    let (status, _, once) = call(
+        "POST",
+        &format!("{}/document", helpdesk.url),
+        &auth(Some(ACME)),
+        Some(&body),
+    )
+    .await;
     assert_eq!(status, 202, "{once}");
-    let (status, _, twice) = call("POST", &format!("{}/document", helpdesk.url), &auth(ACME), Some(&body)).await;
+    let (status, _, twice) = call(
+        "POST",
+        &format!("{}/document", helpdesk.url),
+        &auth(Some(ACME)),
+        Some(&body),
+    )
+    .await;
     assert!(status == 200 || status == 202, "{status} {twice}");
     assert_eq!(once["documentId"], twice["documentId"]);
     let id = once["documentId"].as_str().unwrap();
     assert_eq!(partition_of(id, usize::from(PARTITIONS)), home);
-    let (status, _, case) = call("GET", &format!("{}/document/{id}", helpdesk.url), &auth(ACME), None).await;
+    let (status, _, case) = call(
+        "GET",
+        &format!("{}/document/{id}", helpdesk.url),
+        &auth(Some(ACME)),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{case}");
 }

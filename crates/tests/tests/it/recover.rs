@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
+use hookline_tests::api::auth;
 use hookline_tests::redis::TestRedis;
 use hookline_tests::{Received, Receiver, Running, call, helpdesk_settings, start_helpdesk};
 use serde_json::{Value, json};
@@ -16,10 +17,6 @@ use serde_json::{Value, json};
 const DEADLINE: Duration = Duration::from_secs(20);
 const OPERATOR: &str = "Bearer operator-key-0123456789abcdef";
 const ACME: &str = "Bearer acme-key-0123456789abcdef";
-
-fn auth(key: Option<&str>) -> Vec<(&'static str, &str)> {
-    key.map(|key| vec![("authorization", key)]).unwrap_or_default()
-}
 
 async fn post(
     helpdesk: &Running,

@@ -6,42 +6,12 @@
 
 use std::time::Duration;
 
+use hookline_tests::api::{post_document, subscribe};
 use hookline_tests::redis::TestRedis;
-use hookline_tests::{Received, Receiver, Running, call, helpdesk_settings, start_helpdesk};
+use hookline_tests::{Received, Receiver, call, helpdesk_settings, start_helpdesk};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// `POST /webhooks` as `key` (or without one): the subscription as answered.
-async fn subscribe(helpdesk: &Running, key: Option<&str>, url: &str, events: &[&str]) -> Value {
-    let (status, _, body) = call(
-        "POST",
-        &format!("{}/webhooks", helpdesk.url),
-        &auth(key),
-        Some(&json!({"url": url, "events": events})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    assert!(body["secret"].as_str().unwrap().starts_with("whsec_"), "{body}");
-    body
-}
-
-fn auth(key: Option<&str>) -> Vec<(&'static str, &str)> {
-    key.map(|key| vec![("authorization", key)]).unwrap_or_default()
-}
-
-/// `POST /document` without a callback: its documentId.
-async fn post_document(helpdesk: &Running, key: Option<&str>) -> String {
-    let (status, _, body) = call(
-        "POST",
-        &format!("{}/document", helpdesk.url),
-        &auth(key),
-        Some(&json!({"documentUrl": "https://example.com/a.pdf"})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    body["documentId"].as_str().unwrap().to_owned()
-}
 
 /// The events of `received` as (type, documentId, sequence).
 fn events(received: &[Received]) -> Vec<(String, String, u64)> {
@@ -72,25 +42,25 @@ async fn three_subscribers_each_get_exactly_their_events_signed_with_their_own_s
     let mut failing = Receiver::start(500).await;
     failing.behaviour.delay(Duration::from_millis(500));
     let all_sub = subscribe(
-        &helpdesk,
+        &helpdesk.url,
         None,
         &all.url,
         &["document.received", "document.accepted", "document.declined"],
     )
     .await;
     let decisions_sub = subscribe(
-        &helpdesk,
+        &helpdesk.url,
         None,
         &decisions.url,
         &["document.accepted", "document.declined"],
     )
     .await;
-    let failing_sub = subscribe(&helpdesk, None, &failing.url, &["document.received"]).await;
+    let failing_sub = subscribe(&helpdesk.url, None, &failing.url, &["document.received"]).await;
     let secret = |sub: &Value| sub["secret"].as_str().unwrap().to_owned();
 
     let mut documents = Vec::new();
     for _ in 0..5 {
-        documents.push(post_document(&helpdesk, None).await);
+        documents.push(post_document(&helpdesk.url, None).await);
     }
     documents.sort();
 
@@ -217,11 +187,11 @@ async fn a_disabled_or_deleted_subscription_receives_nothing_more_not_even_what_
     let mut control = Receiver::start(200).await;
     let mut disabled = Receiver::start(200).await;
     let mut deleted = Receiver::start(200).await;
-    subscribe(&helpdesk, None, &control.url, &all).await;
-    let to_disable = subscribe(&helpdesk, None, &disabled.url, &all).await;
-    let to_delete = subscribe(&helpdesk, None, &deleted.url, &all).await;
+    subscribe(&helpdesk.url, None, &control.url, &all).await;
+    let to_disable = subscribe(&helpdesk.url, None, &disabled.url, &all).await;
+    let to_delete = subscribe(&helpdesk.url, None, &deleted.url, &all).await;
 
-    let first = post_document(&helpdesk, None).await;
+    let first = post_document(&helpdesk.url, None).await;
     for receiver in [&mut control, &mut disabled, &mut deleted] {
         let received = receiver.next(DEADLINE).await;
         assert_eq!(received.body["type"], "document.received");
@@ -243,7 +213,7 @@ async fn a_disabled_or_deleted_subscription_receives_nothing_more_not_even_what_
     let (status, _, _) = call("GET", &format!("{base}/webhooks/{}", id(&to_delete)), &[], None).await;
     assert_eq!(status, 404);
 
-    let second = post_document(&helpdesk, None).await;
+    let second = post_document(&helpdesk.url, None).await;
     // The control gets the first decision, then all of the second document.
     let got = control.collect_until(DEADLINE, |got| got.len() >= 3).await;
     assert_eq!(
@@ -288,7 +258,7 @@ async fn during_a_rotation_both_secrets_verify_and_after_the_overlap_only_the_ne
         settings.secret_overlap = overlap;
         let helpdesk = start_helpdesk(settings).await;
         let mut receiver = Receiver::start(200).await;
-        let sub = subscribe(&helpdesk, None, &receiver.url, &["webhook.test"]).await;
+        let sub = subscribe(&helpdesk.url, None, &receiver.url, &["webhook.test"]).await;
         let old = sub["secret"].as_str().unwrap();
         let id = sub["id"].as_str().unwrap();
         let (status, _, rotated) = call(
@@ -328,7 +298,7 @@ async fn a_tenant_cannot_see_or_change_another_tenants_subscriptions_nor_receive
     let base = &helpdesk.url;
     let mut acme_hook = Receiver::start(200).await;
     let mut globex_hook = Receiver::start(200).await;
-    let acme = subscribe(&helpdesk, Some(ACME), &acme_hook.url, &["document.received"]).await;
+    let acme = subscribe(&helpdesk.url, Some(ACME), &acme_hook.url, &["document.received"]).await;
     let acme_id = acme["id"].as_str().unwrap();
 
     // Globex has no subscription yet: no document without a callback.
@@ -370,9 +340,9 @@ async fn a_tenant_cannot_see_or_change_another_tenants_subscriptions_nor_receive
     assert!(mine.get("previousSecretUntil").is_none(), "{mine}");
 
     // Events go to the document's tenant only.
-    subscribe(&helpdesk, Some(GLOBEX), &globex_hook.url, &["document.received"]).await;
-    let acme_document = post_document(&helpdesk, Some(ACME)).await;
-    let globex_document = post_document(&helpdesk, Some(GLOBEX)).await;
+    subscribe(&helpdesk.url, Some(GLOBEX), &globex_hook.url, &["document.received"]).await;
+    let acme_document = post_document(&helpdesk.url, Some(ACME)).await;
+    let globex_document = post_document(&helpdesk.url, Some(GLOBEX)).await;
     let to_acme = acme_hook.next(DEADLINE).await;
     let to_globex = globex_hook.next(DEADLINE).await;
     assert_eq!(to_acme.body["data"]["documentId"], acme_document.as_str());

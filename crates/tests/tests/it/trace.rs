@@ -217,6 +217,8 @@ async fn one_review_is_one_trace_across_both_services_retries_included() {
     })
     .await;
     let ours = of_trace(&spans, &trace);
+    // The case names its trace, to look it up by.
+    assert_eq!(case.trace_id.as_deref(), Some(trace.as_str()), "{case:?}");
 
     // Every span of the review is in that one trace.
     for span in spans.iter().filter(|s| {

@@ -12,6 +12,7 @@ use actix_web::{App, HttpResponse, web};
 use hookline_cli::check::Signer;
 use hookline_cli::trigger::{self, Fate, Summary, Trigger, Verdict};
 use hookline_contract::chaos::Fault;
+use hookline_contract::chaos::seed::case_seed;
 use hookline_contract::dialect::Dialect;
 use hookline_tests::process::binary;
 use hookline_tests::{Running, TestRedis, helpdesk_settings, secret_set, start_helpdesk, start_listener, wait_for};
@@ -87,6 +88,20 @@ async fn a_seeded_chaos_run_injects_the_same_faults_into_the_same_cases_and_anot
     // The decisions are seeded too.
     let decisions = |summary: &Summary| (summary.accepted, summary.declined);
     assert_eq!(decisions(&runs[0]), decisions(&runs[1]));
+    // Each case shows the seed `trigger` derived for it, to replay it by.
+    let mut shown = Vec::new();
+    for id in &runs[0].document_ids {
+        let (_, _, case) = hookline_tests::call("GET", &format!("{}/document/{id}", helpdesk.url), &[], None).await;
+        shown.push(
+            case["chaosSeed"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no chaosSeed: {case}")),
+        );
+    }
+    shown.sort_unstable();
+    let mut derived: Vec<u64> = (0..20).map(|i| case_seed(42, i)).collect();
+    derived.sort_unstable();
+    assert_eq!(shown, derived);
     listening.stop.send(()).unwrap();
 }
 
