@@ -11,6 +11,7 @@
 //! | `hookline_consumer_reviews_healed_total` | counter | | reviews whose request's answer was lost, sent again by the reconciler and taken by the help desk |
 //! | `hookline_consumer_reviews_lost_total` | counter | | pending reviews the help desk no longer knows (its case expired or was lost): no longer asked about |
 //! | `hookline_consumer_pruned_total` | counter | `what` | rows removed by retention: `receipt` (webhook receipts past `RECEIPT_RETENTION`), `idempotency_key` (past `IDEMPOTENCY_RETENTION`) |
+//! | `hookline_trace_spans_total` | counter | `outcome` | spans recorded for export ([tracing](hookline_kit::trace), `OTEL_EXPORTER_OTLP_ENDPOINT`): `exported` (the collector took them), `failed` (lost with an export that failed), `dropped` (the exporter's queue was full); all 0 while tracing is off; at scrape time |
 //!
 //! The metrics live in a registry of this [`ConsumerMetrics`] (no global
 //! one), passed to the routes as app data and to the reconciler by value.

@@ -24,6 +24,7 @@
 //! | `hookline_helpdesk_subscription_disablements_total` | counter | `reason` | subscriptions the help desk disabled, `gone` (a 410) or `failing` (`DISABLE_AFTER`), as this worker recorded them |
 //! | `hookline_helpdesk_subscriptions_disabled` | gauge | | subscriptions disabled now (by the help desk or by their tenant), over all tenants; at scrape time (one `SCARD`) |
 //! | `hookline_helpdesk_endpoint_breaker_open` | gauge | `endpoint` | 1 while the endpoint's breaker is open or probing, else 0, same endpoints |
+//! | `hookline_trace_spans_total` | counter | `outcome` | spans recorded for export ([tracing](hookline_kit::trace), `OTEL_EXPORTER_OTLP_ENDPOINT`): `exported` (the collector took them), `failed` (lost with an export that failed), `dropped` (the exporter's queue was full); all 0 while tracing is off; at scrape time |
 //!
 //! A scrape's work in Redis is bounded whatever the number of endpoints
 //! (anyone who can create a case names one): the queue depth reads at most

@@ -194,6 +194,29 @@ impl Tracer {
             .map_or(0, |inner| inner.dropped.load(Ordering::Relaxed))
     }
 
+    /// `hookline_trace_spans_total{outcome}` for `/metrics`, computed at
+    /// scrape time: spans `exported` (the collector accepted them),
+    /// `failed` (lost with an export that failed: down, slow, refusing),
+    /// `dropped` (the queue was full). All 0 while tracing is off.
+    pub fn metrics(&self) -> prometheus::Result<Vec<prometheus::proto::MetricFamily>> {
+        let spans = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "hookline_trace_spans_total",
+                "Spans recorded for export (OTEL_EXPORTER_OTLP_ENDPOINT), by what became of them.",
+            ),
+            &["outcome"],
+        )?;
+        let count = |pick: fn(&export::Handle) -> &std::sync::atomic::AtomicU64| {
+            self.inner
+                .as_ref()
+                .map_or(0, |inner| pick(inner).load(Ordering::Relaxed))
+        };
+        spans.with_label_values(&["exported"]).inc_by(count(|h| &h.exported));
+        spans.with_label_values(&["failed"]).inc_by(count(|h| &h.failed));
+        spans.with_label_values(&["dropped"]).inc_by(count(|h| &h.dropped));
+        Ok(prometheus::core::Collector::collect(&spans))
+    }
+
     /// A span under `parent`, or the root of a new trace when exporting.
     /// Without either it is inert: no context, nothing recorded.
     pub fn start(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind, parent: Option<TraceContext>) -> Span {

@@ -2,6 +2,7 @@ use actix_web::{HttpResponse, web};
 use hookline_contract::ErrorBody;
 use hookline_kit::guards::Scrape;
 use hookline_kit::http::{ApiError, source_chain};
+use hookline_kit::trace::Tracer;
 use tracing::warn;
 
 use crate::db::{self, Pool};
@@ -19,14 +20,16 @@ pub async fn serve(
     _: Scrape,
     metrics: web::Data<ConsumerMetrics>,
     pool: web::Data<Pool>,
+    tracer: web::Data<Tracer>,
 ) -> Result<HttpResponse, Error> {
-    let extra = match count_by_status(&pool).await {
+    let mut extra = match count_by_status(&pool).await {
         Ok(counts) => metrics::reviews_by_status(&counts).map_err(ApiError::internal)?,
         Err(e) => {
             warn!(error = %source_chain(&e), "cannot count reviews for /metrics");
             Vec::new()
         }
     };
+    extra.extend(tracer.metrics().map_err(ApiError::internal)?);
     Ok(hookline_kit::metrics::exposition(metrics.registry(), extra)?)
 }
 

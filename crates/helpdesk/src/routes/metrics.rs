@@ -6,6 +6,7 @@ use tracing::warn;
 
 use crate::error::Error;
 use crate::metrics::{self, ENDPOINT_SERIES, HelpdeskMetrics};
+use crate::routes::document::Scheduling;
 use crate::store::Store;
 
 /// `GET /metrics`: the Prometheus text exposition (see [`crate::metrics`]).
@@ -19,6 +20,7 @@ pub async fn serve(
     _: Scrape,
     metrics: web::Data<HelpdeskMetrics>,
     store: web::Data<Store>,
+    scheduling: web::Data<Scheduling>,
 ) -> Result<HttpResponse, Error> {
     let mut extra = match store.depth().await {
         Ok(depth) => metrics::queue_depth(depth).map_err(ApiError::internal)?,
@@ -35,5 +37,6 @@ pub async fn serve(
         Ok((endpoints, _)) => extra.extend(metrics::endpoint_series(&endpoints).map_err(ApiError::internal)?),
         Err(e) => warn!(error = %source_chain(&e), "cannot read the endpoints for /metrics"),
     }
+    extra.extend(scheduling.tracer.metrics().map_err(ApiError::internal)?);
     Ok(hookline_kit::metrics::exposition(metrics.registry(), extra)?)
 }

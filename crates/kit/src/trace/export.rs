@@ -64,6 +64,10 @@ pub struct Handle {
     spans: mpsc::Sender<SpanData>,
     stop: mpsc::Sender<oneshot::Sender<()>>,
     pub(super) dropped: AtomicU64,
+    /// Spans the collector accepted.
+    pub(super) exported: AtomicU64,
+    /// Spans lost with an export that failed.
+    pub(super) failed: AtomicU64,
     timeout: Duration,
 }
 
@@ -100,6 +104,8 @@ pub fn start(config: Config) -> Result<Tracer, ExporterError> {
         spans,
         stop,
         dropped: AtomicU64::new(0),
+        exported: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
         timeout: config.timeout,
     });
     let tracer = Tracer {
@@ -133,6 +139,7 @@ async fn run(
     let mut exporter = Exporter {
         config,
         client,
+        handle: handle.clone(),
         last_warning: None,
         lost: 0,
         dropped_told: 0,
@@ -176,6 +183,8 @@ async fn run(
 struct Exporter {
     config: Config,
     client: awc::Client,
+    /// Where the counts go (gone once every tracer is).
+    handle: std::sync::Weak<Handle>,
     last_warning: Option<Instant>,
     /// Spans lost to failed exports since the last warning.
     lost: usize,
@@ -213,6 +222,14 @@ impl Exporter {
                 humantime::format_duration(self.config.timeout)
             )),
         };
+        if let Some(handle) = self.handle.upgrade() {
+            let counter = if outcome.is_ok() {
+                &handle.exported
+            } else {
+                &handle.failed
+            };
+            counter.fetch_add(spans.len() as u64, Ordering::Relaxed);
+        }
         if let Err(error) = outcome {
             self.lost += spans.len();
             if self.may_warn() {

@@ -14,7 +14,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use hookline_contract::{DocumentStatus, headers};
 use hookline_kit::trace::TraceContext;
 use hookline_tests::redis::TestRedis;
-use hookline_tests::{Receiver, Running, Stack, call, helpdesk_settings, start_helpdesk, wait_for};
+use hookline_tests::{
+    Receiver, Running, Stack, call, closed_port, helpdesk_settings, metric_sum, start_helpdesk, wait_for,
+};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -302,6 +304,43 @@ async fn one_review_is_one_trace_across_both_services_retries_included() {
     })
     .await;
     assert_ne!(other, trace);
+
+    // Each service counts the spans its collector took, and none lost.
+    for running in [&stack.helpdesk, &stack.consumer] {
+        let exported = metric_sum(&running.url, "hookline_trace_spans_total{outcome=\"exported\"}").await;
+        assert!(exported >= 3, "{}: {exported} spans exported", running.url);
+        for lost in ["failed", "dropped"] {
+            let prefix = format!("hookline_trace_spans_total{{outcome=\"{lost}\"}}");
+            assert_eq!(metric_sum(&running.url, &prefix).await, 0, "{}: {lost}", running.url);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_collector_that_is_down_loses_its_spans_counted_and_delays_nothing() {
+    let redis = TestRedis::default();
+    let mut settings = helpdesk_settings(&redis);
+    settings.trace.otlp_endpoint = Some(format!("http://127.0.0.1:{}", closed_port()).parse().unwrap());
+    let helpdesk = start_helpdesk(settings).await;
+    let mut receiver = Receiver::start(200).await;
+    let (status, _, body) = call(
+        "POST",
+        &format!("{}/document", helpdesk.url),
+        &[(headers::CALLBACK_URL, &receiver.url)],
+        Some(&json!({"documentUrl": "https://example.com/a.pdf"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    // Delivered as ever, with the trace the help desk started.
+    let got = receiver.next(DEADLINE).await;
+    assert!(got.headers.contains_key("traceparent"), "{got:?}");
+    // The request's and the attempt's spans, lost with the export (within
+    // a second's batch and the connection refused), and counted.
+    wait_for(DEADLINE, "the lost spans counted", || async {
+        let failed = metric_sum(&helpdesk.url, "hookline_trace_spans_total{outcome=\"failed\"}").await;
+        (failed >= 2).then_some(())
+    })
+    .await;
 }
 
 #[actix_web::test]
