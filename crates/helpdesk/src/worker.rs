@@ -312,6 +312,9 @@ async fn record_outcomes(
             .await
             .map(|finished| {
                 note_disabled(&metrics, &finished.disabled);
+                for (event, count) in &finished.queued {
+                    metrics.events_queued(*event, *count);
+                }
                 finished.recorded
             })
             .map_err(Arc::new);

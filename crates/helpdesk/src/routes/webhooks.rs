@@ -336,12 +336,14 @@ pub async fn enable(
     path: web::Path<String>,
     store: web::Data<Store>,
     settings: web::Data<SubscriptionSettings>,
+    metrics: web::Data<HelpdeskMetrics>,
 ) -> Result<HttpResponse, Error> {
     let id = checked_id(&path)?;
     match store.enable_subscription(auth.tenant(), id).await? {
         Enabled::NoSuchSubscription => return Err(ApiError::NotFound(NOT_FOUND).into()),
         Enabled::Already => {}
-        Enabled::Enabled => {
+        Enabled::Enabled { told } => {
+            metrics.events_queued(EventType::EndpointEnabled, told);
             settings.wakeup.job_scheduled(Utc::now());
             info!(subscription = %id, tenant = %auth.tenant(), "subscription enabled again");
         }

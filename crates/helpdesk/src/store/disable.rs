@@ -35,7 +35,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hookline_contract::DisableReason;
+use hookline_contract::{DisableReason, EventType};
 use redis::Script;
 
 use super::jobs::Recorded;
@@ -103,13 +103,31 @@ pub struct Finished {
     pub recorded: Vec<Recorded>,
     /// The subscriptions it disabled.
     pub disabled: Vec<Disabled>,
+    /// The operational events it queued (`endpoint.disabled`,
+    /// `message.attempt.exhausted`), by type.
+    pub queued: Vec<(EventType, u64)>,
+}
+
+impl Finished {
+    /// The `queued` list of `finish.lua`'s answer: type, count, ...
+    pub(super) fn queued_from_script(flat: &[String]) -> Vec<(EventType, u64)> {
+        flat.chunks(2)
+            .filter_map(|pair| match pair {
+                [event, count] => Some((event.parse().ok()?, count.parse().ok()?)),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// What `POST /webhooks/{id}/enable` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enabled {
-    /// It was disabled; it is enabled now, and the tenant was told.
-    Enabled,
+    /// It was disabled; it is enabled now, and the tenant was told: `told`
+    /// `endpoint.enabled` events were queued (in partition 0; 0 elsewhere).
+    Enabled {
+        told: u64,
+    },
     /// It was enabled already: nothing changed.
     Already,
     NoSuchSubscription,
@@ -120,7 +138,7 @@ impl Partition {
     /// `endpoint.enabled` for the tenant's other subscriptions.
     async fn enable(&self, tenant: &str, id: &str, webhook_id: &str, tell: bool) -> Result<Enabled, StoreError> {
         let mut conn = self.conn.clone();
-        let done: i64 = self
+        let (done, told): (i64, u64) = self
             .invocation(&ENABLE)
             .key(self.keys.subscription(id))
             .arg(tenant)
@@ -129,7 +147,7 @@ impl Partition {
             .invoke_async(&mut conn)
             .await?;
         Ok(match done {
-            1 => Enabled::Enabled,
+            1 => Enabled::Enabled { told },
             2 => Enabled::Already,
             _ => Enabled::NoSuchSubscription,
         })
@@ -180,6 +198,7 @@ impl Store {
         for (k, part) in self.parts.iter().enumerate().rev() {
             outcome = part.enable(tenant, id, &webhook_id, k == 0).await?;
         }
+        // Partition 0 is last: its answer (and its count) is the one kept.
         Ok(outcome)
     }
 

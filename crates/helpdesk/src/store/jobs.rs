@@ -284,7 +284,8 @@ impl Partition {
             }
         }
         let mut conn = self.conn.clone();
-        let (results, disabled): (Vec<i64>, Vec<String>) = invocation.invoke_async(&mut conn).await?;
+        let (results, disabled, queued): (Vec<i64>, Vec<String>, Vec<String>) =
+            invocation.invoke_async(&mut conn).await?;
         let recorded = results
             .into_iter()
             .map(|result| match result {
@@ -297,6 +298,7 @@ impl Partition {
         Ok(Finished {
             recorded,
             disabled: Disabled::from_script(&disabled),
+            queued: Finished::queued_from_script(&queued),
         })
     }
 }
@@ -418,12 +420,14 @@ impl Store {
         let mut finished = Finished {
             recorded: vec![Recorded::Stale; items.len()],
             disabled: Vec::new(),
+            queued: Vec::new(),
         };
         for (at, results) in done {
             for (&i, result) in at.iter().zip(results.recorded) {
                 finished.recorded[i] = result;
             }
             finished.disabled.extend(results.disabled);
+            finished.queued.extend(results.queued);
         }
         Ok(finished)
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hookline_tests::api::{auth, post_document, subscribe};
 use hookline_tests::redis::TestRedis;
-use hookline_tests::{Received, Receiver, Running, call, helpdesk_settings, start_helpdesk};
+use hookline_tests::{Received, Receiver, Running, call, helpdesk_settings, metric_sum, start_helpdesk, wait_for};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -49,6 +49,17 @@ async fn until_dead(helpdesk: &Running, key: Option<&str>, id: &str, n: usize) {
         assert!(tokio::time::Instant::now() < give_up, "{id} never had {n} dead letters");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until `hookline_helpdesk_events_queued_total` counts one `event`
+/// (the worker counts what its finish queued once the script has answered).
+async fn queued_once(helpdesk: &str, event: &str) {
+    let prefix = format!("hookline_helpdesk_events_queued_total{{type=\"{event}\"}}");
+    wait_for(DEADLINE, &format!("one {event} counted as queued"), || async {
+        (metric_sum(helpdesk, &prefix).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(metric_sum(helpdesk, &prefix).await, 1, "{event}");
 }
 
 /// The operational events of `got` of type `name`.
@@ -94,6 +105,10 @@ async fn a_410_disables_the_subscription_at_once_and_the_tenant_is_told_on_anoth
     assert_eq!(data["subscriptionId"], id(&gone_sub).as_str(), "{data}");
     assert_eq!(data["webhookId"], first.headers["webhook-id"].as_str(), "{data}");
     assert_eq!(data["eventType"], "document.received", "{data}");
+    // Counted as queued, as every event is.
+    for event in ["endpoint.disabled", "message.attempt.exhausted"] {
+        queued_once(&helpdesk.url, event).await;
+    }
 
     let (status, shown) = subscription(&helpdesk, None, &id(&gone_sub)).await;
     assert_eq!(status, 200);
@@ -276,6 +291,7 @@ async fn enabling_resumes_deliveries_and_tells_the_tenant_and_another_tenant_can
     assert_eq!(told.body["type"], "endpoint.enabled", "{}", told.body);
     assert_eq!(told.body["data"]["subscriptionId"], sub_id.as_str());
     assert_eq!(told.body["data"]["url"], gone.url.as_str());
+    queued_once(&helpdesk.url, "endpoint.enabled").await;
 
     let document = post_document(&helpdesk.url, Some(ACME)).await;
     let resumed = gone.next(DEADLINE).await;

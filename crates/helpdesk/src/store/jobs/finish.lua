@@ -13,10 +13,11 @@
 -- the case's callback URL, the number of its attempt log entries, then
 -- those entries (JSON: the attempt itself, then the chaos faults sent
 -- around it).
--- Returns {results, disabled}: one number per job (0: the lease had passed
--- on, nothing changed; 1: recorded; 2: recorded, and the endpoint's
--- breaker opened; 3: ... closed), and the subscriptions this call disabled,
--- five strings each: id, tenant, reason, error, when (unix ms).
+-- Returns {results, disabled, queued}: one number per job (0: the lease had
+-- passed on, nothing changed; 1: recorded; 2: recorded, and the endpoint's
+-- breaker opened; 3: ... closed), the subscriptions this call disabled,
+-- five strings each: id, tenant, reason, error, when (unix ms), and the
+-- operational events it queued, by type: type, count, ....
 local threshold, base, longest = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local retention, disable_after, disable_dead = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 -- An answer within this many ms is quick: it earns the endpoint more slots (see `adapt`).
@@ -182,8 +183,13 @@ end
 
 -- The subscriptions this call disabled: no operational event goes to them.
 local disabled, disabled_now = {}, {}
+local queued, queued_types = {}, {}
 local function operational_event(event, tenant, about, webhook_id, fields)
-  operational(event, tenant, about, webhook_id, fields, disabled_now)
+  local n = operational(event, tenant, about, webhook_id, fields, disabled_now)
+  if n > 0 then
+    if not queued[event] then table.insert(queued_types, event) end
+    queued[event] = (queued[event] or 0) + n
+  end
 end
 
 -- What a finished attempt of an event does to its subscription `sub_id`
@@ -327,4 +333,8 @@ for _, e in ipairs(order) do
   if #fields > 0 then redis.call('HSET', endpoint_key(e), unpack(fields)) end
   if state.was_full or state.refresh then refresh(e, false, state.ep) end
 end
-return {results, disabled}
+local counts = {}
+for _, event in ipairs(queued_types) do
+  table.insert(counts, event); table.insert(counts, tostring(queued[event]))
+end
+return {results, disabled, counts}
