@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use hookline_tests::api::auth;
+use hookline_tests::api::{auth, post_document, subscribe};
 use hookline_tests::redis::TestRedis;
 use hookline_tests::{Received, Receiver, Running, call, helpdesk_settings, start_helpdesk};
 use serde_json::{Value, json};
@@ -88,40 +88,18 @@ async fn a_subscription_s_recovery_sends_every_event_that_died_since_and_nothing
     settings.circuit_failures = 1000;
     let helpdesk = start_helpdesk(settings).await;
     let mut receiver = Receiver::start(503).await;
-    let (status, sub) = post(
-        &helpdesk,
-        None,
-        "/webhooks",
-        json!({"url": receiver.url, "events": ["document.received"]}),
-        &[],
-    )
-    .await;
-    assert_eq!(status, 201, "{sub}");
+    let sub = subscribe(&helpdesk.url, None, &receiver.url, &["document.received"]).await;
     let sub_id = sub["id"].as_str().unwrap().to_owned();
 
     // Two events die before the outage we recover from, three during it.
     for _ in 0..2 {
-        post(
-            &helpdesk,
-            None,
-            "/document",
-            json!({"documentUrl": "https://example.com/a.pdf"}),
-            &[],
-        )
-        .await;
+        post_document(&helpdesk.url, None).await;
     }
     until_dead(&helpdesk, None, 2).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let since = Utc::now();
     for _ in 0..3 {
-        post(
-            &helpdesk,
-            None,
-            "/document",
-            json!({"documentUrl": "https://example.com/b.pdf"}),
-            &[],
-        )
-        .await;
+        post_document(&helpdesk.url, None).await;
     }
     until_dead(&helpdesk, None, 5).await;
     let during: Vec<String> = get(&helpdesk, None, "/dead-letters").await.1["items"]
